@@ -1,0 +1,170 @@
+"""Building a backend chain: descriptors → instances → resolved operation tables.
+
+Everything pluggy-related happens here, once, at start-up: after :func:`build_chain` the
+Store awaits plain callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pluggy
+
+from cfgstore.adapters.backend import BackendContext, BackendDescriptor, Operation, Operations
+from cfgstore.adapters.settings import Settings
+from cfgstore.errors import PluginError
+from cfgstore.hookspecs import (
+    config,
+    credentials,
+    custom_models,
+    password,
+    plugin_config,
+    pools,
+    sessions,
+    system_prompt,
+    usage_cache,
+)
+from cfgstore.model.events import ChangeEvent
+
+log = logging.getLogger("cfgstore.chain")
+
+OPERATION_MODULES = (
+    pools,
+    credentials,
+    config,
+    system_prompt,
+    custom_models,
+    sessions,
+    password,
+    usage_cache,
+    plugin_config,
+)
+
+OPERATIONS: tuple[str, ...] = tuple(
+    name
+    for module in OPERATION_MODULES
+    for name, _ in inspect.getmembers(module, inspect.isfunction)
+    if name.startswith("cfgstore_")
+)
+"""Every storage operation a complete chain must implement."""
+
+LIFECYCLE = ("cfgstore_open", "cfgstore_flush", "cfgstore_close", "cfgstore_status")
+
+
+def descriptors(manager: pluggy.PluginManager) -> dict[str, BackendDescriptor]:
+    """Collect every backend the loaded plugins announce, by name."""
+    found: dict[str, BackendDescriptor] = {}
+
+    def register(descriptor: BackendDescriptor) -> None:
+        if descriptor.name in found:
+            raise PluginError(f"two plugins announce a backend named {descriptor.name!r}")
+        found[descriptor.name] = descriptor
+
+    manager.hook.cfgstore_register_backends(register=register)
+    return found
+
+
+@attrs.define
+class Layer:
+    name: str
+    instance: object
+    operations: Operations
+    lifecycle: dict[str, Operation]
+
+
+@attrs.define
+class Chain:
+    """The built chain: layers top first, and the resolved table of the whole chain."""
+
+    layers: list[Layer]
+    operations: Operations
+    instance_id: str
+
+
+def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
+    """Instantiate the backends ``settings.chain`` names, bottom first, and resolve every
+    operation to the topmost layer implementing it. Raises :class:`PluginError` for an
+    unknown name, a misplaced layer or operations no layer implements."""
+    available = descriptors(manager)
+    names = list(settings.chain)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        known = ", ".join(sorted(available)) or "none"
+        raise PluginError(
+            f"unknown backend {', '.join(unknown)} (installed: {known}); "
+            "install its distribution, e.g. cfgstore-redis, or fix CFGSTORE_BACKENDS"
+        )
+    instance_id = uuidlib.uuid4().hex[:12]
+    publish = _publisher(manager)
+    layers: list[Layer] = []
+    below: Operations | None = None
+    for position, name in enumerate(reversed(names)):
+        descriptor = available[name]
+        if descriptor.layer and position == 0:
+            raise PluginError(f"backend {name!r} is a layer and needs a backend below it")
+        if not descriptor.layer and position > 0:
+            raise PluginError(f"backend {name!r} must be at the bottom of the chain")
+        instance = descriptor.factory(BackendContext(settings, below, publish, instance_id))
+        manager.register(instance, name=f"backend:{name}:{instance_id}")
+        table = _resolve(manager, instance, OPERATIONS)
+        lifecycle = _resolve(manager, instance, LIFECYCLE)
+        below = Operations({**below._table, **table} if below is not None else table)
+        layers.insert(0, Layer(name, instance, Operations(table), lifecycle))
+    assert below is not None
+    missing = [op for op in OPERATIONS if op not in below]
+    if missing:
+        for layer in layers:
+            manager.unregister(layer.instance)
+        raise PluginError(f"backend chain {names} does not implement: {', '.join(missing)}")
+    return Chain(layers, below, instance_id)
+
+
+def _resolve(
+    manager: pluggy.PluginManager, instance: object, names: tuple[str, ...]
+) -> dict[str, Operation]:
+    table: dict[str, Operation] = {}
+    for name in names:
+        for impl in getattr(manager.hook, name).get_hookimpls():
+            if impl.plugin is instance:
+                if not inspect.iscoroutinefunction(impl.function):
+                    raise PluginError(f"{impl.plugin_name}.{name} must be an async def")
+                table[name] = _bind(impl.function, tuple(impl.argnames))
+    return table
+
+
+def _bind(function: Callable[..., Any], argnames: tuple[str, ...]) -> Operation:
+    """Call an implementation with only the arguments it declares (pluggy's pruning)."""
+    if not argnames:
+        return lambda **_: function()
+    return lambda **kwargs: function(*[kwargs[a] for a in argnames])
+
+
+def _publisher(manager: pluggy.PluginManager) -> Callable[[ChangeEvent], None]:
+    def publish(event: ChangeEvent) -> None:
+        notify(manager, "cfgstore_changed", event=event)
+
+    return publish
+
+
+def notify(manager: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
+    """Fan an observer hook out to every implementation, each isolated from the others.
+
+    Awaitables returned by implementations are scheduled on the running loop."""
+    for impl in getattr(manager.hook, hook_name).get_hookimpls():
+        try:
+            result = impl.function(*[kwargs[a] for a in impl.argnames])
+            if inspect.isawaitable(result):
+                asyncio.ensure_future(result).add_done_callback(_log_failure)
+        except Exception:
+            log.exception("observer %s.%s failed", impl.plugin_name, hook_name)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("observer failed", exc_info=task.exception())

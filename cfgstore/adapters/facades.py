@@ -1,0 +1,322 @@
+"""Typed per-entity facades over the resolved operation table.
+
+pluggy cannot type hook calls; these classes are where type checkers see real signatures
+(tox's approach). Each method is one await of a resolved callable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cfgstore.adapters.backend import Operations
+from cfgstore.model import records as rec
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import Credential, CredentialRef
+from cfgstore.model.custom_models import CustomModel
+from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.password import hash_password, verify_password
+from cfgstore.model.plugin_config import PluginConfig
+from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.sessions import UiSession
+from cfgstore.model.timefmt import now_ms
+from cfgstore.model.usage_cache import UsageCache
+
+
+class _Facade:
+    def __init__(self, ops: Operations) -> None:
+        self._ops = ops
+
+    async def _call(self, operation: str, /, **kwargs: Any) -> Any:
+        return await self._ops[operation](**kwargs)
+
+
+class Pools(_Facade):
+    """Provider pools (``cfgstore.hookspecs.pools``)."""
+
+    async def list(self) -> ProviderPools:
+        result: ProviderPools = await self._call("cfgstore_pools_list")
+        return result
+
+    async def get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:
+        node: ProviderNode | None = await self._call(
+            "cfgstore_pools_get_node", provider_type=provider_type, uuid=uuid
+        )
+        return node
+
+    async def add_node(self, provider_type: str, node: ProviderNode) -> ProviderNode:
+        added: ProviderNode = await self._call(
+            "cfgstore_pools_add_node", provider_type=provider_type, node=node
+        )
+        return added
+
+    async def update_node(
+        self, provider_type: str, uuid: str, changes: Mapping[str, JSONValue]
+    ) -> ProviderNode:
+        node: ProviderNode = await self._call(
+            "cfgstore_pools_update_node", provider_type=provider_type, uuid=uuid, changes=changes
+        )
+        return node
+
+    async def delete_node(self, provider_type: str, uuid: str) -> None:
+        await self._call("cfgstore_pools_delete_node", provider_type=provider_type, uuid=uuid)
+
+    async def rename_node(self, provider_type: str, old_uuid: str, new_uuid: str) -> None:
+        await self._call(
+            "cfgstore_pools_rename_node",
+            provider_type=provider_type,
+            old_uuid=old_uuid,
+            new_uuid=new_uuid,
+        )
+
+    async def delete_type(self, provider_type: str) -> int:
+        count: int = await self._call("cfgstore_pools_delete_type", provider_type=provider_type)
+        return count
+
+    async def set_disabled(self, provider_type: str, uuid: str, disabled: bool) -> None:
+        await self._call(
+            "cfgstore_pools_set_disabled",
+            provider_type=provider_type,
+            uuid=uuid,
+            disabled=disabled,
+        )
+
+    async def reset_health(self, provider_type: str) -> int:
+        count: int = await self._call("cfgstore_pools_reset_health", provider_type=provider_type)
+        return count
+
+    async def delete_unhealthy(self, provider_type: str) -> builtins.list[str]:
+        removed: builtins.list[str] = await self._call(
+            "cfgstore_pools_delete_unhealthy", provider_type=provider_type
+        )
+        return removed
+
+    async def apply_records(self, records: Sequence[rec.NodeRecord]) -> None:
+        await self._call("cfgstore_pools_apply_records", records=records)
+
+    # Hot-path conveniences: one record each, stamped now unless ``at_ms`` is given.
+
+    async def record_selected(
+        self, provider_type: str, uuid: str, seq: int, at_ms: int | None = None
+    ) -> None:
+        await self.apply_records([rec.Selected(provider_type, uuid, at_ms or now_ms(), seq)])
+
+    async def record_success(self, provider_type: str, uuid: str, at_ms: int | None = None) -> None:
+        await self.apply_records([rec.Success(provider_type, uuid, at_ms or now_ms())])
+
+    async def record_failure(
+        self,
+        provider_type: str,
+        uuid: str,
+        message: str,
+        *,
+        max_error_count: int,
+        immediate: bool = False,
+        at_ms: int | None = None,
+    ) -> None:
+        await self.apply_records(
+            [
+                rec.Failure(
+                    provider_type, uuid, at_ms or now_ms(), message, max_error_count, immediate
+                )
+            ]
+        )
+
+    async def record_cooldown(
+        self,
+        provider_type: str,
+        uuid: str,
+        message: str,
+        *,
+        max_error_count: int,
+        recovery_at_ms: int,
+        at_ms: int | None = None,
+    ) -> None:
+        await self.apply_records(
+            [
+                rec.Cooldown(
+                    provider_type, uuid, at_ms or now_ms(), message, max_error_count, recovery_at_ms
+                )
+            ]
+        )
+
+    async def record_need_refresh(
+        self, provider_type: str, uuid: str, at_ms: int | None = None
+    ) -> None:
+        await self.apply_records([rec.NeedRefresh(provider_type, uuid, at_ms or now_ms())])
+
+    async def record_recovered(
+        self, provider_type: str, uuid: str, at_ms: int | None = None
+    ) -> None:
+        await self.apply_records([rec.Recovered(provider_type, uuid, at_ms or now_ms())])
+
+    async def record_health_check(
+        self,
+        provider_type: str,
+        uuid: str,
+        *,
+        ok: bool,
+        model: str | None,
+        message: str | None = None,
+        max_error_count: int,
+        immediate: bool = False,
+        reset_usage: bool = False,
+        at_ms: int | None = None,
+    ) -> None:
+        await self.apply_records(
+            [
+                rec.HealthCheckResult(
+                    provider_type,
+                    uuid,
+                    at_ms or now_ms(),
+                    ok,
+                    model,
+                    message,
+                    max_error_count,
+                    immediate,
+                    reset_usage,
+                )
+            ]
+        )
+
+
+class Credentials(_Facade):
+    """OAuth credentials (``cfgstore.hookspecs.credentials``)."""
+
+    async def get(self, provider_type: str, uuid: str) -> Credential | None:
+        cred: Credential | None = await self._call(
+            "cfgstore_credentials_get", provider_type=provider_type, uuid=uuid
+        )
+        return cred
+
+    async def put(self, credential: Credential, expected_version: str | None) -> str:
+        version: str = await self._call(
+            "cfgstore_credentials_put", credential=credential, expected_version=expected_version
+        )
+        return version
+
+    async def delete(self, provider_type: str, uuid: str) -> bool:
+        existed: bool = await self._call(
+            "cfgstore_credentials_delete", provider_type=provider_type, uuid=uuid
+        )
+        return existed
+
+    async def list(self) -> list[CredentialRef]:
+        refs: list[CredentialRef] = await self._call("cfgstore_credentials_list")
+        return refs
+
+
+class Config(_Facade):
+    """The main configuration (``cfgstore.hookspecs.config``)."""
+
+    async def get(self) -> MainConfig:
+        cfg: MainConfig = await self._call("cfgstore_config_get")
+        return cfg
+
+    async def put(self, document: dict[str, JSONValue], expected_version: str) -> str:
+        version: str = await self._call(
+            "cfgstore_config_put", document=document, expected_version=expected_version
+        )
+        return version
+
+
+class SystemPrompt(_Facade):
+    async def get(self) -> str | None:
+        text: str | None = await self._call("cfgstore_system_prompt_get")
+        return text
+
+    async def put(self, text: str) -> None:
+        await self._call("cfgstore_system_prompt_put", text=text)
+
+
+class CustomModels(_Facade):
+    async def list(self) -> list[CustomModel]:
+        models: list[CustomModel] = await self._call("cfgstore_custom_models_list")
+        return models
+
+    async def add(self, model: CustomModel) -> None:
+        await self._call("cfgstore_custom_models_add", model=model)
+
+    async def update(self, model_id: str, changes: Mapping[str, JSONValue]) -> CustomModel:
+        model: CustomModel = await self._call(
+            "cfgstore_custom_models_update", model_id=model_id, changes=changes
+        )
+        return model
+
+    async def delete(self, model_id: str) -> None:
+        await self._call("cfgstore_custom_models_delete", model_id=model_id)
+
+
+class Sessions(_Facade):
+    """Web-UI sessions. ``now_ms`` defaults to the current time."""
+
+    async def add(self, token: str, session: UiSession) -> None:
+        await self._call("cfgstore_sessions_add", token=token, session=session)
+
+    async def get(self, token: str, now: int | None = None) -> UiSession | None:
+        session: UiSession | None = await self._call(
+            "cfgstore_sessions_get", token=token, now_ms=now or now_ms()
+        )
+        return session
+
+    async def delete(self, token: str) -> bool:
+        existed: bool = await self._call("cfgstore_sessions_delete", token=token)
+        return existed
+
+    async def purge_expired(self, now: int | None = None) -> int:
+        count: int = await self._call("cfgstore_sessions_purge_expired", now_ms=now or now_ms())
+        return count
+
+    async def count(self, now: int | None = None) -> int:
+        count: int = await self._call("cfgstore_sessions_count", now_ms=now or now_ms())
+        return count
+
+
+class Password(_Facade):
+    """The admin password. Hashing runs in a worker thread (PBKDF2 takes ~0.1 s)."""
+
+    async def get_stored(self) -> str | None:
+        stored: str | None = await self._call("cfgstore_password_get")
+        return stored
+
+    async def verify(self, password: str) -> bool:
+        stored = await self.get_stored()
+        return await asyncio.to_thread(verify_password, password, stored)
+
+    async def set(self, password: str) -> None:
+        stored = await asyncio.to_thread(hash_password, password)
+        await self.put_stored(stored)
+
+    async def put_stored(self, stored: str) -> None:
+        await self._call("cfgstore_password_put", stored=stored)
+
+
+class UsageCaches(_Facade):
+    async def get(self) -> UsageCache | None:
+        cache: UsageCache | None = await self._call("cfgstore_usage_cache_get")
+        return cache
+
+    async def put(self, cache: UsageCache) -> None:
+        await self._call("cfgstore_usage_cache_put", cache=cache)
+
+    async def put_type(self, provider_type: str, entry: JSONValue, timestamp: str) -> None:
+        await self._call(
+            "cfgstore_usage_cache_put_type",
+            provider_type=provider_type,
+            entry=entry,
+            timestamp=timestamp,
+        )
+
+
+class PluginConfigs(_Facade):
+    async def get(self) -> PluginConfig:
+        config: PluginConfig = await self._call("cfgstore_plugin_config_get")
+        return config
+
+    async def put(self, config: PluginConfig) -> None:
+        await self._call("cfgstore_plugin_config_put", config=config)
+
+    async def set_enabled(self, name: str, enabled: bool) -> None:
+        await self._call("cfgstore_plugin_config_set_enabled", name=name, enabled=enabled)

@@ -1,0 +1,118 @@
+"""Settings, highest precedence first: explicit values (command-line flags), ``CFGSTORE_*``
+environment variables, then ``REDIS_URL`` (DESIGN §4). Tests use their own variables and
+never read an operator's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from cfgstore.errors import InvalidData
+
+DEFAULT_FILE_CHAIN = ("memory", "file")
+DEFAULT_REDIS_CHAIN = ("memory", "redis")
+
+
+@attrs.frozen
+class Settings:
+    """Everything a Store needs to build its backend chain.
+
+    ``configs_dir`` is the AIClient-2-API ``configs/`` folder; ``cwd`` the working directory
+    that relative paths inside the data resolve against (default: the parent of
+    ``configs_dir``, ``/app`` in the Node Docker image) — FR-011.
+    """
+
+    configs_dir: Path = Path("configs")
+    cwd: Path | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "aiclient"
+    backends: tuple[str, ...] | None = None
+    state_dir: Path | None = None
+    # File backend
+    write_debounce_ms: int = 1000
+    write_max_wait_ms: int = 5000
+    watch_interval_ms: int = 1000
+    reset_counters_on_start: bool = True
+    extra: Mapping[str, str] = attrs.field(factory=dict)
+    """Unrecognised ``CFGSTORE_*`` values, for third-party backends (key without prefix,
+    lower-case)."""
+
+    @property
+    def working_dir(self) -> Path:
+        return self.cwd if self.cwd is not None else self.configs_dir.absolute().parent
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """Backend names, top of the chain first."""
+        if self.backends:
+            return self.backends
+        return DEFAULT_REDIS_CHAIN if self.redis_url else DEFAULT_FILE_CHAIN
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Merge ``overrides`` (flags; ``None`` values ignored) over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        if env.get("REDIS_URL"):
+            values["redis_url"] = env["REDIS_URL"]
+        fields = attrs.fields_dict(cls)
+        for key, raw in env.items():
+            if not key.startswith("CFGSTORE_") or key.startswith("CFGSTORE_TEST_"):
+                continue
+            name = key.removeprefix("CFGSTORE_").lower()
+            if name in fields and name != "extra":
+                values[name] = _parse(name, raw, fields[name].type, key)
+            else:
+                extra[name] = raw
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if name not in fields:
+                raise InvalidData("settings", name, "unknown setting")
+            values[name] = (
+                _parse(name, value, fields[name].type, f"--{name}")
+                if isinstance(value, str)
+                else value
+            )
+        for name in ("configs_dir", "cwd", "state_dir"):
+            if isinstance(values.get(name), str):
+                values[name] = Path(values[name])
+        return cls(extra=extra, **values)
+
+
+def _parse(name: str, raw: str, kind: object, source: str) -> Any:
+    text = str(kind)
+    if "tuple" in text:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if "bool" in text:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise InvalidData(source, name, f"expected a boolean, got {raw!r}")
+    if text == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidData(source, name, f"expected an integer, got {raw!r}") from None
+    return raw
+
+
+def redact_url(url: str) -> str:
+    """A connection URL safe to log or print: any password is replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,0 +1,1 @@
+"""``cfgctl``, the operator tool. Every command is a plugin (built-ins included)."""

@@ -1,0 +1,37 @@
+"""``cfgctl``: a typer app whose commands all come from the ``cfgctl_register_commands``
+hook. Plugins are discovered before arguments are parsed; one that fails to load or to
+register is reported on stderr and the rest of the tool keeps working."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
+
+
+def build_app(plugins: PluginSet | None = None) -> typer.Typer:
+    plugins = plugins or make_plugin_manager()
+    app = typer.Typer(
+        name="cfgctl",
+        help="Operate a cfgstore: status, and whatever commands installed plugins add.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for failure in plugins.failures:
+        print(f"cfgctl: plugin {failure.name} not loaded: {failure.error}", file=sys.stderr)
+    for impl in plugins.manager.hook.cfgctl_register_commands.get_hookimpls():
+        try:
+            impl.function(app)
+        except Exception as exc:
+            print(
+                f"cfgctl: plugin {impl.plugin_name} could not add its commands: {exc}",
+                file=sys.stderr,
+            )
+    return app
+
+
+def main() -> None:
+    build_app()()

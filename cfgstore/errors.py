@@ -1,0 +1,82 @@
+"""Typed errors shared by every backend and by the Store.
+
+One base class, :class:`CfgStoreError`, so a consumer can catch everything the storage
+layer raises in one ``except``. Backends raise these types only; anything else escaping a
+backend is a bug in that backend.
+"""
+
+from __future__ import annotations
+
+
+class CfgStoreError(Exception):
+    """Base class of every error cfgstore raises on purpose."""
+
+
+class NotFound(CfgStoreError):
+    """The entity asked for does not exist (a node uuid, a provider type, a credential)."""
+
+    def __init__(self, entity: str, ident: str) -> None:
+        super().__init__(f"{entity} not found: {ident}")
+        self.entity = entity
+        self.ident = ident
+
+
+class AlreadyExists(CfgStoreError):
+    """An add would create an entity whose id is already taken (e.g. a duplicate uuid)."""
+
+    def __init__(self, entity: str, ident: str) -> None:
+        super().__init__(f"{entity} already exists: {ident}")
+        self.entity = entity
+        self.ident = ident
+
+
+class VersionConflict(CfgStoreError):
+    """A compare-and-set write named a version that is no longer current.
+
+    ``expected`` is the version the caller passed, ``actual`` the one the store holds
+    (``None`` when the entity is gone). Nothing was written.
+    """
+
+    def __init__(self, entity: str, ident: str, expected: str | None, actual: str | None) -> None:
+        super().__init__(
+            f"{entity} {ident}: version conflict (expected {expected!r}, store has {actual!r})"
+        )
+        self.entity = entity
+        self.ident = ident
+        self.expected = expected
+        self.actual = actual
+
+
+class StorageUnavailable(CfgStoreError):
+    """The storage cannot be reached right now (an outage: refused, timeout, failover).
+
+    Also raised for admin edits while the store runs degraded. Retrying later may succeed.
+    """
+
+
+class StorageServerError(CfgStoreError):
+    """The storage answered with an error that is not an outage (out of memory, wrong type,
+    authentication). Retrying will not help until an operator acts."""
+
+
+class InvalidData(CfgStoreError):
+    """Input that does not have the expected shape: a malformed file or a bad argument.
+
+    ``source`` names the file (or the argument), ``where`` the position: ``line L column C``
+    for JSON syntax errors, or a JSON path such as ``$["openai-custom"][0].usageCount`` for
+    shape errors. Nothing was written when this is raised.
+    """
+
+    def __init__(self, source: str, where: str, problem: str) -> None:
+        super().__init__(f"{source}: {where}: {problem}")
+        self.source = source
+        self.where = where
+        self.problem = problem
+
+
+class JournalFull(CfgStoreError):
+    """The outage journal reached its configured bound; the write was refused, not dropped."""
+
+
+class PluginError(CfgStoreError):
+    """A backend chain cannot be built: unknown backend name, missing operations, bad plugin."""

@@ -1,0 +1,52 @@
+"""The storage contract: pluggy hook specifications, one module per entity type.
+
+Backends implement these as ``async def`` hookimpls on a backend object (see
+:mod:`cfgstore.hookspecs.lifecycle` for how a backend announces itself). The docstring of
+each spec is the specification third-party backends code to. The composite
+:class:`cfgstore.adapters.Store` resolves each operation once at start-up and then awaits the
+bound methods directly: no pluggy call happens per operation.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pluggy
+
+PROJECT = "cfgstore"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+def spec_modules() -> list[ModuleType]:
+    """Every module holding hook specifications, in documentation order."""
+    from cfgstore.hookspecs import (
+        cli,
+        config,
+        credentials,
+        custom_models,
+        events,
+        lifecycle,
+        password,
+        plugin_config,
+        pools,
+        sessions,
+        system_prompt,
+        usage_cache,
+    )
+
+    return [
+        lifecycle,
+        pools,
+        credentials,
+        config,
+        system_prompt,
+        custom_models,
+        sessions,
+        password,
+        usage_cache,
+        plugin_config,
+        events,
+        cli,
+    ]

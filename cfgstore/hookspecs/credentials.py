@@ -1,0 +1,51 @@
+"""OAuth credential documents, one per node, keyed by ``(provider_type, uuid)`` (FR-007b).
+
+A credential remembers the path string its node names (``source_path``) so that export can
+write it back where it came from. Writes are compare-and-set on an opaque version: a token
+refresh reads a credential, computes the new document, and writes it with the version it
+read; a concurrent refresh makes the second writer fail instead of silently overwriting.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cfgstore.hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from cfgstore.model.credentials import Credential, CredentialRef
+
+
+@hookspec
+async def cfgstore_credentials_get(provider_type: str, uuid: str) -> Credential | None:
+    """Return the node's credential with its current version, or ``None`` when the node
+    or its credential is absent.
+
+    Raises :class:`~cfgstore.errors.InvalidData` when the stored document is not a JSON
+    object (naming the file or key).
+    """
+
+
+@hookspec
+async def cfgstore_credentials_put(credential: Credential, expected_version: str | None) -> str:
+    """Store ``credential.document`` for ``(credential.provider_type, credential.uuid)``.
+
+    ``expected_version`` is the version the caller read; ``None`` means "only if no
+    credential exists yet"; :data:`cfgstore.model.versions.ANY_VERSION` overwrites
+    unconditionally (migration with ``--force``). On mismatch raises
+    :class:`~cfgstore.errors.VersionConflict` and writes nothing. The whole document is
+    replaced atomically; merge policies (Kiro merges, others replace) are applied by the
+    caller (:func:`cfgstore.model.credentials.apply_refresh`). Returns the new version.
+    Raises :class:`~cfgstore.errors.NotFound` when the backend can only store credentials
+    for existing nodes and the node is absent.
+    """
+
+
+@hookspec
+async def cfgstore_credentials_delete(provider_type: str, uuid: str) -> bool:
+    """Delete the credential; return whether one existed."""
+
+
+@hookspec
+async def cfgstore_credentials_list() -> list[CredentialRef]:
+    """List every stored credential (type, uuid, source path, version), in pool order."""

@@ -1,0 +1,41 @@
+"""Web-UI sessions (``token-store.json``, aiclient-formats §5.2).
+
+The caller passes the raw bearer token; the backend decides how to key it (the file
+backend keeps the Node format, which stores the raw token; Redis stores only a hash).
+Expired sessions are never returned, whether or not they were purged yet.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cfgstore.hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from cfgstore.model.sessions import UiSession
+
+
+@hookspec
+async def cfgstore_sessions_add(token: str, session: UiSession) -> None:
+    """Store a session under ``token`` until ``session.expiry_time`` (ms). Atomic; concurrent
+    adds never drop each other. An existing entry for the same token is replaced."""
+
+
+@hookspec
+async def cfgstore_sessions_get(token: str, now_ms: int) -> UiSession | None:
+    """Return the session, or ``None`` when absent or expired at ``now_ms``."""
+
+
+@hookspec
+async def cfgstore_sessions_delete(token: str) -> bool:
+    """Remove the session (logout); return whether it existed."""
+
+
+@hookspec
+async def cfgstore_sessions_purge_expired(now_ms: int) -> int:
+    """Remove sessions expired at ``now_ms``; return how many were removed."""
+
+
+@hookspec
+async def cfgstore_sessions_count(now_ms: int) -> int:
+    """Count sessions still valid at ``now_ms``."""

@@ -1,0 +1,1 @@
+"""Entities and the byte-faithful file formats of AIClient-2-API (attrs + cattrs)."""

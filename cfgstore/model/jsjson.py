@@ -1,0 +1,152 @@
+"""JSON exactly as the Node service reads and writes it.
+
+The Node service writes every file with ``JSON.stringify(value, null, 2)``: two-space indent,
+raw UTF-8, no trailing newline. :func:`dumps` reproduces those bytes, including the places
+where Python's ``json`` differs from JavaScript: integral floats print as integers (``1``,
+not ``1.0``), tiny and huge numbers use JavaScript's exponent form (``1e-7``, ``1e+21``),
+NaN and infinities become ``null``, lone surrogates are escaped.
+
+:func:`loads` parses with key order kept and integral numbers as ``int``; any syntax error
+becomes :class:`~cfgstore.errors.InvalidData` naming the source and the line and column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from cfgstore.errors import InvalidData
+
+JSONValue = Any
+"""A parsed JSON value: dict (ordered), list, str, int, float, bool or None."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads(text: str | bytes, source: str) -> JSONValue:
+    """Parse JSON text; raise :class:`InvalidData` (with line and column) when it is not JSON.
+
+    A UTF-8 byte-order mark is tolerated. Bytes that are not UTF-8 are invalid data too.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidData(source, f"byte {exc.start}", "not UTF-8 text") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidData(source, f"line {exc.lineno} column {exc.colno}", exc.msg) from None
+    except RecursionError:
+        raise InvalidData(source, "$", "nested too deeply") from None
+    except ValueError as exc:  # from _reject_constant
+        raise InvalidData(source, "$", str(exc)) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def format_number(value: float) -> str:
+    """Format a float the way JavaScript's ``Number.prototype.toString`` does."""
+    if not math.isfinite(value):
+        return "null"
+    if value == 0:
+        return "0"
+    # repr() gives the shortest digits that round-trip, the same digits JavaScript picks;
+    # only the placement of the decimal point and the exponent notation differ.
+    mantissa, _, exp_text = repr(abs(value)).partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    digits = (int_part + frac_part).lstrip("0")
+    # Decimal exponent n such that value = 0.DIGITS × 10^n.
+    n = len(int_part) + (int(exp_text) if exp_text else 0)
+    if int_part == "0":
+        n -= len(frac_part) - len(frac_part.lstrip("0")) + 1
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    sign = "-" if value < 0 else ""
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    exponent = n - 1
+    exp_sign = "+" if exponent >= 0 else "-"
+    head = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{sign}{head}e{exp_sign}{abs(exponent)}"
+
+
+def _normalise(value: JSONValue) -> tuple[JSONValue, bool]:
+    """Return (value with JS-equivalent numbers, whether a slow-path float remains).
+
+    Integral floats below 1e21 become ints (JavaScript prints them without a fraction) and
+    non-finite floats become None. Floats whose JavaScript text differs from Python's repr
+    are left in place and reported, so the caller can take the exact (slower) writer.
+    """
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None, False
+        if value.is_integer() and abs(value) < 1e21:
+            return int(value), False
+        return value, format_number(value) != repr(value)
+    if isinstance(value, dict):
+        out: dict[str, JSONValue] = {}
+        slow = False
+        for key, item in value.items():
+            out[key], item_slow = _normalise(item)
+            slow = slow or item_slow
+        return out, slow
+    if isinstance(value, list):
+        items = []
+        slow = False
+        for item in value:
+            new, item_slow = _normalise(item)
+            items.append(new)
+            slow = slow or item_slow
+        return items, slow
+    return value, False
+
+
+def dumps(value: JSONValue) -> str:
+    """Serialise like ``JSON.stringify(value, null, 2)`` (no trailing newline)."""
+    normalised, slow = _normalise(value)
+    text = (
+        _dumps_exact(normalised, "")
+        if slow
+        else json.dumps(normalised, indent=2, ensure_ascii=False, allow_nan=False)
+    )
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def dump_bytes(value: JSONValue) -> bytes:
+    """:func:`dumps` encoded as UTF-8: the exact bytes the Node service writes."""
+    return dumps(value).encode("utf-8", "surrogatepass")
+
+
+def _dumps_exact(value: JSONValue, indent: str) -> str:
+    """Pure-Python writer used only when a float needs JavaScript's exponent notation."""
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        parts = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dumps_exact(v, inner)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(parts) + "\n" + indent + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        inner = indent + "  "
+        items = ",\n".join(inner + _dumps_exact(v, inner) for v in value)
+        return "[\n" + items + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)

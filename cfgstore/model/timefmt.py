@@ -1,0 +1,42 @@
+"""Times as the Node service stores them: ISO text from ``Date.toISOString()`` and epoch ms."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch ms → ``2026-05-30T07:59:58.120Z`` (always UTC, always milliseconds)."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_time_ms(value: object) -> int | None:
+    """Read a stored time: ms number, digit string, ISO text or ``YYYY-MM-DD HH:mm``.
+
+    Returns ``None`` for anything unreadable (callers treat that as "unknown", as the Node
+    service does with ``NaN``).
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

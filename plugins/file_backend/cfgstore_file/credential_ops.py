@@ -1,0 +1,182 @@
+"""Credential operations of the file backend: token files at the paths nodes name."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cfgstore import hookimpl
+from cfgstore.errors import InvalidData, NotFound, VersionConflict
+from cfgstore.model import jsjson
+from cfgstore.model.credentials import (
+    Credential,
+    CredentialRef,
+    TokenFormat,
+    credential_path_of,
+    path_keys_for,
+    resolve_path,
+    token_format_for,
+)
+from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, content_version
+from cfgstore_file.atomic import atomic_write, read_bytes
+from cfgstore_file.layout import new_credential_path
+
+if TYPE_CHECKING:
+    from cfgstore_file.atomic import LockDir
+    from cfgstore_file.layout import Layout
+    from cfgstore_file.pools_file import PoolsFile
+
+
+class CredentialOps:
+    layout: Layout
+    locks: LockDir
+    pools_file: PoolsFile
+
+    def _publish(self, entity: str, *ids: str, remote: bool = False) -> None:
+        raise NotImplementedError
+
+    def _located(self, provider_type: str, uuid: str) -> tuple[ProviderNode, str, Path] | None:
+        node = self.pools_file.view.find(provider_type, uuid)
+        if node is None:
+            return None
+        carrier = credential_path_of(provider_type, node)
+        if carrier is None:
+            return None
+        return node, carrier[1], resolve_path(carrier[1], self.layout.cwd)
+
+    @hookimpl
+    async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
+        located = self._located(provider_type, uuid)
+        if located is None:
+            return None
+        _, source_path, path = located
+        token_format = token_format_for(provider_type)
+        return await asyncio.to_thread(
+            self._read_credential, provider_type, uuid, source_path, path, token_format
+        )
+
+    def _read_credential(
+        self, provider_type: str, uuid: str, source_path: str, path: Path, fmt: TokenFormat
+    ) -> Credential | None:
+        raw = read_bytes(path)
+        if raw is None:
+            return None
+        document = jsjson.loads(raw, str(path))
+        if not isinstance(document, dict):
+            raise InvalidData(str(path), "$", "a credential file must hold a JSON object")
+        siblings = self._kiro_siblings(path) if fmt is TokenFormat.KIRO else {}
+        return Credential(
+            provider_type, uuid, document, source_path, fmt, content_version(raw), siblings
+        )
+
+    def _kiro_siblings(self, path: Path) -> dict[str, jsjson.JSONValue]:
+        """Fields of the other ``*.json`` files of a Kiro token's folder (the IDE keeps its
+        client registration there). Never merges the configs folder itself."""
+        if path.parent.absolute() == self.layout.configs_dir:
+            return {}
+        merged: dict[str, jsjson.JSONValue] = {}
+        for sibling in sorted(path.parent.glob("*.json")):
+            if sibling.name == path.name:
+                continue
+            raw = read_bytes(sibling)
+            try:
+                doc = jsjson.loads(raw, str(sibling)) if raw is not None else None
+            except InvalidData:
+                continue  # the Node adapter tolerates a corrupt sibling too
+            if isinstance(doc, dict):
+                merged.update(doc)
+        return merged
+
+    @hookimpl
+    async def cfgstore_credentials_put(
+        self, credential: Credential, expected_version: str | None
+    ) -> str:
+        provider_type, uuid = credential.provider_type, credential.uuid
+        located = self._located(provider_type, uuid)
+        if located is None:
+            located = await self._assign_credential_path(provider_type, uuid)
+        _, _, path = located
+        data = jsjson.dump_bytes(credential.document)
+        version = await asyncio.to_thread(
+            self._cas_write, path, data, expected_version, f"{provider_type}/{uuid}"
+        )
+        self._publish("credentials", f"{provider_type}/{uuid}")
+        return version
+
+    async def _assign_credential_path(
+        self, provider_type: str, uuid: str
+    ) -> tuple[ProviderNode, str, Path]:
+        """Give a node without a token path the path the Node service's OAuth flow would."""
+        if self.pools_file.view.find(provider_type, uuid) is None:
+            raise NotFound("provider node", f"{provider_type}/{uuid}")
+        relative = new_credential_path(provider_type, uuid, self.layout)
+        if relative is None:
+            raise InvalidData(
+                "credential", provider_type, "this provider type keeps no credential files"
+            )
+        key = path_keys_for(provider_type)[0]
+
+        def edit(pools: ProviderPools) -> None:
+            node = pools.find(provider_type, uuid)
+            if node is None:
+                raise NotFound("provider node", f"{provider_type}/{uuid}")
+            node.settings[key] = relative
+            node.ensure_keys(key)
+
+        await self.pools_file.flush(edit)
+        self._publish("pools", f"{provider_type}/{uuid}")
+        located = self._located(provider_type, uuid)
+        assert located is not None
+        return located
+
+    def _cas_write(self, path: Path, data: bytes, expected: str | None, ident: str) -> str:
+        with self.locks.lock_for(path):
+            current = read_bytes(path)
+            actual = content_version(current) if current is not None else None
+            wanted = ABSENT_VERSION if expected is None else expected
+            if wanted != ANY_VERSION and wanted != (actual or ABSENT_VERSION):
+                raise VersionConflict("credential", ident, expected, actual)
+            atomic_write(path, data)
+            return content_version(data)
+
+    @hookimpl
+    async def cfgstore_credentials_delete(self, provider_type: str, uuid: str) -> bool:
+        located = self._located(provider_type, uuid)
+        if located is None:
+            return False
+        path = located[2]
+
+        def remove() -> bool:
+            with self.locks.lock_for(path):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    return False
+                return True
+
+        existed = await asyncio.to_thread(remove)
+        if existed:
+            self._publish("credentials", f"{provider_type}/{uuid}")
+        return existed
+
+    @hookimpl
+    async def cfgstore_credentials_list(self) -> list[CredentialRef]:
+        candidates = []
+        for provider_type, node in self.pools_file.view:
+            carrier = credential_path_of(provider_type, node)
+            if carrier is not None:
+                path = resolve_path(carrier[1], self.layout.cwd)
+                candidates.append((provider_type, node.uuid, carrier[1], path))
+
+        def scan() -> list[CredentialRef]:
+            refs = []
+            for provider_type, uuid, source, path in candidates:
+                raw = read_bytes(path)
+                if raw is not None:
+                    refs.append(CredentialRef(provider_type, uuid, source, content_version(raw)))
+            return refs
+
+        return await asyncio.to_thread(scan)

@@ -1,0 +1,82 @@
+"""Where each file of the AIClient-2-API layout lives (aiclient-formats §0, §1)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import resolve_path
+
+
+@attrs.frozen
+class Layout:
+    """Absolute paths of every file. Paths named in ``config.json`` are resolved against
+    the working directory; unset ones default to files in the configs folder."""
+
+    configs_dir: Path
+    cwd: Path
+    config: Path
+    pools: Path
+    custom_models: Path
+    system_prompt: Path
+    password: Path
+    sessions: Path
+    usage_cache: Path
+    plugins: Path
+    locks: Path
+
+    @classmethod
+    def build(cls, configs_dir: Path, cwd: Path, config: MainConfig) -> Layout:
+        configs_dir = configs_dir.absolute()
+        cwd = cwd.absolute()
+
+        def configured(key: str, default_name: str) -> Path:
+            value = config.document.get(key)
+            if isinstance(value, str) and value.strip():
+                return resolve_path(value, cwd)
+            return configs_dir / default_name
+
+        return cls(
+            configs_dir=configs_dir,
+            cwd=cwd,
+            config=configs_dir / "config.json",
+            pools=configured("PROVIDER_POOLS_FILE_PATH", "provider_pools.json"),
+            custom_models=configured("CUSTOM_MODELS_FILE_PATH", "custom_models.json"),
+            system_prompt=configured("SYSTEM_PROMPT_FILE_PATH", "input_system_prompt.txt"),
+            password=configs_dir / "pwd",
+            sessions=configs_dir / "token-store.json",
+            usage_cache=configs_dir / "usage-cache.json",
+            plugins=configs_dir / "plugins.json",
+            locks=configs_dir / ".cfgstore-locks",
+        )
+
+
+OAUTH_DIRS = {
+    "claude-kiro-oauth": "kiro",
+    "gemini-cli-oauth": "gemini",
+    "gemini-antigravity": "antigravity",
+    "openai-qwen-oauth": "qwen",
+    "openai-iflow": "iflow",
+    "openai-codex-oauth": "codex",
+}
+"""Provider type prefix → the ``configs/`` sub-folder its token files go to."""
+
+
+def new_credential_path(provider_type: str, uuid: str, layout: Layout) -> str | None:
+    """Path string (cwd-relative, ``./`` prefixed, as the Node service writes it) for a new
+    token file of ``provider_type``; ``None`` for types without token files."""
+    for prefix, folder in OAUTH_DIRS.items():
+        if provider_type == prefix or provider_type.startswith(prefix + "-"):
+            base = layout.configs_dir / folder
+            # Kiro merges every *.json of a token's folder: each account gets its own.
+            target = (
+                base / uuid / f"{uuid}.json"
+                if folder == "kiro"
+                else (base / f"{uuid}_oauth_creds.json")
+            )
+            relative = os.path.relpath(target, layout.cwd)
+            return relative if relative.startswith("..") else "./" + relative
+    return None

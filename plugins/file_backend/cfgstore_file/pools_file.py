@@ -1,0 +1,117 @@
+"""``provider_pools.json`` with coalesced hot-path writes and cross-process merging.
+
+Memory holds the *confirmed* document (what the file held after our last read or write)
+and the *pending* records not yet written; the *view* every read sees is confirmed +
+pending. A flush takes the cross-process lock, reads the file fresh, re-applies the pending
+records to it, applies an admin edit if there is one, and writes. Because records are
+re-applied to whatever the file holds now, two processes sharing the folder lose no count
+and no edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from cfgstore.model import jsjson
+from cfgstore.model.pools import ProviderPools, pools_from_json, pools_to_json
+from cfgstore.model.records import NodeRecord, apply_record
+from cfgstore_file.atomic import LockDir, Signature, atomic_write, read_bytes, signature
+
+T = TypeVar("T")
+Edit = Callable[[ProviderPools], T]
+
+
+class PoolsFile:
+    def __init__(self, path: Path, locks: LockDir) -> None:
+        self.path = path
+        self._locks = locks
+        self.confirmed = ProviderPools()
+        self.view = ProviderPools()
+        self.pending: list[NodeRecord] = []
+        self.seen: Signature | None = None
+        self._io = asyncio.Lock()  # one read-merge-write at a time in this process
+
+    async def load(self) -> None:
+        """Read the file (missing = empty pools) into memory."""
+        async with self._io:
+            pools, sig = await asyncio.to_thread(self._read_sync)
+            self._confirm(pools, sig)
+
+    async def reload_if_changed(self) -> bool:
+        """Pick up another process's write; return whether the file had changed."""
+        if self._io.locked() or await asyncio.to_thread(signature, self.path) == self.seen:
+            return False
+        async with self._io:
+            pools, sig = await asyncio.to_thread(self._read_sync)
+            if sig == self.seen:
+                return False
+            self._confirm(pools, sig)
+            return True
+
+    def apply(self, records: Sequence[NodeRecord]) -> int:
+        """Apply records to the view at once and queue them for the next flush.
+
+        Returns how many were accepted (records for absent nodes are dropped)."""
+        accepted = 0
+        for record in records:
+            node = self.view.find(record.provider_type, record.uuid)
+            if node is None:
+                continue
+            apply_record(node, record)
+            self.pending.append(record)
+            accepted += 1
+        return accepted
+
+    async def flush(self, edit: Edit[T] | None = None) -> T | None:
+        """Write pending records (and ``edit``, applied to the fresh file state) atomically.
+
+        If ``edit`` raises, nothing is written and pending records stay pending."""
+        async with self._io:
+            taken, self.pending = self.pending, []
+            try:
+                pools, sig, result = await asyncio.to_thread(self._merge_write_sync, taken, edit)
+            except BaseException:
+                self.pending = taken + self.pending
+                raise
+            self._confirm(pools, sig)
+            return result
+
+    def _confirm(self, pools: ProviderPools, sig: Signature | None) -> None:
+        self.confirmed = pools
+        self.seen = sig
+        view = pools.copy()
+        for record in self.pending:
+            node = view.find(record.provider_type, record.uuid)
+            if node is not None:
+                apply_record(node, record)
+        self.view = view
+
+    def _read_sync(self) -> tuple[ProviderPools, Signature | None]:
+        raw = read_bytes(self.path)
+        sig = signature(self.path)
+        if raw is None:
+            return ProviderPools(), None
+        return pools_from_json(jsjson.loads(raw, str(self.path)), str(self.path)), sig
+
+    def _merge_write_sync(
+        self, records: list[NodeRecord], edit: Edit[T] | None
+    ) -> tuple[ProviderPools, Signature | None, T | None]:
+        with self._locks.lock_for(self.path):
+            raw = read_bytes(self.path)
+            pools = (
+                ProviderPools()
+                if raw is None
+                else pools_from_json(jsjson.loads(raw, str(self.path)), str(self.path))
+            )
+            for record in records:
+                node = pools.find(record.provider_type, record.uuid)
+                if node is not None:
+                    apply_record(node, record)
+            result = edit(pools) if edit is not None else None
+            data = jsjson.dump_bytes(pools_to_json(pools))
+            if data != raw:
+                atomic_write(self.path, data)
+            return pools, signature(self.path), result

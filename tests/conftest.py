@@ -1,0 +1,1 @@
+from tests.support.redis_fixture import *  # noqa: F403
