@@ -7,6 +7,7 @@ errors into one :class:`~cfgstore.errors.InvalidData` naming the source and path
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import cattrs
@@ -53,15 +54,22 @@ def make_converter() -> cattrs.Converter:
 converter = make_converter()
 
 
-def structure(data: Any, cls: type[T], source: str, path: str = "$") -> T:
-    """Structure ``data`` into ``cls`` or raise :class:`InvalidData` at the first bad field."""
+def structure(
+    data: Any, cls: type[T], source: str, path: str = "$", keys: Mapping[str, str] | None = None
+) -> T:
+    """Structure ``data`` into ``cls`` or raise :class:`InvalidData` at the first bad field.
+
+    ``keys`` maps attribute names to the JSON keys they were renamed from, so the error
+    names the field as it appears in the file."""
     try:
         return converter.structure(data, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
-        message = transform_error(exc, path=path)[0]
-        where, _, problem = message.partition(" @ ")
-        # transform_error gives "problem @ $.path"
-        raise InvalidData(source, problem or path, where) from None
+        # transform_error gives "problem @ $.path.attribute"
+        problem, _, where = transform_error(exc, path=path)[0].partition(" @ ")
+        head, dot, attribute = where.rpartition(".")
+        if keys and dot and attribute in keys:
+            where = f"{head}.{keys[attribute]}"
+        raise InvalidData(source, where or path, problem) from None
     except (TypeError, ValueError) as exc:
         raise InvalidData(source, path, str(exc)) from None
 

@@ -153,7 +153,7 @@ def node_from_json(doc: JSONValue, source: str, path: str = "$") -> ProviderNode
     ):
         if hot.get(key, 0) is None:  # null where JavaScript code treats the field as unset
             del hot[key]
-    state = structure(hot, NodeState, source, path)
+    state = structure(hot, NodeState, source, path, STATE_KEYS)
     settings = {k: v for k, v in doc.items() if k != "uuid" and k not in HOT_KEYS}
     return ProviderNode(uuid, state, settings, list(doc))
 

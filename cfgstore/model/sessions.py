@@ -23,10 +23,8 @@ class UiSession:
         return now_ms >= self.expiry_time
 
 
-_RENAMES: dict[str, Any] = {
-    "login_time": override(rename="loginTime"),
-    "expiry_time": override(rename="expiryTime"),
-}
+_KEYS = {"login_time": "loginTime", "expiry_time": "expiryTime"}
+_RENAMES: dict[str, Any] = {attr: override(rename=key) for attr, key in _KEYS.items()}
 converter.register_structure_hook(
     UiSession, make_dict_structure_fn(UiSession, converter, **_RENAMES)
 )
@@ -48,7 +46,7 @@ def sessions_from_json(doc: JSONValue, source: str) -> dict[str, UiSession]:
     if not isinstance(tokens, dict):
         raise InvalidData(source, "$.tokens", "expected an object of token → session")
     return {
-        token: structure(entry, UiSession, source, json_path("tokens", token))
+        token: structure(entry, UiSession, source, json_path("tokens", token), _KEYS)
         for token, entry in tokens.items()
     }
 

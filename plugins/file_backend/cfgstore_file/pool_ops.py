@@ -130,7 +130,8 @@ class PoolOps:
         self, provider_type: str, uuid: str, disabled: bool
     ) -> None:
         def edit(pools: ProviderPools) -> None:
-            node = pools.types[provider_type][_index(pools, provider_type, uuid)]
+            index = _index(pools, provider_type, uuid)
+            node = pools.types[provider_type][index]
             node.state.is_disabled = disabled
             node.ensure_keys("isDisabled")
 

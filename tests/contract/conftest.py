@@ -1,0 +1,72 @@
+"""The backend contract suite: every test here runs unchanged against every backend chain.
+
+A chain is described by a :class:`Deployment`: it knows how to open any number of stores
+on the same underlying storage (several stores = several instances) and how to run a
+store in another OS process. Adding a backend = adding a deployment factory below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from cfgstore.adapters import Settings, Store
+
+
+@attrs.define
+class Deployment:
+    """Shared storage plus the settings that open a store on it."""
+
+    name: str
+    settings: Settings
+
+    def open(self, **overrides: Any) -> AbstractAsyncContextManager[Store]:
+        return Store.open(attrs.evolve(self.settings, **overrides))
+
+    def settings_overrides(self) -> dict[str, Any]:
+        """Plain values a subprocess can rebuild the same settings from."""
+        return {
+            "configs_dir": str(self.settings.configs_dir),
+            "backends": ",".join(self.settings.chain),
+            "reset_counters_on_start": False,
+            "watch_interval_ms": 0,
+        }
+
+
+def _file_deployment(chain: tuple[str, ...]) -> Callable[[Path], Deployment]:
+    def make(tmp_path: Path) -> Deployment:
+        configs = tmp_path / "configs"
+        configs.mkdir()
+        settings = Settings(
+            configs_dir=configs,
+            backends=chain,
+            reset_counters_on_start=False,
+            watch_interval_ms=0,
+            write_debounce_ms=20,
+            write_max_wait_ms=100,
+        )
+        return Deployment("+".join(chain), settings)
+
+    return make
+
+
+DEPLOYMENTS: dict[str, Callable[[Path], Deployment]] = {
+    "file": _file_deployment(("file",)),
+    "memory+file": _file_deployment(("memory", "file")),
+}
+
+
+@pytest.fixture(params=sorted(DEPLOYMENTS))
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    yield DEPLOYMENTS[request.param](tmp_path)
+
+
+@pytest.fixture
+async def store(deployment: Deployment) -> AsyncIterator[Store]:
+    async with deployment.open() as opened:
+        yield opened

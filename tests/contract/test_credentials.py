@@ -1,0 +1,102 @@
+"""Credentials: keyed by (type, uuid), compare-and-set, follow their node on rename."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfgstore.adapters import Store
+from cfgstore.errors import InvalidData, NotFound, VersionConflict
+from cfgstore.model.credentials import Credential, TokenFormat, apply_refresh
+from cfgstore.model.versions import ANY_VERSION
+from tests.contract.helpers import make_node
+
+KIRO = "claude-kiro-oauth"
+
+
+def kiro_doc(access: str) -> dict[str, object]:
+    return {
+        "accessToken": access,
+        "refreshToken": "FAKE-refresh",
+        "profileArn": "arn:aws:codewhisperer:us-east-1:000000000000:profile/FAKE",
+        "expiresAt": "2030-01-01T00:00:00.000Z",
+        "authMethod": "social",
+        "region": "us-east-1",
+    }
+
+
+async def test_absent_credential_is_none(store: Store) -> None:
+    assert await store.credentials.get(KIRO, "nobody") is None
+    await store.pools.add_node(KIRO, make_node("k1"))
+    assert await store.credentials.get(KIRO, "k1") is None
+    assert await store.credentials.list() == []
+
+
+async def test_create_read_and_compare_and_set(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    v1 = await store.credentials.put(Credential(KIRO, "k1", kiro_doc("A1")), None)
+    cred = await store.credentials.get(KIRO, "k1")
+    assert cred is not None and cred.document == kiro_doc("A1") and cred.version == v1
+    assert list(cred.document) == list(kiro_doc("A1"))
+    assert cred.token_format is TokenFormat.KIRO
+
+    with pytest.raises(VersionConflict):  # "create" when it exists
+        await store.credentials.put(Credential(KIRO, "k1", kiro_doc("X")), None)
+
+    fresh = apply_refresh(cred.document, {"accessToken": "A2"}, cred.token_format)
+    v2 = await store.credentials.put(Credential(KIRO, "k1", fresh), v1)
+    assert v2 != v1
+    with pytest.raises(VersionConflict) as info:  # a second refresh that read v1 loses
+        await store.credentials.put(Credential(KIRO, "k1", kiro_doc("stale")), v1)
+    assert info.value.expected == v1
+    got = await store.credentials.get(KIRO, "k1")
+    assert got is not None and got.document["accessToken"] == "A2"
+    assert got.document["profileArn"] == kiro_doc("A1")["profileArn"]  # merge kept fields
+
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("forced")), ANY_VERSION)
+    got = await store.credentials.get(KIRO, "k1")
+    assert got is not None and got.document["accessToken"] == "forced"
+
+
+async def test_credentials_of_different_nodes_are_independent(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.pools.add_node(KIRO, make_node("k2"))
+    await store.pools.add_node("gemini-cli-oauth", make_node("g1", PROJECT_ID="p"))
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("one")), None)
+    await store.credentials.put(Credential(KIRO, "k2", kiro_doc("two")), None)
+    google = {"access_token": "ya29.FAKE", "refresh_token": "1//FAKE", "expiry_date": 1780131600000}
+    await store.credentials.put(Credential("gemini-cli-oauth", "g1", google), None)
+    refs = await store.credentials.list()
+    assert [(r.provider_type, r.uuid) for r in refs] == [
+        (KIRO, "k1"),
+        (KIRO, "k2"),
+        ("gemini-cli-oauth", "g1"),
+    ]
+    g = await store.credentials.get("gemini-cli-oauth", "g1")
+    assert g is not None and g.expiry_ms() == 1780131600000
+    k2 = await store.credentials.get(KIRO, "k2")
+    assert k2 is not None and k2.document["accessToken"] == "two"
+
+
+async def test_credential_follows_node_rename(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("old"))
+    await store.credentials.put(Credential(KIRO, "old", kiro_doc("mine")), None)
+    await store.pools.rename_node(KIRO, "old", "new")
+    assert await store.credentials.get(KIRO, "old") is None
+    moved = await store.credentials.get(KIRO, "new")
+    assert moved is not None and moved.document["accessToken"] == "mine"
+
+
+async def test_delete_credential(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("x")), None)
+    assert await store.credentials.delete(KIRO, "k1") is True
+    assert await store.credentials.delete(KIRO, "k1") is False
+    assert await store.credentials.get(KIRO, "k1") is None
+
+
+async def test_credential_for_missing_node_or_keyless_type_is_refused(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.credentials.put(Credential(KIRO, "ghost", kiro_doc("x")), None)
+    await store.pools.add_node("openai-custom", make_node("api-key-node"))
+    with pytest.raises(InvalidData):
+        await store.credentials.put(Credential("openai-custom", "api-key-node", {"k": 1}), None)
