@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -112,28 +111,32 @@ async def test_two_processes_incrementing_one_account_are_exact(deployment: Depl
     count = max(100, int(2000 * SCALE))
     overrides = json.dumps(deployment.settings_overrides())
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, overrides, str(count)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            overrides,
+            str(count),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]
     try:
         for proc in procs:
             assert proc.stdout is not None
-            assert await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60) == "ready\n"
-        for proc in procs:
+            assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"
+        for proc in procs:  # both are ready: start them together
             assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
         for proc in procs:
-            assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 120) == 0
+            assert await asyncio.wait_for(proc.wait(), 120) == 0
     finally:
         for proc in procs:
-            if proc.poll() is None:
+            if proc.returncode is None:
                 proc.kill()
+                await proc.wait()
     async with deployment.open() as store:
         node = await store.pools.get_node("openai-custom", "shared")
         assert node is not None and node.state.usage_count == 2 * count
