@@ -90,7 +90,8 @@ class Chain:
 def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
     """Instantiate the backends ``settings.chain`` names, bottom first, and resolve every
     operation to the topmost layer implementing it. Raises :class:`PluginError` for an
-    unknown name, a misplaced layer or operations no layer implements."""
+    unknown or repeated name, a misplaced layer, an invalid hookimpl or operations no layer
+    implements; a failed build leaves no backend registered on ``manager``."""
     available = descriptors(manager)
     names = list(settings.chain)
     unknown = [n for n in names if n not in available]
@@ -100,28 +101,41 @@ def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
             f"unknown backend {', '.join(unknown)} (installed: {known}); "
             "install its distribution, e.g. cfgstore-redis, or fix CFGSTORE_BACKENDS"
         )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise PluginError(f"backend {', '.join(repeated)} named more than once in {names}")
     instance_id = uuidlib.uuid4().hex[:12]
     publish = _publisher(manager)
     layers: list[Layer] = []
+    registered: list[object] = []
     below: Operations | None = None
-    for position, name in enumerate(reversed(names)):
-        descriptor = available[name]
-        if descriptor.layer and position == 0:
-            raise PluginError(f"backend {name!r} is a layer and needs a backend below it")
-        if not descriptor.layer and position > 0:
-            raise PluginError(f"backend {name!r} must be at the bottom of the chain")
-        instance = descriptor.factory(BackendContext(settings, below, publish, instance_id))
-        manager.register(instance, name=f"backend:{name}:{instance_id}")
-        table = _resolve(manager, instance, OPERATIONS)
-        lifecycle = _resolve(manager, instance, LIFECYCLE)
-        below = Operations({**below._table, **table} if below is not None else table)
-        layers.insert(0, Layer(name, instance, Operations(table), lifecycle))
-    assert below is not None
-    missing = [op for op in OPERATIONS if op not in below]
-    if missing:
-        for layer in layers:
-            manager.unregister(layer.instance)
-        raise PluginError(f"backend chain {names} does not implement: {', '.join(missing)}")
+    try:
+        for position, name in enumerate(reversed(names)):
+            descriptor = available[name]
+            if descriptor.layer and position == 0:
+                raise PluginError(f"backend {name!r} is a layer and needs a backend below it")
+            if not descriptor.layer and position > 0:
+                raise PluginError(f"backend {name!r} must be at the bottom of the chain")
+            instance = descriptor.factory(BackendContext(settings, below, publish, instance_id))
+            try:
+                manager.register(instance, name=f"backend:{name}:{instance_id}")
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(f"backend {name!r}: {exc}") from exc
+            registered.append(instance)
+            table = _resolve(manager, instance, OPERATIONS)
+            lifecycle = _resolve(manager, instance, LIFECYCLE)
+            below = Operations({**below._table, **table} if below is not None else table)
+            layers.insert(0, Layer(name, instance, Operations(table), lifecycle))
+        assert below is not None
+        missing = [op for op in OPERATIONS if op not in below]
+        if missing:
+            raise PluginError(f"backend chain {names} does not implement: {', '.join(missing)}")
+    except BaseException:
+        # A chain that is not returned must leave no backend registered: it would keep
+        # receiving change events and be listed as a plugin.
+        for instance in registered:
+            manager.unregister(instance)
+        raise
     return Chain(layers, below, instance_id)
 
 

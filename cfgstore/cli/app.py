@@ -9,10 +9,12 @@ import sys
 import typer
 
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
+from cfgstore.cli.common import use_plugins
 
 
 def build_app(plugins: PluginSet | None = None) -> typer.Typer:
     plugins = plugins or make_plugin_manager()
+    use_plugins(plugins)
     app = typer.Typer(
         name="cfgctl",
         help="Operate a cfgstore: status, and whatever commands installed plugins add.",

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import Settings
 from cfgstore.errors import CfgStoreError, InvalidData, PluginError
 
@@ -36,6 +37,23 @@ RedisUrlOption = Annotated[
     typer.Option("--redis-url", help="Redis URL (default CFGSTORE_REDIS_URL, then REDIS_URL)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+_active_plugins: PluginSet | None = None
+
+
+def use_plugins(plugins: PluginSet) -> None:
+    """Make ``plugins`` the set commands use (``build_app`` calls this once)."""
+    global _active_plugins
+    _active_plugins = plugins
+
+
+def plugin_set() -> PluginSet:
+    """The plugins cfgctl was built with, so commands never discover them a second time."""
+    global _active_plugins
+    if _active_plugins is None:
+        _active_plugins = make_plugin_manager()
+    return _active_plugins
 
 
 def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None) -> Settings:

@@ -12,6 +12,7 @@ from cfgstore.cli.common import (
     JsonOption,
     RedisUrlOption,
     emit_json,
+    plugin_set,
     run,
     tool_settings,
 )
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         settings = tool_settings(configs, cwd, redis_url)
 
         async def collect() -> tuple[list[str], list[BackendStatus]]:
-            async with Store.open(settings) as store:
+            async with Store.open(settings, plugins=plugin_set()) as store:
                 return store.backend_names, await store.status()
 
         chain, statuses = run(collect)

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("cfgstore.file.coalescer")
 
-RETRY_DELAY_S = 0.5
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Waits between failed flushes (the last one repeats): fast recovery from a passing
+error, no log flood from a lasting one."""
 
 
 class CoalescingWriter:
@@ -74,6 +76,7 @@ class CoalescingWriter:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        failures = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -94,12 +97,15 @@ class CoalescingWriter:
             try:
                 await self._flush()
             except Exception as exc:
-                log.error("write failed, will retry: %s", exc)
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.error("write failed (attempt %d), retrying in %.1fs: %s", failures, delay, exc)
                 self._settle(target, exc)
                 self._first = loop.time()
-                await asyncio.sleep(RETRY_DELAY_S)
+                await asyncio.sleep(delay)
                 self._wake.set()
                 continue
+            failures = 0
             self._flushed = max(self._flushed, target)
             self._settle(target, None)
             if self._flushed < self._noted:

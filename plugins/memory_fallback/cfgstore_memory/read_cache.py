@@ -20,6 +20,7 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext, Operations
+from cfgstore.errors import PluginError
 from cfgstore.model.config import MainConfig
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.events import ChangeEvent
@@ -28,10 +29,26 @@ from cfgstore.model.usage_cache import UsageCache
 
 _MISSING = object()
 
+CACHED_OPERATIONS = (
+    "cfgstore_config_get",
+    "cfgstore_system_prompt_get",
+    "cfgstore_custom_models_list",
+    "cfgstore_plugin_config_get",
+    "cfgstore_password_get",
+    "cfgstore_usage_cache_get",
+)
+
 
 class ReadCache:
     def __init__(self, context: BackendContext) -> None:
         assert context.below is not None
+        # Each cached read is served from the backend below on a miss: the layer does not
+        # implement it on its own, so a chain lacking it below is incomplete.
+        missing = [op for op in CACHED_OPERATIONS if op not in context.below]
+        if missing:
+            raise PluginError(
+                "the memory layer needs the backend below it to implement: " + ", ".join(missing)
+            )
         self._below: Operations = context.below
         self._values: dict[str, Any] = {}
         self._generation: dict[str, int] = {}
