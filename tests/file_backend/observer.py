@@ -20,7 +20,7 @@ class ChangeWaiter:
         self._queue.put_nowait(event)
 
     async def wait_for(
-        self, entity: str, *, remote: bool | None = None, timeout: float = 10.0
+        self, entity: str, *, remote: bool | None = None, within: float = 10.0
     ) -> ChangeEvent:
         async def next_match() -> ChangeEvent:
             while True:
@@ -28,7 +28,7 @@ class ChangeWaiter:
                 if event.entity == entity and (remote is None or event.remote == remote):
                     return event
 
-        return await asyncio.wait_for(next_match(), timeout)
+        return await asyncio.wait_for(next_match(), within)
 
 
 def watch(store: Store) -> ChangeWaiter:

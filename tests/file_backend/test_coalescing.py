@@ -35,7 +35,7 @@ async def test_steady_traffic_is_written_within_the_maximum_wait(
 
         task = asyncio.create_task(traffic())
         try:
-            await waiter.wait_for("pools", remote=False, timeout=10)
+            await waiter.wait_for("pools", remote=False, within=10)
         finally:
             stop.set()
             await task
@@ -89,7 +89,7 @@ async def test_another_process_write_is_picked_up_and_pending_records_kept(
         doc = jsjson.loads(pools_path.read_bytes(), "pools")
         doc["openai-custom-external"] = [{"uuid": "added-elsewhere", "customName": None}]
         pools_path.write_bytes(jsjson.dump_bytes(doc))  # "another process" writes
-        await waiter.wait_for("pools", remote=True, timeout=10)
+        await waiter.wait_for("pools", remote=True, within=10)
         pools = await store.pools.list()
         assert pools.find("openai-custom-external", "added-elsewhere") is not None
         node = pools.find(provider_type, uuid)
