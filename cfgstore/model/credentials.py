@@ -122,13 +122,17 @@ class Credential:
     siblings: dict[str, JSONValue] = attrs.Factory(dict)
 
     def effective(self) -> dict[str, JSONValue]:
-        """The fields a provider adapter uses: siblings merged under the document, the
-        document's own ``expiresAt`` winning (Kiro's directory merge)."""
+        """The fields a provider adapter uses (Kiro's directory merge, aiclient-formats §4.1).
+
+        As in the Node adapter, the sibling files are merged *over* the document (a sibling
+        value wins), except ``expiresAt``, which is always the document's own: the adapter
+        overwrites each sibling's ``expiresAt`` with the merged one before merging, so a
+        document without ``expiresAt`` yields none at all. Keys keep the document's order,
+        new sibling keys follow."""
         if not self.siblings:
             return dict(self.document)
-        merged = {**self.siblings, **self.document}
-        if "expiresAt" in self.document:
-            merged["expiresAt"] = self.document["expiresAt"]
+        merged = dict(self.document)
+        merged.update((k, v) for k, v in self.siblings.items() if k != "expiresAt")
         return merged
 
     def expiry_ms(self) -> int | None:

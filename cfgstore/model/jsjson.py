@@ -4,7 +4,9 @@ The Node service writes every file with ``JSON.stringify(value, null, 2)``: two-
 raw UTF-8, no trailing newline. :func:`dumps` reproduces those bytes, including the places
 where Python's ``json`` differs from JavaScript: integral floats print as integers (``1``,
 not ``1.0``), tiny and huge numbers use JavaScript's exponent form (``1e-7``, ``1e+21``),
-NaN and infinities become ``null``, lone surrogates are escaped.
+NaN and infinities become ``null``, lone surrogates are escaped, and keys that JavaScript
+treats as array indices (``"0"``, ``"12"``) come first in numeric order, as in any
+JavaScript object.
 
 :func:`loads` parses with key order kept and integral numbers as ``int``; any syntax error
 becomes :class:`~cfgstore.errors.InvalidData` naming the source and the line and column.
@@ -23,6 +25,9 @@ JSONValue = Any
 """A parsed JSON value: dict (ordered), list, str, int, float, bool or None."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+_MAX_EXACT_INT = 2**53
+"""Every integer up to this magnitude is a double whose shortest digits are exact."""
 
 
 def loads(text: str | bytes, source: str) -> JSONValue:
@@ -84,23 +89,28 @@ def format_number(value: float) -> str:
 def _normalise(value: JSONValue) -> tuple[JSONValue, bool]:
     """Return (value with JS-equivalent numbers, whether a slow-path float remains).
 
-    Integral floats below 1e21 become ints (JavaScript prints them without a fraction) and
-    non-finite floats become None. Floats whose JavaScript text differs from Python's repr
-    are left in place and reported, so the caller can take the exact (slower) writer.
+    Integral floats up to 2**53 become ints (JavaScript prints them without a fraction,
+    and there every digit is exact) and non-finite floats become None. Other floats whose
+    JavaScript text differs from Python's repr are left in place and reported, so the caller
+    can take the exact (slower) writer; that includes integral floats above 2**53, which
+    JavaScript prints as the shortest round-trip digits padded with zeros
+    (``2.0**60`` → ``1152921504606847000``, not ``int(2.0**60)``'s exact digits).
     """
     if isinstance(value, float):
         if not math.isfinite(value):
             return None, False
-        if value.is_integer() and abs(value) < 1e21:
+        if value.is_integer() and abs(value) <= _MAX_EXACT_INT:
             return int(value), False
         return value, format_number(value) != repr(value)
     if isinstance(value, dict):
         out: dict[str, JSONValue] = {}
         slow = False
+        indexed = False
         for key, item in value.items():
             out[key], item_slow = _normalise(item)
             slow = slow or item_slow
-        return out, slow
+            indexed = indexed or (isinstance(key, str) and "0" <= key[:1] <= "9")
+        return (_js_key_order(out) if indexed else out), slow
     if isinstance(value, list):
         items = []
         slow = False
@@ -110,6 +120,38 @@ def _normalise(value: JSONValue) -> tuple[JSONValue, bool]:
             slow = slow or item_slow
         return items, slow
     return value, False
+
+
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def _array_index(key: str) -> int | None:
+    """The integer of a key JavaScript treats as an array index (canonical decimal
+    ``0`` … ``4294967294``), else ``None``."""
+    if not key.isascii() or not key.isdigit() or (len(key) > 1 and key[0] == "0"):
+        return None
+    if len(key) > 10:
+        return None
+    number = int(key)
+    return number if number <= _MAX_ARRAY_INDEX else None
+
+
+def _js_key_order(obj: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    """Key order of a JavaScript object with these keys: array-index keys first in
+    ascending numeric order, then the other keys in insertion order. (``JSON.parse`` of
+    ``{"b":1,"1":2}`` followed by ``JSON.stringify`` gives ``{"1":2,"b":1}``.)"""
+    indices = sorted(
+        (number, key)
+        for key in obj
+        if isinstance(key, str) and (number := _array_index(key)) is not None
+    )
+    if not indices:
+        return obj
+    ordered = {key: obj[key] for _, key in indices}
+    for key, item in obj.items():
+        if key not in ordered:
+            ordered[key] = item
+    return ordered
 
 
 def dumps(value: JSONValue) -> str:

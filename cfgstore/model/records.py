@@ -5,6 +5,10 @@ the same records in the same order to the same state always gives the same resul
 what lets a backend re-apply pending records to freshly read data (file backend), merge them
 per node (Redis group commit) or replay them from a journal after an outage.
 
+Every field a record assigns joins the node's layout (appended in the order the Node service
+assigns it), as a JavaScript assignment creates the key: so a node serialised between two
+records and read back serialises exactly like one that stayed in memory.
+
 :func:`apply_record` mutates a :class:`~cfgstore.model.pools.ProviderNode` in place.
 """
 
@@ -120,7 +124,16 @@ def apply_record(node: ProviderNode, record: NodeRecord) -> None:
             state.last_used = now
             state.last_error_message = record.message
             state.scheduled_recovery_time = iso_ms(record.recovery_at_ms)
-            node.ensure_keys("scheduledRecoveryTime")
+            node.ensure_keys(
+                "isHealthy",
+                "needsRefresh",
+                "refreshCount",
+                "errorCount",
+                "lastErrorTime",
+                "lastUsed",
+                "lastErrorMessage",
+                "scheduledRecoveryTime",
+            )
         case NeedRefresh():
             last = state.last_refresh_time
             if last is None or record.at_ms - last >= NEED_REFRESH_GRACE_MS:
@@ -133,6 +146,13 @@ def apply_record(node: ProviderNode, record: NodeRecord) -> None:
                 state.last_error_time = None
                 state.last_error_message = None
                 state.scheduled_recovery_time = None
+                node.ensure_keys(
+                    "isHealthy",
+                    "errorCount",
+                    "lastErrorTime",
+                    "lastErrorMessage",
+                    "scheduledRecoveryTime",
+                )
         case HealthCheckResult():
             if record.ok:
                 _mark_healthy(node, record.at_ms)
@@ -146,8 +166,10 @@ def apply_record(node: ProviderNode, record: NodeRecord) -> None:
                     record.immediate,
                 )
             state.last_health_check_time = now
-            state.last_health_check_model = record.model
-            node.ensure_keys("lastHealthCheckTime", "lastHealthCheckModel")
+            node.ensure_keys("lastHealthCheckTime")
+            if record.model:
+                state.last_health_check_model = record.model
+                node.ensure_keys("lastHealthCheckModel")
         case _:
             raise TypeError(f"unknown record type {type(record).__name__}")
 
@@ -163,7 +185,18 @@ def _mark_healthy(node: ProviderNode, at_ms: int) -> None:
     state.last_error_message = None
     state.last_selection_seq = 0
     state.last_used = iso_ms(at_ms)
-    node.ensure_keys("isHealthy", "errorCount", "usageCount", "lastUsed", "lastRefreshTime")
+    node.ensure_keys(
+        "isHealthy",
+        "errorCount",
+        "refreshCount",
+        "needsRefresh",
+        "lastRefreshTime",
+        "lastErrorTime",
+        "lastErrorMessage",
+        "_lastSelectionSeq",
+        "usageCount",
+        "lastUsed",
+    )
 
 
 def _mark_failed(
@@ -173,9 +206,13 @@ def _mark_failed(
     if immediate:
         state.error_count = max_error_count
         state.is_healthy = False
+        node.ensure_keys("isHealthy", "needsRefresh", "refreshCount", "errorCount")
     else:
         previous = parse_time_ms(state.last_error_time)
-        if previous is None or at_ms - previous > ERROR_WINDOW_MS:
+        # An unreadable time compares like JavaScript's NaN: never "too old", so it counts up.
+        if state.last_error_time is None or (
+            previous is not None and at_ms - previous > ERROR_WINDOW_MS
+        ):
             state.error_count = 1
         else:
             state.error_count += 1
@@ -186,5 +223,15 @@ def _mark_failed(
     state.last_used = now
     state.needs_refresh = False
     state.refresh_count = 0
-    state.last_error_message = message
-    node.ensure_keys("errorCount", "lastErrorTime", "lastUsed", "lastErrorMessage")
+    if message:  # the Node service keeps the previous message when given none
+        state.last_error_message = message
+    node.ensure_keys(
+        "errorCount",
+        "lastErrorTime",
+        "lastUsed",
+        "needsRefresh",
+        "refreshCount",
+        "lastErrorMessage",
+    )
+    if not state.is_healthy:
+        node.ensure_keys("isHealthy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 
@@ -24,13 +25,19 @@ def parse_time_ms(value: object) -> int | None:
     """
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        # JSON text such as 1e400 parses to infinity: an invalid date, as in JavaScript.
+        return int(value) if math.isfinite(value) else None
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():  # str.isdigit() alone accepts "²", which int() rejects
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (sys.int_info.str_digits_check)
+            return None
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     try:

@@ -12,6 +12,7 @@ from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig, config_from_json
 from cfgstore.model.custom_models import CustomModel, custom_models_from_json
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.password import js_trim
 from cfgstore.model.plugin_config import PluginConfig, plugin_config_from_json
 from cfgstore.model.sessions import UiSession, sessions_from_json, sessions_to_json
 from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
@@ -200,7 +201,7 @@ class DocumentOps:
     @hookimpl
     async def cfgstore_password_get(self) -> str | None:
         raw = await self.docs["password"].read()
-        text = raw.decode("utf-8", "replace").strip() if raw is not None else ""
+        text = js_trim(raw.decode("utf-8", "replace")) if raw is not None else ""
         return text or None
 
     @hookimpl
