@@ -19,36 +19,15 @@ import pluggy
 from cfgstore.adapters.backend import BackendContext, BackendDescriptor, Operation, Operations
 from cfgstore.adapters.settings import Settings
 from cfgstore.errors import PluginError
-from cfgstore.hookspecs import (
-    config,
-    credentials,
-    custom_models,
-    password,
-    plugin_config,
-    pools,
-    sessions,
-    system_prompt,
-    usage_cache,
-)
+from cfgstore.hookspecs import storage_spec_modules
 from cfgstore.model.events import ChangeEvent
 
 log = logging.getLogger("cfgstore.chain")
 
-OPERATION_MODULES = (
-    pools,
-    credentials,
-    config,
-    system_prompt,
-    custom_models,
-    sessions,
-    password,
-    usage_cache,
-    plugin_config,
-)
 
 OPERATIONS: tuple[str, ...] = tuple(
     name
-    for module in OPERATION_MODULES
+    for module in storage_spec_modules()
     for name, _ in inspect.getmembers(module, inspect.isfunction)
     if name.startswith("cfgstore_")
 )

@@ -19,15 +19,12 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-def spec_modules() -> list[ModuleType]:
-    """Every module holding hook specifications, in documentation order."""
+def storage_spec_modules() -> list[ModuleType]:
+    """The modules whose hooks are storage operations (every chain must implement them)."""
     from cfgstore.hookspecs import (
-        cli,
         config,
         credentials,
         custom_models,
-        events,
-        lifecycle,
         password,
         plugin_config,
         pools,
@@ -37,7 +34,6 @@ def spec_modules() -> list[ModuleType]:
     )
 
     return [
-        lifecycle,
         pools,
         credentials,
         config,
@@ -47,6 +43,11 @@ def spec_modules() -> list[ModuleType]:
         password,
         usage_cache,
         plugin_config,
-        events,
-        cli,
     ]
+
+
+def spec_modules() -> list[ModuleType]:
+    """Every module holding hook specifications: lifecycle, storage, observers, cfgctl."""
+    from cfgstore.hookspecs import cli, events, lifecycle
+
+    return [lifecycle, *storage_spec_modules(), events, cli]

@@ -10,7 +10,6 @@ fire on a real hook call, so a zero count means something.
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,6 @@ from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 
 N = 500
-
-
-@pytest.fixture(autouse=True)
-def _no_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if (key.startswith("CFGSTORE_") and not key.startswith("CFGSTORE_TEST_")) or (
-            key == "REDIS_URL"
-        ):
-            monkeypatch.delenv(key)
 
 
 def make_configs(root: Path) -> Path:

@@ -39,15 +39,6 @@ WATCH_MS = 50
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _no_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if (key.startswith("CFGSTORE_") and not key.startswith("CFGSTORE_TEST_")) or (
-            key == "REDIS_URL"
-        ):
-            monkeypatch.delenv(key)
-
-
 # -- a small configs folder ------------------------------------------------------------
 
 

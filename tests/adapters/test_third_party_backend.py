@@ -450,16 +450,6 @@ def write_distribution(
     (info / "RECORD").write_text("", encoding="utf-8")
 
 
-@pytest.fixture(autouse=True)
-def _no_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commands that read ``os.environ`` must not see an operator's cfgstore settings."""
-    for key in list(os.environ):
-        if (key.startswith("CFGSTORE_") and not key.startswith("CFGSTORE_TEST_")) or (
-            key == "REDIS_URL"
-        ):
-            monkeypatch.delenv(key)
-
-
 @pytest.fixture
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
     """``install(package, source, entry_name, dist=..., version=...)``: a distribution in its

@@ -40,16 +40,6 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``cfgctl`` reads ``os.environ``: an operator's cfgstore settings must not leak in."""
-    for key in list(os.environ):
-        if (key.startswith("CFGSTORE_") and not key.startswith("CFGSTORE_TEST_")) or (
-            key == "REDIS_URL"
-        ):
-            monkeypatch.delenv(key)
-
-
 def write_configs(configs: Path) -> None:
     """A folder whose counts are known: see :data:`EXPECTED_COUNTS`."""
     configs.mkdir(parents=True)
