@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from datetime import UTC, datetime
@@ -13,8 +14,14 @@ def now_ms() -> int:
 
 def iso_ms(ms: int) -> str:
     """Epoch ms → ``2026-05-30T07:59:58.120Z`` (always UTC, always milliseconds)."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_iso_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_second(seconds: int) -> str:
+    # Formatting a datetime costs microseconds and every hot-path record needs one or two;
+    # records of one burst share their second.
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time_ms(value: object) -> int | None:

@@ -65,8 +65,16 @@ class LockDir:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._locks: dict[Path, filelock.BaseFileLock] = {}
 
     def lock_for(self, path: Path) -> filelock.BaseFileLock:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:16]
-        return filelock.FileLock(self.folder / f"{path.name}.{digest}.lock", timeout=LOCK_TIMEOUT_S)
+        """The lock of ``path`` (one object per path: creating one costs more than using it)."""
+        lock = self._locks.get(path)
+        if lock is None:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:16]
+            lock = filelock.FileLock(
+                self.folder / f"{path.name}.{digest}.lock", timeout=LOCK_TIMEOUT_S
+            )
+            self._locks[path] = lock
+        return lock

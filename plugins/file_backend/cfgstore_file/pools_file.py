@@ -1,11 +1,12 @@
 """``provider_pools.json`` with coalesced hot-path writes and cross-process merging.
 
-Memory holds the *confirmed* document (what the file held after our last read or write)
-and the *pending* records not yet written; the *view* every read sees is confirmed +
-pending. A flush takes the cross-process lock, reads the file fresh, re-applies the pending
-records to it, applies an admin edit if there is one, and writes. Because records are
-re-applied to whatever the file holds now, two processes sharing the folder lose no count
-and no edit.
+Memory holds the *view* every read sees: the document as the file held it after our
+last read or write, with the *pending* records (not yet written) applied on top; the
+pending records are also kept on their own, to be re-applied to fresh data. A flush
+takes the cross-process lock, reads the file fresh, re-applies the pending records to
+it, applies an admin edit if there is one, and writes. Because records are re-applied
+to whatever the file holds now, two processes sharing the folder lose no count and no
+edit.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class PoolsFile:
     def __init__(self, path: Path, locks: LockDir) -> None:
         self.path = path
         self._locks = locks
-        self.confirmed = ProviderPools()
         self.view = ProviderPools()
         self.pending: list[NodeRecord] = []
         self.seen: Signature | None = None
@@ -80,14 +80,14 @@ class PoolsFile:
             return result
 
     def _confirm(self, pools: ProviderPools, sig: Signature | None) -> None:
-        self.confirmed = pools
+        """Adopt freshly read data (an object no one else holds) as the view, re-applying
+        the records that arrived while it was being read or written."""
         self.seen = sig
-        view = pools.copy()
         for record in self.pending:
-            node = view.find(record.provider_type, record.uuid)
+            node = pools.find(record.provider_type, record.uuid)
             if node is not None:
                 apply_record(node, record)
-        self.view = view
+        self.view = pools
 
     def _read_sync(self) -> tuple[ProviderPools, Signature | None]:
         raw = read_bytes(self.path)

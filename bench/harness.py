@@ -1,0 +1,54 @@
+"""What every benchmark module shares: the result row, the failure type, fresh folders.
+
+A benchmark module is ``bench/bench_<name>.py`` exposing ``run(scale: float) -> list[Row]``.
+Every row names the benchmark, its variant and the variant it is compared against; the
+runner (``python -m bench``) computes the ratios, so the baseline and the contenders are
+always measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+
+@attrs.frozen
+class Row:
+    """One measurement: ``ops`` operations took ``seconds`` of wall-clock time."""
+
+    benchmark: str
+    variant: str
+    ops: int
+    seconds: float
+    baseline: str
+    """The variant of the same benchmark this row's ratio is taken against."""
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else float("inf")
+
+
+class BenchFailure(Exception):
+    """A benchmark produced a wrong result (a lost count is a bug, not a slow run)."""
+
+
+def scaled(base: int, scale: float, minimum: int = 1) -> int:
+    """``base × scale`` rounded, never below ``minimum``."""
+    return max(minimum, round(base * scale))
+
+
+@contextmanager
+def fresh_configs_dir() -> Iterator[Path]:
+    """A new, empty ``configs/`` folder inside a temporary directory, removed afterwards.
+
+    The folder sits under ``$TMPDIR`` (default ``/tmp``): point that at the disk you want
+    to measure, since fsync cost is the point of the file benchmarks."""
+    with tempfile.TemporaryDirectory(prefix="cfgstore-bench-") as root:
+        configs = Path(root) / "configs"
+        configs.mkdir()
+        yield configs
