@@ -207,6 +207,29 @@ class Credentials(_Facade):
         refs: list[CredentialRef] = await self._call("cfgstore_credentials_list")
         return refs
 
+    async def lock(self, provider_type: str, uuid: str, ttl_ms: int) -> str | None:
+        token: str | None = await self._call(
+            "cfgstore_credentials_lock", provider_type=provider_type, uuid=uuid, ttl_ms=ttl_ms
+        )
+        return token
+
+    async def unlock(self, provider_type: str, uuid: str, token: str) -> bool:
+        released: bool = await self._call(
+            "cfgstore_credentials_unlock", provider_type=provider_type, uuid=uuid, token=token
+        )
+        return released
+
+
+class Meta(_Facade):
+    """Store metadata (``cfgstore.hookspecs.meta``)."""
+
+    async def get(self) -> dict[str, str]:
+        fields: dict[str, str] = await self._call("cfgstore_meta_get")
+        return fields
+
+    async def update(self, fields: Mapping[str, str]) -> None:
+        await self._call("cfgstore_meta_update", fields=fields)
+
 
 class Config(_Facade):
     """The main configuration (``cfgstore.hookspecs.config``)."""

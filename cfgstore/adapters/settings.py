@@ -32,6 +32,18 @@ class Settings:
     cwd: Path | None = None
     redis_url: str | None = None
     redis_prefix: str = "aiclient"
+    # Discrete Redis settings (FR-009); each overrides the same part of ``redis_url``.
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_username: str | None = None
+    redis_password: str | None = attrs.field(default=None, repr=False)
+    redis_db: int | None = None
+    redis_tls_ca_certs: str | None = None
+    redis_tls_certfile: str | None = None
+    redis_tls_keyfile: str | None = None
+    redis_socket_timeout_ms: int = 2000
+    redis_connect_timeout_ms: int = 2000
+    redis_max_connections: int = 32
     backends: tuple[str, ...] | None = None
     state_dir: Path | None = None
     # File backend
@@ -48,11 +60,15 @@ class Settings:
         return self.cwd if self.cwd is not None else self.configs_dir.absolute().parent
 
     @property
+    def redis_configured(self) -> bool:
+        return bool(self.redis_url or self.redis_host)
+
+    @property
     def chain(self) -> tuple[str, ...]:
         """Backend names, top of the chain first."""
         if self.backends:
             return self.backends
-        return DEFAULT_REDIS_CHAIN if self.redis_url else DEFAULT_FILE_CHAIN
+        return DEFAULT_REDIS_CHAIN if self.redis_configured else DEFAULT_FILE_CHAIN
 
     @classmethod
     def load(
@@ -100,7 +116,7 @@ def _parse(name: str, raw: str, kind: object, source: str) -> Any:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise InvalidData(source, name, f"expected a boolean, got {raw!r}")
-    if text == "int":
+    if text in ("int", "int | None"):
         try:
             return int(raw)
         except ValueError:

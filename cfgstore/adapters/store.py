@@ -16,6 +16,7 @@ from cfgstore.adapters.facades import (
     Config,
     Credentials,
     CustomModels,
+    Meta,
     Password,
     PluginConfigs,
     Pools,
@@ -47,6 +48,7 @@ class Store:
         self.password = Password(ops)
         self.usage_cache = UsageCaches(ops)
         self.plugin_config = PluginConfigs(ops)
+        self.meta = Meta(ops)
 
     @property
     def backend_names(self) -> list[str]:

@@ -25,6 +25,7 @@ def storage_spec_modules() -> list[ModuleType]:
         config,
         credentials,
         custom_models,
+        meta,
         password,
         plugin_config,
         pools,
@@ -34,6 +35,7 @@ def storage_spec_modules() -> list[ModuleType]:
     )
 
     return [
+        meta,
         pools,
         credentials,
         config,

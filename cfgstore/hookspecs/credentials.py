@@ -49,3 +49,19 @@ async def cfgstore_credentials_delete(provider_type: str, uuid: str) -> bool:
 @hookspec
 async def cfgstore_credentials_list() -> list[CredentialRef]:
     """List every stored credential (type, uuid, source path, version), in pool order."""
+
+
+@hookspec
+async def cfgstore_credentials_lock(provider_type: str, uuid: str, ttl_ms: int) -> str | None:
+    """Take the refresh lock of one credential, shared by every instance and process.
+
+    Returns a random token when the lock was free (it then expires by itself after
+    ``ttl_ms`` so a crashed holder cannot block refreshes), ``None`` when someone holds it.
+    Never waits.
+    """
+
+
+@hookspec
+async def cfgstore_credentials_unlock(provider_type: str, uuid: str, token: str) -> bool:
+    """Release the lock if ``token`` still holds it (compare-and-delete); return whether
+    it did. A lock that expired and was taken by someone else is left alone."""

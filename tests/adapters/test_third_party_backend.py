@@ -80,6 +80,8 @@ class DictStore:
         self.password = None
         self.usage_cache = None
         self.plugin_config = PluginConfig()
+        self.meta = {}
+        self.locks = {}
 
     def _version(self):
         return str(next(self._versions))
@@ -272,6 +274,28 @@ class DictStore:
             CredentialRef(t, u, self.credentials[t, u].source_path, self.credentials[t, u].version)
             for t, u in keys
         ]
+
+    @hookimpl
+    async def cfgstore_credentials_lock(self, provider_type, uuid, ttl_ms):
+        if (provider_type, uuid) in self.locks:
+            return None
+        self.locks[provider_type, uuid] = token = self._version()
+        return token
+
+    @hookimpl
+    async def cfgstore_credentials_unlock(self, provider_type, uuid, token):
+        if self.locks.get((provider_type, uuid)) != token:
+            return False
+        del self.locks[provider_type, uuid]
+        return True
+
+    @hookimpl
+    async def cfgstore_meta_get(self):
+        return dict(self.meta)
+
+    @hookimpl
+    async def cfgstore_meta_update(self, fields):
+        self.meta.update(fields)
 
     # -- config ----------------------------------------------------------------------
 

@@ -100,3 +100,35 @@ async def test_credential_for_missing_node_or_keyless_type_is_refused(store: Sto
     await store.pools.add_node("openai-custom", make_node("api-key-node"))
     with pytest.raises(InvalidData):
         await store.credentials.put(Credential("openai-custom", "api-key-node", {"k": 1}), None)
+
+
+async def test_refresh_lock_is_exclusive_and_released_by_its_holder(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.pools.add_node(KIRO, make_node("k2"))
+    token = await store.credentials.lock(KIRO, "k1", 60_000)
+    assert token
+    assert await store.credentials.lock(KIRO, "k1", 60_000) is None  # held
+    other = await store.credentials.lock(KIRO, "k2", 60_000)  # another account: independent
+    assert other and other != token
+    assert await store.credentials.unlock(KIRO, "k1", "not-the-token") is False
+    assert await store.credentials.lock(KIRO, "k1", 60_000) is None  # still held
+    assert await store.credentials.unlock(KIRO, "k1", token) is True
+    assert await store.credentials.unlock(KIRO, "k1", token) is False
+    again = await store.credentials.lock(KIRO, "k1", 60_000)
+    assert again and again != token
+
+
+async def test_refresh_lock_expires(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    stale = await store.credentials.lock(KIRO, "k1", 1)
+    assert stale
+    # A 1 ms lock is expired by the time the next call reaches the store (time moves on;
+    # this waits for no event, it only needs the clock to have advanced one millisecond).
+    fresh = None
+    for _ in range(1000):
+        fresh = await store.credentials.lock(KIRO, "k1", 60_000)
+        if fresh:
+            break
+    assert fresh and fresh != stale
+    assert await store.credentials.unlock(KIRO, "k1", stale) is False  # the old holder lost it
+    assert await store.credentials.unlock(KIRO, "k1", fresh) is True

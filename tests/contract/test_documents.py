@@ -115,3 +115,16 @@ async def test_documents_survive_reopen(deployment: Deployment) -> None:
         assert (await store.config.get()).document == {"A": 1}
         assert await store.system_prompt.get() == "p"
         assert (await store.plugin_config.get()).is_enabled("x")
+
+
+async def test_meta_fields(deployment: Deployment) -> None:
+    async with deployment.open() as store:
+        assert await store.meta.get() == {}
+        await store.meta.update({"schema": "1", "namespace": "abc"})
+        await store.meta.update({"migrated_at": "2026-05-30T08:00:00.000Z"})
+    async with deployment.open() as store:
+        assert await store.meta.get() == {
+            "schema": "1",
+            "namespace": "abc",
+            "migrated_at": "2026-05-30T08:00:00.000Z",
+        }

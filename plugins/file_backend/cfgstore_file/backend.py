@@ -73,6 +73,7 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps):
                 "sessions",
                 "usage_cache",
                 "plugins",
+                "meta",
             )
         }
         self.pools_file = PoolsFile(self.layout.pools, self.locks)

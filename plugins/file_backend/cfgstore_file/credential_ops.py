@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,7 @@ from cfgstore.model.credentials import (
     token_format_for,
 )
 from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, content_version
 from cfgstore_file.atomic import atomic_write, read_bytes
 from cfgstore_file.layout import new_credential_path
@@ -163,6 +166,41 @@ class CredentialOps:
         return existed
 
     @hookimpl
+    async def cfgstore_credentials_lock(
+        self, provider_type: str, uuid: str, ttl_ms: int
+    ) -> str | None:
+        path = self._refresh_lock_path(provider_type, uuid)
+        token = secrets.token_hex(16)
+
+        def take() -> str | None:
+            with self.locks.lock_for(path):
+                held = _read_lock(path)
+                if held is not None and held[1] > now_ms():
+                    return None
+                atomic_write(path, f"{token} {now_ms() + ttl_ms}".encode())
+                return token
+
+        return await asyncio.to_thread(take)
+
+    @hookimpl
+    async def cfgstore_credentials_unlock(self, provider_type: str, uuid: str, token: str) -> bool:
+        path = self._refresh_lock_path(provider_type, uuid)
+
+        def release() -> bool:
+            with self.locks.lock_for(path):
+                held = _read_lock(path)
+                if held is None or held[0] != token:
+                    return False
+                path.unlink()
+                return True
+
+        return await asyncio.to_thread(release)
+
+    def _refresh_lock_path(self, provider_type: str, uuid: str) -> Path:
+        digest = hashlib.sha1(f"{provider_type}\0{uuid}".encode()).hexdigest()[:20]
+        return self.layout.locks / f"refresh-{digest}.lock"
+
+    @hookimpl
     async def cfgstore_credentials_list(self) -> list[CredentialRef]:
         candidates = []
         for provider_type, node in self.pools_file.view:
@@ -180,3 +218,12 @@ class CredentialOps:
             return refs
 
         return await asyncio.to_thread(scan)
+
+
+def _read_lock(path: Path) -> tuple[str, int] | None:
+    """(token, expiry ms) of a refresh lock file, or ``None`` when absent or unreadable."""
+    raw = read_bytes(path)
+    if raw is None:
+        return None
+    token, _, expiry = raw.decode("ascii", "replace").partition(" ")
+    return (token, int(expiry)) if expiry.isdigit() else None

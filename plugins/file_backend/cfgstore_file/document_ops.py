@@ -54,6 +54,22 @@ class DocumentOps:
         self._publish(entity)
         return result
 
+    # -- meta --------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_meta_get(self) -> dict[str, str]:
+        doc = await self._read_json("meta")
+        return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+    @hookimpl
+    async def cfgstore_meta_update(self, fields: Mapping[str, str]) -> None:
+        def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
+            current = dict(doc) if isinstance(doc, dict) else {}
+            current.update(fields)
+            return current, None
+
+        await self._update_json("meta", "meta", change)
+
     # -- config ------------------------------------------------------------------------
 
     @hookimpl

@@ -26,6 +26,7 @@ class Layout:
     sessions: Path
     usage_cache: Path
     plugins: Path
+    meta: Path
     locks: Path
 
     @classmethod
@@ -50,6 +51,7 @@ class Layout:
             sessions=configs_dir / "token-store.json",
             usage_cache=configs_dir / "usage-cache.json",
             plugins=configs_dir / "plugins.json",
+            meta=configs_dir / ".cfgstore-meta.json",
             locks=configs_dir / ".cfgstore-locks",
         )
 
