@@ -7,6 +7,7 @@ store in another OS process. Adding a backend = adding a deployment factory belo
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -35,6 +36,8 @@ class Deployment:
             "backends": ",".join(self.settings.chain),
             "reset_counters_on_start": False,
             "watch_interval_ms": 0,
+            "redis_url": self.settings.redis_url,
+            "redis_prefix": self.settings.redis_prefix,
         }
 
 
@@ -55,15 +58,37 @@ def _file_deployment(chain: tuple[str, ...]) -> Callable[[Path], Deployment]:
     return make
 
 
+def _redis_deployment(chain: tuple[str, ...]) -> Callable[[Path], Deployment]:
+    def make(tmp_path: Path) -> Deployment:
+        # Each test gets a namespace of its own on the shared test server.
+        settings = Settings(
+            configs_dir=tmp_path / "configs",
+            backends=chain,
+            redis_url=REDIS_URL_PLACEHOLDER,
+            redis_prefix=f"t{uuidlib.uuid4().hex[:12]}",
+        )
+        return Deployment("+".join(chain), settings)
+
+    return make
+
+
+REDIS_URL_PLACEHOLDER = "redis://placeholder"
+
 DEPLOYMENTS: dict[str, Callable[[Path], Deployment]] = {
     "file": _file_deployment(("file",)),
     "memory+file": _file_deployment(("memory", "file")),
+    "redis": _redis_deployment(("redis",)),
+    "memory+redis": _redis_deployment(("memory", "redis")),
 }
 
 
 @pytest.fixture(params=sorted(DEPLOYMENTS))
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield DEPLOYMENTS[request.param](tmp_path)
+    made = DEPLOYMENTS[request.param](tmp_path)
+    if made.settings.redis_url == REDIS_URL_PLACEHOLDER:
+        redis_url = request.getfixturevalue("redis_url")
+        made = attrs.evolve(made, settings=attrs.evolve(made.settings, redis_url=redis_url))
+    yield made
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ No pytest in here, so the same code serves fixtures, benches and ad-hoc scripts.
 
 :class:`RedisServerProcess` runs the operating system's ``redis-server`` binary (Debian's
 redis 7.0) on a free loopback port, with its own temporary directory, no persistence and no
-daemonising, and can stop, pause (SIGSTOP), resume (SIGCONT) and restart it on the same port
-for fault tests.
+daemonising, and can stop, kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT) and restart it
+on the same port for fault tests. ``config_text`` gives it a config file of its own (sentinels
+need one they can rewrite); ``extra_args`` adds command-line options.
 
 :func:`resolve_test_redis` picks the Redis the suite talks to, in this order:
 
@@ -195,6 +196,7 @@ class RedisServerProcess:
         ready_deadline: float = _READY_DEADLINE_S,
         stop_timeout: float = _STOP_TIMEOUT_S,
         extra_args: tuple[str, ...] = (),
+        config_text: str | None = None,
     ) -> None:
         self._dir: Path | None = None
         self._port: int | None = None
@@ -203,6 +205,9 @@ class RedisServerProcess:
         self.ready_deadline = ready_deadline
         self.stop_timeout = stop_timeout
         self.extra_args = extra_args
+        #: Written once to ``<dir>/redis.conf`` and passed as the config file (first argument);
+        #: the server may rewrite that file (sentinel does) and a restart keeps the rewrite.
+        self.config_text = config_text
         found = shutil.which(binary or "redis-server")
         if found is None:
             what = f"{binary} is not an executable" if binary else "redis-server is not on PATH"
@@ -232,6 +237,11 @@ class RedisServerProcess:
         if self._dir is None:
             raise RuntimeError("RedisServerProcess has not been started")
         return self._dir
+
+    @property
+    def config_path(self) -> Path | None:
+        """``<dir>/redis.conf`` when ``config_text`` was given, else None."""
+        return None if self.config_text is None else self.dir / "redis.conf"
 
     @property
     def log_path(self) -> Path:
@@ -273,6 +283,9 @@ class RedisServerProcess:
             raise RuntimeError(f"already running: {self.description}")
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="cfgstore-redis-"))
+        config_path = self.config_path
+        if config_path is not None and self.config_text is not None and not config_path.exists():
+            config_path.write_text(self.config_text, encoding="utf-8")
         failures: list[str] = []
         for _ in range(_START_ATTEMPTS):
             port = free_port()
@@ -317,6 +330,19 @@ class RedisServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             proc.wait(timeout=self.stop_timeout)
+        _LIVE.discard(self)
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: no shutdown, no goodbyes) and reap; port and dir stay for restart.
+
+        Idempotent, like :meth:`stop`.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=self.stop_timeout)
+        self._paused = False
         _LIVE.discard(self)
 
     def close(self) -> None:
@@ -377,8 +403,11 @@ class RedisServerProcess:
         return proc
 
     def _command(self, port: int) -> list[str]:
+        config_path = self.config_path
+        config = [] if config_path is None else [str(config_path)]
         return [
             self.binary,
+            *config,
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--save", "",

@@ -1,0 +1,1 @@
+"""cfgstore backend on Redis (key schema: ``redis-keys.md`` beside this package)."""

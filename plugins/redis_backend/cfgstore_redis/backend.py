@@ -1,0 +1,191 @@
+"""The Redis backend object: connection, lifecycle, change feed, status.
+
+Operations live in mixins: :mod:`.pool_ops`, :mod:`.credential_ops`,
+:mod:`.document_ops`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from cfgstore import hookimpl
+from cfgstore.adapters.backend import BackendContext
+from cfgstore.model.events import ENTITIES, ChangeEvent
+from cfgstore.model.status import BackendStatus, EntityCounts
+from cfgstore.model.timefmt import now_ms
+from cfgstore_redis import lua
+from cfgstore_redis.batch import encode
+from cfgstore_redis.connection import RedisConnection, connect
+from cfgstore_redis.credential_ops import CredentialOps
+from cfgstore_redis.document_ops import DocumentOps
+from cfgstore_redis.keys import Keys
+from cfgstore_redis.pool_ops import PoolOps
+from cfgstore_redis.translate import translated
+from cfgstore_redis.writer import GroupCommitWriter
+
+log = logging.getLogger("cfgstore.redis")
+
+RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class RedisBackend(PoolOps, CredentialOps, DocumentOps):
+    """Every storage operation on Redis; key schema in ``redis-keys.md``."""
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.keys = Keys(self.settings.redis_prefix)
+        self.origin = context.instance_id
+        self.warnings: list[str] = []
+        self._feed_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_open(self) -> None:
+        self.connection: RedisConnection = await connect(self.settings, decode_responses=True)
+        self.redis: Any = self.connection.client
+        self.scripts = {
+            name: self.redis.register_script(getattr(lua, name))
+            for name in (
+                "APPLY_RECORDS",
+                "ADD_NODE",
+                "UPDATE_NODE",
+                "DELETE_NODE",
+                "RENAME_NODE",
+                "DELETE_TYPE",
+                "SET_DISABLED",
+                "TYPE_HEALTH",
+                "CAS_DOCUMENT",
+                "CAS_CREDENTIAL",
+                "SET_VALUE",
+                "DELETE_KEYS",
+                "USAGE_PUT_TYPE",
+                "REPLACE_HASH",
+                "RELEASE_LOCK",
+            )
+        }
+        self.warnings = await self.connection.server_warnings()
+        for warning in self.warnings:
+            log.warning("%s", warning)
+        self.writer = GroupCommitWriter(self._send_records)
+        self._feed_ready = asyncio.Event()
+        self._feed_task = asyncio.get_running_loop().create_task(self._follow_feed())
+        await asyncio.wait_for(
+            self._feed_ready.wait(), self.settings.redis_connect_timeout_ms / 1000 + 5
+        )
+
+    @hookimpl
+    async def cfgstore_flush(self) -> None:
+        await self.writer.durable()
+
+    @hookimpl
+    async def cfgstore_close(self) -> None:
+        try:
+            await self.writer.close()
+        finally:
+            if self._feed_task is not None:
+                self._feed_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._feed_task
+            await self.connection.close()
+
+    @hookimpl
+    async def cfgstore_status(self) -> BackendStatus:
+        pools = await self.cfgstore_pools_list()
+        with translated():
+            sessions = await self.redis.zcount(self.keys.sessions, now_ms(), "+inf")
+            models = await self.cfgstore_custom_models_list()
+            plugins = await self.cfgstore_plugin_config_get()
+            credentials = await self.cfgstore_credentials_list()
+        warnings = list(self.warnings)
+        if self.writer.last_error is not None:
+            warnings.append(f"hot-path writes are failing: {self.writer.last_error}")
+        return BackendStatus(
+            name="redis",
+            location=self.connection.describe(),
+            mode="redis",
+            counts=EntityCounts(
+                provider_types=len(pools.types),
+                nodes=pools.node_count(),
+                healthy_nodes=sum(1 for _, n in pools if n.state.is_healthy),
+                credentials=len(credentials),
+                sessions=int(sessions),
+                plugins=len(plugins.plugins),
+                custom_models=len(models),
+            ),
+            warnings=tuple(warnings),
+        )
+
+    # -- helpers for the operation mixins ------------------------------------------------
+
+    def _head(self, entity: str, *ids: str) -> str:
+        """A change message up to its revision (scripts append the number and ``}``)."""
+        body = json.dumps({"entity": entity, "ids": list(ids), "origin": self.origin})
+        return body[:-1] + ', "rev": '
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        with translated():
+            return await self.scripts[name](keys=list(keys), args=list(args))
+
+    def _changed(self, entity: str, *ids: str) -> None:
+        """Tell the layers above in this process (other processes hear the feed)."""
+        self.context.publish(ChangeEvent(entity, tuple(ids), origin=self.origin))
+
+    async def _send_records(self, records: Sequence[Any], op_id: str) -> None:
+        script_keys, args = encode(records, self.keys, op_id, self._head("pools"))
+        await self._run("APPLY_RECORDS", script_keys, args)
+        self._changed("pools")
+
+    # -- change feed -------------------------------------------------------------------
+
+    async def _follow_feed(self) -> None:
+        """Relay other instances' change messages as remote events. After a reconnect
+        every entity is announced changed: messages may have been missed."""
+        failures = 0
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.channel)
+                if failures:
+                    log.info("change feed re-established after %d failures", failures)
+                    for entity in ENTITIES:
+                        self.context.publish(ChangeEvent(entity, (), remote=True))
+                failures = 0
+                self._feed_ready.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._relay(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = RESUBSCRIBE_DELAYS_S[min(failures, len(RESUBSCRIBE_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("change feed lost (%s); resubscribing in %.1fs", exc, delay)
+                self._feed_ready.set()  # start-up must not hang on the feed
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _relay(self, data: Any) -> None:
+        try:
+            message = json.loads(data)
+            if message.get("origin") == self.origin:
+                return
+            event = ChangeEvent(
+                str(message["entity"]),
+                tuple(str(i) for i in message.get("ids", ())),
+                origin=str(message.get("origin", "")),
+                remote=True,
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed change message: %r", data)
+            return
+        self.context.publish(event)

@@ -1,0 +1,333 @@
+"""Config, system prompt, custom models, plugin config, sessions, password, usage cache
+and metadata on Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from cfgstore import hookimpl
+from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflict
+from cfgstore.model import jsjson
+from cfgstore.model.config import MainConfig, config_from_json
+from cfgstore.model.custom_models import CustomModel, custom_models_from_json
+from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.plugin_config import PluginConfig, plugin_config_from_json
+from cfgstore.model.sessions import UiSession, session_to_json, token_digest
+from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
+from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore_redis.keys import SEPARATOR, Keys
+from cfgstore_redis.translate import translated
+
+T = TypeVar("T")
+
+EDIT_ATTEMPTS = 50
+"""Optimistic edits of one document retry this often against concurrent admin edits."""
+
+
+def _dumps(value: JSONValue) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class DocumentOps:
+    keys: Keys
+    redis: Any
+
+    def _head(self, entity: str, *ids: str) -> str:
+        raise NotImplementedError
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def _changed(self, entity: str, *ids: str) -> None:
+        raise NotImplementedError
+
+    # -- versioned documents -------------------------------------------------------------
+
+    async def _read_document(self, key: str) -> tuple[JSONValue | None, str]:
+        with translated():
+            doc, version = await self.redis.hmget(key, "doc", "ver")
+        if doc is None:
+            return None, ABSENT_VERSION
+        return jsjson.loads(doc, f"redis {key}"), str(version)
+
+    async def _cas(self, key: str, entity: str, document: JSONValue, expected: str) -> str | None:
+        """Write if the version is still ``expected``; the new version, or ``None``."""
+        result = await self._run(
+            "CAS_DOCUMENT",
+            [key, self.keys.revision],
+            [self.keys.channel, self._head(entity), expected, _dumps(document)],
+        )
+        if result[0] == "conflict":
+            return None
+        self._changed(entity)
+        return str(result[1])
+
+    async def _edit(
+        self, key: str, entity: str, change: Callable[[JSONValue | None], tuple[JSONValue, T]]
+    ) -> T:
+        """Read-modify-compare-and-set, repeated while other admin edits interfere."""
+        for _ in range(EDIT_ATTEMPTS):
+            current, version = await self._read_document(key)
+            new, result = change(current)
+            if await self._cas(key, entity, new, version) is not None:
+                return result
+        raise VersionConflict(entity, key, None, None)
+
+    # -- meta ------------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_meta_get(self) -> dict[str, str]:
+        with translated():
+            fields: dict[str, str] = await self.redis.hgetall(self.keys.meta)
+        return dict(fields)
+
+    @hookimpl
+    async def cfgstore_meta_update(self, fields: Mapping[str, str]) -> None:
+        if fields:
+            with translated():
+                await self.redis.hset(self.keys.meta, mapping=dict(fields))
+
+    # -- config ------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_config_get(self) -> MainConfig:
+        doc, version = await self._read_document(self.keys.config)
+        if doc is None:
+            return MainConfig()
+        return config_from_json(doc, f"redis {self.keys.config}", version)
+
+    @hookimpl
+    async def cfgstore_config_put(
+        self, document: dict[str, JSONValue], expected_version: str
+    ) -> str:
+        if not isinstance(document, dict):
+            raise InvalidData("config", "$", "config must be a JSON object")
+        version = await self._cas(self.keys.config, "config", document, expected_version)
+        if version is None:
+            _, actual = await self._read_document(self.keys.config)
+            raise VersionConflict("config", "config", expected_version, actual)
+        return version
+
+    # -- system prompt -----------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_system_prompt_get(self) -> str | None:
+        with translated():
+            text: str | None = await self.redis.get(self.keys.system_prompt)
+        return text
+
+    @hookimpl
+    async def cfgstore_system_prompt_put(self, text: str) -> None:
+        await self._run(
+            "SET_VALUE",
+            [self.keys.system_prompt, self.keys.revision],
+            [self.keys.channel, self._head("system_prompt"), text],
+        )
+        self._changed("system_prompt")
+
+    # -- custom models -----------------------------------------------------------------
+
+    def _models(self, doc: JSONValue | None) -> list[CustomModel]:
+        return (
+            [] if doc is None else custom_models_from_json(doc, f"redis {self.keys.custom_models}")
+        )
+
+    @hookimpl
+    async def cfgstore_custom_models_list(self) -> list[CustomModel]:
+        doc, _ = await self._read_document(self.keys.custom_models)
+        return self._models(doc)
+
+    @hookimpl
+    async def cfgstore_custom_models_add(self, model: CustomModel) -> None:
+        def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
+            models = self._models(doc)
+            if any(m.id == model.id for m in models):
+                raise AlreadyExists("custom model", model.id)
+            return [m.to_json() for m in models] + [model.to_json()], None
+
+        await self._edit(self.keys.custom_models, "custom_models", change)
+
+    @hookimpl
+    async def cfgstore_custom_models_update(
+        self, model_id: str, changes: Mapping[str, JSONValue]
+    ) -> CustomModel:
+        def change(doc: JSONValue | None) -> tuple[JSONValue, CustomModel]:
+            models = self._models(doc)
+            for index, model in enumerate(models):
+                if model.id == model_id:
+                    models[index] = CustomModel(
+                        model_id, {**model.document, **changes, "id": model_id}
+                    )
+                    return [m.to_json() for m in models], models[index]
+            raise NotFound("custom model", model_id)
+
+        return await self._edit(self.keys.custom_models, "custom_models", change)
+
+    @hookimpl
+    async def cfgstore_custom_models_delete(self, model_id: str) -> None:
+        def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
+            models = self._models(doc)
+            kept = [m for m in models if m.id != model_id]
+            if len(kept) == len(models):
+                raise NotFound("custom model", model_id)
+            return [m.to_json() for m in kept], None
+
+        await self._edit(self.keys.custom_models, "custom_models", change)
+
+    # -- plugin config -----------------------------------------------------------------
+
+    def _plugins(self, doc: JSONValue | None) -> PluginConfig:
+        return (
+            PluginConfig()
+            if doc is None
+            else plugin_config_from_json(doc, f"redis {self.keys.plugins}")
+        )
+
+    @hookimpl
+    async def cfgstore_plugin_config_get(self) -> PluginConfig:
+        doc, _ = await self._read_document(self.keys.plugins)
+        return self._plugins(doc)
+
+    @hookimpl
+    async def cfgstore_plugin_config_put(self, config: PluginConfig) -> None:
+        await self._edit(self.keys.plugins, "plugin_config", lambda _doc: (config.to_json(), None))
+
+    @hookimpl
+    async def cfgstore_plugin_config_set_enabled(self, name: str, enabled: bool) -> None:
+        def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
+            config = self._plugins(doc)
+            config.plugins.setdefault(name, {})["enabled"] = enabled
+            return config.to_json(), None
+
+        await self._edit(self.keys.plugins, "plugin_config", change)
+
+    # -- sessions: only a digest of the token is stored, with a Redis TTL -----------------
+
+    @hookimpl
+    async def cfgstore_sessions_add(self, token: str, session: UiSession) -> None:
+        digest = token_digest(token)
+        with translated():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    self.keys.session(digest),
+                    _dumps(session_to_json(session)),
+                    pxat=max(1, session.expiry_time),
+                )
+                pipe.zadd(self.keys.sessions, {digest: session.expiry_time})
+                await pipe.execute()
+
+    @hookimpl
+    async def cfgstore_sessions_get(self, token: str, now_ms: int) -> UiSession | None:
+        key = self.keys.session(token_digest(token))
+        with translated():
+            raw = await self.redis.get(key)
+        if raw is None:
+            return None
+        doc = jsjson.loads(raw, f"redis {key}")
+        session = UiSession(str(doc["username"]), int(doc["loginTime"]), int(doc["expiryTime"]))
+        return None if session.expired(now_ms) else session
+
+    @hookimpl
+    async def cfgstore_sessions_delete(self, token: str) -> bool:
+        digest = token_digest(token)
+        with translated():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.session(digest))
+                pipe.zrem(self.keys.sessions, digest)
+                removed, _ = await pipe.execute()
+        return bool(removed)
+
+    @hookimpl
+    async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
+        with translated():
+            expired = await self.redis.zrangebyscore(self.keys.sessions, "-inf", now_ms)
+            if not expired:
+                return 0
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*[self.keys.session(d) for d in expired])
+                pipe.zrem(self.keys.sessions, *expired)
+                await pipe.execute()
+        return len(expired)
+
+    @hookimpl
+    async def cfgstore_sessions_count(self, now_ms: int) -> int:
+        with translated():
+            count: int = await self.redis.zcount(self.keys.sessions, f"({now_ms}", "+inf")
+        return count
+
+    # -- password ----------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_password_get(self) -> str | None:
+        with translated():
+            stored: str | None = await self.redis.get(self.keys.password)
+        return stored.strip() or None if stored is not None else None
+
+    @hookimpl
+    async def cfgstore_password_put(self, stored: str) -> None:
+        if not stored.strip():
+            raise InvalidData("password", "stored", "must not be empty")
+        await self._run(
+            "SET_VALUE",
+            [self.keys.password, self.keys.revision],
+            [self.keys.channel, self._head("password"), stored.strip()],
+        )
+        self._changed("password")
+
+    # -- usage cache: one field per provider type ----------------------------------------
+
+    @hookimpl
+    async def cfgstore_usage_cache_get(self) -> UsageCache | None:
+        with translated():
+            fields: dict[str, str] = await self.redis.hgetall(self.keys.usage)
+        if not fields:
+            return None
+        source = f"redis {self.keys.usage}"
+        order = [t for t in fields.get("@order", "").split(SEPARATOR) if t]
+        doc: dict[str, JSONValue] = {
+            "timestamp": jsjson.loads(fields.get("@timestamp", "null"), source),
+            "providers": {
+                t: jsjson.loads(fields[f"t:{t}"], source) for t in order if f"t:{t}" in fields
+            },
+        }
+        doc.update(jsjson.loads(fields.get("@extra", "{}"), source))
+        return usage_cache_from_json(doc, source)
+
+    @hookimpl
+    async def cfgstore_usage_cache_put(self, cache: UsageCache) -> None:
+        if any(SEPARATOR in t for t in cache.providers):
+            raise InvalidData("usage cache", "providers", "type names must not contain \\x1f")
+        fields: dict[str, str] = {
+            "@timestamp": _dumps(cache.timestamp),
+            "@extra": _dumps(cache.extra),
+            "@order": SEPARATOR.join(cache.providers),
+        }
+        fields.update({f"t:{t}": _dumps(entry) for t, entry in cache.providers.items()})
+        pairs = [x for item in fields.items() for x in item]
+        await self._run(
+            "REPLACE_HASH",
+            [self.keys.usage, self.keys.revision],
+            [self.keys.channel, self._head("usage_cache"), *pairs],
+        )
+        self._changed("usage_cache")
+
+    @hookimpl
+    async def cfgstore_usage_cache_put_type(
+        self, provider_type: str, entry: JSONValue, timestamp: str
+    ) -> None:
+        if SEPARATOR in provider_type:
+            raise InvalidData("usage cache", provider_type, "must not contain \\x1f")
+        await self._run(
+            "USAGE_PUT_TYPE",
+            [self.keys.usage, self.keys.revision],
+            [
+                self.keys.channel,
+                self._head("usage_cache", provider_type),
+                provider_type,
+                _dumps(entry),
+                _dumps(timestamp),
+            ],
+        )
+        self._changed("usage_cache", provider_type)

@@ -1,0 +1,62 @@
+"""The key schema (see ``redis-keys.md``). Every key carries one hash tag, ``{<prefix>}``,
+so every multi-key script runs on Redis Cluster too (all keys live in one slot)."""
+
+from __future__ import annotations
+
+from cfgstore.errors import InvalidData
+
+SEPARATOR = "\x1f"
+"""Joins key names in ``@layout``/``@order`` fields: a plain string Lua can append to
+without decoding JSON. Names containing it are refused."""
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        if not prefix or any(c in prefix for c in "{}"):
+            raise InvalidData("CFGSTORE_REDIS_PREFIX", prefix, "must be non-empty, without braces")
+        self.tag = "{" + prefix + "}"
+        self.meta = f"{self.tag}:meta"
+        self.revision = f"{self.tag}:rev"
+        self.channel = f"{self.tag}:changes"
+        self.types = f"{self.tag}:types"
+        self.config = f"{self.tag}:config"
+        self.system_prompt = f"{self.tag}:system_prompt"
+        self.custom_models = f"{self.tag}:custom_models"
+        self.plugins = f"{self.tag}:plugins"
+        self.password = f"{self.tag}:password"
+        self.usage = f"{self.tag}:usage"
+        self.sessions = f"{self.tag}:sessions"
+
+    def nodes(self, provider_type: str) -> str:
+        return f"{self.tag}:nodes:{provider_type}"
+
+    def node(self, provider_type: str, uuid: str) -> str:
+        return f"{self.tag}:node:{provider_type}:{uuid}"
+
+    def credential(self, provider_type: str, uuid: str) -> str:
+        return f"{self.tag}:cred:{provider_type}:{uuid}"
+
+    def refresh_lock(self, provider_type: str, uuid: str) -> str:
+        return f"{self.tag}:lock:{provider_type}:{uuid}"
+
+    def forward(self, provider_type: str, uuid: str) -> str:
+        return f"{self.tag}:fwd:{provider_type}:{uuid}"
+
+    def operation(self, op_id: str) -> str:
+        return f"{self.tag}:op:{op_id}"
+
+    def session(self, digest: str) -> str:
+        return f"{self.tag}:session:{digest}"
+
+
+def check_type_name(provider_type: str) -> None:
+    """Provider types become part of key names: refuse what would make keys ambiguous."""
+    if not provider_type or ":" in provider_type or SEPARATOR in provider_type:
+        raise InvalidData(
+            "provider type", repr(provider_type), "must be non-empty, without ':' or \\x1f"
+        )
+
+
+def check_uuid(uuid: str) -> None:
+    if not uuid or SEPARATOR in uuid:
+        raise InvalidData("provider node", repr(uuid), "uuid must be non-empty, without \\x1f")

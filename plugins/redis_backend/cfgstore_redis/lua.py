@@ -1,0 +1,498 @@
+"""Lua scripts. Each runs atomically on the server; none decodes JSON (Lua's cjson turns
+``[]`` into ``{}`` and truncates long numbers): JSON is built and read by the client, and
+scripts only move strings and numbers.
+
+Every script that changes data ends the same way: ``INCR`` the namespace revision and
+``PUBLISH`` one change message (``ARGV`` carries the message up to its ``"rev":`` and the
+script appends the revision). The ``#!lua`` shebang makes Redis refuse a writing script
+as a whole when it is out of memory, instead of failing halfway.
+"""
+
+from __future__ import annotations
+
+SHEBANG = "#!lua\n"
+
+# Node-state helpers shared by the scripts that change hot fields. A hot field absent from
+# the hash is absent from the document and has its load default.
+NODE_PRELUDE = r"""
+local SEP = '\31'
+local HOT = {'isHealthy','isDisabled','usageCount','errorCount','lastUsed','lastErrorTime',
+  'lastErrorMessage','lastHealthCheckTime','lastHealthCheckModel','scheduledRecoveryTime',
+  'needsRefresh','refreshCount','lastRefreshTime','_lastSelectionSeq'}
+local DEFAULT = {isHealthy='true', isDisabled='false', usageCount='0', errorCount='0',
+  needsRefresh='false', refreshCount='0', _lastSelectionSeq='0'}
+local READ = {}
+for i, name in ipairs(HOT) do READ[i] = name end
+READ[#HOT + 1] = '@layout'
+READ[#HOT + 2] = '@errms'
+
+local N = {}
+
+-- A node in memory: st = JSON text of each hot field that has a value, present = which
+-- hot fields the document has (a field of the hash), layout = the @layout string.
+function N.load(key)
+  local values = redis.call('HMGET', key, unpack(READ))
+  local layout = values[#HOT + 1]
+  if not layout then return nil end
+  local node = {key = key, st = {}, present = {}, dirty = {}, layout = layout,
+                layout_dirty = false, errms = values[#HOT + 2], errms_dirty = false}
+  for i, name in ipairs(HOT) do
+    if values[i] then
+      node.st[name] = values[i]
+      node.present[name] = true
+    end
+  end
+  node.was_healthy = N.get(node, 'isHealthy')
+  return node
+end
+
+function N.get(node, name)
+  return node.st[name] or DEFAULT[name] or 'null'
+end
+
+-- Assign a value; the key joins the document only through ensure, or at save when the
+-- value is not the default (as the Python model serialises it).
+function N.set(node, name, value)
+  node.st[name] = value
+  node.dirty[name] = true
+end
+
+-- Add keys to the document in this order (the order the Node service assigns them).
+function N.ensure(node, ...)
+  for _, name in ipairs({...}) do
+    if not node.present[name] then
+      node.present[name] = true
+      node.st[name] = N.get(node, name)
+      node.dirty[name] = true
+      node.layout = node.layout .. SEP .. name
+      node.layout_dirty = true
+    end
+  end
+end
+
+function N.set_error_time(node, json_value, ms)
+  N.set(node, 'lastErrorTime', json_value)
+  node.errms = ms
+  node.errms_dirty = true
+end
+
+-- Write what changed; return 1 when anything did.
+function N.save(node)
+  local args = {}
+  for _, name in ipairs(HOT) do
+    if node.dirty[name] then
+      local value = node.st[name]
+      if not node.present[name] and value ~= (DEFAULT[name] or 'null') then
+        node.present[name] = true
+        node.layout = node.layout .. SEP .. name
+        node.layout_dirty = true
+      end
+      if node.present[name] then
+        args[#args + 1] = name
+        args[#args + 1] = value
+      end
+    end
+  end
+  if node.layout_dirty then
+    args[#args + 1] = '@layout'
+    args[#args + 1] = node.layout
+  end
+  if node.errms_dirty then
+    if node.errms then
+      args[#args + 1] = '@errms'
+      args[#args + 1] = node.errms
+    else
+      redis.call('HDEL', node.key, '@errms')
+    end
+  end
+  if #args == 0 and not node.errms_dirty then return 0 end
+  if #args > 0 then redis.call('HSET', node.key, unpack(args)) end
+  redis.call('HINCRBY', node.key, '@ver', 1)
+  return 1
+end
+
+function N.mark_healthy(node, at_ms, at_iso)
+  N.set(node, 'isHealthy', 'true')
+  N.set(node, 'errorCount', '0')
+  N.set(node, 'refreshCount', '0')
+  N.set(node, 'needsRefresh', 'false')
+  N.set(node, 'lastRefreshTime', at_ms)
+  N.set_error_time(node, 'null', false)
+  N.set(node, 'lastErrorMessage', 'null')
+  N.set(node, '_lastSelectionSeq', '0')
+  N.set(node, 'lastUsed', at_iso)
+  N.ensure(node, 'isHealthy', 'errorCount', 'refreshCount', 'needsRefresh', 'lastRefreshTime',
+    'lastErrorTime', 'lastErrorMessage', '_lastSelectionSeq', 'usageCount', 'lastUsed')
+end
+
+function N.mark_failed(node, at_ms, at_iso, message, max_errors, immediate)
+  local count
+  if immediate == '1' then
+    N.set(node, 'errorCount', tostring(max_errors))
+    N.set(node, 'isHealthy', 'false')
+    N.ensure(node, 'isHealthy', 'needsRefresh', 'refreshCount', 'errorCount')
+  else
+    local previous = node.errms
+    if N.get(node, 'lastErrorTime') == 'null' or
+       (previous and previous ~= 'nan' and tonumber(at_ms) - tonumber(previous) > 10000) then
+      count = 1
+    else
+      count = tonumber(N.get(node, 'errorCount')) + 1
+    end
+    N.set(node, 'errorCount', tostring(count))
+    if max_errors > 0 and count >= max_errors then N.set(node, 'isHealthy', 'false') end
+  end
+  N.set_error_time(node, at_iso, at_ms)
+  N.set(node, 'lastUsed', at_iso)
+  N.set(node, 'needsRefresh', 'false')
+  N.set(node, 'refreshCount', '0')
+  if message ~= '' then N.set(node, 'lastErrorMessage', message) end
+  N.ensure(node, 'errorCount', 'lastErrorTime', 'lastUsed', 'needsRefresh', 'refreshCount',
+    'lastErrorMessage')
+  if N.get(node, 'isHealthy') == 'false' then N.ensure(node, 'isHealthy') end
+end
+
+local function finish(revision_key, channel, message_head)
+  local revision = redis.call('INCR', revision_key)
+  redis.call('PUBLISH', channel, message_head .. revision .. '}')
+  return revision
+end
+"""
+
+# KEYS: [1] operation-id key, [2] revision, then per node: node key, forwarding key.
+# ARGV: op ttl ms, channel, message head, then per node: op count, node-key prefix,
+# forwarding-key prefix, then the ops (code followed by its arguments).
+APPLY_RECORDS = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  return {'dup'}
+end
+local argi = 4
+local transitions = {}
+for n = 1, (#KEYS - 2) / 2 do
+  local count = tonumber(ARGV[argi]); local node_prefix = ARGV[argi + 1]
+  local fwd_prefix = ARGV[argi + 2]
+  argi = argi + 3
+  local key = KEYS[1 + 2 * n]
+  local node = N.load(key)
+  local hops = 0
+  local fwd_key = KEYS[2 + 2 * n]
+  while node == nil and hops < 8 do  -- renamed: follow the forwarding pointer
+    local new_uuid = redis.call('GET', fwd_key)
+    if not new_uuid then break end
+    key = node_prefix .. new_uuid
+    fwd_key = fwd_prefix .. new_uuid
+    node = N.load(key)
+    hops = hops + 1
+  end
+  for _ = 1, count do
+    local code = ARGV[argi]
+    if code == 'S' then
+      if node then
+        N.set(node, 'lastUsed', ARGV[argi + 1]); N.set(node, '_lastSelectionSeq', ARGV[argi + 2])
+        N.ensure(node, 'lastUsed', '_lastSelectionSeq')
+      end
+      argi = argi + 3
+    elseif code == 'U' then
+      if node then
+        N.mark_healthy(node, ARGV[argi + 2], ARGV[argi + 3])
+        N.set(node, 'usageCount',
+          tostring(tonumber(N.get(node, 'usageCount')) + tonumber(ARGV[argi + 1])))
+      end
+      argi = argi + 4
+    elseif code == 'F' then
+      if node then
+        N.mark_failed(node, ARGV[argi + 1], ARGV[argi + 2], ARGV[argi + 3],
+          tonumber(ARGV[argi + 4]), ARGV[argi + 5])
+      end
+      argi = argi + 6
+    elseif code == 'C' then
+      if node then
+        N.set(node, 'isHealthy', 'false'); N.set(node, 'errorCount', ARGV[argi + 4])
+        N.set(node, 'needsRefresh', 'false'); N.set(node, 'refreshCount', '0')
+        N.set_error_time(node, ARGV[argi + 2], ARGV[argi + 1])
+        N.set(node, 'lastUsed', ARGV[argi + 2]); N.set(node, 'lastErrorMessage', ARGV[argi + 3])
+        N.set(node, 'scheduledRecoveryTime', ARGV[argi + 5])
+        N.ensure(node, 'isHealthy', 'needsRefresh', 'refreshCount', 'errorCount',
+          'lastErrorTime', 'lastUsed', 'lastErrorMessage', 'scheduledRecoveryTime')
+      end
+      argi = argi + 6
+    elseif code == 'N' then
+      if node then
+        local last = tonumber(N.get(node, 'lastRefreshTime'))
+        if last == nil or tonumber(ARGV[argi + 1]) - last >= 30000 then
+          N.set(node, 'needsRefresh', 'true'); N.ensure(node, 'needsRefresh')
+        end
+      end
+      argi = argi + 2
+    elseif code == 'R' then
+      if node and N.get(node, 'isHealthy') ~= 'true' then
+        N.set(node, 'isHealthy', 'true'); N.set(node, 'errorCount', '0')
+        N.set_error_time(node, 'null', false); N.set(node, 'lastErrorMessage', 'null')
+        N.set(node, 'scheduledRecoveryTime', 'null')
+        N.ensure(node, 'isHealthy', 'errorCount', 'lastErrorTime', 'lastErrorMessage',
+          'scheduledRecoveryTime')
+      end
+      argi = argi + 1
+    elseif code == 'H' then
+      if node then
+        local at_ms, at_iso = ARGV[argi + 1], ARGV[argi + 2]
+        if ARGV[argi + 3] == '1' then
+          N.mark_healthy(node, at_ms, at_iso)
+          if ARGV[argi + 8] == '1' then
+            N.set(node, 'usageCount', '0')
+          else
+            N.set(node, 'usageCount', tostring(tonumber(N.get(node, 'usageCount')) + 1))
+          end
+        else
+          N.mark_failed(node, at_ms, at_iso, ARGV[argi + 5], tonumber(ARGV[argi + 6]),
+            ARGV[argi + 7])
+        end
+        N.set(node, 'lastHealthCheckTime', at_iso); N.ensure(node, 'lastHealthCheckTime')
+        if ARGV[argi + 4] ~= '' then
+          N.set(node, 'lastHealthCheckModel', ARGV[argi + 4])
+          N.ensure(node, 'lastHealthCheckModel')
+        end
+      end
+      argi = argi + 9
+    else
+      return redis.error_reply('unknown record code ' .. tostring(code))
+    end
+  end
+  if node then
+    N.save(node)
+    local healthy = N.get(node, 'isHealthy')
+    if healthy ~= node.was_healthy then
+      transitions[#transitions + 1] = key
+      transitions[#transitions + 1] = healthy
+    end
+  end
+end
+local revision = finish(KEYS[2], ARGV[2], ARGV[3])
+return {'ok', revision, unpack(transitions)}
+"""
+)
+
+# KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid, fields…
+ADD_NODE = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('LPOS', KEYS[2], ARGV[4]) then
+  return {'exists'}
+end
+if not redis.call('LPOS', KEYS[1], ARGV[3]) then redis.call('RPUSH', KEYS[1], ARGV[3]) end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+redis.call('HSET', KEYS[3], '@ver', 1, '@docver', 1)
+return {'ok', finish(KEYS[4], ARGV[1], ARGV[2])}
+"""
+)
+
+# KEYS: node key, revision. ARGV: channel, head, expected @docver, fields…
+UPDATE_NODE = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+local current = redis.call('HGET', KEYS[1], '@docver')
+if not current then return {'notfound'} end
+if current ~= ARGV[3] then return {'conflict'} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HINCRBY', KEYS[1], '@docver', 1)
+redis.call('HINCRBY', KEYS[1], '@ver', 1)
+return {'ok', finish(KEYS[2], ARGV[1], ARGV[2])}
+"""
+)
+
+# KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid.
+DELETE_NODE = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+if redis.call('LREM', KEYS[2], 0, ARGV[4]) == 0 then return {'notfound'} end
+redis.call('DEL', KEYS[3])
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LREM', KEYS[1], 0, ARGV[3]) end
+return {'ok', finish(KEYS[4], ARGV[1], ARGV[2])}
+"""
+)
+
+# KEYS: nodes list, old node, new node, old credential, new credential, forwarding key of
+# the old uuid, revision, new lock, old lock. ARGV: channel, head, old uuid, new uuid, ttl.
+# A refresh lock held under the old uuid moves with the node.
+RENAME_NODE = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+local index = redis.call('LPOS', KEYS[1], ARGV[3])
+if not index then return {'notfound'} end
+if redis.call('LPOS', KEYS[1], ARGV[4]) or redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'exists'}
+end
+redis.call('LSET', KEYS[1], index, ARGV[4])
+redis.call('RENAME', KEYS[2], KEYS[3])
+redis.call('HINCRBY', KEYS[3], '@ver', 1)
+redis.call('DEL', KEYS[5])
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('RENAME', KEYS[4], KEYS[5]) end
+redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5])
+redis.call('DEL', KEYS[8])
+if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('RENAME', KEYS[9], KEYS[8]) end
+return {'ok', finish(KEYS[7], ARGV[1], ARGV[2])}
+"""
+)
+
+# KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix.
+DELETE_TYPE = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+if not redis.call('LPOS', KEYS[1], ARGV[3]) then return {'notfound'} end
+local uuids = redis.call('LRANGE', KEYS[2], 0, -1)
+for _, uuid in ipairs(uuids) do redis.call('DEL', ARGV[4] .. uuid) end
+redis.call('DEL', KEYS[2])
+redis.call('LREM', KEYS[1], 0, ARGV[3])
+return {'ok', finish(KEYS[3], ARGV[1], ARGV[2]), #uuids}
+"""
+)
+
+# KEYS: node key, revision. ARGV: channel, head, 'true'|'false'.
+SET_DISABLED = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+local node = N.load(KEYS[1])
+if not node then return {'notfound'} end
+N.set(node, 'isDisabled', ARGV[3]); N.ensure(node, 'isDisabled')
+N.save(node)
+return {'ok', finish(KEYS[2], ARGV[1], ARGV[2])}
+"""
+)
+
+# KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix, mode.
+# mode 'reset': resetAllHealthInType; mode 'drop': delete the unhealthy nodes.
+TYPE_HEALTH = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+if not redis.call('LPOS', KEYS[1], ARGV[3]) then return {'notfound'} end
+local uuids = redis.call('LRANGE', KEYS[2], 0, -1)
+local result = {'ok', 0}
+for _, uuid in ipairs(uuids) do
+  local node = N.load(ARGV[4] .. uuid)
+  if node then
+    if ARGV[5] == 'reset' then
+      N.set(node, 'isHealthy', 'true'); N.set(node, 'errorCount', '0')
+      N.set_error_time(node, 'null', false); N.set(node, 'lastErrorMessage', 'null')
+      N.set(node, 'refreshCount', '0'); N.set(node, 'needsRefresh', 'false')
+      N.save(node)
+      result[#result + 1] = uuid
+    elseif N.get(node, 'isHealthy') == 'false' then
+      redis.call('LREM', KEYS[2], 0, uuid)
+      redis.call('DEL', node.key)
+      result[#result + 1] = uuid
+    end
+  end
+end
+if redis.call('LLEN', KEYS[2]) == 0 and ARGV[5] == 'drop' then
+  redis.call('LREM', KEYS[1], 0, ARGV[3])
+end
+result[2] = finish(KEYS[3], ARGV[1], ARGV[2])
+return result
+"""
+)
+
+# A versioned document in a hash (fields doc, ver). KEYS: key, revision.
+# ARGV: channel, head, expected version ('*' any, '0' absent), document.
+CAS_DOCUMENT = (
+    SHEBANG
+    + r"""
+local current = redis.call('HGET', KEYS[1], 'ver') or '0'
+if ARGV[3] ~= '*' and ARGV[3] ~= current then return {'conflict', current} end
+redis.call('HSET', KEYS[1], 'doc', ARGV[4])
+local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local revision = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+return {'ok', tostring(version)}
+"""
+)
+
+# A credential. KEYS: credential, node, revision. ARGV: channel, head, expected version,
+# document, source path ('' keeps the stored one), format.
+CAS_CREDENTIAL = (
+    SHEBANG
+    + r"""
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'notfound'} end
+local current = redis.call('HGET', KEYS[1], 'ver') or '0'
+if ARGV[3] ~= '*' and ARGV[3] ~= current then return {'conflict', current} end
+redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'format', ARGV[6])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'source', ARGV[5]) end
+local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local revision = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+return {'ok', tostring(version)}
+"""
+)
+
+# Set a plain value and announce it. KEYS: key, revision. ARGV: channel, head, value.
+SET_VALUE = (
+    SHEBANG
+    + r"""
+redis.call('SET', KEYS[1], ARGV[3])
+local revision = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+return revision
+"""
+)
+
+# Delete keys and announce it. KEYS: revision, keys… ARGV: channel, head. Returns count.
+DELETE_KEYS = (
+    SHEBANG
+    + r"""
+local removed = redis.call('DEL', unpack(KEYS, 2))
+if removed > 0 then
+  local revision = redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+end
+return removed
+"""
+)
+
+# One provider type's usage-cache entry. KEYS: usage hash, revision.
+# ARGV: channel, head, type, entry JSON, timestamp.
+USAGE_PUT_TYPE = (
+    SHEBANG
+    + r"""
+local field = 't:' .. ARGV[3]
+if redis.call('HEXISTS', KEYS[1], field) == 0 then
+  local order = redis.call('HGET', KEYS[1], '@order')
+  if order and order ~= '' then order = order .. '\31' .. ARGV[3] else order = ARGV[3] end
+  redis.call('HSET', KEYS[1], '@order', order)
+end
+redis.call('HSET', KEYS[1], field, ARGV[4], '@timestamp', ARGV[5])
+local revision = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+return revision
+"""
+)
+
+# Replace a whole hash. KEYS: hash, revision. ARGV: channel, head, fields…
+REPLACE_HASH = (
+    SHEBANG
+    + r"""
+redis.call('DEL', KEYS[1])
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+local revision = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+return revision
+"""
+)
+
+# Compare-and-delete of a lock. KEYS: lock. ARGV: token.
+RELEASE_LOCK = (
+    SHEBANG
+    + r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+)

@@ -1,0 +1,22 @@
+"""Entry point (group ``cfgstore``, name ``redis``): announces the Redis backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cfgstore import hookimpl
+from cfgstore.adapters.backend import BackendDescriptor
+
+
+@hookimpl
+def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
+    from cfgstore_redis.backend import RedisBackend
+
+    register(
+        BackendDescriptor(
+            name="redis",
+            description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
+            factory=RedisBackend,
+            capabilities=frozenset({"multi-instance", "change-feed"}),
+        )
+    )

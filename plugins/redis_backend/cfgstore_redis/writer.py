@@ -1,0 +1,123 @@
+"""Group commit for hot-path records (DESIGN §5).
+
+Callers enqueue records and go on; one flusher takes everything pending, sends it as one
+batch (one script call: one round trip), and starts the next batch as soon as the last
+returns — a lone record is sent at once, 200 concurrent ones share a round trip.
+
+Every batch carries an operation id that the server records atomically with the batch's
+writes. When a send fails at the connection level (the reply may have been lost), the
+*same* batch is sent again with the *same* id, so it is applied exactly once; batches stay
+in order. Nothing else retries increments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from cfgstore.errors import CfgStoreError
+from cfgstore.model.records import NodeRecord
+
+log = logging.getLogger("cfgstore.redis.writer")
+
+RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+Send = Callable[[Sequence[NodeRecord], str], Awaitable[None]]
+
+
+class GroupCommitWriter:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: list[NodeRecord] = []
+        self._submitted = 0  # records accepted so far
+        self._done = 0  # records durably applied
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: CfgStoreError | None = None
+        self.batches = 0
+
+    @property
+    def backlog(self) -> int:
+        """Records accepted and not yet applied."""
+        return self._submitted - self._done
+
+    def submit(self, records: Sequence[NodeRecord]) -> None:
+        if not records:
+            return
+        self._pending.extend(records)
+        self._submitted += len(records)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def durable(self) -> None:
+        """Return once every record submitted before the call is applied; raise the
+        storage error of a failed attempt (the records stay queued and are re-sent)."""
+        if self._done >= self._submitted:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._submitted, future))
+        await future
+
+    async def close(self) -> None:
+        try:
+            await self.durable()
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._send_until_applied(batch, uuidlib.uuid4().hex)
+                self._done += len(batch)
+                self.batches += 1
+                self._settle(None)
+
+    async def _send_until_applied(self, batch: list[NodeRecord], op_id: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._send(batch, op_id)
+            except CfgStoreError as exc:
+                self.last_error = exc
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                log.warning(
+                    "record batch %s (%d records) not applied (attempt %d), re-sending in "
+                    "%.2fs: %s",
+                    op_id,
+                    len(batch),
+                    attempt,
+                    delay,
+                    exc,
+                )
+                self._settle(exc)
+                await asyncio.sleep(delay)
+                continue
+            if attempt:
+                log.info("record batch %s applied after %d attempts", op_id, attempt + 1)
+            self.last_error = None
+            return
+
+    def _settle(self, error: CfgStoreError | None) -> None:
+        remaining = []
+        for target, future in self._waiters:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            elif target <= self._done:
+                future.set_result(None)
+            else:
+                remaining.append((target, future))
+        self._waiters = remaining
