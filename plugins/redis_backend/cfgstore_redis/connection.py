@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -49,7 +50,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
@@ -247,12 +248,10 @@ def _parse_url(url: str, secrets: list[str]) -> dict[str, Any]:
     head, sep, _ = url.partition("://")
     scheme = head.lower()
     if not sep or scheme not in _SCHEMES:
-        shown = scheme if sep and scheme.replace("+", "").isalnum() else "<none>"
-        raise _url_error(
-            "scheme",
-            f"unknown scheme {shown!r}; expected one of "
-            + ", ".join(f"{name}://" for name in _SCHEMES),
-        )
+        expected = ", ".join(f"{name}://" for name in _SCHEMES)
+        if sep and scheme.replace("+", "").isalnum():
+            raise _url_error("scheme", f"unknown scheme {scheme!r}; expected one of {expected}")
+        raise _url_error("scheme", f"no scheme; expected one of {expected}")
     kind, tls = _SCHEMES[scheme]
     try:
         parts = urlsplit(url)
@@ -713,10 +712,11 @@ def classify(exc: BaseException, *, secrets: Iterable[str] = ()) -> Exception:
     """The cfgstore error for a redis-py exception; raise it with ``from exc``.
 
     * :class:`StorageUnavailable` (an outage; retrying later may work): connection errors,
-      timeouts, an exhausted pool, ``LOADING``, ``READONLY``, ``MASTERDOWN``, ``TRYAGAIN``,
-      ``CLUSTERDOWN`` and other cluster reconfiguration states;
+      timeouts, an exhausted pool, ``LOADING``, ``BUSY``, ``READONLY``, ``MASTERDOWN``,
+      ``TRYAGAIN``, ``CLUSTERDOWN`` and other cluster reconfiguration states;
     * :class:`StorageServerError` (an operator must act): ``OOM``, ``WRONGTYPE``,
-      ``NOAUTH``/``WRONGPASS``, ``NOPERM`` and any other error reply.
+      ``NOAUTH``/``WRONGPASS``, ``NOPERM``, a rejected TLS certificate, and any other error
+      reply.
 
     A cfgstore error, and any exception that is not a Redis or socket error (a bug), is
     returned unchanged. ``secrets`` are replaced by ``***`` in the message (redis-py's
@@ -751,6 +751,8 @@ def _classify(exc: Exception) -> tuple[type[CfgStoreError] | None, str]:
             "the TLS certificate of Redis was rejected (check the CA file, "
             f"CFGSTORE_REDIS_TLS_CA_CERTS or ?ssl_ca_certs=, and the host name): {detail}"
         )
+    if isinstance(exc, MasterNotFoundError):
+        return _master_not_found(detail)
     if isinstance(exc, BusyLoadingError) or code == "LOADING":
         return StorageUnavailable, "Redis is loading its dataset into memory (LOADING)"
     if isinstance(exc, RedisConnectionError):
@@ -759,6 +761,8 @@ def _classify(exc: Exception) -> tuple[type[CfgStoreError] | None, str]:
         return StorageUnavailable, f"Redis did not answer in time: {detail}"
     if isinstance(exc, OSError):
         return StorageUnavailable, f"Redis connection error: {detail}"
+    if code == "BUSY":
+        return StorageUnavailable, "Redis is busy running a script or function (BUSY)"
     if isinstance(exc, ReadOnlyError) or code == "READONLY":
         return StorageUnavailable, (
             "Redis answered from a read-only replica (READONLY): a failover is probably in progress"
@@ -789,6 +793,20 @@ def _classify(exc: Exception) -> tuple[type[CfgStoreError] | None, str]:
     if isinstance(exc, RedisError):
         return StorageServerError, f"Redis client error: {type(exc).__name__}: {detail}"
     return None, detail
+
+
+def _master_not_found(detail: str) -> tuple[type[CfgStoreError], str]:
+    """redis-py lists each sentinel's failure as ``<client repr> - <kind>:<ErrorClass>``;
+    keep the head and the kinds, not the long reprs."""
+    head = detail.split(" : ", 1)[0]
+    failures = re.findall(r" - (\w+:\w+)", detail)
+    summary = f"{head} (sentinel errors: {', '.join(failures)})" if failures else head
+    if failures and all(f.startswith("auth:") for f in failures):
+        return StorageServerError, (
+            f"the sentinels refused the credentials (sentinel_username/sentinel_password): "
+            f"{summary}"
+        )
+    return StorageUnavailable, f"Redis Sentinel: {summary}"
 
 
 def _certificate_rejected(exc: BaseException) -> bool:

@@ -1,0 +1,112 @@
+"""The documented least-privilege ACL is enough for every operation, and no more."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from cfgstore.adapters import Settings, Store
+from cfgstore.errors import StorageServerError
+from cfgstore.model.credentials import Credential
+from cfgstore.model.custom_models import CustomModel
+from cfgstore.model.sessions import UiSession
+from cfgstore.model.timefmt import now_ms
+from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore_redis.acl import acl_rules, acl_setuser_line
+from tests.contract.helpers import make_node
+from tests.support.redis_server import RedisServerProcess
+
+DOC = Path(__file__).resolve().parents[2] / "plugins/redis_backend/redis-keys.md"
+
+
+def test_the_documented_line_is_the_one_tested() -> None:
+    assert acl_setuser_line("cfgstore", "aiclient") in DOC.read_text("utf-8")
+
+
+async def test_store_runs_as_the_least_privileged_user(
+    redis_server_process: RedisServerProcess,
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server_process.url, decode_responses=True)
+    await admin.execute_command(
+        "ACL", "SETUSER", "cfgstore", "on", ">s3cret-acl-pw", *acl_rules("aclns").split()
+    )
+    port = redis_server_process.port
+    settings = Settings(
+        configs_dir=Path("unused"),
+        backends=("memory", "redis"),
+        redis_url=f"redis://cfgstore:s3cret-acl-pw@127.0.0.1:{port}/0",
+        redis_prefix="aclns",
+    )
+    kiro = "claude-kiro-oauth"
+    async with Store.open(settings) as store:
+        await store.pools.add_node(kiro, make_node("a"))
+        await store.pools.add_node(kiro, make_node("b"))
+        await store.pools.record_success(kiro, "a")
+        await store.pools.record_failure(kiro, "b", "x", max_error_count=1)
+        await store.flush()
+        await store.pools.update_node(kiro, "a", {"customName": "renamed"})
+        await store.pools.set_disabled(kiro, "a", True)
+        await store.pools.reset_health(kiro)
+        await store.credentials.put(Credential(kiro, "a", {"accessToken": "t"}), None)
+        token = await store.credentials.lock(kiro, "a", 10_000)
+        assert token is not None and await store.credentials.unlock(kiro, "a", token)
+        await store.pools.rename_node(kiro, "a", "a2")
+        assert (await store.credentials.list())[0].uuid == "a2"
+        await store.pools.delete_unhealthy(kiro)
+        version = await store.config.put({"MAX_ERROR_COUNT": 3}, ABSENT_VERSION)
+        assert (await store.config.get()).version == version
+        await store.system_prompt.put("p")
+        await store.custom_models.add(CustomModel("m", {"id": "m"}))
+        await store.plugin_config.set_enabled("x", True)
+        await store.usage_cache.put_type(kiro, {"n": 1}, "2026-05-30T08:00:00.000Z")
+        await store.password.set("pw-123456789")
+        await store.sessions.add("t" * 64, UiSession("admin", now_ms(), now_ms() + 60_000))
+        assert await store.sessions.count() == 1
+        assert await store.sessions.purge_expired() == 0
+        await store.meta.update({"schema": "1"})
+        await store.pools.delete_node(kiro, "a2")
+        statuses = await store.status()
+        assert statuses[0].counts.sessions == 1
+
+    # Outside its namespace the user can do nothing.
+    outsider = aioredis.Redis.from_url(
+        f"redis://cfgstore:s3cret-acl-pw@127.0.0.1:{port}/0", decode_responses=True
+    )
+    with pytest.raises(aioredis.ResponseError, match="no permissions"):
+        await outsider.get("{other}:config")
+    with pytest.raises(aioredis.ResponseError, match="no permissions"):
+        await outsider.flushall()
+    await outsider.aclose()
+    await admin.aclose()
+
+
+async def test_a_user_without_the_rules_gets_a_server_error(
+    redis_server_process: RedisServerProcess,
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server_process.url, decode_responses=True)
+    await admin.execute_command(
+        "ACL",
+        "SETUSER",
+        "weak",
+        "on",
+        ">weak-pw-123",
+        "~*",
+        "+@read",
+        "+ping",
+        "+hello",
+        "+client|setinfo",
+        "+subscribe",
+    )
+    settings = Settings(
+        configs_dir=Path("unused"),
+        backends=("redis",),
+        redis_url=f"redis://weak:weak-pw-123@127.0.0.1:{redis_server_process.port}/0",
+        redis_prefix="weak",
+    )
+    async with Store.open(settings) as store:
+        with pytest.raises(StorageServerError) as info:
+            await store.system_prompt.put("nope")
+        assert "weak-pw-123" not in str(info.value)
+    await admin.aclose()
