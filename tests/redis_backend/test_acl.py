@@ -96,7 +96,6 @@ async def test_a_user_without_the_rules_gets_a_server_error(
         "+@read",
         "+ping",
         "+hello",
-        "+client|setinfo",
         "+subscribe",
     )
     settings = Settings(
