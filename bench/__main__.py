@@ -69,7 +69,12 @@ def ratios(rows: Sequence[Row]) -> list[float | None]:
 
 
 def render(rows: Sequence[Row]) -> str:
-    header = ("benchmark", "variant", "ops", "seconds", "ops/s", "vs baseline", "note")
+    """The table; the latency columns appear only when some row measured latency."""
+    latency = any(row.p50_ms is not None or row.p99_ms is not None for row in rows)
+    header: tuple[str, ...] = ("benchmark", "variant", "ops", "seconds", "ops/s", "vs baseline")
+    if latency:
+        header += ("p50 ms", "p99 ms")
+    header += ("note",)
     lines = [header]
     for row, ratio in zip(rows, ratios(rows), strict=True):
         if row.variant == row.baseline:
@@ -78,19 +83,19 @@ def render(rows: Sequence[Row]) -> str:
             versus = f"– (no {row.baseline})"
         else:
             versus = f"{ratio:,.2f}× {row.baseline}"
-        lines.append(
-            (
-                row.benchmark,
-                row.variant,
-                f"{row.ops:,}",
-                f"{row.seconds:.3f}",
-                f"{row.rate:,.0f}",
-                versus,
-                row.note,
-            )
+        line: tuple[str, ...] = (
+            row.benchmark,
+            row.variant,
+            f"{row.ops:,}",
+            f"{row.seconds:.3f}",
+            f"{row.rate:,.0f}",
+            versus,
         )
+        if latency:
+            line += (_ms(row.p50_ms), _ms(row.p99_ms))
+        lines.append((*line, row.note))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {2, 3, 4}
+    numeric = {2, 3, 4, 6, 7} if latency else {2, 3, 4}
 
     def fmt(line: tuple[str, ...]) -> str:
         cells = [
@@ -101,6 +106,12 @@ def render(rows: Sequence[Row]) -> str:
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([fmt(lines[0]), rule, *(fmt(line) for line in lines[1:])])
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
 
 
 def _scale(value: str) -> float:

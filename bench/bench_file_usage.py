@@ -29,8 +29,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from cfgstore_file.atomic import LockDir, atomic_write
-
 from bench.harness import BenchFailure, Row, fresh_configs_dir, scaled
 from bench.pools_data import node_keys, realistic_pools
 from cfgstore import hookimpl
@@ -42,6 +40,7 @@ from cfgstore.model.events import ChangeEvent
 from cfgstore.model.pools import pools_from_json, pools_to_json
 from cfgstore.model.records import Success, apply_record
 from cfgstore.model.timefmt import now_ms
+from cfgstore_file.atomic import LockDir, atomic_write
 
 NAME = "file-usage"
 BASELINE = "naive"

@@ -8,8 +8,9 @@ always measured in the same run on the same machine.
 
 from __future__ import annotations
 
+import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,10 +28,23 @@ class Row:
     baseline: str
     """The variant of the same benchmark this row's ratio is taken against."""
     note: str = ""
+    p50_ms: float | None = None
+    """Median caller latency in ms (what exactly is timed: see the benchmark's README
+    section and the note); None when the benchmark does not measure it."""
+    p99_ms: float | None = None
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds if self.seconds > 0 else float("inf")
+
+
+def percentile_ms(seconds: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank) of latencies given in seconds, in ms."""
+    if not seconds:
+        raise ValueError("no latencies")
+    ordered = sorted(seconds)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1] * 1000
 
 
 class BenchFailure(Exception):

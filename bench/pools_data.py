@@ -4,11 +4,13 @@
 API-key types whose nodes have the web-UI add-form key order, both after the Node service's
 load-time normalisation (§3.4: counters zeroed, the always-present keys appended). Every
 ``usageCount`` starts at 0, so after N successes the counts must sum to exactly N.
+Other sizes (``realistic_pools(sizes)``) give more nodes of the same shapes.
 """
 
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Mapping
 
 from cfgstore.model.jsjson import JSONValue
 
@@ -107,15 +109,17 @@ def _ui_form_node(provider_type: str, index: int) -> dict[str, JSONValue]:
     }
 
 
-def realistic_pools() -> dict[str, JSONValue]:
-    """The document, as parsed JSON."""
+def realistic_pools(sizes: Mapping[str, int] = TYPE_SIZES) -> dict[str, JSONValue]:
+    """The document, as parsed JSON: ``sizes`` nodes per type (a type ending in ``-oauth``
+    gets auto-link nodes, any other the web-UI add-form shape of ``openai-custom`` or, for
+    every other name, ``claude-custom``)."""
     doc: dict[str, JSONValue] = {}
-    for provider_type, size in TYPE_SIZES.items():
+    for provider_type, size in sizes.items():
         make = _auto_link_node if provider_type.endswith("-oauth") else _ui_form_node
         doc[provider_type] = [make(provider_type, i) for i in range(size)]
     return doc
 
 
-def node_keys() -> list[tuple[str, str]]:
+def node_keys(sizes: Mapping[str, int] = TYPE_SIZES) -> list[tuple[str, str]]:
     """(type, uuid) of every node, in document order."""
-    return [(t, node_uuid(t, i)) for t, size in TYPE_SIZES.items() for i in range(size)]
+    return [(t, node_uuid(t, i)) for t, size in sizes.items() for i in range(size)]

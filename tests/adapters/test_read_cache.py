@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfgstore_memory.read_cache import ReadCache
 
 from cfgstore import hookimpl
 from cfgstore.adapters import BackendContext, BackendDescriptor, Operations, Settings, Store
@@ -30,6 +29,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.versions import ANY_VERSION
+from cfgstore_memory.read_cache import ReadCache
 
 WAIT_S = 10.0
 """Upper bound of every wait for an event (generous for a loaded CI machine)."""
