@@ -98,7 +98,7 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
     @hookimpl
     async def cfgstore_status(self) -> BackendStatus:
         pools = await self.cfgstore_pools_list()
-        with translated():
+        with translated(self.connection):
             sessions = await self.redis.zcount(self.keys.sessions, now_ms(), "+inf")
             models = await self.cfgstore_custom_models_list()
             plugins = await self.cfgstore_plugin_config_get()
@@ -130,7 +130,7 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
         return body[:-1] + ', "rev": '
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        with translated():
+        with translated(self.connection):
             return await self.scripts[name](keys=list(keys), args=list(args))
 
     def _changed(self, entity: str, *ids: str) -> None:

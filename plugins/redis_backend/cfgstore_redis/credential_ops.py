@@ -21,6 +21,7 @@ from cfgstore.model.credentials import (
 )
 from cfgstore.model.pools import ProviderPools
 from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore_redis.connection import RedisConnection
 from cfgstore_redis.keys import Keys
 from cfgstore_redis.translate import translated
 
@@ -28,6 +29,7 @@ from cfgstore_redis.translate import translated
 class CredentialOps:
     keys: Keys
     redis: Any
+    connection: RedisConnection
 
     def _head(self, entity: str, *ids: str) -> str:
         raise NotImplementedError
@@ -44,7 +46,7 @@ class CredentialOps:
     @hookimpl
     async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
         key = self.keys.credential(provider_type, uuid)
-        with translated():
+        with translated(self.connection):
             doc, version, source, token_format, siblings = await self.redis.hmget(
                 key, "doc", "ver", "source", "format", "siblings"
             )
@@ -116,7 +118,7 @@ class CredentialOps:
     async def cfgstore_credentials_list(self) -> list[CredentialRef]:
         pools = await self.cfgstore_pools_list()
         pairs = [(t, n.uuid, n) for t, n in pools]
-        with translated():
+        with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type, uuid, _ in pairs:
                     pipe.hmget(self.keys.credential(provider_type, uuid), "ver", "source")
@@ -135,7 +137,7 @@ class CredentialOps:
         self, provider_type: str, uuid: str, ttl_ms: int
     ) -> str | None:
         token = secrets.token_hex(16)
-        with translated():
+        with translated(self.connection):
             taken = await self.redis.set(
                 self.keys.refresh_lock(provider_type, uuid), token, nx=True, px=max(1, ttl_ms)
             )

@@ -17,6 +17,7 @@ from cfgstore.model.plugin_config import PluginConfig, plugin_config_from_json
 from cfgstore.model.sessions import UiSession, session_to_json, token_digest
 from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
 from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore_redis.connection import RedisConnection
 from cfgstore_redis.keys import SEPARATOR, Keys
 from cfgstore_redis.translate import translated
 
@@ -33,6 +34,7 @@ def _dumps(value: JSONValue) -> str:
 class DocumentOps:
     keys: Keys
     redis: Any
+    connection: RedisConnection
 
     def _head(self, entity: str, *ids: str) -> str:
         raise NotImplementedError
@@ -46,7 +48,7 @@ class DocumentOps:
     # -- versioned documents -------------------------------------------------------------
 
     async def _read_document(self, key: str) -> tuple[JSONValue | None, str]:
-        with translated():
+        with translated(self.connection):
             doc, version = await self.redis.hmget(key, "doc", "ver")
         if doc is None:
             return None, ABSENT_VERSION
@@ -79,14 +81,14 @@ class DocumentOps:
 
     @hookimpl
     async def cfgstore_meta_get(self) -> dict[str, str]:
-        with translated():
+        with translated(self.connection):
             fields: dict[str, str] = await self.redis.hgetall(self.keys.meta)
         return dict(fields)
 
     @hookimpl
     async def cfgstore_meta_update(self, fields: Mapping[str, str]) -> None:
         if fields:
-            with translated():
+            with translated(self.connection):
                 await self.redis.hset(self.keys.meta, mapping=dict(fields))
 
     # -- config ------------------------------------------------------------------------
@@ -114,7 +116,7 @@ class DocumentOps:
 
     @hookimpl
     async def cfgstore_system_prompt_get(self) -> str | None:
-        with translated():
+        with translated(self.connection):
             text: str | None = await self.redis.get(self.keys.system_prompt)
         return text
 
@@ -208,7 +210,7 @@ class DocumentOps:
     @hookimpl
     async def cfgstore_sessions_add(self, token: str, session: UiSession) -> None:
         digest = token_digest(token)
-        with translated():
+        with translated(self.connection):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(
                     self.keys.session(digest),
@@ -221,7 +223,7 @@ class DocumentOps:
     @hookimpl
     async def cfgstore_sessions_get(self, token: str, now_ms: int) -> UiSession | None:
         key = self.keys.session(token_digest(token))
-        with translated():
+        with translated(self.connection):
             raw = await self.redis.get(key)
         if raw is None:
             return None
@@ -232,7 +234,7 @@ class DocumentOps:
     @hookimpl
     async def cfgstore_sessions_delete(self, token: str) -> bool:
         digest = token_digest(token)
-        with translated():
+        with translated(self.connection):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self.keys.session(digest))
                 pipe.zrem(self.keys.sessions, digest)
@@ -241,7 +243,7 @@ class DocumentOps:
 
     @hookimpl
     async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
-        with translated():
+        with translated(self.connection):
             expired = await self.redis.zrangebyscore(self.keys.sessions, "-inf", now_ms)
             if not expired:
                 return 0
@@ -253,7 +255,7 @@ class DocumentOps:
 
     @hookimpl
     async def cfgstore_sessions_count(self, now_ms: int) -> int:
-        with translated():
+        with translated(self.connection):
             count: int = await self.redis.zcount(self.keys.sessions, f"({now_ms}", "+inf")
         return count
 
@@ -261,7 +263,7 @@ class DocumentOps:
 
     @hookimpl
     async def cfgstore_password_get(self) -> str | None:
-        with translated():
+        with translated(self.connection):
             stored: str | None = await self.redis.get(self.keys.password)
         return stored.strip() or None if stored is not None else None
 
@@ -280,7 +282,7 @@ class DocumentOps:
 
     @hookimpl
     async def cfgstore_usage_cache_get(self) -> UsageCache | None:
-        with translated():
+        with translated(self.connection):
             fields: dict[str, str] = await self.redis.hgetall(self.keys.usage)
         if not fields:
             return None

@@ -26,6 +26,7 @@ from cfgstore_redis.codec import (
     node_from_fields,
     node_to_fields,
 )
+from cfgstore_redis.connection import RedisConnection
 from cfgstore_redis.keys import Keys, check_type_name, check_uuid
 from cfgstore_redis.translate import translated
 
@@ -41,6 +42,7 @@ UPDATE_ATTEMPTS = 50
 class PoolOps:
     keys: Keys
     redis: Any
+    connection: RedisConnection
     writer: GroupCommitWriter
 
     def _head(self, entity: str, *ids: str) -> str:
@@ -55,7 +57,7 @@ class PoolOps:
     # -- reads -------------------------------------------------------------------------
 
     async def _read_nodes(self, pairs: list[tuple[str, str]]) -> list[ProviderNode | None]:
-        with translated():
+        with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type, uuid in pairs:
                     pipe.hmget(self.keys.node(provider_type, uuid), *READ_FIELDS)
@@ -73,7 +75,7 @@ class PoolOps:
     @hookimpl
     async def cfgstore_pools_list(self) -> ProviderPools:
         await self.writer.durable()  # read your own writes
-        with translated():
+        with translated(self.connection):
             types = await self.redis.lrange(self.keys.types, 0, -1)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type in types:
@@ -142,7 +144,7 @@ class PoolOps:
         await self.writer.durable()
         key = self.keys.node(provider_type, uuid)
         for _ in range(UPDATE_ATTEMPTS):
-            with translated():
+            with translated(self.connection):
                 row = await self.redis.hmget(key, *READ_FIELDS)
             fields = dict(zip(READ_FIELDS, row, strict=True))
             if fields[LAYOUT] is None:
