@@ -63,7 +63,9 @@ async def cfgstore_pools_delete_node(provider_type: str, uuid: str) -> None:
     """Remove the node; when it was the type's last node the type is removed too.
 
     Atomic. Raises :class:`~cfgstore.errors.NotFound` when absent. The node's credential
-    is left in place (see ``cfgstore_credentials_delete``).
+    is no longer reachable through the store afterwards (``cfgstore_credentials_get``
+    returns ``None``): backends that key credentials by node delete it with the node; the
+    file backend leaves the token file on disk, as the Node service does.
     """
 
 
@@ -71,7 +73,9 @@ async def cfgstore_pools_delete_node(provider_type: str, uuid: str) -> None:
 async def cfgstore_pools_rename_node(provider_type: str, old_uuid: str, new_uuid: str) -> None:
     """Give a node a new uuid, in place (same position), moving its stored credential too.
 
-    Atomic: node and credential move together or not at all. Raises
+    Atomic: node and credential move together or not at all. A refresh lock stays with
+    the uuid it was taken for, so its holder releases it by that name. Hot-path records
+    still queued under the old uuid (in any instance) land on the renamed node. Raises
     :class:`~cfgstore.errors.NotFound` when the node is absent and
     :class:`~cfgstore.errors.AlreadyExists` when ``new_uuid`` is taken in the type.
     """

@@ -132,3 +132,24 @@ async def test_refresh_lock_expires(store: Store) -> None:
     assert fresh and fresh != stale
     assert await store.credentials.unlock(KIRO, "k1", stale) is False  # the old holder lost it
     assert await store.credentials.unlock(KIRO, "k1", fresh) is True
+
+
+async def test_deleting_a_node_makes_its_credential_unreachable(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("gone", KIRO_OAUTH_CREDS_FILE_PATH="./k/g.json"))
+    await store.pools.add_node(KIRO, make_node("kept"))
+    await store.credentials.put(Credential(KIRO, "gone", kiro_doc("g")), None)
+    await store.credentials.put(Credential(KIRO, "kept", kiro_doc("k")), None)
+    await store.pools.delete_node(KIRO, "gone")
+    assert await store.credentials.get(KIRO, "gone") is None
+    assert [r.uuid for r in await store.credentials.list()] == ["kept"]
+
+
+async def test_refresh_lock_stays_with_the_uuid_it_was_taken_for(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("before"))
+    token = await store.credentials.lock(KIRO, "before", 60_000)
+    assert token
+    await store.pools.rename_node(KIRO, "before", "after")
+    assert await store.credentials.unlock(KIRO, "before", token) is True
+    fresh = await store.credentials.lock(KIRO, "after", 60_000)
+    assert fresh
+    assert await store.credentials.unlock(KIRO, "after", fresh) is True

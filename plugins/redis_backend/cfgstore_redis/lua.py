@@ -306,21 +306,22 @@ return {'ok', finish(KEYS[2], ARGV[1], ARGV[2])}
 """
 )
 
-# KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid.
+# KEYS: types, nodes list, node key, revision, credential. ARGV: channel, head, type, uuid.
+# A node's credential goes with it: nothing could reach it any more.
 DELETE_NODE = (
     SHEBANG
     + NODE_PRELUDE
     + r"""
 if redis.call('LREM', KEYS[2], 0, ARGV[4]) == 0 then return {'notfound'} end
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[5])
 if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LREM', KEYS[1], 0, ARGV[3]) end
 return {'ok', finish(KEYS[4], ARGV[1], ARGV[2])}
 """
 )
 
 # KEYS: nodes list, old node, new node, old credential, new credential, forwarding key of
-# the old uuid, revision, new lock, old lock. ARGV: channel, head, old uuid, new uuid, ttl.
-# A refresh lock held under the old uuid moves with the node.
+# the old uuid, revision. ARGV: channel, head, old uuid, new uuid, ttl.
+# A refresh lock stays with the uuid it was taken for: its holder releases it by that name.
 RENAME_NODE = (
     SHEBANG
     + NODE_PRELUDE
@@ -336,20 +337,19 @@ redis.call('HINCRBY', KEYS[3], '@ver', 1)
 redis.call('DEL', KEYS[5])
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('RENAME', KEYS[4], KEYS[5]) end
 redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5])
-redis.call('DEL', KEYS[8])
-if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('RENAME', KEYS[9], KEYS[8]) end
 return {'ok', finish(KEYS[7], ARGV[1], ARGV[2])}
 """
 )
 
-# KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix.
+# KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix,
+# credential-key prefix.
 DELETE_TYPE = (
     SHEBANG
     + NODE_PRELUDE
     + r"""
 if not redis.call('LPOS', KEYS[1], ARGV[3]) then return {'notfound'} end
 local uuids = redis.call('LRANGE', KEYS[2], 0, -1)
-for _, uuid in ipairs(uuids) do redis.call('DEL', ARGV[4] .. uuid) end
+for _, uuid in ipairs(uuids) do redis.call('DEL', ARGV[4] .. uuid, ARGV[5] .. uuid) end
 redis.call('DEL', KEYS[2])
 redis.call('LREM', KEYS[1], 0, ARGV[3])
 return {'ok', finish(KEYS[3], ARGV[1], ARGV[2]), #uuids}
@@ -369,8 +369,9 @@ return {'ok', finish(KEYS[2], ARGV[1], ARGV[2])}
 """
 )
 
-# KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix, mode.
-# mode 'reset': resetAllHealthInType; mode 'drop': delete the unhealthy nodes.
+# KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix, mode,
+# credential-key prefix. mode 'reset': resetAllHealthInType; mode 'drop': delete the
+# unhealthy nodes (and their credentials).
 TYPE_HEALTH = (
     SHEBANG
     + NODE_PRELUDE
@@ -389,7 +390,7 @@ for _, uuid in ipairs(uuids) do
       result[#result + 1] = uuid
     elseif N.get(node, 'isHealthy') == 'false' then
       redis.call('LREM', KEYS[2], 0, uuid)
-      redis.call('DEL', node.key)
+      redis.call('DEL', node.key, ARGV[6] .. uuid)
       result[#result + 1] = uuid
     end
   end

@@ -185,6 +185,7 @@ class PoolOps:
                 self.keys.nodes(provider_type),
                 self.keys.node(provider_type, uuid),
                 self.keys.revision,
+                self.keys.credential(provider_type, uuid),
             ],
             [
                 self.keys.channel,
@@ -196,6 +197,7 @@ class PoolOps:
         if result[0] == "notfound":
             raise NotFound("provider node", f"{provider_type}/{uuid}")
         self._changed("pools", f"{provider_type}/{uuid}")
+        self._changed("credentials", f"{provider_type}/{uuid}")
 
     @hookimpl
     async def cfgstore_pools_rename_node(
@@ -216,8 +218,6 @@ class PoolOps:
                 k.credential(provider_type, new_uuid),
                 k.forward(provider_type, old_uuid),
                 k.revision,
-                k.refresh_lock(provider_type, new_uuid),
-                k.refresh_lock(provider_type, old_uuid),
             ],
             [
                 k.channel,
@@ -245,6 +245,7 @@ class PoolOps:
                 self._head("pools", provider_type),
                 provider_type,
                 self.keys.node(provider_type, ""),
+                self.keys.credential(provider_type, ""),
             ],
         )
         if result[0] == "notfound":
@@ -281,6 +282,7 @@ class PoolOps:
                 provider_type,
                 self.keys.node(provider_type, ""),
                 mode,
+                self.keys.credential(provider_type, ""),
             ],
         )
         if result[0] == "notfound":
