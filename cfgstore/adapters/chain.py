@@ -135,6 +135,9 @@ def _bind(function: Callable[..., Any], argnames: tuple[str, ...]) -> Operation:
     """Call an implementation with only the arguments it declares (pluggy's pruning)."""
     if not argnames:
         return lambda **_: function()
+    if len(argnames) == 1:  # the hot path's shape (apply_records): no list to build
+        (name,) = argnames
+        return lambda **kwargs: function(kwargs[name])
     return lambda **kwargs: function(*[kwargs[a] for a in argnames])
 
 

@@ -36,6 +36,10 @@ class _Facade:
 class Pools(_Facade):
     """Provider pools (``cfgstore.hookspecs.pools``)."""
 
+    def __init__(self, ops: Operations) -> None:
+        super().__init__(ops)
+        self._apply = ops["cfgstore_pools_apply_records"]  # the hot path: resolved once
+
     async def list(self) -> ProviderPools:
         result: ProviderPools = await self._call("cfgstore_pools_list")
         return result
@@ -94,17 +98,17 @@ class Pools(_Facade):
         return removed
 
     async def apply_records(self, records: Sequence[rec.NodeRecord]) -> None:
-        await self._call("cfgstore_pools_apply_records", records=records)
+        await self._apply(records=records)
 
     # Hot-path conveniences: one record each, stamped now unless ``at_ms`` is given.
 
     async def record_selected(
         self, provider_type: str, uuid: str, seq: int, at_ms: int | None = None
     ) -> None:
-        await self.apply_records([rec.Selected(provider_type, uuid, at_ms or now_ms(), seq)])
+        await self._apply(records=[rec.Selected(provider_type, uuid, at_ms or now_ms(), seq)])
 
     async def record_success(self, provider_type: str, uuid: str, at_ms: int | None = None) -> None:
-        await self.apply_records([rec.Success(provider_type, uuid, at_ms or now_ms())])
+        await self._apply(records=[rec.Success(provider_type, uuid, at_ms or now_ms())])
 
     async def record_failure(
         self,
@@ -145,12 +149,12 @@ class Pools(_Facade):
     async def record_need_refresh(
         self, provider_type: str, uuid: str, at_ms: int | None = None
     ) -> None:
-        await self.apply_records([rec.NeedRefresh(provider_type, uuid, at_ms or now_ms())])
+        await self._apply(records=[rec.NeedRefresh(provider_type, uuid, at_ms or now_ms())])
 
     async def record_recovered(
         self, provider_type: str, uuid: str, at_ms: int | None = None
     ) -> None:
-        await self.apply_records([rec.Recovered(provider_type, uuid, at_ms or now_ms())])
+        await self._apply(records=[rec.Recovered(provider_type, uuid, at_ms or now_ms())])
 
     async def record_health_check(
         self,

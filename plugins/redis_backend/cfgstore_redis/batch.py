@@ -24,20 +24,24 @@ def _json(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _op(record: rec.NodeRecord) -> Op:
+def _iso(ms: int) -> str:
+    return '"' + iso_ms(ms) + '"'  # ISO time text never needs JSON escaping
+
+
+def _op(record: rec.NodeRecord, count: int) -> Op:
+    """The script arguments of one record (``count`` folds a run of successes)."""
     at = str(record.at_ms)
-    at_iso = _json(iso_ms(record.at_ms))
     match record:
         case rec.Selected():
-            return ["S", at_iso, str(record.seq)]
+            return ["S", _iso(record.at_ms), str(record.seq)]
         case rec.Success():
-            return ["U", 1, at, at_iso]
+            return ["U", count, at, _iso(record.at_ms)]
         case rec.Failure():
             message = _json(record.message) if record.message else ""
             return [
                 "F",
                 at,
-                at_iso,
+                _iso(record.at_ms),
                 message,
                 str(record.max_error_count),
                 "1" if record.immediate else "0",
@@ -46,10 +50,10 @@ def _op(record: rec.NodeRecord) -> Op:
             return [
                 "C",
                 at,
-                at_iso,
+                _iso(record.at_ms),
                 _json(record.message),
                 str(record.max_error_count),
-                _json(iso_ms(record.recovery_at_ms)),
+                _iso(record.recovery_at_ms),
             ]
         case rec.NeedRefresh():
             return ["N", at]
@@ -59,7 +63,7 @@ def _op(record: rec.NodeRecord) -> Op:
             return [
                 "H",
                 at,
-                at_iso,
+                _iso(record.at_ms),
                 "1" if record.ok else "0",
                 _json(record.model) if record.model else "",
                 _json(record.message or "Health check failed"),
@@ -70,29 +74,28 @@ def _op(record: rec.NodeRecord) -> Op:
     raise TypeError(f"unknown record type {type(record).__name__}")
 
 
-def _fold(ops: list[Op], op: Op) -> None:
-    last = ops[-1] if ops else None
-    if last is not None and last[0] == op[0] == "U":
-        last[1] = int(last[1]) + 1
-        last[2], last[3] = op[2], op[3]
-    elif last is not None and last[0] == op[0] == "S":
-        ops[-1] = op
-    else:
-        ops.append(op)
+_FOLDABLE = (rec.Success, rec.Selected)
 
 
 def encode(
     records: Sequence[rec.NodeRecord], keys: Keys, op_id: str, head: str
 ) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``."""
-    per_node: dict[tuple[str, str], list[Op]] = {}
+    """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``.
+
+    Runs are folded before anything is formatted: per node, a run of successes becomes
+    its last record and a count, a run of selections its last record."""
+    runs_per_node: dict[tuple[str, str], list[tuple[rec.NodeRecord, int]]] = {}
     for record in records:
-        _fold(per_node.setdefault((record.provider_type, record.uuid), []), _op(record))
+        runs = runs_per_node.setdefault((record.provider_type, record.uuid), [])
+        if runs and type(runs[-1][0]) is type(record) and isinstance(record, _FOLDABLE):
+            runs[-1] = (record, runs[-1][1] + 1)
+        else:
+            runs.append((record, 1))
     script_keys = [keys.operation(op_id), keys.revision]
     args: list[str | int] = [OPERATION_TTL_MS, keys.channel, head]
-    for (provider_type, uuid), ops in per_node.items():
+    for (provider_type, uuid), runs in runs_per_node.items():
         script_keys += [keys.node(provider_type, uuid), keys.forward(provider_type, uuid)]
-        args += [len(ops), keys.node(provider_type, ""), keys.forward(provider_type, "")]
-        for op in ops:
-            args += op
+        args += [len(runs), keys.node(provider_type, ""), keys.forward(provider_type, "")]
+        for record, count in runs:
+            args += _op(record, count)
     return script_keys, args
