@@ -97,6 +97,10 @@ class Pools(_Facade):
         )
         return removed
 
+    async def import_all(self, pools: ProviderPools, *, keep_live_state: bool) -> None:
+        """Replace all pools (migration); see ``cfgstore_pools_import``."""
+        await self._call("cfgstore_pools_import", pools=pools, keep_live_state=keep_live_state)
+
     async def apply_records(self, records: Sequence[rec.NodeRecord]) -> None:
         await self._apply(records=records)
 

@@ -125,3 +125,16 @@ async def cfgstore_pools_apply_records(records: Sequence[NodeRecord]) -> None:
     the records are durable (backends coalesce); ``cfgstore_flush`` waits for durability.
     Semantics of each record: :mod:`cfgstore.model.records`.
     """
+
+
+@hookspec
+async def cfgstore_pools_import(pools: ProviderPools, keep_live_state: bool) -> None:
+    """Replace every provider type and node with ``pools``, in its order (empty types
+    included), atomically — what a migration writes.
+
+    With ``keep_live_state``, a node already stored under the same type and uuid keeps
+    its stored hot-path fields (usage and error counters, health, times); every other
+    key comes from ``pools``. Nodes that are not in ``pools`` are removed, and their
+    credentials become unreachable as with ``cfgstore_pools_delete_node``. Pending
+    hot-path records are applied before the import.
+    """

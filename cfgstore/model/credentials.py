@@ -109,8 +109,9 @@ class Credential:
 
     ``source_path`` is the path string the node names (kept verbatim for export);
     ``version`` is the opaque version it was read at (``None`` for one not yet stored).
-    ``siblings`` holds, for Kiro, the fields merged in from other ``*.json`` files of the
-    token's directory (the IDE's client registration), read-only.
+    ``siblings`` holds, for Kiro, the other ``*.json`` files of the token's folder (the
+    IDE keeps its client registration there): file name → document, in directory order;
+    read-only here, kept so that an export can write them back.
     """
 
     provider_type: str
@@ -119,7 +120,7 @@ class Credential:
     source_path: str | None = None
     token_format: TokenFormat = TokenFormat.UNKNOWN
     version: str | None = None
-    siblings: dict[str, JSONValue] = attrs.Factory(dict)
+    siblings: dict[str, dict[str, JSONValue]] = attrs.Factory(dict)
 
     def effective(self) -> dict[str, JSONValue]:
         """The fields a provider adapter uses (Kiro's directory merge, aiclient-formats §4.1).
@@ -129,10 +130,9 @@ class Credential:
         overwrites each sibling's ``expiresAt`` with the merged one before merging, so a
         document without ``expiresAt`` yields none at all. Keys keep the document's order,
         new sibling keys follow."""
-        if not self.siblings:
-            return dict(self.document)
         merged = dict(self.document)
-        merged.update((k, v) for k, v in self.siblings.items() if k != "expiresAt")
+        for sibling in self.siblings.values():
+            merged.update((k, v) for k, v in sibling.items() if k != "expiresAt")
         return merged
 
     def expiry_ms(self) -> int | None:

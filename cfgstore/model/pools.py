@@ -263,3 +263,10 @@ def cold_start(node: ProviderNode) -> None:
     if "customName" not in node.settings:
         node.settings["customName"] = None
         node.ensure_keys("customName")
+
+
+def keep_live_fields(node: ProviderNode, stored: ProviderNode) -> None:
+    """Give ``node`` the hot-path state of ``stored`` (a migration with live counters
+    kept): the state, and the hot keys ``stored`` has that ``node``'s layout lacks."""
+    node.state = attrs.evolve(stored.state)
+    node.ensure_keys(*(key for key in stored.layout if key in HOT_KEYS))

@@ -290,6 +290,17 @@ class DictStore:
         return True
 
     @hookimpl
+    async def cfgstore_pools_import(self, pools, keep_live_state):
+        incoming = pools.copy()
+        if keep_live_state:
+            for provider_type, node in incoming:
+                stored = self.pools.find(provider_type, node.uuid)
+                if stored is not None:
+                    node.state = copy.deepcopy(stored.state)
+        self.pools = incoming
+        self._publish("pools")
+
+    @hookimpl
     async def cfgstore_meta_get(self):
         return dict(self.meta)
 

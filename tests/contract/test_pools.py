@@ -186,3 +186,41 @@ async def _get(store: Store, provider_type: str, uuid: str):  # type: ignore[no-
     node = await store.pools.get_node(provider_type, uuid)
     assert node is not None
     return node
+
+
+async def test_import_replaces_everything_in_order_including_empty_types(store: Store) -> None:
+    from cfgstore.model.credentials import Credential
+    from cfgstore.model.pools import ProviderPools
+
+    await store.pools.add_node("claude-kiro-oauth", make_node("old-kiro"))
+    await store.credentials.put(
+        Credential("claude-kiro-oauth", "old-kiro", {"accessToken": "x"}), None
+    )
+    await store.pools.add_node("openai-custom", make_node("keep", OPENAI_API_KEY="old"))
+    for _ in range(4):
+        await store.pools.record_success("openai-custom", "keep")
+    incoming = ProviderPools(
+        {
+            "openai-custom": [
+                make_node("first-new"),
+                make_node("keep", OPENAI_API_KEY="new", usageCount=100),
+            ],
+            "claude-custom-backup": [],
+            "grok-web": [make_node("g", usageCount=7)],
+        }
+    )
+    await store.pools.import_all(incoming, keep_live_state=True)
+    pools = await store.pools.list()
+    assert list(pools.types) == ["openai-custom", "claude-custom-backup", "grok-web"]
+    assert [n.uuid for n in pools.types["openai-custom"]] == ["first-new", "keep"]
+    kept = pools.types["openai-custom"][1]
+    assert kept.settings["OPENAI_API_KEY"] == "new"  # configuration from the files
+    assert kept.state.usage_count == 4  # live counters kept
+    assert pools.types["grok-web"][0].state.usage_count == 7  # new node: file values
+    assert await store.credentials.get("claude-kiro-oauth", "old-kiro") is None
+
+    await store.pools.import_all(incoming, keep_live_state=False)
+    reset = await store.pools.get_node("openai-custom", "keep")
+    assert reset is not None and reset.state.usage_count == 100
+    again = await store.pools.list()
+    assert [node_to_json(n) for _, n in again] == [node_to_json(n) for _, n in incoming]

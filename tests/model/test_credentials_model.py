@@ -300,13 +300,14 @@ def _ide_credential() -> Credential:
         document,
         "configs/kiro/ide-cache/kiro-auth-token.json",
         TokenFormat.KIRO,
-        siblings=sibling,
+        siblings={f"{document['clientIdHash']}.json": sibling},
     )
 
 
 def test_kiro_sibling_merge_supplies_client_registration_and_keeps_target_expiry() -> None:
     credential = _ide_credential()
-    assert credential.siblings["expiresAt"] == "2026-06-13T00:00:00.000Z"
+    (sibling,) = credential.siblings.values()
+    assert sibling["expiresAt"] == "2026-06-13T00:00:00.000Z"
     merged = credential.effective()
     assert merged["clientId"] == "FAKE-example-clientId-ide-0003"
     assert merged["clientSecret"] == "FAKE-example-clientSecret-ide-0003"
@@ -325,7 +326,13 @@ def test_kiro_sibling_values_win_except_expires_at() -> None:
         "u",
         {"accessToken": "a", "region": "us-east-1", "expiresAt": "2026-03-15T13:00:00.000Z"},
         token_format=TokenFormat.KIRO,
-        siblings={"region": "eu-west-1", "clientId": "c", "expiresAt": "2030-01-01T00:00:00Z"},
+        siblings={
+            "reg.json": {
+                "region": "eu-west-1",
+                "clientId": "c",
+                "expiresAt": "2030-01-01T00:00:00Z",
+            }
+        },
     )
     assert credential.effective() == {
         "accessToken": "a",
@@ -341,7 +348,7 @@ def test_kiro_target_without_expiry_gets_none_from_siblings() -> None:
         "u",
         {"accessToken": "a"},
         token_format=TokenFormat.KIRO,
-        siblings={"clientId": "c", "expiresAt": "2030-01-01T00:00:00.000Z"},
+        siblings={"reg.json": {"clientId": "c", "expiresAt": "2030-01-01T00:00:00.000Z"}},
     )
     assert credential.effective() == {"accessToken": "a", "clientId": "c"}
     assert credential.expiry_ms() is None

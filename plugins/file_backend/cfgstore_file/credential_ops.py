@@ -75,12 +75,12 @@ class CredentialOps:
             provider_type, uuid, document, source_path, fmt, content_version(raw), siblings
         )
 
-    def _kiro_siblings(self, path: Path) -> dict[str, jsjson.JSONValue]:
-        """Fields of the other ``*.json`` files of a Kiro token's folder (the IDE keeps its
-        client registration there). Never merges the configs folder itself."""
+    def _kiro_siblings(self, path: Path) -> dict[str, dict[str, jsjson.JSONValue]]:
+        """The other ``*.json`` files of a Kiro token's folder (the IDE keeps its client
+        registration there), by file name. Never the configs folder itself."""
         if path.parent.absolute() == self.layout.configs_dir:
             return {}
-        merged: dict[str, jsjson.JSONValue] = {}
+        siblings: dict[str, dict[str, jsjson.JSONValue]] = {}
         for sibling in sorted(path.parent.glob("*.json")):
             if sibling.name == path.name:
                 continue
@@ -90,8 +90,8 @@ class CredentialOps:
             except InvalidData:
                 continue  # the Node adapter tolerates a corrupt sibling too
             if isinstance(doc, dict):
-                merged.update(doc)
-        return merged
+                siblings[sibling.name] = doc
+        return siblings
 
     @hookimpl
     async def cfgstore_credentials_put(

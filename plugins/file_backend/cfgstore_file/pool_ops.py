@@ -13,6 +13,7 @@ from cfgstore.model.pools import (
     HOT_KEYS,
     ProviderNode,
     ProviderPools,
+    keep_live_fields,
     node_from_json,
     node_to_json,
 )
@@ -112,6 +113,21 @@ class PoolOps:
         await self.pools_file.flush(edit)
         self._publish("pools", f"{provider_type}/{old_uuid}", f"{provider_type}/{new_uuid}")
         self._publish("credentials", f"{provider_type}/{old_uuid}", f"{provider_type}/{new_uuid}")
+
+    @hookimpl
+    async def cfgstore_pools_import(self, pools: ProviderPools, keep_live_state: bool) -> None:
+        incoming = pools.copy()
+
+        def edit(current: ProviderPools) -> None:
+            if keep_live_state:
+                for provider_type, node in incoming:
+                    stored = current.find(provider_type, node.uuid)
+                    if stored is not None:
+                        keep_live_fields(node, stored)
+            current.types = incoming.types
+
+        await self.pools_file.flush(edit)
+        self._publish("pools")
 
     @hookimpl
     async def cfgstore_pools_delete_type(self, provider_type: str) -> int:

@@ -68,6 +68,7 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
                 "USAGE_PUT_TYPE",
                 "REPLACE_HASH",
                 "RELEASE_LOCK",
+                "IMPORT_POOLS",
             )
         }
         self.warnings = await self.connection.server_warnings()

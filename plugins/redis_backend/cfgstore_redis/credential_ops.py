@@ -93,6 +93,7 @@ class CredentialOps:
                 json.dumps(credential.document, ensure_ascii=False),
                 credential.source_path or "",
                 token_format.value,
+                json.dumps(credential.siblings, ensure_ascii=False) if credential.siblings else "",
             ],
         )
         if result[0] == "notfound":

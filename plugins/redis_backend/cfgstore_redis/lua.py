@@ -419,7 +419,7 @@ return {'ok', tostring(version)}
 )
 
 # A credential. KEYS: credential, node, revision. ARGV: channel, head, expected version,
-# document, source path ('' keeps the stored one), format.
+# document, source path ('' keeps the stored one), format, siblings JSON ('' keeps them).
 CAS_CREDENTIAL = (
     SHEBANG
     + r"""
@@ -428,6 +428,7 @@ local current = redis.call('HGET', KEYS[1], 'ver') or '0'
 if ARGV[3] ~= '*' and ARGV[3] ~= current then return {'conflict', current} end
 redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'format', ARGV[6])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'source', ARGV[5]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'siblings', ARGV[7]) end
 local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 local revision = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
@@ -495,5 +496,66 @@ RELEASE_LOCK = (
     + r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+)
+
+# Replace all pools. KEYS: types, revision. ARGV: channel, head, keep ('1'|'0'), nodes-list
+# prefix, node-key base, credential-key base, type count, then per type: name, node
+# count, then per node: uuid, field count, field/value pairs.
+IMPORT_POOLS = (
+    SHEBANG
+    + NODE_PRELUDE
+    + r"""
+local keep = ARGV[3] == '1'
+local lists, node_base, cred_base = ARGV[4], ARGV[5], ARGV[6]
+local plan, wanted, i = {}, {}, 8
+for t = 1, tonumber(ARGV[7]) do
+  local entry = {name = ARGV[i], nodes = {}}
+  local count = tonumber(ARGV[i + 1])
+  i = i + 2
+  for n = 1, count do
+    local nf = tonumber(ARGV[i + 1])
+    entry.nodes[n] = {uuid = ARGV[i], first = i + 2, last = i + 1 + 2 * nf}
+    wanted[entry.name .. ':' .. ARGV[i]] = true
+    i = i + 2 + 2 * nf
+  end
+  plan[t] = entry
+end
+for _, name in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  for _, uuid in ipairs(redis.call('LRANGE', lists .. name, 0, -1)) do
+    if not wanted[name .. ':' .. uuid] then
+      redis.call('DEL', node_base .. name .. ':' .. uuid, cred_base .. name .. ':' .. uuid)
+    end
+  end
+  redis.call('DEL', lists .. name)
+end
+redis.call('DEL', KEYS[1])
+for _, entry in ipairs(plan) do
+  redis.call('RPUSH', KEYS[1], entry.name)
+  for _, node in ipairs(entry.nodes) do
+    local key = node_base .. entry.name .. ':' .. node.uuid
+    if keep and redis.call('EXISTS', key) == 1 then
+      -- Settings from the files; the stored hot-path state stays.
+      for f = node.first, node.last, 2 do
+        local field = ARGV[f]
+        if field == '@doc' or field == '@layout' then
+          redis.call('HSET', key, field, ARGV[f + 1])
+        elseif string.sub(field, 1, 1) ~= '@' and redis.call('HEXISTS', key, field) == 0 then
+          redis.call('HSET', key, field, DEFAULT[field] or 'null')
+        end
+      end
+      redis.call('HINCRBY', key, '@docver', 1)
+      redis.call('HINCRBY', key, '@ver', 1)
+    else
+      redis.call('DEL', key)
+      if node.last >= node.first then
+        redis.call('HSET', key, unpack(ARGV, node.first, node.last))
+      end
+      redis.call('HSET', key, '@ver', 1, '@docver', 1)
+    end
+    redis.call('RPUSH', lists .. entry.name, node.uuid)
+  end
+end
+return finish(KEYS[2], ARGV[1], ARGV[2])
 """
 )

@@ -235,6 +235,36 @@ class PoolOps:
         self._changed("credentials", f"{provider_type}/{old_uuid}", f"{provider_type}/{new_uuid}")
 
     @hookimpl
+    async def cfgstore_pools_import(self, pools: ProviderPools, keep_live_state: bool) -> None:
+        args: list[Any] = [len(pools.types)]
+        for provider_type, nodes in pools.types.items():
+            check_type_name(provider_type)
+            args += [provider_type, len(nodes)]
+            for node in nodes:
+                check_uuid(node.uuid)
+                try:
+                    fields = node_to_fields(node)
+                except ValueError as exc:
+                    raise InvalidData("provider node", node.uuid, str(exc)) from None
+                args += [node.uuid, len(fields), *(x for item in fields.items() for x in item)]
+        await self.writer.durable()
+        await self._run(
+            "IMPORT_POOLS",
+            [self.keys.types, self.keys.revision],
+            [
+                self.keys.channel,
+                self._head("pools"),
+                "1" if keep_live_state else "0",
+                self.keys.nodes(""),
+                self.keys.node("", "")[:-1],
+                self.keys.credential("", "")[:-1],
+                *args,
+            ],
+        )
+        self._changed("pools")
+        self._changed("credentials")
+
+    @hookimpl
     async def cfgstore_pools_delete_type(self, provider_type: str) -> int:
         await self.writer.durable()
         result = await self._run(
