@@ -53,5 +53,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{backend.name}: {backend.location} ({backend.mode})")
             for field, label in LABELS.items():
                 typer.echo(f"  {label:<16}{getattr(backend.counts, field):>8}")
+            for label, value in backend.details.items():
+                typer.echo(f"  {label}: {value}")
             for warning in backend.warnings:
                 typer.echo(f"  warning: {warning}")

@@ -19,10 +19,14 @@ class EntityCounts:
 @attrs.frozen
 class BackendStatus:
     """``name`` of the backend, a human ``location`` (folder, Redis address without
-    credentials), ``mode`` (``file``, ``redis``, ``degraded``…), counts, and warnings."""
+    credentials), ``mode`` (``file``, ``redis``, ``degraded``…), counts, warnings and
+    details."""
 
     name: str
     location: str
     mode: str
     counts: EntityCounts
     warnings: tuple[str, ...] = ()
+    details: dict[str, str] = attrs.field(factory=dict)
+    """Backend facts for operators (server version, memory policy, schema, last
+    migration…), never a secret."""

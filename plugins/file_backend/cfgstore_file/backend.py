@@ -119,6 +119,11 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps):
                 plugins=len(plugins.plugins),
                 custom_models=len(await self.cfgstore_custom_models_list()),
             ),
+            details={
+                "working directory": str(self.layout.cwd),
+                "provider pools": str(self.layout.pools),
+                **{k: v for k, v in (await self.cfgstore_meta_get()).items() if k == "schema"},
+            },
         )
 
     # -- change detection --------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext
+from cfgstore.errors import StorageServerError
 from cfgstore.model.events import ENTITIES, ChangeEvent
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
@@ -29,6 +30,9 @@ from cfgstore_redis.translate import translated
 from cfgstore_redis.writer import GroupCommitWriter
 
 log = logging.getLogger("cfgstore.redis")
+
+SCHEMA_VERSION = 1
+"""The key-schema version this code reads and writes (``schema`` in the meta hash)."""
 
 RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
@@ -71,6 +75,7 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
                 "IMPORT_POOLS",
             )
         }
+        await self._check_schema()
         self.warnings = await self.connection.server_warnings()
         for warning in self.warnings:
             log.warning("%s", warning)
@@ -121,7 +126,43 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
                 custom_models=len(models),
             ),
             warnings=tuple(warnings),
+            details=await self._server_details(),
         )
+
+    async def _check_schema(self) -> None:
+        with translated(self.connection):
+            stored = await self.redis.hget(self.keys.meta, "schema")
+        if stored is not None and (not stored.isdigit() or int(stored) > SCHEMA_VERSION):
+            await self.connection.close()
+            raise StorageServerError(
+                f"namespace {self.keys.tag} at {self.connection.describe()} has schema "
+                f"{stored}, newer than the schema {SCHEMA_VERSION} this cfgstore knows: "
+                "upgrade cfgstore before starting it on this Redis"
+            )
+
+    async def _server_details(self) -> dict[str, str]:
+        details: dict[str, str] = {}
+        with contextlib.suppress(Exception):  # details are best effort (ACLs, Cluster)
+            with translated(self.connection):
+                info = await self.redis.info("server")
+            version = info.get("redis_version") if isinstance(info, dict) else None
+            if version:
+                details["redis version"] = str(version)
+        with contextlib.suppress(Exception):
+            with translated(self.connection):
+                policy = await self.redis.config_get("maxmemory-policy")
+            if isinstance(policy, dict) and policy.get("maxmemory-policy"):
+                details["maxmemory-policy"] = str(policy["maxmemory-policy"])
+        meta = await self.cfgstore_meta_get()
+        for key, label in (
+            ("schema", "schema"),
+            ("namespace", "namespace id"),
+            ("initialized_at", "initialised"),
+            ("migrated_at", "last migration"),
+        ):
+            if key in meta:
+                details[label] = meta[key]
+        return details
 
     # -- helpers for the operation mixins ------------------------------------------------
 
