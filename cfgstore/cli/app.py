@@ -4,11 +4,13 @@ register is reported on stderr and the rest of the tool keeps working."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
 
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
+from cfgstore.cli import common
 from cfgstore.cli.common import use_plugins
 
 
@@ -22,6 +24,20 @@ def build_app(plugins: PluginSet | None = None) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @app.callback()
+    def options(
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    ) -> None:
+        common.debug = debug
+        # Errors reach the operator as one line from the command; log lines only with
+        # --debug.
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.ERROR,
+            format="cfgctl: %(name)s: %(message)s",
+            force=True,
+        )
+
     for failure in plugins.failures:
         print(f"cfgctl: plugin {failure.name} not loaded: {failure.error}", file=sys.stderr)
     for impl in plugins.manager.hook.cfgctl_register_commands.get_hookimpls():

@@ -1,7 +1,8 @@
-"""What every cfgctl command shares: store options, opening a store, errors → exit codes.
+"""What every cfgctl command shares: store options, errors → exit codes, progress.
 
-Exit codes: 0 ok, 1 refused or differences found (or storage unreachable), 2 usage or
-input error.
+Exit codes: 0 ok; 1 refused or differences found; 2 usage or input error (malformed
+files, bad settings, unreachable or refusing storage). Errors are one line on stderr;
+``cfgctl --debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -9,15 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import Settings
-from cfgstore.errors import CfgStoreError, InvalidData, PluginError
+from cfgstore.errors import (
+    CfgStoreError,
+    InvalidData,
+    PluginError,
+    StorageServerError,
+    StorageUnavailable,
+)
+
+INPUT_ERRORS = (InvalidData, PluginError, StorageUnavailable, StorageServerError)
+"""Errors that exit 2; every other cfgstore error is a refusal (exit 1)."""
+
+debug = False
+"""Set by ``cfgctl --debug``: show tracebacks."""
 
 T = TypeVar("T")
 
@@ -71,15 +85,57 @@ def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None)
 
 
 def run(action: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine, turning cfgstore errors into a message and an exit code."""
+    """Run a coroutine, turning errors into one line on stderr and an exit code."""
     try:
         return asyncio.run(_call(action))
-    except (InvalidData, PluginError) as exc:
-        print(f"cfgctl: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
     except CfgStoreError as exc:
-        print(f"cfgctl: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        fail(str(exc), 2 if isinstance(exc, INPUT_ERRORS) else 1, exc)
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as exc:  # a bug: still one line unless --debug
+        fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 2, exc)
+
+
+def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
+    """Print ``cfgctl: message`` (and the traceback under ``--debug``) and exit."""
+    if debug and exc is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"cfgctl: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+class Progress:
+    """Progress of a long step on stderr: a rich bar on a terminal, plain lines (at most
+    one per 10%) otherwise. Use as a context manager; call :meth:`advance`."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = max(total, 0)
+        self.done = 0
+        self._next_line = 0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.total and sys.stderr.isatty():
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif self.total and self.done * 10 // self.total >= self._next_line:
+            print(f"{self.label}: {self.done}/{self.total}", file=sys.stderr)
+            self._next_line = self.done * 10 // self.total + 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 async def _call(action: Callable[[], Awaitable[T]]) -> T:

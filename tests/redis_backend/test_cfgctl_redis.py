@@ -44,9 +44,9 @@ def test_status_over_redis_hides_the_password(
     assert text.exit_code == 0 and "very-secret-pw" not in text.output
 
 
-def test_status_with_unreachable_redis_exits_1_without_the_password() -> None:
+def test_status_with_unreachable_redis_exits_2_without_the_password() -> None:
     url = "redis://:very-secret-pw@127.0.0.1:1/0"
     result = CliRunner().invoke(build_app(), ["status", "--redis-url", url])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "very-secret-pw" not in result.output
     assert "127.0.0.1:1" in result.output
