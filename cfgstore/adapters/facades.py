@@ -267,6 +267,9 @@ class CustomModels(_Facade):
         models: list[CustomModel] = await self._call("cfgstore_custom_models_list")
         return models
 
+    async def put_all(self, models: builtins.list[CustomModel]) -> None:
+        await self._call("cfgstore_custom_models_put", models=models)
+
     async def add(self, model: CustomModel) -> None:
         await self._call("cfgstore_custom_models_add", model=model)
 

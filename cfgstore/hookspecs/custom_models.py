@@ -36,3 +36,9 @@ async def cfgstore_custom_models_update(
 @hookspec
 async def cfgstore_custom_models_delete(model_id: str) -> None:
     """Remove the model. Raises :class:`~cfgstore.errors.NotFound`."""
+
+
+@hookspec
+async def cfgstore_custom_models_put(models: list[CustomModel]) -> None:
+    """Replace the whole list atomically (migration). Raises
+    :class:`~cfgstore.errors.InvalidData` for duplicate ids (nothing written)."""

@@ -301,6 +301,11 @@ class DictStore:
         self._publish("pools")
 
     @hookimpl
+    async def cfgstore_custom_models_put(self, models):
+        self.custom_models = copy.deepcopy(list(models))
+        self._publish("custom_models")
+
+    @hookimpl
     async def cfgstore_meta_get(self):
         return dict(self.meta)
 

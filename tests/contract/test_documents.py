@@ -65,6 +65,19 @@ async def test_custom_models_crud(store: Store) -> None:
     ]
 
 
+async def test_custom_models_replace_all(store: Store) -> None:
+    await store.custom_models.add(CustomModel("old", {"id": "old"}))
+    models = [CustomModel("b", {"id": "b", "x": 1}), CustomModel("a", {"id": "a"})]
+    await store.custom_models.put_all(models)
+    assert [m.document for m in await store.custom_models.list()] == [
+        {"id": "b", "x": 1},
+        {"id": "a"},
+    ]
+    with pytest.raises(InvalidData):
+        await store.custom_models.put_all([CustomModel("d", {"id": "d"})] * 2)
+    assert [m.id for m in await store.custom_models.list()] == ["b", "a"]
+
+
 async def test_plugin_config(store: Store) -> None:
     assert (await store.plugin_config.get()).plugins == {}
     await store.plugin_config.put(

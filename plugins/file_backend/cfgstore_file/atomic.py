@@ -1,62 +1,17 @@
-"""Blocking file primitives. Call them from a worker thread, never on the event loop."""
+"""Cross-process locks of the file backend (file primitives live in :mod:`cfgstore.fileio`)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import secrets
-import time
 from pathlib import Path
 
 import filelock
 
-Signature = tuple[int, int, int]
-"""(inode, mtime_ns, size): changes whenever a file is replaced or rewritten."""
+from cfgstore.fileio import Signature, atomic_write, read_bytes, signature
+
+__all__ = ["LockDir", "Signature", "atomic_write", "read_bytes", "signature"]
 
 LOCK_TIMEOUT_S = 30.0
-
-
-def signature(path: Path) -> Signature | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def read_bytes(path: Path) -> bytes | None:
-    """The file's bytes, or ``None`` when it does not exist."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` so that readers see the old or the new file, never a mix.
-
-    Temp file beside the target (``<name>.<ms>.<random>.tmp``, created with ``mode``),
-    fsync, rename over the target, fsync the directory. The temp file is removed on error.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{time.time_ns() // 1_000_000}.{secrets.token_hex(3)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class LockDir:

@@ -135,6 +135,12 @@ class DocumentOps:
         return self._models(await self._read_json("custom_models"))
 
     @hookimpl
+    async def cfgstore_custom_models_put(self, models: list[CustomModel]) -> None:
+        document = [m.to_json() for m in models]
+        custom_models_from_json(document, "custom models")  # duplicate ids: nothing written
+        await self._update_json("custom_models", "custom_models", lambda _doc: (document, None))
+
+    @hookimpl
     async def cfgstore_custom_models_add(self, model: CustomModel) -> None:
         def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
             models = self._models(doc)
