@@ -104,6 +104,10 @@ def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
     raise typer.Exit(code)
 
 
+PLAIN_PROGRESS_FROM = 200
+"""Without a terminal, steps shorter than this many items print no progress lines."""
+
+
 class Progress:
     """Progress of a long step on stderr: a rich bar on a terminal, plain lines (at most
     one per 10%) otherwise. Use as a context manager; call :meth:`advance`."""
@@ -129,7 +133,7 @@ class Progress:
         self.done += count
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
-        elif self.total and self.done * 10 // self.total >= self._next_line:
+        elif self.total >= PLAIN_PROGRESS_FROM and self.done * 10 // self.total >= self._next_line:
             print(f"{self.label}: {self.done}/{self.total}", file=sys.stderr)
             self._next_line = self.done * 10 // self.total + 1
 

@@ -1,9 +1,203 @@
-"""cfgctl migrate_cmd (being written)."""
+"""``cfgctl migrate``: a configs folder into Redis — exact, idempotent, refusing to
+overwrite different data without ``--force``."""
 
 from __future__ import annotations
 
+import uuid as uuidlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import attrs
 import typer
+
+from cfgstore import __version__
+from cfgstore.adapters import Store
+from cfgstore.cli.common import (
+    CwdOption,
+    JsonOption,
+    Progress,
+    RedisUrlOption,
+    emit_json,
+    fail,
+    plugin_set,
+    run,
+    tool_settings,
+)
+from cfgstore.cli.differences import differences
+from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folder, read_store
+from cfgstore.model.credentials import Credential
+from cfgstore.model.password import hash_password, is_hashed
+from cfgstore.model.timefmt import iso_ms, now_ms
+from cfgstore.model.versions import ANY_VERSION
+
+
+@attrs.define
+class Outcome:
+    action: str  # "migrated", "resumed", "unchanged", "refused", "planned"
+    differences: list[str]
+    report: SourceReport
+    counts: dict[str, int]
+
+
+def parse_include(text: str | None) -> frozenset[str]:
+    parts = frozenset(p.strip() for p in (text or "").split(",") if p.strip())
+    unknown = parts - set(INCLUDABLE)
+    if unknown:
+        fail(f"--include: unknown {', '.join(sorted(unknown))} (known: {', '.join(INCLUDABLE)})", 2)
+    return parts
+
+
+def default_cwd(configs: Path, legacy_root: bool) -> Path:
+    """Relative paths in the data resolve against the Node process's working directory:
+    the parent of ``configs/``, or the folder itself for the pre-2025-12 root layout."""
+    return configs if legacy_root else configs.absolute().parent
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    @app.command()
+    def migrate(
+        configs: Annotated[Path, typer.Option("--configs", help="The configs folder.")],
+        cwd: CwdOption = None,
+        redis_url: RedisUrlOption = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+        force: Annotated[
+            bool, typer.Option("--force", help="Overwrite different data in Redis.")
+        ] = False,
+        reset_counters: Annotated[
+            bool, typer.Option("--reset-counters", help="With --force: counters from files.")
+        ] = False,
+        include: Annotated[
+            str | None, typer.Option("--include", help="Also: sessions,usage-cache.")
+        ] = None,
+        strict: Annotated[
+            bool, typer.Option("--strict", help="A missing credential file is fatal.")
+        ] = False,
+        legacy_root: Annotated[
+            bool, typer.Option("--legacy-root", help="Files in the repo root (pre-2025-12).")
+        ] = False,
+        json: JsonOption = False,
+    ) -> None:
+        """Import an AIClient-2-API configs folder into Redis (idempotent)."""
+        parts = parse_include(include)
+        if not configs.is_dir():
+            fail(f"{configs}: the configs folder does not exist", 2)
+        settings = tool_settings(configs, cwd, redis_url)
+        if not settings.redis_configured:
+            fail("migrate needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
+        settings = attrs.evolve(settings, backends=None)
+        work_dir = cwd or default_cwd(configs, legacy_root)
+
+        async def go() -> Outcome:
+            files, report = await read_folder(configs, work_dir, parts, strict)
+            async with Store.open(settings, plugins=plugin_set()) as store:
+                stored = await read_store(store, "reading Redis")
+                meta = await store.meta.get()
+                # A run that stopped halfway left its marker: finishing it needs no --force.
+                resuming = bool(meta.get("migrating"))
+                diff = [] if stored.is_empty() else differences(files, stored)
+                counts = _counts(files)
+                if not stored.is_empty() and not diff and not resuming:
+                    for token, session in files.sessions.items():  # digests: not comparable
+                        await store.sessions.add(token, session)
+                    return Outcome("unchanged", [], report, counts)
+                if diff and not (force or resuming):
+                    return Outcome("refused", diff, report, counts)
+                if dry_run:
+                    return Outcome("planned", diff, report, counts)
+                await store.meta.update({"migrating": iso_ms(now_ms())})
+                await write(store, files, keep_live_state=not reset_counters)
+                await store.meta.update(_meta(meta, configs))
+                return Outcome("resumed" if resuming else "migrated", diff, report, counts)
+
+        outcome = run(go)
+        _print(outcome, json)
+        if outcome.action == "refused":
+            raise typer.Exit(1)
+
+
+async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None:
+    """Write a snapshot, entity by entity, each atomically."""
+    await store.config.put(files.config.document, ANY_VERSION)
+    await store.pools.import_all(files.pools, keep_live_state=keep_live_state)
+    with Progress("writing credentials", len(files.credentials)) as progress:
+        for credential in files.credentials.values():
+            await store.credentials.put(
+                Credential(
+                    credential.provider_type,
+                    credential.uuid,
+                    credential.document,
+                    credential.source_path,
+                    credential.token_format,
+                    siblings=credential.siblings,
+                ),
+                ANY_VERSION,
+            )
+            progress.advance()
+    if files.system_prompt is not None:
+        await store.system_prompt.put(files.system_prompt)
+    await store.custom_models.put_all(files.custom_models)
+    await store.plugin_config.put(files.plugins)
+    if files.password is not None:
+        stored = files.password if is_hashed(files.password) else hash_password(files.password)
+        await store.password.put_stored(stored)
+    if files.usage_cache is not None:
+        await store.usage_cache.put(files.usage_cache)
+    for token, session in files.sessions.items():
+        await store.sessions.add(token, session)
+
+
+def _meta(current: dict[str, str], configs: Path) -> dict[str, str]:
+    meta = {
+        "schema": "1",
+        "migrated_at": iso_ms(now_ms()),
+        "migrating": "",
+        "migrated_from": str(configs.absolute()),
+        "created_by": f"cfgstore {__version__}",
+    }
+    if "namespace" not in current:
+        meta["namespace"] = uuidlib.uuid4().hex
+    return meta
+
+
+def _counts(files: Snapshot) -> dict[str, int]:
+    return {
+        "provider_types": len(files.pools.types),
+        "nodes": files.pools.node_count(),
+        "credentials": len(files.credentials),
+        "custom_models": len(files.custom_models),
+        "plugins": len(files.plugins.plugins),
+        "sessions": len(files.sessions),
+    }
+
+
+def _print(outcome: Outcome, as_json: bool) -> None:
+    report = outcome.report
+    if as_json:
+        payload: dict[str, Any] = {
+            "action": outcome.action,
+            "differences": outcome.differences,
+            "counts": outcome.counts,
+            "missing_credentials": report.missing_credentials,
+            "unreadable_credentials": report.unreadable_credentials,
+            "not_migrated": report.not_migrated,
+        }
+        emit_json(payload)
+        return
+    headline = {
+        "migrated": "migrated",
+        "resumed": "migrated (completed an interrupted migration)",
+        "unchanged": "nothing to do: Redis already holds exactly these files",
+        "refused": "refused: Redis holds different data (use --force to let the files win)",
+        "planned": "dry run: nothing written; the migration would write",
+    }[outcome.action]
+    typer.echo(headline)
+    for name, count in outcome.counts.items():
+        typer.echo(f"  {name.replace('_', ' ')}: {count}")
+    for difference in outcome.differences:
+        typer.echo(f"  difference: {difference}")
+    for item in report.missing_credentials:
+        typer.echo(f"  missing credential file: {item}")
+    for item in report.unreadable_credentials:
+        typer.echo(f"  unreadable credential file: {item}")
+    if report.not_migrated:
+        typer.echo(f"  not migrated (out of scope): {', '.join(report.not_migrated)}")

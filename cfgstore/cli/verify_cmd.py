@@ -1,9 +1,63 @@
-"""cfgctl verify_cmd (being written)."""
+"""``cfgctl verify``: do the files and Redis hold the same configuration?"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import attrs
 import typer
+
+from cfgstore.adapters import Store
+from cfgstore.cli.common import (
+    CwdOption,
+    JsonOption,
+    RedisUrlOption,
+    emit_json,
+    fail,
+    plugin_set,
+    run,
+    tool_settings,
+)
+from cfgstore.cli.differences import differences
+from cfgstore.cli.migrate_cmd import default_cwd
+from cfgstore.cli.snapshot import read_folder, read_store
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    @app.command()
+    def verify(
+        configs: Annotated[Path, typer.Option("--configs", help="The configs folder.")],
+        cwd: CwdOption = None,
+        redis_url: RedisUrlOption = None,
+        legacy_root: Annotated[
+            bool, typer.Option("--legacy-root", help="Files in the repo root (pre-2025-12).")
+        ] = False,
+        json: JsonOption = False,
+    ) -> None:
+        """Compare a configs folder with Redis; exit 1 when they differ. Live counters and
+        health are not compared (they change while the service runs)."""
+        if not configs.is_dir():
+            fail(f"{configs}: the configs folder does not exist", 2)
+        settings = tool_settings(configs, cwd, redis_url)
+        if not settings.redis_configured:
+            fail("verify needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
+        settings = attrs.evolve(settings, backends=None)
+        work_dir = cwd or default_cwd(configs, legacy_root)
+
+        async def go() -> list[str]:
+            files, _ = await read_folder(configs, work_dir, frozenset(), strict=False)
+            async with Store.open(settings, plugins=plugin_set()) as store:
+                return differences(files, await read_store(store, "reading Redis"))
+
+        found = run(go)
+        if json:
+            emit_json({"same": not found, "differences": found})
+        elif found:
+            typer.echo(f"{len(found)} difference(s):")
+            for difference in found:
+                typer.echo(f"  {difference}")
+        else:
+            typer.echo("the files and Redis hold the same configuration")
+        if found:
+            raise typer.Exit(1)

@@ -1,0 +1,104 @@
+"""What differs between two snapshots, in words an operator can act on.
+
+Configuration is compared exactly (byte for byte as the Node service would write it);
+live hot-path state — counters, health, times — is not configuration and is ignored: it
+keeps changing while the service runs.
+"""
+
+from __future__ import annotations
+
+from cfgstore.cli.snapshot import Snapshot
+from cfgstore.model import jsjson
+from cfgstore.model.password import is_hashed, verify_password
+from cfgstore.model.pools import HOT_KEYS, ProviderNode, node_to_json
+
+
+def _settings(node: ProviderNode) -> dict[str, object]:
+    return {k: v for k, v in node_to_json(node).items() if k not in HOT_KEYS}
+
+
+def _same(a: object, b: object) -> bool:
+    return jsjson.dumps(a) == jsjson.dumps(b)
+
+
+def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True) -> list[str]:
+    """Every difference, files first. Empty when the store holds what the files hold."""
+    out: list[str] = []
+    if not _same(files.config.document, store.config.document):
+        changed = sorted(
+            key
+            for key in set(files.config.document) | set(store.config.document)
+            if not _same(files.config.document.get(key), store.config.document.get(key))
+        )
+        out.append(
+            "config: " + (", ".join(changed) + " differ" if changed else "key order differs")
+        )
+    out += _pool_differences(files, store)
+    for key, credential in files.credentials.items():
+        other = store.credentials.get(key)
+        name = "/".join(key)
+        if other is None:
+            out.append(f"credential {name}: not in the store")
+        elif not _same(credential.document, other.document):
+            out.append(f"credential {name}: differs")
+        elif credential.siblings and not _same(credential.siblings, other.siblings):
+            out.append(f"credential {name}: sibling files differ")
+    for key in store.credentials.keys() - files.credentials.keys():
+        out.append(f"credential {'/'.join(key)}: only in the store")
+    if files.system_prompt != store.system_prompt:
+        out.append("system prompt: differs")
+    if not _same(
+        [m.document for m in files.custom_models], [m.document for m in store.custom_models]
+    ):
+        out.append("custom models: differ")
+    if not _same(files.plugins.to_json(), store.plugins.to_json()):
+        out.append("plugins: differ")
+    if check_password and not _same_password(files.password, store.password):
+        out.append("UI password: differs")
+    if files.usage_cache is not None and (
+        store.usage_cache is None
+        or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
+    ):
+        out.append("usage cache: differs")
+    return out
+
+
+def _pool_differences(files: Snapshot, store: Snapshot) -> list[str]:
+    out: list[str] = []
+    if list(files.pools.types) != list(store.pools.types):
+        missing = [t for t in files.pools.types if t not in store.pools.types]
+        extra = [t for t in store.pools.types if t not in files.pools.types]
+        if missing:
+            out.append(f"provider types not in the store: {', '.join(missing)}")
+        if extra:
+            out.append(f"provider types only in the store: {', '.join(extra)}")
+        if not missing and not extra:
+            out.append("provider types: order differs")
+    for provider_type, nodes in files.pools.types.items():
+        stored = store.pools.types.get(provider_type)
+        if stored is None:
+            continue
+        stored_by_uuid = {n.uuid: n for n in stored}
+        for node in nodes:
+            other = stored_by_uuid.get(node.uuid)
+            if other is None:
+                out.append(f"node {provider_type}/{node.uuid}: not in the store")
+            elif not _same(_settings(node), _settings(other)):
+                out.append(f"node {provider_type}/{node.uuid}: settings differ")
+        file_uuids = [n.uuid for n in nodes]
+        for uuid in stored_by_uuid.keys() - set(file_uuids):
+            out.append(f"node {provider_type}/{uuid}: only in the store")
+        if set(file_uuids) == set(stored_by_uuid) and file_uuids != [n.uuid for n in stored]:
+            out.append(f"nodes of {provider_type}: order differs")
+    return out
+
+
+def _same_password(file_form: str | None, stored: str | None) -> bool:
+    """A plaintext file password matches the hash it was migrated to."""
+    if file_form == stored:
+        return True
+    if file_form is None or stored is None:
+        return False
+    if not is_hashed(file_form) and is_hashed(stored):
+        return verify_password(file_form, stored)
+    return False

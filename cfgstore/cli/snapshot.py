@@ -1,0 +1,170 @@
+"""Everything a store holds, read in one go: what migrate, verify and export compare and
+copy. Reading goes through the ordinary Store API, so a snapshot of a configs folder is
+exactly what the file backend serves (SC-005)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from cfgstore.adapters import Settings, Store
+from cfgstore.cli.common import Progress
+from cfgstore.errors import InvalidData
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import Credential, credential_path_of
+from cfgstore.model.custom_models import CustomModel
+from cfgstore.model.plugin_config import PluginConfig
+from cfgstore.model.pools import ProviderPools
+from cfgstore.model.sessions import UiSession, sessions_from_json
+from cfgstore.model.timefmt import now_ms
+from cfgstore.model.usage_cache import UsageCache
+from cfgstore.model.versions import ABSENT_VERSION
+
+INCLUDABLE = ("sessions", "usage-cache")
+
+
+@attrs.define
+class Snapshot:
+    config: MainConfig
+    pools: ProviderPools
+    credentials: dict[tuple[str, str], Credential]
+    system_prompt: str | None
+    custom_models: list[CustomModel]
+    plugins: PluginConfig
+    password: str | None
+    usage_cache: UsageCache | None = None
+    sessions: dict[str, UiSession] = attrs.Factory(dict)
+
+    def is_empty(self) -> bool:
+        return (
+            self.config.version == ABSENT_VERSION
+            and not self.pools.types
+            and not self.credentials
+            and self.system_prompt is None
+            and not self.custom_models
+            and not self.plugins.plugins
+            and self.password is None
+        )
+
+
+@attrs.define
+class SourceReport:
+    """What reading a configs folder found besides the data."""
+
+    missing_credentials: list[str] = attrs.Factory(list)
+    unreadable_credentials: list[str] = attrs.Factory(list)
+    not_migrated: list[str] = attrs.Factory(list)
+
+
+async def read_store(store: Store, label: str = "reading") -> Snapshot:
+    """Read every entity (sessions cannot be read back: stores keep digests only)."""
+    pools = await store.pools.list()
+    credentials: dict[tuple[str, str], Credential] = {}
+    with Progress(f"{label} credentials", pools.node_count()) as progress:
+        for provider_type, node in pools:
+            credential = await store.credentials.get(provider_type, node.uuid)
+            if credential is not None:
+                credentials[provider_type, node.uuid] = credential
+            progress.advance()
+    return Snapshot(
+        config=await store.config.get(),
+        pools=pools,
+        credentials=credentials,
+        system_prompt=await store.system_prompt.get(),
+        custom_models=await store.custom_models.list(),
+        plugins=await store.plugin_config.get(),
+        password=await store.password.get_stored(),
+        usage_cache=await store.usage_cache.get(),
+    )
+
+
+def file_settings(configs: Path, cwd: Path | None) -> Settings:
+    """A read-only view of a configs folder through the file backend."""
+    return Settings(
+        configs_dir=configs,
+        cwd=cwd,
+        backends=("file",),
+        reset_counters_on_start=False,
+        watch_interval_ms=0,
+    )
+
+
+async def read_folder(
+    configs: Path, cwd: Path | None, include: frozenset[str], strict: bool
+) -> tuple[Snapshot, SourceReport]:
+    """Read a configs folder. A malformed file raises :class:`InvalidData` (naming the
+    file and position); a missing or unreadable credential file is reported, or raised
+    with ``strict``."""
+    report = SourceReport()
+    async with Store.open(file_settings(configs, cwd)) as store:
+        pools = await store.pools.list()
+        credentials: dict[tuple[str, str], Credential] = {}
+        with Progress("reading credentials", pools.node_count()) as progress:
+            for provider_type, node in pools:
+                progress.advance()
+                carrier = credential_path_of(provider_type, node)
+                if carrier is None:
+                    continue
+                where = f"{provider_type}/{node.uuid}: {carrier[1]}"
+                try:
+                    credential = await store.credentials.get(provider_type, node.uuid)
+                except InvalidData as exc:
+                    if strict:
+                        raise
+                    report.unreadable_credentials.append(f"{where} ({exc})")
+                    continue
+                if credential is None:
+                    if strict:
+                        raise InvalidData(carrier[1], carrier[0], f"{where}: file not found")
+                    report.missing_credentials.append(where)
+                    continue
+                credentials[provider_type, node.uuid] = credential
+        snapshot = Snapshot(
+            config=await store.config.get(),
+            pools=pools,
+            credentials=credentials,
+            system_prompt=await store.system_prompt.get(),
+            custom_models=await store.custom_models.list(),
+            plugins=await store.plugin_config.get(),
+            password=await store.password.get_stored(),
+            usage_cache=await store.usage_cache.get() if "usage-cache" in include else None,
+        )
+    if "sessions" in include:
+        snapshot.sessions = _live_sessions(configs / "token-store.json")
+    report.not_migrated = _out_of_scope(configs, include)
+    return snapshot, report
+
+
+def _live_sessions(path: Path) -> dict[str, UiSession]:
+    from cfgstore.model import jsjson
+
+    if not path.exists():
+        return {}
+    sessions = sessions_from_json(jsjson.loads(path.read_bytes(), str(path)), str(path))
+    now = now_ms()
+    return {token: s for token, s in sessions.items() if not s.expired(now)}
+
+
+IN_SCOPE = {
+    "config.json",
+    "provider_pools.json",
+    "pwd",
+    "plugins.json",
+    "custom_models.json",
+    "input_system_prompt.txt",
+}
+
+
+def _out_of_scope(configs: Path, include: frozenset[str]) -> list[str]:
+    """Top-level files of the configs folder that a migration does not carry over."""
+    scope = set(IN_SCOPE)
+    if "sessions" in include:
+        scope.add("token-store.json")
+    if "usage-cache" in include:
+        scope.add("usage-cache.json")
+    return sorted(
+        p.name
+        for p in configs.iterdir()
+        if p.is_file() and p.name not in scope and not p.name.startswith(".")
+    )
