@@ -166,19 +166,6 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
 
     # -- helpers for the operation mixins ------------------------------------------------
 
-    def _head(self, entity: str, *ids: str) -> str:
-        """A change message up to its revision (scripts append the number and ``}``)."""
-        body = json.dumps({"entity": entity, "ids": list(ids), "origin": self.origin})
-        return body[:-1] + ', "rev": '
-
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        with translated(self.connection):
-            return await self.scripts[name](keys=list(keys), args=list(args))
-
-    def _changed(self, entity: str, *ids: str) -> None:
-        """Tell the layers above in this process (other processes hear the feed)."""
-        self.context.publish(ChangeEvent(entity, tuple(ids), origin=self.origin))
-
     async def _send_records(self, records: Sequence[Any], op_id: str) -> None:
         script_keys, args = encode(records, self.keys, op_id, self._head("pools"))
         await self._run("APPLY_RECORDS", script_keys, args)

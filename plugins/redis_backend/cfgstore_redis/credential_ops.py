@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
-from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.errors import InvalidData, NotFound, VersionConflict
@@ -21,25 +19,11 @@ from cfgstore.model.credentials import (
 )
 from cfgstore.model.pools import ProviderPools
 from cfgstore.model.versions import ABSENT_VERSION
-from cfgstore_redis.connection import RedisConnection
-from cfgstore_redis.keys import Keys
+from cfgstore_redis.base import RedisParts
 from cfgstore_redis.translate import translated
 
 
-class CredentialOps:
-    keys: Keys
-    redis: Any
-    connection: RedisConnection
-
-    def _head(self, entity: str, *ids: str) -> str:
-        raise NotImplementedError
-
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        raise NotImplementedError
-
-    def _changed(self, entity: str, *ids: str) -> None:
-        raise NotImplementedError
-
+class CredentialOps(RedisParts):
     async def cfgstore_pools_list(self) -> ProviderPools:
         raise NotImplementedError
 

@@ -4,8 +4,8 @@ and metadata on Redis."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from cfgstore import hookimpl
 from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflict
@@ -17,8 +17,8 @@ from cfgstore.model.plugin_config import PluginConfig, plugin_config_from_json
 from cfgstore.model.sessions import UiSession, session_to_json, token_digest
 from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
 from cfgstore.model.versions import ABSENT_VERSION
-from cfgstore_redis.connection import RedisConnection
-from cfgstore_redis.keys import SEPARATOR, Keys
+from cfgstore_redis.base import RedisParts
+from cfgstore_redis.keys import SEPARATOR
 from cfgstore_redis.translate import translated
 
 T = TypeVar("T")
@@ -31,20 +31,7 @@ def _dumps(value: JSONValue) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class DocumentOps:
-    keys: Keys
-    redis: Any
-    connection: RedisConnection
-
-    def _head(self, entity: str, *ids: str) -> str:
-        raise NotImplementedError
-
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        raise NotImplementedError
-
-    def _changed(self, entity: str, *ids: str) -> None:
-        raise NotImplementedError
-
+class DocumentOps(RedisParts):
     # -- versioned documents -------------------------------------------------------------
 
     async def _read_document(self, key: str) -> tuple[JSONValue | None, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflict
@@ -17,6 +17,7 @@ from cfgstore.model.pools import (
     node_to_json,
 )
 from cfgstore.model.records import NodeRecord
+from cfgstore_redis.base import RedisParts
 from cfgstore_redis.codec import (
     DOC,
     DOC_VERSION,
@@ -26,12 +27,8 @@ from cfgstore_redis.codec import (
     node_from_fields,
     node_to_fields,
 )
-from cfgstore_redis.connection import RedisConnection
-from cfgstore_redis.keys import Keys, check_type_name, check_uuid
+from cfgstore_redis.keys import check_type_name, check_uuid
 from cfgstore_redis.translate import translated
-
-if TYPE_CHECKING:
-    from cfgstore_redis.writer import GroupCommitWriter
 
 FORWARD_TTL_MS = 24 * 3600 * 1000
 """How long records queued under a renamed uuid (in any instance) still find the node."""
@@ -39,21 +36,7 @@ FORWARD_TTL_MS = 24 * 3600 * 1000
 UPDATE_ATTEMPTS = 50
 
 
-class PoolOps:
-    keys: Keys
-    redis: Any
-    connection: RedisConnection
-    writer: GroupCommitWriter
-
-    def _head(self, entity: str, *ids: str) -> str:
-        raise NotImplementedError
-
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        raise NotImplementedError
-
-    def _changed(self, entity: str, *ids: str) -> None:
-        raise NotImplementedError
-
+class PoolOps(RedisParts):
     # -- reads -------------------------------------------------------------------------
 
     async def _read_nodes(self, pairs: list[tuple[str, str]]) -> list[ProviderNode | None]:
