@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
-from cfgstore.errors import InvalidData
+from cfgstore.errors import AlreadyExists, InvalidData, NotFound
 from cfgstore.model.convert import json_path
 from cfgstore.model.jsjson import JSONValue
 
@@ -39,3 +41,34 @@ def custom_models_from_json(doc: JSONValue, source: str) -> list[CustomModel]:
             raise InvalidData(source, json_path(index, "id"), f"duplicate id {model.id}")
         seen.add(model.id)
     return models
+
+
+def models_to_json(models: list[CustomModel]) -> list[JSONValue]:
+    return [m.to_json() for m in models]
+
+
+def with_model(models: list[CustomModel], model: CustomModel) -> list[JSONValue]:
+    """The document with ``model`` appended; :class:`AlreadyExists` for a taken id."""
+    if any(m.id == model.id for m in models):
+        raise AlreadyExists("custom model", model.id)
+    return models_to_json([*models, model])
+
+
+def with_model_updated(
+    models: list[CustomModel], model_id: str, changes: Mapping[str, JSONValue]
+) -> tuple[list[JSONValue], CustomModel]:
+    """The document with one model shallow-merged (its id cannot change), and that model;
+    :class:`NotFound` when absent."""
+    for index, model in enumerate(models):
+        if model.id == model_id:
+            updated = CustomModel(model_id, {**model.document, **changes, "id": model_id})
+            return models_to_json([*models[:index], updated, *models[index + 1 :]]), updated
+    raise NotFound("custom model", model_id)
+
+
+def without_model(models: list[CustomModel], model_id: str) -> list[JSONValue]:
+    """The document without the model; :class:`NotFound` when absent."""
+    kept = [m for m in models if m.id != model_id]
+    if len(kept) == len(models):
+        raise NotFound("custom model", model_id)
+    return models_to_json(kept)

@@ -21,6 +21,10 @@ class PluginConfig:
         entry = self.plugins.get(name)
         return entry is not None and entry.get("enabled", True) is not False
 
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Toggle one plugin, keeping its other fields (an unknown name is added)."""
+        self.plugins.setdefault(name, {})["enabled"] = enabled
+
     def to_json(self) -> dict[str, JSONValue]:
         out: dict[str, JSONValue] = {"plugins": self.plugins}
         out.update(self.extra)

@@ -8,10 +8,16 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from cfgstore import hookimpl
-from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflict
+from cfgstore.errors import InvalidData, VersionConflict
 from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig, config_from_json
-from cfgstore.model.custom_models import CustomModel, custom_models_from_json
+from cfgstore.model.custom_models import (
+    CustomModel,
+    custom_models_from_json,
+    with_model,
+    with_model_updated,
+    without_model,
+)
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.plugin_config import PluginConfig, plugin_config_from_json
 from cfgstore.model.sessions import UiSession, session_to_json, token_digest
@@ -136,40 +142,29 @@ class DocumentOps(RedisParts):
 
     @hookimpl
     async def cfgstore_custom_models_add(self, model: CustomModel) -> None:
-        def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
-            models = self._models(doc)
-            if any(m.id == model.id for m in models):
-                raise AlreadyExists("custom model", model.id)
-            return [m.to_json() for m in models] + [model.to_json()], None
-
-        await self._edit(self.keys.custom_models, "custom_models", change)
+        await self._edit(
+            self.keys.custom_models,
+            "custom_models",
+            lambda doc: (with_model(self._models(doc), model), None),
+        )
 
     @hookimpl
     async def cfgstore_custom_models_update(
         self, model_id: str, changes: Mapping[str, JSONValue]
     ) -> CustomModel:
-        def change(doc: JSONValue | None) -> tuple[JSONValue, CustomModel]:
-            models = self._models(doc)
-            for index, model in enumerate(models):
-                if model.id == model_id:
-                    models[index] = CustomModel(
-                        model_id, {**model.document, **changes, "id": model_id}
-                    )
-                    return [m.to_json() for m in models], models[index]
-            raise NotFound("custom model", model_id)
-
-        return await self._edit(self.keys.custom_models, "custom_models", change)
+        return await self._edit(
+            self.keys.custom_models,
+            "custom_models",
+            lambda doc: with_model_updated(self._models(doc), model_id, changes),
+        )
 
     @hookimpl
     async def cfgstore_custom_models_delete(self, model_id: str) -> None:
-        def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
-            models = self._models(doc)
-            kept = [m for m in models if m.id != model_id]
-            if len(kept) == len(models):
-                raise NotFound("custom model", model_id)
-            return [m.to_json() for m in kept], None
-
-        await self._edit(self.keys.custom_models, "custom_models", change)
+        await self._edit(
+            self.keys.custom_models,
+            "custom_models",
+            lambda doc: (without_model(self._models(doc), model_id), None),
+        )
 
     # -- plugin config -----------------------------------------------------------------
 
@@ -193,7 +188,7 @@ class DocumentOps(RedisParts):
     async def cfgstore_plugin_config_set_enabled(self, name: str, enabled: bool) -> None:
         def change(doc: JSONValue | None) -> tuple[JSONValue, None]:
             config = self._plugins(doc)
-            config.plugins.setdefault(name, {})["enabled"] = enabled
+            config.set_enabled(name, enabled)
             return config.to_json(), None
 
         await self._edit(self.keys.plugins, "plugin_config", change)
