@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import attrs
 import typer
 
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
@@ -82,6 +83,19 @@ def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None)
             "watch_interval_ms": 0,
         }
     )
+
+
+def redis_settings(
+    command: str, redis_url: str | None, configs: Path | None = None, cwd: Path | None = None
+) -> Settings:
+    """Settings for a command that needs Redis (and, when given, an existing configs
+    folder); exits 2 with a clear line otherwise."""
+    if configs is not None and not configs.is_dir():
+        fail(f"{configs}: the configs folder does not exist", 2)
+    settings = tool_settings(configs, cwd, redis_url)
+    if not settings.redis_configured:
+        fail(f"{command} needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
+    return attrs.evolve(settings, backends=None)  # the Redis chain, whatever else is set
 
 
 def run(action: Callable[[], Awaitable[T]]) -> T:

@@ -22,8 +22,8 @@ from cfgstore.cli.common import (
     emit_json,
     fail,
     plugin_set,
+    redis_settings,
     run,
-    tool_settings,
 )
 from cfgstore.cli.snapshot import Snapshot, read_store
 from cfgstore.fileio import atomic_write
@@ -121,10 +121,7 @@ def register(app: typer.Typer) -> None:
             fail(f"{to}: not a folder", 2)
         if to.is_dir() and any(to.iterdir()) and not force:
             fail(f"{to} is not empty: refusing to write into it (use --force)", 1)
-        settings = tool_settings(None, None, redis_url)
-        if not settings.redis_configured:
-            fail("export reads Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
-        settings = attrs.evolve(settings, backends=None)
+        settings = redis_settings("export", redis_url)
         root = to.absolute()
 
         async def go() -> ExportPlan:

@@ -20,8 +20,8 @@ from cfgstore.cli.common import (
     emit_json,
     fail,
     plugin_set,
+    redis_settings,
     run,
-    tool_settings,
 )
 from cfgstore.cli.differences import differences
 from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folder, read_store
@@ -79,12 +79,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import an AIClient-2-API configs folder into Redis (idempotent)."""
         parts = parse_include(include)
-        if not configs.is_dir():
-            fail(f"{configs}: the configs folder does not exist", 2)
-        settings = tool_settings(configs, cwd, redis_url)
-        if not settings.redis_configured:
-            fail("migrate needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
-        settings = attrs.evolve(settings, backends=None)
+        settings = redis_settings("migrate", redis_url, configs, cwd)
         work_dir = cwd or default_cwd(configs, legacy_root)
 
         async def go() -> Outcome:

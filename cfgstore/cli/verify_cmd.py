@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import attrs
 import typer
 
 from cfgstore.adapters import Store
@@ -14,10 +13,9 @@ from cfgstore.cli.common import (
     JsonOption,
     RedisUrlOption,
     emit_json,
-    fail,
     plugin_set,
+    redis_settings,
     run,
-    tool_settings,
 )
 from cfgstore.cli.differences import differences
 from cfgstore.cli.migrate_cmd import default_cwd
@@ -37,12 +35,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare a configs folder with Redis; exit 1 when they differ. Live counters and
         health are not compared (they change while the service runs)."""
-        if not configs.is_dir():
-            fail(f"{configs}: the configs folder does not exist", 2)
-        settings = tool_settings(configs, cwd, redis_url)
-        if not settings.redis_configured:
-            fail("verify needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
-        settings = attrs.evolve(settings, backends=None)
+        settings = redis_settings("verify", redis_url, configs, cwd)
         work_dir = cwd or default_cwd(configs, legacy_root)
 
         async def go() -> list[str]:
