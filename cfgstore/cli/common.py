@@ -73,16 +73,20 @@ def plugin_set() -> PluginSet:
 
 def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None) -> Settings:
     """Settings for an operator tool: flags over the environment, and never a side effect
-    the service has on start (no cold-start counter reset, no file watching)."""
-    return Settings.load(
-        {
-            "configs_dir": configs,
-            "cwd": cwd,
-            "redis_url": redis_url,
-            "reset_counters_on_start": False,
-            "watch_interval_ms": 0,
-        }
-    )
+    the service has on start (no cold-start counter reset, no file watching). A malformed
+    setting exits 2 with one line."""
+    try:
+        return Settings.load(
+            {
+                "configs_dir": configs,
+                "cwd": cwd,
+                "redis_url": redis_url,
+                "reset_counters_on_start": False,
+                "watch_interval_ms": 0,
+            }
+        )
+    except InvalidData as exc:
+        fail(str(exc), 2, exc)
 
 
 def redis_settings(

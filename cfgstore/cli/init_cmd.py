@@ -6,10 +6,11 @@ meta marker (``schema``, ``namespace`` id, ``initialized_at``, ``created_by``). 
 pools start empty: nothing to write. A service started on the namespace afterwards needs no
 config files.
 
-A namespace is *empty* when it has no namespace id, no stored config and no provider
-types. Anything else is refused (exit 1, nothing written) unless ``--force``, which
-rewrites config, plugins, password and meta, keeps the namespace id other instances know
-the namespace by, and leaves pools, credentials and everything else alone.
+A namespace is *empty* when it has no namespace id, no stored config, no provider types
+and no unfinished ``cfgctl migrate`` (its ``migrating`` marker). Anything else is refused
+(exit 1, nothing written) unless ``--force``, which rewrites config, plugins, password and
+meta, keeps the namespace id other instances know the namespace by, and leaves pools,
+credentials and everything else alone.
 
 Secrets generated here are printed exactly once: the password only when it was generated,
 the API key always (it is new either way). Nothing else of them is ever printed.
@@ -26,7 +27,7 @@ import attrs
 import typer
 
 import cfgstore
-from cfgstore.adapters.settings import Settings
+from cfgstore.adapters.settings import Settings, redact_url
 from cfgstore.adapters.store import Store
 from cfgstore.cli.common import (
     JsonOption,
@@ -34,20 +35,17 @@ from cfgstore.cli.common import (
     emit_json,
     fail,
     plugin_set,
+    redis_settings,
     run,
-    tool_settings,
 )
 from cfgstore.errors import VersionConflict
 from cfgstore.model.defaults import default_config, default_plugin_config, generate_api_key
 from cfgstore.model.password import js_trim
+from cfgstore.model.status import BackendStatus
 from cfgstore.model.timefmt import iso_ms, now_ms
-from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore.model.versions import ABSENT_VERSION, SCHEMA_VERSION
 
-REDIS_SCHEMA = "1"
-"""The key-schema version init records; the Redis backend's ``SCHEMA_VERSION`` (core
-code does not import a backend plugin; a test keeps the two equal)."""
-
-NO_REDIS = "init needs Redis: give --redis-url or CFGSTORE_REDIS_URL"
+REDIS_SCHEMA = str(SCHEMA_VERSION)
 
 ForceOption = Annotated[
     bool,
@@ -71,6 +69,7 @@ class Existing:
     """What a namespace already holds, as far as init cares."""
 
     namespace_id: str | None
+    migrating: str | None
     initialized_at: str | None
     config_version: str
     provider_types: int
@@ -81,6 +80,7 @@ class Existing:
     def empty(self) -> bool:
         return (
             self.namespace_id is None
+            and self.migrating is None
             and self.config_version == ABSENT_VERSION
             and self.provider_types == 0
         )
@@ -90,6 +90,8 @@ class Existing:
         if self.namespace_id is not None:
             since = f", initialised {self.initialized_at}" if self.initialized_at else ""
             found.append(f"namespace id {self.namespace_id}{since}")
+        if self.migrating is not None:
+            found.append(f"an unfinished `cfgctl migrate` (started {self.migrating})")
         if self.config_version != ABSENT_VERSION:
             found.append(f"config.json (version {self.config_version})")
         if self.provider_types:
@@ -127,12 +129,7 @@ def register(app: typer.Typer) -> None:
         json: JsonOption = False,
     ) -> None:
         """Initialise an empty Redis namespace with default config, plugins and password."""
-        settings = tool_settings(None, None, redis_url)
-        if not settings.redis_configured:
-            fail(NO_REDIS, 2)
-        # Only Redis: never the memory layer, whose cache has nothing to offer a one-shot
-        # writer, and never a backend chain from CFGSTORE_BACKENDS.
-        settings = attrs.evolve(settings, backends=("redis",))
+        settings = redis_settings("init", redis_url)
         generated_password: str | None = None
         if password_file is not None:
             password = _read_password(password_file)
@@ -148,13 +145,14 @@ def register(app: typer.Typer) -> None:
 
 async def _initialise(settings: Settings, force: bool, password: str, api_key: str) -> Outcome:
     async with Store.open(settings, plugins=plugin_set()) as store:
-        [status] = await store.status()
+        location = _location(await store.status(), settings)
         meta = await store.meta.get()
         config = await store.config.get()
         pools = await store.pools.list()
         credentials = await store.credentials.list()
         existing = Existing(
             namespace_id=meta.get("namespace"),
+            migrating=meta.get("migrating") or None,
             initialized_at=meta.get("initialized_at"),
             config_version=config.version,
             provider_types=len(pools.types),
@@ -163,7 +161,7 @@ async def _initialise(settings: Settings, force: bool, password: str, api_key: s
         )
         prefix = settings.redis_prefix
         if not existing.empty and not force:
-            return Outcome(prefix, status.location, existing, written=False)
+            return Outcome(prefix, location, existing, written=False)
         # The config write is a compare-and-set against what was just read: a concurrent
         # init (or admin edit) makes this one fail before anything else is written.
         try:
@@ -189,13 +187,21 @@ async def _initialise(settings: Settings, force: bool, password: str, api_key: s
         )
         return Outcome(
             prefix,
-            status.location,
+            location,
             existing,
             written=True,
             namespace_id=namespace_id,
             initialized_at=initialized_at,
             config_version=version,
         )
+
+
+def _location(statuses: list[BackendStatus], settings: Settings) -> str:
+    """Where the namespace lives, passwords hidden (the Redis backend's own description)."""
+    for status in statuses:
+        if status.name == "redis":
+            return status.location
+    return redact_url(settings.redis_url or f"{settings.redis_host}:{settings.redis_port}")
 
 
 def _read_password(path: Path) -> str:
@@ -217,7 +223,7 @@ def _refuse(outcome: Outcome, as_json: bool) -> None:
         emit_json(
             {
                 "initialised": False,
-                "namespace": outcome.prefix,
+                "redis_prefix": outcome.prefix,
                 "location": outcome.location,
                 "existing": found,
             }
@@ -245,7 +251,7 @@ def _report(
         summary: dict[str, Any] = {
             "initialised": True,
             "forced": forced,
-            "namespace": outcome.prefix,
+            "redis_prefix": outcome.prefix,
             "location": outcome.location,
             "namespace_id": outcome.namespace_id,
             "namespace_id_kept": existing.namespace_id is not None,

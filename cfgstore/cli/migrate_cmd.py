@@ -28,7 +28,7 @@ from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folde
 from cfgstore.model.credentials import Credential
 from cfgstore.model.password import hash_password, is_hashed
 from cfgstore.model.timefmt import iso_ms, now_ms
-from cfgstore.model.versions import ANY_VERSION
+from cfgstore.model.versions import ANY_VERSION, SCHEMA_VERSION
 
 
 @attrs.define
@@ -143,7 +143,7 @@ async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None
 
 def _meta(current: dict[str, str], configs: Path) -> dict[str, str]:
     meta = {
-        "schema": "1",
+        "schema": str(SCHEMA_VERSION),
         "migrated_at": iso_ms(now_ms()),
         "migrating": "",
         "migrated_from": str(configs.absolute()),

@@ -15,3 +15,9 @@ ANY_VERSION = "*"
 def content_version(data: bytes) -> str:
     """A version derived from stored bytes (for backends without a counter, such as files)."""
     return hashlib.blake2b(data, digest_size=10).hexdigest()
+
+
+SCHEMA_VERSION = 1
+"""The layout version of stored data that this cfgstore reads and writes. ``cfgctl init``
+and ``migrate`` record it in the store's meta ``schema`` field; a backend refuses to open
+data written with a newer one."""

@@ -19,6 +19,7 @@ from cfgstore.errors import StorageServerError
 from cfgstore.model.events import ENTITIES, ChangeEvent
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
+from cfgstore.model.versions import SCHEMA_VERSION
 from cfgstore_redis import lua
 from cfgstore_redis.batch import encode
 from cfgstore_redis.connection import RedisConnection, connect
@@ -31,8 +32,6 @@ from cfgstore_redis.writer import GroupCommitWriter
 
 log = logging.getLogger("cfgstore.redis")
 
-SCHEMA_VERSION = 1
-"""The key-schema version this code reads and writes (``schema`` in the meta hash)."""
 
 RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
