@@ -2,7 +2,9 @@
 
 Configuration is compared exactly (byte for byte as the Node service would write it);
 live hot-path state — counters, health, times — is not configuration and is ignored: it
-keeps changing while the service runs.
+keeps changing while the service runs. A system prompt or password file that the folder
+does not have is not a difference either: a missing optional file is no instruction to
+delete what an operator set (for the password it would mean the well-known default).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True
             out.append(f"credential {name}: sibling files differ")
     for key in store.credentials.keys() - files.credentials.keys():
         out.append(f"credential {'/'.join(key)}: only in the store")
-    if files.system_prompt != store.system_prompt:
+    if files.system_prompt is not None and files.system_prompt != store.system_prompt:
         out.append("system prompt: differs")
     if not _same(
         [m.document for m in files.custom_models], [m.document for m in store.custom_models]
@@ -53,13 +55,27 @@ def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True
         out.append("custom models: differ")
     if not _same(files.plugins.to_json(), store.plugins.to_json()):
         out.append("plugins: differ")
-    if check_password and not _same_password(files.password, store.password):
+    if (
+        check_password
+        and files.password is not None
+        and not _same_password(files.password, store.password)
+    ):
         out.append("UI password: differs")
     if files.usage_cache is not None and (
         store.usage_cache is None
         or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
     ):
         out.append("usage cache: differs")
+    return out
+
+
+def live_state_differences(files: Snapshot, store: Snapshot) -> list[str]:
+    """Nodes whose counters, health or times differ (what ``--reset-counters`` resets)."""
+    out = []
+    for provider_type, node in files.pools:
+        other = store.pools.find(provider_type, node.uuid)
+        if other is not None and node.state != other.state:
+            out.append(f"node {provider_type}/{node.uuid}: counters or health differ")
     return out
 
 

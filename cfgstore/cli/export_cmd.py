@@ -130,6 +130,8 @@ def register(app: typer.Typer) -> None:
 
         plan = run(go)
         with Progress("writing files", len(plan.files)) as progress:
+            for folder in sorted({p.parent for p in plan.files}):
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside
             for path, data in plan.files.items():
                 atomic_write(path, data)
                 progress.advance()

@@ -23,8 +23,9 @@ from cfgstore.cli.common import (
     redis_settings,
     run,
 )
-from cfgstore.cli.differences import differences
+from cfgstore.cli.differences import differences, live_state_differences
 from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folder, read_store
+from cfgstore.errors import InvalidData
 from cfgstore.model.credentials import Credential
 from cfgstore.model.password import hash_password, is_hashed
 from cfgstore.model.timefmt import iso_ms, now_ms
@@ -83,7 +84,11 @@ def register(app: typer.Typer) -> None:
         work_dir = cwd or default_cwd(configs, legacy_root)
 
         async def go() -> Outcome:
-            files, report = await read_folder(configs, work_dir, parts, strict)
+            try:
+                files, report = await read_folder(configs, work_dir, parts, strict)
+            except InvalidData as exc:
+                problem = f"{exc.problem} (nothing was written)"
+                raise InvalidData(exc.source, exc.where, problem) from exc
             async with Store.open(settings, plugins=plugin_set()) as store:
                 stored = await read_store(store, "reading Redis")
                 meta = await store.meta.get()
@@ -91,12 +96,14 @@ def register(app: typer.Typer) -> None:
                 resuming = bool(meta.get("migrating"))
                 diff = [] if stored.is_empty() else differences(files, stored)
                 counts = _counts(files)
-                if not stored.is_empty() and not diff and not resuming:
-                    for token, session in files.sessions.items():  # digests: not comparable
-                        await store.sessions.add(token, session)
-                    return Outcome("unchanged", [], report, counts)
                 if diff and not (force or resuming):
                     return Outcome("refused", diff, report, counts)
+                if force and reset_counters and not stored.is_empty():
+                    diff += live_state_differences(files, stored)
+                if not stored.is_empty() and not diff and not resuming:
+                    # Sessions were carried over by the run that wrote these files; adding
+                    # them again would bring back sessions logged out since.
+                    return Outcome("unchanged", [], report, counts)
                 if dry_run:
                     return Outcome("planned", diff, report, counts)
                 await store.meta.update({"migrating": iso_ms(now_ms())})
@@ -173,7 +180,6 @@ def _print(outcome: Outcome, as_json: bool) -> None:
             "differences": outcome.differences,
             "counts": outcome.counts,
             "missing_credentials": report.missing_credentials,
-            "unreadable_credentials": report.unreadable_credentials,
             "not_migrated": report.not_migrated,
         }
         emit_json(payload)
@@ -192,7 +198,5 @@ def _print(outcome: Outcome, as_json: bool) -> None:
         typer.echo(f"  difference: {difference}")
     for item in report.missing_credentials:
         typer.echo(f"  missing credential file: {item}")
-    for item in report.unreadable_credentials:
-        typer.echo(f"  unreadable credential file: {item}")
     if report.not_migrated:
         typer.echo(f"  not migrated (out of scope): {', '.join(report.not_migrated)}")

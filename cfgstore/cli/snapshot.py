@@ -12,7 +12,7 @@ from cfgstore.adapters import Settings, Store
 from cfgstore.cli.common import Progress
 from cfgstore.errors import InvalidData
 from cfgstore.model.config import MainConfig
-from cfgstore.model.credentials import Credential, credential_path_of
+from cfgstore.model.credentials import Credential, credential_path_of, resolve_path
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderPools
@@ -53,7 +53,6 @@ class SourceReport:
     """What reading a configs folder found besides the data."""
 
     missing_credentials: list[str] = attrs.Factory(list)
-    unreadable_credentials: list[str] = attrs.Factory(list)
     not_migrated: list[str] = attrs.Factory(list)
 
 
@@ -93,9 +92,9 @@ def file_settings(configs: Path, cwd: Path | None) -> Settings:
 async def read_folder(
     configs: Path, cwd: Path | None, include: frozenset[str], strict: bool
 ) -> tuple[Snapshot, SourceReport]:
-    """Read a configs folder. A malformed file raises :class:`InvalidData` (naming the
-    file and position); a missing or unreadable credential file is reported, or raised
-    with ``strict``."""
+    """Read a configs folder. A malformed file (token files included) raises
+    :class:`InvalidData` naming the file and position; a missing credential file is
+    reported, or raised with ``strict``."""
     report = SourceReport()
     async with Store.open(file_settings(configs, cwd)) as store:
         pools = await store.pools.list()
@@ -107,13 +106,9 @@ async def read_folder(
                 if carrier is None:
                     continue
                 where = f"{provider_type}/{node.uuid}: {carrier[1]}"
-                try:
-                    credential = await store.credentials.get(provider_type, node.uuid)
-                except InvalidData as exc:
-                    if strict:
-                        raise
-                    report.unreadable_credentials.append(f"{where} ({exc})")
-                    continue
+                # A malformed token file is an input error like any malformed file: it
+                # stops the run; a missing one is reported (fatal with --strict).
+                credential = await store.credentials.get(provider_type, node.uuid)
                 if credential is None:
                     if strict:
                         raise InvalidData(carrier[1], carrier[0], f"{where}: file not found")
@@ -132,7 +127,7 @@ async def read_folder(
         )
     if "sessions" in include:
         snapshot.sessions = _live_sessions(configs / "token-store.json")
-    report.not_migrated = _out_of_scope(configs, include)
+    report.not_migrated = _out_of_scope(configs, include, _linked_files(snapshot, cwd, configs))
     return snapshot, report
 
 
@@ -156,15 +151,34 @@ IN_SCOPE = {
 }
 
 
-def _out_of_scope(configs: Path, include: frozenset[str]) -> list[str]:
-    """Top-level files of the configs folder that a migration does not carry over."""
+def _linked_files(snapshot: Snapshot, cwd: Path | None, configs: Path) -> set[Path]:
+    """Every credential file (and Kiro sibling) some node links to."""
+    root = (cwd or configs.absolute().parent).absolute()
+    linked: set[Path] = set()
+    for credential in snapshot.credentials.values():
+        if credential.source_path:
+            path = resolve_path(credential.source_path, root).absolute()
+            linked.add(path)
+            linked.update(path.parent / name for name in credential.siblings)
+    return linked
+
+
+def _out_of_scope(configs: Path, include: frozenset[str], linked: set[Path]) -> list[str]:
+    """Files of the configs folder that a migration does not carry over: top-level files
+    outside the scope (plugin data…) and files in sub-folders no node links to."""
     scope = set(IN_SCOPE)
     if "sessions" in include:
         scope.add("token-store.json")
     if "usage-cache" in include:
         scope.add("usage-cache.json")
-    return sorted(
-        p.name
-        for p in configs.iterdir()
-        if p.is_file() and p.name not in scope and not p.name.startswith(".")
-    )
+    left: list[str] = []
+    for path in sorted(configs.rglob("*")):
+        relative = path.relative_to(configs)
+        if not path.is_file() or relative.parts[0].startswith("."):
+            continue
+        if len(relative.parts) == 1:
+            if path.name not in scope:
+                left.append(path.name)
+        elif path.absolute() not in linked:
+            left.append(f"{relative.as_posix()} (no node links to it)")
+    return left
