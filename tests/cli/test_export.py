@@ -9,7 +9,6 @@ as digests only). Exported files have mode 0600.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from tests.cli.deployments import (
     edit_json,
     file_modes,
     make_legacy_root,
-    private_namespace,
     read_json,
     tree_bytes,
 )
@@ -37,12 +35,6 @@ from tests.cli.deployments import (
 SESSIONS_NOTE = "token-store.json is written empty"
 GEMINI_UUID = "d93de8e5-3628-4795-92ae-b8a6b8f17f66"
 GEMINI_TOKEN = "configs/gemini/1773300000000_oauth_creds.json"
-
-
-@pytest.fixture
-def ns(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Namespace]:
-    with private_namespace(redis_url, monkeypatch) as namespace:
-        yield namespace
 
 
 def migrate(ns: Namespace, configs: Path, *extra: str) -> Any:

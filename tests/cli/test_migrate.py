@@ -11,7 +11,6 @@ import os
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from tests.cli.deployments import (
     edit_json,
     find_node,
     make_legacy_root,
-    private_namespace,
     read_json,
     served,
     served_by_files,
@@ -57,12 +55,6 @@ GEMINI = ("gemini-cli-oauth", "d93de8e5-3628-4795-92ae-b8a6b8f17f66")
 GEMINI_TOKEN = "configs/gemini/1773300000000_oauth_creds.json"
 LIVE_TOKEN = "8bcf2a5b75c5dd8fc0c6493a8372e7b57226e017259b02bb4cab2de6d1778df4"
 EXPIRED_TOKEN = "2ec8afc82ecba46102146c9bacc5b98905e55021bdeb594c8bf0a4682117b5cd"
-
-
-@pytest.fixture
-def ns(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Namespace]:
-    with private_namespace(redis_url, monkeypatch) as namespace:
-        yield namespace
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ listing every difference otherwise. Live counters and health are not configurati
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from tests.cli.deployments import (
     dump_diff,
     edit_json,
     make_legacy_root,
-    private_namespace,
 )
 
 SAME = "the files and Redis hold the same configuration"
@@ -31,12 +30,6 @@ OPENAI_CUSTOM = ("openai-custom", "dccb18cf-3859-4edd-b146-a98dd0c4dc28")
 GEMINI = ("gemini-cli-oauth", "d93de8e5-3628-4795-92ae-b8a6b8f17f66")
 KIRO_SOCIAL = ("claude-kiro-oauth", "67ab4112-97a0-4660-9808-3f9ad194c93b")
 KIRO_IDE = ("claude-kiro-oauth", "299f53b6-db17-48a2-a3e6-5754f00925e7")
-
-
-@pytest.fixture
-def ns(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Namespace]:
-    with private_namespace(redis_url, monkeypatch) as namespace:
-        yield namespace
 
 
 @pytest.fixture

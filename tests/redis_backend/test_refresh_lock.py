@@ -21,19 +21,19 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import attrs
 import pytest
 
 from cfgstore import hookimpl
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.errors import VersionConflict
 from cfgstore.model.credentials import Credential, TokenFormat, apply_refresh
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
+from tests.redis_backend.namespaces import Spec, settings_of
 from tests.support.token_endpoint import TokenEndpoint, post_refresh
 
 SCALE = float(os.environ.get("CFGSTORE_TEST_SCALE", "1"))
@@ -50,9 +50,6 @@ WAIT_FOR_HOLDER_S = 30.0
 LOCK_POLL_S = 0.05
 STEP_TIMEOUT_S = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHAINS = {"redis": ("redis",), "memory+redis": ("memory", "redis")}
-
-Spec = dict[str, Any]
 
 
 # -- the refresher (what the gateway will do) -------------------------------------------
@@ -220,25 +217,6 @@ def gemini_doc(name: str) -> dict[str, JSONValue]:
 
 
 PATH_KEYS = {KIRO: "KIRO_OAUTH_CREDS_FILE_PATH", GEMINI: "GEMINI_OAUTH_CREDS_FILE_PATH"}
-
-
-def settings_of(spec: Spec) -> Settings:
-    return Settings(
-        configs_dir=Path("unused"),
-        backends=tuple(spec["backends"]),
-        redis_url=spec["redis_url"],
-        redis_prefix=spec["redis_prefix"],
-    )
-
-
-@pytest.fixture(params=sorted(CHAINS))
-def spec(request: pytest.FixtureRequest, redis_url: str) -> Spec:
-    """A fresh namespace on the session's Redis, and the chain to open it with."""
-    return {
-        "redis_url": redis_url,
-        "redis_prefix": f"t{uuid4().hex[:12]}",
-        "backends": list(CHAINS[request.param]),
-    }
 
 
 async def seed(store: Store, provider_type: str, uuid: str, document: dict[str, JSONValue]) -> str:

@@ -18,18 +18,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
 
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.errors import AlreadyExists
 from cfgstore.model.credentials import Credential
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import node_from_json, node_to_json
 from cfgstore_redis.keys import Keys
+from tests.redis_backend.namespaces import Spec, settings_of
 
 SCALE = float(os.environ.get("CFGSTORE_TEST_SCALE", "1"))
 CALLERS = max(2, int(20 * SCALE))
@@ -41,28 +40,6 @@ KIRO = "claude-kiro-oauth"
 PATH_KEY = "KIRO_OAUTH_CREDS_FILE_PATH"
 STEP_TIMEOUT_S = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHAINS = {"redis": ("redis",), "memory+redis": ("memory", "redis")}
-
-Spec = dict[str, Any]
-
-
-def settings_of(spec: Spec) -> Settings:
-    return Settings(
-        configs_dir=Path("unused"),
-        backends=tuple(spec["backends"]),
-        redis_url=spec["redis_url"],
-        redis_prefix=spec["redis_prefix"],
-    )
-
-
-@pytest.fixture(params=sorted(CHAINS))
-def spec(request: pytest.FixtureRequest, redis_url: str) -> Spec:
-    """A fresh namespace on the session's Redis, and the chain to open it with."""
-    return {
-        "redis_url": redis_url,
-        "redis_prefix": f"t{uuid4().hex[:12]}",
-        "backends": list(CHAINS[request.param]),
-    }
 
 
 def kiro_doc(name: str) -> dict[str, JSONValue]:
