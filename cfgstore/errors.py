@@ -54,6 +54,28 @@ class StorageUnavailable(CfgStoreError):
     """
 
 
+class StorageDegraded(StorageUnavailable):
+    """The store runs degraded (its shared storage is unreachable) and refuses this
+    operation: admin edits and session operations wait until the storage is back. Hot-path
+    records and reads keep working from memory meanwhile."""
+
+
+class NotInitialised(CfgStoreError):
+    """The configured storage is reachable but empty and was never used by this instance:
+    it needs ``cfgctl migrate`` (from files) or ``cfgctl init`` (fresh defaults) first."""
+
+
+class NamespaceMismatch(CfgStoreError):
+    """The shared storage no longer holds the namespace this instance ran on: it was
+    emptied (``actual`` is ``None``) or replaced by another one. Nothing was written."""
+
+    def __init__(self, expected: str, actual: str | None) -> None:
+        found = f"namespace id {actual}" if actual else "no namespace (emptied)"
+        super().__init__(f"storage holds {found}, expected namespace id {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
 class StorageServerError(CfgStoreError):
     """The storage answered with an error that is not an outage (out of memory, wrong type,
     authentication). Retrying will not help until an operator acts."""

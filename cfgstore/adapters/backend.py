@@ -42,12 +42,18 @@ class BackendContext:
     the memory cache implements some operations itself and delegates to ``below``.
     ``publish`` announces a change to the layers above and to observers; it runs
     synchronously, so a write that publishes before returning is visible to every cache.
+    ``fallback_above`` is true when the layer above serves through this backend's outages
+    (``cfgstore.hookspecs.replica``): the backend may then open while its storage is
+    unreachable instead of failing. ``notify(hook_name, **kwargs)`` fans an observer hook
+    (``cfgstore.hookspecs.events``) out to every plugin, failures isolated.
     """
 
     settings: Settings
     below: Operations | None
     publish: Callable[[ChangeEvent], None]
     instance_id: str
+    fallback_above: bool = False
+    notify: Callable[..., None] = lambda hook_name, **kwargs: None
 
 
 @attrs.frozen

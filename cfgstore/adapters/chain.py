@@ -19,19 +19,30 @@ import pluggy
 from cfgstore.adapters.backend import BackendContext, BackendDescriptor, Operation, Operations
 from cfgstore.adapters.settings import Settings
 from cfgstore.errors import PluginError
-from cfgstore.hookspecs import storage_spec_modules
+from cfgstore.hookspecs import optional_spec_modules, storage_spec_modules
 from cfgstore.model.events import ChangeEvent
 
 log = logging.getLogger("cfgstore.chain")
 
 
-OPERATIONS: tuple[str, ...] = tuple(
-    name
-    for module in storage_spec_modules()
-    for name, _ in inspect.getmembers(module, inspect.isfunction)
-    if name.startswith("cfgstore_")
-)
+def _hook_names(modules: list[Any]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for module in modules
+        for name, _ in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("cfgstore_")
+    )
+
+
+OPERATIONS: tuple[str, ...] = _hook_names(storage_spec_modules())
 """Every storage operation a complete chain must implement."""
+
+OPTIONAL_OPERATIONS: tuple[str, ...] = _hook_names(optional_spec_modules())
+"""Operations a backend may offer (``cfgstore.hookspecs.replica``); resolved like the others
+when present, never required."""
+
+OUTAGE_FALLBACK = "outage-fallback"
+REPLICA = "replica"
 
 LIFECYCLE = ("cfgstore_open", "cfgstore_flush", "cfgstore_close", "cfgstore_status")
 
@@ -95,13 +106,27 @@ def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
                 raise PluginError(f"backend {name!r} is a layer and needs a backend below it")
             if not descriptor.layer and position > 0:
                 raise PluginError(f"backend {name!r} must be at the bottom of the chain")
-            instance = descriptor.factory(BackendContext(settings, below, publish, instance_id))
+            above = available[names[-position - 2]] if position + 1 < len(names) else None
+            fallback_above = (
+                above is not None
+                and OUTAGE_FALLBACK in above.capabilities
+                and REPLICA in descriptor.capabilities
+            )
+            context = BackendContext(
+                settings,
+                below,
+                publish,
+                instance_id,
+                fallback_above,
+                lambda hook_name, **kwargs: notify(manager, hook_name, **kwargs),
+            )
+            instance = descriptor.factory(context)
             try:
                 manager.register(instance, name=f"backend:{name}:{instance_id}")
             except pluggy.PluginValidationError as exc:
                 raise PluginError(f"backend {name!r}: {exc}") from exc
             registered.append(instance)
-            table = _resolve(manager, instance, OPERATIONS)
+            table = _resolve(manager, instance, OPERATIONS + OPTIONAL_OPERATIONS)
             lifecycle = _resolve(manager, instance, LIFECYCLE)
             below = Operations({**below._table, **table} if below is not None else table)
             layers.insert(0, Layer(name, instance, Operations(table), lifecycle))

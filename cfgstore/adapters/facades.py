@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cfgstore.adapters.backend import Operations
+from cfgstore.errors import PluginError
 from cfgstore.model import records as rec
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, CredentialRef
@@ -20,7 +21,9 @@ from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.password import hash_password, verify_password
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.replica import InstanceInfo, ReplicaHead
 from cfgstore.model.sessions import UiSession
+from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.usage_cache import UsageCache
 
@@ -354,3 +357,34 @@ class PluginConfigs(_Facade):
 
     async def set_enabled(self, name: str, enabled: bool) -> None:
         await self._call("cfgstore_plugin_config_set_enabled", name=name, enabled=enabled)
+
+
+class Replicas(_Facade):
+    """The optional replica operations of a shared backend (``cfgstore.hookspecs.replica``):
+    for operator tools (live instances, journal replay, restore). Raises
+    :class:`~cfgstore.errors.PluginError` when the chain's backend does not offer them."""
+
+    def _require(self, operation: str) -> None:
+        if operation not in self._ops:
+            raise PluginError("this backend keeps no shared state (no replica operations)")
+
+    async def head(self) -> ReplicaHead:
+        self._require("cfgstore_replica_head")
+        head: ReplicaHead = await self._call("cfgstore_replica_head")
+        return head
+
+    async def instances(self) -> list[InstanceInfo]:
+        self._require("cfgstore_replica_instances")
+        found: list[InstanceInfo] = await self._call("cfgstore_replica_instances")
+        return found
+
+    async def snapshot(self) -> StoreSnapshot:
+        self._require("cfgstore_replica_snapshot")
+        snapshot: StoreSnapshot = await self._call("cfgstore_replica_snapshot")
+        return snapshot
+
+    @property
+    def operations(self) -> Operations:
+        """The resolved table, for :func:`cfgstore_memory.replay.replay_journal`."""
+        self._require("cfgstore_replica_apply")
+        return self._ops

@@ -46,6 +46,15 @@ class Settings:
     redis_max_connections: int = 32
     backends: tuple[str, ...] | None = None
     state_dir: Path | None = None
+    """This instance's own directory (instance id, confirmed-state snapshot, outage
+    journal); default ``<cwd>/.cfgstore-state``. One per instance (per worker process)."""
+    # Memory fallback (Redis mode)
+    journal_max_bytes: int = 256 * 1024 * 1024
+    degrade_after_ms: int = 1000
+    probe_max_delay_ms: int = 5000
+    snapshot_interval_ms: int = 30_000
+    heartbeat_interval_ms: int = 5000
+    remote_refresh_ms: int = 20
     # File backend
     write_debounce_ms: int = 1000
     write_max_wait_ms: int = 5000
@@ -58,6 +67,12 @@ class Settings:
     @property
     def working_dir(self) -> Path:
         return self.cwd if self.cwd is not None else self.configs_dir.absolute().parent
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return (
+            self.state_dir if self.state_dir is not None else self.working_dir / ".cfgstore-state"
+        )
 
     @property
     def redis_configured(self) -> bool:

@@ -11,6 +11,8 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import attrs
+
 from cfgstore.adapters.chain import Chain, Layer, build_chain
 from cfgstore.adapters.facades import (
     Config,
@@ -20,13 +22,15 @@ from cfgstore.adapters.facades import (
     Password,
     PluginConfigs,
     Pools,
+    Replicas,
     Sessions,
     SystemPrompt,
     UsageCaches,
 )
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
-from cfgstore.adapters.settings import Settings
-from cfgstore.model.status import BackendStatus
+from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN, Settings
+from cfgstore.errors import NotInitialised, StorageUnavailable
+from cfgstore.model.status import BackendStatus, EntityCounts
 
 log = logging.getLogger("cfgstore.store")
 
@@ -49,6 +53,7 @@ class Store:
         self.usage_cache = UsageCaches(ops)
         self.plugin_config = PluginConfigs(ops)
         self.meta = Meta(ops)
+        self.replicas = Replicas(ops)
 
     @property
     def backend_names(self) -> list[str]:
@@ -68,9 +73,30 @@ class Store:
         plugins: PluginSet | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Store]:
-        """Build and open a store; flush and close it on exit."""
+        """Build and open a store; flush and close it on exit.
+
+        When the default chain finds its Redis namespace empty and never used by this
+        instance (:class:`~cfgstore.errors.NotInitialised`), the store warns, naming
+        ``cfgctl migrate`` and ``cfgctl init``, and serves from the files instead (a chain
+        named explicitly in the settings fails instead)."""
         settings = settings or Settings.load(environ=environ)
         plugins = plugins or make_plugin_manager(environ)
+        try:
+            store = await cls._open_chain(settings, plugins)
+        except NotInitialised as exc:
+            if settings.backends is not None:
+                raise
+            log.warning("%s. Serving from the files in %s until then.", exc, settings.configs_dir)
+            store = await cls._open_chain(
+                attrs.evolve(settings, backends=DEFAULT_FILE_CHAIN), plugins
+            )
+        try:
+            yield store
+        finally:
+            await store._close(store._chain.layers)
+
+    @classmethod
+    async def _open_chain(cls, settings: Settings, plugins: PluginSet) -> Store:
         chain = build_chain(plugins.manager, settings)
         store = cls(settings, plugins, chain)
         opened: list[Layer] = []
@@ -79,9 +105,10 @@ class Store:
                 if "cfgstore_open" in layer.lifecycle:
                     await layer.lifecycle["cfgstore_open"]()
                 opened.append(layer)
-            yield store
-        finally:
+        except BaseException:
             await store._close(opened)
+            raise
+        return store
 
     async def flush(self) -> None:
         """Wait until every write accepted so far is durable in every layer."""
@@ -90,14 +117,21 @@ class Store:
                 await layer.lifecycle["cfgstore_flush"]()
 
     async def status(self) -> list[BackendStatus]:
-        """Each layer's status, top of the chain first."""
+        """Each layer's status, top of the chain first. A layer whose storage cannot
+        answer is reported ``unreachable`` with the error, not raised."""
         out: list[BackendStatus] = []
         for layer in self._chain.layers:
             if "cfgstore_status" in layer.lifecycle:
-                out.append(await layer.lifecycle["cfgstore_status"]())
+                try:
+                    out.append(await layer.lifecycle["cfgstore_status"]())
+                except StorageUnavailable as exc:
+                    out.append(
+                        BackendStatus(layer.name, "", "unreachable", EntityCounts(), (str(exc),))
+                    )
         return out
 
     async def _close(self, opened: list[Layer]) -> None:
+        """Close the opened layers, top first, and unregister every layer of the chain."""
         for layer in self._chain.layers:
             if layer in opened and "cfgstore_close" in layer.lifecycle:
                 try:

@@ -28,6 +28,9 @@ from cfgstore.errors import (
     StorageUnavailable,
 )
 
+REDIS_TOOL_CHAIN = ("redis",)
+"""Tools talk to Redis directly: an outage is an error to report, not a reason to journal."""
+
 INPUT_ERRORS = (InvalidData, PluginError, StorageUnavailable, StorageServerError)
 """Errors that exit 2; every other cfgstore error is a refusal (exit 1)."""
 
@@ -73,10 +76,11 @@ def plugin_set() -> PluginSet:
 
 def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None) -> Settings:
     """Settings for an operator tool: flags over the environment, and never a side effect
-    the service has on start (no cold-start counter reset, no file watching). A malformed
-    setting exits 2 with one line."""
+    the service has on start (no cold-start counter reset, no file watching; on Redis the
+    backend alone, without the service's memory fallback, state directory or journal). A
+    malformed setting exits 2 with one line."""
     try:
-        return Settings.load(
+        settings = Settings.load(
             {
                 "configs_dir": configs,
                 "cwd": cwd,
@@ -87,6 +91,9 @@ def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None)
         )
     except InvalidData as exc:
         fail(str(exc), 2, exc)
+    if settings.redis_configured and settings.backends is None:
+        settings = attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)
+    return settings
 
 
 def redis_settings(
@@ -99,7 +106,7 @@ def redis_settings(
     settings = tool_settings(configs, cwd, redis_url)
     if not settings.redis_configured:
         fail(f"{command} needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
-    return attrs.evolve(settings, backends=None)  # the Redis chain, whatever else is set
+    return attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)  # whatever else is set
 
 
 def run(action: Callable[[], Awaitable[T]]) -> T:

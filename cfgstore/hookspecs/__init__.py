@@ -48,8 +48,16 @@ def storage_spec_modules() -> list[ModuleType]:
     ]
 
 
+def optional_spec_modules() -> list[ModuleType]:
+    """Modules of operations a backend may offer beyond the storage contract."""
+    from cfgstore.hookspecs import replica
+
+    return [replica]
+
+
 def spec_modules() -> list[ModuleType]:
-    """Every module holding hook specifications: lifecycle, storage, observers, cfgctl."""
+    """Every module holding hook specifications: lifecycle, storage, optional operations,
+    observers, cfgctl."""
     from cfgstore.hookspecs import cli, events, lifecycle
 
-    return [lifecycle, *storage_spec_modules(), events, cli]
+    return [lifecycle, *storage_spec_modules(), *optional_spec_modules(), events, cli]

@@ -36,7 +36,7 @@ from cfgstore.model.defaults import (
 )
 from cfgstore.model.password import DEFAULT_PASSWORD
 from cfgstore.model.timefmt import now_ms, parse_time_ms
-from cfgstore_redis.backend import SCHEMA_VERSION
+from cfgstore.model.versions import SCHEMA_VERSION
 from tests.contract.helpers import make_node
 
 Snapshot = dict[bytes, tuple[str, object, bool]]

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from cfgstore.adapters import Settings, Store
+from tests.support.namespace_seed import seed_namespace
 
 
 @attrs.define
@@ -25,13 +26,22 @@ class Deployment:
 
     name: str
     settings: Settings
+    state_root: Path | None = None
+    """Where each instance opened on a shared backend gets its own state directory."""
 
     def open(self, **overrides: Any) -> AbstractAsyncContextManager[Store]:
-        return Store.open(attrs.evolve(self.settings, **overrides))
+        return Store.open(attrs.evolve(self.settings, **self._instance(overrides)))
+
+    def _instance(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        if self.state_root is not None:
+            overrides.setdefault("state_dir", self.state_root / uuidlib.uuid4().hex[:8])
+        return overrides
 
     def settings_overrides(self) -> dict[str, Any]:
-        """Plain values a subprocess can rebuild the same settings from."""
+        """Plain values a subprocess can rebuild the same settings from (a new instance)."""
+        state = self._instance({}).get("state_dir")
         return {
+            "state_dir": str(state) if state is not None else None,
             "configs_dir": str(self.settings.configs_dir),
             "backends": ",".join(self.settings.chain),
             "reset_counters_on_start": False,
@@ -67,7 +77,7 @@ def _redis_deployment(chain: tuple[str, ...]) -> Callable[[Path], Deployment]:
             redis_url=REDIS_URL_PLACEHOLDER,
             redis_prefix=f"t{uuidlib.uuid4().hex[:12]}",
         )
-        return Deployment("+".join(chain), settings)
+        return Deployment("+".join(chain), settings, tmp_path / "states")
 
     return make
 
@@ -88,6 +98,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
     if made.settings.redis_url == REDIS_URL_PLACEHOLDER:
         redis_url = request.getfixturevalue("redis_url")
         made = attrs.evolve(made, settings=attrs.evolve(made.settings, redis_url=redis_url))
+        seed_namespace(redis_url, made.settings.redis_prefix)
     yield made
 
 

@@ -109,13 +109,12 @@ async def test_two_processes_incrementing_one_account_are_exact(deployment: Depl
     async with deployment.open() as store:
         await store.pools.add_node("openai-custom", make_node("shared"))
     count = max(100, int(2000 * SCALE))
-    overrides = json.dumps(deployment.settings_overrides())
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             WORKER,
-            overrides,
+            json.dumps(deployment.settings_overrides()),  # each worker is an instance
             str(count),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -17,6 +17,7 @@ COMMANDS = (
     "config|get",
     # plain values, hashes, lists, sorted sets
     "get",
+    "mget",
     "set",
     "del",
     "exists",
@@ -40,6 +41,7 @@ COMMANDS = (
     "zrem",
     "zcount",
     "zrangebyscore",
+    "zremrangebyscore",
     # scripts, transactions, change feed
     "evalsha",
     "eval",

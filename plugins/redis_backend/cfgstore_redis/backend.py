@@ -15,18 +15,15 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext
-from cfgstore.errors import StorageServerError
+from cfgstore.errors import StorageServerError, StorageUnavailable
 from cfgstore.model.events import ENTITIES, ChangeEvent
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
-from cfgstore.model.versions import SCHEMA_VERSION
 from cfgstore_redis import lua
-from cfgstore_redis.batch import encode
-from cfgstore_redis.connection import RedisConnection, connect
-from cfgstore_redis.credential_ops import CredentialOps
-from cfgstore_redis.document_ops import DocumentOps
+from cfgstore_redis.batch import encode, touched_nodes
+from cfgstore_redis.connection import RedisConnection, build_connection, connect
 from cfgstore_redis.keys import Keys
-from cfgstore_redis.pool_ops import PoolOps
+from cfgstore_redis.replica_ops import ReplicaOps
 from cfgstore_redis.translate import translated
 from cfgstore_redis.writer import GroupCommitWriter
 
@@ -36,7 +33,7 @@ log = logging.getLogger("cfgstore.redis")
 RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
-class RedisBackend(PoolOps, CredentialOps, DocumentOps):
+class RedisBackend(ReplicaOps):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:
@@ -46,12 +43,23 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
         self.origin = context.instance_id
         self.warnings: list[str] = []
         self._feed_task: asyncio.Task[None] | None = None
+        self._feed_revision = 0  # the last revision the change feed carried
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @hookimpl
     async def cfgstore_open(self) -> None:
-        self.connection: RedisConnection = await connect(self.settings, decode_responses=True)
+        """Connect and check the namespace. With a memory fallback above, an unreachable
+        server is not fatal: the backend opens unconnected (commands reconnect) and the
+        fallback decides how to start (DESIGN §3)."""
+        reachable = True
+        try:
+            self.connection: RedisConnection = await connect(self.settings, decode_responses=True)
+        except StorageUnavailable:
+            if not self.context.fallback_above:
+                raise
+            self.connection = build_connection(self.settings, decode_responses=True)
+            reachable = False
         self.redis: Any = self.connection.client
         self.scripts = {
             name: self.redis.register_script(getattr(lua, name))
@@ -74,16 +82,22 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
                 "IMPORT_POOLS",
             )
         }
-        await self._check_schema()
-        self.warnings = await self.connection.server_warnings()
-        for warning in self.warnings:
-            log.warning("%s", warning)
+        if reachable:
+            try:
+                await self._check_schema()
+            except StorageServerError:
+                await self.connection.close()
+                raise
+            self.warnings = await self.connection.server_warnings()
+            for warning in self.warnings:
+                log.warning("%s", warning)
         self.writer = GroupCommitWriter(self._send_records)
         self._feed_ready = asyncio.Event()
         self._feed_task = asyncio.get_running_loop().create_task(self._follow_feed())
-        await asyncio.wait_for(
-            self._feed_ready.wait(), self.settings.redis_connect_timeout_ms / 1000 + 5
-        )
+        if reachable:
+            await asyncio.wait_for(
+                self._feed_ready.wait(), self.settings.redis_connect_timeout_ms / 1000 + 5
+            )
 
     @hookimpl
     async def cfgstore_flush(self) -> None:
@@ -128,17 +142,6 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
             details=await self._server_details(),
         )
 
-    async def _check_schema(self) -> None:
-        with translated(self.connection):
-            stored = await self.redis.hget(self.keys.meta, "schema")
-        if stored is not None and (not stored.isdigit() or int(stored) > SCHEMA_VERSION):
-            await self.connection.close()
-            raise StorageServerError(
-                f"namespace {self.keys.tag} at {self.connection.describe()} has schema "
-                f"{stored}, newer than the schema {SCHEMA_VERSION} this cfgstore knows: "
-                "upgrade cfgstore before starting it on this Redis"
-            )
-
     async def _server_details(self) -> dict[str, str]:
         details: dict[str, str] = {}
         with contextlib.suppress(Exception):  # details are best effort (ACLs, Cluster)
@@ -166,9 +169,10 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
     # -- helpers for the operation mixins ------------------------------------------------
 
     async def _send_records(self, records: Sequence[Any], op_id: str) -> None:
-        script_keys, args = encode(records, self.keys, op_id, self._head("pools"))
+        ids = touched_nodes(records)
+        script_keys, args = encode(records, self.keys, op_id, self._head("pools", *ids))
         await self._run("APPLY_RECORDS", script_keys, args)
-        self._changed("pools")
+        self._changed("pools", *ids)
 
     # -- change feed -------------------------------------------------------------------
 
@@ -182,8 +186,8 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
                 await pubsub.subscribe(self.keys.channel)
                 if failures:
                     log.info("change feed re-established after %d failures", failures)
-                    for entity in ENTITIES:
-                        self.context.publish(ChangeEvent(entity, (), remote=True))
+                    self._feed_revision = 0
+                    self._announce_all()
                 failures = 0
                 self._feed_ready.set()
                 while True:
@@ -203,8 +207,16 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
                     await pubsub.aclose()
 
     def _relay(self, data: Any) -> None:
+        """Announce another instance's change; when the revision shows that messages were
+        missed (a gap), announce every entity changed instead."""
         try:
             message = json.loads(data)
+            revision = int(message.get("rev", 0))
+            previous, self._feed_revision = self._feed_revision, max(self._feed_revision, revision)
+            if previous and revision > previous + 1:
+                log.info("change feed skipped revisions %d..%d", previous + 1, revision - 1)
+                self._announce_all()
+                return
             if message.get("origin") == self.origin:
                 return
             event = ChangeEvent(
@@ -217,3 +229,8 @@ class RedisBackend(PoolOps, CredentialOps, DocumentOps):
             log.warning("ignoring a malformed change message: %r", data)
             return
         self.context.publish(event)
+
+    def _announce_all(self) -> None:
+        """Every entity may have changed (messages were missed): caches resync in full."""
+        for entity in ENTITIES:
+            self.context.publish(ChangeEvent(entity, (), remote=True))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cfgstore.adapters.backend import BackendContext
+from cfgstore.adapters.settings import Settings
 from cfgstore.model.events import ChangeEvent
 from cfgstore_redis.connection import RedisConnection
 from cfgstore_redis.keys import Keys
@@ -17,6 +18,7 @@ from cfgstore_redis.writer import GroupCommitWriter
 
 class RedisParts:
     context: BackendContext
+    settings: Settings
     origin: str
     keys: Keys
     connection: RedisConnection

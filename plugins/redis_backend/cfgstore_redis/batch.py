@@ -77,10 +77,20 @@ def _op(record: rec.NodeRecord, count: int) -> Op:
 _FOLDABLE = (rec.Success, rec.Selected)
 
 
+def touched_nodes(records: Sequence[rec.NodeRecord]) -> list[str]:
+    """``type/uuid`` of every node the records name, first appearance first."""
+    return list(dict.fromkeys(f"{r.provider_type}/{r.uuid}" for r in records))
+
+
 def encode(
-    records: Sequence[rec.NodeRecord], keys: Keys, op_id: str, head: str
+    records: Sequence[rec.NodeRecord],
+    keys: Keys,
+    op_id: str,
+    head: str,
+    namespace_id: str = "",
 ) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``.
+    """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``; a non-empty
+    ``namespace_id`` makes the script refuse a namespace with another (or no) id.
 
     Runs are folded before anything is formatted: per node, a run of successes becomes
     its last record and a count, a run of selections its last record."""
@@ -91,8 +101,8 @@ def encode(
             runs[-1] = (record, runs[-1][1] + 1)
         else:
             runs.append((record, 1))
-    script_keys = [keys.operation(op_id), keys.revision]
-    args: list[str | int] = [OPERATION_TTL_MS, keys.channel, head]
+    script_keys = [keys.operation(op_id), keys.revision, keys.meta]
+    args: list[str | int] = [OPERATION_TTL_MS, keys.channel, head, namespace_id]
     for (provider_type, uuid), runs in runs_per_node.items():
         script_keys += [keys.node(provider_type, uuid), keys.forward(provider_type, uuid)]
         args += [len(runs), keys.node(provider_type, ""), keys.forward(provider_type, "")]

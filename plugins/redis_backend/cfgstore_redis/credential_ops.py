@@ -29,13 +29,34 @@ class CredentialOps(RedisParts):
 
     @hookimpl
     async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
-        key = self.keys.credential(provider_type, uuid)
+        return (await self._read_credentials([(provider_type, uuid)]))[0]
+
+    async def _read_credentials(self, pairs: list[tuple[str, str]]) -> list[Credential | None]:
+        """Credentials by ``(provider_type, uuid)`` in one round trip; ``None`` when absent."""
         with translated(self.connection):
-            doc, version, source, token_format, siblings = await self.redis.hmget(
-                key, "doc", "ver", "source", "format", "siblings"
-            )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for provider_type, uuid in pairs:
+                    pipe.hmget(
+                        self.keys.credential(provider_type, uuid),
+                        "doc",
+                        "ver",
+                        "source",
+                        "format",
+                        "siblings",
+                    )
+                rows = await pipe.execute()
+        return [
+            self._credential(provider_type, uuid, row)
+            for (provider_type, uuid), row in zip(pairs, rows, strict=True)
+        ]
+
+    def _credential(
+        self, provider_type: str, uuid: str, row: list[str | None]
+    ) -> Credential | None:
+        doc, version, source, token_format, siblings = row
         if doc is None:
             return None
+        key = self.keys.credential(provider_type, uuid)
         document = jsjson.loads(doc, f"redis {key}")
         if not isinstance(document, dict):
             raise InvalidData(f"redis {key}", "$", "a credential must be a JSON object")

@@ -26,6 +26,7 @@ class Keys:
         self.password = f"{self.tag}:password"
         self.usage = f"{self.tag}:usage"
         self.sessions = f"{self.tag}:sessions"
+        self.instances = f"{self.tag}:instances"
 
     def nodes(self, provider_type: str) -> str:
         return f"{self.tag}:nodes:{provider_type}"
@@ -47,6 +48,9 @@ class Keys:
 
     def session(self, digest: str) -> str:
         return f"{self.tag}:session:{digest}"
+
+    def instance(self, instance_id: str) -> str:
+        return f"{self.tag}:instance:{instance_id}"
 
 
 def check_type_name(provider_type: str) -> None:

@@ -159,26 +159,35 @@ local function finish(revision_key, channel, message_head)
 end
 """
 
-# KEYS: [1] operation-id key, [2] revision, then per node: node key, forwarding key.
-# ARGV: op ttl ms, channel, message head, then per node: op count, node-key prefix,
-# forwarding-key prefix, then the ops (code followed by its arguments).
+# KEYS: [1] operation-id key, [2] revision, [3] meta, then per node: node key, forwarding key.
+# ARGV: op ttl ms, channel, message head, expected namespace id ('' = any), then per node:
+# op count, node-key prefix, forwarding-key prefix, then the ops (code and arguments).
+# Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when the
+# operation id was applied before, {'namespace', actual id} when the namespace is not the
+# expected one (emptied or replaced: nothing applied, the id not recorded).
 APPLY_RECORDS = (
     SHEBANG
     + NODE_PRELUDE
     + r"""
+if ARGV[4] ~= '' then
+  local namespace = redis.call('HGET', KEYS[3], 'namespace')
+  if namespace ~= ARGV[4] then
+    return {'namespace', namespace or ''}
+  end
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
   return {'dup'}
 end
-local argi = 4
+local argi = 5
 local transitions = {}
-for n = 1, (#KEYS - 2) / 2 do
+for n = 1, (#KEYS - 3) / 2 do
   local count = tonumber(ARGV[argi]); local node_prefix = ARGV[argi + 1]
   local fwd_prefix = ARGV[argi + 2]
   argi = argi + 3
-  local key = KEYS[1 + 2 * n]
+  local key = KEYS[2 + 2 * n]
   local node = N.load(key)
   local hops = 0
-  local fwd_key = KEYS[2 + 2 * n]
+  local fwd_key = KEYS[3 + 2 * n]
   while node == nil and hops < 8 do  -- renamed: follow the forwarding pointer
     local new_uuid = redis.call('GET', fwd_key)
     if not new_uuid then break end

@@ -17,6 +17,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="redis",
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
-            capabilities=frozenset({"multi-instance", "change-feed"}),
+            capabilities=frozenset({"multi-instance", "change-feed", "replica"}),
         )
     )

@@ -18,6 +18,7 @@ import logging
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Sequence
 
+from cfgstore.adapters.durability import DurabilityTracker
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.records import NodeRecord
 
@@ -32,9 +33,7 @@ class GroupCommitWriter:
     def __init__(self, send: Send) -> None:
         self._send = send
         self._pending: list[NodeRecord] = []
-        self._submitted = 0  # records accepted so far
-        self._done = 0  # records durably applied
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._progress = DurabilityTracker()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: CfgStoreError | None = None
@@ -43,13 +42,13 @@ class GroupCommitWriter:
     @property
     def backlog(self) -> int:
         """Records accepted and not yet applied."""
-        return self._submitted - self._done
+        return self._progress.backlog
 
     def submit(self, records: Sequence[NodeRecord]) -> None:
         if not records:
             return
         self._pending.extend(records)
-        self._submitted += len(records)
+        self._progress.accepted(len(records))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
@@ -57,11 +56,7 @@ class GroupCommitWriter:
     async def durable(self) -> None:
         """Return once every record submitted before the call is applied; raise the
         storage error of a failed attempt (the records stay queued and are re-sent)."""
-        if self._done >= self._submitted:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._submitted, future))
-        await future
+        await self._progress.wait()
 
     async def close(self) -> None:
         try:
@@ -79,9 +74,8 @@ class GroupCommitWriter:
             while self._pending:
                 batch, self._pending = self._pending, []
                 await self._send_until_applied(batch, uuidlib.uuid4().hex)
-                self._done += len(batch)
                 self.batches += 1
-                self._settle(None)
+                self._progress.completed(len(batch))
 
     async def _send_until_applied(self, batch: list[NodeRecord], op_id: str) -> None:
         attempt = 0
@@ -101,23 +95,10 @@ class GroupCommitWriter:
                     delay,
                     exc,
                 )
-                self._settle(exc)
+                self._progress.settle(exc)
                 await asyncio.sleep(delay)
                 continue
             if attempt:
                 log.info("record batch %s applied after %d attempts", op_id, attempt + 1)
             self.last_error = None
             return
-
-    def _settle(self, error: CfgStoreError | None) -> None:
-        remaining = []
-        for target, future in self._waiters:
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            elif target <= self._done:
-                future.set_result(None)
-            else:
-                remaining.append((target, future))
-        self._waiters = remaining

@@ -1,0 +1,67 @@
+"""Optional operations of a *shared* backend, used by the memory fallback above it.
+
+A backend that many instances share (Redis) implements these so that a memory layer can
+serve from memory, journal through outages and replay exactly (DESIGN §3). They are not
+storage operations a chain must have: a chain whose bottom lacks them runs the memory
+layer as a plain read cache. The backend's descriptor announces them with the capability
+``"replica"``; the layer above announces ``"outage-fallback"``, and the Store then tells the
+backend (``BackendContext.fallback_above``) that it may open while its storage is down.
+
+Errors: :class:`~cfgstore.errors.StorageUnavailable` for an outage,
+:class:`~cfgstore.errors.StorageServerError` for a refusal that is not one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cfgstore.hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from cfgstore.model.pools import ProviderNode
+    from cfgstore.model.records import NodeRecord
+    from cfgstore.model.replica import AppliedBatch, InstanceInfo, ReplicaHead
+    from cfgstore.model.snapshot import StoreSnapshot
+
+
+@hookspec
+async def cfgstore_replica_head() -> ReplicaHead:
+    """Probe the storage: its namespace id, revision and whether it holds data. Also the
+    point where a backend reports a schema it cannot serve (StorageServerError)."""
+
+
+@hookspec
+async def cfgstore_replica_snapshot() -> StoreSnapshot:
+    """Read everything the store serves, for a full resync. The revision is read first, so
+    the state is at least that recent. Pending writes of the caller must not be in flight
+    (the caller serialises), so the state holds exactly the caller's acknowledged writes."""
+
+
+@hookspec
+async def cfgstore_replica_read_nodes(
+    pairs: Sequence[tuple[str, str]],
+) -> list[ProviderNode | None]:
+    """Read nodes by ``(provider_type, uuid)``; ``None`` for an absent one."""
+
+
+@hookspec
+async def cfgstore_replica_apply(
+    records: Sequence[NodeRecord], op_id: str, namespace_id: str
+) -> AppliedBatch:
+    """Apply a batch of hot-path records now (no coalescing), exactly once per ``op_id``:
+    the id is recorded atomically with the writes, and a batch sent again under an id
+    already applied changes nothing (``AppliedBatch.duplicate``). With a non-empty
+    ``namespace_id`` the batch is refused with :class:`~cfgstore.errors.NamespaceMismatch`
+    when the storage holds another namespace or none (it was emptied): records are never
+    applied to data they were not made for."""
+
+
+@hookspec
+async def cfgstore_replica_heartbeat(info: InstanceInfo, ttl_ms: int) -> None:
+    """Publish this instance's heartbeat; it disappears ``ttl_ms`` after the last one."""
+
+
+@hookspec
+async def cfgstore_replica_instances() -> list[InstanceInfo]:
+    """The instances whose heartbeat is alive, ordered by instance id."""

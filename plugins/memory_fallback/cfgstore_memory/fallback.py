@@ -1,0 +1,509 @@
+"""The memory fallback: the ``memory`` layer above a shared backend (DESIGN §3).
+
+Serves every hot-path read from memory (provider selection never waits on the storage),
+keeps the last good copy of everything else it serves, and keeps working through outages
+of the storage below: records to the journal, reads from memory, admin edits refused with
+:class:`~cfgstore.errors.StorageDegraded`. The mode machine is the
+:class:`~cfgstore_memory.replicator.Replicator`'s; start-up follows DESIGN §3's table:
+
+=====================================  ==================================================
+storage at start                       start
+=====================================  ==================================================
+unreachable                            degraded, from the snapshot file and the journal
+                                       (no snapshot: fail, saying so)
+reachable, our namespace               replay any journal left over, resync, normal
+reachable, empty, never used by us     :class:`~cfgstore.errors.NotInitialised` (the Store
+                                       warns, naming ``cfgctl migrate``/``init``, and
+                                       serves from files when the chain was not chosen)
+reachable, empty, but we ran on it     data lost: degraded from the snapshot, journal kept,
+                                       reported — nothing re-created silently
+reachable, another namespace           the old journal is set aside for ``cfgctl journal
+                                       replay``; normal on the new namespace
+=====================================  ==================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+
+from cfgstore import hookimpl
+from cfgstore.adapters.backend import BackendContext
+from cfgstore.errors import (
+    CfgStoreError,
+    NotInitialised,
+    StorageUnavailable,
+    VersionConflict,
+)
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import (
+    Credential,
+    CredentialRef,
+    TokenFormat,
+    token_format_for,
+)
+from cfgstore.model.events import ChangeEvent
+from cfgstore.model.plugin_config import PluginConfig
+from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.records import NodeRecord
+from cfgstore.model.snapshot import StoreSnapshot
+from cfgstore.model.status import BackendStatus, EntityCounts
+from cfgstore.model.timefmt import now_ms
+from cfgstore_memory.cancellation import stop_tasks
+from cfgstore_memory.guarded_ops import GuardedOps
+from cfgstore_memory.heartbeat import Heartbeat
+from cfgstore_memory.journal import Journal
+from cfgstore_memory.pools_mirror import PoolsMirror
+from cfgstore_memory.read_cache import _MISSING, ReadCache
+from cfgstore_memory.replay import CREDENTIAL, credential_data
+from cfgstore_memory.replicator import Mode, Replicator, journaled_records
+from cfgstore_memory.state_dir import StateDir
+
+log = logging.getLogger("cfgstore.memory")
+
+CredentialKey = tuple[str, str]
+
+
+class MemoryFallback(GuardedOps, ReadCache):
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self.context = context
+        self.settings = context.settings
+        self.mirror = PoolsMirror()
+        self._last_good: dict[str, Any] = {}
+        self._credentials: dict[CredentialKey, Credential] = {}
+        self._credentials_complete = False  # every stored credential is in the dict
+        self._stale_credentials: set[CredentialKey] = set()
+        self._local_locks: dict[CredentialKey, tuple[str, float]] = {}
+        self._local_versions = 0
+        self._revision = 0
+        self._save_soon = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.started_at_ms = now_ms()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_open(self) -> None:
+        self.state = await StateDir.open(self.settings.resolved_state_dir)
+        self.journal = await Journal.open(self.state.journal_path, self.settings.journal_max_bytes)
+        try:
+            await self._start()
+        except BaseException:
+            await self.journal.close()
+            raise
+        self.heartbeat = Heartbeat(self)
+        loop = asyncio.get_running_loop()
+        self._replicator.start()
+        self._tasks = [
+            loop.create_task(self._save_loop(), name="cfgstore-snapshot-saver"),
+            loop.create_task(self.heartbeat.run(), name="cfgstore-heartbeat"),
+        ]
+
+    async def _start(self) -> None:
+        prefix = self.settings.redis_prefix
+        try:
+            async with asyncio.timeout(self.settings.redis_connect_timeout_ms / 1000 + 1):
+                head = await self._below["cfgstore_replica_head"]()
+        except (StorageUnavailable, TimeoutError) as exc:
+            await self._start_from_snapshot(Mode.DEGRADED, f"storage unreachable: {exc}")
+            return
+        remembered = self.state.remembered(prefix)
+        if head.namespace_id is None:
+            if remembered is None and not self.journal.depth:
+                raise NotInitialised(
+                    f"Redis namespace {{{prefix}}} is empty: run `cfgctl migrate` to bring "
+                    "your configs/ files over, or `cfgctl init` to start from defaults"
+                )
+            await self._start_from_snapshot(
+                Mode.DATA_LOST,
+                f"the storage is empty but this instance ran on namespace {remembered}",
+            )
+            return
+        if remembered is not None and head.namespace_id != remembered and self.journal.depth:
+            await self._set_journal_aside(remembered, head.namespace_id)
+        self._replicator = self._make_replicator(head.namespace_id)
+        if self.journal.depth:
+            log.warning(
+                "replaying %d journal entries left by an earlier run (%s)",
+                self.journal.depth,
+                self.journal.path,
+            )
+            await self._replicator.recover()
+        else:
+            await self._replicator.resync()
+        await self.state.remember(prefix, head.namespace_id)
+
+    async def _start_from_snapshot(self, mode: Mode, reason: str) -> None:
+        snapshot = await self.state.load_snapshot()
+        if snapshot is None:
+            raise StorageUnavailable(
+                f"{reason}; no snapshot in {self.state.path} to serve from (an instance "
+                "needs to have run once with the storage reachable)"
+            )
+        self._replicator = self._make_replicator(snapshot.namespace_id)
+        journaled = journaled_records(self.journal)
+        self.mirror.reset(snapshot.pools, journaled)
+        self._load(snapshot)
+        self._replicator.start_degraded(mode, reason, journaled)
+        log.warning(
+            "started %s from the snapshot of %s (revision %d) with %d journal entries",
+            mode.value,
+            snapshot.namespace_id,
+            snapshot.revision,
+            self.journal.depth,
+        )
+
+    async def _set_journal_aside(self, old: str, new: str) -> None:
+        aside = self.journal.path.with_name(f"journal.orphan-{old}-{now_ms()}")
+        depth = self.journal.depth
+        await self.journal.close()
+        await asyncio.to_thread(os.replace, self.journal.path, aside)
+        log.error(
+            "the storage now holds namespace %s, not %s this instance ran on: its journal "
+            "(%d entries) is set aside as %s; replay it deliberately with `cfgctl journal "
+            "replay --journal %s` if it belongs there",
+            new,
+            old,
+            depth,
+            aside,
+            aside,
+        )
+        self.journal = await Journal.open(self.state.journal_path, self.settings.journal_max_bytes)
+
+    def _make_replicator(self, namespace_id: str) -> Replicator:
+        return Replicator(
+            ops=self._below,
+            mirror=self.mirror,
+            journal=self.journal,
+            settings=self.settings,
+            namespace_id=namespace_id,
+            notify=self.context.notify,
+            on_resync=self._load,
+            save_snapshot=self._save_soon.set,
+        )
+
+    @hookimpl
+    async def cfgstore_flush(self) -> None:
+        await self._replicator.durable()
+
+    @hookimpl
+    async def cfgstore_close(self) -> None:
+        try:
+            await self._replicator.close()
+            await stop_tasks(self._tasks, self._stop_waits)
+            if not self._replicator.serving_degraded:
+                with contextlib.suppress(CfgStoreError, OSError):
+                    await self._save_snapshot()
+                with contextlib.suppress(CfgStoreError):
+                    await self.heartbeat.withdraw()
+        finally:
+            await self.journal.close()
+
+    def _stop_waits(self) -> None:
+        self._stopping = True
+        self._save_soon.set()
+        self.heartbeat.stopped.set()
+
+    @hookimpl
+    async def cfgstore_status(self) -> BackendStatus:
+        r = self._replicator
+        pools = self.mirror.view
+        warnings: list[str] = []
+        if r.mode is Mode.DATA_LOST:
+            warnings.append(
+                f"DATA LOST: {r.reason}; restore with `cfgctl restore --snapshot "
+                f"{self.state.snapshot_path}`"
+            )
+        elif r.mode is Mode.DEGRADED:
+            warnings.append(f"storage degraded: {r.reason}")
+        if r.journal_full is not None:
+            warnings.append(f"journal full: {r.journal_full}")
+        if r.last_error and r.last_error != r.reason:
+            warnings.append(f"last error: {r.last_error}")
+        oldest = self.journal.oldest_at_ms
+        details = {
+            "instance id": self.state.instance_id,
+            "state dir": str(self.state.path),
+            "namespace id": r.namespace_id,
+            "journal depth": str(self.journal.depth),
+            "journal bytes": f"{self.journal.size_bytes} of {self.journal.max_bytes}",
+            "pending records": str(r.backlog),
+        }
+        if oldest is not None:
+            details["oldest journal entry age"] = f"{(now_ms() - oldest) / 1000:.1f}s"
+        if r.last_resync:
+            details["last resync"] = r.last_resync
+        if r.replayed.entries:
+            details["replayed"] = (
+                f"{r.replayed.entries} entries, {r.replayed.records} records "
+                f"({r.replayed.duplicates} batches already applied)"
+            )
+        return BackendStatus(
+            name="memory",
+            location=str(self.state.path),
+            mode=r.mode.value,
+            counts=EntityCounts(
+                provider_types=len(pools.types),
+                nodes=pools.node_count(),
+                healthy_nodes=sum(1 for _, n in pools if n.state.is_healthy),
+                credentials=len(self._credentials),
+            ),
+            warnings=tuple(warnings),
+            details=details,
+        )
+
+    # -- the confirmed state ------------------------------------------------------------------
+
+    def _load(self, snapshot: StoreSnapshot) -> None:
+        """Take the documents and credentials of a full read (the pools went to the
+        mirror already)."""
+        self._revision = snapshot.revision
+        for entity, value in (
+            ("config", snapshot.config),
+            ("system_prompt", snapshot.system_prompt),
+            ("custom_models", snapshot.custom_models),
+            ("plugin_config", snapshot.plugins),
+            ("password", snapshot.password),
+            ("usage_cache", snapshot.usage_cache),
+        ):
+            self._values[entity] = value
+            self._last_good[entity] = value
+        self._credentials = {(c.provider_type, c.uuid): c for c in snapshot.credentials}
+        self._credentials_complete = True
+        self._stale_credentials.clear()
+
+    def _confirmed_snapshot(self) -> StoreSnapshot:
+        """The confirmed state as a snapshot; copies, so it can be saved off the loop."""
+        good = self._last_good
+        return StoreSnapshot(
+            namespace_id=self._replicator.namespace_id,
+            prefix=self.settings.redis_prefix,
+            revision=self._revision,
+            saved_at_ms=now_ms(),
+            pools=self.mirror.confirmed.copy(),
+            config=copy.deepcopy(good.get("config", MainConfig())),
+            system_prompt=good.get("system_prompt"),
+            custom_models=copy.deepcopy(good.get("custom_models", [])),
+            plugins=copy.deepcopy(good.get("plugin_config", PluginConfig())),
+            password=good.get("password"),
+            usage_cache=copy.deepcopy(good.get("usage_cache")),
+            credentials=[copy.deepcopy(c) for c in self._credentials.values()],
+        )
+
+    async def _save_snapshot(self) -> None:
+        await self.state.save_snapshot(self._confirmed_snapshot())
+
+    async def _save_loop(self) -> None:
+        """Save the confirmed state when asked (resync, outage) and every
+        ``snapshot_interval_ms`` while the storage serves."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.snapshot_interval_ms / 1000):
+                    await self._save_soon.wait()
+            self._save_soon.clear()
+            if self._stopping:
+                return
+            if self._replicator.mode is Mode.DATA_LOST:
+                continue  # keep the last snapshot of the namespace that was lost
+            try:
+                await self._save_snapshot()
+            except (CfgStoreError, OSError) as exc:
+                log.error("could not save the snapshot %s: %s", self.state.snapshot_path, exc)
+
+    # -- change events ------------------------------------------------------------------------
+
+    @hookimpl
+    def cfgstore_changed(self, event: ChangeEvent) -> None:
+        if event.entity == "pools":
+            # Our own pool changes reach the mirror directly (acknowledged batches,
+            # the resync after each edit).
+            if event.remote:
+                self._replicator.changed_remotely(event)
+            return
+        if event.entity == "credentials":
+            if event.ids:
+                for ident in event.ids:
+                    provider_type, _, uuid = ident.partition("/")
+                    self._stale_credentials.add((provider_type, uuid))
+            else:
+                self._credentials_complete = False
+                self._stale_credentials.update(self._credentials)
+            return
+        super().cfgstore_changed(event)
+
+    # -- documents: last good copy ------------------------------------------------------------
+
+    async def _cached(self, entity: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        value = self._values.get(entity, _MISSING)
+        if value is not _MISSING:
+            return copy.deepcopy(value)
+        if not self._replicator.serving_degraded:
+            generation = self._generation.get(entity, 0)
+            try:
+                value = await load()
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+            else:
+                if self._generation.get(entity, 0) == generation:
+                    self._values[entity] = value
+                self._last_good[entity] = value
+                return copy.deepcopy(value)
+        if entity in self._last_good:
+            return copy.deepcopy(self._last_good[entity])
+        raise self._refusal(f"reading {entity} (never read before) is")
+
+    # -- pools --------------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_pools_list(self) -> ProviderPools:
+        return self.mirror.list()
+
+    @hookimpl
+    async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:
+        return self.mirror.get(provider_type, uuid)
+
+    @hookimpl
+    async def cfgstore_pools_apply_records(self, records: Sequence[NodeRecord]) -> None:
+        self._replicator.submit(records)  # first: it refuses when the journal is full
+        self.mirror.apply_local(records)
+
+    # -- credentials --------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
+        key = (provider_type, uuid)
+        if key not in self._stale_credentials and (
+            key in self._credentials or self._credentials_complete
+        ):
+            return copy.deepcopy(self._credentials.get(key))
+        if not self._replicator.serving_degraded:
+            try:
+                found: Credential | None = await self._below["cfgstore_credentials_get"](
+                    provider_type=provider_type, uuid=uuid
+                )
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+            else:
+                self._stale_credentials.discard(key)
+                if found is None:
+                    self._credentials.pop(key, None)
+                else:
+                    self._credentials[key] = found
+                return copy.deepcopy(found)
+        return copy.deepcopy(self._credentials.get(key))
+
+    @hookimpl
+    async def cfgstore_credentials_put(
+        self, credential: Credential, expected_version: str | None
+    ) -> str:
+        """Normally the storage's compare-and-set. Degraded, a refresh proceeds locally:
+        checked against the version held here, journaled against the version it read,
+        resolved on replay (the later expiry wins)."""
+        key = (credential.provider_type, credential.uuid)
+        if not self._replicator.serving_degraded:
+            try:
+                version: str = await self._below["cfgstore_credentials_put"](
+                    credential=credential, expected_version=expected_version
+                )
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+            else:
+                self._stale_credentials.add(key)  # read back as stored on the next get
+                return version
+        held = self._credentials.get(key)
+        held_version = held.version if held is not None else None
+        if expected_version != held_version:
+            raise VersionConflict(
+                "credential", f"{key[0]}/{key[1]}", expected_version, held_version
+            )
+        self._local_versions += 1
+        version = f"{held_version or '0'}+local{self._local_versions}"
+        await self.journal.append(
+            CREDENTIAL,
+            credential_data(credential, expected_version),
+            secrets.token_hex(8),
+            now_ms(),
+        )
+        token_format = credential.token_format
+        if token_format is TokenFormat.UNKNOWN:
+            token_format = token_format_for(credential.provider_type)
+        self._credentials[key] = attrs.evolve(
+            copy.deepcopy(credential), version=version, token_format=token_format
+        )
+        log.info("credential %s/%s refreshed while degraded; journaled", *key)
+        return version
+
+    @hookimpl
+    async def cfgstore_credentials_delete(self, provider_type: str, uuid: str) -> bool:
+        existed: bool = await self._edit(
+            "cfgstore_credentials_delete",
+            "credential deletes are",
+            provider_type=provider_type,
+            uuid=uuid,
+        )
+        self._credentials.pop((provider_type, uuid), None)
+        return existed
+
+    @hookimpl
+    async def cfgstore_credentials_list(self) -> list[CredentialRef]:
+        if not self._replicator.serving_degraded:
+            try:
+                refs: list[CredentialRef] = await self._below["cfgstore_credentials_list"]()
+                return refs
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        return [
+            CredentialRef(c.provider_type, c.uuid, c.source_path, c.version or "")
+            for c in self._credentials.values()
+        ]
+
+    @hookimpl
+    async def cfgstore_credentials_lock(
+        self, provider_type: str, uuid: str, ttl_ms: int
+    ) -> str | None:
+        """The shared lock normally; while degraded a lock of this process only (the
+        service keeps refreshing; replay settles concurrent refreshes by expiry)."""
+        if not self._replicator.serving_degraded:
+            try:
+                token: str | None = await self._below["cfgstore_credentials_lock"](
+                    provider_type=provider_type, uuid=uuid, ttl_ms=ttl_ms
+                )
+                return token
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        key = (provider_type, uuid)
+        held = self._local_locks.get(key)
+        if held is not None and held[1] > time.monotonic():
+            return None
+        token = "local-" + secrets.token_hex(16)
+        self._local_locks[key] = (token, time.monotonic() + ttl_ms / 1000)
+        return token
+
+    @hookimpl
+    async def cfgstore_credentials_unlock(self, provider_type: str, uuid: str, token: str) -> bool:
+        key = (provider_type, uuid)
+        held = self._local_locks.get(key)
+        if held is not None and held[0] == token:
+            del self._local_locks[key]
+            return held[1] > time.monotonic()
+        if self._replicator.serving_degraded:
+            return False
+        try:
+            released: bool = await self._below["cfgstore_credentials_unlock"](
+                provider_type=provider_type, uuid=uuid, token=token
+            )
+        except StorageUnavailable as exc:
+            self._replicator.note_outage(exc)
+            return False
+        return released

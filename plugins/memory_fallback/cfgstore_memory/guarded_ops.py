@@ -1,0 +1,245 @@
+"""Operations the memory fallback passes to the shared storage, refused while degraded.
+
+Admin edits (pools, config, prompt, models, plugins, password, usage cache), sessions and
+meta need the storage's answer: while the store runs degraded they raise
+:class:`~cfgstore.errors.StorageDegraded` at once, without touching the storage, and an
+outage met on the way switches the store to degraded and raises the same error. Pool
+edits first make this instance's pending records durable (so they land before the edit,
+as without the layer) and then re-read the pools so the view shows the edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cfgstore import hookimpl
+from cfgstore.adapters.backend import Operations
+from cfgstore.errors import StorageDegraded, StorageUnavailable
+from cfgstore.model.custom_models import CustomModel
+from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.plugin_config import PluginConfig
+from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.sessions import UiSession
+from cfgstore.model.timefmt import iso_ms
+from cfgstore.model.usage_cache import UsageCache
+from cfgstore_memory.replicator import Replicator
+
+
+class GuardedOps:
+    _below: Operations
+    _replicator: Replicator
+
+    def _refusal(self, what: str) -> StorageDegraded:
+        r = self._replicator
+        since = f" since {iso_ms(r.degraded_since_ms)}" if r.degraded_since_ms else ""
+        return StorageDegraded(
+            f"storage degraded{since} ({r.reason}): {what} refused until the storage is back; "
+            "requests are still served and their records journaled"
+        )
+
+    async def _edit(self, operation: str, what: str, **kwargs: Any) -> Any:
+        if self._replicator.serving_degraded:
+            raise self._refusal(what)
+        try:
+            return await self._below[operation](**kwargs)
+        except StorageUnavailable as exc:
+            self._replicator.note_outage(exc)
+            raise self._refusal(what) from exc
+
+    async def _pools_edit(self, operation: str, **kwargs: Any) -> Any:
+        if self._replicator.serving_degraded:
+            raise self._refusal("provider pool edits are")
+        try:
+            await self._replicator.durable()
+            result = await self._edit(operation, "provider pool edits are", **kwargs)
+            await self._replicator.resync(pools_only=True)
+        except StorageUnavailable as exc:
+            if not isinstance(exc, StorageDegraded):
+                self._replicator.note_outage(exc)
+                raise self._refusal("provider pool edits are") from exc
+            raise
+        return result
+
+    # -- pools --------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_pools_add_node(self, provider_type: str, node: ProviderNode) -> ProviderNode:
+        added: ProviderNode = await self._pools_edit(
+            "cfgstore_pools_add_node", provider_type=provider_type, node=node
+        )
+        return added
+
+    @hookimpl
+    async def cfgstore_pools_update_node(
+        self, provider_type: str, uuid: str, changes: Mapping[str, JSONValue]
+    ) -> ProviderNode:
+        node: ProviderNode = await self._pools_edit(
+            "cfgstore_pools_update_node", provider_type=provider_type, uuid=uuid, changes=changes
+        )
+        return node
+
+    @hookimpl
+    async def cfgstore_pools_delete_node(self, provider_type: str, uuid: str) -> None:
+        await self._pools_edit("cfgstore_pools_delete_node", provider_type=provider_type, uuid=uuid)
+
+    @hookimpl
+    async def cfgstore_pools_rename_node(
+        self, provider_type: str, old_uuid: str, new_uuid: str
+    ) -> None:
+        await self._pools_edit(
+            "cfgstore_pools_rename_node",
+            provider_type=provider_type,
+            old_uuid=old_uuid,
+            new_uuid=new_uuid,
+        )
+
+    @hookimpl
+    async def cfgstore_pools_delete_type(self, provider_type: str) -> int:
+        count: int = await self._pools_edit(
+            "cfgstore_pools_delete_type", provider_type=provider_type
+        )
+        return count
+
+    @hookimpl
+    async def cfgstore_pools_set_disabled(
+        self, provider_type: str, uuid: str, disabled: bool
+    ) -> None:
+        await self._pools_edit(
+            "cfgstore_pools_set_disabled", provider_type=provider_type, uuid=uuid, disabled=disabled
+        )
+
+    @hookimpl
+    async def cfgstore_pools_reset_health(self, provider_type: str) -> int:
+        count: int = await self._pools_edit(
+            "cfgstore_pools_reset_health", provider_type=provider_type
+        )
+        return count
+
+    @hookimpl
+    async def cfgstore_pools_delete_unhealthy(self, provider_type: str) -> list[str]:
+        removed: list[str] = await self._pools_edit(
+            "cfgstore_pools_delete_unhealthy", provider_type=provider_type
+        )
+        return removed
+
+    @hookimpl
+    async def cfgstore_pools_import(self, pools: ProviderPools, keep_live_state: bool) -> None:
+        await self._pools_edit(
+            "cfgstore_pools_import", pools=pools, keep_live_state=keep_live_state
+        )
+
+    # -- documents ------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_meta_get(self) -> dict[str, str]:
+        meta: dict[str, str] = await self._edit("cfgstore_meta_get", "metadata reads are")
+        return meta
+
+    @hookimpl
+    async def cfgstore_meta_update(self, fields: Mapping[str, str]) -> None:
+        await self._edit("cfgstore_meta_update", "metadata updates are", fields=fields)
+
+    @hookimpl
+    async def cfgstore_config_put(
+        self, document: dict[str, JSONValue], expected_version: str
+    ) -> str:
+        version: str = await self._edit(
+            "cfgstore_config_put",
+            "config changes are",
+            document=document,
+            expected_version=expected_version,
+        )
+        return version
+
+    @hookimpl
+    async def cfgstore_system_prompt_put(self, text: str) -> None:
+        await self._edit("cfgstore_system_prompt_put", "system prompt changes are", text=text)
+
+    @hookimpl
+    async def cfgstore_custom_models_put(self, models: list[CustomModel]) -> None:
+        await self._edit("cfgstore_custom_models_put", "custom model edits are", models=models)
+
+    @hookimpl
+    async def cfgstore_custom_models_add(self, model: CustomModel) -> None:
+        await self._edit("cfgstore_custom_models_add", "custom model edits are", model=model)
+
+    @hookimpl
+    async def cfgstore_custom_models_update(
+        self, model_id: str, changes: Mapping[str, JSONValue]
+    ) -> CustomModel:
+        model: CustomModel = await self._edit(
+            "cfgstore_custom_models_update",
+            "custom model edits are",
+            model_id=model_id,
+            changes=changes,
+        )
+        return model
+
+    @hookimpl
+    async def cfgstore_custom_models_delete(self, model_id: str) -> None:
+        await self._edit(
+            "cfgstore_custom_models_delete", "custom model edits are", model_id=model_id
+        )
+
+    @hookimpl
+    async def cfgstore_plugin_config_put(self, config: PluginConfig) -> None:
+        await self._edit("cfgstore_plugin_config_put", "plugin changes are", config=config)
+
+    @hookimpl
+    async def cfgstore_plugin_config_set_enabled(self, name: str, enabled: bool) -> None:
+        await self._edit(
+            "cfgstore_plugin_config_set_enabled", "plugin changes are", name=name, enabled=enabled
+        )
+
+    @hookimpl
+    async def cfgstore_password_put(self, stored: str) -> None:
+        await self._edit("cfgstore_password_put", "password changes are", stored=stored)
+
+    @hookimpl
+    async def cfgstore_usage_cache_put(self, cache: UsageCache) -> None:
+        await self._edit("cfgstore_usage_cache_put", "usage cache updates are", cache=cache)
+
+    @hookimpl
+    async def cfgstore_usage_cache_put_type(
+        self, provider_type: str, entry: JSONValue, timestamp: str
+    ) -> None:
+        await self._edit(
+            "cfgstore_usage_cache_put_type",
+            "usage cache updates are",
+            provider_type=provider_type,
+            entry=entry,
+            timestamp=timestamp,
+        )
+
+    # -- sessions -------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_sessions_add(self, token: str, session: UiSession) -> None:
+        await self._edit("cfgstore_sessions_add", "logins are", token=token, session=session)
+
+    @hookimpl
+    async def cfgstore_sessions_get(self, token: str, now_ms: int) -> UiSession | None:
+        session: UiSession | None = await self._edit(
+            "cfgstore_sessions_get", "session checks are", token=token, now_ms=now_ms
+        )
+        return session
+
+    @hookimpl
+    async def cfgstore_sessions_delete(self, token: str) -> bool:
+        existed: bool = await self._edit("cfgstore_sessions_delete", "logouts are", token=token)
+        return existed
+
+    @hookimpl
+    async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
+        count: int = await self._edit(
+            "cfgstore_sessions_purge_expired", "session purges are", now_ms=now_ms
+        )
+        return count
+
+    @hookimpl
+    async def cfgstore_sessions_count(self, now_ms: int) -> int:
+        count: int = await self._edit(
+            "cfgstore_sessions_count", "session counts are", now_ms=now_ms
+        )
+        return count

@@ -1,0 +1,90 @@
+"""The provider pools in memory: the confirmed state plus this instance's overlay (DESIGN §3).
+
+``confirmed`` is what the shared storage acknowledged: the last full read, then each of
+this instance's batches applied on top as its acknowledgement arrives, and nodes re-read
+when another instance changes them. ``view`` is ``confirmed`` with every record of this
+instance not yet acknowledged (queued, or journaled during an outage) applied on top: what
+every read, and therefore provider selection, sees. Records are applied with the model's
+own :func:`~cfgstore.model.records.apply_record`, which a property test holds equal to
+the Redis script, so the view computes what Redis will store.
+
+Not thread-safe; event-loop only. Reads return copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.records import NodeRecord, apply_record
+
+NodeKey = tuple[str, str]
+
+
+class PoolsMirror:
+    def __init__(self) -> None:
+        self.confirmed = ProviderPools()
+        self.view = ProviderPools()
+        self._confirmed_index: dict[NodeKey, ProviderNode] = {}
+        self._view_index: dict[NodeKey, ProviderNode] = {}
+
+    def reset(self, confirmed: ProviderPools, unconfirmed: Iterable[NodeRecord]) -> None:
+        """Take ``confirmed`` (the caller hands it over) as the acknowledged state and
+        rebuild the view with ``unconfirmed`` on top."""
+        self.confirmed = confirmed
+        self._confirmed_index = _index(confirmed)
+        self.view = confirmed.copy()
+        self._view_index = _index(self.view)
+        _apply(self._view_index, unconfirmed)
+
+    def apply_local(self, records: Sequence[NodeRecord]) -> None:
+        """Records this instance just made: visible to reads at once."""
+        _apply(self._view_index, records)
+
+    def confirm(self, records: Sequence[NodeRecord]) -> None:
+        """The shared storage acknowledged ``records`` (already in the view)."""
+        _apply(self._confirmed_index, records)
+
+    def knows(self, key: NodeKey) -> bool:
+        return key in self._confirmed_index
+
+    def replace_nodes(
+        self, nodes: Sequence[tuple[NodeKey, ProviderNode]], unconfirmed: Sequence[NodeRecord]
+    ) -> None:
+        """Nodes re-read from the shared storage (another instance changed them); each
+        must already exist here (structure changes need :meth:`reset`). The view gets the
+        fresh node with this instance's unconfirmed records for it on top."""
+        for key, fresh in nodes:
+            _replace(self.confirmed, self._confirmed_index, key, fresh)
+            mine = [r for r in unconfirmed if (r.provider_type, r.uuid) == key]
+            shown = fresh.copy()
+            for record in mine:
+                apply_record(shown, record)
+            _replace(self.view, self._view_index, key, shown)
+
+    def get(self, provider_type: str, uuid: str) -> ProviderNode | None:
+        node = self._view_index.get((provider_type, uuid))
+        return node.copy() if node is not None else None
+
+    def list(self) -> ProviderPools:
+        return self.view.copy()
+
+
+def _index(pools: ProviderPools) -> dict[NodeKey, ProviderNode]:
+    return {(provider_type, node.uuid): node for provider_type, node in pools}
+
+
+def _apply(index: dict[NodeKey, ProviderNode], records: Iterable[NodeRecord]) -> None:
+    for record in records:
+        node = index.get((record.provider_type, record.uuid))
+        if node is not None:  # a deleted or renamed node: the storage decides
+            apply_record(node, record)
+
+
+def _replace(
+    pools: ProviderPools, index: dict[NodeKey, ProviderNode], key: NodeKey, fresh: ProviderNode
+) -> None:
+    nodes = pools.types[key[0]]
+    position = nodes.index(index[key])
+    nodes[position] = fresh
+    index[key] = fresh

@@ -1,0 +1,152 @@
+"""Journal entries: what they hold, and replaying them onto the shared storage (DESIGN §3).
+
+Two kinds of entry:
+
+``records``
+    ``data`` is a list of hot-path records (:mod:`cfgstore.model.record_codec`); the entry's
+    ``op_id`` is the batch's operation id. Replay sends the batch under that same id, which
+    the storage records atomically with the writes: a batch applied before (its reply was
+    lost, or an interrupted replay got that far) is recognised and skipped. Increments are
+    deltas, so replaying onto whatever the storage holds now is exact.
+``credential``
+    ``data`` is ``{"credential": <credential>, "expected_version": <version or null>}``: a
+    refresh made during an outage, against the version it read. Replay writes it with that
+    version; on a conflict (someone refreshed meanwhile) the credential with the later
+    expiry is kept. A credential whose node is gone is dropped with a warning.
+
+Used by the instance itself on recovery and by ``cfgctl journal replay`` for orphaned
+journals; both clear the journal chunk by chunk as entries land, so an interrupted replay
+restarts where it stopped, and anything sent twice is recognised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+
+from cfgstore.adapters.backend import Operations
+from cfgstore.errors import InvalidData, NotFound, VersionConflict
+from cfgstore.model.credentials import Credential
+from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.record_codec import record_from_json, record_to_json
+from cfgstore.model.records import NodeRecord
+from cfgstore.model.snapshot import credential_from_json, credential_to_json
+from cfgstore_memory.journal import Journal, JournalEntry
+
+log = logging.getLogger("cfgstore.memory.replay")
+
+RECORDS = "records"
+CREDENTIAL = "credential"
+CHUNK_ENTRIES = 256
+"""Entries replayed between two clears of the journal."""
+
+
+def records_data(records: Sequence[NodeRecord]) -> JSONValue:
+    return [record_to_json(r) for r in records]
+
+
+def credential_data(credential: Credential, expected_version: str | None) -> JSONValue:
+    return {"credential": credential_to_json(credential), "expected_version": expected_version}
+
+
+def entry_records(entry: JournalEntry, source: str) -> list[NodeRecord]:
+    """The records of a ``records`` entry; :class:`InvalidData` when it is malformed."""
+    where = f"{source} entry {entry.seq}"
+    if not isinstance(entry.data, list):
+        raise InvalidData(where, "$", "expected a list of records")
+    return [record_from_json(doc, where, f"$[{i}]") for i, doc in enumerate(entry.data)]
+
+
+def entry_credential(entry: JournalEntry, source: str) -> tuple[Credential, str | None]:
+    where = f"{source} entry {entry.seq}"
+    data = entry.data
+    if not isinstance(data, dict) or set(data) != {"credential", "expected_version"}:
+        raise InvalidData(where, "$", "expected {credential, expected_version}")
+    expected = data["expected_version"]
+    if expected is not None and not isinstance(expected, str):
+        raise InvalidData(where, "$.expected_version", "expected a string or null")
+    return credential_from_json(data["credential"], where, "$.credential"), expected
+
+
+@attrs.define
+class ReplayReport:
+    entries: int = 0
+    records: int = 0
+    duplicates: int = 0
+    """Record batches the storage had already applied (sent before, reply lost)."""
+    credentials_written: int = 0
+    credentials_kept_newer: int = 0
+    """Journaled refreshes dropped because the stored credential expires later."""
+    credentials_dropped: int = 0
+    """Journaled refreshes whose node no longer exists."""
+
+
+async def replay_entry(
+    entry: JournalEntry, ops: Operations, namespace_id: str, report: ReplayReport, source: str
+) -> None:
+    """Apply one entry (see the module docstring); storage errors propagate."""
+    if entry.kind == RECORDS:
+        records = entry_records(entry, source)
+        applied = await ops["cfgstore_replica_apply"](
+            records=records, op_id=entry.op_id, namespace_id=namespace_id
+        )
+        report.records += len(records)
+        report.duplicates += applied.duplicate
+    elif entry.kind == CREDENTIAL:
+        credential, expected = entry_credential(entry, source)
+        await _replay_credential(credential, expected, ops, report)
+    else:
+        raise InvalidData(f"{source} entry {entry.seq}", "kind", f"unknown kind {entry.kind!r}")
+    report.entries += 1
+
+
+async def _replay_credential(
+    credential: Credential, expected: str | None, ops: Operations, report: ReplayReport
+) -> None:
+    ident = f"{credential.provider_type}/{credential.uuid}"
+    for _ in range(5):  # each conflict means another writer got in between; settle quickly
+        try:
+            await ops["cfgstore_credentials_put"](credential=credential, expected_version=expected)
+        except VersionConflict:
+            current: Credential | None = await ops["cfgstore_credentials_get"](
+                provider_type=credential.provider_type, uuid=credential.uuid
+            )
+            if current is not None and (current.expiry_ms() or 0) >= (credential.expiry_ms() or 0):
+                log.info("journaled refresh of %s superseded by a later one; kept that", ident)
+                report.credentials_kept_newer += 1
+                return
+            expected = current.version if current is not None else None
+            continue
+        except NotFound:
+            log.warning("journaled refresh of %s dropped: the node no longer exists", ident)
+            report.credentials_dropped += 1
+            return
+        report.credentials_written += 1
+        return
+    raise VersionConflict("credential", ident, expected, None)
+
+
+async def replay_journal(
+    journal: Journal,
+    ops: Operations,
+    namespace_id: str,
+    *,
+    between_chunks: Callable[[], Awaitable[None]] | None = None,
+    report: ReplayReport | None = None,
+) -> ReplayReport:
+    """Replay every entry of ``journal`` in order, clearing it chunk by chunk. Storage
+    errors propagate with the journal holding exactly the entries not yet cleared (some
+    of them possibly applied: their operation ids make a second replay skip them)."""
+    report = report or ReplayReport()
+    source = f"journal {journal.path}"
+    while True:
+        chunk = journal.entries()[:CHUNK_ENTRIES]
+        if not chunk:
+            return report
+        for entry in chunk:
+            await replay_entry(entry, ops, namespace_id, report, source)
+        await journal.clear_through(chunk[-1].seq)
+        if between_chunks is not None:
+            await between_chunks()

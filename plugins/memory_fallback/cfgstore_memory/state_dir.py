@@ -1,0 +1,105 @@
+"""An instance's state directory: its identity, its confirmed-state snapshot, its journal.
+
+Layout (directory mode 0700, files 0600 — the snapshot and the journal hold credentials)::
+
+    instance.json    {"instance_id": "<hex>", "namespaces": {"<redis prefix>": "<namespace id>"}}
+    snapshot.json    the confirmed state (cfgstore.model.snapshot), rewritten atomically
+    journal          the outage journal (cfgstore_memory.journal), with journal.lock
+
+The instance id is made once and kept: it names the instance's heartbeat and journal.
+``namespaces`` remembers which namespace this instance ran on, per key prefix, so an
+emptied Redis is recognised as data loss rather than as a fresh install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid as uuidlib
+from pathlib import Path
+
+import attrs
+
+from cfgstore.errors import InvalidData
+from cfgstore.fileio import atomic_write, read_bytes
+from cfgstore.model.snapshot import StoreSnapshot, snapshot_from_bytes, snapshot_to_bytes
+
+IDENTITY_FILE = "instance.json"
+SNAPSHOT_FILE = "snapshot.json"
+JOURNAL_FILE = "journal"
+
+
+@attrs.define
+class StateDir:
+    path: Path
+    instance_id: str
+    namespaces: dict[str, str]
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / SNAPSHOT_FILE
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path / JOURNAL_FILE
+
+    @classmethod
+    async def open(cls, path: Path) -> StateDir:
+        """Create the directory (0700) and the identity when missing; read them otherwise.
+        Raises :class:`InvalidData` for an identity file that is not ours."""
+        return await asyncio.to_thread(cls._open_sync, path)
+
+    @classmethod
+    def _open_sync(cls, path: Path) -> StateDir:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)  # mkdir's mode is subject to the umask
+        source = str(path / IDENTITY_FILE)
+        raw = read_bytes(path / IDENTITY_FILE)
+        if raw is None:
+            state = cls(path, uuidlib.uuid4().hex[:16], {})
+            state._write_sync()
+            return state
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidData(source, "$", f"not JSON: {exc}") from None
+        instance_id = doc.get("instance_id") if isinstance(doc, dict) else None
+        namespaces = doc.get("namespaces", {}) if isinstance(doc, dict) else None
+        if not isinstance(instance_id, str) or not instance_id:
+            raise InvalidData(source, "$.instance_id", "expected a non-empty string")
+        if not isinstance(namespaces, dict) or not all(
+            isinstance(v, str) for v in namespaces.values()
+        ):
+            raise InvalidData(source, "$.namespaces", "expected an object of strings")
+        return cls(path, instance_id, dict(namespaces))
+
+    def remembered(self, prefix: str) -> str | None:
+        """The namespace id this instance last ran on under ``prefix``."""
+        return self.namespaces.get(prefix)
+
+    async def remember(self, prefix: str, namespace_id: str) -> None:
+        if self.namespaces.get(prefix) == namespace_id:
+            return
+        self.namespaces[prefix] = namespace_id
+        await asyncio.to_thread(self._write_sync)
+
+    def _write_sync(self) -> None:
+        doc = {"instance_id": self.instance_id, "namespaces": self.namespaces}
+        atomic_write(self.path / IDENTITY_FILE, json.dumps(doc, indent=2).encode() + b"\n")
+
+    async def load_snapshot(self) -> StoreSnapshot | None:
+        """The saved confirmed state, or ``None`` when none was saved. Raises
+        :class:`InvalidData` for a damaged file (never served silently)."""
+        raw = await asyncio.to_thread(read_bytes, self.snapshot_path)
+        if raw is None:
+            return None
+        return await asyncio.to_thread(snapshot_from_bytes, raw, str(self.snapshot_path))
+
+    async def save_snapshot(self, snapshot: StoreSnapshot) -> None:
+        """Write the snapshot atomically (0600), encoding and writing off the event loop.
+        The caller hands over ``snapshot``: it must not change it afterwards."""
+        await asyncio.to_thread(self._save_sync, snapshot)
+
+    def _save_sync(self, snapshot: StoreSnapshot) -> None:
+        atomic_write(self.snapshot_path, snapshot_to_bytes(snapshot))

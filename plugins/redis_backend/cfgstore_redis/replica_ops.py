@@ -1,0 +1,123 @@
+"""The optional replica operations (``cfgstore.hookspecs.replica``): what the memory
+fallback above this backend needs to mirror it, journal through outages and replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from cfgstore import hookimpl
+from cfgstore.errors import InvalidData, NamespaceMismatch, StorageServerError
+from cfgstore.model.pools import ProviderNode
+from cfgstore.model.records import NodeRecord
+from cfgstore.model.replica import AppliedBatch, HealthTransition, InstanceInfo, ReplicaHead
+from cfgstore.model.snapshot import StoreSnapshot
+from cfgstore.model.timefmt import now_ms
+from cfgstore.model.versions import SCHEMA_VERSION
+from cfgstore_redis.batch import encode, touched_nodes
+from cfgstore_redis.credential_ops import CredentialOps
+from cfgstore_redis.document_ops import DocumentOps
+from cfgstore_redis.pool_ops import PoolOps
+from cfgstore_redis.translate import translated
+
+
+class ReplicaOps(PoolOps, CredentialOps, DocumentOps):
+    """Built on the other operation mixins: a snapshot reads what they serve."""
+
+    async def _check_schema(self) -> None:
+        with translated(self.connection):
+            stored = await self.redis.hget(self.keys.meta, "schema")
+        if stored is not None and (not stored.isdigit() or int(stored) > SCHEMA_VERSION):
+            raise StorageServerError(
+                f"namespace {self.keys.tag} at {self.connection.describe()} has schema "
+                f"{stored}, newer than the schema {SCHEMA_VERSION} this cfgstore knows: "
+                "upgrade cfgstore before starting it on this Redis"
+            )
+
+    @hookimpl
+    async def cfgstore_replica_head(self) -> ReplicaHead:
+        await self._check_schema()
+        with translated(self.connection):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(self.keys.meta, "namespace")
+                pipe.get(self.keys.revision)
+                pipe.exists(self.keys.types, self.keys.config)
+                namespace, revision, existing = await pipe.execute()
+        return ReplicaHead(namespace or None, int(revision or 0), bool(existing))
+
+    @hookimpl
+    async def cfgstore_replica_snapshot(self) -> StoreSnapshot:
+        head = await self.cfgstore_replica_head()
+        pools = await self.cfgstore_pools_list()
+        pairs = [(t, n.uuid) for t, n in pools]
+        credentials = [c for c in await self._read_credentials(pairs) if c is not None]
+        return StoreSnapshot(
+            namespace_id=head.namespace_id or "",
+            prefix=self.settings.redis_prefix,
+            revision=head.revision,
+            saved_at_ms=now_ms(),
+            pools=pools,
+            config=await self.cfgstore_config_get(),
+            system_prompt=await self.cfgstore_system_prompt_get(),
+            custom_models=await self.cfgstore_custom_models_list(),
+            plugins=await self.cfgstore_plugin_config_get(),
+            password=await self.cfgstore_password_get(),
+            usage_cache=await self.cfgstore_usage_cache_get(),
+            credentials=credentials,
+        )
+
+    @hookimpl
+    async def cfgstore_replica_read_nodes(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> list[ProviderNode | None]:
+        return await self._read_nodes(list(pairs))
+
+    @hookimpl
+    async def cfgstore_replica_apply(
+        self, records: Sequence[NodeRecord], op_id: str, namespace_id: str
+    ) -> AppliedBatch:
+        ids = touched_nodes(records)
+        script_keys, args = encode(
+            records, self.keys, op_id, self._head("pools", *ids), namespace_id
+        )
+        result = await self._run("APPLY_RECORDS", script_keys, args)
+        if result[0] == "namespace":
+            raise NamespaceMismatch(namespace_id, result[1] or None)
+        if result[0] == "dup":
+            return AppliedBatch(None)
+        self._changed("pools", *ids)
+        prefix = self.keys.node("", "")  # "{p}:node:" + type + ":" + uuid
+        transitions = []
+        for key, healthy in zip(result[2::2], result[3::2], strict=True):
+            provider_type, uuid = str(key)[len(prefix) - 1 :].split(":", 1)
+            transitions.append(HealthTransition(provider_type, uuid, healthy == "true"))
+        return AppliedBatch(int(result[1]), tuple(transitions))
+
+    @hookimpl
+    async def cfgstore_replica_heartbeat(self, info: InstanceInfo, ttl_ms: int) -> None:
+        now = now_ms()
+        with translated(self.connection):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    self.keys.instance(info.instance_id), json.dumps(info.to_json()), px=ttl_ms
+                )
+                pipe.zadd(self.keys.instances, {info.instance_id: now + ttl_ms})
+                pipe.zremrangebyscore(self.keys.instances, "-inf", now)
+                await pipe.execute()
+
+    @hookimpl
+    async def cfgstore_replica_instances(self) -> list[InstanceInfo]:
+        with translated(self.connection):
+            ids = await self.redis.zrangebyscore(self.keys.instances, now_ms(), "+inf")
+            values = await self.redis.mget([self.keys.instance(i) for i in ids]) if ids else []
+        found: list[InstanceInfo] = []
+        for instance_id, value in zip(ids, values, strict=True):
+            if value is None:
+                continue  # expired between the two reads
+            try:
+                found.append(
+                    InstanceInfo.from_json(json.loads(value), f"redis instance {instance_id}")
+                )
+            except (ValueError, InvalidData):
+                continue  # a heartbeat written by something else: not an instance we know
+        return sorted(found, key=lambda i: i.instance_id)
