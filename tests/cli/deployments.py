@@ -255,6 +255,7 @@ class Namespace:
     def settings(self) -> Settings:
         return Settings(
             configs_dir=Path("unused"),
+            backends=("redis",),  # as cfgctl itself: the backend alone
             redis_url=self.url,
             redis_prefix=self.prefix,
             reset_counters_on_start=False,

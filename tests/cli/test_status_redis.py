@@ -93,7 +93,7 @@ def test_status_shows_server_facts_and_markers_and_no_secret(
     text = cfgctl("status")
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
-    assert lines[0] == "backend chain: memory → redis"
+    assert lines[0] == "backend chain: redis"  # tools use the backend alone
     assert lines[1] == f"redis: redis://:***@127.0.0.1:{private_redis.rsplit(':', 1)[1]} (redis)"
     for expected in (
         f"  key prefix: {{{prefix}}}",
@@ -115,7 +115,7 @@ def test_status_shows_server_facts_and_markers_and_no_secret(
     as_json = cfgctl("status", "--json")
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.stdout)
-    assert report["chain"] == ["memory", "redis"] and report["redis_prefix"] == prefix
+    assert report["chain"] == ["redis"] and report["redis_prefix"] == prefix
     [backend] = report["backends"]
     assert backend["mode"] == "redis"
     assert backend["details"] == {

@@ -16,6 +16,7 @@ from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_redis.acl import acl_rules, acl_setuser_line
 from tests.contract.helpers import make_node
+from tests.support.namespace_seed import seed_namespace
 from tests.support.redis_server import RedisServerProcess
 
 DOC = Path(__file__).resolve().parents[2] / "plugins/redis_backend/redis-keys.md"
@@ -26,18 +27,20 @@ def test_the_documented_line_is_the_one_tested() -> None:
 
 
 async def test_store_runs_as_the_least_privileged_user(
-    redis_server_process: RedisServerProcess,
+    redis_server_process: RedisServerProcess, tmp_path: Path
 ) -> None:
     admin = aioredis.Redis.from_url(redis_server_process.url, decode_responses=True)
     await admin.execute_command(
         "ACL", "SETUSER", "cfgstore", "on", ">s3cret-acl-pw", *acl_rules("aclns").split()
     )
     port = redis_server_process.port
+    seed_namespace(redis_server_process.url, "aclns")
     settings = Settings(
         configs_dir=Path("unused"),
         backends=("memory", "redis"),
         redis_url=f"redis://cfgstore:s3cret-acl-pw@127.0.0.1:{port}/0",
         redis_prefix="aclns",
+        state_dir=tmp_path / "state",
     )
     kiro = "claude-kiro-oauth"
     async with Store.open(settings) as store:
@@ -67,8 +70,12 @@ async def test_store_runs_as_the_least_privileged_user(
         assert await store.sessions.purge_expired() == 0
         await store.meta.update({"schema": "1"})
         await store.pools.delete_node(kiro, "a2")
-        statuses = await store.status()
-        assert statuses[0].counts.sessions == 1
+        statuses = {s.name: s for s in await store.status()}
+        assert statuses["redis"].counts.sessions == 1
+        # The memory fallback's heartbeat and replica reads work under the ACL too.
+        assert statuses["memory"].mode == "redis" and not statuses["memory"].warnings
+        instance_id = statuses["memory"].details["instance id"]
+        assert [i.instance_id for i in await store.replicas.instances()] == [instance_id]
 
     # Outside its namespace the user can do nothing.
     outsider = aioredis.Redis.from_url(

@@ -20,7 +20,8 @@ async def _seed(server_url: str, url: str) -> None:
     admin = aioredis.Redis.from_url(server_url, decode_responses=True)
     await admin.config_set("requirepass", "very-secret-pw")
     await admin.aclose()
-    async with Store.open(Settings(configs_dir=Path("unused"), redis_url=url)) as store:
+    settings = Settings(configs_dir=Path("unused"), backends=("redis",), redis_url=url)
+    async with Store.open(settings) as store:
         await store.pools.add_node("openai-custom", make_node("a"))
         await store.pools.add_node("grok-web", make_node("b"))
         await store.pools.record_failure("grok-web", "b", "x", max_error_count=1)
@@ -36,7 +37,7 @@ def test_status_over_redis_hides_the_password(
     assert result.exit_code == 0, result.output
     assert "very-secret-pw" not in result.output
     report = json.loads(result.output)
-    assert report["chain"] == ["memory", "redis"]
+    assert report["chain"] == ["redis"]  # tools use the backend alone
     backend = report["backends"][0]
     assert backend["name"] == "redis" and "***" in backend["location"]
     assert backend["counts"]["nodes"] == 2 and backend["counts"]["healthy_nodes"] == 1

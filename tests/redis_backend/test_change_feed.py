@@ -9,20 +9,25 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
+import attrs
 import redis.asyncio as aioredis
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.model.versions import ABSENT_VERSION
 from tests.contract.helpers import make_node
 from tests.file_backend.observer import watch
+from tests.support.namespace_seed import seed_namespace
 
 
-def settings_for(redis_url: str, prefix: str) -> Settings:
+def settings_for(redis_url: str, prefix: str, state_dir: Path) -> Settings:
+    """An instance with its own state directory on an initialised namespace."""
+    seed_namespace(redis_url, prefix)
     return Settings(
         configs_dir=Path("unused"),
         backends=("memory", "redis"),
         redis_url=redis_url,
         redis_prefix=prefix,
+        state_dir=state_dir,
     )
 
 
@@ -39,12 +44,14 @@ async def _collect(pubsub: Any, until: int, within: float = 10.0) -> list[dict[s
     return messages
 
 
-async def test_one_message_per_flush_and_per_edit(redis_url: str) -> None:
+async def test_one_message_per_flush_and_per_edit(redis_url: str, tmp_path: Path) -> None:
     prefix = f"t{uuidlib.uuid4().hex[:12]}"
     listener = aioredis.Redis.from_url(redis_url, decode_responses=True)
     pubsub = listener.pubsub()
     await pubsub.subscribe(f"{{{prefix}}}:changes")
-    async with Store.open(settings_for(redis_url, prefix)) as store:
+    # The backend alone: its own group-commit writer makes the batches.
+    alone = attrs.evolve(settings_for(redis_url, prefix, tmp_path / "a"), backends=("redis",))
+    async with Store.open(alone) as store:
         await store.pools.add_node("openai-custom", make_node("n"))
         backend = store._chain.layers[-1].instance
         batches_before = backend.writer.batches  # type: ignore[attr-defined]
@@ -65,11 +72,13 @@ async def test_one_message_per_flush_and_per_edit(redis_url: str) -> None:
     await listener.aclose()
 
 
-async def test_another_instance_sees_edits_through_its_cache(redis_url: str) -> None:
+async def test_another_instance_sees_edits_through_its_cache(
+    redis_url: str, tmp_path: Path
+) -> None:
     prefix = f"t{uuidlib.uuid4().hex[:12]}"
     async with (
-        Store.open(settings_for(redis_url, prefix)) as first,
-        Store.open(settings_for(redis_url, prefix)) as second,
+        Store.open(settings_for(redis_url, prefix, tmp_path / "a")) as first,
+        Store.open(settings_for(redis_url, prefix, tmp_path / "b")) as second,
     ):
         own = watch(first)
         version = await first.config.put({"MAX_ERROR_COUNT": 3}, ABSENT_VERSION)

@@ -149,9 +149,11 @@ class Replicator:
         await self._progress.wait()
 
     def note_outage(self, exc: BaseException) -> None:
-        """A read or edit elsewhere met an outage: switch to degraded now."""
+        """A read or edit elsewhere met an outage (or found the namespace gone): switch
+        to degraded (data-lost) now."""
         if self.mode is Mode.NORMAL:
-            self._enter(Mode.DEGRADED, str(exc) or type(exc).__name__)
+            mode = Mode.DATA_LOST if isinstance(exc, NamespaceMismatch) else Mode.DEGRADED
+            self._enter(mode, str(exc) or type(exc).__name__)
 
     def unconfirmed(self) -> list[NodeRecord]:
         """This instance's records the storage has not acknowledged, oldest first."""
@@ -275,7 +277,9 @@ class Replicator:
             await self._refused(exc, op_id, len(batch))
             return
         self._batch = None
-        self.last_error = None
+        if self.last_error is not None:
+            self.last_error = None
+            self._probe_delay_s = FIRST_PROBE_DELAY_S
         self.mirror.confirm(batch)
         self._progress.completed(len(batch))
         for t in applied.transitions:
