@@ -224,25 +224,32 @@ class Replicator:
     # -- the main loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while not self._stopping:
-            raise_if_cancelling()
-            if not self.serving_degraded:
-                if self._batch is None and not self._pending:
-                    await self._wait_wake(None)
-                else:
-                    await self._send_batch()
-                continue
-            journaled = True
-            if self._batch is not None or self._pending:
-                journaled = await self._journal_batch()
-            wait_s = self._next_probe_at - loop.time()
-            if wait_s <= 0:
-                await self._probe()
-            elif not journaled:
-                await self._wait_wake(wait_s)  # the journal refuses: nothing to do until then
-            elif self._batch is None and not self._pending:
-                await self._wait_wake(wait_s)
+            try:
+                await self._step()
+            except Exception as exc:  # a bug: keep the records, say so, try again later
+                raise_if_cancelling(exc)
+                log.exception("replicator step failed; records are kept")
+                self.last_error = f"internal error: {exc!r}"
+                await self._wait_wake(self._probe_delay_s)
+                self._back_off()
+
+    async def _step(self) -> None:
+        """One turn of the loop: send (or journal) what is pending, probe when due."""
+        raise_if_cancelling()
+        idle = self._batch is None and not self._pending
+        if not self.serving_degraded:
+            if idle:
+                await self._wait_wake(None)
+            else:
+                await self._send_batch()
+            return
+        journaled = idle or await self._journal_batch()
+        wait_s = self._next_probe_at - asyncio.get_running_loop().time()
+        if wait_s <= 0:
+            await self._probe()
+        elif not journaled or (self._batch is None and not self._pending):
+            await self._wait_wake(wait_s)  # nothing to do until new records or the probe
 
     async def _wait_wake(self, within_s: float | None) -> None:
         """Wait for new work, at most ``within_s`` seconds (``None``: no bound)."""
@@ -336,6 +343,9 @@ class Replicator:
             self._still_down(exc, Mode.DATA_LOST)
         except (StorageUnavailable, TimeoutError, StorageServerError) as exc:
             raise_if_cancelling(exc)
+            self._still_down(exc, self.mode)
+        except CfgStoreError as exc:  # a journal entry that cannot be replayed as it is
+            log.error("journal replay stopped, the journal is kept: %s", exc)
             self._still_down(exc, self.mode)
         else:
             self._probe_delay_s = FIRST_PROBE_DELAY_S
