@@ -2,8 +2,11 @@
 
 Per backend: its location (passwords hidden) and mode, the entity counts, the details the
 backend reports (for Redis: server version, ``maxmemory-policy``, key-schema version,
-namespace id, when it was initialised, the last migration) and its warnings. Never a
-secret: nothing here reads the password, the config's API key or session tokens.
+namespace id, when it was initialised, the last migration) and its warnings. On Redis,
+then, the live instances sharing the namespace, from their heartbeats (id, host, pid,
+version, mode, journal depth, oldest journal entry, last error, last resync); a failure to
+list them is a warning line, never a failed status. Never a secret: nothing here reads the
+password, the config's API key or session tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from cfgstore.cli.common import (
     run,
     tool_settings,
 )
+from cfgstore.errors import CfgStoreError
+from cfgstore.model.replica import InstanceInfo
 from cfgstore.model.status import BackendStatus
 
 LABELS = {
@@ -51,17 +56,29 @@ def register(app: typer.Typer) -> None:
         """Show the active backend and count what it holds."""
         settings = tool_settings(configs, cwd, redis_url)
 
-        async def collect() -> tuple[list[str], list[BackendStatus]]:
+        async def collect() -> Collected:
             async with Store.open(settings, plugins=plugin_set()) as store:
-                return store.backend_names, await store.status()
+                chain, statuses = store.backend_names, await store.status()
+                if "redis" not in chain:
+                    return Collected(chain, statuses)
+                try:
+                    return Collected(chain, statuses, await store.replicas.instances())
+                except Exception as exc:  # never fails the status: a warning line instead
+                    what = str(exc) if isinstance(exc, CfgStoreError) else repr(exc)
+                    return Collected(chain, statuses, [], f"live instances not listed: {what}")
 
-        chain, statuses = run(collect)
+        collected = run(collect)
+        chain, statuses = collected.chain, collected.statuses
         prefix = settings.redis_prefix if "redis" in chain else None
         if json:
             report: dict[str, Any] = {"chain": chain}
             if prefix is not None:
                 report["redis_prefix"] = prefix
             report["backends"] = [attrs.asdict(s) for s in statuses]
+            if collected.instances is not None:
+                report["instances"] = [i.to_json() for i in collected.instances]
+            if collected.instances_error is not None:
+                report["instances_error"] = collected.instances_error
             emit_json(report)
             return
         typer.echo(f"backend chain: {' → '.join(chain)}")
@@ -77,3 +94,55 @@ def register(app: typer.Typer) -> None:
                 typer.echo("  note: namespace not initialised (`cfgctl init` or `cfgctl migrate`)")
             for warning in backend.warnings:
                 typer.echo(f"  warning: {warning}")
+        if collected.instances is not None:
+            _print_instances(collected.instances, collected.instances_error)
+
+
+@attrs.frozen
+class Collected:
+    """What ``status`` read: the chain, each backend's status and, on Redis, the live
+    instances (``None`` off Redis; empty with ``instances_error`` when listing failed)."""
+
+    chain: list[str]
+    statuses: list[BackendStatus]
+    instances: list[InstanceInfo] | None = None
+    instances_error: str | None = None
+
+
+def _print_instances(instances: list[InstanceInfo], error: str | None) -> None:
+    if error is not None:
+        typer.echo(f"warning: {error}")
+        return
+    if not instances:
+        typer.echo("instances: none")
+        return
+    typer.echo(f"instances: {len(instances)}")
+    for info in instances:
+        typer.echo(f"  {info.instance_id}: {info.host} pid {info.pid}, cfgstore {info.version}")
+        typer.echo(f"    mode           {info.mode}")
+        if info.oldest_entry_age_ms is not None:
+            oldest = f", oldest {format_age_ms(max(info.oldest_entry_age_ms, 0))} old"
+        else:
+            oldest = ""
+        entries = "entry" if info.journal_depth == 1 else "entries"
+        typer.echo(f"    journal        {info.journal_depth} {entries}{oldest}")
+        typer.echo(f"    last error     {info.last_error or '-'}")
+        typer.echo(f"    last resync    {info.last_resync or '-'}")
+        if info.started_at is not None:
+            typer.echo(f"    started        {info.started_at}")
+        if info.state_dir is not None:
+            typer.echo(f"    state dir      {info.state_dir}")
+
+
+def format_age_ms(ms: int) -> str:
+    """A duration for people: ``850 ms``, ``12.3 s``, ``4.5 min``, ``2.0 h``, ``3.1 d``."""
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
