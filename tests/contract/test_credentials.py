@@ -139,6 +139,7 @@ async def test_deleting_a_node_makes_its_credential_unreachable(store: Store) ->
     await store.pools.add_node(KIRO, make_node("kept"))
     await store.credentials.put(Credential(KIRO, "gone", kiro_doc("g")), None)
     await store.credentials.put(Credential(KIRO, "kept", kiro_doc("k")), None)
+    assert await store.credentials.get(KIRO, "gone") is not None  # read (and cached) first
     await store.pools.delete_node(KIRO, "gone")
     assert await store.credentials.get(KIRO, "gone") is None
     assert [r.uuid for r in await store.credentials.list()] == ["kept"]

@@ -380,6 +380,10 @@ class MemoryFallback(GuardedOps, ReadCache):
 
     # -- credentials --------------------------------------------------------------------------
 
+    def _credentials_moved(self) -> None:
+        self._credentials_complete = False
+        self._stale_credentials.update(self._credentials)
+
     @hookimpl
     async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
         key = (provider_type, uuid)

@@ -38,6 +38,10 @@ class GuardedOps:
             "requests are still served and their records journaled"
         )
 
+    def _credentials_moved(self) -> None:
+        """A pool edit may delete or rename nodes, and their credentials with them."""
+        raise NotImplementedError
+
     async def _edit(self, operation: str, what: str, **kwargs: Any) -> Any:
         if self._replicator.serving_degraded:
             raise self._refusal(what)
@@ -53,6 +57,7 @@ class GuardedOps:
         try:
             await self._replicator.durable()
             result = await self._edit(operation, "provider pool edits are", **kwargs)
+            self._credentials_moved()
             await self._replicator.resync(pools_only=True)
         except StorageUnavailable as exc:
             if not isinstance(exc, StorageDegraded):
