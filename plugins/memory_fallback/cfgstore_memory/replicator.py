@@ -67,6 +67,8 @@ from cfgstore_memory.replay import (
 log = logging.getLogger("cfgstore.memory")
 
 FIRST_PROBE_DELAY_S = 0.1
+MAX_BATCH = 2000
+"""Records per batch (one script call, or one journal entry); more wait for the next."""
 OUTAGES = (StorageUnavailable, TimeoutError, NamespaceMismatch)
 
 
@@ -259,9 +261,11 @@ class Replicator:
         self._wake.clear()
 
     def _take(self) -> tuple[list[NodeRecord], str]:
+        """The batch in hand, or the next one: at most ``MAX_BATCH`` pending records under a
+        new operation id (bounded, so encoding one never stalls the event loop long)."""
         if self._batch is None:
-            self._batch = (self._pending, uuidlib.uuid4().hex)
-            self._pending = []
+            self._batch = (self._pending[:MAX_BATCH], uuidlib.uuid4().hex)
+            del self._pending[:MAX_BATCH]
         return self._batch
 
     async def _send_batch(self) -> None:
@@ -412,14 +416,20 @@ class Replicator:
 
     async def _refresh_loop(self) -> None:
         """Apply other instances' changes: re-read the nodes they name (or everything when
-        the feed lost messages), at most once per ``remote_refresh_ms``."""
+        the feed lost messages), at once when the last refresh is ``remote_refresh_ms``
+        old, else when it will be (changes arriving meanwhile share the read)."""
+        loop = asyncio.get_running_loop()
+        last = -float("inf")
         while not self._stopping:
             raise_if_cancelling()
             await self._refresh_wake.wait()
-            await asyncio.sleep(self.settings.remote_refresh_ms / 1000)
+            wait_s = last + self.settings.remote_refresh_ms / 1000 - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
             self._refresh_wake.clear()
             if self._stop_requested():
                 return
+            last = loop.time()
             ids, self._refresh_ids = self._refresh_ids, set()
             everything, self._refresh_all = self._refresh_all, False
             if self.serving_degraded:
