@@ -19,7 +19,7 @@ import attrs
 import typer
 
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
-from cfgstore.adapters.settings import Settings
+from cfgstore.adapters.settings import Settings, redact_url
 from cfgstore.errors import (
     CfgStoreError,
     InvalidData,
@@ -107,6 +107,18 @@ def redis_settings(
     if not settings.redis_configured:
         fail(f"{command} needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
     return attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)  # whatever else is set
+
+
+def redis_location(settings: Settings) -> str:
+    """Where the Redis namespace of ``settings`` lives (URL, or host and port), any
+    password hidden."""
+    return redact_url(settings.redis_url or f"{settings.redis_host}:{settings.redis_port}")
+
+
+def count_noun(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` with ``noun`` in the right number: ``1 entry``, ``3 entries`` (``plural``
+    defaults to ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def run(action: Callable[[], Awaitable[T]]) -> T:

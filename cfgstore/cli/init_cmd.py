@@ -27,14 +27,16 @@ import attrs
 import typer
 
 import cfgstore
-from cfgstore.adapters.settings import Settings, redact_url
+from cfgstore.adapters.settings import Settings
 from cfgstore.adapters.store import Store
 from cfgstore.cli.common import (
     JsonOption,
     RedisUrlOption,
+    count_noun,
     emit_json,
     fail,
     plugin_set,
+    redis_location,
     redis_settings,
     run,
 )
@@ -85,6 +87,24 @@ class Existing:
             and self.provider_types == 0
         )
 
+    @classmethod
+    async def read(cls, store: Store) -> Existing:
+        """What the namespace behind ``store`` holds (``init`` and ``restore`` both decide
+        "empty" with this)."""
+        meta = await store.meta.get()
+        config = await store.config.get()
+        pools = await store.pools.list()
+        credentials = await store.credentials.list()
+        return cls(
+            namespace_id=meta.get("namespace"),
+            migrating=meta.get("migrating") or None,
+            initialized_at=meta.get("initialized_at"),
+            config_version=config.version,
+            provider_types=len(pools.types),
+            nodes=pools.node_count(),
+            credentials=len(credentials),
+        )
+
     def describe(self) -> list[str]:
         found: list[str] = []
         if self.namespace_id is not None:
@@ -95,10 +115,10 @@ class Existing:
         if self.config_version != ABSENT_VERSION:
             found.append(f"config.json (version {self.config_version})")
         if self.provider_types:
-            types = _count(self.provider_types, "provider type")
-            found.append(f"{types} ({_count(self.nodes, 'node')})")
+            types = count_noun(self.provider_types, "provider type")
+            found.append(f"{types} ({count_noun(self.nodes, 'node')})")
         if self.credentials:
-            found.append(_count(self.credentials, "credential"))
+            found.append(count_noun(self.credentials, "credential"))
         return found
 
     def kept(self) -> dict[str, int]:
@@ -146,26 +166,14 @@ def register(app: typer.Typer) -> None:
 async def _initialise(settings: Settings, force: bool, password: str, api_key: str) -> Outcome:
     async with Store.open(settings, plugins=plugin_set()) as store:
         location = _location(await store.status(), settings)
-        meta = await store.meta.get()
-        config = await store.config.get()
-        pools = await store.pools.list()
-        credentials = await store.credentials.list()
-        existing = Existing(
-            namespace_id=meta.get("namespace"),
-            migrating=meta.get("migrating") or None,
-            initialized_at=meta.get("initialized_at"),
-            config_version=config.version,
-            provider_types=len(pools.types),
-            nodes=pools.node_count(),
-            credentials=len(credentials),
-        )
+        existing = await Existing.read(store)
         prefix = settings.redis_prefix
         if not existing.empty and not force:
             return Outcome(prefix, location, existing, written=False)
         # The config write is a compare-and-set against what was just read: a concurrent
         # init (or admin edit) makes this one fail before anything else is written.
         try:
-            version = await store.config.put(default_config(api_key), config.version)
+            version = await store.config.put(default_config(api_key), existing.config_version)
         except VersionConflict:
             fail(
                 f"config of namespace {{{prefix}}} changed while init ran (another init or an "
@@ -201,7 +209,7 @@ def _location(statuses: list[BackendStatus], settings: Settings) -> str:
     for status in statuses:
         if status.name == "redis":
             return status.location
-    return redact_url(settings.redis_url or f"{settings.redis_host}:{settings.redis_port}")
+    return redis_location(settings)
 
 
 def _read_password(path: Path) -> str:
@@ -284,8 +292,9 @@ def _report(
     typer.echo(f"  UI password       {source}")
     if forced:
         typer.echo(
-            f"  kept as they were: {_count(existing.provider_types, 'provider type')} "
-            f"({_count(existing.nodes, 'node')}), {_count(existing.credentials, 'credential')}"
+            f"  kept as they were: {count_noun(existing.provider_types, 'provider type')} "
+            f"({count_noun(existing.nodes, 'node')}), "
+            f"{count_noun(existing.credentials, 'credential')}"
             "; sessions, custom models, system prompt and usage cache untouched"
         )
     else:
@@ -295,7 +304,3 @@ def _report(
     if generated_password is not None:
         typer.echo(f"  generated UI password:  {generated_password}")
     typer.echo(f"  generated API key (REQUIRED_API_KEY):  {api_key}")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -33,13 +33,13 @@ from cfgstore_memory.journal import Journal
 from cfgstore_memory.replay import CREDENTIAL, RECORDS, credential_data, records_data
 from tests.cli.deployments import (
     CLI_TIMEOUT_S,
-    EXAMPLE,
     Namespace,
     cfgctl,
     deadline,
     describe,
     plugins,
 )
+from tests.support.sample_snapshot import read_sample_snapshot
 
 AT_MS = 1773576000123  # 2026-03-15T12:00:00.123Z
 SET_ASIDE_MS = 1773576009999
@@ -541,39 +541,17 @@ def test_replay_of_a_damaged_journal_exits_2_and_changes_nothing(
 
 def sample_snapshot(tmp_path: Path, prefix: str, namespace_id: str) -> StoreSnapshot:
     """Everything a file store over a copy of the sample deployment serves."""
-    app = tmp_path / "app"
-    shutil.copytree(EXAMPLE, app)
-    settings = Settings(
-        configs_dir=app / "configs",
-        backends=("file",),
-        reset_counters_on_start=False,
-        watch_interval_ms=0,
-    )
-
-    async def read() -> StoreSnapshot:
-        async with Store.open(settings, plugins=plugins()) as store:
-            credentials = []
-            for ref in await store.credentials.list():
-                credential = await store.credentials.get(ref.provider_type, ref.uuid)
-                assert credential is not None
-                credentials.append(credential)
-            return StoreSnapshot(
+    with deadline(CLI_TIMEOUT_S):
+        return asyncio.run(
+            read_sample_snapshot(
+                tmp_path,
                 namespace_id=namespace_id,
                 prefix=prefix,
                 revision=4242,
                 saved_at_ms=AT_MS,
-                pools=await store.pools.list(),
-                config=await store.config.get(),
-                system_prompt=await store.system_prompt.get(),
-                custom_models=await store.custom_models.list(),
-                plugins=await store.plugin_config.get(),
-                password=await store.password.get_stored(),
-                usage_cache=await store.usage_cache.get(),
-                credentials=credentials,
+                plugins=plugins(),
             )
-
-    with deadline(CLI_TIMEOUT_S):
-        return asyncio.run(read())
+        )
 
 
 def write_snapshot(tmp_path: Path, snapshot: StoreSnapshot) -> Path:

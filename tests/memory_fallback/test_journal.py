@@ -30,6 +30,7 @@ from cfgstore_memory.journal import (
     Journal,
     JournalEntry,
     encode_frame,
+    inspect_file,
 )
 
 BIG = 1 << 30
@@ -370,6 +371,40 @@ async def test_junk_after_the_last_frame_is_truncated(
         assert await reopen_entries(path) == written
     assert path.stat().st_size == size
     assert any(f"offset {size}" in m for m in warnings_about(caplog, path))
+
+
+async def test_inspect_file_reports_a_torn_tail_and_touches_nothing(
+    path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    written = await write_entries(path, 3)
+    data = path.read_bytes()
+    start, end = frames(data)[-1]
+    torn = tmp_path / "inspected" / "journal"
+    torn.parent.mkdir()
+    torn.write_bytes(data[: end - 3])
+    before = torn.stat()
+
+    with caplog.at_level(logging.WARNING, LOGGER):
+        found = inspect_file(torn)
+
+    assert found.entries == written[:2]
+    assert (found.size, found.good_bytes) == (end - 3, start)
+    assert found.problem is not None and "incomplete" in found.problem
+    assert found.torn_tail and not found.damaged_in_middle and found.starts_with_frame
+    # Read-only: the tail is not truncated, no lock file (or anything else) is created.
+    assert torn.read_bytes() == data[: end - 3]
+    assert torn.stat().st_mtime_ns == before.st_mtime_ns
+    assert [p.name for p in torn.parent.iterdir()] == ["journal"]
+    assert warnings_about(caplog, torn) == []
+    with pytest.raises(FileNotFoundError):
+        inspect_file(torn.with_name("missing"))
+    assert [p.name for p in torn.parent.iterdir()] == ["journal"]
+    # The lock is not taken: a journal held open reads too.
+    held = await Journal.open(path, BIG)
+    try:
+        assert inspect_file(path).entries == written
+    finally:
+        await held.close()
 
 
 async def test_flipped_byte_in_last_payload_is_caught_by_the_crc(

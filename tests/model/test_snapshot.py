@@ -4,13 +4,11 @@ deployment serves, and strict rejection (with the JSON path) of anything else.""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cfgstore.adapters import Settings, Store
 from cfgstore.errors import InvalidData
 from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig
@@ -26,44 +24,18 @@ from cfgstore.model.snapshot import (
     snapshot_to_bytes,
 )
 from cfgstore.model.usage_cache import UsageCache
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "deployment"
+from tests.support.sample_snapshot import read_sample_snapshot
 
 SAVED_AT_MS = 1773576000123  # 2026-03-15T12:00:00.123Z
 SIBLING = "28890a7ab216cb7a67d9e6205acfecc2f4d9640f.json"
 
 
 async def read_deployment(tmp_path: Path) -> StoreSnapshot:
-    """Everything a file-backend store over a copy of the sample deployment serves."""
-    app = tmp_path / "app"
-    shutil.copytree(EXAMPLE, app)
-    settings = Settings(
-        configs_dir=app / "configs",
-        backends=("file",),
-        reset_counters_on_start=False,
-        watch_interval_ms=0,
+    """Everything a file-backend store over a copy of the sample deployment serves (the
+    copy is ``tmp_path / "app"``)."""
+    return await read_sample_snapshot(
+        tmp_path, namespace_id="ns-7f3a", prefix="aiclient", revision=4242, saved_at_ms=SAVED_AT_MS
     )
-    async with Store.open(settings) as store:
-        credentials = []
-        for ref in await store.credentials.list():
-            credential = await store.credentials.get(ref.provider_type, ref.uuid)
-            assert credential is not None
-            credentials.append(credential)
-        return StoreSnapshot(
-            namespace_id="ns-7f3a",
-            prefix="aiclient",
-            revision=4242,
-            saved_at_ms=SAVED_AT_MS,
-            pools=await store.pools.list(),
-            config=await store.config.get(),
-            system_prompt=await store.system_prompt.get(),
-            custom_models=await store.custom_models.list(),
-            plugins=await store.plugin_config.get(),
-            password=await store.password.get_stored(),
-            usage_cache=await store.usage_cache.get(),
-            credentials=credentials,
-        )
 
 
 @pytest.fixture

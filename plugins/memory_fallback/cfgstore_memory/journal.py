@@ -67,6 +67,14 @@ Ownership
     gets :class:`~cfgstore.errors.StorageUnavailable` instead of interleaving writes. The
     kernel drops the lock when the process dies.
 
+Inspection
+    :func:`inspect_file` reads a journal file the way :meth:`Journal.open` reads it and
+    reports what it found (the entries, the clean prefix, the damage after it and whether
+    frames that check out follow the damage) without acting on it: no lock is taken, no
+    file is created, nothing is truncated or set aside. For tools looking at a journal an
+    instance may hold open (``cfgctl journal list``): there a damaged end may be an append
+    in progress.
+
 Files are created mode 0600 in a directory created 0700 (they may carry credentials). No
 file work runs on the event loop; JSON encoding of an entry does (entries are small: one
 flush's records or one credential), so the bound check and the sequence number are
@@ -287,6 +295,59 @@ def _scan_after_damage(view: memoryview, damaged_at: int, scan: _Scan) -> None:
         position = buf.find(MAGIC, after)
     if low is not None and high is not None:
         scan.later_seqs = (low, high)
+
+
+@attrs.frozen
+class JournalInspection:
+    """What :func:`inspect_file` found in a journal file."""
+
+    entries: list[JournalEntry]
+    """The entries that check out from the start of the file, oldest first (what
+    :meth:`Journal.open` would keep)."""
+    size: int
+    """Bytes in the file."""
+    good_bytes: int
+    """Length of the clean prefix holding ``entries``."""
+    problem: str | None
+    """Why the frame at ``good_bytes`` is bad; ``None`` when the whole file reads cleanly."""
+    later_frames: int
+    """Frames that check out after the damage (corruption in the middle when > 0)."""
+    starts_with_frame: bool
+    """Whether the file is empty or starts with the frame magic; a file that does not is
+    no journal at all."""
+
+    @property
+    def torn_tail(self) -> bool:
+        """Damage with nothing after it that checks out: :meth:`Journal.open` would
+        truncate it away."""
+        return self.problem is not None and self.later_frames == 0
+
+    @property
+    def damaged_in_middle(self) -> bool:
+        """Frames that check out follow the damage: :meth:`Journal.open` would keep the
+        entries before it and set the whole file aside."""
+        return self.later_frames > 0
+
+
+def inspect_file(path: Path | str) -> JournalInspection:
+    """Read the journal file at ``path`` without opening it as a :class:`Journal`.
+
+    Strictly read-only and synchronous: the file is read once, the ``.lock`` is neither
+    taken nor created, a torn tail is reported, not truncated, and corruption in the
+    middle is reported, not set aside. The file may be held open by a running instance;
+    then a damaged end may be an append in progress. Raises :class:`OSError` when the file
+    cannot be read (:class:`FileNotFoundError` when it does not exist: nothing is created).
+    """
+    buf = Path(path).read_bytes()
+    scan = _scan(buf)
+    return JournalInspection(
+        entries=scan.entries,
+        size=len(buf),
+        good_bytes=scan.good_bytes,
+        problem=scan.problem,
+        later_frames=scan.later_frames,
+        starts_with_frame=not buf or buf.startswith(MAGIC),
+    )
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -9,6 +9,9 @@ Layout (directory mode 0700, files 0600 — the snapshot and the journal hold cr
 The instance id is made once and kept: it names the instance's heartbeat and journal.
 ``namespaces`` remembers which namespace this instance ran on, per key prefix, so an
 emptied Redis is recognised as data loss rather than as a fresh install.
+
+An instance opens its own directory with :meth:`StateDir.open` (creating what is missing);
+tools look at one with :meth:`StateDir.read`, which only reads.
 """
 
 from __future__ import annotations
@@ -51,15 +54,30 @@ class StateDir:
         return await asyncio.to_thread(cls._open_sync, path)
 
     @classmethod
+    def read(cls, path: Path) -> StateDir | None:
+        """The state directory at ``path`` as its identity file describes it, or ``None``
+        when there is no identity file (or no directory). Read-only, for tools looking at
+        another process's state directory: nothing is created, written or repaired, and it
+        runs synchronously. Raises :class:`InvalidData` for an identity file that is not
+        ours (as :meth:`open` does), :class:`OSError` when it cannot be read."""
+        raw = read_bytes(path / IDENTITY_FILE)
+        return None if raw is None else cls._parse(path, raw)
+
+    @classmethod
     def _open_sync(cls, path: Path) -> StateDir:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # mkdir's mode is subject to the umask
-        source = str(path / IDENTITY_FILE)
         raw = read_bytes(path / IDENTITY_FILE)
         if raw is None:
             state = cls(path, uuidlib.uuid4().hex[:16], {})
             state._write_sync()
             return state
+        return cls._parse(path, raw)
+
+    @classmethod
+    def _parse(cls, path: Path, raw: bytes) -> StateDir:
+        """The state directory at ``path`` from the bytes of its identity file."""
+        source = str(path / IDENTITY_FILE)
         try:
             doc = json.loads(raw)
         except ValueError as exc:
