@@ -58,7 +58,7 @@ from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
-from cfgstore_memory.cancellation import stop_tasks
+from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
@@ -71,6 +71,16 @@ from cfgstore_memory.state_dir import StateDir
 log = logging.getLogger("cfgstore.memory")
 
 CredentialKey = tuple[str, str]
+
+DOCUMENT_READS = {
+    "config": "cfgstore_config_get",
+    "system_prompt": "cfgstore_system_prompt_get",
+    "custom_models": "cfgstore_custom_models_list",
+    "plugin_config": "cfgstore_plugin_config_get",
+    "password": "cfgstore_password_get",
+    "usage_cache": "cfgstore_usage_cache_get",
+}
+"""The documents the layer keeps a last good copy of, and the operation reading each."""
 
 
 class MemoryFallback(GuardedOps, ReadCache):
@@ -87,6 +97,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._local_versions = 0
         self._revision = 0
         self._save_soon = asyncio.Event()
+        self._reload: set[str] = set()  # documents changed since last read
+        self._reload_soon = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.started_at_ms = now_ms()
@@ -108,6 +120,7 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._tasks = [
             loop.create_task(self._save_loop(), name="cfgstore-snapshot-saver"),
             loop.create_task(self.heartbeat.run(), name="cfgstore-heartbeat"),
+            loop.create_task(self._reload_loop(), name="cfgstore-reload"),
         ]
 
     async def _start(self) -> None:
@@ -213,6 +226,7 @@ class MemoryFallback(GuardedOps, ReadCache):
     def _stop_waits(self) -> None:
         self._stopping = True
         self._save_soon.set()
+        self._reload_soon.set()
         self.heartbeat.stopped.set()
 
     @hookimpl
@@ -339,8 +353,30 @@ class MemoryFallback(GuardedOps, ReadCache):
             else:
                 self._credentials_complete = False
                 self._stale_credentials.update(self._credentials)
+            self._reload_soon.set()
             return
         super().cfgstore_changed(event)
+        if event.entity in DOCUMENT_READS:
+            self._reload.add(event.entity)
+            self._reload_soon.set()
+
+    async def _reload_loop(self) -> None:
+        """Re-read what changed right away, so that the last good copy an outage would
+        serve is the latest one, not the one before an edit nobody has read since."""
+        while True:
+            await self._reload_soon.wait()
+            self._reload_soon.clear()
+            if self._stopping:
+                return
+            entities, self._reload = self._reload, set()
+            try:
+                for entity in entities:
+                    await self._cached(entity, self._below[DOCUMENT_READS[entity]])
+                for provider_type, uuid in list(self._stale_credentials):
+                    await self.cfgstore_credentials_get(provider_type, uuid)
+            except CfgStoreError as exc:  # degraded meanwhile, or nothing good to serve
+                raise_if_cancelling(exc)
+                log.debug("reload after a change stopped: %s", exc)
 
     # -- documents: last good copy ------------------------------------------------------------
 
