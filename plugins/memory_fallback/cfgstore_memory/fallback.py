@@ -320,7 +320,8 @@ class MemoryFallback(GuardedOps, ReadCache):
 
     async def _save_loop(self) -> None:
         """Save the confirmed state when asked (resync, outage) and every
-        ``snapshot_interval_ms`` while the storage serves."""
+        ``snapshot_interval_ms``. Saving while degraded rewrites the same state: nothing
+        is confirmed without the storage."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.snapshot_interval_ms / 1000):
@@ -328,8 +329,6 @@ class MemoryFallback(GuardedOps, ReadCache):
             self._save_soon.clear()
             if self._stopping:
                 return
-            if self._replicator.mode is Mode.DATA_LOST:
-                continue  # keep the last snapshot of the namespace that was lost
             try:
                 await self._save_snapshot()
             except (CfgStoreError, OSError) as exc:
