@@ -47,6 +47,12 @@ class Pools(_Facade):
         result: ProviderPools = await self._call("cfgstore_pools_list")
         return result
 
+    async def view(self) -> Mapping[str, Sequence[ProviderNode]]:
+        """The live read-only pools for provider selection (``cfgstore_pools_view``):
+        never mutate it; read it again for every decision."""
+        view: Mapping[str, Sequence[ProviderNode]] = await self._call("cfgstore_pools_view")
+        return view
+
     async def get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:
         node: ProviderNode | None = await self._call(
             "cfgstore_pools_get_node", provider_type=provider_type, uuid=uuid

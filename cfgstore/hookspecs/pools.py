@@ -30,6 +30,17 @@ async def cfgstore_pools_list() -> ProviderPools:
 
 
 @hookspec
+async def cfgstore_pools_view() -> Mapping[str, Sequence[ProviderNode]]:
+    """The pools for the hot path (provider selection): provider type → nodes, the
+    backend's live objects rather than copies.
+
+    Read-only: a caller never mutates the mapping, the lists or the nodes, and reads it
+    again for every decision (it changes as records apply and other instances' changes
+    arrive). A backend without a live in-memory state returns a fresh copy.
+    """
+
+
+@hookspec
 async def cfgstore_pools_get_node(provider_type: str, uuid: str) -> ProviderNode | None:
     """Return the node, or ``None`` when the type or the uuid is absent."""
 

@@ -138,6 +138,10 @@ class DictStore:
         return self.pools.copy()
 
     @hookimpl
+    async def cfgstore_pools_view(self):
+        return self.pools.types
+
+    @hookimpl
     async def cfgstore_pools_get_node(self, provider_type, uuid):
         node = self.pools.find(provider_type, uuid)
         return None if node is None else node.copy()

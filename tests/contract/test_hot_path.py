@@ -139,3 +139,18 @@ async def test_two_processes_incrementing_one_account_are_exact(deployment: Depl
     async with deployment.open() as store:
         node = await store.pools.get_node("openai-custom", "shared")
         assert node is not None and node.state.usage_count == 2 * count
+
+
+async def test_the_live_view_shows_records_and_edits(store: Store) -> None:
+    """``pools.view()`` (provider selection's read) reflects records and edits as they
+    happen — read again per decision, never mutated by the caller."""
+    await store.pools.add_node("openai-custom", make_node("a"))
+    await store.pools.add_node("openai-custom", make_node("b"))
+    await store.pools.record_success("openai-custom", "b")
+    await store.flush()
+    view = await store.pools.view()
+    assert [n.uuid for n in view["openai-custom"]] == ["a", "b"]
+    assert [n.state.usage_count for n in view["openai-custom"]] == [0, 1]
+    await store.pools.set_disabled("openai-custom", "a", True)
+    again = await store.pools.view()
+    assert [n.state.is_disabled for n in again["openai-custom"]] == [True, False]

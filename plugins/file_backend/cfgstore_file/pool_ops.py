@@ -42,6 +42,10 @@ class PoolOps:
         return self.pools_file.view.copy()
 
     @hookimpl
+    async def cfgstore_pools_view(self) -> Mapping[str, Sequence[ProviderNode]]:
+        return self.pools_file.view.types
+
+    @hookimpl
     async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:
         node = self.pools_file.view.find(provider_type, uuid)
         return node.copy() if node is not None else None

@@ -31,7 +31,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -403,6 +403,10 @@ class MemoryFallback(GuardedOps, ReadCache):
     @hookimpl
     async def cfgstore_pools_list(self) -> ProviderPools:
         return self.mirror.list()
+
+    @hookimpl
+    async def cfgstore_pools_view(self) -> Mapping[str, Sequence[ProviderNode]]:
+        return self.mirror.view.types
 
     @hookimpl
     async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:

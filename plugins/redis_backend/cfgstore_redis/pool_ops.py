@@ -74,6 +74,10 @@ class PoolOps(RedisParts):
         return pools
 
     @hookimpl
+    async def cfgstore_pools_view(self) -> Mapping[str, Sequence[ProviderNode]]:
+        return (await self.cfgstore_pools_list()).types  # no live state: the memory layer has
+
+    @hookimpl
     async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:
         await self.writer.durable()
         return (await self._read_nodes([(provider_type, uuid)]))[0]
