@@ -522,6 +522,10 @@ class MemoryFallback(GuardedOps, ReadCache):
                 token: str | None = await self._below["cfgstore_credentials_lock"](
                     provider_type=provider_type, uuid=uuid, ttl_ms=ttl_ms
                 )
+                if token is not None:
+                    # The holder is about to refresh: its next read is the stored truth,
+                    # not a copy that may not have heard another instance's refresh yet.
+                    self._stale_credentials.add((provider_type, uuid))
                 return token
             except StorageUnavailable as exc:
                 self._replicator.note_outage(exc)
