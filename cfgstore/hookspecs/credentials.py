@@ -57,7 +57,9 @@ async def cfgstore_credentials_lock(provider_type: str, uuid: str, ttl_ms: int) 
 
     Returns a random token when the lock was free (it then expires by itself after
     ``ttl_ms`` so a crashed holder cannot block refreshes), ``None`` when someone holds it.
-    Never waits.
+    Never waits. After a successful lock the caller's next ``cfgstore_credentials_get``
+    of that credential returns what is stored — a caching layer must not answer it from a
+    copy that may not have heard of another instance's refresh yet.
     """
 
 

@@ -18,12 +18,9 @@ and found stale (or, forced, whose token the upstream refused):
    credential satisfies the caller's own basis (below); otherwise it starts the next flight.
 2. **Across instances**, the flight takes the store's lock (``lock_ttl_ms``). The holder
    re-reads the credential; if it already satisfies the basis, someone refreshed meanwhile
-   and it is used as is. A memory layer may still serve a copy older than the store's (the
-   fallback re-reads a credential only when the change feed says so), so before calling the
-   endpoint the holder asks the store for the authoritative version with a compare-and-set
-   that cannot succeed (expected version :data:`PROBE_VERSION`: nothing is written, the
-   :class:`~cfgstore.errors.VersionConflict` names the stored version); when it differs,
-   the holder re-reads until its copy catches up and checks again. Only then does it call
+   and it is used as is (the store's lock contract: after taking the lock, the next read
+   is the stored credential, never a cached copy behind another instance's refresh). Only
+   then does it call
    the endpoint, and it writes the result with the version it read. The lock is released in
    ``finally`` (compare-and-delete: a lease that lapsed and was taken by another instance is
    left alone).
@@ -77,13 +74,10 @@ from cfgstore_gateway.token_requests import (
     refreshed_document,
 )
 
-__all__ = ["PROBE_VERSION", "RefreshFailed", "RefreshStats", "RefreshTimedOut", "Refresher"]
+__all__ = ["RefreshFailed", "RefreshStats", "RefreshTimedOut", "Refresher"]
 
 log = logging.getLogger("cfgstore_gateway.refresh")
 
-PROBE_VERSION = "refresh-probe"
-"""An expected version no backend ever hands out (versions are counters, content hashes or
-``<n>+local<m>``): a put with it always conflicts and reports the stored version."""
 
 _Key = tuple[str, str]
 
@@ -109,8 +103,6 @@ class RefreshStats:
     """Flights that found the lock held by someone else and waited for their result."""
     failures: int = 0
     """Flights that ended in :class:`RefreshFailed`."""
-    stale_copies: int = 0
-    """Lock holders whose copy was behind the store's version (the probe caught it)."""
 
 
 @attrs.frozen
@@ -330,12 +322,6 @@ class Refresher:
         current = await self._read(provider_type, node.uuid)
         if self._satisfies(current, basis, force):
             return _Outcome(current, fetched=False)
-        stored = await self._stored_version(current)
-        if stored != current.version:
-            self.stats.stale_copies += 1
-            current = await self._read_until(provider_type, node.uuid, stored, deadline)
-            if self._satisfies(current, basis, force):
-                return _Outcome(current, fetched=False)
 
         config = await self._store.config.get()
         request = build_request(current, SettingLookup.of(node, config.document))
@@ -364,13 +350,6 @@ class Refresher:
         if credential is None:
             raise NotFound("credential", f"{provider_type}/{uuid}")
         return credential
-
-    async def _stored_version(self, credential: Credential) -> str | None:
-        """The version the store holds, past any cache (see :data:`PROBE_VERSION`)."""
-        try:
-            return await self._store.credentials.put(credential, PROBE_VERSION)
-        except VersionConflict as conflict:
-            return conflict.actual
 
     async def _read_until(
         self, provider_type: str, uuid: str, version: str | None, deadline: float

@@ -29,13 +29,11 @@ import pytest
 import redis.asyncio
 
 from cfgstore.adapters import Settings, Store
-from cfgstore.errors import VersionConflict
 from cfgstore.model.credentials import Credential, TokenFormat
-from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import ProviderNode, node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms
-from cfgstore_gateway.refresh import PROBE_VERSION, Refresher, RefreshFailed, RefreshTimedOut
+from cfgstore_gateway.refresh import Refresher, RefreshFailed, RefreshTimedOut
 from cfgstore_gateway.token_requests import (
     SettingLookup,
     build_request,
@@ -759,29 +757,15 @@ async def test_holder_that_never_writes_makes_waiters_time_out(
     assert stub.count == 0
 
 
-# -- the store primitive the holder relies on --------------------------------------------------
-
-
-async def test_version_probe_reports_the_stored_version_and_writes_nothing(
-    namespace: Namespace, store: Store
-) -> None:
-    _, version = await add_account(store, KIRO, "k1", kiro_social_doc())
-    async with Store.open(namespace.fallback_settings("a")) as cached:
-        for each in (store, cached):
-            credential = await stored(each, KIRO, "k1")
-            changed = attrs.evolve(credential, document={"accessToken": "must not be written"})
-            with pytest.raises(VersionConflict) as info:
-                await each.credentials.put(changed, PROBE_VERSION)
-            assert info.value.actual == version
-    after = await stored(store, KIRO, "k1")
-    assert after.version == version and after.document == kiro_social_doc()
+# -- a holder whose memory copy is behind ------------------------------------------------------
 
 
 async def test_holder_with_a_stale_cached_copy_uses_the_stored_refresh(
     namespace: Namespace, store: Store, http: aiohttp.ClientSession, stub: TokenStub
 ) -> None:
     """An instance whose memory copy has not yet heard of another instance's refresh takes
-    the lock: the version probe finds the newer version, no endpoint call is made."""
+    the lock: its next read is the stored credential (the store's lock contract), so the
+    newer version is used and no endpoint call is made."""
     node, version = await add_account(
         store, KIRO, "k1", kiro_social_doc(), KIRO_REFRESH_URL=stub.url("/r")
     )
@@ -801,23 +785,11 @@ async def test_holder_with_a_stale_cached_copy_uses_the_stored_refresh(
         assert (await stored(cached, KIRO, "k1")).version == version  # still the old copy
 
         refreshing = refresher(cached, http)
-        task = asyncio.create_task(refreshing.credential_for(KIRO, node))
-        await until(lambda: refreshing.stats.flights == 1, "the refresh starts")
-        await until(lambda: task.done() or _probe_waiting(refreshing), "the probe")
-        # The change message arrives.
-        cached.plugins.manager.hook.cfgstore_changed(
-            event=ChangeEvent("credentials", (f"{KIRO}/k1",), remote=True)
-        )
-        credential = await asyncio.wait_for(task, WAIT_S)
-    assert stub.count == 0
-    assert refreshing.stats.stale_copies == 1  # the probe, not a change message, caught it
+        credential = await asyncio.wait_for(refreshing.credential_for(KIRO, node), WAIT_S)
+    assert stub.count == 0 and refreshing.stats.flights == 1
     assert credential is not None and credential.version == new_version
     assert credential.document == fresh
     assert await lock_is_free(store, KIRO, "k1")
-
-
-def _probe_waiting(refreshing: Refresher) -> bool:
-    return refreshing.stats.stale_copies == 1
 
 
 # -- SC-004: two instances, one call -----------------------------------------------------------
