@@ -1,0 +1,173 @@
+"""Upstream protocol adapters: the contract, the call and reply values, the registry.
+
+An :class:`Adapter` turns one proxied request (the client's OpenAI-format body, the chosen
+pool node, its credential) into an upstream call and hands back an :class:`UpstreamReply`
+whose body the gateway streams to the client as it arrives. Adapters do no bookkeeping and
+no retries: selection, slots, credentials refresh, health records and switching to another
+node are the gateway's (:mod:`cfgstore_gateway.proxy`). An adapter raises
+:class:`UpstreamUnavailable` when no HTTP answer arrived (connection refused or reset,
+timeout); any HTTP answer, error statuses included, is a reply.
+
+Contract of a reply: ``status`` and ``headers`` are known when the call returns; the body
+is read once, either whole (:meth:`UpstreamReply.read`) or chunk by chunk
+(:meth:`UpstreamReply.chunks`), and :meth:`UpstreamReply.close` is always called (it
+returns the pooled connection). For a successful reply the body is in the OpenAI format
+(JSON, or ``text/event-stream`` when the request asked for ``stream``): a protocol
+adapter converts on the fly.
+
+:class:`AdapterRegistry` resolves which adapter serves a provider type once per type and
+caches the answer (no pluggy call and no scan per request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+import attrs
+
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import Credential
+from cfgstore.model.pools import ProviderNode
+
+log = logging.getLogger("cfgstore_gateway.adapters")
+
+
+class UpstreamUnavailable(Exception):
+    """No HTTP answer from the upstream (refused, reset, timed out, bad base URL). The
+    message names the cause, never a credential."""
+
+
+@attrs.frozen
+class UpstreamCall:
+    """One call to an upstream on behalf of a client request.
+
+    ``body`` is the client's request object with ``model`` already resolved (a
+    ``type:model`` prefix removed); ``raw_body`` the bytes to send as they are when the
+    adapter needs no change (``None`` when the body was rewritten). ``credential`` is the
+    node's OAuth credential (``None`` for API-key types). ``node`` and ``config`` are live,
+    shared objects: read them, never mutate them.
+    """
+
+    provider_type: str
+    node: ProviderNode
+    config: MainConfig
+    credential: Credential | None
+    body: Mapping[str, Any]
+    raw_body: bytes | None
+    stream: bool
+    session: aiohttp.ClientSession
+    request_id: str
+
+
+@attrs.frozen
+class ModelsCall:
+    """A model listing on behalf of ``GET /v1/models`` (same fields as :class:`UpstreamCall`
+    minus the request body)."""
+
+    provider_type: str
+    node: ProviderNode
+    config: MainConfig
+    credential: Credential | None
+    session: aiohttp.ClientSession
+    request_id: str
+
+
+class UpstreamReply(Protocol):
+    """An upstream's HTTP answer (see the module docstring for the reading contract)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """An upstream protocol, for the provider types it serves."""
+
+    @property
+    def name(self) -> str: ...
+
+    def serves(self, provider_type: str) -> bool:
+        """Whether this adapter speaks the upstream protocol of ``provider_type``."""
+        ...
+
+    def needs_credential(self, provider_type: str) -> bool:
+        """Whether calls of this type carry an OAuth credential (the gateway then gets one
+        from the refresher and handles a 401 by a forced refresh)."""
+        ...
+
+    def static_models(self, provider_type: str) -> Sequence[str]:
+        """Models the type is known to serve without asking the upstream (may be empty:
+        then ``list_models`` asks)."""
+        ...
+
+    async def chat_completions(self, call: UpstreamCall) -> UpstreamReply:
+        """Send a chat completion; raise :class:`UpstreamUnavailable` when no answer."""
+        ...
+
+    async def list_models(self, call: ModelsCall) -> list[str]:
+        """Model ids the upstream offers; raise :class:`UpstreamUnavailable` (or return
+        ``[]``) when it cannot say."""
+        ...
+
+
+class AdapterRegistry:
+    """Adapters by provider type. Register at start-up; look up per request (cached)."""
+
+    def __init__(self) -> None:
+        self._adapters: list[Adapter] = []
+        self._by_type: dict[str, Adapter | None] = {}
+
+    def register(self, adapter: Adapter) -> None:
+        """Add an adapter; it wins over earlier ones for the types it serves."""
+        if not isinstance(adapter, Adapter):
+            raise TypeError(f"{adapter!r} does not implement the gateway Adapter protocol")
+        for other in self._adapters:
+            if other.name == adapter.name:
+                log.warning("adapter %s registered twice; the later one wins", adapter.name)
+        self._adapters.append(adapter)
+        self._by_type.clear()
+
+    @property
+    def adapters(self) -> tuple[Adapter, ...]:
+        return tuple(self._adapters)
+
+    def for_type(self, provider_type: str) -> Adapter | None:
+        """The adapter serving ``provider_type``: the last registered one that serves the
+        type itself, else (for ``<base>-<suffix>`` types) the one serving the longest base;
+        ``None`` when no adapter speaks its protocol."""
+        try:
+            return self._by_type[provider_type]
+        except KeyError:
+            pass
+        found = self._resolve(provider_type)
+        self._by_type[provider_type] = found
+        return found
+
+    def _resolve(self, provider_type: str) -> Adapter | None:
+        candidate = provider_type
+        while True:
+            serving = [a for a in self._adapters if a.serves(candidate)]
+            if serving:
+                if len(serving) > 1:
+                    log.warning(
+                        "provider type %s is served by adapters %s; using %s",
+                        provider_type,
+                        ", ".join(a.name for a in serving),
+                        serving[-1].name,
+                    )
+                return serving[-1]
+            if "-" not in candidate:
+                return None
+            candidate = candidate.rsplit("-", 1)[0]

@@ -1,0 +1,263 @@
+"""The OpenAI-compatible adapter (entry point ``gateway-openai``, group ``cfgstore``).
+
+Serves the provider types whose upstream speaks OpenAI's ``/chat/completions`` and
+``/models``: the API-key types ``openai-custom``, ``atlascloud`` and ``forward-api``, and
+the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and ``openai-iflow``, each with its
+``<type>-<suffix>`` variants (``openai-custom-deepseek``). Bodies pass through unchanged
+(streams chunk by chunk, as they arrive).
+
+Where a call goes, first found wins:
+
+1. the node's own base-URL key for its type (``OPENAI_BASE_URL``, ``FORWARD_BASE_URL``,
+   ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``), else the same key at the root of
+   ``config.json``: every node's effective config is ``{...config.json, ...node}``, so a
+   node's empty string wins over the root value and means "not set", as in the Node
+   service;
+2. ``UPSTREAM_BASE_URLS[type]`` in ``config.json`` (an object type → base URL; a suffixed
+   type falls back to its base type's entry);
+3. for Qwen, ``https://<resource_url>/v1`` from the credential;
+4. the type's built-in default (OpenAI, Qwen's portal, iFlow), if it has one.
+
+The base URL ends before ``/chat/completions`` (``https://host/v1``).
+
+Authentication: API-key types send the node's key (``OPENAI_API_KEY`` / ``FORWARD_API_KEY``,
+or the root key of ``config.json``) as ``Authorization: Bearer``; ``forward-api`` honours
+``FORWARD_HEADER_NAME`` / ``FORWARD_HEADER_VALUE_PREFIX``. OAuth types send the
+credential's token (iFlow: its ``apiKey``, else the access token). No client header is ever
+forwarded upstream (the client's gateway key stays here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+import aiohttp
+import attrs
+
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import Credential
+from cfgstore.model.pools import ProviderNode
+from cfgstore_gateway.adapters import (
+    Adapter,
+    ModelsCall,
+    UpstreamCall,
+    UpstreamReply,
+    UpstreamUnavailable,
+)
+from cfgstore_gateway.hookspecs import adapters_hookimpl
+
+log = logging.getLogger("cfgstore_gateway.openai")
+
+
+@attrs.frozen
+class TypeProfile:
+    """How one provider type reaches an OpenAI-compatible upstream."""
+
+    base_url_key: str
+    api_key_key: str | None
+    """Node key holding the API key; ``None`` for OAuth types (the credential's token)."""
+    default_base_url: str | None = None
+
+
+PROFILES: dict[str, TypeProfile] = {
+    "openai-custom": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY", "https://api.openai.com/v1"),
+    "atlascloud": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
+    "forward-api": TypeProfile("FORWARD_BASE_URL", "FORWARD_API_KEY"),
+    "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
+    "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
+}
+"""The types this adapter serves (suffixed variants included) and their keys."""
+
+UPSTREAM_BASE_URLS_KEY = "UPSTREAM_BASE_URLS"
+
+
+def base_type(provider_type: str, known: Mapping[str, object]) -> str | None:
+    """The key of ``known`` that ``provider_type`` is or extends (``openai-custom-x`` →
+    ``openai-custom``), longest first; ``None`` when none."""
+    candidate = provider_type
+    while True:
+        if candidate in known:
+            return candidate
+        if "-" not in candidate:
+            return None
+        candidate = candidate.rsplit("-", 1)[0]
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+class OpenAICompatAdapter:
+    """See the module docstring. ``profiles`` replaces the served types (tests, or a
+    plugin that points more types at OpenAI-compatible upstreams)."""
+
+    name = "openai-compatible"
+
+    def __init__(self, profiles: Mapping[str, TypeProfile] | None = None) -> None:
+        self._profiles = dict(PROFILES if profiles is None else profiles)
+
+    def _profile(self, provider_type: str) -> TypeProfile:
+        key = base_type(provider_type, self._profiles)
+        if key is None:
+            raise UpstreamUnavailable(f"the OpenAI adapter does not serve {provider_type}")
+        return self._profiles[key]
+
+    # -- Adapter -----------------------------------------------------------------------
+
+    def serves(self, provider_type: str) -> bool:
+        return provider_type in self._profiles
+
+    def needs_credential(self, provider_type: str) -> bool:
+        return self._profile(provider_type).api_key_key is None
+
+    def static_models(self, provider_type: str) -> Sequence[str]:
+        return ()
+
+    async def chat_completions(self, call: UpstreamCall) -> UpstreamReply:
+        url = self.base_url(call.provider_type, call.node, call.config, call.credential)
+        data = call.raw_body if call.raw_body is not None else json.dumps(call.body).encode()
+        headers = self._auth_headers(call.provider_type, call.node, call.config, call.credential)
+        headers["Content-Type"] = "application/json"
+        headers["Accept"] = "text/event-stream" if call.stream else "application/json"
+        headers["X-Request-Id"] = call.request_id
+        try:
+            response = await call.session.post(
+                url + "/chat/completions", data=data, headers=headers
+            )
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise UpstreamUnavailable(_describe(exc)) from None
+        return AiohttpReply(response)
+
+    async def list_models(self, call: ModelsCall) -> list[str]:
+        url = self.base_url(call.provider_type, call.node, call.config, call.credential)
+        headers = self._auth_headers(call.provider_type, call.node, call.config, call.credential)
+        headers["Accept"] = "application/json"
+        headers["X-Request-Id"] = call.request_id
+        try:
+            async with call.session.get(url + "/models", headers=headers) as response:
+                if response.status != 200:
+                    raise UpstreamUnavailable(f"GET /models answered HTTP {response.status}")
+                document = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise UpstreamUnavailable(_describe(exc)) from None
+        items = document.get("data") if isinstance(document, dict) else None
+        if not isinstance(items, list):
+            return []
+        return [item["id"] for item in items if isinstance(item, dict) and _text(item.get("id"))]
+
+    # -- where and how ------------------------------------------------------------------
+
+    def base_url(
+        self,
+        provider_type: str,
+        node: ProviderNode,
+        config: MainConfig,
+        credential: Credential | None,
+    ) -> str:
+        """The upstream base URL (no trailing slash); raises :class:`UpstreamUnavailable`
+        when none is configured."""
+        profile = self._profile(provider_type)
+        url = _text(_effective(node, config, profile.base_url_key))
+        if url is None:
+            table = config.get(UPSTREAM_BASE_URLS_KEY)
+            if isinstance(table, dict):
+                key = base_type(provider_type, table)
+                url = _text(table.get(key)) if key is not None else None
+        if url is None and profile.base_url_key == "QWEN_BASE_URL" and credential is not None:
+            resource = _text(credential.effective().get("resource_url"))
+            if resource is not None:
+                url = resource if resource.startswith("http") else f"https://{resource}/v1"
+        url = url or profile.default_base_url
+        if url is None:
+            raise UpstreamUnavailable(
+                f"no upstream base URL for {provider_type}: set the node's "
+                f"{profile.base_url_key} or {UPSTREAM_BASE_URLS_KEY}[{provider_type!r}]"
+            )
+        return url.rstrip("/")
+
+    def _auth_headers(
+        self,
+        provider_type: str,
+        node: ProviderNode,
+        config: MainConfig,
+        credential: Credential | None,
+    ) -> dict[str, str]:
+        profile = self._profile(provider_type)
+        if profile.api_key_key is not None:
+            secret = _text(_effective(node, config, profile.api_key_key))
+        else:
+            secret = _token_of(credential)
+        if secret is None:
+            raise UpstreamUnavailable(f"no API key or token for this {provider_type} node")
+        if base_type(provider_type, {"forward-api": None}) is not None:
+            name = _text(_effective(node, config, "FORWARD_HEADER_NAME")) or "Authorization"
+            prefix = _effective(node, config, "FORWARD_HEADER_VALUE_PREFIX")
+            prefix_text = prefix if isinstance(prefix, str) else "Bearer "
+            return {name: prefix_text + secret}
+        return {"Authorization": f"Bearer {secret}"}
+
+
+def _effective(node: ProviderNode, config: MainConfig, key: str) -> object:
+    """A key of the node's effective config (``{...config.json, ...node}``)."""
+    return node.settings[key] if key in node.settings else config.get(key)
+
+
+def _token_of(credential: Credential | None) -> str | None:
+    if credential is None:
+        return None
+    document = credential.effective()
+    for key in ("apiKey", "api_key", "access_token", "accessToken"):
+        value = _text(document.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """The cause, for logs and ``lastErrorMessage``: user info in URLs is hidden."""
+    if isinstance(exc, TimeoutError):
+        return "upstream timed out"
+    return _USERINFO.sub("//***@", f"{type(exc).__name__}: {exc}")
+
+
+_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+class AiohttpReply:
+    """An :class:`~cfgstore_gateway.adapters.UpstreamReply` over an aiohttp response; read
+    errors become :class:`UpstreamUnavailable`."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(_describe(exc)) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._response.content.iter_any():
+                yield data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(_describe(exc)) from None
+
+    def close(self) -> None:
+        self._response.release()
+
+
+@adapters_hookimpl
+def cfgstore_gateway_adapters(register: Callable[[Adapter], None]) -> None:
+    register(OpenAICompatAdapter())

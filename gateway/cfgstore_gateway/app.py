@@ -1,0 +1,403 @@
+"""The aiohttp application: routes, the client key check, request ids and the access log.
+
+:func:`create_app` builds an application over an **open** :class:`~cfgstore.adapters.Store`
+that the caller owns (opens before, flushes and closes after). On start-up the application
+creates its :class:`~cfgstore_gateway.services.Services`: the one shared upstream
+``aiohttp.ClientSession`` (pooled connector sized by
+:attr:`~cfgstore_gateway.services.GatewayOptions.upstream_connections`), the selector and its
+slot table, the refresher, the adapters (from the ``cfgstore_gateway_adapters`` hook unless
+given), and a config cache fed by the store's change events; on clean-up it cancels pending
+refreshes and closes the session.
+
+Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
+
+* ``POST /v1/chat/completions`` and ``POST /{type}/v1/chat/completions``: proxied, streaming
+  or not (:mod:`cfgstore_gateway.proxy`, routing in :mod:`cfgstore_gateway.routing`);
+* ``GET /v1/models`` and ``GET /{type}/v1/models``: the models of the pools' types (one
+  type with a ``model-provider`` header or a path prefix): the ``supportedModels`` of the
+  type's enabled nodes, else the adapter's static list, else the upstream's own ``/models``
+  asked through one usable node (cached for ``models_cache_s``; an upstream that cannot say
+  contributes nothing);
+* ``GET /health``: public; ``{"status": "healthy", "storage": <mode>, ...}`` where the
+  storage mode is the first backend status's ``mode`` (``file``, ``redis``,
+  ``degraded``…), cached for ``health_cache_s``.
+
+Every other path needs the client key (:mod:`cfgstore_gateway.auth`). Every response carries
+``X-Request-Id`` (the client's, when it sent a sane one). One log line per request names the
+request id, method, path (never the query string: it may hold the key), provider type, node
+uuid, attempts, status and latency. Run it with aiohttp's own access log off
+(``access_log=None``, as :mod:`cfgstore_gateway.serve` does): that one prints query strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+
+import aiohttp
+import attrs
+from aiohttp import web
+
+from cfgstore.adapters import Store
+from cfgstore.adapters.plugins import PluginSet
+from cfgstore.errors import CfgStoreError
+from cfgstore.model.config import MainConfig
+from cfgstore.model.pools import ProviderNode
+from cfgstore.model.timefmt import iso_ms, now_ms
+from cfgstore_gateway.adapters import Adapter, AdapterRegistry, ModelsCall, UpstreamUnavailable
+from cfgstore_gateway.auth import PUBLIC_PATHS, key_matches, unauthorized
+from cfgstore_gateway.errors import error_response
+from cfgstore_gateway.hookspecs import add_gateway_hookspecs
+from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
+from cfgstore_gateway.refresh import Refresher, RefreshFailed
+from cfgstore_gateway.routing import AUTO, default_providers, is_known_type, resolve
+from cfgstore_gateway.selection import Selector, SlotTable
+from cfgstore_gateway.services import ConfigCache, GatewayOptions, RefresherLike, Services
+
+log = logging.getLogger("cfgstore_gateway.app")
+
+RefresherFactory = Callable[[Store, aiohttp.ClientSession], RefresherLike]
+
+
+@attrs.frozen
+class _Setup:
+    store: Store
+    registry: AdapterRegistry
+    options: GatewayOptions
+    refresher_factory: RefresherFactory
+
+
+SETUP = web.AppKey("cfgstore_gateway.setup", _Setup)
+SERVICES = web.AppKey("cfgstore_gateway.services", Services)
+_CURRENT: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("cfgstore_gateway_request")
+"""The current request's log record: set by the middleware, read by the handlers (same task)."""
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def create_app(
+    store: Store,
+    *,
+    options: GatewayOptions | None = None,
+    adapters: Sequence[Adapter] | None = None,
+    refresher_factory: RefresherFactory | None = None,
+) -> web.Application:
+    """The gateway application over ``store`` (see the module docstring). ``adapters``
+    replaces the plugin-registered ones; ``refresher_factory(store, session)`` replaces
+    :class:`~cfgstore_gateway.refresh.Refresher`."""
+    options = options or GatewayOptions()
+    if adapters is None:
+        registry = load_adapters(store.plugins)
+    else:
+        registry = AdapterRegistry()
+        for adapter in adapters:
+            registry.register(adapter)
+    app = web.Application(middlewares=[_middleware], client_max_size=options.client_max_size)
+    app[SETUP] = _Setup(store, registry, options, refresher_factory or _default_refresher)
+    app.cleanup_ctx.append(_services)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/{provider}/v1/models", models)
+    app.router.add_post("/{provider}/v1/chat/completions", chat_completions)
+    return app
+
+
+def load_adapters(plugins: PluginSet) -> AdapterRegistry:
+    """Ask every plugin for its adapters (the ``cfgstore_gateway_adapters`` hook), each
+    implementation isolated: one that raises is logged and skipped."""
+    manager = plugins.manager
+    add_gateway_hookspecs(manager)
+    registry = AdapterRegistry()
+    for impl in manager.hook.cfgstore_gateway_adapters.get_hookimpls():
+        arguments = {"register": registry.register}
+        try:
+            impl.function(*[arguments[name] for name in impl.argnames])
+        except Exception:
+            log.exception("plugin %s could not register its adapters", impl.plugin_name)
+    if not registry.adapters:
+        log.warning("no upstream adapter is installed: every chat request will fail")
+    return registry
+
+
+def _default_refresher(store: Store, session: aiohttp.ClientSession) -> RefresherLike:
+    return Refresher(store, session)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    setup = app[SETUP]
+    options = setup.options
+    connector = aiohttp.TCPConnector(
+        limit=options.upstream_connections,
+        limit_per_host=0,
+        keepalive_timeout=options.keepalive_timeout_s,
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=options.upstream_connect_timeout_s,
+        sock_connect=options.upstream_sock_connect_timeout_s,
+        sock_read=options.upstream_read_timeout_s,
+    )
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+    config = ConfigCache(setup.store, options.config_max_age_s)
+    manager = setup.store.plugins.manager
+    manager.register(config, name=f"cfgstore-gateway-config:{id(config)}")
+    slots = SlotTable()
+    refresher = setup.refresher_factory(setup.store, session)
+    app[SERVICES] = Services(
+        store=setup.store,
+        registry=setup.registry,
+        selector=Selector(slots),
+        slots=slots,
+        config=config,
+        session=session,
+        refresher=refresher,
+        options=options,
+    )
+    required = (await config.get()).get("REQUIRED_API_KEY")
+    if not required:
+        log.warning("REQUIRED_API_KEY is empty: every request but /health is refused")
+    elif required == "123456":
+        log.warning("REQUIRED_API_KEY is the well-known default 123456: change it")
+    try:
+        yield
+    finally:
+        try:
+            await refresher.aclose()
+        finally:
+            manager.unregister(config)
+            await session.close()
+
+
+# ----------------------------------------------------------------------------- middleware
+
+
+@web.middleware
+async def _middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    offered = request.headers.get("X-Request-Id", "")
+    info = RequestInfo(offered if _REQUEST_ID.fullmatch(offered) else uuidlib.uuid4().hex[:16])
+    _CURRENT.set(info)
+    started = time.perf_counter()
+    try:
+        if request.path in PUBLIC_PATHS:
+            response = await handler(request)
+        else:
+            config = await request.app[SERVICES].config.get()
+            if key_matches(request, config.get("REQUIRED_API_KEY")):
+                response = await handler(request)
+            else:
+                response = unauthorized()
+    except web.HTTPException as exc:
+        response = error_response(exc.status, exc.reason, "invalid_request_error")
+    except CfgStoreError as exc:
+        log.error("req=%s storage error: %s", info.request_id, exc)
+        response = error_response(503, f"Storage error: {exc}", "server_error", "storage_error")
+    except Exception:
+        log.exception("req=%s failed", info.request_id)
+        response = error_response(500, "Internal gateway error", "server_error")
+    if not response.prepared:  # a stream stamped its own before it started
+        response.headers["X-Request-Id"] = info.request_id
+    log.info(
+        "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f",
+        info.request_id,
+        request.method,
+        request.path,
+        info.provider_type or "-",
+        info.uuid or "-",
+        info.attempts,
+        response.status,
+        (time.perf_counter() - started) * 1000,
+    )
+    return response
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    config = await services.config.get()
+    view = await services.store.pools.view()
+    return web.json_response(
+        {
+            "status": "healthy",
+            "timestamp": iso_ms(now_ms()),
+            "storage": await _storage_mode(services),
+            "provider": default_providers(config, view.keys())[0],
+            "instance": services.store.instance_id,
+        }
+    )
+
+
+async def _storage_mode(services: Services) -> str:
+    cached = services.health_cache
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    try:
+        async with asyncio.timeout(5.0):
+            statuses = await services.store.status()
+        mode = statuses[0].mode if statuses else "unknown"
+    except (TimeoutError, CfgStoreError) as exc:
+        log.warning("storage status unavailable: %s", exc)
+        mode = "unknown"
+    services.health_cache = (time.monotonic() + services.options.health_cache_s, mode)
+    return mode
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    config = await services.config.get()
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return error_response(400, "Request body is not valid JSON", "invalid_request_error")
+    if not isinstance(body, dict):
+        return error_response(400, "Request body must be a JSON object", "invalid_request_error")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        return error_response(
+            400, "you must provide a model parameter", "invalid_request_error", "missing_model"
+        )
+    view = await services.store.pools.view()
+    path_type = request.match_info.get("provider")
+    if path_type is not None and not _routable(services, path_type, view.keys()):
+        return _unknown_type(path_type)
+    route = resolve(
+        header_type=request.headers.get("model-provider"),
+        path_type=path_type,
+        model=model,
+        config=config,
+        pool_types=view.keys(),
+        static_models=lambda t: _static_models(services, t),
+    )
+    client = ClientRequest(raw, body, model, body.get("stream") is True)
+    return await proxy_chat(services, request, client, route, config, _CURRENT.get())
+
+
+async def models(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    config = await services.config.get()
+    view = await services.store.pools.view()
+    path_type = request.match_info.get("provider")
+    if path_type is not None and not _routable(services, path_type, view.keys()):
+        return _unknown_type(path_type)
+    wanted = request.headers.get("model-provider") or path_type
+    if wanted and wanted != AUTO:
+        types = [wanted]
+    else:
+        types = [t for t in view if services.registry.for_type(t) is not None]
+    created = now_ms() // 1000
+    data: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for provider_type in types:
+        nodes = view.get(provider_type, ())
+        for model_id in await _models_of(services, provider_type, nodes, config, _CURRENT.get()):
+            if model_id not in seen:
+                seen.add(model_id)
+                data.append(
+                    {
+                        "id": model_id,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": provider_type,
+                    }
+                )
+    return web.json_response({"object": "list", "data": data})
+
+
+def _routable(services: Services, provider_type: str, pool_types: Collection[str]) -> bool:
+    if provider_type == AUTO:
+        return True
+    return (
+        is_known_type(provider_type, pool_types)
+        or services.registry.for_type(provider_type) is not None
+    )
+
+
+def _unknown_type(provider_type: str) -> web.Response:
+    return error_response(
+        404, f"Unknown provider type {provider_type!r}", "invalid_request_error", "unknown_provider"
+    )
+
+
+def _static_models(services: Services, provider_type: str) -> Sequence[str]:
+    adapter = services.registry.for_type(provider_type)
+    return adapter.static_models(provider_type) if adapter is not None else ()
+
+
+async def _models_of(
+    services: Services,
+    provider_type: str,
+    nodes: Sequence[ProviderNode],
+    config: MainConfig,
+    info: RequestInfo,
+) -> list[str]:
+    listed: list[str] = []
+    for node in nodes:
+        if node.state.is_disabled:
+            continue
+        supported = node.settings.get("supportedModels")
+        if isinstance(supported, list):
+            for item in supported:
+                if isinstance(item, str) and item.strip() and item.strip() not in listed:
+                    listed.append(item.strip())
+    if listed:
+        return listed
+    adapter = services.registry.for_type(provider_type)
+    if adapter is None:
+        return []
+    static = list(adapter.static_models(provider_type))
+    if static:
+        return static
+    cached = services.models_cache.get(provider_type)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    usable = next(
+        (
+            n
+            for n in nodes
+            if n.state.is_healthy and not n.state.is_disabled and not n.state.needs_refresh
+        ),
+        None,
+    )
+    if usable is None:
+        return []
+    try:
+        credential = (
+            await services.refresher.credential_for(provider_type, usable)
+            if adapter.needs_credential(provider_type)
+            else None
+        )
+        fetched = await adapter.list_models(
+            ModelsCall(
+                provider_type=provider_type,
+                node=usable,
+                config=config,
+                credential=credential,
+                session=services.session,
+                request_id=info.request_id,
+            )
+        )
+    except (UpstreamUnavailable, RefreshFailed) as exc:
+        log.warning(
+            "req=%s type=%s node=%s: no model list from the upstream: %s",
+            info.request_id,
+            provider_type,
+            usable.uuid,
+            exc,
+        )
+        return []
+    services.models_cache[provider_type] = (
+        time.monotonic() + services.options.models_cache_s,
+        fetched,
+    )
+    return fetched

@@ -1,0 +1,60 @@
+"""The gateway's plugin hook: upstream protocol adapters (DESIGN §7).
+
+An adapter speaks one upstream wire protocol for some provider types (the first one,
+:mod:`cfgstore_gateway.adapters.openai_compat`, speaks the OpenAI chat-completions protocol
+for the API-key providers, Qwen's portal and iFlow). Adapters ship as plugins in the
+entry-point group ``cfgstore``, like storage backends and cfgctl commands, and register
+through :func:`cfgstore_gateway_adapters`, a register-callback hook (llm's
+``register_models`` shape): the gateway owns the registry and resolves, once per provider
+type, which adapter serves it; no pluggy call happens per request.
+
+cfgctl's plugin manager validates every loaded plugin before the gateway is imported, so
+an implementation marks itself optional: use :data:`adapters_hookimpl` (``cfgstore.hookimpl``
+with ``optionalhook=True``). The gateway adds this spec to the manager
+(:func:`add_gateway_hookspecs`) before calling the hook, so a signature mismatch is still
+reported then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from cfgstore.hookspecs import hookimpl, hookspec
+
+if TYPE_CHECKING:
+    from cfgstore_gateway.adapters import Adapter
+
+adapters_hookimpl = hookimpl(optionalhook=True)
+"""The marker adapter plugins use for :func:`cfgstore_gateway_adapters`."""
+
+
+# ----------------------------------------------------------------------------- adapters
+
+
+@hookspec
+def cfgstore_gateway_adapters(register: Callable[[Adapter], None]) -> None:
+    """Register upstream protocol adapters: call ``register(adapter)`` once per adapter.
+
+    ``adapter`` implements :class:`cfgstore_gateway.adapters.Adapter`: a ``name``, which
+    provider types it serves (``serves(provider_type)``; a suffixed type such as
+    ``openai-custom-deepseek`` is served by whoever serves ``openai-custom`` unless an
+    adapter claims the suffixed type itself), and the async calls that proxy a chat
+    completion and list models. Called once when a gateway application is built, never per
+    request. When two adapters serve the same type, the one registered last wins and the
+    gateway logs the conflict. Nothing is returned; an implementation that raises is
+    reported and its adapters are skipped.
+    """
+
+
+def add_gateway_hookspecs(manager: pluggy.PluginManager) -> None:
+    """Add this module's hook specifications to ``manager`` (once; repeated calls are
+    no-ops). Implementations already registered are validated against them now."""
+    existing = getattr(manager.hook, "cfgstore_gateway_adapters", None)
+    if existing is not None and existing.spec is not None:
+        return
+    import cfgstore_gateway.hookspecs as this
+
+    manager.add_hookspecs(this)

@@ -1,0 +1,525 @@
+"""The request flow of ``POST /v1/chat/completions`` (aiclient-formats §3.5).
+
+For each target of the route (the effective type, then its fallbacks), until one answers:
+
+1. **Select** a node from the live pools (``store.pools.view()``, re-read for every pick)
+   with the :class:`~cfgstore_gateway.selection.Selector`, excluding the nodes this request
+   already tried. The pick is recorded at once, in one batch: ``Recovered`` for every node
+   whose cooldown has passed (also when nothing is picked), then ``Selected(seq)``.
+   No node left → next target.
+2. **Slot**: hold one of the node's slots (``concurrencyLimit`` / ``queueLimit``, per
+   process) for the whole upstream call, stream included. A full node
+   (:class:`~cfgstore_gateway.selection.SlotsFull`, queue timeout included) is skipped:
+   the next pick excludes it; no failure is recorded and no switch counted.
+3. **Credential**: for OAuth types, ``refresher.credential_for`` (refreshed first when near
+   expiry); none, or a failed refresh of an expired one, is a failure of the node.
+4. **Upstream** through the type's adapter. A 401 on an OAuth type records
+   ``NeedRefresh``, forces a refresh (``refresher.refresh(force=True)``) and retries on the
+   same node once; a refresh that fails is recorded as a failure (``Refresh failed: …``).
+5. **Bookkeeping**: ``Success`` once the answer was delivered (a stream: after its last
+   chunk); ``Cooldown`` for a 429 when ``RATE_LIMIT_COOLDOWN_ENABLED`` (recovery at now +
+   ``min(Retry-After or RATE_LIMIT_COOLDOWN_MS, max(RATE_LIMIT_COOLDOWN_MS,
+   RATE_LIMIT_COOLDOWN_MAX_MS)) + random(0..RATE_LIMIT_COOLDOWN_JITTER_MS)``); ``Failure``
+   (with the config's ``MAX_ERROR_COUNT``) for every other error answer or missing answer,
+   **except 400** (the client's request was bad: passed through, nothing recorded).
+6. **Switch**: a failure before any byte reached the client, with status 401, 402, 403,
+   408, 429, ≥ 500 or no answer at all, is retried on another node (then on the next
+   target), at most ``CREDENTIAL_SWITCH_MAX_RETRIES`` times per request. Other error
+   answers (400, 404, 422…) go back to the client as the upstream gave them.
+
+A stream is committed with its first upstream chunk: the client's response starts only
+once the upstream produced one, so an upstream that fails before that is still switched.
+A stream that breaks later ends with an SSE error event and a recorded failure; a client
+that goes away mid-stream records nothing (the node did nothing wrong).
+
+When nothing answered: the last upstream error as the upstream gave it (or ``502`` when
+no answer came); with no upstream tried, ``429`` when every candidate was at its
+concurrency limit, else ``503`` — both ``No healthy provider found in pool``.
+
+Secrets: failure messages (stored as ``lastErrorMessage``, logged) and upstream error
+bodies handed back to the client have the node's secrets (settings named like a key,
+token, secret, password or cookie; the credential's values) replaced by ``***``: an
+upstream may echo the key it refused. A store that refuses a record (journal full,
+storage error) is logged; the client's answer stands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import logging
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from cfgstore.adapters.facades import Pools
+from cfgstore.errors import CfgStoreError, NotFound
+from cfgstore.model import records as rec
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import Credential
+from cfgstore.model.pools import ProviderNode
+from cfgstore.model.timefmt import now_ms
+from cfgstore_gateway.adapters import Adapter, UpstreamCall, UpstreamReply, UpstreamUnavailable
+from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
+from cfgstore_gateway.refresh import RefreshFailed
+from cfgstore_gateway.routing import Route, Target
+from cfgstore_gateway.selection import Choice, SlotsFull
+from cfgstore_gateway.services import Services
+
+log = logging.getLogger("cfgstore_gateway.proxy")
+
+COOLDOWN_MESSAGE = "429 Too Many Requests - short cooldown"
+MAX_ERROR_DETAIL = 200
+
+
+def switches_node(status: int | None) -> bool:
+    """Whether a failure with this status (``None``: no answer) is retried elsewhere."""
+    return status is None or status in (401, 402, 403, 408, 429) or status >= 500
+
+
+@attrs.define
+class RequestInfo:
+    """What the access log line tells about one request (no secrets)."""
+
+    request_id: str
+    provider_type: str | None = None
+    uuid: str | None = None
+    attempts: int = 0
+
+
+@attrs.frozen
+class Failed:
+    """An attempt that delivered nothing to the client (bookkeeping already done)."""
+
+    status: int | None
+    body: bytes | None
+    content_type: str | None
+    message: str
+
+    @property
+    def switch(self) -> bool:
+        return switches_node(self.status)
+
+
+@attrs.frozen
+class ClientRequest:
+    """The parsed client request: the body as sent and as an object."""
+
+    raw: bytes
+    body: Mapping[str, Any]
+    model: str
+    stream: bool
+
+    def for_target(self, target: Target) -> tuple[Mapping[str, Any], bytes | None]:
+        """The body for ``target`` and the raw bytes when it needs no rewrite."""
+        if target.model == self.model:
+            return self.body, self.raw
+        return {**self.body, "model": target.model}, None
+
+
+async def proxy_chat(
+    services: Services,
+    request: web.Request,
+    client: ClientRequest,
+    route: Route,
+    config: MainConfig,
+    info: RequestInfo,
+) -> web.StreamResponse:
+    """Serve one chat completion (see the module docstring)."""
+    max_switches = max(0, config.int_value("CREDENTIAL_SWITCH_MAX_RETRIES"))
+    switches = 0
+    busy = False
+    unsupported: list[str] = []
+    last: Failed | None = None
+    store = services.store
+    for target in route.targets:
+        adapter = services.registry.for_type(target.provider_type)
+        if adapter is None:
+            unsupported.append(target.provider_type)
+            continue
+        tried: set[str] = set()
+        while True:
+            view = await store.pools.view()
+            nodes = view.get(target.provider_type, ())
+            choice = services.selector.select(
+                target.provider_type, nodes, target.model, now_ms=now_ms(), exclude=tried
+            )
+            await _record_pick(services, target.provider_type, choice, info)
+            if choice is None:
+                break
+            node = choice.node
+            tried.add(node.uuid)
+            info.provider_type, info.uuid = target.provider_type, node.uuid
+            try:
+                async with services.slots.acquire(
+                    target.provider_type, node, timeout_s=services.options.queue_timeout_s
+                ):
+                    info.attempts += 1
+                    outcome = await _attempt(
+                        services, request, client, target, node, adapter, config, info
+                    )
+            except SlotsFull:
+                busy = True
+                continue
+            if not isinstance(outcome, Failed):
+                return outcome
+            last = outcome
+            if not outcome.switch or switches >= max_switches:
+                return _failure_response(outcome)
+            switches += 1
+            log.info(
+                "req=%s type=%s node=%s failed (%s); switching (%d/%d)",
+                info.request_id,
+                target.provider_type,
+                node.uuid,
+                outcome.message,
+                switches,
+                max_switches,
+            )
+    if last is not None:
+        return _failure_response(last)
+    if busy:
+        return error_response(
+            429,
+            f"{NO_HEALTHY_PROVIDER}: every candidate is at its concurrency limit",
+            "rate_limit_error",
+            "provider_busy",
+        )
+    if unsupported and len(unsupported) == len(route.targets):
+        return error_response(
+            503,
+            f"No adapter serves provider type {', '.join(unsupported)}",
+            "server_error",
+            "provider_unsupported",
+        )
+    return error_response(503, NO_HEALTHY_PROVIDER, "server_error", "no_healthy_provider")
+
+
+async def _record_pick(
+    services: Services, provider_type: str, choice: Choice | None, info: RequestInfo
+) -> None:
+    at = now_ms()
+    records: list[rec.NodeRecord] = [
+        rec.Recovered(provider_type, uuid, at) for uuid in services.selector.last_recovered
+    ]
+    if choice is not None:
+        records.append(rec.Selected(provider_type, choice.node.uuid, at, choice.seq))
+    if records:
+        await _book(info, "the pick", services.store.pools.apply_records(records))
+
+
+async def _book(info: RequestInfo, what: str, operation: Awaitable[None]) -> None:
+    """Await a record operation; a store that refuses it (journal full, storage error) is
+    logged, never turned into an error for a client whose request was served."""
+    try:
+        await operation
+    except CfgStoreError as exc:
+        log.error("req=%s: %s was not recorded: %s", info.request_id, what, exc)
+
+
+@attrs.define
+class _Attempt:
+    """One node's try at a request: its bookkeeping, and what its messages must not show."""
+
+    services: Services
+    provider_type: str
+    node: ProviderNode
+    config: MainConfig
+    info: RequestInfo
+    credential: Credential | None = None
+
+    @property
+    def _pools(self) -> Pools:
+        return self.services.store.pools
+
+    async def success(self) -> None:
+        await _book(
+            self.info, "a success", self._pools.record_success(self.provider_type, self.node.uuid)
+        )
+
+    async def failure(self, message: str, status: int | None = None) -> Failed:
+        """Record a failure (``Failure`` with the config's ``MAX_ERROR_COUNT``)."""
+        message = self.scrub(message)
+        await _book(
+            self.info,
+            "a failure",
+            self._pools.record_failure(
+                self.provider_type,
+                self.node.uuid,
+                message,
+                max_error_count=self.config.max_error_count,
+            ),
+        )
+        return Failed(status, None, None, message)
+
+    async def cooldown(self, retry_after: str | None) -> None:
+        recovery = cooldown_until(self.config, retry_after, now_ms())
+        await _book(
+            self.info,
+            "a cooldown",
+            self._pools.record_cooldown(
+                self.provider_type,
+                self.node.uuid,
+                COOLDOWN_MESSAGE,
+                max_error_count=self.config.max_error_count,
+                recovery_at_ms=recovery,
+            ),
+        )
+
+    async def need_refresh(self) -> None:
+        await _book(
+            self.info,
+            "a need-refresh",
+            self._pools.record_need_refresh(self.provider_type, self.node.uuid),
+        )
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the node's secrets (an upstream may echo a key it refused)."""
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        for secret in self._secrets():
+            data = data.replace(secret.encode(), b"***")
+        return data
+
+    def _secrets(self) -> Iterator[str]:
+        for key, value in self.node.settings.items():
+            if isinstance(value, str) and len(value) >= 8 and _SECRET_KEY.search(key):
+                yield value
+        if self.credential is not None:
+            for value in self.credential.effective().values():
+                if isinstance(value, str) and len(value) >= 8:
+                    yield value
+
+
+_SECRET_KEY = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|COOKIE", re.IGNORECASE)
+
+
+async def _attempt(
+    services: Services,
+    request: web.Request,
+    client: ClientRequest,
+    target: Target,
+    node: ProviderNode,
+    adapter: Adapter,
+    config: MainConfig,
+    info: RequestInfo,
+) -> web.StreamResponse | Failed:
+    provider_type = target.provider_type
+    attempt = _Attempt(services, provider_type, node, config, info)
+    if adapter.needs_credential(provider_type):
+        try:
+            attempt.credential = await services.refresher.credential_for(provider_type, node)
+        except RefreshFailed as exc:
+            return await attempt.failure(f"Refresh failed: {exc}")
+        if attempt.credential is None:
+            return await attempt.failure("no credential stored for the node")
+    body, raw = client.for_target(target)
+    refreshed = False
+    while True:
+        call = UpstreamCall(
+            provider_type=provider_type,
+            node=node,
+            config=config,
+            credential=attempt.credential,
+            body=body,
+            raw_body=raw,
+            stream=client.stream,
+            session=services.session,
+            request_id=info.request_id,
+        )
+        try:
+            reply = await adapter.chat_completions(call)
+        except UpstreamUnavailable as exc:
+            return await attempt.failure(str(exc))
+        if reply.status != 401 or attempt.credential is None or refreshed:
+            break
+        reply.close()
+        refreshed = True
+        await attempt.need_refresh()
+        try:
+            attempt.credential = await services.refresher.refresh(
+                provider_type, node, force=True, seen_version=attempt.credential.version
+            )
+        except (RefreshFailed, NotFound) as exc:
+            return await attempt.failure(f"Refresh failed: {exc}", 401)
+        log.info(
+            "req=%s type=%s node=%s: upstream 401, credential refreshed; retrying once",
+            info.request_id,
+            provider_type,
+            node.uuid,
+        )
+    if 200 <= reply.status < 300:
+        if client.stream:
+            return await _deliver_stream(attempt, request, reply)
+        return await _deliver_whole(attempt, reply)
+    return await _upstream_error(attempt, reply)
+
+
+async def _deliver_whole(attempt: _Attempt, reply: UpstreamReply) -> web.StreamResponse | Failed:
+    try:
+        data = await reply.read()
+    except UpstreamUnavailable as exc:
+        return await attempt.failure(str(exc))
+    finally:
+        reply.close()
+    await attempt.success()
+    return web.Response(
+        body=data,
+        status=reply.status,
+        headers={"Content-Type": reply.headers.get("Content-Type", "application/json")},
+    )
+
+
+async def _deliver_stream(
+    attempt: _Attempt, request: web.Request, reply: UpstreamReply
+) -> web.StreamResponse | Failed:
+    info = attempt.info
+    chunks = reply.chunks()
+    try:
+        first = await _first_chunk(chunks)
+    except UpstreamUnavailable as exc:
+        reply.close()
+        return await attempt.failure(str(exc))
+    response = web.StreamResponse(
+        status=reply.status,
+        headers={
+            "Content-Type": reply.headers.get("Content-Type", "text/event-stream"),
+            "Cache-Control": "no-cache",
+            "X-Request-Id": info.request_id,
+        },
+    )
+    try:
+        await response.prepare(request)
+        if first:
+            await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    except UpstreamUnavailable as exc:
+        failed = await attempt.failure(f"stream broke: {exc}")
+        log.warning(
+            "req=%s type=%s node=%s: upstream stream broke after the first chunk: %s",
+            info.request_id,
+            attempt.provider_type,
+            attempt.node.uuid,
+            failed.message,
+        )
+        payload = error_body("upstream stream interrupted", "upstream_error", "stream_interrupted")
+        await _end_quietly(response, b"data: " + json.dumps(payload).encode() + b"\n\n")
+        return response
+    except ConnectionError:
+        log.info("req=%s: client went away during the stream", info.request_id)
+        return response
+    finally:
+        reply.close()
+    await attempt.success()
+    await _end_quietly(response)
+    return response
+
+
+async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    """The first non-empty chunk, or ``b""`` for an empty body."""
+    async for chunk in chunks:
+        if chunk:
+            return chunk
+    return b""
+
+
+async def _end_quietly(response: web.StreamResponse, last: bytes = b"") -> None:
+    """Finish a stream whose client may be gone already."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        if last:
+            await response.write(last)
+        await response.write_eof()
+
+
+async def _upstream_error(attempt: _Attempt, reply: UpstreamReply) -> Failed:
+    status = reply.status
+    content_type = reply.headers.get("Content-Type")
+    retry_after = reply.headers.get("Retry-After")
+    try:
+        body: bytes | None = await reply.read()
+    except UpstreamUnavailable:
+        body = None
+    finally:
+        reply.close()
+    if body is not None:
+        body = attempt.scrub_bytes(body)  # it goes back to the client
+    detail = _error_detail(body)
+    message = attempt.scrub(f"HTTP {status}" + (f": {detail}" if detail else ""))
+    if status == 400:
+        pass  # the client's request was bad: nothing to hold against the node
+    elif status == 429 and attempt.config.get("RATE_LIMIT_COOLDOWN_ENABLED") is True:
+        await attempt.cooldown(retry_after)
+    else:
+        await attempt.failure(message, status)
+    return Failed(status, body, content_type, message)
+
+
+def _failure_response(failed: Failed) -> web.Response:
+    if failed.status is not None and failed.body is not None:
+        return web.Response(
+            body=failed.body,
+            status=failed.status,
+            headers={"Content-Type": failed.content_type or "application/json"},
+        )
+    if failed.status is not None:
+        return error_response(failed.status, f"Upstream error: {failed.message}", "upstream_error")
+    return error_response(
+        502, f"Upstream unavailable: {failed.message}", "upstream_error", "upstream_unavailable"
+    )
+
+
+def _error_detail(body: bytes | None) -> str:
+    """A short human detail of an upstream error body (its ``error.message`` when JSON)."""
+    if not body:
+        return ""
+    text = body[:4096].decode("utf-8", "replace")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            text = error["message"]
+        elif isinstance(error, str):
+            text = error
+        elif isinstance(document.get("message"), str):
+            text = document["message"]
+    text = " ".join(text.split())
+    return text[:MAX_ERROR_DETAIL]
+
+
+def retry_after_ms(value: str | None, now: int) -> int | None:
+    """``Retry-After`` in ms (seconds, or an HTTP date), ``None`` when absent/unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        return max(0, int(moment.timestamp() * 1000) - now)
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return int(seconds * 1000)
+
+
+def cooldown_until(config: MainConfig, retry_after: str | None, now: int) -> int:
+    """``scheduledRecoveryTime`` of a 429 cooldown (see the module docstring)."""
+    base = max(0, config.int_value("RATE_LIMIT_COOLDOWN_MS"))
+    cap = max(base, config.int_value("RATE_LIMIT_COOLDOWN_MAX_MS"))
+    jitter = max(0, config.int_value("RATE_LIMIT_COOLDOWN_JITTER_MS"))
+    wait = retry_after_ms(retry_after, now)
+    return now + min(wait if wait is not None else base, cap) + random.randint(0, jitter)

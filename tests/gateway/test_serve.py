@@ -1,0 +1,358 @@
+"""``cfgctl serve`` as a real process: a fresh folder, workers, Redis, stopping, refusals.
+
+Each test starts ``cfgctl serve --port 0`` in a temporary folder (stderr, the log, goes to
+a file there), waits for its ``listening on`` line, talks HTTP to it, and stops it with
+SIGTERM. Counts are checked in the files after the stop: the write debounce is set far
+beyond the test's length, so only the flush at the stop can have written them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import attrs
+import pytest
+
+from cfgstore.adapters import Settings, Store
+from cfgstore.model import jsjson
+from cfgstore.model.pools import node_from_json
+from cfgstore.model.versions import ABSENT_VERSION
+from tests.gateway.conftest import TYPE, api_node, scaled
+from tests.gateway.test_storage_modes import private_prefix
+from tests.gateway.upstream_stub import Reply, UpstreamStub, sse_chunks
+from tests.support.namespace_seed import seed_namespace
+
+START_S = 90.0
+"""Bound for a start (workers are spawned interpreters; a slow CI box needs time)."""
+STOP_S = 60.0
+LISTENING = re.compile(r"listening on http://([^:]+):(\d+) \(storage: ([\w-]+)")
+KEY_LINE = re.compile(r"client API key \(shown once.*\): (\w+)")
+MODEL = "stub-served-model"
+
+
+def cfgctl() -> list[str]:
+    script = Path(sys.executable).parent / "cfgctl"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from cfgstore.cli.app import main; main()"]
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("CFGSTORE_") and not k.startswith("CFGSTORE_TEST_"))
+        and k != "REDIS_URL"
+    }
+    env.update(
+        CFGSTORE_WRITE_DEBOUNCE_MS="600000",
+        CFGSTORE_WRITE_MAX_WAIT_MS="600000",
+        CFGSTORE_WATCH_INTERVAL_MS="100",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@attrs.define
+class Served:
+    process: asyncio.subprocess.Process
+    url: str
+    storage: str
+    lines: list[str]
+    log: Path
+
+    async def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), STOP_S)
+        assert self.process.stdout is not None
+        rest = await asyncio.wait_for(self.process.stdout.read(), STOP_S)
+        self.lines.extend(rest.decode().splitlines())
+        return code
+
+
+@asynccontextmanager
+async def cfgctl_serve(cwd: Path, *args: str, env: dict[str, str]) -> AsyncIterator[Served]:
+    """Run ``cfgctl serve --host 127.0.0.1 --port 0 ARGS`` in ``cwd`` until it listens."""
+    log = cwd / "serve.log"
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *cfgctl(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *args,
+            cwd=cwd,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        found = None
+        async with asyncio.timeout(START_S):
+            while found is None:
+                raw = await process.stdout.readline()
+                if not raw:
+                    raise AssertionError(
+                        f"cfgctl serve exited ({await process.wait()}) before listening:\n"
+                        + "\n".join(lines)
+                        + "\n"
+                        + log.read_text()
+                    )
+                lines.append(raw.decode().rstrip())
+                found = LISTENING.search(lines[-1])
+        host, port, storage = found.groups()
+        yield Served(process, f"http://{host}:{port}", storage, lines, log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def fresh_connections() -> aiohttp.ClientSession:
+    """A client that opens a new connection per request (spreads over SO_REUSEPORT)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+
+
+def add_node_to_file(configs: Path, base_url: str, *uuids: str) -> None:
+    """Replace the pools file (atomically) with ``uuids`` as ``openai-custom`` nodes."""
+    nodes = [api_node(u, base_url, f"key-{u}", supportedModels=[MODEL]) for u in uuids]
+    temporary = configs / "provider_pools.json.test-tmp"
+    temporary.write_bytes(jsjson.dump_bytes({TYPE: nodes}))
+    os.replace(temporary, configs / "provider_pools.json")
+
+
+async def wait_for_model(client: aiohttp.ClientSession, url: str, key: str) -> None:
+    """Until the gateway lists :data:`MODEL` (its file watcher picked up the new node)."""
+    for _ in range(200):  # 10 s
+        async with client.get(f"{url}/v1/models", headers={"x-api-key": key}) as response:
+            assert response.status == 200
+            if MODEL in [m["id"] for m in (await response.json())["data"]]:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the gateway never saw the new node")
+
+
+async def send_chats(client: aiohttp.ClientSession, url: str, key: str, count: int) -> None:
+    async def one(index: int) -> None:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        if index % 2:
+            body["stream"] = True
+        async with client.post(
+            f"{url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}", "model-provider": TYPE},
+        ) as response:
+            assert response.status == 200, await response.text()
+            await response.read()
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def usage_in_file(configs: Path) -> dict[str, int]:
+    pools = json.loads((configs / "provider_pools.json").read_bytes())
+    return {node["uuid"]: node.get("usageCount", 0) for node in pools[TYPE]}
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+async def test_serve_in_an_empty_folder_creates_configs_serves_and_flushes_on_sigterm(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    configs = tmp_path / "configs"
+    async with cfgctl_serve(tmp_path, env=process_env()) as served:
+        assert served.storage == "file"
+        keys = [m.group(1) for line in served.lines if (m := KEY_LINE.search(line))]
+        assert len(keys) == 1, served.lines
+        key = keys[0]
+        config = json.loads((configs / "config.json").read_bytes())
+        assert config["REQUIRED_API_KEY"] == key
+        assert config["SERVER_PORT"] == 3000  # the flag overrode it
+        assert json.loads((configs / "provider_pools.json").read_bytes()) == {}
+        assert "default-auth" in json.loads((configs / "plugins.json").read_bytes())["plugins"]
+        assert (configs / "config.json").stat().st_mode & 0o777 == 0o600
+
+        async with fresh_connections() as client:
+            async with client.get(f"{served.url}/health") as response:
+                assert response.status == 200
+                assert (await response.json())["storage"] == "file"
+            async with client.get(f"{served.url}/v1/models") as response:
+                assert response.status == 401
+            node = "aaaaaaaa-0000-4000-8000-0000000000aa"
+            add_node_to_file(configs, upstream.base_url, node)
+            await wait_for_model(client, served.url, key)
+            count = scaled(10, minimum=4)
+            await send_chats(client, served.url, key, count)
+        assert usage_in_file(configs) == {node: 0}  # the debounce holds the counts back
+        assert await served.stop() == 0
+    assert served.lines[-1].endswith("stopped")
+    assert usage_in_file(configs) == {node: count}
+    log = served.log.read_text()
+    assert key not in log and f"key-{node}" not in log
+    assert "req=" in log
+
+
+async def test_serve_keeps_an_existing_config_and_its_key(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "config.json").write_bytes(
+        jsjson.dump_bytes({"REQUIRED_API_KEY": "operator-key", "SERVER_PORT": 1})
+    )
+    async with cfgctl_serve(tmp_path, env=process_env()) as served:
+        assert not any(KEY_LINE.search(line) for line in served.lines)
+        async with (
+            fresh_connections() as client,
+            client.get(
+                f"{served.url}/v1/models", headers={"Authorization": "Bearer operator-key"}
+            ) as response,
+        ):
+            assert response.status == 200
+        assert await served.stop() == 0
+    assert json.loads((configs / "config.json").read_bytes()) == {
+        "REQUIRED_API_KEY": "operator-key",
+        "SERVER_PORT": 1,
+    }
+
+
+async def test_workers_share_one_port_and_lose_no_count(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    configs = tmp_path / "configs"
+    nodes = ["aaaaaaaa-0000-4000-8000-0000000000a1", "bbbbbbbb-0000-4000-8000-0000000000b2"]
+    configs.mkdir()
+    (configs / "config.json").write_bytes(jsjson.dump_bytes({"REQUIRED_API_KEY": "wk"}))
+    add_node_to_file(configs, upstream.base_url, *nodes)
+    state = tmp_path / "state"
+    async with cfgctl_serve(
+        tmp_path, "--workers", "2", "--state-dir", str(state), env=process_env()
+    ) as served:
+        assert "2 workers" in served.lines[-1]
+        instances: set[str] = set()
+        async with fresh_connections() as client:
+            for _ in range(200):
+                async with client.get(f"{served.url}/health") as response:
+                    instances.add((await response.json())["instance"])
+                if len(instances) == 2:
+                    break
+            assert len(instances) == 2  # both workers answer on the one port
+            count = scaled(40, minimum=10)
+            await send_chats(client, served.url, "wk", count)
+        assert await served.stop() == 0
+    assert sum(usage_in_file(configs).values()) == count
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    with private_prefix(redis_url) as prefix:
+        yield prefix
+
+
+async def test_serve_on_redis(
+    tmp_path: Path, redis_url: str, redis_prefix: str, upstream: UpstreamStub
+) -> None:
+    await asyncio.to_thread(seed_namespace, redis_url, redis_prefix)
+    admin = Settings(
+        configs_dir=Path("unused"),
+        backends=("redis",),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    async with Store.open(admin) as store:
+        await store.config.put({"REQUIRED_API_KEY": "rk", "MODEL_PROVIDER": TYPE}, ABSENT_VERSION)
+        node = node_from_json(
+            api_node("cccccccc-0000-4000-8000-0000000000c3", upstream.base_url, "k"), "t"
+        )
+        await store.pools.add_node(TYPE, node)
+    env = process_env(CFGSTORE_REDIS_PREFIX=redis_prefix)
+    state = tmp_path / "state"
+    async with cfgctl_serve(
+        tmp_path, "--redis-url", redis_url, "--state-dir", str(state), env=env
+    ) as served:
+        assert served.storage == "redis"
+        assert not (tmp_path / "configs").exists()  # Redis mode creates no files
+        async with fresh_connections() as client:
+            await send_chats(client, served.url, "rk", 3)
+        assert await served.stop() == 0
+    assert (state / "instance.json").exists()
+    async with Store.open(admin) as store:
+        stored = await store.pools.get_node(TYPE, "cccccccc-0000-4000-8000-0000000000c3")
+        assert stored is not None and stored.state.usage_count == 3
+
+
+async def test_an_address_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            *cfgctl(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            cwd=tmp_path,
+            env=process_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), START_S)
+    assert process.returncode == 2
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("cfgctl: cannot listen on 127.0.0.1:"), err.decode()
+
+
+async def test_sigterm_lets_a_stream_in_flight_finish(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "config.json").write_bytes(jsjson.dump_bytes({"REQUIRED_API_KEY": "gk"}))
+    node = "dddddddd-0000-4000-8000-0000000000d4"
+    add_node_to_file(configs, upstream.base_url, node)
+    hold = asyncio.Event()
+    chunks = sse_chunks(MODEL, ["one", "two", "three"])
+    upstream.responder = lambda received: Reply(chunks=chunks, hold=hold)
+    async with cfgctl_serve(tmp_path, env=process_env()) as served, fresh_connections() as client:
+        body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        headers = {"Authorization": "Bearer gk", "model-provider": TYPE}
+        async with client.post(
+            f"{served.url}/v1/chat/completions", json=body, headers=headers
+        ) as response:
+            assert response.status == 200
+            first = await asyncio.wait_for(response.content.readuntil(b"\n\n"), STOP_S)
+            served.process.send_signal(signal.SIGTERM)
+            # Stopped accepting: a new connection is refused while the stream goes on.
+            for _ in range(100):
+                try:
+                    async with client.get(f"{served.url}/health"):
+                        pass
+                except aiohttp.ClientConnectionError:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the gateway kept accepting connections after SIGTERM")
+            assert served.process.returncode is None
+            hold.set()
+            rest = await asyncio.wait_for(response.content.read(), STOP_S)
+        assert first + rest == b"".join(chunks)
+        assert await asyncio.wait_for(served.process.wait(), STOP_S) == 0
+    assert usage_in_file(configs) == {node: 1}
