@@ -372,6 +372,7 @@ async def _models_of(
     if usable is None:
         return []
     try:
+        adapter.check_node(provider_type, usable, config)
         credential = (
             await services.refresher.credential_for(provider_type, usable)
             if adapter.needs_credential(provider_type)

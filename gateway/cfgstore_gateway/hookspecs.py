@@ -2,7 +2,9 @@
 
 An adapter speaks one upstream wire protocol for some provider types (the first one,
 :mod:`cfgstore_gateway.adapters.openai_compat`, speaks the OpenAI chat-completions protocol
-for the API-key providers, Qwen's portal and iFlow). Adapters ship as plugins in the
+for the API-key providers, Qwen's portal and iFlow, and — as a generic fallback that any
+dedicated adapter overrides — for every other type whose node or config names an
+OpenAI-compatible base URL). Adapters ship as plugins in the
 entry-point group ``cfgstore``, like storage backends and cfgctl commands, and register
 through :func:`cfgstore_gateway_adapters`, a register-callback hook (llm's
 ``register_models`` shape): the gateway owns the registry and resolves, once per provider

@@ -314,6 +314,10 @@ async def _attempt(
 ) -> web.StreamResponse | Failed:
     provider_type = target.provider_type
     attempt = _Attempt(services, provider_type, node, config, info)
+    try:
+        adapter.check_node(provider_type, node, config)
+    except UpstreamUnavailable as exc:
+        return await attempt.failure(str(exc))
     if adapter.needs_credential(provider_type):
         try:
             attempt.credential = await services.refresher.credential_for(provider_type, node)

@@ -10,15 +10,35 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 
+from cfgstore.adapters.plugins import PluginSet
+from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
-from cfgstore.model.pools import ProviderNode
-from cfgstore.model.timefmt import now_ms, parse_time_ms
+from cfgstore.model.pools import ProviderNode, node_from_json
+from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
+from cfgstore_gateway.adapters import (
+    Adapter,
+    AdapterRegistry,
+    ModelsCall,
+    UpstreamCall,
+    UpstreamReply,
+    UpstreamUnavailable,
+    openai_compat,
+)
+from cfgstore_gateway.adapters.openai_compat import (
+    UPSTREAM_BASE_URLS_KEY,
+    OpenAICompatAdapter,
+    TypeProfile,
+)
+from cfgstore_gateway.app import load_adapters
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER
+from cfgstore_gateway.hookspecs import adapters_hookimpl
 from tests.gateway.conftest import (
     CLIENT_KEY,
     TYPE,
@@ -242,13 +262,13 @@ async def test_no_node_is_503_and_an_unserved_type_says_so(
 ) -> None:
     pools = {
         TYPE: [api_node(A, upstream.base_url, "key-a", isHealthy=False)],
-        "claude-kiro-oauth": [],
+        "grok-web": [],  # its upstream is a web app: no adapter serves it
     }
     async with running_gateway(make_deployment(tmp_path, pools)) as gw:
         response = await gw.chat("gpt-4o")
         assert response.status == 503
         assert (await response.json())["error"]["message"] == NO_HEALTHY_PROVIDER
-        unserved = await gw.chat("m", headers={"model-provider": "claude-kiro-oauth"})
+        unserved = await gw.chat("m", headers={"model-provider": "grok-web"})
         assert unserved.status == 503
         assert (await unserved.json())["error"]["code"] == "provider_unsupported"
         assert upstream.chat_requests() == []
@@ -647,3 +667,314 @@ async def test_an_upstream_echoing_the_node_key_leaks_it_nowhere(
         assert "Incorrect API key provided: ***" in text
         node = await gw.node(A)
         assert node.state.last_error_message == "HTTP 401: Incorrect API key provided: ***"
+
+
+# ----------------------------------------------------------------------------- pass-through types
+
+HOUR_MS = 3_600_000
+
+
+def kiro_document(access_token: str) -> dict[str, Any]:
+    return {
+        "accessToken": access_token,
+        "refreshToken": "kiro-refresh-0001",
+        "profileArn": "arn:aws:codewhisperer:us-east-1:000000000000:profile/FAKE",
+        "expiresAt": iso_ms(now_ms() + HOUR_MS),
+        "authMethod": "social",
+        "region": "us-east-1",
+    }
+
+
+def google_document(access_token: str) -> dict[str, Any]:
+    return {
+        "access_token": access_token,
+        "refresh_token": "1//google-refresh-0001",
+        "token_type": "Bearer",
+        "expiry_date": now_ms() + HOUR_MS,
+    }
+
+
+def codex_document(access_token: str) -> dict[str, Any]:
+    return {
+        "id_token": "",
+        "access_token": access_token,
+        "refresh_token": "codex-refresh-0001",
+        "account_id": "acct-fake",
+        "last_refresh": iso_ms(now_ms()),
+        "email": "fake@example.com",
+        "type": "codex",
+        "expired": iso_ms(now_ms() + HOUR_MS),
+    }
+
+
+PASS_THROUGH = [
+    pytest.param(
+        "claude-custom",
+        {"CLAUDE_API_KEY": "sk-claude-0001", "CLAUDE_BASE_URL": "{url}"},
+        None,
+        "sk-claude-0001",
+        id="claude-custom",
+    ),
+    pytest.param(
+        "claude-kiro-oauth",
+        {"KIRO_OAUTH_CREDS_FILE_PATH": "./configs/kiro/a.json", "KIRO_BASE_URL": "{url}"},
+        kiro_document,
+        "kiro-access-0001",
+        id="claude-kiro-oauth",
+    ),
+    pytest.param(
+        "claude-kiro-oauth-eu",
+        {"KIRO_OAUTH_CREDS_FILE_PATH": "./configs/kiro/eu.json", "KIRO_BASE_URL": "{url}"},
+        kiro_document,
+        "kiro-access-0001",
+        id="claude-kiro-oauth-suffixed",
+    ),
+    pytest.param(
+        "gemini-cli-oauth",
+        {
+            "GEMINI_OAUTH_CREDS_FILE_PATH": "./configs/gemini/a.json",
+            "GEMINI_BASE_URL": "{url}",
+            "PROJECT_ID": "fake-project",
+        },
+        google_document,
+        "ya29.access-0001",
+        id="gemini-cli-oauth",
+    ),
+    pytest.param(
+        "gemini-antigravity",
+        {"ANTIGRAVITY_OAUTH_CREDS_FILE_PATH": "./configs/ag/a.json", "GEMINI_BASE_URL": "{url}"},
+        google_document,
+        "ya29.access-0001",
+        id="gemini-antigravity",
+    ),
+    pytest.param(
+        "openai-codex-oauth",
+        {"CODEX_OAUTH_CREDS_FILE_PATH": "./configs/codex/a.json", "CODEX_BASE_URL": "{url}"},
+        codex_document,
+        "codex-access-0001",
+        id="openai-codex-oauth",
+    ),
+    pytest.param(
+        "openaiResponses-custom",
+        {"OPENAI_API_KEY": "sk-responses-0001", "OPENAI_BASE_URL": "{url}"},
+        None,
+        "sk-responses-0001",
+        id="openaiResponses-custom",
+    ),
+]
+
+
+@pytest.mark.parametrize(("provider_type", "fields", "document", "token"), PASS_THROUGH)
+async def test_a_pass_through_type_reaches_its_configured_upstream_with_its_key_or_token(
+    tmp_path: Path,
+    upstream: UpstreamStub,
+    provider_type: str,
+    fields: dict[str, str],
+    document: Callable[[str], dict[str, Any]] | None,
+    token: str,
+) -> None:
+    """Issue 6: the node's own ``*_BASE_URL`` for its type, its API key or its OAuth
+    credential's access token (Kiro ``accessToken``, Google/Codex ``access_token``) as
+    Bearer; bodies and streams pass through unchanged."""
+    node = {
+        "uuid": A,
+        **{key: value.format(url=upstream.base_url) for key, value in fields.items()},
+    }
+    if document is not None:
+        (path,) = [value for key, value in fields.items() if key.endswith("_FILE_PATH")]
+        write_json(tmp_path / path, document(token))
+    settings = make_deployment(tmp_path, {provider_type: [node]}, MODEL_PROVIDER=provider_type)
+    async with running_gateway(settings) as gw:
+        plain = await gw.chat("some-model", temperature=0.2)
+        assert plain.status == 200, await plain.text()
+        assert await plain.json() == completion("some-model")
+        streamed = await gw.chat("some-model", stream=True)
+        assert streamed.status == 200
+        assert await asyncio.wait_for(streamed.read(), WAIT_S) == b"".join(
+            sse_chunks("some-model", ["hello", " ", "world"])
+        )
+        assert upstream.tokens() == [token, token]
+        first = upstream.chat_requests()[0]
+        assert first.path == "/v1/chat/completions"
+        assert first.body == {
+            "model": "some-model",
+            "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.2,
+        }
+        state = (await gw.node(A, provider_type)).state
+        assert (state.usage_count, state.error_count) == (2, 0)
+
+
+async def test_upstream_base_urls_in_config_serve_nodes_without_their_own_key(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    """``UPSTREAM_BASE_URLS[type]`` is the fallback (a suffixed type uses its base type's
+    entry); a node's own key wins over it."""
+    write_json(tmp_path / "configs" / "kiro" / "a.json", kiro_document("kiro-access-a"))
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    pools = {
+        "claude-kiro-oauth": [{"uuid": A, "KIRO_OAUTH_CREDS_FILE_PATH": "./configs/kiro/a.json"}],
+        "claude-custom-spare": [{"uuid": B, "CLAUDE_API_KEY": "sk-spare-0001"}],
+        "claude-custom": [
+            {"uuid": C, "CLAUDE_API_KEY": "sk-own-0001", "CLAUDE_BASE_URL": upstream.base_url}
+        ],
+    }
+    table = {"claude-kiro-oauth": upstream.base_url + "/", "claude-custom": closed}
+    settings = make_deployment(tmp_path, pools, UPSTREAM_BASE_URLS=table)
+    async with running_gateway(settings) as gw:
+        kiro = await gw.chat("m", headers={"model-provider": "claude-kiro-oauth"})
+        assert kiro.status == 200, await kiro.text()
+        own = await gw.chat("m", headers={"model-provider": "claude-custom"})
+        assert own.status == 200, await own.text()
+        assert upstream.tokens() == ["kiro-access-a", "sk-own-0001"]
+        # The suffixed type's base entry is the closed port: tried there, no answer.
+        spare = await gw.chat("m", headers={"model-provider": "claude-custom-spare"})
+        assert spare.status == 502
+        assert len(upstream.chat_requests()) == 2
+        assert (await gw.node(B, "claude-custom-spare")).state.error_count == 1
+
+
+async def test_a_pass_through_node_without_a_base_url_gets_a_clear_error(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    kiro = "claude-kiro-oauth"
+    write_json(tmp_path / "configs" / "kiro" / "a.json", kiro_document("kiro-access-a"))
+    # "" is how the Node service's UI writes "not set": it wins over the root key.
+    node = {"uuid": A, "KIRO_OAUTH_CREDS_FILE_PATH": "./configs/kiro/a.json", "KIRO_BASE_URL": ""}
+    settings = make_deployment(
+        tmp_path,
+        {kiro: [node]},
+        MODEL_PROVIDER=kiro,
+        KIRO_BASE_URL=upstream.base_url,
+        CREDENTIAL_SWITCH_MAX_RETRIES=0,
+    )
+    async with running_gateway(settings) as gw:
+        response = await gw.chat("claude-sonnet-4-5")
+        assert response.status == 502
+        error_document = (await response.json())["error"]
+        assert error_document["code"] == "upstream_unavailable"
+        message = error_document["message"]
+        assert "no upstream base URL for claude-kiro-oauth" in message
+        assert "KIRO_BASE_URL" in message and "UPSTREAM_BASE_URLS['claude-kiro-oauth']" in message
+        state = (await gw.node(A, kiro)).state
+        assert state.error_count == 1
+        assert state.last_error_message is not None
+        assert state.last_error_message.startswith("no upstream base URL for claude-kiro-oauth")
+        models = await gw.client.get("/v1/models", headers={**auth(), "model-provider": kiro})
+        assert models.status == 200
+        assert (await models.json())["data"] == []
+        assert upstream.received == []
+
+
+def test_base_url_precedence_for_pass_through_types() -> None:
+    adapter = OpenAICompatAdapter()
+    table = {
+        "claude-kiro-oauth": "https://table.example/kiro/v1/",
+        "claude-custom": "https://table.example/claude/v1",
+    }
+
+    def url(provider_type: str, node_fields: dict[str, Any], **config: Any) -> str:
+        node = node_from_json({"uuid": A, **node_fields}, "test")
+        document = {UPSTREAM_BASE_URLS_KEY: table, **config}
+        return adapter.base_url(provider_type, node, MainConfig(document), None)
+
+    root = "https://root.example/v1"
+    own = {"KIRO_BASE_URL": "https://node.example/v1"}
+    assert url("claude-kiro-oauth", own, KIRO_BASE_URL=root) == "https://node.example/v1"
+    assert url("claude-kiro-oauth", {}, KIRO_BASE_URL=root) == root
+    assert url("claude-kiro-oauth", {"KIRO_BASE_URL": ""}, KIRO_BASE_URL=root) == (
+        "https://table.example/kiro/v1"
+    )
+    assert url("claude-kiro-oauth-eu", {}) == "https://table.example/kiro/v1"
+    assert url("claude-custom-spare", {}) == "https://table.example/claude/v1"
+    gemini = {"GEMINI_BASE_URL": "https://gemini.example/v1"}
+    assert url("gemini-antigravity", gemini) == "https://gemini.example/v1"
+    assert url("openai-codex-oauth", {"CODEX_BASE_URL": "https://codex.example/v1"}) == (
+        "https://codex.example/v1"
+    )
+    with pytest.raises(UpstreamUnavailable, match=r"GEMINI_BASE_URL or UPSTREAM_BASE_URLS"):
+        url("gemini-cli-oauth", {})
+    with pytest.raises(UpstreamUnavailable, match="does not serve grok-web"):
+        url("grok-web", {"GROK_BASE_URL": "https://grok.example"})
+    assert not adapter.serves("grok-web")
+    assert not adapter.serves("claude-kiro-oauth-eu")  # suffixes go through the registry
+    assert adapter.needs_credential("claude-kiro-oauth")
+    assert not adapter.needs_credential("claude-custom")
+
+
+class DedicatedAdapter:
+    """A protocol adapter some plugin ships (never called here)."""
+
+    def __init__(self, name: str, types: set[str]) -> None:
+        self.name = name
+        self.types = types
+
+    def serves(self, provider_type: str) -> bool:
+        return provider_type in self.types
+
+    def needs_credential(self, provider_type: str) -> bool:
+        return True
+
+    def check_node(self, provider_type: str, node: ProviderNode, config: MainConfig) -> None:
+        pass
+
+    def static_models(self, provider_type: str) -> Sequence[str]:
+        return ()
+
+    async def chat_completions(self, call: UpstreamCall) -> UpstreamReply:
+        raise UpstreamUnavailable("not called in these tests")
+
+    async def list_models(self, call: ModelsCall) -> list[str]:
+        return []
+
+
+def test_a_dedicated_adapter_wins_over_the_generic_one_whatever_the_order() -> None:
+    generic = OpenAICompatAdapter()
+    kiro = DedicatedAdapter("kiro-native", {"claude-kiro-oauth"})
+    for order in ((generic, kiro), (kiro, generic)):
+        registry = AdapterRegistry()
+        for adapter in order:
+            registry.register(adapter)
+        assert registry.for_type("claude-kiro-oauth") is kiro
+        assert registry.for_type("claude-kiro-oauth-eu") is kiro
+        assert registry.for_type("gemini-cli-oauth") is generic
+        assert registry.for_type("openai-custom-deepseek") is generic
+        assert registry.for_type("grok-web") is None
+    # A dedicated adapter for a base type wins for the types under it, even one the
+    # generic adapter claims by name.
+    family = DedicatedAdapter("claude-native", {"claude"})
+    registry = AdapterRegistry()
+    registry.register(family)
+    registry.register(generic)
+    assert registry.for_type("claude-custom") is family
+    assert registry.for_type("claude-kiro-oauth") is family
+    assert registry.for_type("openai-custom") is generic
+
+
+def test_plugin_adapters_win_over_the_builtin_one_whatever_the_load_order() -> None:
+    """Through the hook: plugins registered before the built-in module still win (it is
+    ``trylast`` and generic)."""
+    kiro = DedicatedAdapter("kiro-native", {"claude-kiro-oauth"})
+    relay = OpenAICompatAdapter(
+        {"claude-custom": TypeProfile("CLAUDE_RELAY_URL", "CLAUDE_API_KEY")}
+    )
+
+    class KiroPlugin:
+        @adapters_hookimpl
+        def cfgstore_gateway_adapters(self, register: Callable[[Adapter], None]) -> None:
+            register(kiro)
+
+    class RelayPlugin:
+        @adapters_hookimpl
+        def cfgstore_gateway_adapters(self, register: Callable[[Adapter], None]) -> None:
+            register(relay)
+
+    manager = pluggy.PluginManager("cfgstore")
+    manager.register(KiroPlugin(), name="kiro-native")
+    manager.register(RelayPlugin(), name="claude-relay")
+    manager.register(openai_compat, name="gateway-openai")
+    registry = load_adapters(PluginSet(manager))
+    assert registry.for_type("claude-kiro-oauth") is kiro
+    assert registry.for_type("claude-custom") is relay
+    builtin = registry.for_type("gemini-cli-oauth")
+    assert isinstance(builtin, OpenAICompatAdapter) and builtin is not relay

@@ -80,9 +80,14 @@ async def test_sample_deployment_is_served_from_files_without_redis(
         refused = await chat("gpt-5", **{"model-provider": TYPE})
         assert refused.status == 503
         assert (await refused.json())["error"]["message"] == NO_HEALTHY_PROVIDER
-        # The default type (MODEL_PROVIDER[0] = claude-kiro-oauth) has no adapter yet.
-        unserved = await chat("claude-sonnet-4-5")
+        # The default type (MODEL_PROVIDER[0] = claude-kiro-oauth) has no upstream URL in
+        # the sample: a clear 502, and no token refresh is attempted for it.
+        unconfigured = await chat("claude-sonnet-4-5")
+        assert unconfigured.status == 502
+        assert "KIRO_BASE_URL" in (await unconfigured.json())["error"]["message"]
+        unserved = await chat("grok-4.1-mini", **{"model-provider": "grok-web"})
         assert unserved.status == 503
+        assert (await unserved.json())["error"]["code"] == "provider_unsupported"
         models = await client.get("/v1/models", headers={**headers, "model-provider": TYPE})
         assert [m["id"] for m in (await models.json())["data"]] == ["gpt-4o", "gpt-4o-mini"]
         assert (await client.get("/v1/models", params={"key": CLIENT_KEY})).status == 401

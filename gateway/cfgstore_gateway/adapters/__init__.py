@@ -16,7 +16,10 @@ returns the pooled connection). For a successful reply the body is in the OpenAI
 adapter converts on the fly.
 
 :class:`AdapterRegistry` resolves which adapter serves a provider type once per type and
-caches the answer (no pluggy call and no scan per request).
+caches the answer (no pluggy call and no scan per request). An adapter may declare itself
+*generic* (a true ``generic`` attribute, outside the protocol: a fallback that serves types
+other adapters speak natively, as the OpenAI-compatible pass-through does): it serves a type
+only when no other adapter does, whatever the registration order.
 """
 
 from __future__ import annotations
@@ -107,6 +110,12 @@ class Adapter(Protocol):
         from the refresher and handles a 401 by a forced refresh)."""
         ...
 
+    def check_node(self, provider_type: str, node: ProviderNode, config: MainConfig) -> None:
+        """Raise :class:`UpstreamUnavailable` when ``node`` cannot be called as configured
+        (e.g. no upstream URL). Checked before any credential work, so an unusable node
+        never refreshes a token."""
+        ...
+
     def static_models(self, provider_type: str) -> Sequence[str]:
         """Models the type is known to serve without asking the upstream (may be empty:
         then ``list_models`` asks)."""
@@ -123,14 +132,20 @@ class Adapter(Protocol):
 
 
 class AdapterRegistry:
-    """Adapters by provider type. Register at start-up; look up per request (cached)."""
+    """Adapters by provider type. Register at start-up; look up per request (cached).
+
+    Precedence, for a type: a dedicated adapter (not ``generic``) that serves the type or
+    one of its bases wins over every generic one; among the same kind, the one serving the
+    type itself wins over one serving a shorter base, and among those the one registered
+    last."""
 
     def __init__(self) -> None:
         self._adapters: list[Adapter] = []
         self._by_type: dict[str, Adapter | None] = {}
 
     def register(self, adapter: Adapter) -> None:
-        """Add an adapter; it wins over earlier ones for the types it serves."""
+        """Add an adapter; it wins over earlier ones of its kind (generic or dedicated)
+        for the types it serves."""
         if not isinstance(adapter, Adapter):
             raise TypeError(f"{adapter!r} does not implement the gateway Adapter protocol")
         for other in self._adapters:
@@ -145,8 +160,9 @@ class AdapterRegistry:
 
     def for_type(self, provider_type: str) -> Adapter | None:
         """The adapter serving ``provider_type``: the last registered one that serves the
-        type itself, else (for ``<base>-<suffix>`` types) the one serving the longest base;
-        ``None`` when no adapter speaks its protocol."""
+        type itself, else (for ``<base>-<suffix>`` types) the one serving the longest base,
+        generic adapters only when no dedicated one serves it at all; ``None`` when no
+        adapter speaks its protocol."""
         try:
             return self._by_type[provider_type]
         except KeyError:
@@ -156,9 +172,18 @@ class AdapterRegistry:
         return found
 
     def _resolve(self, provider_type: str) -> Adapter | None:
+        dedicated = [a for a in self._adapters if not is_generic(a)]
+        generic = [a for a in self._adapters if is_generic(a)]
+        found = self._walk(provider_type, dedicated)
+        return found if found is not None else self._walk(provider_type, generic)
+
+    @staticmethod
+    def _walk(provider_type: str, adapters: Sequence[Adapter]) -> Adapter | None:
+        if not adapters:
+            return None
         candidate = provider_type
         while True:
-            serving = [a for a in self._adapters if a.serves(candidate)]
+            serving = [a for a in adapters if a.serves(candidate)]
             if serving:
                 if len(serving) > 1:
                     log.warning(
@@ -171,3 +196,8 @@ class AdapterRegistry:
             if "-" not in candidate:
                 return None
             candidate = candidate.rsplit("-", 1)[0]
+
+
+def is_generic(adapter: Adapter) -> bool:
+    """Whether ``adapter`` declares itself a generic fallback (see :class:`AdapterRegistry`)."""
+    return getattr(adapter, "generic", False) is True

@@ -1,30 +1,59 @@
 """The OpenAI-compatible adapter (entry point ``gateway-openai``, group ``cfgstore``).
 
-Serves the provider types whose upstream speaks OpenAI's ``/chat/completions`` and
-``/models``: the API-key types ``openai-custom``, ``atlascloud`` and ``forward-api``, and
-the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and ``openai-iflow``, each with its
-``<type>-<suffix>`` variants (``openai-custom-deepseek``). Bodies pass through unchanged
-(streams chunk by chunk, as they arrive).
+Serves every provider type whose calls can go to an upstream speaking OpenAI's
+``/chat/completions`` and ``/models``, each with its ``<type>-<suffix>`` variants
+(``openai-custom-deepseek``, ``claude-kiro-oauth-eu``). Bodies pass through unchanged
+(streams chunk by chunk, as they arrive); no protocol is converted.
+
+* **OpenAI-protocol types**: the API-key types ``openai-custom``, ``openaiResponses-custom``,
+  ``atlascloud`` and ``forward-api``, and the OAuth types ``openai-qwen-oauth`` (Qwen's
+  portal) and ``openai-iflow``.
+* **Pass-through types** (issue 6): ``claude-custom``, ``claude-kiro-oauth``,
+  ``gemini-cli-oauth``, ``gemini-antigravity`` and ``openai-codex-oauth`` speak another
+  protocol at their vendor; here they are served as an OpenAI-compatible pass-through to
+  the upstream the operator configured for the node (an OpenAI-compatible relay in front
+  of the vendor), with the node's own key or OAuth token. They have no built-in upstream.
+
+``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
+with a cookie session, never an OpenAI-compatible endpoint.
 
 Where a call goes, first found wins:
 
-1. the node's own base-URL key for its type (``OPENAI_BASE_URL``, ``FORWARD_BASE_URL``,
-   ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``), else the same key at the root of
-   ``config.json``: every node's effective config is ``{...config.json, ...node}``, so a
-   node's empty string wins over the root value and means "not set", as in the Node
-   service;
+1. the node's own base-URL key for its type (the ``base_url_key`` of :data:`PROFILES`:
+   ``OPENAI_BASE_URL``, ``FORWARD_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
+   ``CLAUDE_BASE_URL``, ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
+   ``CODEX_BASE_URL``), else the same key at the root of ``config.json``: every node's
+   effective config is ``{...config.json, ...node}``, so a node's empty string wins over
+   the root value and means "not set", as in the Node service;
 2. ``UPSTREAM_BASE_URLS[type]`` in ``config.json`` (an object type → base URL; a suffixed
    type falls back to its base type's entry);
 3. for Qwen, ``https://<resource_url>/v1`` from the credential;
 4. the type's built-in default (OpenAI, Qwen's portal, iFlow), if it has one.
 
-The base URL ends before ``/chat/completions`` (``https://host/v1``).
+The base URL ends before ``/chat/completions`` (``https://host/v1``). A node of a type
+with no base URL found this way gets a clear error, not a crash: ``UpstreamUnavailable``
+naming the keys to set, recorded as the node's failure (its ``lastErrorMessage``); the
+client gets a 502 ``upstream_unavailable`` unless another node serves. The gateway fetches
+an OAuth node's credential (refreshed when due) before it calls the adapter, so such a
+node's token may still be refreshed first.
 
-Authentication: API-key types send the node's key (``OPENAI_API_KEY`` / ``FORWARD_API_KEY``,
-or the root key of ``config.json``) as ``Authorization: Bearer``; ``forward-api`` honours
-``FORWARD_HEADER_NAME`` / ``FORWARD_HEADER_VALUE_PREFIX``. OAuth types send the
-credential's token (iFlow: its ``apiKey``, else the access token). No client header is ever
-forwarded upstream (the client's gateway key stays here).
+Authentication is ``Authorization: Bearer <secret>`` (``forward-api`` honours
+``FORWARD_HEADER_NAME`` / ``FORWARD_HEADER_VALUE_PREFIX``). API-key types send the node's
+key (``OPENAI_API_KEY`` / ``FORWARD_API_KEY`` / ``CLAUDE_API_KEY``, or the root key of
+``config.json``). OAuth types send the credential's token, refreshed by the
+gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Google (Gemini,
+Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
+upstream (the client's gateway key stays here).
+
+Precedence over dedicated adapters: this adapter declares itself ``generic``, and
+:class:`~cfgstore_gateway.adapters.AdapterRegistry` lets a generic adapter serve a type only
+when no dedicated adapter serves it (the type itself or a base of it), whatever the
+registration order: a plugin that registers a protocol adapter for ``claude-kiro-oauth``
+(or any type here) takes that type over, suffixed variants included. This adapter claims
+base types only, never a suffixed type by itself. Its hook implementation is also
+``trylast`` (registered before other plugins' adapters), so a plugin registering another
+generic adapter for some of these types (an :class:`OpenAICompatAdapter` with its own
+``profiles``) wins over this one for them.
 """
 
 from __future__ import annotations
@@ -37,6 +66,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 import aiohttp
 import attrs
 
+from cfgstore.hookspecs import hookimpl
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import ProviderNode
@@ -47,7 +77,10 @@ from cfgstore_gateway.adapters import (
     UpstreamReply,
     UpstreamUnavailable,
 )
-from cfgstore_gateway.hookspecs import adapters_hookimpl
+
+generic_adapters_hookimpl = hookimpl(optionalhook=True, trylast=True)
+"""The gateway's ``adapters_hookimpl`` marker plus ``trylast``: pluggy lists this
+implementation first, so the gateway registers this adapter before any other plugin's."""
 
 log = logging.getLogger("cfgstore_gateway.openai")
 
@@ -63,11 +96,19 @@ class TypeProfile:
 
 
 PROFILES: dict[str, TypeProfile] = {
+    # OpenAI-protocol types.
     "openai-custom": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY", "https://api.openai.com/v1"),
+    "openaiResponses-custom": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
     "atlascloud": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
     "forward-api": TypeProfile("FORWARD_BASE_URL", "FORWARD_API_KEY"),
     "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
+    # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
+    "claude-custom": TypeProfile("CLAUDE_BASE_URL", "CLAUDE_API_KEY"),
+    "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None),
+    "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None),
+    "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None),
+    "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None),
 }
 """The types this adapter serves (suffixed variants included) and their keys."""
 
@@ -95,6 +136,8 @@ class OpenAICompatAdapter:
     plugin that points more types at OpenAI-compatible upstreams)."""
 
     name = "openai-compatible"
+    generic = True
+    """A fallback: any dedicated adapter serving one of these types wins over this one."""
 
     def __init__(self, profiles: Mapping[str, TypeProfile] | None = None) -> None:
         self._profiles = dict(PROFILES if profiles is None else profiles)
@@ -112,6 +155,10 @@ class OpenAICompatAdapter:
 
     def needs_credential(self, provider_type: str) -> bool:
         return self._profile(provider_type).api_key_key is None
+
+    def check_node(self, provider_type: str, node: ProviderNode, config: MainConfig) -> None:
+        if self._profile(provider_type).base_url_key != "QWEN_BASE_URL":  # Qwen: see base_url
+            self.base_url(provider_type, node, config, None)
 
     def static_models(self, provider_type: str) -> Sequence[str]:
         return ()
@@ -174,7 +221,8 @@ class OpenAICompatAdapter:
         if url is None:
             raise UpstreamUnavailable(
                 f"no upstream base URL for {provider_type}: set the node's "
-                f"{profile.base_url_key} or {UPSTREAM_BASE_URLS_KEY}[{provider_type!r}]"
+                f"{profile.base_url_key} or {UPSTREAM_BASE_URLS_KEY}[{provider_type!r}] "
+                f"in config.json to an OpenAI-compatible endpoint"
             )
         return url.rstrip("/")
 
@@ -258,6 +306,8 @@ class AiohttpReply:
         self._response.release()
 
 
-@adapters_hookimpl
+@generic_adapters_hookimpl
 def cfgstore_gateway_adapters(register: Callable[[Adapter], None]) -> None:
+    """Register the generic adapter first (``trylast``): any other plugin's adapter for one
+    of its types registers later and wins (see the module docstring)."""
     register(OpenAICompatAdapter())
