@@ -14,6 +14,8 @@ records and read back serialises exactly like one that stayed in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from cfgstore.model.pools import ProviderNode
@@ -235,3 +237,30 @@ def _mark_failed(
     )
     if not state.is_healthy:
         node.ensure_keys("isHealthy")
+
+
+NodeKey = tuple[str, str]
+_FOLDABLE = (Success, Selected)
+
+
+def fold_runs(records: Iterable[NodeRecord]) -> dict[NodeKey, list[tuple[NodeRecord, int]]]:
+    """The records per node, in order, with each run of successes folded into its last
+    record and a count, and each run of selections into its last record. Applying the runs
+    with :func:`apply_run` gives exactly what applying every record gives (records of
+    different nodes commute; within a run only the last time counts)."""
+    runs_per_node: dict[NodeKey, list[tuple[NodeRecord, int]]] = {}
+    for record in records:
+        runs = runs_per_node.setdefault((record.provider_type, record.uuid), [])
+        if runs and type(runs[-1][0]) is type(record) and isinstance(record, _FOLDABLE):
+            runs[-1] = (record, runs[-1][1] + 1)
+        else:
+            runs.append((record, 1))
+    return runs_per_node
+
+
+def apply_run(node: ProviderNode, record: NodeRecord, count: int) -> None:
+    """Apply a folded run (see :func:`fold_runs`): the last record, and every success's
+    increment."""
+    apply_record(node, record)
+    if count > 1 and isinstance(record, Success):
+        node.state.usage_count += count - 1

@@ -31,6 +31,8 @@ from cfgstore.model.records import (
     Selected,
     Success,
     apply_record,
+    apply_run,
+    fold_runs,
 )
 from cfgstore.model.timefmt import iso_ms
 
@@ -414,6 +416,21 @@ def test_serialising_between_records_changes_nothing(
         apply_record(reread, record)
         reread = node_from_json(node_to_json(reread), "f")
     assert node_to_json(reread) == node_to_json(memory)
+
+
+@given(START_DOCS, RECORDS)
+def test_folded_runs_give_what_every_record_gives(
+    doc: dict[str, Any], records: list[NodeRecord]
+) -> None:
+    """What the mirror's confirmation and the Redis batch encoder rely on."""
+    each = node_from_json(doc, "each")
+    folded = node_from_json(doc, "folded")
+    for record in records:
+        apply_record(each, record)
+    for runs in fold_runs(records).values():
+        for record, count in runs:
+            apply_run(folded, record, count)
+    assert dump_bytes(node_to_json(folded)) == dump_bytes(node_to_json(each))
 
 
 # ------------------------------------------------------------------------- cold start

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from cfgstore.model.pools import ProviderNode, ProviderPools
-from cfgstore.model.records import NodeRecord, apply_record
+from cfgstore.model.records import NodeRecord, apply_record, apply_run, fold_runs
 
 NodeKey = tuple[str, str]
 
@@ -42,8 +42,13 @@ class PoolsMirror:
         _apply(self._view_index, records)
 
     def confirm(self, records: Sequence[NodeRecord]) -> None:
-        """The shared storage acknowledged ``records`` (already in the view)."""
-        _apply(self._confirmed_index, records)
+        """The shared storage acknowledged ``records`` (already in the view). Applied as
+        folded runs: a batch of 2,000 records over 20 nodes costs ~20 applications."""
+        for key, runs in fold_runs(records).items():
+            node = self._confirmed_index.get(key)
+            if node is not None:
+                for record, count in runs:
+                    apply_run(node, record, count)
 
     def knows(self, key: NodeKey) -> bool:
         return key in self._confirmed_index

@@ -74,9 +74,6 @@ def _op(record: rec.NodeRecord, count: int) -> Op:
     raise TypeError(f"unknown record type {type(record).__name__}")
 
 
-_FOLDABLE = (rec.Success, rec.Selected)
-
-
 def touched_nodes(records: Sequence[rec.NodeRecord]) -> list[str]:
     """``type/uuid`` of every node the records name, first appearance first."""
     return list(dict.fromkeys(f"{r.provider_type}/{r.uuid}" for r in records))
@@ -94,13 +91,7 @@ def encode(
 
     Runs are folded before anything is formatted: per node, a run of successes becomes
     its last record and a count, a run of selections its last record."""
-    runs_per_node: dict[tuple[str, str], list[tuple[rec.NodeRecord, int]]] = {}
-    for record in records:
-        runs = runs_per_node.setdefault((record.provider_type, record.uuid), [])
-        if runs and type(runs[-1][0]) is type(record) and isinstance(record, _FOLDABLE):
-            runs[-1] = (record, runs[-1][1] + 1)
-        else:
-            runs.append((record, 1))
+    runs_per_node = rec.fold_runs(records)
     script_keys = [keys.operation(op_id), keys.revision, keys.meta]
     args: list[str | int] = [OPERATION_TTL_MS, keys.channel, head, namespace_id]
     for (provider_type, uuid), runs in runs_per_node.items():
