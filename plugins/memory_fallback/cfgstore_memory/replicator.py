@@ -209,10 +209,18 @@ class Replicator:
         self._wake.set()
 
     async def close(self) -> None:
-        """Make accepted records durable (storage or journal), then stop."""
+        """Make accepted records durable (storage or journal), then stop. Records that
+        could not be made durable (a full journal, a refusing server) are reported."""
         with contextlib.suppress(CfgStoreError, TimeoutError):
             async with asyncio.timeout(self.settings.degrade_after_ms / 1000 * 3):
                 await self.durable()
+        if self.backlog:
+            log.error(
+                "closing with %d hot-path records neither in the storage nor in the journal "
+                "(%s): they are lost",
+                self.backlog,
+                self.last_error or "no answer in time",
+            )
         await stop_tasks(self._tasks, self._stop_waits)
 
     def _stop_requested(self) -> bool:
