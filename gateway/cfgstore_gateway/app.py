@@ -18,6 +18,8 @@ Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
   type's enabled nodes, else the adapter's static list, else the upstream's own ``/models``
   asked through one usable node (cached for ``models_cache_s``; an upstream that cannot say
   contributes nothing);
+* ``GET /metrics``: public, like ``/health`` (scrapers hold no client key; nothing
+  exported is secret): Prometheus text format, see :mod:`cfgstore_gateway.metrics`;
 * ``GET /health``: public; ``{"status": "healthy", "storage": <mode>, ...}`` where the
   storage mode is the first backend status's ``mode`` (``file``, ``redis``,
   ``degraded``…), cached for ``health_cache_s``.
@@ -54,6 +56,7 @@ from cfgstore_gateway.adapters import Adapter, AdapterRegistry, ModelsCall, Upst
 from cfgstore_gateway.auth import PUBLIC_PATHS, key_matches, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
+from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
 from cfgstore_gateway.routing import AUTO, default_providers, is_known_type, resolve
@@ -78,6 +81,7 @@ SERVICES = web.AppKey("cfgstore_gateway.services", Services)
 _CURRENT: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("cfgstore_gateway_request")
 """The current request's log record: set by the middleware, read by the handlers (same task)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_PUBLIC_PATHS = PUBLIC_PATHS | {METRICS_PATH}
 
 
 def create_app(
@@ -101,6 +105,7 @@ def create_app(
     app[SETUP] = _Setup(store, registry, options, refresher_factory or _default_refresher)
     app.cleanup_ctx.append(_services)
     app.router.add_get("/health", health)
+    app.router.add_get(METRICS_PATH, metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/{provider}/v1/models", models)
@@ -150,6 +155,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     manager.register(config, name=f"cfgstore-gateway-config:{id(config)}")
     slots = SlotTable()
     refresher = setup.refresher_factory(setup.store, session)
+    gateway_metrics = GatewayMetrics(lambda: getattr(refresher, "stats", None))
+    manager.register(
+        gateway_metrics.health_observer, name=f"cfgstore-gateway-metrics:{id(gateway_metrics)}"
+    )
     app[SERVICES] = Services(
         store=setup.store,
         registry=setup.registry,
@@ -159,6 +168,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         session=session,
         refresher=refresher,
         options=options,
+        metrics=gateway_metrics,
     )
     required = (await config.get()).get("REQUIRED_API_KEY")
     if not required:
@@ -172,6 +182,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             await refresher.aclose()
         finally:
             manager.unregister(config)
+            manager.unregister(gateway_metrics.health_observer)
             await session.close()
 
 
@@ -187,7 +198,7 @@ async def _middleware(
     _CURRENT.set(info)
     started = time.perf_counter()
     try:
-        if request.path in PUBLIC_PATHS:
+        if request.path in _PUBLIC_PATHS:
             response = await handler(request)
         else:
             config = await request.app[SERVICES].config.get()
@@ -205,6 +216,8 @@ async def _middleware(
         response = error_response(500, "Internal gateway error", "server_error")
     if not response.prepared:  # a stream stamped its own before it started
         response.headers["X-Request-Id"] = info.request_id
+    if SERVICES in request.app:
+        request.app[SERVICES].metrics.request(info.provider_type, response.status)
     log.info(
         "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f",
         info.request_id,
@@ -235,6 +248,15 @@ async def health(request: web.Request) -> web.StreamResponse:
             "instance": services.store.instance_id,
         }
     )
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """``GET /metrics``: Prometheus text format (public; see the module docstring)."""
+    services = request.app[SERVICES]
+    body = await services.metrics.scrape(services.store.status)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
 
 
 async def _storage_mode(services: Services) -> str:

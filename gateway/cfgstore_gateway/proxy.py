@@ -51,6 +51,7 @@ import json
 import logging
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from typing import Any
 
@@ -152,6 +153,7 @@ async def proxy_chat(
             await _record_pick(services, target.provider_type, choice, info)
             if choice is None:
                 break
+            services.metrics.selected(target.provider_type)
             node = choice.node
             tried.add(node.uuid)
             info.provider_type, info.uuid = target.provider_type, node.uuid
@@ -339,10 +341,12 @@ async def _attempt(
             session=services.session,
             request_id=info.request_id,
         )
+        started = time.perf_counter()
         try:
             reply = await adapter.chat_completions(call)
         except UpstreamUnavailable as exc:
             return await attempt.failure(str(exc))
+        services.metrics.upstream_latency(provider_type, time.perf_counter() - started)
         if reply.status != 401 or attempt.credential is None or refreshed:
             break
         reply.close()

@@ -1,6 +1,6 @@
 """What one gateway process holds while it serves: the store, the adapters, the selector
-and its slots, the refresher, the one shared upstream client session, the config cache
-and the tuning options.
+and its slots, the refresher, the one shared upstream client session, the config cache,
+the tuning options and the application's metrics (:mod:`cfgstore_gateway.metrics`).
 
 :class:`ConfigCache` keeps the current ``config.json`` (as :class:`MainConfig`) so a request
 does not copy the document: it is dropped when the store announces a config change
@@ -24,6 +24,7 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import AdapterRegistry
+from cfgstore_gateway.metrics import GatewayMetrics
 from cfgstore_gateway.selection import Selector, SlotTable
 
 
@@ -116,6 +117,8 @@ class Services:
     session: aiohttp.ClientSession
     refresher: RefresherLike
     options: GatewayOptions
+    metrics: GatewayMetrics = attrs.Factory(GatewayMetrics)
+    """This application's Prometheus metrics (its own registry)."""
     models_cache: dict[str, tuple[float, list[str]]] = attrs.Factory(dict)
     """Provider type → (monotonic expiry, model ids fetched from an upstream)."""
     health_cache: tuple[float, str] | None = None
