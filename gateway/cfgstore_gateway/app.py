@@ -57,6 +57,7 @@ from cfgstore_gateway.auth import PUBLIC_PATHS, key_matches, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
+from cfgstore_gateway.proactive_refresh import Background
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
 from cfgstore_gateway.routing import AUTO, default_providers, is_known_type, resolve
@@ -175,10 +176,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.warning("REQUIRED_API_KEY is empty: every request but /health is refused")
     elif required == "123456":
         log.warning("REQUIRED_API_KEY is the well-known default 123456: change it")
+    background = Background.start(app[SERVICES])  # health checks, alerts, proactive refresh
     try:
         yield
     finally:
         try:
+            await background.stop()
             await refresher.aclose()
         finally:
             manager.unregister(config)

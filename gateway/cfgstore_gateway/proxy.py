@@ -1,5 +1,10 @@
 """The request flow of ``POST /v1/chat/completions`` (aiclient-formats §3.5).
 
+Before the first target, the request is prepared once: a model naming a custom model
+(``custom_models.json``) redirects the route
+(:func:`~cfgstore_gateway.routing.with_custom_model`), and the operator's system prompt and
+``SYSTEM_PROMPT_REPLACEMENTS`` are applied to the body (:mod:`cfgstore_gateway.prompting`).
+
 For each target of the route (the effective type, then its fallbacks), until one answers:
 
 1. **Select** a node from the live pools (``store.pools.view()``, re-read for every pick)
@@ -16,6 +21,10 @@ For each target of the route (the effective type, then its fallbacks), until one
 4. **Upstream** through the type's adapter. A 401 on an OAuth type records
    ``NeedRefresh``, forces a refresh (``refresher.refresh(force=True)``) and retries on the
    same node once; a refresh that fails is recorded as a failure (``Refresh failed: …``).
+   A 429 or 5xx answer is retried on the same node, before anything is recorded, up to
+   ``REQUEST_MAX_RETRIES`` times (0..100), waiting ``REQUEST_BASE_DELAY · 2^n`` ms before
+   retry ``n`` (0-based); the Node service's defaults (3 retries, 1000 ms) apply when
+   ``config.json`` does not set them. Only the last answer is bookkept.
 5. **Bookkeeping**: ``Success`` once the answer was delivered (a stream: after its last
    chunk); ``Cooldown`` for a 429 when ``RATE_LIMIT_COOLDOWN_ENABLED`` (recovery at now +
    ``min(Retry-After or RATE_LIMIT_COOLDOWN_MS, max(RATE_LIMIT_COOLDOWN_MS,
@@ -45,6 +54,7 @@ storage error) is logged; the client's answer stands.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
@@ -67,8 +77,9 @@ from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.adapters import Adapter, UpstreamCall, UpstreamReply, UpstreamUnavailable
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
+from cfgstore_gateway.prompting import apply_system_prompt
 from cfgstore_gateway.refresh import RefreshFailed
-from cfgstore_gateway.routing import Route, Target
+from cfgstore_gateway.routing import Route, Target, with_custom_model
 from cfgstore_gateway.selection import Choice, SlotsFull
 from cfgstore_gateway.services import Services
 
@@ -76,6 +87,19 @@ log = logging.getLogger("cfgstore_gateway.proxy")
 
 COOLDOWN_MESSAGE = "429 Too Many Requests - short cooldown"
 MAX_ERROR_DETAIL = 200
+MAX_SAME_NODE_RETRIES = 100
+
+
+def same_node_retries(config: MainConfig) -> tuple[int, float]:
+    """``(REQUEST_MAX_RETRIES, REQUEST_BASE_DELAY in s)``, the Node service's defaults
+    (3, 1000 ms) when ``config.json`` does not set them."""
+    retries = min(MAX_SAME_NODE_RETRIES, max(0, config.int_value("REQUEST_MAX_RETRIES")))
+    return retries, max(0, config.int_value("REQUEST_BASE_DELAY")) / 1000
+
+
+def retried_on_same_node(status: int) -> bool:
+    """Whether an answer with this status is retried on the same node first."""
+    return status == 429 or 500 <= status < 600
 
 
 def switches_node(status: int | None) -> bool:
@@ -115,12 +139,54 @@ class ClientRequest:
     body: Mapping[str, Any]
     model: str
     stream: bool
+    pristine: bool = True
+    """Whether ``body`` is still what ``raw`` holds (no system prompt applied)."""
 
     def for_target(self, target: Target) -> tuple[Mapping[str, Any], bytes | None]:
         """The body for ``target`` and the raw bytes when it needs no rewrite."""
-        if target.model == self.model:
+        if target.model == self.model and self.pristine:
             return self.body, self.raw
+        if target.model == self.model:
+            return self.body, None
         return {**self.body, "model": target.model}, None
+
+    def with_body(self, body: Mapping[str, Any]) -> ClientRequest:
+        """This request with a rewritten body (itself when ``body`` is its body)."""
+        if body is self.body:
+            return self
+        return attrs.evolve(self, body=body, pristine=False)
+
+
+async def prepare(
+    services: Services, client: ClientRequest, route: Route, config: MainConfig
+) -> tuple[ClientRequest, Route]:
+    """Apply the custom models and the system prompt (see the module docstring). A store
+    that cannot give them is logged; the request goes on without them."""
+    store = services.store
+    try:
+        models = await store.custom_models.list()
+    except CfgStoreError as exc:
+        log.error("custom models unavailable: %s", exc)
+        models = []
+    if models:
+        route = with_custom_model(
+            route,
+            route.targets[0].model,
+            models,
+            config,
+            lambda t: _static_models(services, t),
+        )
+    try:
+        prompt = await store.system_prompt.get()
+    except CfgStoreError as exc:
+        log.error("system prompt unavailable: %s", exc)
+        prompt = None
+    return client.with_body(apply_system_prompt(client.body, prompt, config)), route
+
+
+def _static_models(services: Services, provider_type: str) -> tuple[str, ...]:
+    adapter = services.registry.for_type(provider_type)
+    return tuple(adapter.static_models(provider_type)) if adapter is not None else ()
 
 
 async def proxy_chat(
@@ -132,6 +198,7 @@ async def proxy_chat(
     info: RequestInfo,
 ) -> web.StreamResponse:
     """Serve one chat completion (see the module docstring)."""
+    client, route = await prepare(services, client, route, config)
     max_switches = max(0, config.int_value("CREDENTIAL_SWITCH_MAX_RETRIES"))
     switches = 0
     busy = False
@@ -329,6 +396,8 @@ async def _attempt(
             return await attempt.failure("no credential stored for the node")
     body, raw = client.for_target(target)
     refreshed = False
+    retries, base_delay_s = same_node_retries(config)
+    retried = 0
     while True:
         call = UpstreamCall(
             provider_type=provider_type,
@@ -347,6 +416,22 @@ async def _attempt(
         except UpstreamUnavailable as exc:
             return await attempt.failure(str(exc))
         services.metrics.upstream_latency(provider_type, time.perf_counter() - started)
+        if retried_on_same_node(reply.status) and retried < retries:
+            reply.close()
+            delay = base_delay_s * 2**retried
+            retried += 1
+            log.info(
+                "req=%s type=%s node=%s: upstream %d; retry %d/%d on the same node in %.3fs",
+                info.request_id,
+                provider_type,
+                node.uuid,
+                reply.status,
+                retried,
+                retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            continue
         if reply.status != 401 or attempt.credential is None or refreshed:
             break
         reply.close()

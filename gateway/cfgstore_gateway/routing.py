@@ -19,6 +19,12 @@ only when it shares the effective type's protocol prefix (the part before the fi
 Last comes ``modelFallbackMapping[model]`` (``{targetProviderType, targetModel}``) with its
 own fallback chain. Each (type, model) appears once. Pure functions over the config and the
 known types: no I/O.
+
+Custom models (``custom_models.json``, aiclient-formats §6.2) are applied afterwards by
+:func:`with_custom_model`: a requested model equal to an entry's ``id`` or ``alias`` is
+sent as its ``actualModel`` (default: the ``id``) to its ``actualProvider`` (when the key
+is present it wins, even empty) or else its ``provider``; an empty or absent type keeps the
+routed one. The targets are then rebuilt for that (type, model) as above.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Callable, Collection, Sequence
 import attrs
 
 from cfgstore.model.config import MainConfig
+from cfgstore.model.custom_models import CustomModel
 
 AUTO = "auto"
 DEFAULT_PROVIDER = "gemini-cli-oauth"
@@ -141,6 +148,55 @@ def resolve(
         provider_type, source = model_type, "model"
     else:
         provider_type, source = default_providers(config, pool_types)[0], "default"
+    return Route(tuple(_targets(provider_type, model, config, static_models)), source)
+
+
+def find_custom_model(model: str, models: Sequence[CustomModel]) -> CustomModel | None:
+    """The custom model whose ``id`` is ``model``, else the first whose ``alias`` is."""
+    for custom in models:
+        if custom.id == model:
+            return custom
+    for custom in models:
+        if custom.document.get("alias") == model:
+            return custom
+    return None
+
+
+def custom_target(custom: CustomModel, routed_type: str) -> Target:
+    """Where a custom model's requests go (see the module docstring)."""
+    doc = custom.document
+    provider = doc["actualProvider"] if "actualProvider" in doc else doc.get("provider")
+    actual = doc.get("actualModel")
+    return Target(
+        provider if isinstance(provider, str) and provider.strip() else routed_type,
+        actual if isinstance(actual, str) and actual.strip() else custom.id,
+    )
+
+
+def with_custom_model(
+    route: Route,
+    model: str,
+    models: Sequence[CustomModel],
+    config: MainConfig,
+    static_models: Callable[[str], Sequence[str]],
+) -> Route:
+    """``route`` redirected by the custom model that ``model`` (the routed model, without
+    a ``type:`` prefix) names; ``route`` itself when none does."""
+    custom = find_custom_model(model, models)
+    if custom is None:
+        return route
+    target = custom_target(custom, route.provider_type)
+    targets = _targets(target.provider_type, target.model, config, static_models)
+    return Route(tuple(targets), route.source)
+
+
+def _targets(
+    provider_type: str,
+    model: str,
+    config: MainConfig,
+    static_models: Callable[[str], Sequence[str]],
+) -> list[Target]:
+    """``[type, *chain]`` then ``modelFallbackMapping[model]`` with its chain."""
     targets = _with_fallbacks(provider_type, model, config, static_models)
     mapping = config.get("modelFallbackMapping")
     entry = mapping.get(model) if isinstance(mapping, dict) else None
@@ -152,7 +208,7 @@ def resolve(
             for target in _with_fallbacks(target_type, target_model, config, static_models):
                 if target not in targets:
                     targets.append(target)
-    return Route(tuple(targets), source)
+    return targets
 
 
 def _with_fallbacks(

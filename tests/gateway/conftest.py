@@ -51,6 +51,7 @@ def make_deployment(
     ``MAX_ERROR_COUNT``, ``config`` over that) and ``provider_pools.json``; its settings."""
     document: dict[str, Any] = {
         "REQUIRED_API_KEY": CLIENT_KEY,
+        "REQUEST_MAX_RETRIES": 0,  # failures switch node at once (tests count calls)
         "MODEL_PROVIDER": TYPE,
         "MAX_ERROR_COUNT": 3,
         "CREDENTIAL_SWITCH_MAX_RETRIES": 5,

@@ -123,6 +123,7 @@ async def admin(namespace: Namespace) -> AsyncIterator[Store]:
 async def put_config(store: Store, **config: JSONValue) -> None:
     document: dict[str, JSONValue] = {
         "REQUIRED_API_KEY": CLIENT_KEY,
+        "REQUEST_MAX_RETRIES": 0,
         "MODEL_PROVIDER": OPENAI,
         "MAX_ERROR_COUNT": 3,
         "CREDENTIAL_SWITCH_MAX_RETRIES": 3,

@@ -99,7 +99,12 @@ async def seed(url: str, prefix: str, upstream_url: str) -> None:
     await asyncio.to_thread(seed_namespace, url, prefix)
     async with Store.open(redis_only(url, prefix)) as admin:
         await admin.config.put(
-            {"REQUIRED_API_KEY": KEY, "MODEL_PROVIDER": TYPE, "MAX_ERROR_COUNT": 3},
+            {
+                "REQUIRED_API_KEY": KEY,
+                "MODEL_PROVIDER": TYPE,
+                "MAX_ERROR_COUNT": 3,
+                "REQUEST_MAX_RETRIES": 0,
+            },
             ABSENT_VERSION,
         )
         for uuid in UUIDS:

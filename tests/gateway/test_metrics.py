@@ -132,6 +132,7 @@ async def test_a_node_going_unhealthy_is_one_health_transition(
         await admin.config.put(
             {
                 "REQUIRED_API_KEY": CLIENT_KEY,
+                "REQUEST_MAX_RETRIES": 0,
                 "MODEL_PROVIDER": TYPE,
                 "MAX_ERROR_COUNT": 1,
                 "CREDENTIAL_SWITCH_MAX_RETRIES": 0,

@@ -49,8 +49,14 @@ async def test_sample_deployment_is_served_from_files_without_redis(
         configs_dir=root / "configs", state_dir=tmp_path / "state", watch_interval_ms=0
     )
     assert not settings.redis_configured
-    # An operator's edit: the two API-key nodes now point at the local upstream.
+    # An operator's edit: the two API-key nodes now point at the local upstream, and the
+    # background work that would call the sample's real token and upstream endpoints
+    # (proactive refresh, the startup health check) is off.
     async with Store.open(settings) as admin:
+        config = await admin.config.get()
+        quiet = {**config.document, "CRON_REFRESH_TOKEN": False}
+        quiet["SCHEDULED_HEALTH_CHECK"] = {"enabled": False, "providerTypes": []}
+        await admin.config.put(quiet, config.version)
         await admin.pools.update_node(TYPE, OPENAI_NODE, {"OPENAI_BASE_URL": upstream.base_url})
         await admin.pools.update_node(
             "openai-custom-deepseek", DEEPSEEK_NODE, {"OPENAI_BASE_URL": upstream.base_url}

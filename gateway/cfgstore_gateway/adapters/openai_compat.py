@@ -45,6 +45,13 @@ gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Googl
 Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
 upstream (the client's gateway key stays here).
 
+Outbound proxy: with ``PROXY_URL`` set (an ``http://`` or ``https://`` URL) and the
+node's type listed in ``PROXY_ENABLED_PROVIDERS`` (a suffixed type is covered by its base
+type's entry), every upstream call of the node (chat and models) goes through that proxy.
+Both keys are read from the node's effective config, so a node can override either (an
+empty string on the node means "no proxy"). A ``socks5://`` proxy is not supported by this
+adapter: the call fails with ``UpstreamUnavailable`` saying so (recorded for the node).
+
 Precedence over dedicated adapters: this adapter declares itself ``generic``, and
 :class:`~cfgstore_gateway.adapters.AdapterRegistry` lets a generic adapter serve a type only
 when no dedicated adapter serves it (the type itself or a base of it), whatever the
@@ -113,6 +120,28 @@ PROFILES: dict[str, TypeProfile] = {
 """The types this adapter serves (suffixed variants included) and their keys."""
 
 UPSTREAM_BASE_URLS_KEY = "UPSTREAM_BASE_URLS"
+SUPPORTED_PROXY_SCHEMES = ("http://", "https://")
+
+
+def proxy_for(provider_type: str, node: ProviderNode, config: MainConfig) -> str | None:
+    """The outbound proxy URL of a node's calls (see the module docstring), ``None`` for
+    a direct call; :class:`UpstreamUnavailable` for an unsupported proxy scheme."""
+    url = _text(_effective(node, config, "PROXY_URL"))
+    if url is None:
+        return None
+    enabled = _effective(node, config, "PROXY_ENABLED_PROVIDERS")
+    if isinstance(enabled, str):
+        enabled = [item.strip() for item in enabled.split(",")]
+    if not isinstance(enabled, list):
+        return None
+    listed = {item: None for item in enabled if isinstance(item, str) and item}
+    if base_type(provider_type, listed) is None:
+        return None
+    if not url.lower().startswith(SUPPORTED_PROXY_SCHEMES):
+        raise UpstreamUnavailable(
+            "PROXY_URL must be an http:// or https:// URL (socks proxies are not supported)"
+        )
+    return url
 
 
 def base_type(provider_type: str, known: Mapping[str, object]) -> str | None:
@@ -170,9 +199,10 @@ class OpenAICompatAdapter:
         headers["Content-Type"] = "application/json"
         headers["Accept"] = "text/event-stream" if call.stream else "application/json"
         headers["X-Request-Id"] = call.request_id
+        proxy = proxy_for(call.provider_type, call.node, call.config)
         try:
             response = await call.session.post(
-                url + "/chat/completions", data=data, headers=headers
+                url + "/chat/completions", data=data, headers=headers, proxy=proxy
             )
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise UpstreamUnavailable(_describe(exc)) from None
@@ -183,8 +213,9 @@ class OpenAICompatAdapter:
         headers = self._auth_headers(call.provider_type, call.node, call.config, call.credential)
         headers["Accept"] = "application/json"
         headers["X-Request-Id"] = call.request_id
+        proxy = proxy_for(call.provider_type, call.node, call.config)
         try:
-            async with call.session.get(url + "/models", headers=headers) as response:
+            async with call.session.get(url + "/models", headers=headers, proxy=proxy) as response:
                 if response.status != 200:
                     raise UpstreamUnavailable(f"GET /models answered HTTP {response.status}")
                 document = await response.json(content_type=None)

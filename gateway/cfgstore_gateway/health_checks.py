@@ -1,0 +1,328 @@
+"""Health checks of pool nodes: a startup pass and a periodic pass (aiclient-formats §2.2
+``SCHEDULED_HEALTH_CHECK``, §3.7).
+
+A check is a tiny, non-streaming chat request (one user message, ``max_tokens: 1``) sent to
+the node through the adapter of its type, with the node's credential when the type needs
+one (:meth:`~cfgstore_gateway.refresh.Refresher.credential_for`, so an expired token is
+refreshed first). A 2xx answer is a success; any other status, no answer, an unusable node
+or a failed token refresh is a failure. The model asked for is the node's
+``checkModelName``, else the first of the adapter's static models for the type, else
+:data:`DEFAULT_CHECK_MODEL`.
+
+Which nodes: every node, not disabled, of the types listed in
+``SCHEDULED_HEALTH_CHECK.providerTypes`` (empty or absent: none).
+
+When: the startup pass runs once whenever ``providerTypes`` is non-empty, even with
+``enabled: false``; the periodic pass runs when ``enabled`` is true, every ``interval`` ms
+when that is at least 60 000, else every ``CRON_NEAR_MINUTES`` minutes. The config is
+re-read before each periodic pass, so changes apply at the next one.
+
+Results are recorded through ``store.pools.record_health_check`` (§3.7):
+
+* scheduled pass: success → healthy; failure → unhealthy immediately (``immediate``);
+* startup pass: success → healthy with the usage count reset (``reset_usage``); failure →
+  the accumulating path (unhealthy once ``MAX_ERROR_COUNT`` is reached). The startup pass
+  skips unhealthy nodes whose ``lastErrorTime`` is less than 10 minutes old and nodes still
+  before their ``scheduledRecoveryTime``.
+
+Every record carries the model checked, so ``lastHealthCheckTime``/``lastHealthCheckModel``
+are set either way. :meth:`HealthChecker.run_once` runs one pass (tests drive it directly);
+:meth:`HealthChecker.start` runs the startup pass and then the periodic loop in the
+background, :meth:`HealthChecker.stop` ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import attrs
+
+from cfgstore.adapters import Store
+from cfgstore.errors import CfgStoreError
+from cfgstore.model.config import MainConfig
+from cfgstore.model.pools import ProviderNode
+from cfgstore.model.timefmt import now_ms, parse_time_ms
+from cfgstore_gateway.adapters import AdapterRegistry, UpstreamCall, UpstreamUnavailable
+from cfgstore_gateway.refresh import RefreshFailed
+from cfgstore_gateway.services import RefresherLike, Services
+
+__all__ = [
+    "DEFAULT_CHECK_MODEL",
+    "CheckResult",
+    "HealthCheckSettings",
+    "HealthChecker",
+]
+
+log = logging.getLogger("cfgstore_gateway.health_checks")
+
+DEFAULT_CHECK_MODEL = "gpt-4o-mini"
+"""Model asked for when neither the node (``checkModelName``) nor the adapter names one."""
+MIN_INTERVAL_MS = 60_000
+"""Shortest ``SCHEDULED_HEALTH_CHECK.interval`` honoured (below: ``CRON_NEAR_MINUTES``)."""
+RECENT_ERROR_MS = 10 * 60_000
+"""The startup pass leaves alone an unhealthy node whose last error is younger than this."""
+CHECK_CONCURRENCY = 4
+"""Checks in flight at once within one pass."""
+CHECK_TIMEOUT_S = 60.0
+"""Bound of one check (request, answer and recording)."""
+MESSAGE_LIMIT = 200
+"""Characters of an upstream error body kept in ``lastErrorMessage``."""
+
+ConfigSource = Callable[[], Awaitable[MainConfig]]
+
+
+@attrs.frozen
+class HealthCheckSettings:
+    """``SCHEDULED_HEALTH_CHECK`` (and ``CRON_NEAR_MINUTES``) as the checker reads them."""
+
+    provider_types: tuple[str, ...] = ()
+    enabled: bool = False
+    interval_ms: int = 600_000
+    """The periodic interval in effect (§3.7 rules already applied)."""
+
+    @property
+    def startup(self) -> bool:
+        """The startup pass runs whenever some type is selected (§3.7)."""
+        return bool(self.provider_types)
+
+    @property
+    def periodic(self) -> bool:
+        return self.enabled and bool(self.provider_types)
+
+    @classmethod
+    def of(cls, config: MainConfig) -> HealthCheckSettings:
+        """Read the settings from ``config.json`` (malformed values fall back to defaults)."""
+        raw = config.get("SCHEDULED_HEALTH_CHECK")
+        section: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        types = section.get("providerTypes")
+        provider_types = (
+            tuple(t for t in types if isinstance(t, str) and t) if isinstance(types, list) else ()
+        )
+        interval = section.get("interval")
+        if isinstance(interval, int | float) and not isinstance(interval, bool):
+            interval_ms = int(interval)
+        else:
+            interval_ms = 600_000
+        if interval_ms < MIN_INTERVAL_MS:
+            interval_ms = max(1, config.int_value("CRON_NEAR_MINUTES")) * 60_000
+        return cls(provider_types, section.get("enabled") is True, interval_ms)
+
+
+@attrs.frozen
+class CheckResult:
+    """The outcome of one node's check in one pass."""
+
+    provider_type: str
+    uuid: str
+    ok: bool
+    model: str
+    message: str | None = None
+
+
+class HealthChecker:
+    """Runs health checks of one store's pool nodes (see the module docstring).
+
+    ``config`` returns the current ``config.json`` (the gateway's
+    :class:`~cfgstore_gateway.services.ConfigCache` ``get``); ``clock`` is the epoch-ms
+    clock of the startup skip rules and of the records."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: AdapterRegistry,
+        session: aiohttp.ClientSession,
+        refresher: RefresherLike,
+        *,
+        config: ConfigSource | None = None,
+        clock: Callable[[], int] = now_ms,
+        concurrency: int = CHECK_CONCURRENCY,
+        timeout_s: float = CHECK_TIMEOUT_S,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._session = session
+        self._refresher = refresher
+        self._config: ConfigSource = config or store.config.get
+        self._clock = clock
+        self._concurrency = max(1, concurrency)
+        self._timeout_s = timeout_s
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_services(cls, services: Services) -> HealthChecker:
+        """A checker over a gateway's services (its store, adapters, session, refresher)."""
+        return cls(
+            services.store,
+            services.registry,
+            services.session,
+            services.refresher,
+            config=services.config.get,
+        )
+
+    # -- one pass ------------------------------------------------------------------------
+
+    async def run_once(self, *, startup: bool = False) -> list[CheckResult]:
+        """Check every selected node once and record the results; returns them (skipped
+        nodes are not in the list). ``startup`` selects the startup rules (§3.7)."""
+        config = await self._config()
+        settings = HealthCheckSettings.of(config)
+        if not settings.provider_types:
+            return []
+        pools = await self._store.pools.view()
+        now = self._clock()
+        targets = [
+            (provider_type, node)
+            for provider_type in settings.provider_types
+            for node in pools.get(provider_type, ())
+            if not node.state.is_disabled and not (startup and self._skip_at_startup(node, now))
+        ]
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def limited(provider_type: str, node: ProviderNode) -> CheckResult | None:
+            async with limit:
+                return await self._check_and_record(provider_type, node, config, startup)
+
+        outcomes = await asyncio.gather(*(limited(t, n) for t, n in targets))
+        results = [r for r in outcomes if r is not None]
+        log.info(
+            "%s health check: %d checked, %d failed",
+            "startup" if startup else "scheduled",
+            len(results),
+            sum(not r.ok for r in results),
+        )
+        return results
+
+    @staticmethod
+    def _skip_at_startup(node: ProviderNode, now: int) -> bool:
+        state = node.state
+        if not state.is_healthy:
+            last_error = parse_time_ms(state.last_error_time)
+            if last_error is not None and now - last_error < RECENT_ERROR_MS:
+                return True
+        recovery = parse_time_ms(state.scheduled_recovery_time)
+        return recovery is not None and now < recovery
+
+    async def _check_and_record(
+        self, provider_type: str, node: ProviderNode, config: MainConfig, startup: bool
+    ) -> CheckResult | None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                result = await self.check_node(provider_type, node, config)
+                await self._store.pools.record_health_check(
+                    provider_type,
+                    node.uuid,
+                    ok=result.ok,
+                    model=result.model,
+                    message=result.message,
+                    max_error_count=config.max_error_count,
+                    immediate=not result.ok and not startup,
+                    reset_usage=result.ok and startup,
+                    at_ms=self._clock(),
+                )
+        except (CfgStoreError, TimeoutError) as exc:
+            log.warning("health check of %s/%s not recorded: %s", provider_type, node.uuid, exc)
+            return None
+        return result
+
+    async def check_node(
+        self, provider_type: str, node: ProviderNode, config: MainConfig
+    ) -> CheckResult:
+        """Send the check request to one node (nothing recorded)."""
+        adapter = self._registry.for_type(provider_type)
+        model = self._model_for(provider_type, node)
+
+        def failed(message: str) -> CheckResult:
+            return CheckResult(provider_type, node.uuid, False, model, message)
+
+        if adapter is None:
+            return failed(f"no adapter serves {provider_type}")
+        try:
+            adapter.check_node(provider_type, node, config)
+            credential = None
+            if adapter.needs_credential(provider_type):
+                credential = await self._refresher.credential_for(provider_type, node)
+            body = {
+                "model": model,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 1,
+                "stream": False,
+            }
+            call = UpstreamCall(
+                provider_type=provider_type,
+                node=node,
+                config=config,
+                credential=credential,
+                body=body,
+                raw_body=None,
+                stream=False,
+                session=self._session,
+                request_id=f"health-{uuidlib.uuid4().hex[:12]}",
+            )
+            reply = await adapter.chat_completions(call)
+            try:
+                status = reply.status
+                answer = await reply.read()
+            finally:
+                reply.close()
+        except (UpstreamUnavailable, RefreshFailed) as exc:
+            return failed(f"Health check failed: {exc}")
+        except aiohttp.ClientError as exc:
+            return failed(f"Health check failed: {type(exc).__name__}")
+        if 200 <= status < 300:
+            return CheckResult(provider_type, node.uuid, True, model)
+        text = answer.decode("utf-8", "replace")[:MESSAGE_LIMIT]
+        return failed(f"Health check failed: HTTP {status}: {text}")
+
+    def _model_for(self, provider_type: str, node: ProviderNode) -> str:
+        named = node.settings.get("checkModelName")
+        if isinstance(named, str) and named:
+            return named
+        adapter = self._registry.for_type(provider_type)
+        known: Sequence[str] = adapter.static_models(provider_type) if adapter else ()
+        return known[0] if known else DEFAULT_CHECK_MODEL
+
+    # -- background ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the startup pass (when some type is selected), then the periodic loop, in a
+        background task of the running loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="cfgstore-health-checks")
+
+    async def stop(self) -> None:
+        """Cancel the background task and wait for it."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        await self._guarded(startup=True)
+        while True:
+            settings = await self._settings()
+            await asyncio.sleep(settings.interval_ms / 1000 if settings else 60.0)
+            settings = await self._settings()
+            if settings is not None and settings.periodic:
+                await self._guarded(startup=False)
+
+    async def _settings(self) -> HealthCheckSettings | None:
+        try:
+            return HealthCheckSettings.of(await self._config())
+        except CfgStoreError as exc:
+            log.warning("health checks: config unreadable: %s", exc)
+            return None
+
+    async def _guarded(self, *, startup: bool) -> None:
+        try:
+            await self.run_once(startup=startup)
+        except CfgStoreError as exc:
+            log.warning("health check pass failed: %s", exc)
+        except Exception:
+            log.exception("health check pass failed")
