@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid as uuidlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,10 +30,9 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest_asyncio
-import redis
 from aiohttp import web
 
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.model.credentials import Credential, path_keys_for
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import ProviderNode, node_from_json, node_to_json
@@ -43,10 +41,10 @@ from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_gateway.app import SERVICES, create_app
 from cfgstore_gateway.refresh import Refresher
 from tests.gateway.conftest import CLIENT_KEY, auth, scaled, serving
+from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 from tests.gateway.token_stub import Received as TokenRequest
 from tests.gateway.token_stub import TokenStub
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, default_responder, error
-from tests.support.namespace_seed import seed_namespace
 
 WAIT_S = 30.0
 """Bound of every wait (generous for a slow box; the happy path takes milliseconds)."""
@@ -60,52 +58,13 @@ EXPIRED_ISO = iso_ms(now_ms() - 60_000)
 # -- the deployment --------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Namespace:
-    """One test's Redis namespace and the folder for the instances' state directories."""
-
-    url: str
-    prefix: str
-    root: Path
-
-    def admin_settings(self) -> Settings:
-        """An operator's tool: Redis only (every read goes to Redis)."""
-        return Settings(
-            configs_dir=Path("unused"),
-            backends=("redis",),
-            redis_url=self.url,
-            redis_prefix=self.prefix,
-        )
-
-    def instance_settings(self, name: str) -> Settings:
-        """A gateway instance: the memory fallback over Redis, its own state directory."""
-        return Settings(
-            configs_dir=Path("unused"),
-            backends=("memory", "redis"),
-            redis_url=self.url,
-            redis_prefix=self.prefix,
-            state_dir=self.root / f"state-{name}",
-        )
-
-
-def _delete_namespace(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
-    finally:
-        client.close()
-
-
 @pytest_asyncio.fixture
 async def namespace(redis_url: str, tmp_path: Path) -> AsyncIterator[Namespace]:
-    prefix = f"acc-{uuidlib.uuid4().hex[:12]}"
-    await asyncio.to_thread(seed_namespace, redis_url, prefix)
+    namespace = await seeded_namespace(redis_url, tmp_path, "acc-")
     try:
-        yield Namespace(redis_url, prefix, tmp_path)
+        yield namespace
     finally:
-        await asyncio.to_thread(_delete_namespace, redis_url, prefix)
+        await asyncio.to_thread(delete_namespace, redis_url, namespace.prefix)
 
 
 @pytest_asyncio.fixture
@@ -116,7 +75,7 @@ async def token_stub() -> AsyncIterator[TokenStub]:
 
 @asynccontextmanager
 async def admin(namespace: Namespace) -> AsyncIterator[Store]:
-    async with Store.open(namespace.admin_settings()) as store:
+    async with Store.open(namespace.redis_settings()) as store:
         yield store
 
 

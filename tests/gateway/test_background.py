@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 from aiohttp import web
 
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.jsjson import JSONValue
@@ -34,10 +32,10 @@ from cfgstore_gateway.proactive_refresh import ProactiveRefresher
 from cfgstore_gateway.refresh import Refresher
 from cfgstore_gateway.webhook import HealthAlertWebhook
 from tests.gateway.conftest import TYPE, api_node, make_deployment
+from tests.gateway.redis_instances import Namespace, seeded_namespace
 from tests.gateway.token_stub import Received as TokenReceived
 from tests.gateway.token_stub import TokenStub
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, error
-from tests.support.namespace_seed import seed_namespace
 
 NOW = (now_ms() // 1000) * 1000
 KIRO = "claude-kiro-oauth"
@@ -189,35 +187,9 @@ async def test_startup_pass_accumulates_resets_usage_and_skips(
 # -- two instances over Redis ------------------------------------------------------------------
 
 
-@attrs.frozen
-class Namespace:
-    url: str
-    prefix: str
-    root: Path
-
-    def settings(self, name: str | None = None) -> Settings:
-        """Redis only (``name`` None) or an instance with the memory fallback."""
-        if name is None:
-            return Settings(
-                configs_dir=Path("unused"),
-                backends=("redis",),
-                redis_url=self.url,
-                redis_prefix=self.prefix,
-            )
-        return Settings(
-            configs_dir=Path("unused"),
-            backends=("memory", "redis"),
-            redis_url=self.url,
-            redis_prefix=self.prefix,
-            state_dir=self.root / f"state-{name}",
-        )
-
-
 @pytest.fixture
 async def namespace(redis_url: str, tmp_path: Path) -> Namespace:
-    prefix = f"t{uuidlib.uuid4().hex[:12]}"
-    await asyncio.to_thread(seed_namespace, redis_url, prefix)
-    return Namespace(redis_url, prefix, tmp_path)
+    return await seeded_namespace(redis_url, tmp_path)
 
 
 class WebhookStub:
@@ -257,11 +229,11 @@ async def test_webhook_posts_once_per_transition_across_two_instances(
         async def source() -> MainConfig:
             return config
 
-        async with Store.open(namespace.settings()) as seed:
+        async with Store.open(namespace.redis_settings()) as seed:
             await seed.pools.add_node(TYPE, node_from_json({"uuid": "n1"}, "test"))
         async with (
-            Store.open(namespace.settings("a")) as store_a,
-            Store.open(namespace.settings("b")) as store_b,
+            Store.open(namespace.instance_settings("a")) as store_a,
+            Store.open(namespace.instance_settings("b")) as store_b,
         ):
             webhooks = [HealthAlertWebhook(http, source), HealthAlertWebhook(http, source)]
             webhooks[0].register(store_a)
@@ -334,14 +306,14 @@ async def test_proactive_refresh_two_instances_one_call_per_credential(
 
         stub.responder = reply
         url = stub.url("/refresh")
-        async with Store.open(namespace.settings()) as seed:
+        async with Store.open(namespace.redis_settings()) as seed:
             await add_kiro(seed, "near1", NOW + 10 * 60_000, url)  # inside 15 min
             await add_kiro(seed, "near2", NOW - 60_000, url)  # expired
             await add_kiro(seed, "fresh", NOW + 60 * 60_000, url)
             await seed.config.put({"CRON_NEAR_MINUTES": 15}, (await seed.config.get()).version)
         async with (
-            Store.open(namespace.settings("a")) as store_a,
-            Store.open(namespace.settings("b")) as store_b,
+            Store.open(namespace.instance_settings("a")) as store_a,
+            Store.open(namespace.instance_settings("b")) as store_b,
             aiohttp.ClientSession() as http_a,
             aiohttp.ClientSession() as http_b,
         ):
@@ -369,7 +341,7 @@ async def test_proactive_refresh_two_instances_one_call_per_credential(
         for one in passes:
             assert one.failed == [] and f"{KIRO}/fresh" in one.fresh
             assert set(one.refreshed) | set(one.fresh) == near | {f"{KIRO}/fresh"}
-        async with Store.open(namespace.settings()) as check:
+        async with Store.open(namespace.redis_settings()) as check:
             tokens = set()
             for uuid in ("near1", "near2"):
                 credential = await check.credentials.get(KIRO, uuid)

@@ -24,6 +24,13 @@ from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, completio
 A, B = "node-a", "node-b"
 
 
+def one_node(tmp_path: Path, upstream: UpstreamStub, **config: Any) -> Any:
+    """A deployment with node A only (key ``sk-node-a-0000``)."""
+    return make_deployment(
+        tmp_path, {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]}, **config
+    )
+
+
 def two_nodes(tmp_path: Path, upstream: UpstreamStub, **config: Any) -> Any:
     return make_deployment(
         tmp_path,
@@ -57,12 +64,7 @@ async def test_5xx_is_retried_on_the_same_node_before_anything_is_recorded(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
     upstream.responder = failing_for("sk-node-a-0000", 503, 2)
-    settings = make_deployment(
-        tmp_path,
-        {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]},
-        REQUEST_MAX_RETRIES=2,
-        REQUEST_BASE_DELAY=1,
-    )
+    settings = one_node(tmp_path, upstream, REQUEST_MAX_RETRIES=2, REQUEST_BASE_DELAY=1)
     async with running_gateway(settings) as gw:
         response = await gw.chat()
         assert response.status == 200
@@ -94,12 +96,7 @@ async def test_retries_on_a_single_node_end_in_one_failure(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
     upstream.responder = failing_for("sk-node-a-0000", 500, 100)
-    settings = make_deployment(
-        tmp_path,
-        {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]},
-        REQUEST_MAX_RETRIES=2,
-        REQUEST_BASE_DELAY=1,
-    )
+    settings = one_node(tmp_path, upstream, REQUEST_MAX_RETRIES=2, REQUEST_BASE_DELAY=1)
     async with running_gateway(settings) as gw:
         response = await gw.chat()
         assert response.status == 500
@@ -113,22 +110,13 @@ async def test_400_is_not_retried_and_absent_key_means_no_retries(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
     upstream.responder = failing_for("sk-node-a-0000", 400, 100)
-    settings = make_deployment(
-        tmp_path,
-        {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]},
-        REQUEST_MAX_RETRIES=3,
-        REQUEST_BASE_DELAY=1,
-    )
+    settings = one_node(tmp_path, upstream, REQUEST_MAX_RETRIES=3, REQUEST_BASE_DELAY=1)
     async with running_gateway(settings) as gw:
         assert (await gw.chat()).status == 400
         assert len(upstream.chat_requests()) == 1
     upstream.received.clear()
     upstream.responder = failing_for("sk-node-a-0000", 502, 100)
-    async with running_gateway(
-        make_deployment(
-            tmp_path / "plain", {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]}
-        )
-    ) as gw:
+    async with running_gateway(one_node(tmp_path / "plain", upstream)) as gw:
         assert (await gw.chat()).status == 502
         assert len(upstream.chat_requests()) == 1
 
@@ -139,11 +127,7 @@ async def test_400_is_not_retried_and_absent_key_means_no_retries(
 async def test_system_prompt_append_inserts_or_extends_the_system_message(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
-    settings = make_deployment(
-        tmp_path,
-        {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]},
-        SYSTEM_PROMPT_MODE="append",
-    )
+    settings = one_node(tmp_path, upstream, SYSTEM_PROMPT_MODE="append")
     async with running_gateway(settings) as gw:
         await gw.store.system_prompt.put("Be brief.")
         assert (await gw.chat()).status == 200
@@ -169,9 +153,9 @@ async def test_system_prompt_append_inserts_or_extends_the_system_message(
 async def test_system_prompt_overwrite_and_replacements(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
-    settings = make_deployment(
+    settings = one_node(
         tmp_path,
-        {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]},
+        upstream,
         SYSTEM_PROMPT_MODE="overwrite",
         SYSTEM_PROMPT_REPLACEMENTS=[{"old": "Claude", "new": "Assistant"}, {"bad": 1}],
     )
@@ -198,7 +182,7 @@ async def test_system_prompt_overwrite_and_replacements(
 async def test_without_prompt_or_replacements_the_client_bytes_pass_unchanged(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
-    settings = make_deployment(tmp_path, {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]})
+    settings = one_node(tmp_path, upstream)
     raw = b'{"model":"gpt-4o",  "messages":[{"role":"user","content":"hi"}]}'
     async with running_gateway(settings) as gw:
         response = await gw.client.post(
@@ -354,9 +338,9 @@ async def test_proxy_used_for_enabled_types_and_per_node_overrides(
 async def test_unsupported_proxy_scheme_is_a_node_failure(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
-    settings = make_deployment(
+    settings = one_node(
         tmp_path,
-        {TYPE: [api_node(A, upstream.base_url, "sk-node-a-0000")]},
+        upstream,
         PROXY_URL="socks5://127.0.0.1:1",
         PROXY_ENABLED_PROVIDERS=[TYPE],
     )

@@ -18,17 +18,15 @@ import base64
 import json
 import os
 import time
-import uuid as uuidlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
 import redis.asyncio
 
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.model.credentials import Credential, TokenFormat
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import ProviderNode, node_from_json
@@ -40,8 +38,8 @@ from cfgstore_gateway.token_requests import (
     kiro_auth_method,
 )
 from cfgstore_redis.keys import Keys
+from tests.gateway.redis_instances import Namespace, seeded_namespace
 from tests.gateway.token_stub import Received, TokenStub
-from tests.support.namespace_seed import seed_namespace
 
 SCALE = float(os.environ.get("CFGSTORE_TEST_SCALE", "1"))
 CALLERS = max(4, int(200 * SCALE))
@@ -77,36 +75,9 @@ def fixed_clock() -> int:
 # -- fixtures ----------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Namespace:
-    url: str
-    prefix: str
-    root: Path
-
-    def redis_settings(self) -> Settings:
-        return Settings(
-            configs_dir=Path("unused"),
-            backends=("redis",),
-            redis_url=self.url,
-            redis_prefix=self.prefix,
-        )
-
-    def fallback_settings(self, name: str) -> Settings:
-        """An instance with the memory fallback over Redis, its own state directory."""
-        return Settings(
-            configs_dir=Path("unused"),
-            backends=("memory", "redis"),
-            redis_url=self.url,
-            redis_prefix=self.prefix,
-            state_dir=self.root / f"state-{name}",
-        )
-
-
 @pytest.fixture
 async def namespace(redis_url: str, tmp_path: Path) -> Namespace:
-    prefix = f"t{uuidlib.uuid4().hex[:12]}"
-    await asyncio.to_thread(seed_namespace, redis_url, prefix)
-    return Namespace(redis_url, prefix, tmp_path)
+    return await seeded_namespace(redis_url, tmp_path)
 
 
 @pytest.fixture
@@ -228,6 +199,28 @@ def fake_jwt(claims: dict[str, Any]) -> str:
 # -- per format --------------------------------------------------------------------------------
 
 
+async def refresh_once(
+    store: Store,
+    http: aiohttp.ClientSession,
+    stub: TokenStub,
+    provider_type: str,
+    node: ProviderNode,
+    reply: Any,
+) -> Received:
+    """Refresh ``node`` with the endpoint answering ``reply``; the one request it received."""
+    stub.responder = answer(reply)
+    await refresher(store, http).credential_for(provider_type, node)
+    (request,) = stub.received
+    return request
+
+
+def assert_form_post(request: Received, path: str, fields: dict[str, str]) -> None:
+    """``request`` is the OAuth2 form POST of ``fields`` to ``path``."""
+    assert request.path == path
+    assert request.content_type == "application/x-www-form-urlencoded"
+    assert request.fields == fields
+
+
 async def test_kiro_social_posts_json_and_merges(
     store: Store, http: aiohttp.ClientSession, stub: TokenStub
 ) -> None:
@@ -270,18 +263,20 @@ async def test_kiro_idc_posts_the_oidc_grant_and_merges(
         store, KIRO, "k1", original, KIRO_REFRESH_IDC_URL=stub.url("/oidc/{{region}}/token")
     )
     # The AWS CreateToken answer: no profileArn, extra fields that are not stored.
-    stub.responder = answer(
+    request = await refresh_once(
+        store,
+        http,
+        stub,
+        KIRO,
+        node,
         {
             "accessToken": "new-access",
             "expiresIn": 28800,
             "idToken": "FAKE.id.token",
             "refreshToken": "new-refresh",
             "tokenType": "Bearer",
-        }
+        },
     )
-    await refresher(store, http).credential_for(KIRO, node)
-
-    (request,) = stub.received
     assert request.path == "/oidc/eu-west-1/token"  # idcRegion, not region
     assert request.content_type == "application/json"
     assert request.fields == {
@@ -337,26 +332,30 @@ async def test_google_posts_the_oauth2_form_and_replaces(
             f"{prefix}_OAUTH_CLIENT_SECRET": f"FAKE-{prefix}-secret",
         },
     )
-    stub.responder = answer(
+    request = await refresh_once(
+        store,
+        http,
+        stub,
+        provider_type,
+        node,
         {
             "access_token": "ya29.new",
             "expires_in": 3599,
             "scope": "https://www.googleapis.com/auth/cloud-platform",
             "token_type": "Bearer",
             "id_token": "FAKE.new.id",
-        }
+        },
     )
-    await refresher(store, http).credential_for(provider_type, node)
-
-    (request,) = stub.received
-    assert request.path == "/google/token"
-    assert request.content_type == "application/x-www-form-urlencoded"
-    assert request.fields == {
-        "grant_type": "refresh_token",
-        "refresh_token": "1//old-refresh",
-        "client_id": f"FAKE-{prefix}-client",
-        "client_secret": f"FAKE-{prefix}-secret",
-    }
+    assert_form_post(
+        request,
+        "/google/token",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "1//old-refresh",
+            "client_id": f"FAKE-{prefix}-client",
+            "client_secret": f"FAKE-{prefix}-secret",
+        },
+    )
     # google-auth-library's object: the answer minus expires_in, then expiry_date, then
     # the carried-over refresh_token.
     same(
@@ -393,19 +392,23 @@ async def test_qwen_device_flow_shape_is_refreshed_into_the_five_fields(
         QWEN_OAUTH_CLIENT_ID="FAKE-qwen-client",
     )
     # No refresh_token, no resource_url in the answer: both carried over.
-    stub.responder = answer(
-        {"access_token": "qwen-new", "token_type": "bearer", "expires_in": 7200}
+    request = await refresh_once(
+        store,
+        http,
+        stub,
+        QWEN,
+        node,
+        {"access_token": "qwen-new", "token_type": "bearer", "expires_in": 7200},
     )
-    await refresher(store, http).credential_for(QWEN, node)
-
-    (request,) = stub.received
-    assert request.path == "/qwen/api/v1/oauth2/token"
-    assert request.content_type == "application/x-www-form-urlencoded"
-    assert request.fields == {
-        "grant_type": "refresh_token",
-        "refresh_token": "qwen-old-refresh",
-        "client_id": "FAKE-qwen-client",
-    }
+    assert_form_post(
+        request,
+        "/qwen/api/v1/oauth2/token",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "qwen-old-refresh",
+            "client_id": "FAKE-qwen-client",
+        },
+    )
     same(
         (await stored(store, QWEN, "q1")).document,
         {
@@ -439,26 +442,30 @@ async def test_iflow_posts_with_basic_auth_and_replaces_keeping_the_api_key(
         IFLOW_OAUTH_CLIENT_ID="FAKE-iflow-client",
         IFLOW_OAUTH_CLIENT_SECRET="FAKE-iflow-secret",
     )
-    stub.responder = answer(
+    request = await refresh_once(
+        store,
+        http,
+        stub,
+        IFLOW,
+        node,
         {
             "access_token": "iflow-new",
             "refresh_token": "iflow-new-refresh",
             "expires_in": 172800,
             "token_type": "Bearer",
             "scope": "read write",
-        }
+        },
     )
-    await refresher(store, http).credential_for(IFLOW, node)
-
-    (request,) = stub.received
-    assert request.path == "/oauth/token"
-    assert request.content_type == "application/x-www-form-urlencoded"
-    assert request.fields == {
-        "grant_type": "refresh_token",
-        "refresh_token": "iflow-old-refresh",
-        "client_id": "FAKE-iflow-client",
-        "client_secret": "FAKE-iflow-secret",
-    }
+    assert_form_post(
+        request,
+        "/oauth/token",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "iflow-old-refresh",
+            "client_id": "FAKE-iflow-client",
+            "client_secret": "FAKE-iflow-secret",
+        },
+    )
     pair = base64.b64encode(b"FAKE-iflow-client:FAKE-iflow-secret").decode()
     assert request.authorization == f"Basic {pair}"
     same(
@@ -507,25 +514,29 @@ async def test_codex_rewrites_its_eight_fields_with_urls_from_the_config(
             "https://api.openai.com/auth": {"chatgpt_account_id": "acct-new"},
         }
     )
-    stub.responder = answer(
+    request = await refresh_once(
+        store,
+        http,
+        stub,
+        CODEX,
+        node,
         {
             "id_token": id_token,
             "access_token": "codex-new",
             "refresh_token": "codex-new-refresh",
             "expires_in": 864000,
-        }
+        },
     )
-    await refresher(store, http).credential_for(CODEX, node)
-
-    (request,) = stub.received
-    assert request.path == "/codex/token"
-    assert request.content_type == "application/x-www-form-urlencoded"
-    assert request.fields == {
-        "grant_type": "refresh_token",
-        "refresh_token": "codex-old-refresh",
-        "client_id": "FAKE-codex-client",
-        "scope": "openid profile email",
-    }
+    assert_form_post(
+        request,
+        "/codex/token",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "codex-old-refresh",
+            "client_id": "FAKE-codex-client",
+            "scope": "openid profile email",
+        },
+    )
     same(
         (await stored(store, CODEX, "c1")).document,
         {
@@ -771,7 +782,7 @@ async def test_holder_with_a_stale_cached_copy_uses_the_stored_refresh(
     )
     stub.responder = kiro_answer
     fresh = {**kiro_social_doc(), "accessToken": "elsewhere", "expiresAt": iso_ms(NOW + 3_600_000)}
-    async with Store.open(namespace.fallback_settings("b")) as cached:
+    async with Store.open(namespace.instance_settings("b")) as cached:
         assert (await stored(cached, KIRO, "k1")).version == version  # now in its memory
         # Another instance's refresh whose change message has not arrived yet: written
         # straight into the credential hash, no message published.
@@ -804,8 +815,8 @@ async def test_sc004_two_instances_200_callers_one_endpoint_call(
         {"accessToken": "new-access", "refreshToken": "new-refresh", "expiresIn": 3600}
     )
     async with (
-        Store.open(namespace.fallback_settings("a")) as store_a,
-        Store.open(namespace.fallback_settings("b")) as store_b,
+        Store.open(namespace.instance_settings("a")) as store_a,
+        Store.open(namespace.instance_settings("b")) as store_b,
         aiohttp.ClientSession() as http_a,
         aiohttp.ClientSession() as http_b,
     ):

@@ -12,13 +12,11 @@ import asyncio
 import contextlib
 import json
 import shutil
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import redis
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.model.pools import node_from_json
@@ -31,6 +29,7 @@ from tests.gateway.conftest import (
     running_gateway,
     scaled,
 )
+from tests.gateway.redis_instances import delete_namespace, new_prefix
 from tests.gateway.upstream_stub import UpstreamStub
 from tests.support.namespace_seed import seed_namespace
 
@@ -111,17 +110,11 @@ async def test_sample_deployment_is_served_from_files_without_redis(
 @contextlib.contextmanager
 def private_prefix(redis_url: str) -> Iterator[str]:
     """A fresh namespace prefix whose keys are deleted afterwards."""
-    prefix = f"gw-{uuidlib.uuid4().hex[:12]}"
+    prefix = new_prefix("gw-")
     try:
         yield prefix
     finally:
-        client = redis.Redis.from_url(redis_url)
-        try:
-            keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
-            for start in range(0, len(keys), 500):
-                client.delete(*keys[start : start + 500])
-        finally:
-            client.close()
+        delete_namespace(redis_url, prefix)
 
 
 @pytest.fixture
