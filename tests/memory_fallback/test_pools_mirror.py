@@ -67,3 +67,17 @@ def test_reads_are_copies_and_unknown_nodes_are_ignored() -> None:
     node.state.usage_count = 99
     assert usage(mirror, "a") == 0 and mirror.get(T, "gone") is None
     assert mirror.knows((T, "a")) and not mirror.knows((T, "gone"))
+
+
+def test_records_made_under_a_renamed_uuid_count_on_the_renamed_node() -> None:
+    """As the storage's forwarding pointer does: records queued under the old uuid before
+    the rename land on the node after it, in the view and once acknowledged."""
+    mirror = PoolsMirror()
+    mirror.reset(pools("old"), [])
+    queued = [success("old"), success("old")]
+    mirror.apply_local(queued)
+    mirror.renamed(T, "old", "new")
+    mirror.reset(pools("new"), queued)  # the resync after the rename, records still unsent
+    assert usage(mirror, "new") == 2 and mirror.get(T, "old") is None
+    mirror.confirm(queued)
+    assert usage(mirror, "new", confirmed=True) == 2

@@ -10,7 +10,7 @@ as without the layer) and then re-read the pools so the view shows the edit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cfgstore import hookimpl
@@ -23,12 +23,14 @@ from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import iso_ms
 from cfgstore.model.usage_cache import UsageCache
+from cfgstore_memory.pools_mirror import PoolsMirror
 from cfgstore_memory.replicator import Replicator
 
 
 class GuardedOps:
     _below: Operations
     _replicator: Replicator
+    mirror: PoolsMirror
 
     def _refusal(self, what: str) -> StorageDegraded:
         r = self._replicator
@@ -51,12 +53,17 @@ class GuardedOps:
             self._replicator.note_outage(exc)
             raise self._refusal(what) from exc
 
-    async def _pools_edit(self, operation: str, **kwargs: Any) -> Any:
+    async def _pools_edit(
+        self, operation: str, *, then: Callable[[], None] | None = None, **kwargs: Any
+    ) -> Any:
+        """A pool edit; ``then`` runs after it landed, before the view is rebuilt."""
         if self._replicator.serving_degraded:
             raise self._refusal("provider pool edits are")
         try:
             await self._replicator.durable()
             result = await self._edit(operation, "provider pool edits are", **kwargs)
+            if then is not None:
+                then()
             self._credentials_moved()
             await self._replicator.resync(pools_only=True)
         except StorageUnavailable as exc:
@@ -94,6 +101,7 @@ class GuardedOps:
     ) -> None:
         await self._pools_edit(
             "cfgstore_pools_rename_node",
+            then=lambda: self.mirror.renamed(provider_type, old_uuid, new_uuid),
             provider_type=provider_type,
             old_uuid=old_uuid,
             new_uuid=new_uuid,

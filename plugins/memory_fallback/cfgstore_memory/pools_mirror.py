@@ -27,6 +27,12 @@ class PoolsMirror:
         self.view = ProviderPools()
         self._confirmed_index: dict[NodeKey, ProviderNode] = {}
         self._view_index: dict[NodeKey, ProviderNode] = {}
+        self._renamed: dict[NodeKey, str] = {}  # old → new uuid, as the storage forwards
+
+    def renamed(self, provider_type: str, old_uuid: str, new_uuid: str) -> None:
+        """A node this instance renamed: its records still made under the old uuid count
+        on the renamed node, as the storage's forwarding pointer makes them."""
+        self._renamed[(provider_type, old_uuid)] = new_uuid
 
     def reset(self, confirmed: ProviderPools, unconfirmed: Iterable[NodeRecord]) -> None:
         """Take ``confirmed`` (the caller hands it over) as the acknowledged state and
@@ -35,17 +41,17 @@ class PoolsMirror:
         self._confirmed_index = _index(confirmed)
         self.view = confirmed.copy()
         self._view_index = _index(self.view)
-        _apply(self._view_index, unconfirmed)
+        self._apply(self._view_index, unconfirmed)
 
     def apply_local(self, records: Sequence[NodeRecord]) -> None:
         """Records this instance just made: visible to reads at once."""
-        _apply(self._view_index, records)
+        self._apply(self._view_index, records)
 
     def confirm(self, records: Sequence[NodeRecord]) -> None:
         """The shared storage acknowledged ``records`` (already in the view). Applied as
         folded runs: a batch of 2,000 records over 20 nodes costs ~20 applications."""
         for key, runs in fold_runs(records).items():
-            node = self._confirmed_index.get(key)
+            node = self._find(self._confirmed_index, key)
             if node is not None:
                 for record, count in runs:
                     apply_run(node, record, count)
@@ -67,6 +73,21 @@ class PoolsMirror:
                 apply_record(shown, record)
             _replace(self.view, self._view_index, key, shown)
 
+    def _find(self, index: dict[NodeKey, ProviderNode], key: NodeKey) -> ProviderNode | None:
+        """The node of ``key``, following renames (at most 8, as the storage does)."""
+        for _ in range(8):
+            node = index.get(key)
+            if node is not None or key not in self._renamed:
+                return node
+            key = (key[0], self._renamed[key])
+        return None
+
+    def _apply(self, index: dict[NodeKey, ProviderNode], records: Iterable[NodeRecord]) -> None:
+        for record in records:
+            node = self._find(index, (record.provider_type, record.uuid))
+            if node is not None:  # a deleted node: nothing to count
+                apply_record(node, record)
+
     def get(self, provider_type: str, uuid: str) -> ProviderNode | None:
         node = self._view_index.get((provider_type, uuid))
         return node.copy() if node is not None else None
@@ -77,13 +98,6 @@ class PoolsMirror:
 
 def _index(pools: ProviderPools) -> dict[NodeKey, ProviderNode]:
     return {(provider_type, node.uuid): node for provider_type, node in pools}
-
-
-def _apply(index: dict[NodeKey, ProviderNode], records: Iterable[NodeRecord]) -> None:
-    for record in records:
-        node = index.get((record.provider_type, record.uuid))
-        if node is not None:  # a deleted or renamed node: the storage decides
-            apply_record(node, record)
 
 
 def _replace(
