@@ -104,7 +104,7 @@ from pathlib import Path
 import attrs
 import redis.asyncio as aioredis
 
-from bench.harness import BenchFailure, Row, percentile_ms, scaled
+from bench.harness import BenchFailure, Row, percentile_ms, private_redis, scaled
 from bench.pools_data import node_keys, realistic_pools
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import Operations
@@ -122,8 +122,6 @@ from cfgstore_memory.state_dir import JOURNAL_FILE
 from tests.support.namespace_seed import seed_namespace
 from tests.support.redis_server import (
     RedisServerProcess,
-    RedisServerUnavailable,
-    RedisStartError,
 )
 
 NAME = "fallback"
@@ -158,15 +156,7 @@ def run(scale: float) -> list[Row]:
     durable_ops = scaled(CALLERS * DURABLE_OPS_PER_CALLER, scale, CALLERS)
     replay_entries = scaled(REPLAY_ENTRIES, scale, 10)
     samples = scaled(PROPAGATION_SAMPLES, scale, 10)
-    try:
-        server = RedisServerProcess().start()
-    except RedisServerUnavailable as exc:
-        raise BenchFailure(
-            f"{NAME} starts a private redis-server and needs the binary on PATH "
-            "(Debian/Ubuntu: apt-get install redis-server)"
-        ) from exc
-    except RedisStartError as exc:
-        raise BenchFailure(f"{NAME}: the private redis-server did not start: {exc}") from exc
+    server = private_redis(NAME)
     with (
         server,
         _quiet_logs(),

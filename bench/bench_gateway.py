@@ -121,7 +121,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from bench.harness import BenchFailure, Row, percentile_ms, scaled
+from bench.harness import BenchFailure, Row, percentile_ms, private_redis, scaled
 from bench.noop_backend import NOOP, noop_plugins
 from cfgstore.adapters import Settings, Store
 from cfgstore.adapters.plugins import PluginSet
@@ -136,8 +136,6 @@ from cfgstore_gateway.services import GatewayOptions
 from tests.support.namespace_seed import seed_namespace
 from tests.support.redis_server import (
     RedisServerProcess,
-    RedisServerUnavailable,
-    RedisStartError,
 )
 
 NAME = "gateway"
@@ -199,15 +197,7 @@ def run(scale: float) -> list[Row]:
     per_phase = scaled(REQUESTS_PER_PHASE, scale, CONCURRENCY)
     http_per_phase = scaled(HTTP_REQUESTS_PER_PHASE, scale, CONCURRENCY)
     kill_after = max(0.3, KILL_AFTER_S * min(scale, 1.0))
-    try:
-        server = RedisServerProcess().start()
-    except RedisServerUnavailable as exc:
-        raise BenchFailure(
-            f"{NAME} starts a private redis-server and needs the binary on PATH "
-            "(Debian/Ubuntu: apt-get install redis-server)"
-        ) from exc
-    except RedisStartError as exc:
-        raise BenchFailure(f"{NAME}: the private redis-server did not start: {exc}") from exc
+    server = private_redis(NAME)
     cpus = _cpu_plan()
     previous = os.sched_getaffinity(0)
     with contextlib.ExitStack() as stack:

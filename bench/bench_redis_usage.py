@@ -49,7 +49,7 @@ import attrs
 import redis
 import redis.asyncio as aioredis
 
-from bench.harness import BenchFailure, Row, percentile_ms, scaled
+from bench.harness import BenchFailure, Row, percentile_ms, private_redis, scaled
 from bench.pools_data import node_keys, realistic_pools
 from cfgstore import hookimpl
 from cfgstore.adapters.plugins import make_plugin_manager
@@ -63,11 +63,6 @@ from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore_redis import lua
 from cfgstore_redis.batch import encode
 from cfgstore_redis.keys import Keys
-from tests.support.redis_server import (
-    RedisServerProcess,
-    RedisServerUnavailable,
-    RedisStartError,
-)
 
 NAME = "redis-usage"
 BASELINE = "json-lua"
@@ -120,15 +115,7 @@ def run(scale: float) -> list[Row]:
     round_trip_ops = scaled(CALLERS * ROUND_TRIP_OPS_PER_CALLER, scale, CALLERS)
     coalesced_ops = scaled(CALLERS * COALESCED_OPS_PER_CALLER, scale, CALLERS)
     durable_ops = scaled(CALLERS * DURABLE_OPS_PER_CALLER, scale, CALLERS)
-    try:
-        server = RedisServerProcess().start()
-    except RedisServerUnavailable as exc:
-        raise BenchFailure(
-            f"{NAME} starts a private redis-server and needs the binary on PATH "
-            "(Debian/Ubuntu: apt-get install redis-server)"
-        ) from exc
-    except RedisStartError as exc:
-        raise BenchFailure(f"{NAME}: the private redis-server did not start: {exc}") from exc
+    server = private_redis(NAME)
     with server:
         return [
             _measure(server.url, "json-lua", round_trip_ops, _run_json_lua),

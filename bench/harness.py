@@ -1,4 +1,5 @@
-"""What every benchmark module shares: the result row, the failure type, fresh folders.
+"""What every benchmark module shares: the result row, the failure type, fresh folders,
+a private redis-server.
 
 A benchmark module is ``bench/bench_<name>.py`` exposing ``run(scale: float) -> list[Row]``.
 Every row names the benchmark, its variant and the variant it is compared against; the
@@ -15,6 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
+
+from tests.support.redis_server import (
+    RedisServerProcess,
+    RedisServerUnavailable,
+    RedisStartError,
+)
 
 
 @attrs.frozen
@@ -66,3 +73,17 @@ def fresh_configs_dir() -> Iterator[Path]:
         configs = Path(root) / "configs"
         configs.mkdir()
         yield configs
+
+
+def private_redis(benchmark: str) -> RedisServerProcess:
+    """A started private redis-server for ``benchmark``; :class:`BenchFailure` (saying what
+    to install, or why it did not start) otherwise. Use it as a context manager."""
+    try:
+        return RedisServerProcess().start()
+    except RedisServerUnavailable as exc:
+        raise BenchFailure(
+            f"{benchmark} starts a private redis-server and needs the binary on PATH "
+            "(Debian/Ubuntu: apt-get install redis-server)"
+        ) from exc
+    except RedisStartError as exc:
+        raise BenchFailure(f"{benchmark}: the private redis-server did not start: {exc}") from exc
