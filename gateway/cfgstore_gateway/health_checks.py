@@ -25,8 +25,22 @@ Results are recorded through ``store.pools.record_health_check`` (§3.7):
   skips unhealthy nodes whose ``lastErrorTime`` is less than 10 minutes old and nodes still
   before their ``scheduledRecoveryTime``.
 
+A check asked for from the admin UI (:meth:`HealthChecker.check_now`, §3.7 "UI button":
+``POST /providers/<type>/health-check`` checks the type's unhealthy nodes,
+``POST /providers/<type>/<uuid>/health-check`` one node): success → healthy; failure → the
+accumulating path, except an HTTP 401 or 403 answer → unhealthy immediately; a type the
+gateway cannot health-check ("not implemented": no adapter serves it, or its adapter's
+optional ``supports_health_check(type)`` says no) → the node's counters are reset
+(``resetProviderCounters``: ``errorCount=0``, ``usageCount=0``, healthy, error time and
+message cleared, ``_lastSelectionSeq=0``). The store has no record for exactly that, so it is
+recorded as a successful reset-usage health check, which sets those fields and, besides,
+``refreshCount=0``, ``needsRefresh=false``, ``lastRefreshTime``, ``lastUsed`` and
+``lastHealthCheckTime`` (no model).
+
 Every record carries the model checked, so ``lastHealthCheckTime``/``lastHealthCheckModel``
-are set either way. :meth:`HealthChecker.run_once` runs one pass (tests drive it directly);
+are set either way. Messages (results and ``lastErrorMessage``) never hold a secret: the
+node's keys and tokens are masked wherever an upstream echoes them.
+:meth:`HealthChecker.run_once` runs one pass (tests drive it directly);
 :meth:`HealthChecker.start` runs the startup pass and then the periodic loop in the
 background, :meth:`HealthChecker.stop` ends it.
 """
@@ -37,7 +51,7 @@ import asyncio
 import contextlib
 import logging
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -48,7 +62,7 @@ from cfgstore.errors import CfgStoreError
 from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms, parse_time_ms
-from cfgstore_gateway.adapters import AdapterRegistry, UpstreamCall, UpstreamUnavailable
+from cfgstore_gateway.adapters import Adapter, AdapterRegistry, UpstreamCall, UpstreamUnavailable
 from cfgstore_gateway.refresh import RefreshFailed
 from cfgstore_gateway.services import RefresherLike, Services
 
@@ -57,6 +71,7 @@ __all__ = [
     "CheckResult",
     "HealthCheckSettings",
     "HealthChecker",
+    "NodeNotFound",
 ]
 
 log = logging.getLogger("cfgstore_gateway.health_checks")
@@ -73,6 +88,12 @@ CHECK_TIMEOUT_S = 60.0
 """Bound of one check (request, answer and recording)."""
 MESSAGE_LIMIT = 200
 """Characters of an upstream error body kept in ``lastErrorMessage``."""
+
+AUTH_STATUSES = frozenset({401, 403})
+"""Answers that mark a node unhealthy at once in a UI-asked check (§3.7)."""
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "COOKIE", "CREDENTIAL")
+"""A node or credential field whose name holds one of these is a secret (masked)."""
+MASK = "****"
 
 ConfigSource = Callable[[], Awaitable[MainConfig]]
 
@@ -116,13 +137,28 @@ class HealthCheckSettings:
 
 @attrs.frozen
 class CheckResult:
-    """The outcome of one node's check in one pass."""
+    """The outcome of one node's check. ``message`` (``None`` on success) is safe to show:
+    it names the cause and holds no key or token of the node."""
 
     provider_type: str
     uuid: str
     ok: bool
     model: str
     message: str | None = None
+    status: int | None = None
+    """The upstream's HTTP status, when it answered."""
+    supported: bool = True
+    """False when the gateway cannot health-check the node's type ("not implemented")."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the check leaves the node healthy as far as it is concerned (success,
+        or a "not implemented" type whose counters were reset)."""
+        return self.ok
+
+
+class NodeNotFound(LookupError):
+    """:meth:`HealthChecker.check_now` was asked for a node that does not exist."""
 
 
 class HealthChecker:
@@ -236,17 +272,23 @@ class HealthChecker:
         """Send the check request to one node (nothing recorded)."""
         adapter = self._registry.for_type(provider_type)
         model = self._model_for(provider_type, node)
+        secrets = _secrets_of(node.settings)
 
-        def failed(message: str) -> CheckResult:
-            return CheckResult(provider_type, node.uuid, False, model, message)
+        def failed(message: str, status: int | None = None) -> CheckResult:
+            return CheckResult(
+                provider_type, node.uuid, False, model, _masked(message, secrets), status
+            )
 
-        if adapter is None:
-            return failed(f"no adapter serves {provider_type}")
+        if adapter is None or not _supports_health_check(adapter, provider_type):
+            message = f"Health check not implemented for {provider_type}"
+            return CheckResult(provider_type, node.uuid, False, model, message, supported=False)
         try:
             adapter.check_node(provider_type, node, config)
             credential = None
             if adapter.needs_credential(provider_type):
                 credential = await self._refresher.credential_for(provider_type, node)
+                if credential is not None:
+                    secrets |= _secrets_of(credential.document)
             body = {
                 "model": model,
                 "messages": [{"role": "user", "content": "Hi"}],
@@ -275,9 +317,78 @@ class HealthChecker:
         except aiohttp.ClientError as exc:
             return failed(f"Health check failed: {type(exc).__name__}")
         if 200 <= status < 300:
-            return CheckResult(provider_type, node.uuid, True, model)
-        text = answer.decode("utf-8", "replace")[:MESSAGE_LIMIT]
-        return failed(f"Health check failed: HTTP {status}: {text}")
+            return CheckResult(provider_type, node.uuid, True, model, status=status)
+        text = _masked(answer.decode("utf-8", "replace"), secrets)[:MESSAGE_LIMIT]
+        return failed(f"Health check failed: HTTP {status}: {text}", status)
+
+    # -- asked for by the admin UI (§3.7) --------------------------------------------------
+
+    async def check_now(self, provider_type: str, uuid: str | None = None) -> list[CheckResult]:
+        """Check one node (``uuid``) or every unhealthy node of ``provider_type`` now, and
+        record the results by the UI rules (see the module docstring). Returns one result
+        per node checked, in pool order; a type without unhealthy nodes gives ``[]``.
+        Raises :class:`NodeNotFound` for an absent node, :class:`CfgStoreError` when the
+        store fails."""
+        config = await self._config()
+        if uuid is not None:
+            node = await self._store.pools.get_node(provider_type, uuid)
+            if node is None:
+                raise NodeNotFound(f"no node {uuid!r} in {provider_type!r}")
+            targets = [node]
+        else:
+            pools = await self._store.pools.view()
+            targets = [n for n in pools.get(provider_type, ()) if not n.state.is_healthy]
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def one(node: ProviderNode) -> CheckResult:
+            async with limit, asyncio.timeout(self._timeout_s):
+                return await self._check_now_one(provider_type, node, config)
+
+        results = list(await asyncio.gather(*(one(n) for n in targets)))
+        log.info(
+            "health check of %s asked for: %d checked, %d failed",
+            provider_type if uuid is None else f"{provider_type}/{uuid}",
+            len(results),
+            sum(not r.healthy for r in results),
+        )
+        return results
+
+    async def _check_now_one(
+        self, provider_type: str, node: ProviderNode, config: MainConfig
+    ) -> CheckResult:
+        try:
+            result = await self.check_node(provider_type, node, config)
+        except TimeoutError:
+            result = CheckResult(
+                provider_type,
+                node.uuid,
+                False,
+                self._model_for(provider_type, node),
+                "Health check failed: timed out",
+            )
+        if not result.supported:
+            # resetProviderCounters: the closest record is a successful reset-usage check.
+            await self._store.pools.record_health_check(
+                provider_type,
+                node.uuid,
+                ok=True,
+                model=None,
+                max_error_count=config.max_error_count,
+                reset_usage=True,
+                at_ms=self._clock(),
+            )
+            return attrs.evolve(result, ok=True, message=f"{result.message}: counters reset")
+        await self._store.pools.record_health_check(
+            provider_type,
+            node.uuid,
+            ok=result.ok,
+            model=result.model,
+            message=result.message,
+            max_error_count=config.max_error_count,
+            immediate=not result.ok and result.status in AUTH_STATUSES,
+            at_ms=self._clock(),
+        )
+        return result
 
     def _model_for(self, provider_type: str, node: ProviderNode) -> str:
         named = node.settings.get("checkModelName")
@@ -326,3 +437,26 @@ class HealthChecker:
             log.warning("health check pass failed: %s", exc)
         except Exception:
             log.exception("health check pass failed")
+
+
+def _supports_health_check(adapter: Adapter, provider_type: str) -> bool:
+    """An adapter may declare (outside the protocol) that it cannot health-check a type."""
+    supports = getattr(adapter, "supports_health_check", None)
+    return not callable(supports) or bool(supports(provider_type))
+
+
+def _secrets_of(fields: Mapping[str, object]) -> set[str]:
+    """The string values of ``fields`` whose names look secret (long enough to matter)."""
+    return {
+        value
+        for name, value in fields.items()
+        if isinstance(value, str)
+        and len(value) >= 6
+        and any(word in name.upper() for word in SECRET_WORDS)
+    }
+
+
+def _masked(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
