@@ -1,0 +1,936 @@
+// The gateway's web UI: vanilla JS, no build step, no dependency.
+//
+// Talks to the admin API (/api, gateway/admin-api.md) with a bearer token kept in
+// sessionStorage (never in a URL, never in a cookie). Every piece of data is put into the
+// DOM as text (textContent / text nodes), never as HTML.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "cfgstore.adminToken";
+  const POLL_MS = 2000;
+  const NOTICE_MS = 6000;
+  /** Live state of a node: shown in the table, not part of the editable provider config. */
+  const STATE_FIELDS = new Set([
+    "uuid", "isHealthy", "isDisabled", "usageCount", "errorCount", "lastUsed",
+    "lastErrorTime", "lastErrorMessage", "lastHealthCheckTime", "lastHealthCheckModel",
+    "needsRefresh", "refreshCount", "lastRefreshTime", "_lastSelectionSeq",
+    "scheduledRecoveryTime",
+  ]);
+
+  const $ = (id) => document.getElementById(id);
+
+  /** An element with attributes (``text`` sets textContent) and children (strings become text nodes). */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "className") node.className = value;
+      else if (key.startsWith("on") && typeof value === "function") {
+        node.addEventListener(key.slice(2), value);
+      } else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function show(node, visible) {
+    node.hidden = !visible;
+  }
+
+  function seg(value) {
+    return encodeURIComponent(String(value));
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "—";
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return String(iso);
+    const sameDay = date.toDateString() === new Date().toDateString();
+    return sameDay ? date.toLocaleTimeString() : date.toLocaleString();
+  }
+
+  function fmtValue(value) {
+    if (value === null || value === undefined) return "—";
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  }
+
+  function deepEqual(a, b) {
+    return JSON.stringify(a) === JSON.stringify(b);
+  }
+
+  // ------------------------------------------------------------------------ API
+
+  class ApiError extends Error {
+    constructor(status, code, message, fields) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.fields = fields;
+    }
+  }
+
+  let token = sessionStorage.getItem(TOKEN_KEY);
+
+  async function api(method, path, options = {}) {
+    const headers = new Headers(options.headers || {});
+    if (token) headers.set("Authorization", "Bearer " + token);
+    let body = options.body;
+    if (options.json !== undefined) {
+      headers.set("Content-Type", "application/json");
+      body = JSON.stringify(options.json);
+    }
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, body, cache: "no-store", credentials: "omit",
+      });
+    } catch (exc) {
+      throw new ApiError(0, "network", "The gateway did not answer (" + exc.message + ").", null);
+    }
+    const text = await response.text();
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (!response.ok) {
+      const err = (data && typeof data === "object" && data.error) || {};
+      const message = err.message || response.statusText || "HTTP " + response.status;
+      const error = new ApiError(response.status, err.code || "", message, err.fields || null);
+      error.retryAfter = response.headers.get("Retry-After");
+      if (response.status === 401 && path !== "/api/login") sessionEnded();
+      if (response.status === 503 && err.code === "storage_degraded") setDegraded(true);
+      throw error;
+    }
+    return { data, response };
+  }
+
+  /** A human sentence for an API error (with the 422 field problems when there are some). */
+  function describe(error) {
+    if (!(error instanceof ApiError)) return String(error && error.message ? error.message : error);
+    const lines = [error.message];
+    if (error.status === 503 && error.code === "storage_degraded" && !/degraded/i.test(error.message)) {
+      lines[0] = "Storage degraded: " + error.message;
+    }
+    if (error.code === "locked_out" && error.retryAfter) {
+      lines.push("Try again in " + error.retryAfter + " s.");
+    }
+    if (error.fields) {
+      for (const [field, problem] of Object.entries(error.fields)) lines.push(field + ": " + problem);
+    }
+    return lines.join("\n");
+  }
+
+  function showFormError(node, error) {
+    if (!error) {
+      node.textContent = "";
+      show(node, false);
+      return;
+    }
+    node.textContent = typeof error === "string" ? error : describe(error);
+    show(node, true);
+  }
+
+  // ---------------------------------------------------------------- notices
+
+  let noticeTimer = null;
+
+  function notify(text, kind = "info") {
+    const box = $("notice");
+    $("notice-text").textContent = text;
+    box.className = "notice notice-" + kind;
+    box.dataset.kind = kind;
+    show(box, true);
+    clearTimeout(noticeTimer);
+    if (kind !== "error") noticeTimer = setTimeout(() => show(box, false), NOTICE_MS);
+  }
+
+  function notifyError(error) {
+    notify(describe(error), "error");
+  }
+
+  // ---------------------------------------------------------------- session
+
+  function setToken(value) {
+    token = value;
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  }
+
+  function showLogin(message) {
+    stopPolling();
+    show($("app-view"), false);
+    show($("session-bar"), false);
+    show($("degraded-banner"), false);
+    show($("login-view"), true);
+    showFormError($("login-error"), message || null);
+    $("login-password").value = "";
+    $("login-password").focus();
+  }
+
+  function sessionEnded() {
+    if (!token) return;
+    setToken(null);
+    resetViews();
+    showLogin("Your session ended: sign in again.");
+  }
+
+  async function login(event) {
+    event.preventDefault();
+    const button = event.submitter || $("login-form").querySelector("button");
+    button.disabled = true;
+    showFormError($("login-error"), null);
+    try {
+      const { data } = await api("POST", "/api/login", {
+        json: { password: $("login-password").value },
+      });
+      setToken(data.token);
+      $("login-password").value = "";
+      await enterApp();
+    } catch (error) {
+      let message = describe(error);
+      if (error.code === "invalid_password") message = "Wrong password.";
+      showFormError($("login-error"), message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function logout() {
+    try {
+      await api("POST", "/api/logout");
+    } catch {
+      // The token is dropped here whatever the gateway said.
+    }
+    setToken(null);
+    resetViews();
+    showLogin(null);
+    notify("Signed out.", "ok");
+  }
+
+  async function enterApp() {
+    show($("login-view"), false);
+    show($("app-view"), true);
+    show($("session-bar"), true);
+    setView(viewFromHash());
+    startPolling();
+    try {
+      const { data } = await api("GET", "/api/session");
+      show($("default-password-warning"), Boolean(data && data.isDefaultPassword));
+    } catch (error) {
+      if (error.status !== 401) notifyError(error);
+    }
+    loadSupportedTypes();
+  }
+
+  function resetViews() {
+    poolSections.clear();
+    $("pools").replaceChildren();
+    configState = null;
+    closeEdit();
+  }
+
+  // ---------------------------------------------------------------- views
+
+  const VIEWS = ["providers", "config", "plugins", "usage", "storage"];
+  let currentView = "providers";
+
+  function viewFromHash() {
+    const name = location.hash.replace(/^#/, "");
+    return VIEWS.includes(name) ? name : "providers";
+  }
+
+  function setView(name) {
+    currentView = name;
+    for (const view of VIEWS) show($("view-" + view), view === name);
+    for (const tab of document.querySelectorAll(".tab")) {
+      if (tab.dataset.view === name) tab.setAttribute("aria-current", "page");
+      else tab.removeAttribute("aria-current");
+    }
+    if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
+    if (name === "providers") pollProviders();
+    if (name === "config" && !configDirty()) loadConfig();
+    if (name === "plugins") loadPlugins();
+    if (name === "usage") loadUsage(false);
+    if (name === "storage") pollStorage();
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  let pollTimer = null;
+  let polling = false;
+
+  function startPolling() {
+    polling = true;
+    tick();
+  }
+
+  function stopPolling() {
+    polling = false;
+    clearTimeout(pollTimer);
+  }
+
+  async function tick() {
+    clearTimeout(pollTimer);
+    if (!polling || !token) return;
+    if (!document.hidden) {
+      const work = [pollStorage()];
+      if (currentView === "providers") work.push(pollProviders());
+      await Promise.allSettled(work);
+    }
+    if (polling) pollTimer = setTimeout(tick, POLL_MS);
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && polling) tick();
+  });
+
+  // ---------------------------------------------------------------- storage status
+
+  let storageInFlight = false;
+
+  function setDegraded(degraded) {
+    show($("degraded-banner"), degraded && Boolean(token));
+    document.body.classList.toggle("is-degraded", degraded);
+  }
+
+  async function pollStorage() {
+    if (storageInFlight || !token) return;
+    storageInFlight = true;
+    try {
+      const { data } = await api("GET", "/api/storage/status");
+      renderStorage(data || {});
+    } catch {
+      // A failed poll leaves the last status shown; the next one tries again.
+    } finally {
+      storageInFlight = false;
+    }
+  }
+
+  function renderStorage(status) {
+    const degraded = status.degraded === true;
+    setDegraded(degraded);
+    const pill = $("storage-pill");
+    pill.textContent = degraded ? "degraded" : String(status.mode || "unknown");
+    pill.className = "pill " + (degraded ? "pill-warn" : "pill-ok");
+    pill.dataset.mode = String(status.mode || "");
+
+    const redis = status.redis || null;
+    const facts = [
+      ["Mode", status.mode],
+      ["Degraded", degraded ? "yes" : "no"],
+      ["Journal depth", status.journalDepth],
+      ["Layers", Array.isArray(status.layers) ? status.layers.map(fmtValue).join(" → ") : status.layers],
+      ["Redis version", redis ? redis.version : "—"],
+      ["Redis maxmemory policy", redis ? redis.maxmemoryPolicy : "—"],
+    ];
+    $("storage-facts").replaceChildren(
+      ...facts.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: fmtValue(value) })]),
+    );
+
+    const instances = Array.isArray(status.instances) ? status.instances : [];
+    const columns = [];
+    for (const instance of instances) {
+      if (instance && typeof instance === "object") {
+        for (const key of Object.keys(instance)) if (!columns.includes(key)) columns.push(key);
+      }
+    }
+    $("storage-instances-head").replaceChildren(...columns.map((c) => el("th", { text: c })));
+    $("storage-instances-body").replaceChildren(
+      ...instances.map((instance) =>
+        el("tr", {}, ...columns.map((c) => el("td", { text: fmtValue(instance ? instance[c] : null) }))),
+      ),
+    );
+    if (!instances.length) {
+      $("storage-instances-body").replaceChildren(
+        el("tr", {}, el("td", { className: "muted", text: "No instance reported." })),
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- providers
+
+  /** type -> {section, tbody, summary, rows: Map(uuid -> row parts)} */
+  const poolSections = new Map();
+  let providersInFlight = false;
+
+  async function pollProviders() {
+    if (providersInFlight || !token) return;
+    providersInFlight = true;
+    try {
+      const { data } = await api("GET", "/api/providers");
+      renderPools(data && typeof data === "object" ? data : {});
+      $("providers-updated").textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (error) {
+      if (error.status !== 401) {
+        $("providers-updated").textContent = "update failed: " + describe(error);
+      }
+    } finally {
+      providersInFlight = false;
+    }
+  }
+
+  function healthOf(node) {
+    if (node.isDisabled === true) return "disabled";
+    if (node.isHealthy === false) return "unhealthy";
+    return "healthy";
+  }
+
+  function renderPools(pools) {
+    const container = $("pools");
+    const types = Object.keys(pools).filter((t) => Array.isArray(pools[t]));
+    for (const [type, parts] of poolSections) {
+      if (!types.includes(type)) {
+        parts.section.remove();
+        poolSections.delete(type);
+      }
+    }
+    types.forEach((type, index) => {
+      let parts = poolSections.get(type);
+      if (!parts) {
+        parts = makePoolSection(type);
+        poolSections.set(type, parts);
+      }
+      if (container.children[index] !== parts.section) {
+        container.insertBefore(parts.section, container.children[index] || null);
+      }
+      renderPool(parts, pools[type]);
+    });
+    show($("pools-empty"), types.length === 0);
+    rememberTypes(types);
+  }
+
+  function makePoolSection(type) {
+    const summary = el("span", { className: "muted small", "data-testid": "pool-summary" });
+    const reset = el("button", {
+      type: "button", className: "btn btn-small", "data-testid": "reset-health", "data-type": type,
+      text: "Reset health",
+      onclick: () => act(reset, () => api("POST", `/api/providers/${seg(type)}/reset-health`),
+        (data) => `Health reset for ${type} (${data && data.count !== undefined ? data.count : "?"} nodes).`),
+    });
+    const head = el("tr", {},
+      ...["Node", "Health", "Usage", "Errors", "Last used", "Last error", ""].map((name, i) =>
+        el("th", { text: name, className: i >= 2 && i <= 3 ? "num" : undefined })),
+    );
+    const tbody = el("tbody");
+    const section = el("section", { className: "pool card", "data-testid": "pool", "data-type": type },
+      el("div", { className: "pool-head" },
+        el("h3", { className: "pool-title", text: type }), summary, el("span", { className: "spacer" }), reset),
+      el("div", { className: "table-wrap" },
+        el("table", { className: "table" }, el("thead", {}, head), tbody)),
+    );
+    return { type, section, tbody, summary, rows: new Map() };
+  }
+
+  function renderPool(parts, nodes) {
+    const seen = new Set();
+    let healthy = 0;
+    nodes.forEach((node, index) => {
+      if (!node || typeof node !== "object") return;
+      const uuid = String(node.uuid || "");
+      seen.add(uuid);
+      if (healthOf(node) === "healthy") healthy += 1;
+      let row = parts.rows.get(uuid);
+      if (!row) {
+        row = makeRow(parts.type, uuid);
+        parts.rows.set(uuid, row);
+      }
+      if (parts.tbody.children[index] !== row.tr) {
+        parts.tbody.insertBefore(row.tr, parts.tbody.children[index] || null);
+      }
+      updateRow(row, node);
+    });
+    for (const [uuid, row] of parts.rows) {
+      if (!seen.has(uuid)) {
+        row.tr.remove();
+        parts.rows.delete(uuid);
+      }
+    }
+    parts.summary.textContent = `${nodes.length} node${nodes.length === 1 ? "" : "s"} · ${healthy} healthy`;
+  }
+
+  function makeRow(type, uuid) {
+    const cell = (testid, className) => el("td", { "data-testid": testid, className });
+    const name = el("div", { className: "node-name", "data-testid": "provider-name" });
+    const id = el("div", { className: "node-uuid mono small muted", text: uuid });
+    const badge = el("span", { className: "badge", "data-testid": "health-badge" });
+    const row = {
+      type, uuid, node: null, name, badge,
+      usage: cell("usage-count", "num"),
+      errors: cell("error-count", "num"),
+      lastUsed: cell("last-used", "nowrap"),
+      lastError: cell("last-error", "last-error"),
+    };
+    const edit = el("button", {
+      type: "button", className: "btn btn-small", "data-testid": "provider-edit", text: "Edit",
+      onclick: () => openEdit(row),
+    });
+    row.toggle = el("button", {
+      type: "button", className: "btn btn-small", "data-testid": "provider-toggle-disabled",
+      onclick: () => {
+        const action = row.node && row.node.isDisabled ? "enable" : "disable";
+        act(row.toggle, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/${action}`),
+          () => `${label(row)} ${action}d.`);
+      },
+    });
+    const remove = el("button", {
+      type: "button", className: "btn btn-small btn-danger", "data-testid": "provider-delete", text: "Delete",
+      onclick: () => {
+        if (!window.confirm(`Delete ${label(row)} from ${type}? This cannot be undone.`)) return;
+        act(remove, () => api("DELETE", `/api/providers/${seg(type)}/${seg(uuid)}`),
+          () => `${label(row)} deleted.`);
+      },
+    });
+    row.tr = el("tr", { "data-testid": "provider-row", "data-type": type, "data-uuid": uuid },
+      el("td", { className: "node-cell" }, name, id),
+      el("td", {}, badge),
+      row.usage, row.errors, row.lastUsed, row.lastError,
+      el("td", { className: "row-actions" }, edit, row.toggle, remove),
+    );
+    return row;
+  }
+
+  function label(row) {
+    const custom = row.node && row.node.customName;
+    return custom ? `${custom} (${row.uuid.slice(0, 8)})` : row.uuid;
+  }
+
+  function setText(node, text, title) {
+    if (node.textContent !== text) node.textContent = text;
+    if (title !== undefined && node.title !== title) node.title = title;
+  }
+
+  function updateRow(row, node) {
+    row.node = node;
+    const health = healthOf(node);
+    row.tr.dataset.health = health;
+    setText(row.name, node.customName ? String(node.customName) : "(unnamed)");
+    row.name.classList.toggle("muted", !node.customName);
+    setText(row.badge, health);
+    row.badge.className = "badge badge-" + health;
+    row.badge.title = node.scheduledRecoveryTime
+      ? "cooling down until " + fmtTime(node.scheduledRecoveryTime) : "";
+    setText(row.usage, String(node.usageCount ?? 0));
+    setText(row.errors, String(node.errorCount ?? 0));
+    setText(row.lastUsed, fmtTime(node.lastUsed), node.lastUsed ? String(node.lastUsed) : "");
+    const message = node.lastErrorMessage ? String(node.lastErrorMessage) : "";
+    setText(row.lastError, message || "—",
+      message ? message + (node.lastErrorTime ? " (" + node.lastErrorTime + ")" : "") : "");
+    setText(row.toggle, node.isDisabled ? "Enable" : "Disable");
+  }
+
+  /** Run one mutation from ``button``: busy while it runs, a notice after, then a refresh. */
+  async function act(button, call, success) {
+    button.disabled = true;
+    try {
+      const { data } = await call();
+      notify(success(data), "ok");
+    } catch (error) {
+      if (error.status !== 401) notifyError(error);
+    } finally {
+      button.disabled = false;
+      pollProviders();
+    }
+  }
+
+  // ---- provider types for the datalists
+
+  const knownTypes = new Set();
+
+  function rememberTypes(types) {
+    let added = false;
+    for (const type of types) {
+      if (!knownTypes.has(type)) {
+        knownTypes.add(type);
+        added = true;
+      }
+    }
+    if (added) {
+      $("provider-types").replaceChildren(...[...knownTypes].sort().map((t) => el("option", { value: t })));
+    }
+  }
+
+  async function loadSupportedTypes() {
+    try {
+      const { data } = await api("GET", "/api/providers/supported");
+      if (data && Array.isArray(data.types)) rememberTypes(data.types.map(String));
+    } catch {
+      // The list only helps typing; the field accepts any type.
+    }
+  }
+
+  // ---- add, edit, upload
+
+  function parseObject(text, what, optional) {
+    const trimmed = text.trim();
+    if (!trimmed) {
+      if (optional) return undefined;
+      return {};
+    }
+    let value;
+    try {
+      value = JSON.parse(trimmed);
+    } catch (exc) {
+      throw new Error(`${what} is not valid JSON: ${exc.message}`);
+    }
+    if (!value || typeof value !== "object" || Array.isArray(value)) {
+      throw new Error(`${what} must be a JSON object ({…}).`);
+    }
+    return value;
+  }
+
+  async function addProvider(event) {
+    event.preventDefault();
+    const errorBox = $("add-provider-error");
+    showFormError(errorBox, null);
+    let body;
+    try {
+      const providerType = $("add-provider-type").value.trim();
+      if (!providerType) throw new Error("Choose a provider type.");
+      body = { providerType, providerConfig: parseObject($("add-provider-config").value, "Provider config") };
+      const credential = parseObject($("add-provider-credential").value, "The credential", true);
+      if (credential !== undefined) body.credential = credential;
+    } catch (exc) {
+      showFormError(errorBox, exc.message);
+      return;
+    }
+    const button = $("add-provider-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const { data } = await api("POST", "/api/providers", { json: body });
+      const uuid = data && data.provider ? data.provider.uuid : "";
+      $("add-provider-config").value = "";
+      $("add-provider-credential").value = "";
+      notify(`Provider added to ${body.providerType}${uuid ? " (" + uuid + ")" : ""}.`, "ok");
+      pollProviders();
+    } catch (error) {
+      if (error.status !== 401) showFormError(errorBox, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  let editing = null;
+
+  function openEdit(row) {
+    editing = { type: row.type, uuid: row.uuid };
+    const config = {};
+    for (const [key, value] of Object.entries(row.node || {})) {
+      if (!STATE_FIELDS.has(key)) config[key] = value;
+    }
+    $("edit-provider-title").textContent = `${row.type} / ${label(row)}`;
+    $("edit-provider-config").value = JSON.stringify(config, null, 2);
+    showFormError($("edit-provider-error"), null);
+    show($("edit-provider-form"), true);
+    $("edit-provider-form").scrollIntoView({ behavior: "smooth", block: "nearest" });
+    $("edit-provider-config").focus();
+  }
+
+  function closeEdit() {
+    editing = null;
+    show($("edit-provider-form"), false);
+  }
+
+  async function saveEdit(event) {
+    event.preventDefault();
+    if (!editing) return;
+    const errorBox = $("edit-provider-error");
+    let providerConfig;
+    try {
+      providerConfig = parseObject($("edit-provider-config").value, "Provider config");
+    } catch (exc) {
+      showFormError(errorBox, exc.message);
+      return;
+    }
+    const { type, uuid } = editing;
+    const button = $("edit-provider-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await api("PUT", `/api/providers/${seg(type)}/${seg(uuid)}`, { json: { providerConfig } });
+      notify(`Saved ${type} / ${uuid}.`, "ok");
+      closeEdit();
+      pollProviders();
+    } catch (error) {
+      if (error.status !== 401) showFormError(errorBox, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function upload(event) {
+    event.preventDefault();
+    const errorBox = $("upload-error");
+    showFormError(errorBox, null);
+    const file = $("upload-file").files[0];
+    const provider = $("upload-provider").value.trim();
+    if (!provider || !file) {
+      showFormError(errorBox, "Choose a provider type and a file.");
+      return;
+    }
+    const form = new FormData();
+    form.append("provider", provider);
+    const name = $("upload-name").value.trim();
+    if (name) form.append("customName", name);
+    form.append("file", file, file.name);
+    const button = $("upload-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const { data } = await api("POST", "/api/upload-oauth-credentials", { body: form });
+      const uuid = data && data.provider ? data.provider.uuid : "";
+      $("upload-form").reset();
+      notify(`Credential uploaded: new ${provider} node${uuid ? " " + uuid : ""}.`, "ok");
+      pollProviders();
+    } catch (error) {
+      if (error.status !== 401) showFormError(errorBox, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- config
+
+  /** {config, systemPrompt, etag, version} as last read from the gateway. */
+  let configState = null;
+
+  function configDirty() {
+    if (!configState) return false;
+    return $("config-editor").value !== configState.text
+      || $("system-prompt").value !== (configState.systemPrompt ?? "");
+  }
+
+  function applyConfig(data, response) {
+    const version = data && data.version !== undefined ? String(data.version) : "";
+    const etag = response.headers.get("ETag") || (version ? `"${version}"` : null);
+    const config = (data && data.config) || {};
+    const text = JSON.stringify(config, null, 2);
+    configState = { config, text, systemPrompt: data ? data.systemPrompt : null, etag, version };
+    $("config-editor").value = text;
+    $("system-prompt").value = configState.systemPrompt ?? "";
+    $("config-version").textContent = version || "—";
+    show($("default-password-warning"), Boolean(data && data.isDefaultPassword));
+  }
+
+  async function loadConfig() {
+    showFormError($("config-error"), null);
+    try {
+      const { data, response } = await api("GET", "/api/config");
+      applyConfig(data, response);
+    } catch (error) {
+      if (error.status !== 401) showFormError($("config-error"), error);
+    }
+  }
+
+  async function saveConfig(event) {
+    event.preventDefault();
+    const errorBox = $("config-error");
+    showFormError(errorBox, null);
+    if (!configState) {
+      await loadConfig();
+      return;
+    }
+    let edited;
+    try {
+      edited = parseObject($("config-editor").value, "config.json");
+    } catch (exc) {
+      showFormError(errorBox, exc.message);
+      return;
+    }
+    const changes = {};
+    for (const [key, value] of Object.entries(edited)) {
+      if (!(key in configState.config) || !deepEqual(value, configState.config[key])) changes[key] = value;
+    }
+    for (const key of Object.keys(configState.config)) {
+      if (!(key in edited)) changes[key] = null;
+    }
+    const prompt = $("system-prompt").value;
+    if (prompt !== (configState.systemPrompt ?? "")) changes.systemPrompt = prompt;
+    const count = Object.keys(changes).length;
+    if (!count) {
+      notify("Nothing changed.", "info");
+      return;
+    }
+    const headers = configState.etag ? { "If-Match": configState.etag } : {};
+    const button = $("config-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const { data, response } = await api("POST", "/api/config", { json: changes, headers });
+      applyConfig(data, response);
+      notify(`Saved ${count} change${count === 1 ? "" : "s"}.`, "ok");
+    } catch (error) {
+      if (error.status === 412) {
+        showFormError(errorBox,
+          "The configuration was changed elsewhere since you loaded it (version conflict). "
+          + "Nothing was saved. Use “Reload from server” and apply your edits again.");
+      } else if (error.status === 422) {
+        showFormError(errorBox, "Nothing was saved; fix these fields:\n"
+          + Object.entries(error.fields || {}).map(([f, p]) => `• ${f}: ${p}`).join("\n")
+          + (error.fields ? "" : error.message));
+      } else if (error.status !== 401) {
+        showFormError(errorBox, error);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function changePassword(event) {
+    event.preventDefault();
+    const errorBox = $("password-error");
+    showFormError(errorBox, null);
+    const button = $("password-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await api("POST", "/api/admin-password", {
+        json: { currentPassword: $("password-current").value, newPassword: $("password-new").value },
+      });
+      $("password-form").reset();
+      show($("default-password-warning"), false);
+      notify("Admin password changed.", "ok");
+    } catch (error) {
+      if (error.code === "invalid_password") showFormError(errorBox, "The current password is wrong.");
+      else if (error.status !== 401) showFormError(errorBox, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- plugins
+
+  async function loadPlugins() {
+    try {
+      const { data } = await api("GET", "/api/plugins");
+      renderPlugins(data && Array.isArray(data.plugins) ? data.plugins : []);
+    } catch (error) {
+      if (error.status !== 401) notifyError(error);
+    }
+  }
+
+  function renderPlugins(plugins) {
+    const items = plugins.map((plugin) => {
+      const name = String(plugin.name);
+      const enabled = plugin.enabled !== false;
+      const state = el("span", {
+        className: "plugin-state " + (enabled ? "on" : "off"), "data-testid": "plugin-state",
+        text: enabled ? "enabled" : "disabled",
+      });
+      const toggle = el("input", {
+        type: "checkbox", role: "switch", className: "switch", "data-testid": "plugin-toggle",
+        "data-name": name, "aria-label": `Enable ${name}`,
+      });
+      toggle.checked = enabled;
+      toggle.addEventListener("change", async () => {
+        const wanted = toggle.checked;
+        toggle.disabled = true;
+        try {
+          const { data } = await api("POST", `/api/plugins/${seg(name)}/toggle`, { json: { enabled: wanted } });
+          const now = data && typeof data.enabled === "boolean" ? data.enabled : wanted;
+          toggle.checked = now;
+          state.textContent = now ? "enabled" : "disabled";
+          state.className = "plugin-state " + (now ? "on" : "off");
+          notify(`Plugin ${name} ${now ? "enabled" : "disabled"}.`, "ok");
+        } catch (error) {
+          toggle.checked = !wanted;
+          if (error.status !== 401) notifyError(error);
+        } finally {
+          toggle.disabled = false;
+        }
+      });
+      return el("li", { className: "plugin", "data-testid": "plugin", "data-name": name },
+        el("div", { className: "plugin-text" },
+          el("div", { className: "plugin-name", text: name }),
+          plugin.description ? el("div", { className: "muted small", text: String(plugin.description) }) : null),
+        state,
+        el("label", { className: "switch-label" }, toggle),
+      );
+    });
+    $("plugins-list").replaceChildren(...items);
+    show($("plugins-list"), items.length > 0);
+    show($("plugins-empty"), items.length === 0);
+  }
+
+  // ---------------------------------------------------------------- usage
+
+  async function loadUsage(refresh) {
+    const button = $("usage-refresh");
+    button.disabled = true;
+    try {
+      const { data } = await api("GET", "/api/usage" + (refresh ? "?refresh=true" : ""));
+      renderUsage(data || {});
+      if (refresh) notify("Usage refreshed.", "ok");
+    } catch (error) {
+      if (error.status !== 401) notifyError(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function renderUsage(cache) {
+    $("usage-timestamp").textContent = cache.timestamp ? fmtTime(cache.timestamp) : "—";
+    const providers = cache.providers && typeof cache.providers === "object" ? cache.providers : {};
+    const types = Object.keys(providers);
+    if (!types.length) {
+      $("usage-body").replaceChildren(el("p", { className: "empty muted", text: "Nothing cached yet: use Refresh." }));
+      return;
+    }
+    $("usage-body").replaceChildren(...types.map((type) => usageCard(type, providers[type] || {})));
+  }
+
+  function usageCard(type, entry) {
+    const instances = Array.isArray(entry.instances) ? entry.instances : [];
+    const counts = ["totalCount", "successCount", "errorCount"]
+      .filter((k) => entry[k] !== undefined).map((k) => `${k.replace("Count", "")}: ${entry[k]}`).join(" · ");
+    const rows = instances.map((inst) => {
+      const summary = (inst.usage && inst.usage.summary) || {};
+      const used = summary.usedPercent !== undefined && summary.usedPercent !== null
+        ? `${summary.usedPercent}%` : "—";
+      return el("tr", { "data-testid": "usage-row", "data-uuid": inst.uuid || "" },
+        el("td", {}, el("div", { text: inst.name || "(unnamed)" }), el("div", { className: "mono small muted", text: inst.uuid || "" })),
+        el("td", { text: inst.success === false ? "failed" : "ok" }),
+        el("td", { className: "num", text: used }),
+        el("td", { text: fmtValue(summary.plan ?? null) }),
+        el("td", { className: "nowrap", text: summary.resetAt ? fmtTime(summary.resetAt) : "—" }),
+        el("td", { className: "last-error", text: inst.error ? String(inst.error) : "—" }),
+      );
+    });
+    const body = instances.length
+      ? el("div", { className: "table-wrap" }, el("table", { className: "table" },
+        el("thead", {}, el("tr", {}, ...["Node", "Status", "Used", "Plan", "Resets", "Error"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...rows)))
+      : el("pre", { className: "code small", text: JSON.stringify(entry, null, 2) });
+    return el("section", { className: "card", "data-testid": "usage-type", "data-type": type },
+      el("div", { className: "pool-head" }, el("h3", { className: "pool-title", text: type }),
+        el("span", { className: "muted small", text: counts })),
+      body);
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  function init() {
+    $("login-form").addEventListener("submit", login);
+    $("logout-button").addEventListener("click", logout);
+    $("notice-close").addEventListener("click", () => show($("notice"), false));
+    for (const tab of document.querySelectorAll(".tab")) {
+      tab.addEventListener("click", () => setView(tab.dataset.view));
+    }
+    $("add-provider-form").addEventListener("submit", addProvider);
+    $("edit-provider-form").addEventListener("submit", saveEdit);
+    $("edit-provider-cancel").addEventListener("click", closeEdit);
+    $("upload-form").addEventListener("submit", upload);
+    $("config-form").addEventListener("submit", saveConfig);
+    $("config-reload").addEventListener("click", loadConfig);
+    $("password-form").addEventListener("submit", changePassword);
+    $("usage-refresh").addEventListener("click", () => loadUsage(true));
+    if (token) enterApp();
+    else showLogin(null);
+  }
+
+  init();
+})();
