@@ -31,6 +31,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, CredentialRef
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.login_guard import LoginGuard
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.records import NodeRecord
@@ -252,6 +253,20 @@ class NoopBackend:
     @hookimpl
     async def cfgstore_sessions_count(self, now_ms: int) -> int:
         return 0
+
+    @hookimpl
+    async def cfgstore_login_guard_get(self, client: str, now_ms: int) -> LoginGuard:
+        return LoginGuard(0, None)
+
+    @hookimpl
+    async def cfgstore_login_failure_add(
+        self, client: str, now_ms: int, max_attempts: int, lockout_ms: int
+    ) -> LoginGuard:
+        return LoginGuard(0, None)
+
+    @hookimpl
+    async def cfgstore_login_failures_clear(self, client: str) -> None:
+        return None
 
     @hookimpl
     async def cfgstore_password_get(self) -> str | None:

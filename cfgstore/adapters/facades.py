@@ -18,6 +18,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, CredentialRef
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.login_guard import LoginGuard, check_failure_limits
 from cfgstore.model.password import hash_password, verify_password
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
@@ -315,6 +316,38 @@ class Sessions(_Facade):
     async def count(self, now: int | None = None) -> int:
         count: int = await self._call("cfgstore_sessions_count", now_ms=now or now_ms())
         return count
+
+
+class Logins(_Facade):
+    """The admin-login lockout counter, per opaque client key (the gateway passes the
+    client IP). ``now`` (epoch ms) defaults to the current time. Check :meth:`guard`
+    before verifying a password; count a wrong one with :meth:`failure`; :meth:`clear`
+    after a successful login."""
+
+    async def guard(self, client: str, now: int | None = None) -> LoginGuard:
+        guard: LoginGuard = await self._call(
+            "cfgstore_login_guard_get", client=client, now_ms=now if now is not None else now_ms()
+        )
+        return guard
+
+    async def failure(
+        self, client: str, *, max_attempts: int, lockout_ms: int, now: int | None = None
+    ) -> LoginGuard:
+        """Count one failed login; locked once ``max_attempts`` failures (within
+        ``lockout_ms`` of each other) are counted; ``max_attempts`` 0 counts without
+        locking."""
+        check_failure_limits(max_attempts, lockout_ms)
+        guard: LoginGuard = await self._call(
+            "cfgstore_login_failure_add",
+            client=client,
+            now_ms=now if now is not None else now_ms(),
+            max_attempts=max_attempts,
+            lockout_ms=lockout_ms,
+        )
+        return guard
+
+    async def clear(self, client: str) -> None:
+        await self._call("cfgstore_login_failures_clear", client=client)
 
 
 class Password(_Facade):

@@ -18,6 +18,7 @@ from cfgstore.adapters.facades import (
     Config,
     Credentials,
     CustomModels,
+    Logins,
     Meta,
     Password,
     PluginConfigs,
@@ -49,6 +50,7 @@ class Store:
         self.system_prompt = SystemPrompt(ops)
         self.custom_models = CustomModels(ops)
         self.sessions = Sessions(ops)
+        self.logins = Logins(ops)
         self.password = Password(ops)
         self.usage_cache = UsageCaches(ops)
         self.plugin_config = PluginConfigs(ops)

@@ -58,6 +58,7 @@ from cfgstore.errors import AlreadyExists, NotFound, VersionConflict
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import CredentialRef
 from cfgstore.model.events import ChangeEvent
+from cfgstore.model.login_guard import LoginGuard, add_failure
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import COUNTER_KEYS, ProviderPools, node_from_json, node_to_json
 from cfgstore.model.records import apply_record
@@ -77,6 +78,7 @@ class DictStore:
         self.system_prompt = None
         self.custom_models = []
         self.sessions = {}
+        self.logins = {}
         self.password = None
         self.usage_cache = None
         self.plugin_config = PluginConfig()
@@ -400,6 +402,23 @@ class DictStore:
     @hookimpl
     async def cfgstore_sessions_count(self, now_ms):
         return sum(1 for s in self.sessions.values() if not s.expired(now_ms))
+
+    # -- login lockout counter -------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_login_guard_get(self, client, now_ms):
+        kept = self.logins.get(client)
+        return LoginGuard(0, None) if kept is None else kept.guard(now_ms)
+
+    @hookimpl
+    async def cfgstore_login_failure_add(self, client, now_ms, max_attempts, lockout_ms):
+        kept = add_failure(self.logins.get(client), now_ms, max_attempts, lockout_ms)
+        self.logins[client] = kept
+        return kept.guard(now_ms)
+
+    @hookimpl
+    async def cfgstore_login_failures_clear(self, client):
+        self.logins.pop(client, None)
 
     # -- password, usage cache, plugin config ----------------------------------------
 

@@ -1,7 +1,7 @@
 """The file backend object: lifecycle, status and change detection.
 
 Operations live in mixins, one module per entity group: :mod:`.pool_ops`,
-:mod:`.credential_ops`, :mod:`.document_ops`.
+:mod:`.credential_ops`, :mod:`.document_ops`, :mod:`.login_guard_ops` (in memory).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from cfgstore.errors import InvalidData
 from cfgstore.model import jsjson
 from cfgstore.model.config import config_from_json
 from cfgstore.model.events import ChangeEvent
+from cfgstore.model.login_guard import LoginFailures
 from cfgstore.model.pools import ProviderPools, cold_start
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
@@ -26,13 +27,14 @@ from cfgstore_file.credential_ops import CredentialOps
 from cfgstore_file.document_ops import DocumentOps
 from cfgstore_file.documents import DocumentFile
 from cfgstore_file.layout import Layout
+from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
 
 log = logging.getLogger("cfgstore.file")
 
 
-class FileBackend(PoolOps, CredentialOps, DocumentOps):
+class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps):
     """Every storage operation on the AIClient-2-API folder layout.
 
     Pools live in memory and are written coalesced (debounce with a maximum wait); every
@@ -45,6 +47,7 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps):
         self.context = context
         self.settings = context.settings
         self._watch_task: asyncio.Task[None] | None = None
+        self._logins: dict[str, LoginFailures] = {}  # per process: login_guard_ops
 
     # -- lifecycle ---------------------------------------------------------------------
 

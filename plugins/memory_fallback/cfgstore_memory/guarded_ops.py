@@ -1,8 +1,8 @@
 """Operations the memory fallback passes to the shared storage, refused while degraded.
 
-Admin edits (pools, config, prompt, models, plugins, password, usage cache), sessions and
-meta need the storage's answer: while the store runs degraded they raise
-:class:`~cfgstore.errors.StorageDegraded` at once, without touching the storage, and an
+Admin edits (pools, config, prompt, models, plugins, password, usage cache), sessions, the
+login lockout counter and meta need the storage's answer: while the store runs degraded
+they raise :class:`~cfgstore.errors.StorageDegraded` at once, without touching the storage, and an
 outage met on the way switches the store to degraded and raises the same error. Pool
 edits first make this instance's pending records durable (so they land before the edit,
 as without the layer) and then re-read the pools so the view shows the edit.
@@ -18,6 +18,7 @@ from cfgstore.adapters.backend import Operations
 from cfgstore.errors import StorageDegraded, StorageUnavailable
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.login_guard import LoginGuard
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.sessions import UiSession
@@ -256,3 +257,31 @@ class GuardedOps:
             "cfgstore_sessions_count", "session counts are", now_ms=now_ms
         )
         return count
+
+    # -- login lockout counter: counted in the storage (across instances), so refused
+    # while degraded like logins themselves -------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_login_guard_get(self, client: str, now_ms: int) -> LoginGuard:
+        guard: LoginGuard = await self._edit(
+            "cfgstore_login_guard_get", "login checks are", client=client, now_ms=now_ms
+        )
+        return guard
+
+    @hookimpl
+    async def cfgstore_login_failure_add(
+        self, client: str, now_ms: int, max_attempts: int, lockout_ms: int
+    ) -> LoginGuard:
+        guard: LoginGuard = await self._edit(
+            "cfgstore_login_failure_add",
+            "logins are",
+            client=client,
+            now_ms=now_ms,
+            max_attempts=max_attempts,
+            lockout_ms=lockout_ms,
+        )
+        return guard
+
+    @hookimpl
+    async def cfgstore_login_failures_clear(self, client: str) -> None:
+        await self._edit("cfgstore_login_failures_clear", "logins are", client=client)

@@ -1,7 +1,7 @@
 """The Redis backend object: connection, lifecycle, change feed, status.
 
 Operations live in mixins: :mod:`.pool_ops`, :mod:`.credential_ops`,
-:mod:`.document_ops`.
+:mod:`.document_ops`, :mod:`.login_guard_ops`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from cfgstore_redis import lua
 from cfgstore_redis.batch import encode, touched_nodes
 from cfgstore_redis.connection import RedisConnection, build_connection, connect
 from cfgstore_redis.keys import Keys
+from cfgstore_redis.login_guard_ops import LoginGuardOps
 from cfgstore_redis.replica_ops import ReplicaOps
 from cfgstore_redis.translate import translated
 from cfgstore_redis.writer import GroupCommitWriter
@@ -33,7 +34,7 @@ log = logging.getLogger("cfgstore.redis")
 RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
-class RedisBackend(ReplicaOps):
+class RedisBackend(ReplicaOps, LoginGuardOps):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:
@@ -80,6 +81,7 @@ class RedisBackend(ReplicaOps):
                 "REPLACE_HASH",
                 "RELEASE_LOCK",
                 "IMPORT_POOLS",
+                "LOGIN_FAILURE",
             )
         }
         if reachable:

@@ -52,6 +52,9 @@ class Keys:
     def instance(self, instance_id: str) -> str:
         return f"{self.tag}:instance:{instance_id}"
 
+    def login(self, digest: str) -> str:
+        return f"{self.tag}:login:{digest}"
+
 
 def check_type_name(provider_type: str) -> None:
     """Provider types become part of key names: refuse what would make keys ambiguous."""

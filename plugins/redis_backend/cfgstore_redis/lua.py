@@ -508,6 +508,31 @@ return 0
 """
 )
 
+# One failed admin login (cfgstore.model.login_guard.add_failure). KEYS: the client's
+# login key. ARGV: now ms, max attempts (0: never lock), lockout ms. The value is
+# 'failures:expires_ms:locked_until_ms' (0: no lock), kept with a PX TTL of the lockout, so
+# the key goes when its count does. Only GET and SET: no revision, no change message (login
+# counts are nobody's cached state). Returns {failures, locked_until_ms}.
+LOGIN_FAILURE = (
+    SHEBANG
+    + r"""
+local now, max_attempts, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local failures, locked = 0, 0
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local f, e, l = string.match(raw, '^(%d+):(%d+):(%d+)$')
+  if f and now < tonumber(e) then
+    failures, locked = tonumber(f), tonumber(l)
+  end
+end
+failures = failures + 1
+if max_attempts > 0 and failures >= max_attempts then locked = now + lockout end
+redis.call('SET', KEYS[1], string.format('%d:%d:%d', failures, now + lockout, locked),
+  'PX', lockout)
+return {failures, locked}
+"""
+)
+
 # Replace all pools. KEYS: types, revision. ARGV: channel, head, keep ('1'|'0'), nodes-list
 # prefix, node-key base, credential-key base, type count, then per type: name, node
 # count, then per node: uuid, field count, field/value pairs.
