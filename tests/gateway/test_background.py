@@ -28,8 +28,10 @@ from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
 from cfgstore_gateway.adapters import AdapterRegistry
 from cfgstore_gateway.adapters.openai_compat import OpenAICompatAdapter
 from cfgstore_gateway.health_checks import HealthChecker, HealthCheckSettings
-from cfgstore_gateway.proactive_refresh import ProactiveRefresher
+from cfgstore_gateway.proactive_refresh import Background, ProactiveRefresher
 from cfgstore_gateway.refresh import Refresher
+from cfgstore_gateway.selection import Selector, SlotTable
+from cfgstore_gateway.services import ConfigCache, GatewayOptions, Services
 from cfgstore_gateway.webhook import HealthAlertWebhook
 from tests.gateway.conftest import TYPE, api_node, make_deployment
 from tests.gateway.redis_instances import Namespace, seeded_namespace
@@ -184,6 +186,101 @@ async def test_startup_pass_accumulates_resets_usage_and_skips(
         assert not (await node(store, "recent")).state.is_healthy
 
 
+# -- the background loops together -------------------------------------------------------------
+
+
+def services_over(store: Store, session: aiohttp.ClientSession) -> Services:
+    """A gateway's services as ``create_app`` builds them (OpenAI-compatible adapter)."""
+    registry = AdapterRegistry()
+    registry.register(OpenAICompatAdapter())
+    slots = SlotTable()
+    return Services(
+        store=store,
+        registry=registry,
+        selector=Selector(slots),
+        slots=slots,
+        config=ConfigCache(store),
+        session=session,
+        refresher=Refresher(store, session),
+        options=GatewayOptions(),
+    )
+
+
+def gateway_tasks() -> list[asyncio.Task[Any]]:
+    """Running tasks whose coroutine is gateway code (stubs' and aiohttp's are not)."""
+    package = str(Path(HealthChecker.__module__.replace(".", "/")).parent)
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and package in code.co_filename:
+            found.append(task)
+    return found
+
+
+async def test_background_runs_the_startup_check_and_stops_cleanly(
+    namespace: Namespace,
+) -> None:
+    """Over a gateway instance's store (memory fallback over Redis, which announces health
+    transitions): the startup pass checks the node, the webhook reports it healthy again,
+    and ``stop`` cancels every loop at once."""
+    checked = asyncio.Event()
+
+    def answer(received: Received) -> Reply:
+        if isinstance(received.body, dict) and received.body.get("max_tokens") == 1:
+            checked.set()
+        return responder(received)
+
+    async with UpstreamStub(answer) as upstream, WebhookStub() as hook:
+        # Unhealthy since 11 minutes: the startup pass checks it (younger errors: skipped).
+        sick = api_node(
+            "n1",
+            upstream.base_url,
+            "k1",
+            checkModelName="good-model",
+            isHealthy=False,
+            errorCount=3,
+            lastErrorTime=iso_ms(now_ms() - 11 * 60_000),
+        )
+        async with Store.open(namespace.redis_settings()) as seed:
+            await seed.pools.add_node(TYPE, node_from_json(sick, "test"))
+            current = await seed.config.get()
+            config = dict(current.document)
+            config.update(
+                SCHEDULED_HEALTH_CHECK={
+                    "enabled": True,
+                    "interval": 600_000,
+                    "providerTypes": [TYPE],
+                },
+                HEALTH_ALERT_WEBHOOK_URL=hook.url,
+                CRON_REFRESH_TOKEN=True,
+            )
+            await seed.config.put(config, current.version)
+        async with (
+            Store.open(namespace.instance_settings("a")) as store,
+            aiohttp.ClientSession() as session,
+        ):
+            assert gateway_tasks() == []
+            background = Background.start(services_over(store, session))
+            try:
+                await asyncio.wait_for(checked.wait(), WAIT_S)  # the startup pass ran
+                await asyncio.wait_for(hook.posted.wait(), WAIT_S)  # and was recorded
+                assert {t.get_name() for t in gateway_tasks()} >= {
+                    "cfgstore-health-checks",
+                    "cfgstore-proactive-refresh",
+                }
+            finally:
+                started = time.monotonic()
+                await asyncio.wait_for(background.stop(), WAIT_S)
+                stopped_in = time.monotonic() - started
+            assert stopped_in < 2.0  # cancelled, not waited out (the next pass is 10 min off)
+            assert gateway_tasks() == []
+            assert [(b["uuid"], b["healthy"]) for b in hook.bodies] == [("n1", True)]
+            state = (await node(store, "n1")).state
+            assert state.is_healthy and state.last_health_check_model == "good-model"
+            assert state.last_health_check_time is not None
+            assert [r.body["model"] for r in upstream.chat_requests()] == ["good-model"]
+
+
 # -- two instances over Redis ------------------------------------------------------------------
 
 
@@ -193,15 +290,17 @@ async def namespace(redis_url: str, tmp_path: Path) -> Namespace:
 
 
 class WebhookStub:
-    """A local HTTP server keeping every POSTed JSON body."""
+    """A local HTTP server keeping every POSTed JSON body (``posted`` is set at the first)."""
 
     def __init__(self) -> None:
         self.bodies: list[Any] = []
+        self.posted = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.bodies.append(await request.json())
+        self.posted.set()
         return web.json_response({"ok": True})
 
     async def __aenter__(self) -> WebhookStub:
