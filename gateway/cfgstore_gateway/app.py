@@ -53,6 +53,8 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore_gateway.adapters import Adapter, AdapterRegistry, ModelsCall, UpstreamUnavailable
+from cfgstore_gateway.admin import ADMIN_PREFIXES, add_admin
+from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.auth import PUBLIC_PATHS, key_matches, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
@@ -62,7 +64,13 @@ from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
 from cfgstore_gateway.routing import AUTO, default_providers, is_known_type, resolve
 from cfgstore_gateway.selection import Selector, SlotTable
-from cfgstore_gateway.services import ConfigCache, GatewayOptions, RefresherLike, Services
+from cfgstore_gateway.services import (
+    SERVICES,
+    ConfigCache,
+    GatewayOptions,
+    RefresherLike,
+    Services,
+)
 
 log = logging.getLogger("cfgstore_gateway.app")
 
@@ -78,11 +86,10 @@ class _Setup:
 
 
 SETUP = web.AppKey("cfgstore_gateway.setup", _Setup)
-SERVICES = web.AppKey("cfgstore_gateway.services", Services)
 _CURRENT: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("cfgstore_gateway_request")
 """The current request's log record: set by the middleware, read by the handlers (same task)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_PUBLIC_PATHS = PUBLIC_PATHS | {METRICS_PATH}
+_PUBLIC_PATHS = PUBLIC_PATHS | {METRICS_PATH, "/"}
 
 
 def create_app(
@@ -111,6 +118,7 @@ def create_app(
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/{provider}/v1/models", models)
     app.router.add_post("/{provider}/v1/chat/completions", chat_completions)
+    add_admin(app, SessionGate(store))
     return app
 
 
@@ -201,8 +209,8 @@ async def _middleware(
     _CURRENT.set(info)
     started = time.perf_counter()
     try:
-        if request.path in _PUBLIC_PATHS:
-            response = await handler(request)
+        if request.path in _PUBLIC_PATHS or request.path.startswith(ADMIN_PREFIXES):
+            response = await handler(request)  # the admin API checks its own sessions
         else:
             config = await request.app[SERVICES].config.get()
             if key_matches(request, config.get("REQUIRED_API_KEY")):

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import aiohttp
 import attrs
+from aiohttp import web
 
 from cfgstore import hookimpl
 from cfgstore.adapters import Store
@@ -123,3 +124,8 @@ class Services:
     """Provider type → (monotonic expiry, model ids fetched from an upstream)."""
     health_cache: tuple[float, str] | None = None
     """(monotonic expiry, storage mode) of the last ``/health`` status read."""
+
+
+SERVICES = web.AppKey("cfgstore_gateway.services", Services)
+"""Where the application keeps its :class:`Services` (sub-applications read it through
+``request.config_dict``)."""

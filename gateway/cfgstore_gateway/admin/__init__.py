@@ -1,0 +1,141 @@
+"""The admin API under ``/api`` and the web UI at ``/`` (``gateway/admin-api.md``).
+
+:func:`add_admin` mounts both on the gateway application: a sub-application at ``/api``
+whose middleware requires a session (every path but ``POST /api/login``) and answers
+errors in the admin shape (storage degraded → ``503 storage_degraded``, missing → ``404``,
+conflicts → ``409``/``412``, bad input → ``422`` with field errors), and the static UI
+(``/`` and ``/ui/*``, public: it holds no data, it asks the API for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from cfgstore.errors import (
+    AlreadyExists,
+    CfgStoreError,
+    InvalidData,
+    NotFound,
+    StorageDegraded,
+    VersionConflict,
+)
+from cfgstore_gateway.admin import (
+    config_api,
+    custom_models_api,
+    login_api,
+    plugins_api,
+    providers_api,
+    storage_api,
+    usage_api,
+)
+from cfgstore_gateway.admin.http import ApiError
+from cfgstore_gateway.admin.sessions import SessionGate
+from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
+
+__all__ = ["ADMIN_PREFIXES", "add_admin", "api_routes"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+ADMIN_PREFIXES = ("/api/", "/ui/")
+"""Paths the gateway's client-key check leaves alone (the admin API checks sessions; the
+UI's files are public)."""
+PUBLIC_API_PATHS = frozenset({"/api/login"})
+_UI_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def add_admin(app: web.Application, gate: SessionGate) -> None:
+    """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``."""
+    api = web.Application(middlewares=[_admin_middleware])
+    api[ADMIN] = AdminState(gate)
+    api_routes(api.router)
+    app.add_subapp("/api", api)
+    app.router.add_get("/", _index)
+    app.router.add_static("/ui/", STATIC_DIR, append_version=False)
+
+
+def api_routes(r: web.UrlDispatcher) -> None:
+    p = providers_api
+    r.add_post("/login", login_api.login)
+    r.add_post("/logout", login_api.logout)
+    r.add_get("/session", login_api.session_info)
+    r.add_post("/admin-password", login_api.change_password)
+    r.add_get("/config", config_api.get_config)
+    r.add_post("/config", config_api.update_config)
+    r.add_put("/config", config_api.update_config)
+    r.add_post("/reload-config", config_api.reload_config)
+    r.add_get("/providers", p.list_providers)
+    r.add_post("/providers", p.add_provider)
+    r.add_get("/providers/supported", p.supported_types)
+    r.add_get("/providers/{type}", p.providers_of_type)
+    r.add_post("/providers/{type}/reset-health", p.reset_health)
+    r.add_delete("/providers/{type}/delete-unhealthy", p.delete_unhealthy)
+    r.add_post("/providers/{type}/refresh-unhealthy-uuids", p.refresh_unhealthy_uuids)
+    r.add_post("/providers/{type}/health-check", p.health_check)
+    r.add_put("/providers/{type}/{uuid}", p.update_provider)
+    r.add_delete("/providers/{type}/{uuid}", p.delete_provider)
+    r.add_post("/providers/{type}/{uuid}/disable", p.disable_provider)
+    r.add_post("/providers/{type}/{uuid}/enable", p.enable_provider)
+    r.add_post("/providers/{type}/{uuid}/refresh-uuid", p.refresh_uuid)
+    r.add_post("/providers/{type}/{uuid}/health-check", p.health_check)
+    r.add_put("/providers/{type}/{uuid}/credential", p.put_credential)
+    r.add_post("/upload-oauth-credentials", p.upload_credential)
+    r.add_get("/plugins", plugins_api.list_plugins)
+    r.add_post("/plugins/{name}/toggle", plugins_api.toggle_plugin)
+    r.add_get("/usage", usage_api.usage)
+    r.add_get("/usage/{type}", usage_api.usage_of_type)
+    r.add_get("/custom-models", custom_models_api.list_models)
+    r.add_post("/custom-models", custom_models_api.add_model)
+    r.add_put("/custom-models/{id}", custom_models_api.update_model)
+    r.add_delete("/custom-models/{id}", custom_models_api.delete_model)
+    r.add_get("/storage/status", storage_api.storage_status)
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers=_UI_HEADERS)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.path not in PUBLIC_API_PATHS:
+            request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return ApiError(exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason).response()
+    except CfgStoreError as exc:
+        return _storage_error(exc).response()
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def _storage_error(exc: CfgStoreError) -> ApiError:
+    if isinstance(exc, StorageDegraded):
+        return ApiError(503, "storage_degraded", f"Not saved: {exc}")
+    if isinstance(exc, NotFound):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, AlreadyExists):
+        return ApiError(409, "conflict", str(exc))
+    if isinstance(exc, VersionConflict):
+        return ApiError(409, "conflict", f"Changed concurrently, retry: {exc}")
+    if isinstance(exc, InvalidData):
+        return ApiError(422, "invalid", str(exc), fields={"body": exc.problem})
+    return ApiError(503, "storage_error", f"Storage error: {exc}")

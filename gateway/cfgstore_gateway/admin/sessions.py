@@ -1,0 +1,97 @@
+"""Admin sessions: the bearer token check, with a memory of sessions seen valid.
+
+Every admin request's ``Authorization: Bearer <token>`` is checked against the store
+(``store.sessions``), so a logout or an expiry on any instance counts at once. While the
+storage cannot answer (degraded), a token this instance has already seen valid keeps
+working until its own expiry: the operator can still read the pools and watch the
+degraded banner, and every mutation is refused by the store anyway. A token first seen
+during an outage is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from aiohttp import web
+
+from cfgstore.adapters import Store
+from cfgstore.errors import StorageUnavailable
+from cfgstore.model.password import DEFAULT_PASSWORD, verify_password
+from cfgstore.model.sessions import UiSession
+from cfgstore.model.timefmt import now_ms
+from cfgstore_gateway.admin.http import ApiError
+
+log = logging.getLogger("cfgstore_gateway.admin")
+
+_REMEMBERED_MAX = 1024
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The session token of ``Authorization: Bearer <token>`` (never a query parameter:
+    URLs end up in logs and browser history)."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    token = value.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def unauthorized(message: str = "Sign in first: no valid session") -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class SessionGate:
+    """See the module docstring. One per application."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._remembered: dict[str, UiSession] = {}
+        self._default_password: tuple[str | None, bool] | None = None
+
+    async def require(self, request: web.Request) -> tuple[str, UiSession]:
+        """The request's token and session, or :func:`unauthorized`."""
+        token = bearer_token(request)
+        if token is None:
+            raise unauthorized()
+        session = await self.check(token)
+        if session is None:
+            raise unauthorized("Session expired or unknown: sign in again")
+        return token, session
+
+    async def check(self, token: str) -> UiSession | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = now_ms()
+        try:
+            session = await self._store.sessions.get(token, now)
+        except StorageUnavailable:
+            remembered = self._remembered.get(digest)
+            if remembered is None or remembered.expired(now):
+                return None
+            return remembered
+        if session is None:
+            self._remembered.pop(digest, None)
+            return None
+        self._remember(digest, session, now)
+        return session
+
+    def forget(self, token: str) -> None:
+        self._remembered.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+
+    async def is_default_password(self) -> bool:
+        """Whether the stored password is still ``admin123`` (hashed once per stored
+        value: PBKDF2 is slow, and ``GET /api/config`` asks every time)."""
+        stored = await self._store.password.get_stored()
+        cached = self._default_password
+        if cached is not None and cached[0] == stored:
+            return cached[1]
+        result = await asyncio.to_thread(verify_password, DEFAULT_PASSWORD, stored)
+        self._default_password = (stored, result)
+        return result
+
+    def _remember(self, digest: str, session: UiSession, now: int) -> None:
+        if len(self._remembered) >= _REMEMBERED_MAX:
+            for key in [k for k, s in self._remembered.items() if s.expired(now)]:
+                del self._remembered[key]
+            if len(self._remembered) >= _REMEMBERED_MAX:
+                self._remembered.pop(next(iter(self._remembered)))
+        self._remembered[digest] = session

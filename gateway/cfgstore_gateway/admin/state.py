@@ -1,0 +1,27 @@
+"""What the admin sub-application keeps per application and per request."""
+
+from __future__ import annotations
+
+import attrs
+from aiohttp import web
+
+from cfgstore.model.sessions import UiSession
+from cfgstore_gateway.admin.sessions import SessionGate
+
+
+@attrs.define
+class AdminState:
+    gate: SessionGate
+
+
+ADMIN = web.AppKey("cfgstore_gateway.admin", AdminState)
+SESSION = web.RequestKey("cfgstore_gateway.admin.session", tuple[str, UiSession])
+"""Request key: ``(token, session)`` of the signed-in operator (set by the middleware)."""
+
+
+def admin_state(request: web.Request) -> AdminState:
+    return request.config_dict[ADMIN]
+
+
+def current_session(request: web.Request) -> tuple[str, UiSession]:
+    return request[SESSION]

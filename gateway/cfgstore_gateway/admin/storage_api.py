@@ -1,0 +1,70 @@
+"""``GET /api/storage/status``: what the storage is doing, for the UI's banner and for
+operators (mode, instances, journal depth, Redis version and memory policy).
+
+Built from the backends' own status reports (``store.status()``), which never carry a
+secret (Redis locations have no password). Answers while degraded: that is when it
+matters most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from cfgstore.errors import CfgStoreError
+from cfgstore.model.status import BackendStatus
+from cfgstore_gateway.services import SERVICES
+
+STATUS_TIMEOUT_S = 5.0
+DEGRADED_MODES = frozenset({"degraded", "data-lost"})
+
+
+async def storage_status(request: web.Request) -> web.StreamResponse:
+    store = request.config_dict[SERVICES].store
+    async with asyncio.timeout(STATUS_TIMEOUT_S):
+        statuses = await store.status()
+    instances: list[dict[str, Any]] = []
+    with contextlib.suppress(CfgStoreError, NotImplementedError, TimeoutError):
+        async with asyncio.timeout(STATUS_TIMEOUT_S):
+            instances = [i.to_json() for i in await store.replicas.instances()]
+    mode = statuses[0].mode if statuses else "unknown"
+    details = _details(statuses)
+    redis = None
+    if "redis version" in details or "maxmemory-policy" in details:
+        redis = {
+            "version": details.get("redis version"),
+            "maxmemoryPolicy": details.get("maxmemory-policy"),
+        }
+    depth = details.get("journal depth")
+    return web.json_response(
+        {
+            "mode": mode,
+            "degraded": mode in DEGRADED_MODES,
+            "instance": store.instance_id,
+            "layers": [_layer(s) for s in statuses],
+            "instances": instances,
+            "journalDepth": int(depth) if depth and depth.isdigit() else 0,
+            "redis": redis,
+        }
+    )
+
+
+def _details(statuses: list[BackendStatus]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for status in statuses:
+        for key, value in status.details.items():
+            merged.setdefault(key, value)
+    return merged
+
+
+def _layer(status: BackendStatus) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "location": status.location,
+        "mode": status.mode,
+        "warnings": list(status.warnings),
+        "details": dict(status.details),
+    }
