@@ -344,7 +344,25 @@ async def models(request: web.Request) -> web.StreamResponse:
                         "owned_by": provider_type,
                     }
                 )
+    for model_id, owner in await _custom_models(services, wanted if wanted != AUTO else None):
+        if model_id not in seen:
+            seen.add(model_id)
+            data.append({"id": model_id, "object": "model", "created": created, "owned_by": owner})
     return web.json_response({"object": "list", "data": data})
+
+
+async def _custom_models(services: Services, wanted: str | None) -> list[tuple[str, str]]:
+    """``(id, owned_by)`` of the custom models (``custom_models.json``) a listing of
+    ``wanted`` (``None``: every type) shows; none when the store cannot give them."""
+    # Imported here: the module's import block is being edited elsewhere.
+    from cfgstore_gateway.routing import listed_custom_models
+
+    try:
+        models = await services.store.custom_models.list()
+    except CfgStoreError as exc:
+        log.error("custom models unavailable: %s", exc)
+        return []
+    return listed_custom_models(models, wanted)
 
 
 def _routable(services: Services, provider_type: str, pool_types: Collection[str]) -> bool:

@@ -25,6 +25,7 @@ Custom models (``custom_models.json``, aiclient-formats §6.2) are applied after
 sent as its ``actualModel`` (default: the ``id``) to its ``actualProvider`` (when the key
 is present it wins, even empty) or else its ``provider``; an empty or absent type keeps the
 routed one. The targets are then rebuilt for that (type, model) as above.
+:func:`listed_custom_models` says which of them ``GET /v1/models`` lists.
 """
 
 from __future__ import annotations
@@ -160,6 +161,27 @@ def find_custom_model(model: str, models: Sequence[CustomModel]) -> CustomModel 
         if custom.document.get("alias") == model:
             return custom
     return None
+
+
+def listed_custom_models(
+    models: Sequence[CustomModel], wanted_type: str | None
+) -> list[tuple[str, str]]:
+    """``(id, owned_by)`` of the custom models a model listing shows: all of them when no
+    type is asked (``wanted_type`` ``None``), else those whose ``provider`` is that type and
+    the global ones (no ``provider``). ``owned_by`` is the ``provider``, else the
+    ``actualProvider``, else the type asked, else ``"custom"``."""
+    listed: list[tuple[str, str]] = []
+    for custom in models:
+        provider = _nonempty(custom.document.get("provider"))
+        if wanted_type is not None and provider is not None and provider != wanted_type:
+            continue
+        owner = provider or _nonempty(custom.document.get("actualProvider"))
+        listed.append((custom.id, owner or wanted_type or "custom"))
+    return listed
+
+
+def _nonempty(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def custom_target(custom: CustomModel, routed_type: str) -> Target:

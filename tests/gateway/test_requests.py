@@ -20,6 +20,7 @@ import pytest
 from cfgstore.adapters.plugins import PluginSet
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
+from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.pools import ProviderNode, node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
 from cfgstore_gateway.adapters import (
@@ -311,6 +312,50 @@ async def test_models_from_supported_models_and_from_the_upstream(
             "stub-model-b",
         ]
         assert len([r for r in upstream.received if r.path == "/v1/models"]) == 1  # cached
+
+
+async def test_models_list_the_custom_models_of_the_type_asked(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    pools = {
+        "openai-custom": [api_node(A, upstream.base_url, "key-a", supportedModels=["gpt-4o"])],
+        "openai-custom-other": [api_node(C, upstream.base_url, "key-c", supportedModels=["o3"])],
+    }
+    async with running_gateway(make_deployment(tmp_path, pools)) as gw:
+        for document in (
+            {"id": "fast", "alias": "f", "provider": "openai-custom", "actualModel": "gpt-4o"},
+            {"id": "other-fast", "provider": "openai-custom-other"},
+            {"id": "routed", "actualProvider": "openai-custom-other"},
+            {"id": "global"},
+            {"id": "gpt-4o", "provider": "openai-custom"},  # already listed: once
+        ):
+            await gw.store.custom_models.add(CustomModel(str(document["id"]), dict(document)))
+
+        async def listed(path: str = "/v1/models", **headers: str) -> list[tuple[str, str]]:
+            response = await gw.client.get(path, headers={**auth(), **headers})
+            assert response.status == 200
+            return [(m["id"], m["owned_by"]) for m in (await response.json())["data"]]
+
+        assert await listed() == [
+            ("gpt-4o", "openai-custom"),
+            ("o3", "openai-custom-other"),
+            ("fast", "openai-custom"),
+            ("other-fast", "openai-custom-other"),
+            ("routed", "openai-custom-other"),
+            ("global", "custom"),
+        ]
+        assert await listed(**{"model-provider": "openai-custom"}) == [
+            ("gpt-4o", "openai-custom"),
+            ("fast", "openai-custom"),
+            ("routed", "openai-custom-other"),
+            ("global", "openai-custom"),
+        ]
+        assert await listed("/openai-custom-other/v1/models") == [
+            ("o3", "openai-custom-other"),
+            ("other-fast", "openai-custom-other"),
+            ("routed", "openai-custom-other"),
+            ("global", "openai-custom-other"),
+        ]
 
 
 async def test_health_is_public_and_names_the_storage_mode(
