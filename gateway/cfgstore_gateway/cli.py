@@ -4,7 +4,8 @@ Registered through the ``cfgctl_register_commands`` hook like every cfgctl comma
 runner is :mod:`cfgstore_gateway.serve`. Options follow the other commands (``--configs``,
 ``--cwd``, ``--redis-url``; settings precedence: flags, ``CFGSTORE_*``, ``REDIS_URL``) plus
 ``--state-dir``, ``--host``, ``--port``, ``--workers``, ``--shutdown-timeout``,
-``--log-level`` and ``--upstream-connections``. Exit status: 0 after a graceful stop, 1
+``--log-level``, ``--log-format`` (``text`` or ``json`` lines) and
+``--upstream-connections``. Exit status: 0 after a graceful stop, 1
 when a worker died, 2 when the gateway could not start (bad settings, address in use,
 storage unreachable or refusing).
 """
@@ -51,6 +52,10 @@ def serve_command(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option("--log-format", help="text, or json (one JSON object per line)."),
+    ] = "text",
     upstream_connections: Annotated[
         int | None,
         typer.Option(
@@ -74,6 +79,8 @@ def serve_command(
         fail(str(exc), 2, exc)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level: unknown level {log_level!r}", 2)
+    if log_format.lower() not in ("text", "json"):
+        fail(f"--log-format: unknown format {log_format!r} (text or json)", 2)
     config = ServeConfig(
         settings=settings,
         host=host,
@@ -81,6 +88,7 @@ def serve_command(
         workers=workers,
         shutdown_timeout_s=shutdown_timeout,
         log_level=log_level.upper(),
+        log_format=log_format.lower(),
         options=(
             GatewayOptions()
             if upstream_connections is None

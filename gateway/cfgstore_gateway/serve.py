@@ -25,12 +25,19 @@
   (``store.flush()``: every accepted count is durable) and closes it; exit status 0. The
   supervisor forwards the signal to its workers and exits 0 when they all did; a worker
   that dies on its own stops the others and the supervisor exits 1.
+* **Logs** (stderr): ``--log-format text`` (default) is one line per record
+  (:data:`LOG_FORMAT`); ``json`` is one JSON object per line (:class:`JsonFormatter`:
+  ``time``, ``level``, ``logger``, ``process``, ``message``, plus the record's ``extra``
+  fields and ``exc`` for a traceback). The per-request line names the request id, type,
+  node, status and latency inside ``message``. No line holds a key or token: the gateway
+  never logs request headers, bodies or query strings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -62,6 +69,9 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 3000
 WORKER_START_TIMEOUT_S = 120.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+LOG_FORMATS = ("text", "json")
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+"""Attributes every log record has: anything else on a record came from ``extra=``."""
 
 
 @attrs.frozen
@@ -74,6 +84,8 @@ class ServeConfig:
     workers: int = 1
     shutdown_timeout_s: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    """``text`` or ``json`` (see the module docstring)."""
     options: GatewayOptions = attrs.Factory(GatewayOptions)
 
 
@@ -86,8 +98,37 @@ def say(message: str) -> None:
     print(f"cfgctl serve: {message}", flush=True)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (see the module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and key not in entry:
+                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at ``level``, as text lines or JSON lines (``log_format``)."""
+    if log_format not in LOG_FORMATS:
+        raise ServeError(f"--log-format: unknown format {log_format!r} (text or json)")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 # ----------------------------------------------------------------------------- fresh folder
@@ -221,7 +262,7 @@ def worker_settings(settings: Settings, index: int) -> Settings:
 
 def _worker_main(spec: WorkerSpec, channel: multiprocessing.connection.Connection) -> None:
     """Entry point of a worker process (spawned)."""
-    configure_logging(spec.config.log_level)
+    configure_logging(spec.config.log_level, spec.config.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -437,7 +478,7 @@ def _stop_all(workers: list[multiprocessing.process.BaseProcess]) -> None:
 def serve(config: ServeConfig) -> int:
     """Run ``cfgctl serve``; the process exit status. Raises :class:`ServeError` or a
     :class:`~cfgstore.errors.CfgStoreError` when the gateway cannot start."""
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
     if config.workers == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from cfgstore.adapters import Settings, Store
 from cfgstore.model import jsjson
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore_gateway.serve import JsonFormatter
 from tests.gateway.conftest import TYPE, api_node, scaled
 from tests.gateway.test_storage_modes import private_prefix
 from tests.gateway.upstream_stub import Reply, UpstreamStub, sse_chunks
@@ -152,7 +154,7 @@ async def wait_for_model(client: aiohttp.ClientSession, url: str, key: str) -> N
 
 async def send_chats(client: aiohttp.ClientSession, url: str, key: str, count: int) -> None:
     async def one(index: int) -> None:
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        body: dict[str, object] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
         if index % 2:
             body["stream"] = True
         async with client.post(
@@ -356,3 +358,147 @@ async def test_sigterm_lets_a_stream_in_flight_finish(
         assert first + rest == b"".join(chunks)
         assert await asyncio.wait_for(served.process.wait(), STOP_S) == 0
     assert usage_in_file(configs) == {node: 1}
+
+
+SIGTERM_REQUESTS = int(os.environ.get("CFGSTORE_TEST_SIGTERM_REQUESTS", "60"))
+"""Answered requests before the SIGTERM of the load test (the load goes on after it)."""
+SIGTERM_CLIENTS = 8
+
+
+async def test_sigterm_under_load_with_two_workers_on_redis_loses_no_record(
+    tmp_path: Path, redis_url: str, redis_prefix: str, upstream: UpstreamStub
+) -> None:
+    """Clients keep sending chat requests to two workers on one Redis namespace; SIGTERM
+    arrives mid-load. Every request answered 200 is counted in Redis after the exit, and
+    nothing else is."""
+    await asyncio.to_thread(seed_namespace, redis_url, redis_prefix)
+    admin = Settings(
+        configs_dir=Path("unused"),
+        backends=("redis",),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    uuids = ["eeeeeeee-0000-4000-8000-0000000000e1", "ffffffff-0000-4000-8000-0000000000f2"]
+    async with Store.open(admin) as store:
+        await store.config.put({"REQUIRED_API_KEY": "lk", "MODEL_PROVIDER": TYPE}, ABSENT_VERSION)
+        for uuid in uuids:
+            await store.pools.add_node(
+                TYPE, node_from_json(api_node(uuid, upstream.base_url, f"key-{uuid}"), "t")
+            )
+    env = process_env(CFGSTORE_REDIS_PREFIX=redis_prefix)
+    state = tmp_path / "state"
+    args = ("--workers", "2", "--redis-url", redis_url, "--state-dir", str(state))
+    answered = 0
+    statuses: dict[int, int] = {}
+    enough = asyncio.Event()
+    sigterm_sent = False
+    async with cfgctl_serve(tmp_path, *args, env=env) as served:
+        assert served.storage == "redis" and "2 workers" in served.lines[-1]
+
+        async def client_loop(client: aiohttp.ClientSession) -> None:
+            nonlocal answered
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+            headers = {"Authorization": "Bearer lk"}
+            while True:
+                try:
+                    async with client.post(
+                        f"{served.url}/v1/chat/completions", json=body, headers=headers
+                    ) as response:
+                        await response.read()
+                        statuses[response.status] = statuses.get(response.status, 0) + 1
+                        if response.status == 200:
+                            answered += 1
+                            if answered >= SIGTERM_REQUESTS:
+                                enough.set()
+                except aiohttp.ClientConnectionError:
+                    if sigterm_sent:
+                        return  # both workers stopped accepting
+                    raise
+
+        async with fresh_connections() as client:
+            loops = [asyncio.ensure_future(client_loop(client)) for _ in range(SIGTERM_CLIENTS)]
+            try:
+                await asyncio.wait_for(enough.wait(), STOP_S)
+                served.process.send_signal(signal.SIGTERM)
+                sigterm_sent = True
+                code = await asyncio.wait_for(served.process.wait(), STOP_S)
+                await asyncio.wait_for(asyncio.gather(*loops), STOP_S)
+            finally:
+                for loop in loops:
+                    loop.cancel()
+        assert code == 0, served.log.read_text()[-3000:]
+    assert statuses == {200: answered}, statuses
+    assert answered >= SIGTERM_REQUESTS
+    async with Store.open(admin) as store:
+        counted = 0
+        for uuid in uuids:
+            stored = await store.pools.get_node(TYPE, uuid)
+            assert stored is not None
+            counted += stored.state.usage_count
+    assert counted == answered
+
+
+async def test_json_logs_parse_and_hold_no_secret(tmp_path: Path, upstream: UpstreamStub) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    client_key = "json-log-client-key-5f0c2e"
+    (configs / "config.json").write_bytes(
+        jsjson.dump_bytes({"REQUIRED_API_KEY": client_key, "MODEL_PROVIDER": TYPE})
+    )
+    node = "abababab-0000-4000-8000-0000000000ab"
+    add_node_to_file(configs, upstream.base_url, node)  # API key "key-<node>"
+    secrets = [client_key, f"key-{node}"]
+    async with (
+        cfgctl_serve(tmp_path, "--log-format", "json", env=process_env()) as served,
+        fresh_connections() as client,
+    ):
+        await wait_for_model(client, served.url, client_key)
+        await send_chats(client, served.url, client_key, 2)
+        # The key in the query string, and a wrong key that contains the right one.
+        async with client.get(f"{served.url}/v1/models", params={"key": client_key}) as ok:
+            assert ok.status == 200
+        wrong = {"Authorization": f"Bearer {client_key}-wrong"}
+        async with client.get(f"{served.url}/v1/models", headers=wrong) as refused:
+            assert refused.status == 401
+        assert await served.stop() == 0
+    lines = [line for line in served.log.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    for entry in entries:
+        assert {"time", "level", "logger", "message"} <= set(entry)
+    requests = [
+        e for e in entries if e["logger"] == "cfgstore_gateway.app" and "req=" in e["message"]
+    ]
+    chats = [e for e in requests if "POST /v1/chat/completions" in e["message"]]
+    assert len(chats) == 2 and all("status=200" in e["message"] for e in chats)
+    assert any("status=401" in e["message"] for e in requests)
+    assert all(e["level"] == "INFO" for e in requests)
+    for secret in secrets:
+        assert not [line for line in lines if secret in line], secret
+
+
+def test_json_formatter_keeps_extra_fields_and_tracebacks() -> None:
+    formatter = JsonFormatter()
+    record = logging.makeLogRecord(
+        {
+            "name": "cfgstore_gateway.app",
+            "levelname": "INFO",
+            "levelno": logging.INFO,
+            "msg": "req=%s status=%d",
+            "args": ("r1", 200),
+            "request_id": "r1",
+            "status": 200,
+            "ms": 1.5,
+        }
+    )
+    entry = json.loads(formatter.format(record))
+    assert entry["message"] == "req=r1 status=200"
+    assert (entry["level"], entry["logger"]) == ("INFO", "cfgstore_gateway.app")
+    assert (entry["request_id"], entry["status"], entry["ms"]) == ("r1", 200, 1.5)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.makeLogRecord({"msg": "failed", "exc_info": sys.exc_info()})
+    line = formatter.format(failed)
+    assert "\n" not in line
+    assert "ValueError: boom" in json.loads(line)["exc"]
