@@ -252,7 +252,10 @@
     currentView = name;
     for (const view of VIEWS) show($("view-" + view), view === name);
     for (const tab of document.querySelectorAll(".tab")) {
-      if (tab.dataset.view === name) tab.setAttribute("aria-current", "page");
+      if (tab.dataset.view === name) {
+        tab.setAttribute("aria-current", "page");
+        tab.scrollIntoView({ block: "nearest", inline: "nearest" });
+      }
       else tab.removeAttribute("aria-current");
     }
     if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
@@ -315,6 +318,12 @@
     }
   }
 
+  function fmtLayer(layer) {
+    if (!layer || typeof layer !== "object") return fmtValue(layer);
+    const where = layer.location ? " @ " + layer.location : "";
+    return `${layer.name ?? "?"} (${layer.mode ?? "?"})${where}`;
+  }
+
   function renderStorage(status) {
     const degraded = status.degraded === true;
     setDegraded(degraded);
@@ -326,9 +335,10 @@
     const redis = status.redis || null;
     const facts = [
       ["Mode", status.mode],
+      ["This instance", status.instance],
       ["Degraded", degraded ? "yes" : "no"],
       ["Journal depth", status.journalDepth],
-      ["Layers", Array.isArray(status.layers) ? status.layers.map(fmtValue).join(" → ") : status.layers],
+      ["Layers", Array.isArray(status.layers) ? status.layers.map(fmtLayer).join("  →  ") : status.layers],
       ["Redis version", redis ? redis.version : "—"],
       ["Redis maxmemory policy", redis ? redis.maxmemoryPolicy : "—"],
     ];
@@ -905,7 +915,7 @@
         el("thead", {}, el("tr", {}, ...["Node", "Status", "Used", "Plan", "Resets", "Error"].map((h) => el("th", { text: h })))),
         el("tbody", {}, ...rows)))
       : el("pre", { className: "code small", text: JSON.stringify(entry, null, 2) });
-    return el("section", { className: "card", "data-testid": "usage-type", "data-type": type },
+    return el("section", { className: "pool card", "data-testid": "usage-type", "data-type": type },
       el("div", { className: "pool-head" }, el("h3", { className: "pool-title", text: type }),
         el("span", { className: "muted small", text: counts })),
       body);
