@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -58,7 +57,6 @@ TOTAL = scaled(4000, minimum=200)
 OUTAGE_S = max(1.0, 5.0 * SCALE)
 KEY = "many-instances-client-key-0123"
 MODEL = "gpt-4o"
-AOF = ("--appendonly", "yes", "--appendfsync", "always")
 
 REQUEST_S = 30.0
 """Client timeout of one request (the happy path takes milliseconds)."""
@@ -127,16 +125,6 @@ async def usage_in_redis(url: str, prefix: str) -> dict[str, int]:
 def prefix(redis_url: str) -> Iterator[str]:
     with private_prefix(redis_url) as value:
         yield value
-
-
-@pytest.fixture
-def aof_server() -> Iterator[RedisServerProcess]:
-    """A private ``redis-server`` with AOF (``appendfsync always``): a stop and a restart
-    keep every acknowledged write."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("the outage test needs the redis-server binary on PATH")
-    with RedisServerProcess(extra_args=AOF) as server:
-        yield server
 
 
 @contextlib.asynccontextmanager

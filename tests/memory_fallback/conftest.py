@@ -42,8 +42,6 @@ from tests.support.redis_server import RedisServerProcess
 
 SCALE = float(os.environ.get("CFGSTORE_TEST_SCALE", "1"))
 TYPE = "openai-custom"
-AOF = ("--appendonly", "yes", "--appendfsync", "always")
-"""A server that keeps its data across stop/restart (every write fsynced)."""
 
 # Bounds of the waits (generous for a slow CI box; the happy path takes a fraction).
 DEGRADE_WAIT_S = 10.0
@@ -62,16 +60,6 @@ def new_prefix() -> str:
 
 
 # ----------------------------------------------------------------------------- servers
-
-
-@pytest.fixture
-def aof_server() -> Iterator[RedisServerProcess]:
-    """A private ``redis-server`` with AOF (``appendfsync always``): a stop and a restart
-    keep every acknowledged write."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("outage tests need the redis-server binary on PATH")
-    with RedisServerProcess(extra_args=AOF) as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@
   socket timeouts and no hidden retries, on a database that was just emptied with FLUSHDB.
 * ``redis_server_process`` (function): a fresh private
   :class:`~tests.support.redis_server.RedisServerProcess` for fault tests (stop, pause,
-  restart); skipped when the ``redis-server`` binary is absent.
+  restart); skipped when the ``redis-server`` binary is absent. ``aof_server``: the same
+  with AOF, so a stop and a restart keep every acknowledged write.
 
 Flushing rule: ``redis_client`` runs FLUSHDB before every test. That is safe for the private
 server and the container (both exist only for this session). When ``CFGSTORE_TEST_REDIS_URL``
@@ -31,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.support.redis_server import (
+    AOF_ALWAYS,
     HOW_TO_GET_REDIS,
     RedisServerProcess,
     RedisTarget,
@@ -40,6 +42,7 @@ from tests.support.redis_server import (
 __all__ = [
     "REDIS_CLIENT_CONNECT_TIMEOUT_S",
     "REDIS_CLIENT_SOCKET_TIMEOUT_S",
+    "aof_server",
     "redis_client",
     "redis_server_process",
     "redis_target",
@@ -76,6 +79,16 @@ def redis_server_process() -> Iterator[RedisServerProcess]:
             + HOW_TO_GET_REDIS
         )
     with RedisServerProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def aof_server() -> Iterator[RedisServerProcess]:
+    """A private ``redis-server`` with AOF (``appendfsync always``): a stop and a restart
+    keep every acknowledged write."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("outage tests need a private redis-server process. " + HOW_TO_GET_REDIS)
+    with RedisServerProcess(extra_args=AOF_ALWAYS) as server:
         yield server
 
 

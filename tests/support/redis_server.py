@@ -180,6 +180,10 @@ def _stop_leftovers() -> None:
             server.close()
 
 
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
+"""Server arguments that keep the data across a stop and a restart (every write fsynced)."""
+
+
 class RedisServerProcess:
     """A private ``redis-server`` on ``127.0.0.1:<free port>`` with its own temp dir.
 

@@ -1,0 +1,100 @@
+"""``/api/plugins``, ``/api/usage``, ``/api/custom-models``, ``/api/storage/status`` and the
+UI's files, over the file backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from yarl import URL
+
+from cfgstore.model.plugin_config import PluginConfig
+from tests.admin.conftest import NODE, Admin
+from tests.gateway.conftest import CLIENT_KEY, TYPE
+
+
+async def test_plugins_are_listed_and_toggled(admin: Admin) -> None:
+    await admin.store.plugin_config.put(
+        PluginConfig({"ai-monitor": {"enabled": False, "description": "watch", "extra": 1}})
+    )
+    status, body = await admin.call("GET", "/api/plugins")
+    assert status == 200
+    assert body["plugins"] == [
+        {"name": "ai-monitor", "enabled": False, "description": "watch", "extra": 1}
+    ]
+    status, body = await admin.call("POST", "/api/plugins/ai-monitor/toggle")
+    assert status == 200 and body == {"success": True, "name": "ai-monitor", "enabled": True}
+    status, body = await admin.call(
+        "POST", "/api/plugins/ai-monitor/toggle", json={"enabled": True}
+    )
+    assert body["enabled"] is True
+    stored = await admin.store.plugin_config.get()
+    assert stored.plugins["ai-monitor"] == {"enabled": True, "description": "watch", "extra": 1}
+    status, body = await admin.call("POST", "/api/plugins/ai-monitor/toggle", json={"enabled": 1})
+    assert status == 422 and "enabled" in body["error"]["fields"]
+    assert (await admin.store.plugin_config.get()).is_enabled("ai-monitor")
+
+
+async def test_usage_is_read_and_refreshed_per_type(admin: Admin) -> None:
+    status, body = await admin.call("GET", "/api/usage")
+    assert status == 200 and body["providers"] == {}
+    status, _ = await admin.call("GET", f"/api/usage/{TYPE}")
+    assert status == 404
+    await admin.store.pools.record_success(TYPE, NODE)
+    await admin.store.flush()
+    status, entry = await admin.call("GET", f"/api/usage/{TYPE}?refresh=true")
+    assert status == 200
+    assert entry["providerType"] == TYPE and entry["totalCount"] == 1
+    (instance,) = entry["instances"]
+    assert instance["uuid"] == NODE and instance["usage"]["summary"]["totalUsed"] == 1
+    cache = await admin.store.usage_cache.get()
+    assert cache is not None and cache.providers[TYPE] == entry
+    status, _ = await admin.call("GET", "/api/usage/openai-none?refresh=true")
+    assert status == 404
+
+
+async def test_custom_models_crud(admin: Admin) -> None:
+    model = {"id": "fast", "actualProvider": TYPE, "actualModel": "gpt-4o-mini", "name": "Fast"}
+    status, body = await admin.call("POST", "/api/custom-models", json=model)
+    assert status == 201 and body == model
+    status, body = await admin.call("POST", "/api/custom-models", json=model)
+    assert status == 409
+    status, body = await admin.call("PUT", "/api/custom-models/fast", json={"name": "Quick"})
+    assert status == 200 and body == {**model, "name": "Quick"}
+    status, body = await admin.call("GET", "/api/custom-models")
+    assert status == 200 and body == [{**model, "name": "Quick"}]
+    status, _ = await admin.call("PUT", "/api/custom-models/fast", json={"id": "other"})
+    assert status == 422
+    status, _ = await admin.call("DELETE", "/api/custom-models/fast")
+    assert status == 200 and await admin.store.custom_models.list() == []
+    assert (await admin.call("DELETE", "/api/custom-models/fast"))[0] == 404
+    assert (await admin.call("PUT", "/api/custom-models/fast", json={"a": 1}))[0] == 404
+
+
+@pytest.mark.parametrize("payload", [{}, {"id": ""}, {"id": 5}, {"id": "x" * 300}])
+async def test_a_custom_model_needs_an_id(admin: Admin, payload: dict[str, Any]) -> None:
+    status, body = await admin.call("POST", "/api/custom-models", json=payload)
+    assert status == 422 and "id" in body["error"]["fields"]
+    assert await admin.store.custom_models.list() == []
+
+
+async def test_storage_status_on_files(admin: Admin) -> None:
+    status, body = await admin.call("GET", "/api/storage/status")
+    assert status == 200
+    assert body["mode"] == "file" and body["degraded"] is False and body["redis"] is None
+    assert body["layers"][0]["name"] == "file" and body["journalDepth"] == 0
+
+
+async def test_the_ui_is_served_without_a_session_and_holds_no_secret(anonymous: Admin) -> None:
+    async with anonymous.client.get("/") as response:
+        assert response.status == 200
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+        page = await response.text()
+    assert "<html" in page.lower() and CLIENT_KEY not in page
+    async with anonymous.client.get("/ui/app.js") as response:
+        assert response.status == 200
+    for escape in ("/ui/..%2f..%2fpyproject.toml", "/ui/%2e%2e/%2e%2e/pyproject.toml"):
+        async with anonymous.client.get(URL(escape, encoded=True)) as response:
+            assert response.status in (403, 404), escape
+            assert "[project]" not in await response.text()
