@@ -44,7 +44,7 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 CLIENT_KEY = "browser-test-client-key-0123456789"
 ADMIN_PASSWORD = "browser-admin-password"
 TYPE = "openai-custom"
-AOF = ("--appendonly", "yes", "--appendfsync", "always")
+
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -177,29 +177,27 @@ async def seed(url: str, prefix: str) -> None:
 
 
 @pytest_asyncio.fixture
-async def ui_gateway(tmp_path: Path) -> AsyncIterator[UiGateway]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("browser tests need the redis-server binary on PATH (scripts/test installs it)")
+async def ui_gateway(tmp_path: Path, aof_server: RedisServerProcess) -> AsyncIterator[UiGateway]:
+    server = aof_server
     prefix = f"ui{uuidlib.uuid4().hex[:12]}"
-    with RedisServerProcess(extra_args=AOF) as server:
-        await seed(server.url, prefix)
-        settings = Settings(
-            configs_dir=Path("unused"),
-            backends=("memory", "redis"),
-            redis_url=server.url,
-            redis_prefix=prefix,
-            state_dir=tmp_path / "state",
-            probe_max_delay_ms=500,
-            redis_connect_timeout_ms=500,
-            redis_socket_timeout_ms=1000,
-        )
-        async with (
-            UpstreamStub() as upstream,
-            Store.open(settings) as store,
-            serving(create_app(store)) as url,
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client,
-        ):
-            yield UiGateway(url, store, server, prefix, upstream, client)
+    await seed(server.url, prefix)
+    settings = Settings(
+        configs_dir=Path("unused"),
+        backends=("memory", "redis"),
+        redis_url=server.url,
+        redis_prefix=prefix,
+        state_dir=tmp_path / "state",
+        probe_max_delay_ms=500,
+        redis_connect_timeout_ms=500,
+        redis_socket_timeout_ms=1000,
+    )
+    async with (
+        UpstreamStub() as upstream,
+        Store.open(settings) as store,
+        serving(create_app(store)) as url,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client,
+    ):
+        yield UiGateway(url, store, server, prefix, upstream, client)
 
 
 async def new_page(browser: Browser, viewport: dict[str, int], errors: list[str]) -> Page:
