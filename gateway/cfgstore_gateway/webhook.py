@@ -4,7 +4,7 @@
 ``cfgstore_provider_health_changed``. The store fires that hook once per transition: with
 the memory fallback over Redis, only on the instance whose record batch caused the
 transition (the Redis script of the batch computes it), so N instances still send one
-alert per transition.
+alert per transition; on the file backend, in the process whose record caused it.
 
 Request: ``POST <HEALTH_ALERT_WEBHOOK_URL>`` with ``Content-Type: application/json`` and
 the body::

@@ -20,6 +20,7 @@ from cfgstore.model.pools import (
 from cfgstore.model.records import NodeRecord
 
 if TYPE_CHECKING:
+    from cfgstore.adapters.backend import BackendContext
     from cfgstore_file.coalescer import CoalescingWriter
     from cfgstore_file.pools_file import PoolsFile
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 class PoolOps:
     pools_file: PoolsFile
     writer: CoalescingWriter
+    context: BackendContext
 
     def _publish(self, entity: str, *ids: str, remote: bool = False) -> None:
         raise NotImplementedError
@@ -52,8 +54,16 @@ class PoolOps:
 
     @hookimpl
     async def cfgstore_pools_apply_records(self, records: Sequence[NodeRecord]) -> None:
-        if self.pools_file.apply(records):
+        accepted, transitions = self.pools_file.apply(records)
+        if accepted:
             self.writer.note_change()
+        for t in transitions:  # this process's records caused them: it alone announces them
+            self.context.notify(
+                "cfgstore_provider_health_changed",
+                provider_type=t.provider_type,
+                uuid=t.uuid,
+                healthy=t.healthy,
+            )
 
     @hookimpl
     async def cfgstore_pools_add_node(self, provider_type: str, node: ProviderNode) -> ProviderNode:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from cfgstore.model import jsjson
 from cfgstore.model.pools import ProviderPools, pools_from_json, pools_to_json
 from cfgstore.model.records import NodeRecord, apply_record
+from cfgstore.model.replica import HealthTransition
 from cfgstore_file.atomic import LockDir, Signature, atomic_write, read_bytes, signature
 
 T = TypeVar("T")
@@ -51,19 +52,26 @@ class PoolsFile:
             self._confirm(pools, sig)
             return True
 
-    def apply(self, records: Sequence[NodeRecord]) -> int:
+    def apply(self, records: Sequence[NodeRecord]) -> tuple[int, list[HealthTransition]]:
         """Apply records to the view at once and queue them for the next flush.
 
-        Returns how many were accepted (records for absent nodes are dropped)."""
+        Returns how many were accepted (records for absent nodes are dropped) and the
+        healthy ↔ unhealthy transitions they caused, in order."""
         accepted = 0
+        transitions: list[HealthTransition] = []
         for record in records:
             node = self.view.find(record.provider_type, record.uuid)
             if node is None:
                 continue
+            was_healthy = node.state.is_healthy
             apply_record(node, record)
+            if node.state.is_healthy != was_healthy:
+                transitions.append(
+                    HealthTransition(record.provider_type, record.uuid, node.state.is_healthy)
+                )
             self.pending.append(record)
             accepted += 1
-        return accepted
+        return accepted, transitions
 
     async def flush(self, edit: Edit[T] | None = None) -> T | None:
         """Write pending records (and ``edit``, applied to the fresh file state) atomically.
