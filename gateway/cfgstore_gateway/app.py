@@ -62,7 +62,13 @@ from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proactive_refresh import Background
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
-from cfgstore_gateway.routing import AUTO, default_providers, is_known_type, resolve
+from cfgstore_gateway.routing import (
+    AUTO,
+    default_providers,
+    is_known_type,
+    listed_custom_models,
+    resolve,
+)
 from cfgstore_gateway.selection import Selector, SlotTable
 from cfgstore_gateway.services import (
     SERVICES,
@@ -354,9 +360,6 @@ async def models(request: web.Request) -> web.StreamResponse:
 async def _custom_models(services: Services, wanted: str | None) -> list[tuple[str, str]]:
     """``(id, owned_by)`` of the custom models (``custom_models.json``) a listing of
     ``wanted`` (``None``: every type) shows; none when the store cannot give them."""
-    # Imported here: the module's import block is being edited elsewhere.
-    from cfgstore_gateway.routing import listed_custom_models
-
     try:
         models = await services.store.custom_models.list()
     except CfgStoreError as exc:

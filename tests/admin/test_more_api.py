@@ -3,13 +3,14 @@ UI's files, over the file backend."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from yarl import URL
 
 from cfgstore.model.plugin_config import PluginConfig
-from tests.admin.conftest import NODE, Admin
+from tests.admin.conftest import NODE, PASSWORD, SECRET_KEY, Admin
 from tests.gateway.conftest import CLIENT_KEY, TYPE
 
 
@@ -98,3 +99,23 @@ async def test_the_ui_is_served_without_a_session_and_holds_no_secret(anonymous:
         async with anonymous.client.get(URL(escape, encoded=True)) as response:
             assert response.status in (403, 404), escape
             assert "[project]" not in await response.text()
+
+
+async def test_no_secret_reaches_a_log_line(
+    anonymous: Admin, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await anonymous.call("POST", "/api/login", json={"password": "wrong-" + PASSWORD})
+    admin = await anonymous.login()
+    secret = "sk-brand-new-secret-key-9876543210"
+    await admin.call(
+        "POST",
+        "/api/providers",
+        json={"providerType": TYPE, "providerConfig": {"OPENAI_API_KEY": secret}},
+    )
+    await admin.call("POST", "/api/config", json={"REQUIRED_API_KEY": "rotated-secret-key-1"})
+    await admin.call("GET", f"/api/session?token={admin.token}")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/api/providers" in logged  # the request lines are there
+    for value in (PASSWORD, admin.token or "", secret, "rotated-secret-key-1", SECRET_KEY):
+        assert value not in logged

@@ -9,6 +9,7 @@ conflicts → ``409``/``412``, bad input → ``422`` with field errors), and the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
 
 __all__ = ["ADMIN_PREFIXES", "add_admin", "api_routes"]
+
+log = logging.getLogger("cfgstore_gateway.admin")
 
 STATIC_DIR = Path(__file__).parent / "static"
 ADMIN_PREFIXES = ("/api/", "/ui/")
@@ -124,12 +127,17 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _storage_error(exc).response()
 
 
+DEGRADED_MESSAGE = (
+    "Not saved: the storage is degraded (Redis cannot be reached), so changes are refused "
+    "until it is back. Requests are still served."
+)
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
 def _storage_error(exc: CfgStoreError) -> ApiError:
     if isinstance(exc, StorageDegraded):
-        return ApiError(503, "storage_degraded", f"Not saved: {exc}")
+        log.warning("admin change refused: %s", exc)
+        return ApiError(503, "storage_degraded", DEGRADED_MESSAGE)
     if isinstance(exc, NotFound):
         return ApiError(404, "not_found", str(exc))
     if isinstance(exc, AlreadyExists):
