@@ -18,7 +18,6 @@ the API key always (it is new either way). Nothing else of them is ever printed.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,7 +40,12 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.errors import VersionConflict
-from cfgstore.model.defaults import default_config, default_plugin_config, generate_api_key
+from cfgstore.model.defaults import (
+    default_config,
+    default_plugin_config,
+    generate_admin_password,
+    generate_api_key,
+)
 from cfgstore.model.password import js_trim
 from cfgstore.model.status import BackendStatus
 from cfgstore.model.timefmt import iso_ms, now_ms
@@ -154,7 +158,7 @@ def register(app: typer.Typer) -> None:
         if password_file is not None:
             password = _read_password(password_file)
         else:
-            password = generated_password = secrets.token_urlsafe(18)
+            password = generated_password = generate_admin_password()
         api_key = generate_api_key()
 
         outcome = run(lambda: _initialise(settings, force, password, api_key))

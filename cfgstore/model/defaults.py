@@ -110,6 +110,11 @@ def generate_api_key() -> str:
     return secrets.token_hex(24)
 
 
+def generate_admin_password() -> str:
+    """A random web-UI admin password: 24 URL-safe characters (144 bits)."""
+    return secrets.token_urlsafe(18)
+
+
 def default_config(api_key: str) -> dict[str, JSONValue]:
     """A full ``config.json`` document with the given client API key."""
     if not api_key or api_key == WELL_KNOWN_API_KEY:

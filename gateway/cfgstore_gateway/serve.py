@@ -8,8 +8,9 @@
 * **A fresh folder**: in file mode, when ``<configs>/config.json`` does not exist, a
   default deployment is created first (:func:`ensure_default_configs`): ``config.json``
   from :func:`~cfgstore.model.defaults.default_config` with a newly generated client API
-  key (printed once, on stdout), ``plugins.json`` and an empty ``provider_pools.json``
-  (files that exist are never touched; new files are mode 0600).
+  key, a generated web-UI admin password in ``pwd`` (hashed; both printed once, on
+  stdout), ``plugins.json`` and an empty ``provider_pools.json`` (files that exist are
+  never touched; new files are mode 0600).
 * **Address**: ``--host`` / ``--port`` over ``HOST`` / ``SERVER_PORT`` of ``config.json``
   (``0.0.0.0:3000``). Port 0 picks a free port. A line ``cfgctl serve: listening on
   http://HOST:PORT (...)`` on stdout says when the gateway answers.
@@ -59,7 +60,13 @@ from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN
 from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
 from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig
-from cfgstore.model.defaults import default_config, default_plugin_config, generate_api_key
+from cfgstore.model.defaults import (
+    default_config,
+    default_plugin_config,
+    generate_admin_password,
+    generate_api_key,
+)
+from cfgstore.model.password import hash_password
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.services import GatewayOptions
 
@@ -134,37 +141,57 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 # ----------------------------------------------------------------------------- fresh folder
 
 
-def ensure_default_configs(configs_dir: Path) -> str | None:
+@attrs.frozen
+class FreshDeployment:
+    """The secrets generated for a new default deployment (shown once)."""
+
+    api_key: str
+    admin_password: str | None
+    """``None`` when a ``pwd`` file was already there (it is kept)."""
+
+
+def ensure_default_configs(configs_dir: Path) -> FreshDeployment | None:
     """Create a default deployment in ``configs_dir`` when it has no ``config.json``.
 
-    Returns the generated client API key, or ``None`` when ``config.json`` existed
-    (nothing is written then). Existing ``plugins.json`` / ``provider_pools.json`` are kept.
-    Files are created exclusively (``O_EXCL``, mode 0600) in the Node write format."""
+    Returns the generated client API key and web-UI admin password (stored in ``pwd`` as
+    a ``pbkdf2:`` hash, never the Node default ``admin123``), or ``None`` when
+    ``config.json`` existed (nothing is written then). Existing ``plugins.json``,
+    ``provider_pools.json`` and ``pwd`` are kept. Files are created exclusively
+    (``O_EXCL``, mode 0600) in the Node write format. Blocking: run it in a thread."""
     config_path = configs_dir / "config.json"
     if config_path.exists():
         return None
     configs_dir.mkdir(parents=True, exist_ok=True)
     key = generate_api_key()
+    password = generate_admin_password()
     _create(configs_dir / "plugins.json", jsjson.dump_bytes(default_plugin_config().to_json()))
     _create(configs_dir / "provider_pools.json", jsjson.dump_bytes({}))
+    created_pwd = _create(configs_dir / "pwd", hash_password(password).encode())
     _create(config_path, jsjson.dump_bytes(default_config(key)))  # last: marks "done"
-    return key
+    return FreshDeployment(key, password if created_pwd else None)
 
 
-def _create(path: Path, data: bytes) -> None:
+def _create(path: Path, data: bytes) -> bool:
+    """Write a new file; ``False`` (and nothing written) when it exists."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return
+        return False
     with os.fdopen(fd, "wb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
+    return True
 
 
-def announce_new_key(configs_dir: Path, key: str) -> None:
+def announce_fresh_deployment(configs_dir: Path, fresh: FreshDeployment) -> None:
     say(f"created a default deployment in {configs_dir}")
-    say(f"client API key (shown once, stored in {configs_dir / 'config.json'}): {key}")
+    say(f"client API key (shown once, stored in {configs_dir / 'config.json'}): {fresh.api_key}")
+    if fresh.admin_password is not None:
+        say(
+            f"web UI admin password (shown once, stored hashed in {configs_dir / 'pwd'}): "
+            f"{fresh.admin_password}"
+        )
 
 
 # ----------------------------------------------------------------------------- one process
@@ -231,9 +258,9 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 async def serve_single(config: ServeConfig) -> None:
     """``cfgctl serve`` with one worker: this process serves."""
     if not config.settings.redis_configured:
-        key = await asyncio.to_thread(ensure_default_configs, config.settings.configs_dir)
-        if key is not None:
-            announce_new_key(config.settings.configs_dir, key)
+        fresh = await asyncio.to_thread(ensure_default_configs, config.settings.configs_dir)
+        if fresh is not None:
+            announce_fresh_deployment(config.settings.configs_dir, fresh)
     stop = asyncio.Event()
 
     def ready(host: str, port: int, mode: str) -> None:
@@ -297,9 +324,9 @@ async def _prepare_supervisor(config: ServeConfig) -> tuple[str, int]:
     if settings.redis_configured:
         main_config = await _read_redis_config(settings)
     else:
-        key = await asyncio.to_thread(ensure_default_configs, settings.configs_dir)
-        if key is not None:
-            announce_new_key(settings.configs_dir, key)
+        fresh = await asyncio.to_thread(ensure_default_configs, settings.configs_dir)
+        if fresh is not None:
+            announce_fresh_deployment(settings.configs_dir, fresh)
         # The Node service's cold-start reset happens once, here, not in every worker.
         async with Store.open(attrs.evolve(settings, watch_interval_ms=0)) as store:
             main_config = await store.config.get()

@@ -39,6 +39,7 @@ START_S = 90.0
 STOP_S = 60.0
 LISTENING = re.compile(r"listening on http://([^:]+):(\d+) \(storage: ([\w-]+)")
 KEY_LINE = re.compile(r"client API key \(shown once.*\): (\w+)")
+PASSWORD_LINE = re.compile(r"web UI admin password \(shown once.*\): (\S+)")
 MODEL = "stub-served-model"
 
 
@@ -191,11 +192,18 @@ async def test_serve_in_an_empty_folder_creates_configs_serves_and_flushes_on_si
         assert json.loads((configs / "provider_pools.json").read_bytes()) == {}
         assert "default-auth" in json.loads((configs / "plugins.json").read_bytes())["plugins"]
         assert (configs / "config.json").stat().st_mode & 0o777 == 0o600
+        (password,) = [m.group(1) for line in served.lines if (m := PASSWORD_LINE.search(line))]
+        assert (configs / "pwd").read_text().startswith("pbkdf2:")
+        assert (configs / "pwd").stat().st_mode & 0o777 == 0o600
 
         async with fresh_connections() as client:
             async with client.get(f"{served.url}/health") as response:
                 assert response.status == 200
                 assert (await response.json())["storage"] == "file"
+            for tried, expected in (("admin123", 401), (password, 200)):
+                login = {"password": tried}
+                async with client.post(f"{served.url}/api/login", json=login) as response:
+                    assert response.status == expected
             async with client.get(f"{served.url}/v1/models") as response:
                 assert response.status == 401
             node = "aaaaaaaa-0000-4000-8000-0000000000aa"
@@ -208,7 +216,7 @@ async def test_serve_in_an_empty_folder_creates_configs_serves_and_flushes_on_si
     assert served.lines[-1].endswith("stopped")
     assert usage_in_file(configs) == {node: count}
     log = served.log.read_text()
-    assert key not in log and f"key-{node}" not in log
+    assert key not in log and f"key-{node}" not in log and password not in log
     assert "req=" in log
 
 
@@ -220,6 +228,7 @@ async def test_serve_keeps_an_existing_config_and_its_key(tmp_path: Path) -> Non
     )
     async with cfgctl_serve(tmp_path, env=process_env()) as served:
         assert not any(KEY_LINE.search(line) for line in served.lines)
+        assert not any(PASSWORD_LINE.search(line) for line in served.lines)
         async with (
             fresh_connections() as client,
             client.get(
