@@ -250,16 +250,11 @@ class HealthChecker:
         try:
             async with asyncio.timeout(self._timeout_s):
                 result = await self.check_node(provider_type, node, config)
-                await self._store.pools.record_health_check(
-                    provider_type,
-                    node.uuid,
-                    ok=result.ok,
-                    model=result.model,
-                    message=result.message,
-                    max_error_count=config.max_error_count,
+                await self._record(
+                    result,
+                    config,
                     immediate=not result.ok and not startup,
                     reset_usage=result.ok and startup,
-                    at_ms=self._clock(),
                 )
         except (CfgStoreError, TimeoutError) as exc:
             log.warning("health check of %s/%s not recorded: %s", provider_type, node.uuid, exc)
@@ -368,27 +363,34 @@ class HealthChecker:
             )
         if not result.supported:
             # resetProviderCounters: the closest record is a successful reset-usage check.
-            await self._store.pools.record_health_check(
-                provider_type,
-                node.uuid,
-                ok=True,
-                model=None,
-                max_error_count=config.max_error_count,
-                reset_usage=True,
-                at_ms=self._clock(),
-            )
-            return attrs.evolve(result, ok=True, message=f"{result.message}: counters reset")
-        await self._store.pools.record_health_check(
-            provider_type,
-            node.uuid,
-            ok=result.ok,
-            model=result.model,
-            message=result.message,
-            max_error_count=config.max_error_count,
-            immediate=not result.ok and result.status in AUTH_STATUSES,
-            at_ms=self._clock(),
+            reset = attrs.evolve(result, ok=True, message=f"{result.message}: counters reset")
+            await self._record(reset, config, reset_usage=True, with_model=False)
+            return reset
+        await self._record(
+            result, config, immediate=not result.ok and result.status in AUTH_STATUSES
         )
         return result
+
+    async def _record(
+        self,
+        result: CheckResult,
+        config: MainConfig,
+        *,
+        immediate: bool = False,
+        reset_usage: bool = False,
+        with_model: bool = True,
+    ) -> None:
+        await self._store.pools.record_health_check(
+            result.provider_type,
+            result.uuid,
+            ok=result.ok,
+            model=result.model if with_model else None,
+            message=None if result.ok else result.message,
+            max_error_count=config.max_error_count,
+            immediate=immediate,
+            reset_usage=reset_usage,
+            at_ms=self._clock(),
+        )
 
     def _model_for(self, provider_type: str, node: ProviderNode) -> str:
         named = node.settings.get("checkModelName")

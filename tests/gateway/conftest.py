@@ -124,3 +124,10 @@ async def running_gateway(settings: Settings, **app_options: Any) -> AsyncIterat
 async def upstream() -> AsyncIterator[UpstreamStub]:
     async with UpstreamStub() as stub:
         yield stub
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client session (no base URL)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -17,13 +17,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from cfgstore.adapters import Store
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.jsjson import JSONValue
-from cfgstore.model.pools import ProviderNode, node_from_json
+from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
 from cfgstore_gateway.adapters import AdapterRegistry
 from cfgstore_gateway.adapters.openai_compat import OpenAICompatAdapter
@@ -34,53 +35,23 @@ from cfgstore_gateway.selection import Selector, SlotTable
 from cfgstore_gateway.services import ConfigCache, GatewayOptions, Services
 from cfgstore_gateway.webhook import HealthAlertWebhook
 from tests.gateway.conftest import TYPE, api_node, make_deployment
+from tests.gateway.health_support import NOW, checker, checking_upstream, clock, node, responder
 from tests.gateway.redis_instances import Namespace, seeded_namespace
 from tests.gateway.token_stub import Received as TokenReceived
 from tests.gateway.token_stub import TokenStub
-from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, error
+from tests.gateway.upstream_stub import Received, Reply, UpstreamStub
 
-NOW = (now_ms() // 1000) * 1000
 KIRO = "claude-kiro-oauth"
 WAIT_S = 30.0
 
 
-def clock() -> int:
-    return NOW
-
-
-# -- health checks -----------------------------------------------------------------------------
-
-
-def responder(received: Received) -> Reply:
-    """``bad-model`` fails with a 500; anything else succeeds."""
-    model = received.body.get("model") if isinstance(received.body, dict) else None
-    if model == "bad-model":
-        return error(500, "boom")
-    return Reply(body={"id": "x", "object": "chat.completion", "model": model, "choices": []})
-
-
-@pytest.fixture
+@pytest_asyncio.fixture
 async def upstream() -> AsyncIterator[UpstreamStub]:
-    async with UpstreamStub(responder) as running:
+    async with checking_upstream() as running:
         yield running
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def checker(store: Store, http: aiohttp.ClientSession) -> HealthChecker:
-    registry = AdapterRegistry()
-    registry.register(OpenAICompatAdapter())
-    return HealthChecker(store, registry, http, Refresher(store, http), clock=clock)
-
-
-async def node(store: Store, uuid: str) -> ProviderNode:
-    found = await store.pools.get_node(TYPE, uuid)
-    assert found is not None
-    return found
+# -- health checks -----------------------------------------------------------------------------
 
 
 def checked_models(upstream: UpstreamStub) -> list[str]:

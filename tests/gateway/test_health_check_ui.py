@@ -16,62 +16,23 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from cfgstore.adapters import Store
-from cfgstore.model.pools import ProviderNode
-from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
-from cfgstore_gateway.adapters import AdapterRegistry
-from cfgstore_gateway.adapters.openai_compat import OpenAICompatAdapter
-from cfgstore_gateway.health_checks import CheckResult, HealthChecker, NodeNotFound
-from cfgstore_gateway.refresh import Refresher
+from cfgstore.model.timefmt import iso_ms, parse_time_ms
+from cfgstore_gateway.health_checks import CheckResult, NodeNotFound
 from tests.gateway.conftest import TYPE, api_node, make_deployment
-from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, error
+from tests.gateway.health_support import NOW, checker, checking_upstream, node
+from tests.gateway.upstream_stub import UpstreamStub
 
-NOW = (now_ms() // 1000) * 1000
 SECRET_KEY = "sk-secret-node-key-0123456789"
 UNCHECKABLE = "grok-web"  # no adapter serves it: the gateway cannot health-check it
 
 
-def clock() -> int:
-    return NOW
-
-
-def responder(received: Received) -> Reply:
-    """By model: ``bad-model`` → 500, ``denied-model`` → 401 echoing the key the upstream
-    got (as OpenAI's "Incorrect API key provided: …" does), ``forbidden-model`` → 403,
-    anything else → 200."""
-    model = received.body.get("model") if isinstance(received.body, dict) else None
-    if model == "bad-model":
-        return error(500, "boom")
-    if model == "denied-model":
-        return error(401, f"Incorrect API key provided: {received.token}")
-    if model == "forbidden-model":
-        return error(403, "forbidden")
-    return Reply(body={"id": "x", "object": "chat.completion", "model": model, "choices": []})
-
-
-@pytest.fixture
+@pytest_asyncio.fixture
 async def upstream() -> AsyncIterator[UpstreamStub]:
-    async with UpstreamStub(responder) as running:
+    async with checking_upstream() as running:
         yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def checker(store: Store, http: aiohttp.ClientSession) -> HealthChecker:
-    registry = AdapterRegistry()
-    registry.register(OpenAICompatAdapter())
-    return HealthChecker(store, registry, http, Refresher(store, http), clock=clock)
-
-
-async def node(store: Store, uuid: str, provider_type: str = TYPE) -> ProviderNode:
-    found = await store.pools.get_node(provider_type, uuid)
-    assert found is not None
-    return found
 
 
 def unhealthy(**fields: Any) -> dict[str, Any]:

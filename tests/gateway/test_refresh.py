@@ -88,12 +88,6 @@ async def store(namespace: Namespace) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def stub() -> AsyncIterator[TokenStub]:
     async with TokenStub() as running:
         yield running
