@@ -235,6 +235,7 @@ async def _middleware(
         response.headers["X-Request-Id"] = info.request_id
     if SERVICES in request.app:
         request.app[SERVICES].metrics.request(info.provider_type, response.status)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     log.info(
         "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f",
         info.request_id,
@@ -244,7 +245,17 @@ async def _middleware(
         info.uuid or "-",
         info.attempts,
         response.status,
-        (time.perf_counter() - started) * 1000,
+        elapsed_ms,
+        extra={  # the same facts as fields, for --log-format json
+            "request_id": info.request_id,
+            "method": request.method,
+            "path": request.path,
+            "provider_type": info.provider_type,
+            "node": info.uuid,
+            "attempts": info.attempts,
+            "status": response.status,
+            "ms": elapsed_ms,
+        },
     )
     return response
 

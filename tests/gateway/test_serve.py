@@ -477,9 +477,10 @@ async def test_json_logs_parse_and_hold_no_secret(tmp_path: Path, upstream: Upst
     requests = [
         e for e in entries if e["logger"] == "cfgstore_gateway.app" and "req=" in e["message"]
     ]
-    chats = [e for e in requests if "POST /v1/chat/completions" in e["message"]]
-    assert len(chats) == 2 and all("status=200" in e["message"] for e in chats)
-    assert any("status=401" in e["message"] for e in requests)
+    chats = [e for e in requests if e.get("path") == "/v1/chat/completions"]
+    assert len(chats) == 2 and all(e["status"] == 200 and e["method"] == "POST" for e in chats)
+    assert all(e["request_id"] and e["provider_type"] == TYPE and e["node"] for e in chats)
+    assert any(e["status"] == 401 for e in requests)
     assert all(e["level"] == "INFO" for e in requests)
     for secret in secrets:
         assert not [line for line in lines if secret in line], secret
