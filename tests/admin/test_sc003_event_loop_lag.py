@@ -27,7 +27,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from cfgstore.adapters import Store
-from cfgstore.model.password import verify_password
+from cfgstore.model.password import hash_password, verify_password
 from cfgstore.model.pools import node_from_json
 from tests.admin.conftest import PASSWORD, Admin, admin_gateway
 from tests.gateway.conftest import CLIENT_KEY, TYPE, api_node, auth, serving
@@ -191,6 +191,8 @@ async def test_sc003_admin_writes_and_logins_do_not_raise_event_loop_lag(
     namespace: Namespace,
 ) -> None:
     async with admin_gateway(namespace.instance_settings("one")) as anonymous:
+        hashed = await asyncio.to_thread(hash_password, PASSWORD)  # logins pay PBKDF2
+        await anonymous.store.password.put_stored(hashed)
         admin = await anonymous.login()
         stored = await admin.store.password.get_stored()
         assert stored is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from cfgstore.model.password import hash_password
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.admin import api_routes
@@ -25,6 +26,13 @@ async def test_login_answers_a_fresh_random_token_valid_for_login_expiry(tmp_pat
         assert before + 120_000 <= body["expiresAt"] <= now_ms() + 120_000
         _, again = await anonymous.call("POST", "/api/login", json={"password": PASSWORD})
         assert again["token"] != body["token"]
+
+
+async def test_a_pbkdf2_password_is_checked(anonymous: Admin) -> None:
+    await anonymous.store.password.put_stored(hash_password(PASSWORD))
+    await anonymous.login()
+    status, _ = await anonymous.call("POST", "/api/login", json={"password": PASSWORD + "x"})
+    assert status == 401
 
 
 async def test_a_wrong_password_is_refused(anonymous: Admin) -> None:
