@@ -10,6 +10,13 @@
 * :func:`test_the_degraded_banner_follows_redis`: stopping Redis raises the banner within
   the bound and a mutation is refused with the storage message; restarting it clears the
   banner. Screenshot of the banner.
+* :func:`test_custom_models_add_edit_delete`: the Models tab adds a model (it shows in
+  the table and in ``GET /v1/models``), refuses a taken id (409) and an id change (422) on
+  the form, edits it (a merge the store keeps), deletes it (confirmed). Desktop screenshot.
+* :func:`test_node_check_new_uuid_and_unhealthy_actions`: a node's Check asks its upstream
+  stub and says healthy; New uuid (confirmed) renames it in the table and the store; the
+  type's Check unhealthy counts what it checked; Delete unhealthy (confirmed) removes the
+  node marked unhealthy and keeps the healthy one.
 * :func:`test_phone_layout_and_session_end`: a 390x844 viewport: no horizontal overflow of
   the page (tables scroll in their own box), screenshots; a session ended elsewhere (logout
   through the API) sends the page back to the login form; no token ever in the URL.
@@ -21,7 +28,7 @@ import json
 import re
 from pathlib import Path
 
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, FilePayload, Locator, Page, expect
 
 from cfgstore.adapters import Store
 from cfgstore.model.pools import node_to_json
@@ -266,15 +273,12 @@ async def test_config_editor_upload_and_usage(
     token_document = {"access_token": "browser-access-token-0123456789", "expiry_date": 1}
     await page.get_by_test_id("upload-provider").fill("gemini-cli-oauth")
     await page.get_by_test_id("upload-name").fill("uploaded-account")
-    await page.get_by_test_id("upload-file").set_input_files(
-        files=[
-            {
-                "name": "oauth_creds.json",
-                "mimeType": "application/json",
-                "buffer": json.dumps(token_document).encode(),
-            }
-        ]
-    )
+    credential_file: FilePayload = {
+        "name": "oauth_creds.json",
+        "mimeType": "application/json",
+        "buffer": json.dumps(token_document).encode(),
+    }
+    await page.get_by_test_id("upload-file").set_input_files(files=[credential_file])
     await page.get_by_test_id("upload-submit").click()
     uploaded = page.locator('[data-testid="pool"][data-type="gemini-cli-oauth"]')
     await expect(uploaded.get_by_test_id("provider-name")).to_have_text(
@@ -338,4 +342,163 @@ async def test_config_editor_upload_and_usage(
     )
     await expect(page.get_by_test_id("usage-timestamp")).not_to_have_text("—")
     await page.screenshot(path=artifacts / "desktop-usage.png", full_page=True)
+    assert errors == []
+
+
+def model_row(page: Page, model_id: str) -> Locator:
+    return page.locator(f'[data-testid="model-row"][data-id="{model_id}"]')
+
+
+async def listed_models(gateway: UiGateway) -> dict[str, str]:
+    """``GET /v1/models`` with the client key: ``{id: owned_by}``."""
+    async with gateway.client.get(
+        f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {CLIENT_KEY}"}
+    ) as response:
+        assert response.status == 200, await response.text()
+        data = (await response.json())["data"]
+    return {m["id"]: m["owned_by"] for m in data}
+
+
+async def test_custom_models_add_edit_delete(
+    browser: Browser, ui_gateway: UiGateway, artifacts: Path
+) -> None:
+    errors: list[str] = []
+    page = await new_page(browser, DESKTOP, errors)
+    await log_in(page, ui_gateway)
+    await page.get_by_test_id("nav-models").click()
+    await expect(page.get_by_test_id("view-models")).to_be_visible()
+    await expect(page.get_by_test_id("models-empty")).to_be_visible(timeout=UI_WAIT_MS)
+
+    # Add: the row shows every field; /v1/models lists it under its provider.
+    await page.get_by_test_id("add-model-id").fill("browser-alias")
+    await page.get_by_test_id("add-model-alias").fill("ba")
+    await page.get_by_test_id("add-model-provider").fill(TYPE)
+    await page.get_by_test_id("add-model-actualProvider").fill(TYPE)
+    await page.get_by_test_id("add-model-actualModel").fill("stub-model-a")
+    await page.get_by_test_id("add-model-name").fill("Browser alias")
+    await page.get_by_test_id("add-model-submit").click()
+    added = model_row(page, "browser-alias")
+    await expect(added).to_have_count(1, timeout=UI_WAIT_MS)
+    await expect(page.get_by_test_id("add-model-error")).to_be_hidden()
+    await expect(added.get_by_test_id("model-alias")).to_have_text("ba")
+    await expect(added.get_by_test_id("model-actualModel")).to_have_text("stub-model-a")
+    await expect(added.get_by_test_id("model-name")).to_have_text("Browser alias")
+    await expect(page.get_by_test_id("add-model-id")).to_have_value("")
+    assert (await listed_models(ui_gateway)).get("browser-alias") == TYPE
+
+    # A second, global one (only an id): listed as "custom".
+    await page.get_by_test_id("add-model-id").fill("global-alias")
+    await page.get_by_test_id("add-model-actualModel").fill("stub-model-b")
+    await page.get_by_test_id("add-model-submit").click()
+    await expect(model_row(page, "global-alias")).to_have_count(1, timeout=UI_WAIT_MS)
+    await expect(model_row(page, "global-alias").get_by_test_id("model-provider")).to_have_text("—")
+    assert (await listed_models(ui_gateway)).get("global-alias") == "custom"
+    await page.screenshot(path=artifacts / "desktop-models.png", full_page=True)
+
+    # A taken id: 409, said on the form; nothing added.
+    await page.get_by_test_id("add-model-id").fill("browser-alias")
+    await page.get_by_test_id("add-model-submit").click()
+    add_error = page.get_by_test_id("add-model-error")
+    await expect(add_error).to_contain_text("already exists", timeout=UI_WAIT_MS)
+    await expect(page.get_by_test_id("model-row")).to_have_count(2)
+
+    # Edit: the fields other than the id, as JSON; an id change is refused (422).
+    await added.get_by_test_id("model-edit").click()
+    fields_box = page.get_by_test_id("edit-model-fields")
+    await expect(fields_box).to_be_visible()
+    fields = json.loads(await fields_box.input_value())
+    assert "id" not in fields
+    assert fields["actualModel"] == "stub-model-a"
+    await fields_box.fill(json.dumps({"id": "renamed"}))
+    await page.get_by_test_id("edit-model-save").click()
+    edit_error = page.get_by_test_id("edit-model-error")
+    await expect(edit_error).to_contain_text("Nothing was saved", timeout=UI_WAIT_MS)
+    await expect(edit_error).to_contain_text("id:")
+    await fields_box.fill(json.dumps({"actualModel": "stub-model-b", "name": "Renamed"}))
+    await page.get_by_test_id("edit-model-save").click()
+    await expect(page.get_by_test_id("edit-model-form")).to_be_hidden(timeout=UI_WAIT_MS)
+    await expect(added.get_by_test_id("model-actualModel")).to_have_text(
+        "stub-model-b", timeout=UI_WAIT_MS
+    )
+    await expect(added.get_by_test_id("model-alias")).to_have_text("ba")  # merged, kept
+    stored = {m.id: m.to_json() for m in await ui_gateway.store.custom_models.list()}
+    assert stored["browser-alias"]["actualModel"] == "stub-model-b"
+    assert stored["browser-alias"]["name"] == "Renamed"
+    assert stored["browser-alias"]["alias"] == "ba"
+
+    # Delete, after the confirmation: gone from the table, the store and /v1/models.
+    page.once("dialog", lambda dialog: dialog.accept())
+    await added.get_by_test_id("model-delete").click()
+    await expect(added).to_have_count(0, timeout=UI_WAIT_MS)
+    await expect(model_row(page, "global-alias")).to_have_count(1)
+    assert [m.id for m in await ui_gateway.store.custom_models.list()] == ["global-alias"]
+    assert "browser-alias" not in await listed_models(ui_gateway)
+    assert errors == []
+
+
+async def test_node_check_new_uuid_and_unhealthy_actions(
+    browser: Browser, ui_gateway: UiGateway, artifacts: Path
+) -> None:
+    errors: list[str] = []
+    page = await new_page(browser, DESKTOP, errors)
+    await log_in(page, ui_gateway)
+    old_uuid = await add_node_in_ui(page, ui_gateway, "checked-node")
+    notice = page.get_by_test_id("notice")
+    notice_text = page.get_by_test_id("notice-text")
+
+    # Check: the node's upstream (the stub) answers; the notice says healthy.
+    await row(page, old_uuid).get_by_test_id("provider-check").click()
+    await expect(notice_text).to_contain_text("checked-node", timeout=UI_WAIT_MS)
+    await expect(notice_text).to_contain_text(": healthy")
+    await expect(notice).to_have_attribute("data-kind", "ok")
+    assert ui_gateway.upstream.received, "the check did not reach the upstream stub"
+
+    # New uuid, after the confirmation: the row moves to the new uuid; the store follows.
+    page.once("dialog", lambda dialog: dialog.accept())
+    await row(page, old_uuid).get_by_test_id("provider-refresh-uuid").click()
+    await expect(row(page, old_uuid)).to_have_count(0, timeout=UI_WAIT_MS)
+    named = page.locator('[data-testid="provider-row"]').filter(
+        has=page.get_by_test_id("provider-name").filter(has_text="checked-node")
+    )
+    await expect(named).to_have_count(1, timeout=UI_WAIT_MS)
+    new_uuid = await named.get_attribute("data-uuid")
+    assert new_uuid and new_uuid != old_uuid
+    await expect(notice_text).to_contain_text(new_uuid)
+    assert await ui_gateway.store.pools.get_node(TYPE, old_uuid) is None
+    assert await ui_gateway.store.pools.get_node(TYPE, new_uuid) is not None
+
+    # A second node, marked unhealthy: Check unhealthy checks only it (the stub answers,
+    # so it is healthy again); marked again, Delete unhealthy removes it alone.
+    sick_uuid = await add_node_in_ui(page, ui_gateway, "sick-node")
+
+    async def mark_unhealthy() -> None:
+        await ui_gateway.store.pools.record_health_check(
+            TYPE,
+            sick_uuid,
+            ok=False,
+            model=None,
+            message="down",
+            max_error_count=1,
+            immediate=True,
+        )
+        await expect(row(page, sick_uuid).get_by_test_id("health-badge")).to_have_text(
+            "unhealthy", timeout=UI_WAIT_MS
+        )
+
+    await mark_unhealthy()
+    pool = page.locator(f'[data-testid="pool"][data-type="{TYPE}"]')
+    await pool.get_by_test_id("check-unhealthy").click()
+    await expect(notice_text).to_contain_text("1 checked, 1 healthy", timeout=UI_WAIT_MS)
+    await expect(row(page, sick_uuid).get_by_test_id("health-badge")).to_have_text(
+        "healthy", timeout=UI_WAIT_MS
+    )
+
+    await mark_unhealthy()
+    page.once("dialog", lambda dialog: dialog.accept())
+    await pool.get_by_test_id("delete-unhealthy").click()
+    await expect(notice_text).to_contain_text("Deleted 1 unhealthy node", timeout=UI_WAIT_MS)
+    await expect(row(page, sick_uuid)).to_have_count(0, timeout=UI_WAIT_MS)
+    await expect(row(page, new_uuid)).to_have_count(1)
+    assert await ui_gateway.store.pools.get_node(TYPE, sick_uuid) is None
+    await page.screenshot(path=artifacts / "desktop-node-actions.png", full_page=True)
     assert errors == []

@@ -236,11 +236,13 @@
     $("pools").replaceChildren();
     configState = null;
     closeEdit();
+    closeModelEdit();
+    $("models-body").replaceChildren();
   }
 
   // ---------------------------------------------------------------- views
 
-  const VIEWS = ["providers", "config", "plugins", "usage", "storage"];
+  const VIEWS = ["providers", "models", "config", "plugins", "usage", "storage"];
   let currentView = "providers";
 
   function viewFromHash() {
@@ -260,6 +262,7 @@
     }
     if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
     if (name === "providers") pollProviders();
+    if (name === "models") loadModels();
     if (name === "config" && !configDirty()) loadConfig();
     if (name === "plugins") loadPlugins();
     if (name === "usage") loadUsage(false);
@@ -426,6 +429,24 @@
       onclick: () => act(reset, () => api("POST", `/api/providers/${seg(type)}/reset-health`),
         (data) => `Health reset for ${type} (${data && data.count !== undefined ? data.count : "?"} nodes).`),
     });
+    const checkUnhealthy = el("button", {
+      type: "button", className: "btn btn-small", "data-testid": "check-unhealthy", "data-type": type,
+      text: "Check unhealthy",
+      onclick: () => act(checkUnhealthy, () => api("POST", `/api/providers/${seg(type)}/health-check`),
+        (data) => checkSummary(type, data)),
+    });
+    const deleteUnhealthy = el("button", {
+      type: "button", className: "btn btn-small btn-danger", "data-testid": "delete-unhealthy",
+      "data-type": type, text: "Delete unhealthy",
+      onclick: () => {
+        if (!window.confirm(`Delete every unhealthy node of ${type}? This cannot be undone.`)) return;
+        act(deleteUnhealthy, () => api("DELETE", `/api/providers/${seg(type)}/delete-unhealthy`),
+          (data) => {
+            const count = data && Array.isArray(data.removed) ? data.removed.length : 0;
+            return `Deleted ${count} unhealthy node${count === 1 ? "" : "s"} from ${type}.`;
+          });
+      },
+    });
     const head = el("tr", {},
       ...["Node", "Health", "Usage", "Errors", "Last used", "Last error", ""].map((name, i) =>
         el("th", { text: name, className: i >= 2 && i <= 3 ? "num" : undefined })),
@@ -433,7 +454,8 @@
     const tbody = el("tbody");
     const section = el("section", { className: "pool card", "data-testid": "pool", "data-type": type },
       el("div", { className: "pool-head" },
-        el("h3", { className: "pool-title", text: type }), summary, el("span", { className: "spacer" }), reset),
+        el("h3", { className: "pool-title", text: type }), summary, el("span", { className: "spacer" }),
+        el("div", { className: "pool-actions" }, checkUnhealthy, reset, deleteUnhealthy)),
       el("div", { className: "table-wrap" },
         el("table", { className: "table" }, el("thead", {}, head), tbody)),
     );
@@ -491,6 +513,26 @@
           () => `${label(row)} ${action}d.`);
       },
     });
+    const check = el("button", {
+      type: "button", className: "btn btn-small", "data-testid": "provider-check", text: "Check",
+      onclick: () => act(check, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/health-check`),
+        (data) => {
+          const result = data && Array.isArray(data.results) ? data.results[0] : null;
+          if (!result) return `${label(row)}: no result.`;
+          const text = `${label(row)}: ${result.healthy ? "healthy" : "unhealthy"}`
+            + (result.message ? ` (${result.message})` : "") + ".";
+          return { text, kind: result.healthy ? "ok" : "error" };
+        }),
+    });
+    const newUuid = el("button", {
+      type: "button", className: "btn btn-small", "data-testid": "provider-refresh-uuid", text: "New uuid",
+      onclick: () => {
+        if (!window.confirm(`Give ${label(row)} a new uuid? Anything that names it by ${uuid} loses it.`)) return;
+        if (editing && editing.type === type && editing.uuid === uuid) closeEdit();
+        act(newUuid, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/refresh-uuid`),
+          (data) => `${label(row)} is now ${data && data.uuid ? data.uuid : "?"}.`);
+      },
+    });
     const remove = el("button", {
       type: "button", className: "btn btn-small btn-danger", "data-testid": "provider-delete", text: "Delete",
       onclick: () => {
@@ -503,7 +545,8 @@
       el("td", { className: "node-cell" }, name, id),
       el("td", {}, badge),
       row.usage, row.errors, row.lastUsed, row.lastError,
-      el("td", { className: "row-actions" }, edit, row.toggle, remove),
+      el("td", { className: "row-actions" },
+        el("div", { className: "row-buttons node-buttons" }, check, edit, row.toggle, newUuid, remove)),
     );
     return row;
   }
@@ -537,18 +580,33 @@
     setText(row.toggle, node.isDisabled ? "Enable" : "Disable");
   }
 
-  /** Run one mutation from ``button``: busy while it runs, a notice after, then a refresh. */
-  async function act(button, call, success) {
+  /** Run one mutation from ``button``: busy while it runs, a notice after (``success`` gives
+   * its text, or ``{text, kind}``), then a refresh (the providers unless ``refresh`` says). */
+  async function act(button, call, success, refresh = pollProviders) {
     button.disabled = true;
     try {
       const { data } = await call();
-      notify(success(data), "ok");
+      const message = success(data);
+      if (typeof message === "string") notify(message, "ok");
+      else notify(message.text, message.kind);
     } catch (error) {
       if (error.status !== 401) notifyError(error);
     } finally {
       button.disabled = false;
-      pollProviders();
+      refresh();
     }
+  }
+
+  /** The notice of a type's health check: how many nodes were checked, how many are healthy. */
+  function checkSummary(type, data) {
+    const results = data && Array.isArray(data.results) ? data.results : [];
+    if (!results.length) return { text: `${type}: no unhealthy node to check.`, kind: "info" };
+    const healthy = results.filter((r) => r.healthy).length;
+    const lines = [`${type}: ${results.length} checked, ${healthy} healthy.`];
+    for (const r of results.filter((x) => !x.healthy).slice(0, 5)) {
+      lines.push(`• ${r.uuid}: ${r.message || "unhealthy"}`);
+    }
+    return { text: lines.join("\n"), kind: healthy === results.length ? "ok" : "info" };
   }
 
   // ---- provider types for the datalists
@@ -700,6 +758,133 @@
       pollProviders();
     } catch (error) {
       if (error.status !== 401) showFormError(errorBox, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- custom models
+
+  const MODEL_FIELDS = ["alias", "provider", "actualProvider", "actualModel", "name"];
+  let modelEditing = null;
+
+  async function loadModels() {
+    try {
+      const { data } = await api("GET", "/api/custom-models");
+      renderModels(Array.isArray(data) ? data : []);
+    } catch (error) {
+      if (error.status !== 401) notifyError(error);
+    }
+  }
+
+  function renderModels(models) {
+    const rows = models.filter((m) => m && typeof m === "object").map((model) => {
+      const id = String(model.id);
+      const edit = el("button", {
+        type: "button", className: "btn btn-small", "data-testid": "model-edit", text: "Edit",
+        onclick: () => openModelEdit(model),
+      });
+      const remove = el("button", {
+        type: "button", className: "btn btn-small btn-danger", "data-testid": "model-delete", text: "Delete",
+        onclick: () => {
+          if (!window.confirm(`Delete the custom model ${id}? This cannot be undone.`)) return;
+          if (modelEditing === id) closeModelEdit();
+          act(remove, () => api("DELETE", `/api/custom-models/${seg(id)}`),
+            () => `Custom model ${id} deleted.`, loadModels);
+        },
+      });
+      return el("tr", { "data-testid": "model-row", "data-id": id },
+        el("td", { className: "mono", "data-testid": "model-id", text: id }),
+        ...MODEL_FIELDS.map((field) =>
+          el("td", { "data-testid": "model-" + field, text: fmtValue(model[field] ?? null) })),
+        el("td", { className: "row-actions" }, el("div", { className: "row-buttons" }, edit, remove)),
+      );
+    });
+    $("models-body").replaceChildren(...rows);
+    show($("models-table"), rows.length > 0);
+    show($("models-empty"), rows.length === 0);
+  }
+
+  /** The add form's 409/422 answers, said plainly. */
+  function modelError(error, id) {
+    if (error.status === 409) {
+      return `A custom model with the id “${id}” already exists: edit it, or choose another id.`;
+    }
+    if (error.status === 404) return `The custom model “${id}” no longer exists.`;
+    if (error.status === 422) {
+      return "Nothing was saved; fix these fields:\n"
+        + Object.entries(error.fields || {}).map(([f, p]) => `• ${f}: ${p}`).join("\n")
+        + (error.fields ? "" : error.message);
+    }
+    return describe(error);
+  }
+
+  async function addModel(event) {
+    event.preventDefault();
+    const errorBox = $("add-model-error");
+    showFormError(errorBox, null);
+    const id = $("add-model-id").value.trim();
+    if (!id) {
+      showFormError(errorBox, "The id is required.");
+      return;
+    }
+    const body = { id };
+    for (const field of MODEL_FIELDS) {
+      const value = $("add-model-" + field).value.trim();
+      if (value) body[field] = value;
+    }
+    const button = $("add-model-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await api("POST", "/api/custom-models", { json: body });
+      $("add-model-form").reset();
+      notify(`Custom model ${id} added.`, "ok");
+      loadModels();
+    } catch (error) {
+      if (error.status !== 401) showFormError(errorBox, modelError(error, id));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function openModelEdit(model) {
+    modelEditing = String(model.id);
+    const fields = {};
+    for (const [key, value] of Object.entries(model)) if (key !== "id") fields[key] = value;
+    $("edit-model-title").textContent = modelEditing;
+    $("edit-model-fields").value = JSON.stringify(fields, null, 2);
+    showFormError($("edit-model-error"), null);
+    show($("edit-model-form"), true);
+    $("edit-model-form").scrollIntoView({ behavior: "smooth", block: "nearest" });
+    $("edit-model-fields").focus();
+  }
+
+  function closeModelEdit() {
+    modelEditing = null;
+    show($("edit-model-form"), false);
+  }
+
+  async function saveModelEdit(event) {
+    event.preventDefault();
+    if (!modelEditing) return;
+    const errorBox = $("edit-model-error");
+    let fields;
+    try {
+      fields = parseObject($("edit-model-fields").value, "The fields");
+    } catch (exc) {
+      showFormError(errorBox, exc.message);
+      return;
+    }
+    const id = modelEditing;
+    const button = $("edit-model-form").querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await api("PUT", `/api/custom-models/${seg(id)}`, { json: fields });
+      notify(`Saved custom model ${id}.`, "ok");
+      closeModelEdit();
+      loadModels();
+    } catch (error) {
+      if (error.status !== 401) showFormError(errorBox, modelError(error, id));
     } finally {
       button.disabled = false;
     }
@@ -934,6 +1119,9 @@
     $("edit-provider-form").addEventListener("submit", saveEdit);
     $("edit-provider-cancel").addEventListener("click", closeEdit);
     $("upload-form").addEventListener("submit", upload);
+    $("add-model-form").addEventListener("submit", addModel);
+    $("edit-model-form").addEventListener("submit", saveModelEdit);
+    $("edit-model-cancel").addEventListener("click", closeModelEdit);
     $("config-form").addEventListener("submit", saveConfig);
     $("config-reload").addEventListener("click", loadConfig);
     $("password-form").addEventListener("submit", changePassword);
