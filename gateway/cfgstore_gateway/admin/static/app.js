@@ -235,8 +235,8 @@
     poolSections.clear();
     $("pools").replaceChildren();
     configState = null;
-    closeEdit();
-    closeModelEdit();
+    providerEditor.close();
+    modelEditor.close();
     $("models-body").replaceChildren();
   }
 
@@ -528,7 +528,8 @@
       type: "button", className: "btn btn-small", "data-testid": "provider-refresh-uuid", text: "New uuid",
       onclick: () => {
         if (!window.confirm(`Give ${label(row)} a new uuid? Anything that names it by ${uuid} loses it.`)) return;
-        if (editing && editing.type === type && editing.uuid === uuid) closeEdit();
+        const edited = providerEditor.target();
+        if (edited && edited.type === type && edited.uuid === uuid) providerEditor.close();
         act(newUuid, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/refresh-uuid`),
           (data) => `${label(row)} is now ${data && data.uuid ? data.uuid : "?"}.`);
       },
@@ -686,51 +687,20 @@
     }
   }
 
-  let editing = null;
+  let providerEditor = null;
 
   function openEdit(row) {
-    editing = { type: row.type, uuid: row.uuid };
     const config = {};
     for (const [key, value] of Object.entries(row.node || {})) {
       if (!STATE_FIELDS.has(key)) config[key] = value;
     }
-    $("edit-provider-title").textContent = `${row.type} / ${label(row)}`;
-    $("edit-provider-config").value = JSON.stringify(config, null, 2);
-    showFormError($("edit-provider-error"), null);
-    show($("edit-provider-form"), true);
-    $("edit-provider-form").scrollIntoView({ behavior: "smooth", block: "nearest" });
-    $("edit-provider-config").focus();
+    providerEditor.open({ type: row.type, uuid: row.uuid }, `${row.type} / ${label(row)}`, config);
   }
 
-  function closeEdit() {
-    editing = null;
-    show($("edit-provider-form"), false);
-  }
-
-  async function saveEdit(event) {
-    event.preventDefault();
-    if (!editing) return;
-    const errorBox = $("edit-provider-error");
-    let providerConfig;
-    try {
-      providerConfig = parseObject($("edit-provider-config").value, "Provider config");
-    } catch (exc) {
-      showFormError(errorBox, exc.message);
-      return;
-    }
-    const { type, uuid } = editing;
-    const button = $("edit-provider-form").querySelector("button[type=submit]");
-    button.disabled = true;
-    try {
-      await api("PUT", `/api/providers/${seg(type)}/${seg(uuid)}`, { json: { providerConfig } });
-      notify(`Saved ${type} / ${uuid}.`, "ok");
-      closeEdit();
-      pollProviders();
-    } catch (error) {
-      if (error.status !== 401) showFormError(errorBox, error);
-    } finally {
-      button.disabled = false;
-    }
+  async function saveProvider({ type, uuid }, providerConfig) {
+    await api("PUT", `/api/providers/${seg(type)}/${seg(uuid)}`, { json: { providerConfig } });
+    notify(`Saved ${type} / ${uuid}.`, "ok");
+    pollProviders();
   }
 
   async function upload(event) {
@@ -766,7 +736,7 @@
   // ---------------------------------------------------------------- custom models
 
   const MODEL_FIELDS = ["alias", "provider", "actualProvider", "actualModel", "name"];
-  let modelEditing = null;
+  let modelEditor = null;
 
   async function loadModels() {
     try {
@@ -788,7 +758,7 @@
         type: "button", className: "btn btn-small btn-danger", "data-testid": "model-delete", text: "Delete",
         onclick: () => {
           if (!window.confirm(`Delete the custom model ${id}? This cannot be undone.`)) return;
-          if (modelEditing === id) closeModelEdit();
+          if (modelEditor.target() === id) modelEditor.close();
           act(remove, () => api("DELETE", `/api/custom-models/${seg(id)}`),
             () => `Custom model ${id} deleted.`, loadModels);
         },
@@ -848,46 +818,15 @@
   }
 
   function openModelEdit(model) {
-    modelEditing = String(model.id);
     const fields = {};
     for (const [key, value] of Object.entries(model)) if (key !== "id") fields[key] = value;
-    $("edit-model-title").textContent = modelEditing;
-    $("edit-model-fields").value = JSON.stringify(fields, null, 2);
-    showFormError($("edit-model-error"), null);
-    show($("edit-model-form"), true);
-    $("edit-model-form").scrollIntoView({ behavior: "smooth", block: "nearest" });
-    $("edit-model-fields").focus();
+    modelEditor.open(String(model.id), String(model.id), fields);
   }
 
-  function closeModelEdit() {
-    modelEditing = null;
-    show($("edit-model-form"), false);
-  }
-
-  async function saveModelEdit(event) {
-    event.preventDefault();
-    if (!modelEditing) return;
-    const errorBox = $("edit-model-error");
-    let fields;
-    try {
-      fields = parseObject($("edit-model-fields").value, "The fields");
-    } catch (exc) {
-      showFormError(errorBox, exc.message);
-      return;
-    }
-    const id = modelEditing;
-    const button = $("edit-model-form").querySelector("button[type=submit]");
-    button.disabled = true;
-    try {
-      await api("PUT", `/api/custom-models/${seg(id)}`, { json: fields });
-      notify(`Saved custom model ${id}.`, "ok");
-      closeModelEdit();
-      loadModels();
-    } catch (error) {
-      if (error.status !== 401) showFormError(errorBox, modelError(error, id));
-    } finally {
-      button.disabled = false;
-    }
+  async function saveModel(id, fields) {
+    await api("PUT", `/api/custom-models/${seg(id)}`, { json: fields });
+    notify(`Saved custom model ${id}.`, "ok");
+    loadModels();
   }
 
   // ---------------------------------------------------------------- config
@@ -1106,6 +1045,61 @@
       body);
   }
 
+  // ---------------------------------------------------------------- JSON edit forms
+
+  /**
+   * The form `<prefix>-form` editing one JSON object (title `<prefix>-title`, textarea
+   * `<prefix>-text`, error box `<prefix>-error`, cancel button `<prefix>-cancel`).
+   * `save(target, object)` sends it and throws the API error; `explain(error, target)`
+   * words an error for the form. The form closes after a save.
+   */
+  function jsonEditor(prefix, what, save, explain = (error) => error) {
+    const form = $(`${prefix}-form`);
+    const text = $(`${prefix}-text`);
+    const errorBox = $(`${prefix}-error`);
+    let target = null;
+
+    function open(key, title, object) {
+      target = key;
+      $(`${prefix}-title`).textContent = title;
+      text.value = JSON.stringify(object, null, 2);
+      showFormError(errorBox, null);
+      show(form, true);
+      form.scrollIntoView({ behavior: "smooth", block: "nearest" });
+      text.focus();
+    }
+
+    function close() {
+      target = null;
+      show(form, false);
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (target === null) return;
+      let object;
+      try {
+        object = parseObject(text.value, what);
+      } catch (exc) {
+        showFormError(errorBox, exc.message);
+        return;
+      }
+      const key = target;
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      try {
+        await save(key, object);
+        close();
+      } catch (error) {
+        if (error.status !== 401) showFormError(errorBox, explain(error, key));
+      } finally {
+        button.disabled = false;
+      }
+    });
+    $(`${prefix}-cancel`).addEventListener("click", close);
+    return { open, close, target: () => target };
+  }
+
   // ---------------------------------------------------------------- wiring
 
   function init() {
@@ -1116,12 +1110,10 @@
       tab.addEventListener("click", () => setView(tab.dataset.view));
     }
     $("add-provider-form").addEventListener("submit", addProvider);
-    $("edit-provider-form").addEventListener("submit", saveEdit);
-    $("edit-provider-cancel").addEventListener("click", closeEdit);
+    providerEditor = jsonEditor("edit-provider", "Provider config", saveProvider);
     $("upload-form").addEventListener("submit", upload);
     $("add-model-form").addEventListener("submit", addModel);
-    $("edit-model-form").addEventListener("submit", saveModelEdit);
-    $("edit-model-cancel").addEventListener("click", closeModelEdit);
+    modelEditor = jsonEditor("edit-model", "The fields", saveModel, modelError);
     $("config-form").addEventListener("submit", saveConfig);
     $("config-reload").addEventListener("click", loadConfig);
     $("password-form").addEventListener("submit", changePassword);
