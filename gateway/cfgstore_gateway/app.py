@@ -24,11 +24,15 @@ Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
   storage mode is the first backend status's ``mode`` (``file``, ``redis``,
   ``degraded``…), cached for ``health_cache_s``.
 
-Every other path needs the client key (:mod:`cfgstore_gateway.auth`). Every response carries
-``X-Request-Id`` (the client's, when it sent a sane one). One log line per request names the
-request id, method, path (never the query string: it may hold the key), provider type, node
-uuid, attempts, status and latency. Run it with aiohttp's own access log off
-(``access_log=None``, as :mod:`cfgstore_gateway.serve` does): that one prints query strings.
+The web UI (``/``, ``/ui/*``) and the admin API (``/api/*``, which checks its own sessions)
+are mounted by :mod:`cfgstore_gateway.admin`; with ``UI_ENABLED: false`` in the config they
+answer 404. Every other path needs the client key (:mod:`cfgstore_gateway.auth`).
+
+Every response carries ``X-Request-Id`` (the client's, when it sent a sane one). One log
+line per request names the request id, method, path (never the query string: it may hold
+the key), provider type, node uuid, attempts, status and latency. Run it with aiohttp's own
+access log off (``access_log=None``, as :mod:`cfgstore_gateway.serve` does): that one
+prints query strings.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ SETUP = web.AppKey("cfgstore_gateway.setup", _Setup)
 _CURRENT: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("cfgstore_gateway_request")
 """The current request's log record: set by the middleware, read by the handlers (same task)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_PUBLIC_PATHS = PUBLIC_PATHS | {METRICS_PATH, "/"}
+_PUBLIC_PATHS = PUBLIC_PATHS | {METRICS_PATH}
 
 
 def create_app(
@@ -214,9 +218,18 @@ async def _middleware(
     info = RequestInfo(offered if _REQUEST_ID.fullmatch(offered) else uuidlib.uuid4().hex[:16])
     _CURRENT.set(info)
     started = time.perf_counter()
+    response: web.StreamResponse
     try:
-        if request.path in _PUBLIC_PATHS or request.path.startswith(ADMIN_PREFIXES):
-            response = await handler(request)  # the admin API checks its own sessions
+        if request.path == "/" or request.path.startswith(ADMIN_PREFIXES):
+            config = await request.app[SERVICES].config.get()
+            if config.get("UI_ENABLED") is False:
+                response = error_response(
+                    404, "The web UI and admin API are off (UI_ENABLED is false)", "not_found"
+                )
+            else:
+                response = await handler(request)  # the admin API checks its own sessions
+        elif request.path in _PUBLIC_PATHS:
+            response = await handler(request)
         else:
             config = await request.app[SERVICES].config.get()
             if key_matches(request, config.get("REQUIRED_API_KEY")):

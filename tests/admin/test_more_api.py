@@ -4,14 +4,15 @@ UI's files, over the file backend."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 from yarl import URL
 
 from cfgstore.model.plugin_config import PluginConfig
-from tests.admin.conftest import NODE, PASSWORD, SECRET_KEY, Admin
-from tests.gateway.conftest import CLIENT_KEY, TYPE
+from tests.admin.conftest import NODE, PASSWORD, SECRET_KEY, Admin, admin_gateway, file_deployment
+from tests.gateway.conftest import CLIENT_KEY, TYPE, auth
 
 
 async def test_plugins_are_listed_and_toggled(admin: Admin) -> None:
@@ -119,3 +120,14 @@ async def test_no_secret_reaches_a_log_line(
     assert "/api/providers" in logged  # the request lines are there
     for value in (PASSWORD, admin.token or "", secret, "rotated-secret-key-1", SECRET_KEY):
         assert value not in logged
+
+
+async def test_ui_enabled_false_turns_the_ui_and_the_admin_api_off(tmp_path: Path) -> None:
+    async with admin_gateway(file_deployment(tmp_path, UI_ENABLED=False)) as anonymous:
+        for method, path in (("GET", "/"), ("GET", "/ui/app.js"), ("POST", "/api/login")):
+            status, _ = await anonymous.call(method, path, json={"password": PASSWORD})
+            assert status == 404, path
+        async with anonymous.client.get("/health") as response:
+            assert response.status == 200
+        async with anonymous.client.get("/v1/models", headers=auth()) as response:
+            assert response.status == 200
