@@ -192,3 +192,24 @@ async def test_while_redis_is_down_edits_are_503_and_reads_still_answer(
         await until(back, "the storage status back to normal")
         status, _ = await admin.call("POST", "/api/config", json={"MAX_ERROR_COUNT": 4})
         assert status == 200
+
+
+async def test_storage_status_names_the_instances_and_redis(namespace: Namespace) -> None:
+    async with two(namespace) as (one, other):
+        admin = await one.login()
+
+        as_other = Admin(other.client, other.store, admin.token)
+        _, seen_by_other = await as_other.call("GET", "/api/storage/status")
+
+        async def both_listed() -> bool:
+            _, body = await admin.call("GET", "/api/storage/status")
+            ids = {i["instance_id"] for i in body["instances"]}
+            return {body["instance"], seen_by_other["instance"]} <= ids
+
+        await until(both_listed, "both instances in the storage status")
+        status, body = await admin.call("GET", "/api/storage/status")
+    assert status == 200
+    assert body["degraded"] is False and body["instance"] != seen_by_other["instance"]
+    assert [layer["name"] for layer in body["layers"]] == ["memory", "redis"]
+    assert body["redis"]["version"] and body["redis"]["maxmemoryPolicy"]
+    assert isinstance(body["journalDepth"], int)
