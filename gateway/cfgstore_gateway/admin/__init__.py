@@ -125,6 +125,8 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
         return ApiError(exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason).response()
     except CfgStoreError as exc:
         return _storage_error(exc).response()
+    except TimeoutError:
+        return ApiError(503, "storage_error", "The storage did not answer in time").response()
 
 
 DEGRADED_MESSAGE = (
