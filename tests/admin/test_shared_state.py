@@ -6,8 +6,7 @@ while reads keep answering."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import redis.asyncio as redis_async
 from cfgstore.adapters import Settings, Store
 from cfgstore.model.pools import node_from_json
 from tests.admin.conftest import PASSWORD, SECRET_KEY, Admin, admin_gateway
-from tests.gateway.conftest import CLIENT_KEY, TYPE, WAIT_S, api_node
+from tests.gateway.conftest import CLIENT_KEY, TYPE, api_node
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 from tests.support.redis_server import RedisServerProcess
+from tests.support.waiting import until
 
 
 @pytest_asyncio.fixture
@@ -44,16 +44,6 @@ async def two(namespace: Namespace) -> AsyncIterator[tuple[Admin, Admin]]:
         admin_gateway(namespace.instance_settings("two")) as two,
     ):
         yield one, two
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Bounded wait for something no event announces to the test (another instance's
-    cache catching up)."""
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {WAIT_S:g} s")
-        await asyncio.sleep(0.02)
 
 
 async def all_keys_and_values(url: str, prefix: str) -> str:

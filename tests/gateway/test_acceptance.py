@@ -20,9 +20,8 @@ endpoint (:mod:`tests.gateway.token_stub`). Every wait is bounded; sizes scale w
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_na
 from tests.gateway.token_stub import Received as TokenRequest
 from tests.gateway.token_stub import TokenStub
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, default_responder, error
+from tests.support.waiting import until
 
 WAIT_S = 30.0
 """Bound of every wait (generous for a slow box; the happy path takes milliseconds)."""
@@ -190,18 +190,6 @@ async def two_instances(namespace: Namespace) -> AsyncIterator[tuple[Instance, I
     ):
         assert one.store.backend_names == ["memory", "redis"]
         yield one, two
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    """Bounded wait for a condition nothing announces."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = check()
-        if result if isinstance(result, bool) else await result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {WAIT_S:g} s")
-        await asyncio.sleep(0.01)
 
 
 def by_token(replies: Mapping[str, Reply]) -> Callable[[Received], Reply]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from tests.gateway.redis_instances import Namespace, seeded_namespace
 from tests.gateway.token_stub import Received as TokenReceived
 from tests.gateway.token_stub import TokenStub
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub
+from tests.support.waiting import until
 
 KIRO = "claude-kiro-oauth"
 WAIT_S = 30.0
@@ -334,15 +335,6 @@ async def test_webhook_posts_once_per_transition_across_two_instances(
                 await webhook.aclose()
 
 
-async def until(check: Callable[[], bool]) -> None:
-    """Bounded wait for a counter of another task (nothing announces it)."""
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT_S}s")
-        await asyncio.sleep(0.005)
-
-
 def kiro_doc(expires_ms: int) -> dict[str, JSONValue]:
     return {
         "accessToken": "old-access",
@@ -399,7 +391,7 @@ async def test_proactive_refresh_two_instances_one_call_per_credential(
             runs = asyncio.gather(*(i.run_once() for i in instances))
             try:
                 await stub.wait_for_requests(1, WAIT_S)
-                await until(lambda: sum(r.stats.waited for r in refreshers) == 1)
+                await until(lambda: sum(r.stats.waited for r in refreshers) == 1, "one waiter")
             finally:
                 stub.release()
             passes = await asyncio.wait_for(runs, WAIT_S)

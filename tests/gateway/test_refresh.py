@@ -17,8 +17,7 @@ import asyncio
 import base64
 import json
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from cfgstore_gateway.token_requests import (
 from cfgstore_redis.keys import Keys
 from tests.gateway.redis_instances import Namespace, seeded_namespace
 from tests.gateway.token_stub import Received, TokenStub
+from tests.support.waiting import until
 
 SCALE = float(os.environ.get("CFGSTORE_TEST_SCALE", "1"))
 CALLERS = max(4, int(200 * SCALE))
@@ -132,18 +132,6 @@ async def lock_is_free(store: Store, provider_type: str, uuid: str) -> bool:
         return False
     assert await store.credentials.unlock(provider_type, uuid, token)
     return True
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    """Bounded wait for a condition nothing announces (stats of another task)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = check()
-        if result if isinstance(result, bool) else await result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {WAIT_S}s")
-        await asyncio.sleep(0.005)
 
 
 def answer(body: Any, status: int = 200) -> Callable[[Received, int], tuple[int, Any]]:
