@@ -104,7 +104,15 @@ from pathlib import Path
 import attrs
 import redis.asyncio as aioredis
 
-from bench.harness import BenchFailure, Row, percentile_ms, private_redis, scaled
+from bench.harness import (
+    BenchFailure,
+    Row,
+    percentile_ms,
+    private_redis,
+    redis_only,
+    scaled,
+    usage_in_redis,
+)
 from bench.pools_data import node_keys, realistic_pools
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import Operations
@@ -189,11 +197,6 @@ def _prefix(part: str) -> str:
     return f"bench-{part}-{uuidlib.uuid4().hex[:8]}"
 
 
-def _redis_settings(url: str, prefix: str) -> Settings:
-    """A Redis-only store (admin work: seeding, reading back, replay operations)."""
-    return Settings(backends=("redis",), redis_url=url, redis_prefix=prefix)
-
-
 def _memory_settings(
     url: str, prefix: str, state_dir: Path, remote_refresh_ms: int | None = None
 ) -> Settings:
@@ -210,7 +213,7 @@ def _memory_settings(
 async def _seeded(url: str, prefix: str) -> str:
     """Initialise namespace ``{prefix}`` and add the 50 accounts; the namespace id."""
     namespace_id = await asyncio.to_thread(seed_namespace, url, prefix)
-    async with Store.open(_redis_settings(url, prefix)) as admin:
+    async with Store.open(redis_only(url, prefix)) as admin:
         for provider_type, nodes in realistic_pools(ACCOUNTS).items():
             assert isinstance(nodes, list)
             for node in nodes:
@@ -226,20 +229,6 @@ def _picks(ops: int) -> list[list[Pick]]:
     return [
         random.Random(caller).choices(keys, k=share + (caller < extra)) for caller in range(CALLERS)
     ]
-
-
-async def _counts(url: str, prefix: str) -> tuple[dict[Pick, int], list[str]]:
-    """Every account's ``usageCount`` in Redis, and the accounts not healthy with
-    ``errorCount`` 0."""
-    async with Store.open(_redis_settings(url, prefix)) as admin:
-        pools = await admin.pools.list()
-    counts = {(t, node.uuid): node.state.usage_count for t, node in pools}
-    unhealthy = [
-        f"{t}/{node.uuid}"
-        for t, node in pools
-        if not node.state.is_healthy or node.state.error_count != 0
-    ]
-    return counts, unhealthy
 
 
 def _check_counts(
@@ -395,7 +384,7 @@ async def _hot_path(
         if mode != "redis":
             raise BenchFailure(f"{HOT}/{variant}: store went {mode!r} with Redis up")
         expected = Counter(pick for mine in picks for pick in mine)
-        _check_counts(f"{HOT}/{variant}", expected, *await _counts(url, prefixes[variant]))
+        _check_counts(f"{HOT}/{variant}", expected, *await usage_in_redis(url, prefixes[variant]))
         note = (
             f"{batches:,} batches to Redis, {len(drive.latencies) / max(batches, 1):,.0f} "
             f"rec/batch, loop stall max {drive.stall * 1000:,.0f} ms, final flush "
@@ -483,14 +472,14 @@ async def _replay_degraded_journal(
             largest = max(largest, len(records))
             journaled.update((r.provider_type, r.uuid) for r in records if isinstance(r, Success))
         _check_counts(f"{where} (journal)", expected, dict(journaled))
-        async with Store.open(_redis_settings(url, prefix)) as admin:
+        async with Store.open(redis_only(url, prefix)) as admin:
             ops = admin.replicas.operations
             start = time.perf_counter()
             report = await replay_journal(journal, ops, namespace_id)
             seconds = time.perf_counter() - start
     finally:
         await journal.close()
-    _check_counts(f"{where} (replayed)", expected, *await _counts(url, prefix))
+    _check_counts(f"{where} (replayed)", expected, *await usage_in_redis(url, prefix))
     return _Replayed(largest, report.records / seconds)
 
 
@@ -570,7 +559,7 @@ async def _replay(url: str, entries: int) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="cfgstore-bench-replay-") as tmp:
         folder = Path(tmp)
-        async with Store.open(_redis_settings(url, prefix)) as admin:
+        async with Store.open(redis_only(url, prefix)) as admin:
             ops = admin.replicas.operations
             plan: list[tuple[str, str, list[list[NodeRecord]], list[str] | None, int]] = [
                 ("live-1rec", "live-1rec", live_single, None, 0),
@@ -611,7 +600,7 @@ async def _replay(url: str, entries: int) -> list[Row]:
         for batch in batches
         for record in batch
     )
-    _check_counts(REPLAY, expected, *await _counts(url, prefix))
+    _check_counts(REPLAY, expected, *await usage_in_redis(url, prefix))
     return rows
 
 

@@ -49,11 +49,18 @@ import attrs
 import redis
 import redis.asyncio as aioredis
 
-from bench.harness import BenchFailure, Row, percentile_ms, private_redis, scaled
+from bench.harness import (
+    BenchFailure,
+    Row,
+    percentile_ms,
+    private_redis,
+    redis_only,
+    scaled,
+    usage_in_redis,
+)
 from bench.pools_data import node_keys, realistic_pools
 from cfgstore import hookimpl
 from cfgstore.adapters.plugins import make_plugin_manager
-from cfgstore.adapters.settings import Settings
 from cfgstore.adapters.store import Store
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
@@ -302,7 +309,7 @@ async def _run_json_lua(url: str, prefix: str, picks: list[list[Pick]]) -> Outco
 
 
 async def _run_per_call(url: str, prefix: str, picks: list[list[Pick]]) -> Outcome:
-    async with Store.open(_settings(url, prefix)) as store:
+    async with Store.open(redis_only(url, prefix)) as store:
         await _seed(store)
     client = await _raw_client(url)
     try:
@@ -324,7 +331,7 @@ async def _run_per_call(url: str, prefix: str, picks: list[list[Pick]]) -> Outco
         server = _server_time(before, await _evalsha_stats(url), len(latencies))
     finally:
         await client.aclose()
-    counts, unhealthy = await _read_back(url, prefix)
+    counts, unhealthy = await usage_in_redis(url, prefix)
     note = f"1 EVALSHA/record, {server}; lat = encode + EVALSHA call→reply"
     return Outcome(seconds, latencies, counts, unhealthy, note)
 
@@ -344,26 +351,10 @@ class _BatchCounter:
             self.batches += 1
 
 
-def _settings(url: str, prefix: str) -> Settings:
-    return Settings(backends=("redis",), redis_url=url, redis_prefix=prefix)
-
-
 async def _seed(store: Store) -> None:
     for provider_type, nodes in _accounts().items():
         for node in nodes:
             await store.pools.add_node(provider_type, node_from_json(node, "bench"))
-
-
-async def _read_back(url: str, prefix: str) -> tuple[dict[Pick, int], list[str]]:
-    async with Store.open(_settings(url, prefix)) as store:
-        pools = await store.pools.list()
-    counts = {(t, node.uuid): node.state.usage_count for t, node in pools}
-    unhealthy = [
-        f"{t}/{node.uuid}"
-        for t, node in pools
-        if not node.state.is_healthy or node.state.error_count != 0
-    ]
-    return counts, unhealthy
 
 
 def _coalesced(durable: bool) -> Variant:
@@ -373,7 +364,7 @@ def _coalesced(durable: bool) -> Variant:
         plugins.manager.register(counter, name="bench-batch-counter")
         clock = time.perf_counter
         enqueue: list[float] = []
-        async with Store.open(_settings(url, prefix), plugins=plugins) as store:
+        async with Store.open(redis_only(url, prefix), plugins=plugins) as store:
             await _seed(store)
             await store.flush()
             counter.batches = 0
@@ -395,7 +386,7 @@ def _coalesced(durable: bool) -> Variant:
             final_flush = clock() - started
             seconds = recorded + final_flush
             server = _server_time(before, await _evalsha_stats(url), len(latencies))
-        counts, unhealthy = await _read_back(url, prefix)
+        counts, unhealthy = await usage_in_redis(url, prefix)
         ops = len(latencies)
         batches = counter.batches
         per_batch = f"{batches:,} batches, {ops / max(batches, 1):,.0f} rec/batch, {server}"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import attrs
 
+from cfgstore.adapters import Settings, Store
 from tests.support.redis_server import (
     RedisServerProcess,
     RedisServerUnavailable,
@@ -87,3 +88,22 @@ def private_redis(benchmark: str) -> RedisServerProcess:
         ) from exc
     except RedisStartError as exc:
         raise BenchFailure(f"{benchmark}: the private redis-server did not start: {exc}") from exc
+
+
+def redis_only(url: str, prefix: str) -> Settings:
+    """A Redis-only store (admin work: seeding, reading back, replay operations)."""
+    return Settings(backends=("redis",), redis_url=url, redis_prefix=prefix)
+
+
+async def usage_in_redis(url: str, prefix: str) -> tuple[dict[tuple[str, str], int], list[str]]:
+    """Every account's ``usageCount`` in Redis by ``(type, uuid)``, and the accounts that
+    are not healthy with ``errorCount`` 0 (a benchmark's run must leave none)."""
+    async with Store.open(redis_only(url, prefix)) as admin:
+        pools = await admin.pools.list()
+    counts = {(t, node.uuid): node.state.usage_count for t, node in pools}
+    unhealthy = [
+        f"{t}/{node.uuid}"
+        for t, node in pools
+        if not node.state.is_healthy or node.state.error_count != 0
+    ]
+    return counts, unhealthy
