@@ -121,16 +121,17 @@ class Store:
     async def status(self) -> list[BackendStatus]:
         """Each layer's status, top of the chain first. A layer whose storage cannot
         answer is reported ``unreachable`` with the error, not raised."""
-        out: list[BackendStatus] = []
-        for layer in self._chain.layers:
-            if "cfgstore_status" in layer.lifecycle:
-                try:
-                    out.append(await layer.lifecycle["cfgstore_status"]())
-                except StorageUnavailable as exc:
-                    out.append(
-                        BackendStatus(layer.name, "", "unreachable", EntityCounts(), (str(exc),))
-                    )
-        return out
+        return [await _layer_status(layer) for layer in self._reporting_layers()]
+
+    async def top_status(self) -> list[BackendStatus]:
+        """The status of the top layer that reports one (a list of at most one, shaped
+        like :meth:`status`). The top layer answers from what it holds, so this is what
+        frequent, unauthenticated callers (``/health``, ``/metrics``) may ask: it does not
+        make the shared storage below count nodes on every call."""
+        return [await _layer_status(layer) for layer in self._reporting_layers()[:1]]
+
+    def _reporting_layers(self) -> list[Layer]:
+        return [layer for layer in self._chain.layers if "cfgstore_status" in layer.lifecycle]
 
     async def _close(self, opened: list[Layer]) -> None:
         """Close the opened layers, top first, and unregister every layer of the chain."""
@@ -141,3 +142,10 @@ class Store:
                 except Exception:
                     log.exception("closing backend %s failed", layer.name)
             self.plugins.manager.unregister(layer.instance)
+
+
+async def _layer_status(layer: Layer) -> BackendStatus:
+    try:
+        return await layer.lifecycle["cfgstore_status"]()
+    except StorageUnavailable as exc:
+        return BackendStatus(layer.name, "", "unreachable", EntityCounts(), (str(exc),))

@@ -21,7 +21,7 @@ Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
 * ``GET /metrics``: public, like ``/health`` (scrapers hold no client key; nothing
   exported is secret): Prometheus text format, see :mod:`cfgstore_gateway.metrics`;
 * ``GET /health``: public; ``{"status": "healthy", "storage": <mode>, ...}`` where the
-  storage mode is the first backend status's ``mode`` (``file``, ``redis``,
+  storage mode is the top layer's status ``mode`` (``file``, ``redis``,
   ``degraded``…), cached for ``health_cache_s``.
 
 The web UI (``/``, ``/ui/*``) and the admin API (``/api/*``, which checks its own sessions)
@@ -294,7 +294,7 @@ async def health(request: web.Request) -> web.StreamResponse:
 async def metrics(request: web.Request) -> web.StreamResponse:
     """``GET /metrics``: Prometheus text format (public; see the module docstring)."""
     services = request.app[SERVICES]
-    body = await services.metrics.scrape(services.store.status)
+    body = await services.metrics.scrape(services.store.top_status)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
@@ -306,7 +306,7 @@ async def _storage_mode(services: Services) -> str:
         return cached[1]
     try:
         async with asyncio.timeout(5.0):
-            statuses = await services.store.status()
+            statuses = await services.store.top_status()
         mode = statuses[0].mode if statuses else "unknown"
     except (TimeoutError, CfgStoreError) as exc:
         log.warning("storage status unavailable: %s", exc)

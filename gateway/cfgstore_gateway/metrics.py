@@ -25,8 +25,10 @@ Exported (all names prefixed ``cfgstore_gateway_``):
   :class:`~cfgstore_gateway.refresh.RefreshStats` (``flights``, ``joined``,
   ``endpoint_calls``, ``refreshed``, ``waited``, ``failures``), when it has one.
 
-The storage gauges are read at scrape time (one ``store.status()`` call, bounded by a
-timeout); the request path only increments label children cached per provider type.
+The storage gauges are read at scrape time from the top layer only
+(``store.top_status()``, bounded by a timeout): over the memory fallback that is memory,
+so a scrape costs the shared storage nothing per node. The request path only increments
+label children cached per provider type.
 """
 
 from __future__ import annotations

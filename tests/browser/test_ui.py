@@ -331,6 +331,10 @@ async def test_config_editor_upload_and_usage(
     assert (await ui_gateway.store.config.get()).document["REQUEST_MAX_RETRIES"] == 3
     await page.get_by_test_id("config-reload").click()
     await expect(config_error).to_be_hidden()
+    # The error hides before the reloaded document is shown: wait for the value itself.
+    await expect(editor).to_have_value(
+        re.compile(r'"REQUEST_MAX_RETRIES": 3[,\s]'), timeout=UI_WAIT_MS
+    )
     assert json.loads(await editor.input_value())["REQUEST_MAX_RETRIES"] == 3
 
     # The usage cache view and its refresh.

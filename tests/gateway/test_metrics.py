@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
 from cfgstore.adapters import Store
 from cfgstore.model.pools import node_from_json
@@ -165,3 +166,40 @@ async def test_a_node_going_unhealthy_is_one_health_transition(
     assert value(samples, "cfgstore_gateway_requests_total", type=TYPE, status="200") == 2
     for secret in (CLIENT_KEY, "key-bad", "key-good", redis_url):
         assert secret not in text
+
+
+async def test_a_scrape_asks_redis_nothing_per_node(
+    redis_url: str,
+    prefix: str,  # noqa: F811
+    redis_client: Redis,
+    tmp_path: Path,
+    upstream: UpstreamStub,
+) -> None:
+    """``/metrics`` and ``/health`` are public and scraped often: over the memory fallback
+    they answer from memory, so the Redis commands a scrape costs do not grow with the pool
+    (before: about three per node on every scrape)."""
+    nodes = 200
+    await asyncio.to_thread(seed_namespace, redis_url, prefix)
+    async with Store.open(redis_only(redis_url, prefix)) as admin:
+        await admin.config.put(
+            {"REQUIRED_API_KEY": CLIENT_KEY, "MODEL_PROVIDER": TYPE}, ABSENT_VERSION
+        )
+        for i in range(nodes):
+            uuid = f"{i:08x}-0000-4000-8000-000000000000"
+            node = node_from_json(api_node(uuid, upstream.base_url, f"key-{i}"), "test")
+            await admin.pools.add_node(TYPE, node)
+    scrapes = 10
+    async with running_gateway(instance(redis_url, prefix, tmp_path / "state")) as gw:
+        before = await _commands_processed(redis_client)
+        for _ in range(scrapes):
+            _, samples = await scrape(gw)
+            assert (await gw.client.get("/health")).status == 200
+        spent = await _commands_processed(redis_client) - before
+    assert value(samples, "cfgstore_gateway_storage_mode", mode="redis") == 1
+    # Background traffic (heartbeat, change feed) aside, a per-node cost would be thousands.
+    assert spent < nodes, f"{spent} Redis commands for {scrapes} scrapes of {nodes} nodes"
+
+
+async def _commands_processed(client: Redis) -> int:
+    """Commands the server has processed so far, not counting this ``INFO`` itself."""
+    return int((await client.info("stats"))["total_commands_processed"])
