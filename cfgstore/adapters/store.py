@@ -146,6 +146,7 @@ class Store:
 
 async def _layer_status(layer: Layer) -> BackendStatus:
     try:
-        return await layer.lifecycle["cfgstore_status"]()
+        status: BackendStatus = await layer.lifecycle["cfgstore_status"]()
     except StorageUnavailable as exc:
         return BackendStatus(layer.name, "", "unreachable", EntityCounts(), (str(exc),))
+    return status
