@@ -12,7 +12,8 @@
   hash tag, on the one node that owns that slot (``CLUSTER KEYSLOT`` asked of the server),
   and the data really landed in the cluster (node hashes read back with a plain
   ``RedisCluster`` client); prefixes whose slots sit on each of the three masters all
-  work, concurrently; the change feed reaches another instance through the cluster.
+  work, concurrently; the change feed reaches another instance through the cluster; all of
+  that as the documented least-privilege ACL user, with no refusal on any node.
 
 The topology is started once per module (about 2 s); each test gets a fresh prefix, so tests
 never see each other's keys. Skipped when ``redis-server`` or ``redis-cli`` is missing.
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
@@ -43,6 +45,7 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore_redis.acl import acl_rules
 from tests.contract import (
     test_credentials,
     test_documents,
@@ -320,3 +323,43 @@ async def test_change_feed_reaches_another_instance(deployment: Deployment) -> N
             assert f"{HOT_TYPE}/announced" in event.ids
             node = await reader.pools.get_node(HOT_TYPE, "announced")
             assert node is not None
+
+
+async def test_the_documented_acl_is_enough_on_a_cluster(
+    cluster: ClusterTopology, deployment: Deployment
+) -> None:
+    """The workload and the change feed as the least-privilege user (``redis-keys.md``),
+    created on every node: not one refusal anywhere, the memory policy read from ``INFO``,
+    and the cluster-only rules (slot map, command table) really used."""
+    settings = attrs.evolve(
+        deployment.settings, redis_username="cfgstore", redis_password="acl-cluster-pw"
+    )
+    async with asyncio.timeout(TEST_DEADLINE_S), _node_clients(cluster) as nodes:
+        rules = acl_rules(settings.redis_prefix).split()
+        for client in nodes.values():
+            await client.execute_command(
+                "ACL", "SETUSER", "cfgstore", "on", ">acl-cluster-pw", *rules
+            )
+            await client.execute_command("ACL", "LOG", "RESET")
+            await client.config_resetstat()
+        try:
+            async with Store.open(settings) as store, Store.open(settings) as reader:
+                waiter = watch(reader)
+                await _workload(store, 2, 5)
+                await waiter.wait_for("pools", remote=True, within=10)
+                [status] = await store.status()
+            assert status.details["maxmemory-policy"] == "noeviction"
+            assert status.warnings == ()
+            refused = {
+                port: [entry["object"] for entry in await client.execute_command("ACL", "LOG")]
+                for port, client in nodes.items()
+            }
+            assert refused == {port: [] for port in nodes}
+            sent: set[str] = set()
+            for client in nodes.values():
+                stats = await client.info("commandstats")
+                sent |= {name.removeprefix("cmdstat_") for name, s in stats.items() if s["calls"]}
+            assert {"cluster|slots", "command", "evalsha", "subscribe"} <= sent
+        finally:
+            for client in nodes.values():
+                await client.execute_command("ACL", "DELUSER", "cfgstore")

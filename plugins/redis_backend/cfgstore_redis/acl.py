@@ -2,29 +2,33 @@
 
 ``acl_setuser_line("cfgstore", "aiclient")`` gives the ``ACL SETUSER`` command for an
 operator to run (with a password added); tests apply it and run the store as that user.
+
+Every command here is one the service sends, from Python or from its Lua scripts (a script
+runs with the caller's rights), and nothing else: in particular no ``CONFIG`` (``CONFIG
+GET`` reads ``requirepass`` and ``masterauth``, which would make the user the server's
+administrator), no ``EVAL`` (scripts are loaded with ``SCRIPT LOAD`` and run by digest), no
+``KEYS``/``SCAN``, no ``FLUSH*``. ``AUTH`` and ``HELLO`` need no rule: Redis lets every
+connection authenticate.
 """
 
 from __future__ import annotations
 
 COMMANDS = (
-    # connection and start-up checks (redis-py's CLIENT SETINFO may be refused: it is
-    # optional, and Redis 7.0 does not have it)
+    # liveness (the start-up check, health checks of pooled and pub/sub connections)
     "ping",
-    "hello",
-    "auth",
-    "client|setname",
+    # server facts: version, maxmemory-policy (INFO reveals no password)
     "info",
-    "config|get",
-    # plain values, hashes, lists, sorted sets
+    # strings, hashes, lists, sorted sets (from Python and from the scripts)
     "get",
     "mget",
     "set",
     "del",
     "exists",
+    "incr",
+    "rename",
     "hget",
     "hmget",
     "hset",
-    "hsetnx",
     "hgetall",
     "hdel",
     "hexists",
@@ -35,37 +39,36 @@ COMMANDS = (
     "rpush",
     "lrem",
     "lset",
-    "rename",
-    "incr",
     "zadd",
     "zrem",
     "zcount",
     "zrangebyscore",
     "zremrangebyscore",
-    # scripts, transactions, change feed
+    # scripts (redis-py loads a script when the server answers NOSCRIPT), transactions
     "evalsha",
-    "eval",
     "script|load",
     "multi",
     "exec",
-    "discard",
+    # the change feed
     "publish",
     "subscribe",
-    "unsubscribe",
-    # Redis Cluster topology discovery
+    # Redis Cluster: slot map and command table at start, ASK redirects while a slot moves
     "cluster|slots",
-    "cluster|shards",
-    "cluster|nodes",
-    "readonly",
     "command",
+    "asking",
 )
 
 
-def acl_rules(prefix: str) -> str:
-    """Key pattern, channel and command rules (no user name, no password)."""
+def acl_rules(prefix: str, db: int = 0) -> str:
+    """Key pattern, channel and command rules (no user name, no password).
+
+    ``db``: the database the service's URL names; other than 0, redis-py selects it on every
+    new connection, so ``SELECT`` is granted for that one database only.
+    """
     tag = "{" + prefix + "}"
     commands = " ".join("+" + c for c in COMMANDS)
-    return f"resetkeys ~{tag}:* resetchannels &{tag}:changes -@all {commands}"
+    select = f" +select|{db}" if db else ""
+    return f"resetkeys ~{tag}:* resetchannels &{tag}:changes -@all {commands}{select}"
 
 
 def acl_setuser_line(user: str, prefix: str) -> str:

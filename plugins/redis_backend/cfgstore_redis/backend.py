@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext
-from cfgstore.errors import StorageServerError, StorageUnavailable
+from cfgstore.errors import CfgStoreError, StorageServerError, StorageUnavailable
 from cfgstore.model.events import ENTITIES, ChangeEvent
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
@@ -32,6 +32,8 @@ log = logging.getLogger("cfgstore.redis")
 
 
 RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+UNKNOWN = "unknown"
+"""A server fact (version, memory policy) in a status when the server will not tell."""
 
 
 class RedisBackend(ReplicaOps, LoginGuardOps):
@@ -145,18 +147,10 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
         )
 
     async def _server_details(self) -> dict[str, str]:
-        details: dict[str, str] = {}
-        with contextlib.suppress(Exception):  # details are best effort (ACLs, Cluster)
-            with translated(self.connection):
-                info = await self.redis.info("server")
-            version = info.get("redis_version") if isinstance(info, dict) else None
-            if version:
-                details["redis version"] = str(version)
-        with contextlib.suppress(Exception):
-            with translated(self.connection):
-                policy = await self.redis.config_get("maxmemory-policy")
-            if isinstance(policy, dict) and policy.get("maxmemory-policy"):
-                details["maxmemory-policy"] = str(policy["maxmemory-policy"])
+        details = {
+            "redis version": await self._server_fact(self.connection.server_version),
+            "maxmemory-policy": await self._server_fact(self.connection.maxmemory_policy),
+        }
         meta = await self.cfgstore_meta_get()
         for key, label in (
             ("schema", "schema"),
@@ -167,6 +161,17 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
             if key in meta:
                 details[label] = meta[key]
         return details
+
+    async def _server_fact(self, read: Callable[[], Awaitable[str | None]]) -> str:
+        """What ``read`` finds out about the server, or ``unknown`` when the server will not
+        tell (``INFO`` refused by an ACL or a provider, a cluster node away): a status says
+        so rather than fail or leave the fact out. Why is in the start-up warnings."""
+        try:
+            with translated(self.connection):
+                value = await read()
+        except CfgStoreError:
+            return UNKNOWN
+        return value or UNKNOWN
 
     # -- helpers for the operation mixins ------------------------------------------------
 

@@ -501,10 +501,10 @@ class RedisConnection:
     async def server_warnings(self) -> list[str]:
         """Start-up warnings about the server's configuration (empty when all is well).
 
-        Checks ``maxmemory-policy`` (``CONFIG GET``, else ``INFO memory`` for servers whose
-        ACL or provider forbids ``CONFIG``): anything but ``noeviction`` can evict
-        credentials. On a cluster every primary is checked. Raises
-        :class:`StorageUnavailable` when the server cannot be reached.
+        Checks ``maxmemory-policy`` (:meth:`maxmemory_policy`): anything but ``noeviction``
+        can evict credentials, and a policy that cannot be read is a warning too. On a
+        cluster every primary is checked. Raises :class:`StorageUnavailable` when the
+        server cannot be reached.
         """
         warnings: list[str] = []
         try:
@@ -525,30 +525,39 @@ class RedisConnection:
             raise err from exc
         return warnings
 
-    async def _policy_warning(self, node: ClusterNode | None) -> str | None:
+    async def server_version(self) -> str | None:
+        """``redis_version`` from ``INFO server``; None when the server does not report it.
+
+        Raises redis-py's ``ResponseError`` (``NOPERM``) when ``INFO`` is refused.
+        """
+        return _find_value(await self.client.info("server"), "redis_version")
+
+    async def maxmemory_policy(self, node: ClusterNode | None = None) -> str | None:
+        """``maxmemory_policy`` from ``INFO memory`` (of ``node`` on a cluster); None when
+        the server does not report it.
+
+        Never ``CONFIG GET``: the documented ACL does not grant it, because it also reads
+        ``requirepass`` and ``masterauth``. Raises redis-py's ``ResponseError``
+        (``NOPERM``) when ``INFO`` is refused.
+        """
         route: dict[str, Any] = {} if node is None else {"target_nodes": node}
-        refusals: list[str] = []
-        policy: str | None = None
+        return _find_value(await self.client.info("memory", **route), "maxmemory_policy")
+
+    async def _policy_warning(self, node: ClusterNode | None) -> str | None:
         try:
-            policy = _find_value(
-                await self.client.config_get("maxmemory-policy", **route), "maxmemory-policy"
-            )
+            policy = await self.maxmemory_policy(node)
         except ResponseError as exc:
-            refusals.append(f"CONFIG GET: {_scrub(str(exc), self.target.secrets)}")
-        if policy is None:
-            try:
-                policy = _find_value(await self.client.info("memory", **route), "maxmemory_policy")
-            except ResponseError as exc:
-                refusals.append(f"INFO memory: {_scrub(str(exc), self.target.secrets)}")
-        if policy is None:
-            why = "; ".join(refusals) if refusals else "the server did not report it"
-            return (
-                f"maxmemory-policy could not be checked ({why}): make sure it is noeviction, "
-                "or Redis can evict credentials"
-            )
-        if policy != "noeviction":
-            return f"maxmemory-policy {policy} can evict credentials; set noeviction"
-        return None
+            why = f"INFO memory: {_scrub(str(exc), self.target.secrets)}"
+        else:
+            if policy == "noeviction":
+                return None
+            if policy is not None:
+                return f"maxmemory-policy {policy} can evict credentials; set noeviction"
+            why = "the server did not report it"
+        return (
+            f"maxmemory-policy could not be checked ({why}): make sure it is noeviction, "
+            "or Redis can evict credentials"
+        )
 
     async def close(self) -> None:
         """Close the client (and the sentinel clients). Idempotent."""
@@ -687,7 +696,7 @@ def _tls_kwargs(target: RedisTarget) -> dict[str, Any]:
 
 
 def _find_value(reply: object, key: str) -> str | None:
-    """``key``'s value in a CONFIG GET / INFO reply, also inside per-node dicts (Cluster)."""
+    """``key``'s value in an INFO reply, also inside per-node dicts (Cluster)."""
     if not isinstance(reply, Mapping):
         return None
     for name, value in reply.items():
