@@ -597,6 +597,9 @@ def build_connection(
         "protocol": RESP_PROTOCOL,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         "decode_responses": decode_responses,
+        # No CLIENT SETINFO on connect: the documented ACL cannot grant it on Redis 7.0
+        # (the rule is refused there), so on 7.2+ it would fill ACL LOG with refusals.
+        "driver_info": None,
     }
     tls = _tls_kwargs(target)
     # A sentinel answers in one round trip per sentinel tried; a cluster seeds from its
