@@ -19,27 +19,34 @@ Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
   asked through one usable node (cached for ``models_cache_s``; an upstream that cannot say
   contributes nothing);
 * ``GET /metrics``: public, like ``/health`` (scrapers hold no client key; nothing
-  exported is secret): Prometheus text format, see :mod:`cfgstore_gateway.metrics`;
+  exported is secret), unless ``METRICS_REQUIRE_API_KEY`` is true in the config: then it
+  needs the client key. Prometheus text format, see :mod:`cfgstore_gateway.metrics`;
 * ``GET /health``: public; ``{"status": "healthy", "storage": <mode>, ...}`` where the
   storage mode is the top layer's status ``mode`` (``file``, ``redis``,
   ``degraded``…), cached for ``health_cache_s``.
 
 The web UI (``/``, ``/ui/*``) and the admin API (``/api/*``, which checks its own sessions)
 are mounted by :mod:`cfgstore_gateway.admin`; with ``UI_ENABLED: false`` in the config they
-answer 404. Every other path needs the client key (:mod:`cfgstore_gateway.auth`).
+answer 404. Every other route, and a path that matches none, needs the client key
+(:mod:`cfgstore_gateway.auth`). Which is which is decided by the route the request matched
+(:mod:`cfgstore_gateway.access`), before any handler runs, so nothing reads the body of a
+request that is not let in. A request let in without any credential (``/health``, the
+UI's files) may not announce a body over :data:`~cfgstore_gateway.access.PUBLIC_BODY_MAX`
+(``413``). The ``/{type}/...`` routes never take a reserved word
+(:data:`~cfgstore_gateway.routing.RESERVED_TYPE_NAMES`) as a type.
 
 Every response carries ``X-Request-Id`` (the client's, when it sent a sane one). One log
 line per request names the request id, method, path (never the query string: it may hold
-the key), provider type, node uuid, attempts, status and latency. Run it with aiohttp's own
-access log off (``access_log=None``, as :mod:`cfgstore_gateway.serve` does): that one
-prints query strings.
+the key), provider type, node uuid, attempts, status and latency; client-controlled text
+in it has its control characters escaped (:mod:`cfgstore_gateway.log_text`). Run it with
+aiohttp's own access log off (``access_log=None``, as :mod:`cfgstore_gateway.serve` does):
+that one prints query strings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import re
 import time
@@ -56,12 +63,15 @@ from cfgstore.errors import CfgStoreError
 from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import iso_ms, now_ms
+from cfgstore_gateway.access import PUBLIC_BODY_MAX, ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.adapters import Adapter, AdapterRegistry, ModelsCall, UpstreamUnavailable
-from cfgstore_gateway.admin import ADMIN_PREFIXES, add_admin
+from cfgstore_gateway.admin import add_admin
 from cfgstore_gateway.admin.sessions import SessionGate
-from cfgstore_gateway.auth import PUBLIC_PATHS, key_matches, unauthorized
+from cfgstore_gateway.auth import key_matches, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
+from cfgstore_gateway.json_body import parse_json
+from cfgstore_gateway.log_text import escaped
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proactive_refresh import Background
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
@@ -70,6 +80,7 @@ from cfgstore_gateway.routing import (
     AUTO,
     default_providers,
     is_known_type,
+    is_reserved_type,
     listed_custom_models,
     resolve,
 )
@@ -99,7 +110,6 @@ SETUP = web.AppKey("cfgstore_gateway.setup", _Setup)
 _CURRENT: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("cfgstore_gateway_request")
 """The current request's log record: set by the middleware, read by the handlers (same task)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_PUBLIC_PATHS = PUBLIC_PATHS | {METRICS_PATH}
 
 
 def create_app(
@@ -122,13 +132,16 @@ def create_app(
     app = web.Application(middlewares=[_middleware], client_max_size=options.client_max_size)
     app[SETUP] = _Setup(store, registry, options, refresher_factory or _default_refresher)
     app.cleanup_ctx.append(_services)
-    app.router.add_get("/health", health)
-    app.router.add_get(METRICS_PATH, metrics)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_get("/{provider}/v1/models", models)
-    app.router.add_post("/{provider}/v1/chat/completions", chat_completions)
-    add_admin(app, SessionGate(store))
+    access = app[ROUTE_ACCESS] = RouteAccess()
+    access.default(app, Access.CLIENT)
+    r = app.router
+    access.mark(Access.PUBLIC, r.add_get("/health", health))
+    access.mark(Access.METRICS, r.add_get(METRICS_PATH, metrics))
+    access.mark(Access.CLIENT, r.add_get("/v1/models", models))
+    access.mark(Access.CLIENT, r.add_post("/v1/chat/completions", chat_completions))
+    access.mark(Access.CLIENT, r.add_get("/{provider}/v1/models", models))
+    access.mark(Access.CLIENT, r.add_post("/{provider}/v1/chat/completions", chat_completions))
+    add_admin(app, SessionGate(store), access)
     return app
 
 
@@ -220,22 +233,7 @@ async def _middleware(
     started = time.perf_counter()
     response: web.StreamResponse
     try:
-        if request.path == "/" or request.path.startswith(ADMIN_PREFIXES):
-            config = await request.app[SERVICES].config.get()
-            if config.get("UI_ENABLED") is False:
-                response = error_response(
-                    404, "The web UI and admin API are off (UI_ENABLED is false)", "not_found"
-                )
-            else:
-                response = await handler(request)  # the admin API checks its own sessions
-        elif request.path in _PUBLIC_PATHS:
-            response = await handler(request)
-        else:
-            config = await request.app[SERVICES].config.get()
-            if key_matches(request, config.get("REQUIRED_API_KEY")):
-                response = await handler(request)
-            else:
-                response = unauthorized()
+        response = await _admitted(request, handler)
     except web.HTTPException as exc:
         response = error_response(exc.status, exc.reason, "invalid_request_error")
     except CfgStoreError as exc:
@@ -252,10 +250,10 @@ async def _middleware(
     log.info(
         "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f",
         info.request_id,
-        request.method,
-        request.path,
-        info.provider_type or "-",
-        info.uuid or "-",
+        escaped(request.method),
+        escaped(request.path),
+        escaped(info.provider_type or "-"),
+        escaped(info.uuid or "-"),
         info.attempts,
         response.status,
         elapsed_ms,
@@ -271,6 +269,35 @@ async def _middleware(
         },
     )
     return response
+
+
+async def _admitted(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The handler's answer if the request may reach it (its route's
+    :class:`~cfgstore_gateway.access.Access`), else the refusal; the body is never read
+    here. ``/health`` answers without the config (it reports on the storage)."""
+    access = request.config_dict[ROUTE_ACCESS].of(request)
+    metrics_require_key = False
+    if access is not Access.PUBLIC:
+        config = await request.app[SERVICES].config.get()
+        if access.is_admin and config.get("UI_ENABLED") is False:
+            return error_response(
+                404, "The web UI and admin API are off (UI_ENABLED is false)", "not_found"
+            )
+        metrics_require_key = config.get("METRICS_REQUIRE_API_KEY") is True
+        if access.needs_client_key(metrics_require_key) and not key_matches(
+            request, config.get("REQUIRED_API_KEY")
+        ):
+            return unauthorized()
+    if access.is_open(metrics_require_key) and (request.content_length or 0) > PUBLIC_BODY_MAX:
+        return error_response(
+            413,
+            f"Request body larger than {PUBLIC_BODY_MAX} bytes",
+            "invalid_request_error",
+            "too_large",
+        )
+    return await handler(request)  # the admin API checks its own sessions first
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -292,7 +319,7 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    """``GET /metrics``: Prometheus text format (public; see the module docstring)."""
+    """``GET /metrics``: Prometheus text format (see the module docstring)."""
     services = request.app[SERVICES]
     body = await services.metrics.scrape(services.store.top_status)
     response = web.Response(body=body)
@@ -318,9 +345,13 @@ async def _storage_mode(services: Services) -> str:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     config = await services.config.get()
+    view = await services.store.pools.view()
+    path_type = request.match_info.get("provider")
+    if path_type is not None and not _routable(services, path_type, view.keys()):
+        return _unknown_type(path_type)  # before reading a body that could go nowhere
     raw = await request.read()
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)
     except ValueError:
         return error_response(400, "Request body is not valid JSON", "invalid_request_error")
     if not isinstance(body, dict):
@@ -330,10 +361,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error_response(
             400, "you must provide a model parameter", "invalid_request_error", "missing_model"
         )
-    view = await services.store.pools.view()
-    path_type = request.match_info.get("provider")
-    if path_type is not None and not _routable(services, path_type, view.keys()):
-        return _unknown_type(path_type)
     route = resolve(
         header_type=request.headers.get("model-provider"),
         path_type=path_type,
@@ -393,8 +420,12 @@ async def _custom_models(services: Services, wanted: str | None) -> list[tuple[s
 
 
 def _routable(services: Services, provider_type: str, pool_types: Collection[str]) -> bool:
+    """Whether ``/{provider_type}/v1/...`` goes anywhere (never a reserved word, even one
+    a legacy pools file uses as a type)."""
     if provider_type == AUTO:
         return True
+    if is_reserved_type(provider_type):
+        return False
     return (
         is_known_type(provider_type, pool_types)
         or services.registry.for_type(provider_type) is not None

@@ -4,11 +4,12 @@ A request is let in when one of the places a client may put its key holds exactl
 configured key: ``Authorization: Bearer <key>``, ``x-api-key``, ``x-goog-api-key`` or the
 query parameter ``key``. Keys are compared in constant time (``hmac.compare_digest`` on the
 UTF-8 bytes), every offered key is compared, so the time taken tells nothing about which
-place or how much of a key matched. An empty configured key lets nobody in (and the app
-says so in the log once); the Node default ``"123456"`` works, with a warning at start.
+place or how much of a key matched. A key that is not UTF-8 matches nothing (a ``401``,
+never an error). An empty configured key lets nobody in (and the app says so in the log
+once); the Node default ``"123456"`` works, with a warning at start.
 
-Public paths (``/health``) skip the check. A refusal is ``401`` in the OpenAI error shape;
-the offered key is never logged or echoed.
+Which routes need the key is the route's mark (:mod:`cfgstore_gateway.access`). A refusal
+is ``401`` in the OpenAI error shape; the offered key is never logged or echoed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from cfgstore_gateway.errors import error_response
-
-PUBLIC_PATHS = frozenset({"/health"})
 
 
 def offered_keys(request: web.Request) -> Iterator[str]:
@@ -43,11 +42,18 @@ def key_matches(request: web.Request, required: str | None) -> bool:
     """Whether the request offers ``required`` (constant-time per comparison)."""
     if not required:
         return False
-    expected = required.encode()
+    expected = _utf8(required)
     matched = False
     for key in offered_keys(request):
-        matched |= hmac.compare_digest(key.encode(), expected)
+        matched |= hmac.compare_digest(_utf8(key), expected)
     return matched
+
+
+def _utf8(value: str) -> bytes:
+    """``value`` as UTF-8, whatever it holds: aiohttp decodes a header byte that is not
+    UTF-8 to a lone surrogate, which strict encoding refuses; kept as itself, it matches
+    no key a config can hold."""
+    return value.encode("utf-8", "surrogatepass")
 
 
 def unauthorized() -> web.Response:

@@ -56,6 +56,15 @@ BUILTIN_PROVIDER_TYPES: tuple[str, ...] = (
 )
 """The Node service's provider ids (aiclient-formats §3.2)."""
 
+RESERVED_TYPE_NAMES = frozenset({"api", "ui", "v1", "v1beta", "health", "metrics"})
+"""Words of the gateway's own paths, never a provider type (any case): the admin API
+refuses them for a new pool and ``/{type}/v1/...`` never routes to them, so no pool can
+stand in a path that belongs to the gateway."""
+
+
+def is_reserved_type(name: str) -> bool:
+    return name.lower() in RESERVED_TYPE_NAMES
+
 
 @attrs.frozen
 class Target:

@@ -98,7 +98,8 @@ async def test_the_ui_is_served_without_a_session_and_holds_no_secret(anonymous:
         assert response.status == 200
     for escape in ("/ui/..%2f..%2fpyproject.toml", "/ui/%2e%2e/%2e%2e/pyproject.toml"):
         async with anonymous.client.get(URL(escape, encoded=True)) as response:
-            assert response.status in (403, 404), escape
+            # 401: a path that leaves /ui/ matches no route, so it needs the client key
+            assert response.status in (401, 403, 404), escape
             assert "[project]" not in await response.text()
 
 

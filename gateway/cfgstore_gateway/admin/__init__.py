@@ -1,10 +1,13 @@
 """The admin API under ``/api`` and the web UI at ``/`` (``gateway/admin-api.md``).
 
 :func:`add_admin` mounts both on the gateway application: a sub-application at ``/api``
-whose middleware requires a session (every path but ``POST /api/login``) and answers
-errors in the admin shape (storage degraded → ``503 storage_degraded``, missing → ``404``,
-conflicts → ``409``/``412``, bad input → ``422`` with field errors), and the static UI
-(``/`` and ``/ui/*``, public: it holds no data, it asks the API for it).
+whose middleware requires a session (every route but ``POST /api/login``, and any path
+under ``/api`` that matches none) before any handler runs, and answers errors in the admin
+shape (storage degraded → ``503 storage_degraded``, missing → ``404``, conflicts →
+``409``/``412``, bad input → ``422`` with field errors), and the static UI (``/`` and
+``/ui/*``, public: it holds no data, it asks the API for it). Every UI answer, a missing
+file's included, carries the same security headers (strict CSP, no framing, ``nosniff``).
+The routes are marked in the gateway's :class:`~cfgstore_gateway.access.RouteAccess`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cfgstore.errors import (
     StorageDegraded,
     VersionConflict,
 )
+from cfgstore_gateway.access import ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.admin import (
     config_api,
     custom_models_api,
@@ -36,15 +40,11 @@ from cfgstore_gateway.admin.http import ApiError
 from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
 
-__all__ = ["ADMIN_PREFIXES", "add_admin", "api_routes"]
+__all__ = ["add_admin", "api_routes"]
 
 log = logging.getLogger("cfgstore_gateway.admin")
 
 STATIC_DIR = Path(__file__).parent / "static"
-ADMIN_PREFIXES = ("/api/", "/ui/")
-"""Paths the gateway's client-key check leaves alone (the admin API checks sessions; the
-UI's files are public)."""
-PUBLIC_API_PATHS = frozenset({"/api/login"})
 _UI_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -57,14 +57,19 @@ _UI_HEADERS = {
 }
 
 
-def add_admin(app: web.Application, gate: SessionGate) -> None:
-    """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``."""
+def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> None:
+    """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
+    routes marked in ``access``."""
     api = web.Application(middlewares=[_admin_middleware])
     api[ADMIN] = AdminState(gate)
     api_routes(api.router)
+    access.default(api, Access.ADMIN)
+    for route in api.router.routes():
+        access.mark(Access.LOGIN if route.handler is login_api.login else Access.ADMIN, route)
     app.add_subapp("/api", api)
-    app.router.add_get("/", _index)
-    app.router.add_static("/ui/", STATIC_DIR, append_version=False)
+    access.mark(Access.UI, app.router.add_get("/", _index))
+    access.mark_resource(Access.UI, app.router.add_static("/ui/", STATIC_DIR, append_version=False))
+    app.on_response_prepare.append(_ui_headers)
 
 
 def api_routes(r: web.UrlDispatcher) -> None:
@@ -105,7 +110,12 @@ def api_routes(r: web.UrlDispatcher) -> None:
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers=_UI_HEADERS)
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _ui_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.config_dict[ROUTE_ACCESS].of(request) is Access.UI:
+        response.headers.update(_UI_HEADERS)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -114,7 +124,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def _admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.path not in PUBLIC_API_PATHS:
+        if request.config_dict[ROUTE_ACCESS].of(request) is not Access.LOGIN:
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
         return await handler(request)
     except ApiError as exc:

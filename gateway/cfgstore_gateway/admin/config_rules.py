@@ -149,6 +149,7 @@ RULES: Mapping[str, Rule] = {
     "PROXY_ENABLED_PROVIDERS": _strings,
     "HEALTH_ALERT_WEBHOOK_URL": _proxy_url,
     "UI_ENABLED": _boolean,
+    "METRICS_REQUIRE_API_KEY": _boolean,
     "TLS_SIDECAR_ENABLED": _boolean,
     "TLS_SIDECAR_ENABLED_PROVIDERS": _strings,
     "TLS_SIDECAR_PORT": _integer(1, 65535),

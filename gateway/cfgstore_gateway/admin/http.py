@@ -7,11 +7,12 @@ the answer. Bodies are read with a hard limit, whatever ``Content-Length`` claim
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+from cfgstore_gateway.json_body import parse_json
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest admin request body (a token document or a config is a few KiB)."""
@@ -63,13 +64,16 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return body
 
 
-async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object (``{}`` for an empty body when ``optional``)."""
-    raw = await read_body(request)
+async def read_json_object(
+    request: web.Request, *, optional: bool = False, limit: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
+    """The body (at most ``limit`` bytes) as a JSON object (``{}`` for an empty body when
+    ``optional``)."""
+    raw = await read_body(request, limit)
     if not raw.strip() and optional:
         return {}
     try:
-        value = json.loads(raw)
+        value = parse_json(raw)
     except ValueError as exc:
         raise invalid({"body": f"not valid JSON ({exc.args[0]})"}) from None
     if not isinstance(value, dict):

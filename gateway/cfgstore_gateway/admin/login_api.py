@@ -19,6 +19,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.password import js_trim
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
+from cfgstore_gateway.access import PUBLIC_BODY_MAX
 from cfgstore_gateway.admin.http import ApiError, invalid, read_json_object, success
 from cfgstore_gateway.admin.state import admin_state, current_session
 from cfgstore_gateway.services import SERVICES
@@ -30,7 +31,7 @@ MIN_PASSWORD_LENGTH = 8
 async def login(request: web.Request) -> web.StreamResponse:
     services = request.config_dict[SERVICES]
     store = services.store
-    body = await read_json_object(request)
+    body = await read_json_object(request, limit=PUBLIC_BODY_MAX)  # anyone may send it
     password = body.get("password")
     if not isinstance(password, str) or not password:
         raise invalid({"password": "required (a non-empty string)"})

@@ -12,7 +12,6 @@ half-made is left behind.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid as uuidlib
 from typing import Any
@@ -34,7 +33,8 @@ from cfgstore_gateway.admin.http import (
 )
 from cfgstore_gateway.admin.masking import masked, without_masked_echoes
 from cfgstore_gateway.health_checks import HealthChecker
-from cfgstore_gateway.routing import BUILTIN_PROVIDER_TYPES
+from cfgstore_gateway.json_body import parse_json
+from cfgstore_gateway.routing import BUILTIN_PROVIDER_TYPES, RESERVED_TYPE_NAMES, is_reserved_type
 from cfgstore_gateway.services import SERVICES
 
 _TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -85,8 +85,8 @@ async def add_provider(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     fields: dict[str, str] = {}
     provider_type = body.get("providerType")
-    if not isinstance(provider_type, str) or not _TYPE.fullmatch(provider_type):
-        fields["providerType"] = "expected a provider type id (letters, digits, . _ -)"
+    if problem := _new_type_problem(provider_type):
+        fields["providerType"] = problem
     config = body.get("providerConfig", {})
     if not isinstance(config, dict):
         fields["providerConfig"] = "expected an object"
@@ -200,14 +200,14 @@ async def upload_credential(request: web.Request) -> web.StreamResponse:
     parts = await _multipart(request)
     fields: dict[str, str] = {}
     provider_type = parts.get("provider", b"").decode("utf-8", "replace").strip()
-    if not _TYPE.fullmatch(provider_type):
-        fields["provider"] = "expected a provider type id"
+    if problem := _new_type_problem(provider_type):
+        fields["provider"] = problem
     document: Any = None
     if "file" not in parts:
         fields["file"] = "required: the token JSON file"
     else:
         try:
-            document = json.loads(parts["file"])
+            document = parse_json(parts["file"])
         except ValueError:
             fields["file"] = "not valid JSON"
         else:
@@ -288,6 +288,16 @@ async def _multipart(request: web.Request) -> dict[str, bytes]:
 
 def _store(request: web.Request) -> Store:
     return request.config_dict[SERVICES].store
+
+
+def _new_type_problem(provider_type: object) -> str | None:
+    """What is wrong with ``provider_type`` as the type of a new node (``None``: fine)."""
+    if not isinstance(provider_type, str) or not _TYPE.fullmatch(provider_type):
+        return "expected a provider type id (letters, digits, . _ -)"
+    if is_reserved_type(provider_type):
+        reserved = ", ".join(sorted(RESERVED_TYPE_NAMES))
+        return f"{provider_type!r} is reserved for the gateway's own paths ({reserved})"
+    return None
 
 
 def _type_of(request: web.Request) -> str:

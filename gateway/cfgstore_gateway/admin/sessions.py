@@ -30,10 +30,11 @@ _REMEMBERED_MAX = 1024
 
 def bearer_token(request: web.Request) -> str | None:
     """The session token of ``Authorization: Bearer <token>`` (never a query parameter:
-    URLs end up in logs and browser history)."""
+    URLs end up in logs and browser history). Tokens are hex: one that is not ASCII (a
+    header that was not UTF-8 included) is no token."""
     scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
     token = value.strip()
-    return token if scheme.lower() == "bearer" and token else None
+    return token if scheme.lower() == "bearer" and token and token.isascii() else None
 
 
 def unauthorized(message: str = "Sign in first: no valid session") -> ApiError:
