@@ -14,6 +14,7 @@ from cfgstore.errors import InvalidData
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, credential_path_of, resolve_path
 from cfgstore.model.custom_models import CustomModel
+from cfgstore.model.names import check_pools, check_type_names
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderPools
 from cfgstore.model.sessions import UiSession, sessions_from_json
@@ -125,10 +126,28 @@ async def read_folder(
             password=await store.password.get_stored(),
             usage_cache=await store.usage_cache.get() if "usage-cache" in include else None,
         )
+    _check_storable(snapshot, configs, cwd)
     if "sessions" in include:
         snapshot.sessions = _live_sessions(configs / "token-store.json")
     report.not_migrated = _out_of_scope(configs, include, _linked_files(snapshot, cwd, configs))
     return snapshot, report
+
+
+def _check_storable(snapshot: Snapshot, configs: Path, cwd: Path | None) -> None:
+    """Refuse, before anything is written, a name no store can hold (naming the file)."""
+    root = (cwd or configs.absolute().parent).absolute()
+    default = configs / "provider_pools.json"
+    pools_source = _configured(snapshot.config, "PROVIDER_POOLS_FILE_PATH", default, root)
+    check_pools(snapshot.pools, str(pools_source))
+    if snapshot.usage_cache is not None:
+        usage_source = str(configs / "usage-cache.json")
+        check_type_names(list(snapshot.usage_cache.providers), usage_source, "providers")
+
+
+def _configured(config: MainConfig, key: str, default: Path, root: Path) -> Path:
+    """Where a file that ``config.json`` may relocate lives (as the file backend reads it)."""
+    value = config.document.get(key)
+    return resolve_path(value, root) if isinstance(value, str) and value.strip() else default
 
 
 def _live_sessions(path: Path) -> dict[str, UiSession]:

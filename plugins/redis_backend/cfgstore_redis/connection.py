@@ -588,6 +588,9 @@ def build_connection(
         "protocol": RESP_PROTOCOL,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         "decode_responses": decode_responses,
+        # JSON that Node writes may hold lone surrogates (a name cut mid-emoji): they travel
+        # as their CESU bytes and decode back to the same string, in names and documents.
+        "encoding_errors": "surrogatepass",
     }
     tls = _tls_kwargs(target)
     # A sentinel answers in one round trip per sentinel tried; a cluster seeds from its
