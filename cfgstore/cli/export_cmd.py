@@ -25,6 +25,7 @@ from cfgstore.cli.common import (
     redis_settings,
     run,
 )
+from cfgstore.cli.readiness import Readiness
 from cfgstore.cli.snapshot import Snapshot, read_store
 from cfgstore.fileio import atomic_write
 from cfgstore.model import jsjson
@@ -114,6 +115,13 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option("--force", help="Write into a non-empty folder.")
         ] = False,
+        allow_incomplete: Annotated[
+            bool,
+            typer.Option(
+                "--allow-incomplete",
+                help="Export a namespace that is mid-migration or was never initialised.",
+            ),
+        ] = False,
         json: JsonOption = False,
     ) -> None:
         """Write Redis back to the AIClient-2-API file layout (backup, rollback)."""
@@ -124,11 +132,16 @@ def register(app: typer.Typer) -> None:
         settings = redis_settings("export", redis_url)
         root = to.absolute()
 
-        async def go() -> ExportPlan:
+        async def go() -> tuple[str | None, ExportPlan | None]:
             async with Store.open(settings, plugins=plugin_set()) as store:
-                return plan_export(await read_store(store, "reading Redis"), root)
+                incomplete = (await Readiness.read(store)).incomplete()
+                if incomplete is not None and not allow_incomplete:
+                    return incomplete, None
+                return incomplete, plan_export(await read_store(store, "reading Redis"), root)
 
-        plan = run(go)
+        incomplete, plan = run(go)
+        if plan is None:
+            fail(f"refusing to export: {incomplete} (--allow-incomplete exports it anyway)", 2)
         with Progress("writing files", len(plan.files)) as progress:
             for folder in sorted({p.parent for p in plan.files}):
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside

@@ -8,6 +8,8 @@ its own (see :mod:`tests.cli.deployments`).
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from tests.cli.deployments import (
 )
 
 GEMINI_TOKEN = "configs/gemini/1773300000000_oauth_creds.json"
+GEMINI_UUID = "d93de8e5-3628-4795-92ae-b8a6b8f17f66"
 CUT_EMOJI = "Team \ud83d"
 """A name cut in the middle of an emoji: ``JSON.stringify`` writes ``"Team \\ud83d"``."""
 
@@ -103,3 +106,78 @@ def test_names_the_store_cannot_hold_are_refused_before_any_write(
     assert where in result.stderr, describe(result)
     assert "nothing was written" in result.stderr
     assert ns.key_names() == []
+
+
+# -- point 7: honest results ---------------------------------------------------------------
+
+
+def test_a_half_migrated_namespace_is_shown_by_status_and_refused_by_export(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    """A migration that stops halfway (here: Redis refuses one credential key, held by
+    something else) leaves its marker; status says so and how to finish; export refuses."""
+    configs = example / "configs"
+    squatted = ns.key(f"cred:gemini-cli-oauth:{GEMINI_UUID}")
+    with contextlib.closing(ns.client()) as client:
+        client.set(squatted, "not a credential hash")
+    stopped = migrate(ns, configs)
+    assert stopped.exit_code == 2, describe(stopped)
+    with contextlib.closing(ns.client()) as client:
+        client.delete(squatted)
+
+    status = cfgctl("status", "--redis-url", ns.url)
+    assert status.exit_code == 0, describe(status)
+    assert "did not finish" in status.stdout, describe(status)
+    assert "not initialised" not in status.stdout, describe(status)
+    finish = status.stdout.split("finish it with: ", 1)[1].split(" (same Redis", 1)[0]
+    assert shlex.split(finish)[:2] == ["cfgctl", "migrate"]
+
+    out = tmp_path / "out"
+    refused = export(ns, out)
+    assert refused.exit_code == 2, describe(refused)
+    assert "mid-migration" in refused.stderr and "--allow-incomplete" in refused.stderr
+    assert not out.exists() or not any(out.iterdir())
+    anyway = export(ns, tmp_path / "anyway", "--allow-incomplete")
+    assert anyway.exit_code == 0, describe(anyway)
+
+    finished = cfgctl(*shlex.split(finish)[1:], "--redis-url", ns.url)
+    assert finished.exit_code == 0, describe(finished)
+    assert "interrupted" in finished.stdout
+    assert "did not finish" not in cfgctl("status", "--redis-url", ns.url).stdout
+    assert export(ns, out).exit_code == 0
+
+
+def test_a_never_initialised_namespace_is_refused_by_export(tmp_path: Path, ns: Namespace) -> None:
+    out = tmp_path / "out"
+    refused = export(ns, out)
+    assert refused.exit_code == 2, describe(refused)
+    assert "never initialised" in refused.stderr, describe(refused)
+    assert not out.exists() or not any(out.iterdir())
+    assert ns.key_names() == []
+    anyway = export(ns, out, "--allow-incomplete")
+    assert anyway.exit_code == 0, describe(anyway)
+
+
+BAD_CONFIG = {"MAX_ERROR_COUNT": "three", "SERVER_PORT": "abc", "REQUEST_MAX_RETRIES": -5}
+
+
+def test_config_values_the_admin_api_refuses_are_warned_and_refused_with_strict(
+    example: Path, ns: Namespace
+) -> None:
+    configs = example / "configs"
+    edit_json(configs / "config.json", lambda doc: doc.update(BAD_CONFIG))
+
+    strict = migrate(ns, configs, "--strict")
+    assert strict.exit_code == 2, describe(strict)
+    assert str(configs / "config.json") in strict.stderr
+    for key in BAD_CONFIG:
+        assert f"$.{key}" in strict.stderr, describe(strict)
+    assert "nothing was written" in strict.stderr
+    assert ns.key_names() == []
+
+    lenient = migrate(ns, configs)
+    assert lenient.exit_code == 0, describe(lenient)
+    warnings = [line for line in lenient.stdout.splitlines() if "warning:" in line]
+    assert len(warnings) == len(BAD_CONFIG), describe(lenient)
+    for key in BAD_CONFIG:
+        assert any(f"$.{key}: " in w and "admin API would refuse" in w for w in warnings)
