@@ -23,8 +23,14 @@ def _same(a: object, b: object) -> bool:
     return jsjson.dumps(a) == jsjson.dumps(b)
 
 
-def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True) -> list[str]:
-    """Every difference, files first. Empty when the store holds what the files hold."""
+def differences(
+    files: Snapshot, store: Snapshot, *, check_password: bool = True, complete: bool = False
+) -> list[str]:
+    """Every difference, files first. Empty when the store holds what the files hold.
+
+    ``complete``: the files are meant to hold everything the store holds (an export read
+    back), so a system prompt, password or usage cache missing from them is a difference.
+    """
     out: list[str] = []
     if not _same(files.config.document, store.config.document):
         changed = sorted(
@@ -47,7 +53,7 @@ def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True
             out.append(f"credential {name}: sibling files differ")
     for key in store.credentials.keys() - files.credentials.keys():
         out.append(f"credential {'/'.join(key)}: only in the store")
-    if files.system_prompt is not None and files.system_prompt != store.system_prompt:
+    if (files.system_prompt is not None or complete) and files.system_prompt != store.system_prompt:
         out.append("system prompt: differs")
     if not _same(
         [m.document for m in files.custom_models], [m.document for m in store.custom_models]
@@ -57,12 +63,13 @@ def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True
         out.append("plugins: differ")
     if (
         check_password
-        and files.password is not None
+        and (files.password is not None or complete)
         and not _same_password(files.password, store.password)
     ):
         out.append("UI password: differs")
-    if files.usage_cache is not None and (
-        store.usage_cache is None
+    if (files.usage_cache is not None or (complete and store.usage_cache is not None)) and (
+        files.usage_cache is None
+        or store.usage_cache is None
         or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
     ):
         out.append("usage cache: differs")

@@ -3,7 +3,9 @@
 The target folder plays the Node process's working directory: ``DIR/configs/…`` and
 every credential at the path its node names (relative paths under ``DIR``; an absolute
 path is written under ``DIR`` + that path, and reported). Files are written atomically,
-mode 0600, in the Node service's exact format.
+mode 0600, in the Node service's exact format. Then the folder is read back as the Node
+service would read it and compared with what was exported (as ``verify`` compares): any
+difference is listed and the export exits 1.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from cfgstore.cli.common import (
     redis_settings,
     run,
 )
+from cfgstore.cli.differences import differences
 from cfgstore.cli.readiness import Readiness
-from cfgstore.cli.snapshot import Snapshot, read_store
+from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
 from cfgstore.fileio import atomic_write
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of, resolve_path
@@ -132,32 +135,49 @@ def register(app: typer.Typer) -> None:
         settings = redis_settings("export", redis_url)
         root = to.absolute()
 
-        async def go() -> tuple[str | None, ExportPlan | None]:
+        async def go() -> tuple[str | None, Snapshot | None]:
             async with Store.open(settings, plugins=plugin_set()) as store:
                 incomplete = (await Readiness.read(store)).incomplete()
                 if incomplete is not None and not allow_incomplete:
                     return incomplete, None
-                return incomplete, plan_export(await read_store(store, "reading Redis"), root)
+                return incomplete, await read_store(store, "reading Redis")
 
-        incomplete, plan = run(go)
-        if plan is None:
+        incomplete, snapshot = run(go)
+        if snapshot is None:
             fail(f"refusing to export: {incomplete} (--allow-incomplete exports it anyway)", 2)
+        plan = plan_export(snapshot, root)
         with Progress("writing files", len(plan.files)) as progress:
             for folder in sorted({p.parent for p in plan.files}):
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside
             for path, data in plan.files.items():
                 atomic_write(path, data)
                 progress.advance()
+        found = run(lambda: read_back(root, snapshot))
         if json:
             emit_json(
                 {
                     "written": [str(p) for p in plan.files],
                     "relocated": plan.relocated,
+                    "differences": found,
                     "note": SESSIONS_NOTE,
                 }
             )
-            return
-        typer.echo(f"exported {len(plan.files)} files to {root}")
-        for item in plan.relocated:
-            typer.echo(f"  absolute path written under the folder: {item}")
-        typer.echo(f"  note: {SESSIONS_NOTE}")
+        else:
+            typer.echo(f"exported {len(plan.files)} files to {root}")
+            for item in plan.relocated:
+                typer.echo(f"  absolute path written under the folder: {item}")
+            typer.echo(f"  note: {SESSIONS_NOTE}")
+            if found:
+                typer.echo(f"  {len(found)} difference(s) between the written files and Redis:")
+            for difference in found:
+                typer.echo(f"    {difference}")
+        if found:
+            raise typer.Exit(1)
+
+
+async def read_back(root: Path, snapshot: Snapshot) -> list[str]:
+    """What differs between the exported folder, read as the Node service would read it,
+    and the snapshot it was written from (``verify``'s comparison, both ways)."""
+    include = frozenset({"usage-cache"}) if snapshot.usage_cache is not None else frozenset()
+    files, _ = await read_folder(root / "configs", root, include, strict=False)
+    return differences(files, snapshot, complete=True)

@@ -9,12 +9,14 @@ its own (see :mod:`tests.cli.deployments`).
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cfgstore.adapters import Store
 from tests.cli.deployments import (
     EXAMPLE,
     Namespace,
@@ -181,3 +183,37 @@ def test_config_values_the_admin_api_refuses_are_warned_and_refused_with_strict(
     assert len(warnings) == len(BAD_CONFIG), describe(lenient)
     for key in BAD_CONFIG:
         assert any(f"$.{key}: " in w and "admin API would refuse" in w for w in warnings)
+
+
+# -- point 8: export checks itself ---------------------------------------------------------
+
+
+def test_export_reads_its_folder_back_and_lists_every_difference(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    """A node whose token path names another file of the deployment cannot be exported
+    faithfully: the export says so and exits 1 instead of claiming success."""
+    assert migrate(ns, example / "configs").exit_code == 0
+
+    async def collide(store: Store) -> None:
+        changes = {"GEMINI_OAUTH_CREDS_FILE_PATH": "configs/plugins.json"}
+        await store.pools.update_node("gemini-cli-oauth", GEMINI_UUID, changes)
+
+    ns.run(collide)
+    out = tmp_path / "out"
+    result = export(ns, out)
+    assert result.exit_code == 1, describe(result)
+    assert "difference(s) between the written files and Redis" in result.stdout
+    assert f"credential gemini-cli-oauth/{GEMINI_UUID}" in result.stdout, describe(result)
+    as_json = export(ns, tmp_path / "again", "--json")
+    assert as_json.exit_code == 1
+    assert any(GEMINI_UUID in d for d in json.loads(as_json.stdout)["differences"])
+
+
+def test_a_faithful_export_says_nothing_differs(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    assert migrate(ns, example / "configs", "--include", "usage-cache").exit_code == 0
+    result = export(ns, tmp_path / "out", "--json")
+    assert result.exit_code == 0, describe(result)
+    assert json.loads(result.stdout)["differences"] == []
