@@ -9,6 +9,7 @@ delete what an operator set (for the password it would mean the well-known defau
 
 from __future__ import annotations
 
+from cfgstore.cli.kept_files import opaque
 from cfgstore.cli.snapshot import Snapshot
 from cfgstore.model import jsjson
 from cfgstore.model.password import is_hashed, verify_password
@@ -67,12 +68,28 @@ def differences(
         and not _same_password(files.password, store.password)
     ):
         out.append("UI password: differs")
+    out += _kept_differences(files, store, complete)
     if (files.usage_cache is not None or (complete and store.usage_cache is not None)) and (
         files.usage_cache is None
         or store.usage_cache is None
         or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
     ):
         out.append("usage cache: differs")
+    return out
+
+
+def _kept_differences(files: Snapshot, store: Snapshot, complete: bool) -> list[str]:
+    """Files kept as bytes. An export read back (``complete``) compares the opaque ones
+    only: an original kept for an entity modified since is rightly not written."""
+    mine, theirs = (opaque(files), opaque(store)) if complete else (files.kept, store.kept)
+    out: list[str] = []
+    for key in sorted(mine.keys() | theirs.keys()):
+        if key not in theirs:
+            out.append(f"kept file {key}: not in the store")
+        elif key not in mine:
+            out.append(f"kept file {key}: only in the store")
+        elif mine[key] != theirs[key]:
+            out.append(f"kept file {key}: differs")
     return out
 
 

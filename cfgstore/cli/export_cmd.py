@@ -28,6 +28,7 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.cli.differences import differences
+from cfgstore.cli.kept_files import equivalent, safe_key
 from cfgstore.cli.readiness import Readiness
 from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
 from cfgstore.fileio import atomic_write
@@ -50,7 +51,23 @@ class ExportPlan:
 
 
 def plan_export(snapshot: Snapshot, root: Path) -> ExportPlan:
-    """Every file the export writes, with its bytes."""
+    """Every file the export writes, with its bytes: the entities' files, each as the
+    original bytes kept for it while they still say what the entity holds, and every
+    opaque kept file (:mod:`cfgstore.cli.kept_files`)."""
+    plan = model_files(snapshot, root)
+    for key, data in snapshot.kept.items():
+        if not safe_key(key):
+            plan.relocated.append(f"{key}: a kept file outside the folder, skipped")
+            continue
+        target = root / key
+        planned = plan.files.get(target)
+        if planned is None or equivalent(data, planned):
+            plan.files[target] = data
+    return plan
+
+
+def model_files(snapshot: Snapshot, root: Path) -> ExportPlan:
+    """The files of the snapshot's entities, in the Node service's format."""
     plan = ExportPlan()
     configs = root / "configs"
     document = snapshot.config.document

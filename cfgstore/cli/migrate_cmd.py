@@ -165,6 +165,7 @@ async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None
         await store.password.put_stored(stored)
     if files.usage_cache is not None:
         await store.usage_cache.put(files.usage_cache)
+    await store.kept_files.put(files.kept)
     for token, session in files.sessions.items():
         await store.sessions.add(token, session)
 
@@ -206,6 +207,7 @@ def _counts(files: Snapshot) -> dict[str, int]:
         "custom_models": len(files.custom_models),
         "plugins": len(files.plugins.plugins),
         "sessions": len(files.sessions),
+        "kept_files": len(files.kept),
     }
 
 
@@ -239,4 +241,4 @@ def _print(outcome: Outcome, as_json: bool) -> None:
     for item in report.missing_credentials:
         typer.echo(f"  missing credential file: {item}")
     if report.not_migrated:
-        typer.echo(f"  not migrated (out of scope): {', '.join(report.not_migrated)}")
+        typer.echo(f"  not migrated: {', '.join(report.not_migrated)}")

@@ -14,9 +14,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from cfgstore.adapters import Store
+from cfgstore.model import jsjson
 from tests.cli.deployments import (
     EXAMPLE,
     Namespace,
@@ -24,6 +26,7 @@ from tests.cli.deployments import (
     copy_deployment,
     describe,
     edit_json,
+    read_json,
     tree_bytes,
 )
 
@@ -217,3 +220,98 @@ def test_a_faithful_export_says_nothing_differs(
     result = export(ns, tmp_path / "out", "--json")
     assert result.exit_code == 0, describe(result)
     assert json.loads(result.stdout)["differences"] == []
+
+
+# -- point 5: byte-exact for every file ----------------------------------------------------
+
+
+def four_spaces(path: Path) -> bytes:
+    """Rewrite a JSON file by hand, as an operator's editor would (4-space indent, newline)."""
+    data = (json.dumps(read_json(path), indent=4, ensure_ascii=False) + "\n").encode()
+    path.write_bytes(data)
+    return data
+
+
+def test_files_not_in_the_node_writer_format_come_back_unchanged_until_modified(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    configs = example / "configs"
+    token = example / GEMINI_TOKEN
+    token.write_bytes(token.read_bytes() + b"\n")  # stored verbatim from an upload
+    hand_written = {
+        name: four_spaces(configs / name)
+        for name in ("config.json", "plugins.json", "custom_models.json", "provider_pools.json")
+    }
+    original = tree_bytes(example)
+    assert migrate(ns, configs).exit_code == 0
+
+    out = tmp_path / "out"
+    result = export(ns, out)
+    assert result.exit_code == 0, describe(result)
+    written = tree_bytes(out)
+    assert written[GEMINI_TOKEN] == original[GEMINI_TOKEN]
+    for name, data in hand_written.items():
+        assert written[f"configs/{name}"] == data, name
+
+    async def modify(store: Store) -> None:
+        config = await store.config.get()
+        await store.config.put({**config.document, "MAX_ERROR_COUNT": 9}, config.version)
+        credential = await store.credentials.get("gemini-cli-oauth", GEMINI_UUID)
+        assert credential is not None
+        refreshed = {**credential.document, "access_token": "ya29.refreshed"}
+        await store.credentials.put(
+            attrs.evolve(credential, document=refreshed), credential.version
+        )
+
+    ns.run(modify)
+    again = export(ns, tmp_path / "again")
+    assert again.exit_code == 0, describe(again)
+    rewritten = tree_bytes(tmp_path / "again")
+    assert rewritten["configs/config.json"] == jsjson.dump_bytes(
+        {**read_json(configs / "config.json"), "MAX_ERROR_COUNT": 9}
+    )
+    assert rewritten[GEMINI_TOKEN] == jsjson.dump_bytes(
+        {**read_json(token), "access_token": "ya29.refreshed"}
+    )
+    assert rewritten["configs/plugins.json"] == hand_written["plugins.json"]  # not modified
+
+
+# -- point 4: a complete copy --------------------------------------------------------------
+
+PLUGIN_DATA = {
+    "configs/api-potluck-data.json": b'{"users":{"u1":{"quota":5}}}',
+    "configs/model-usage-stats.json": b'{\n    "gpt-4o": 12\n}\n',
+    "configs/fetch_system_prompt.txt": "Fetched prompt \u2014 with a trailing newline\n".encode(),
+    "configs/gemini/unlinked_oauth_creds.json": b'{\n  "refresh_token": "1//unlinked"\n}',
+    "configs/custom-plugin/state.bin": bytes(range(256)),
+}
+
+
+def test_plugin_data_and_unlinked_files_are_stored_and_exported(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    for name, data in PLUGIN_DATA.items():
+        (example / name).parent.mkdir(parents=True, exist_ok=True)
+        (example / name).write_bytes(data)
+    original = tree_bytes(example)
+    migrated = migrate(ns, example / "configs")
+    assert migrated.exit_code == 0, describe(migrated)
+    not_migrated = [line for line in migrated.stdout.splitlines() if "not migrated" in line]
+    assert len(not_migrated) == 1 and "token-store.json (live Web-UI sessions" in not_migrated[0]
+
+    out = tmp_path / "out"
+    result = export(ns, out)
+    assert result.exit_code == 0, describe(result)
+    written = tree_bytes(out)
+    expected = {k: v for k, v in original.items() if k != "README.md"}
+    expected["configs/token-store.json"] = jsjson.dump_bytes({"tokens": {}})
+    assert sorted(written) == sorted(expected)
+    for name, data in expected.items():
+        assert written[name] == data, name
+
+    verified = cfgctl("verify", "--configs", example / "configs", "--redis-url", ns.url)
+    assert verified.exit_code == 0, describe(verified)
+    (example / "configs/api-potluck-keys.json").write_bytes(b"{}")
+    changed = cfgctl("verify", "--configs", example / "configs", "--redis-url", ns.url)
+    assert changed.exit_code == 1
+    assert "kept file configs/api-potluck-keys.json: differs" in changed.stdout

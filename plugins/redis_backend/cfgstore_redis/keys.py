@@ -26,6 +26,7 @@ class Keys:
         self.plugins = f"{self.tag}:plugins"
         self.password = f"{self.tag}:password"
         self.usage = f"{self.tag}:usage"
+        self.kept_files = f"{self.tag}:files"
         self.sessions = f"{self.tag}:sessions"
         self.instances = f"{self.tag}:instances"
 
