@@ -89,11 +89,11 @@ def model_files(snapshot: Snapshot, root: Path) -> ExportPlan:
     pools_path = configured("PROVIDER_POOLS_FILE_PATH", configs / "provider_pools.json")
     plan.files[pools_path] = jsjson.dump_bytes(pools_to_json(snapshot.pools))
     for (provider_type, uuid), credential in snapshot.credentials.items():
-        path_string = credential.source_path
-        if not path_string:
-            node = snapshot.pools.find(provider_type, uuid)
-            carrier = credential_path_of(provider_type, node) if node else None
-            path_string = carrier[1] if carrier else None
+        # The path the node names now (an edited path moves the file), else the one the
+        # credential was stored with.
+        node = snapshot.pools.find(provider_type, uuid)
+        carrier = credential_path_of(provider_type, node) if node else None
+        path_string = carrier[1] if carrier else credential.source_path
         if not path_string:
             plan.relocated.append(f"{provider_type}/{uuid}: credential without a path, skipped")
             continue

@@ -8,22 +8,28 @@ its own (see :mod:`tests.cli.deployments`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
 from cfgstore.adapters import Store
 from cfgstore.model import jsjson
+from tests.admin.conftest import Admin, admin_gateway
 from tests.cli.deployments import (
+    CLI_TIMEOUT_S,
     EXAMPLE,
     Namespace,
     cfgctl,
     copy_deployment,
+    deadline,
     describe,
     edit_json,
     read_json,
@@ -315,3 +321,69 @@ def test_plugin_data_and_unlinked_files_are_stored_and_exported(
     changed = cfgctl("verify", "--configs", example / "configs", "--redis-url", ns.url)
     assert changed.exit_code == 1
     assert "kept file configs/api-potluck-keys.json: differs" in changed.stdout
+
+
+# -- point 1: every credential has a file identity -----------------------------------------
+
+QWEN_TOKEN = {"access_token": "qwen-up", "refresh_token": "qwen-r", "expiry_date": 1}
+GEMINI_NEW = {"access_token": "ya29.new", "refresh_token": "1//new", "expiry_date": 2}
+NODE_CONVENTION = re.compile(r"^\./configs/(gemini|qwen)/\d{13}_oauth_creds\.json$")
+
+
+def admin_edits(ns: Namespace, edits: Any) -> dict[str, Any]:
+    """Run ``async def edits(admin) -> dict`` against a gateway over the namespace."""
+
+    async def go() -> dict[str, Any]:
+        async with admin_gateway(ns.settings()) as anonymous:
+            result: dict[str, Any] = await edits(await anonymous.login())
+            await anonymous.store.flush()
+            return result
+
+    with deadline(CLI_TIMEOUT_S):
+        return asyncio.run(go())
+
+
+def test_accounts_added_through_the_admin_api_are_exported_with_their_tokens(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    assert migrate(ns, example / "configs").exit_code == 0
+
+    async def edits(admin: Admin) -> dict[str, Any]:
+        status, added = await admin.call(
+            "POST",
+            "/api/providers",
+            json={
+                "providerType": "gemini-cli-oauth",
+                "providerConfig": {"customName": "added"},
+                "credential": GEMINI_NEW,
+            },
+        )
+        assert status == 201, added
+        form = aiohttp.FormData()
+        form.add_field("file", json.dumps(QWEN_TOKEN).encode(), filename="t.json")
+        form.add_field("provider", "openai-qwen-oauth")
+        status, uploaded = await admin.call("POST", "/api/upload-oauth-credentials", data=form)
+        assert status == 201, uploaded
+        moved = {"GEMINI_OAUTH_CREDS_FILE_PATH": "configs/gemini/moved_oauth_creds.json"}
+        status, body = await admin.call(
+            "PUT", f"/api/providers/gemini-cli-oauth/{GEMINI_UUID}", json={"providerConfig": moved}
+        )
+        assert status == 200, body
+        return {"added": added["provider"]["uuid"], "uploaded": uploaded["provider"]["uuid"]}
+
+    uuids = admin_edits(ns, edits)
+    out = tmp_path / "out"
+    result = export(ns, out)
+    assert result.exit_code == 0, describe(result)
+    assert "without a path" not in result.stdout
+    pools = read_json(out / "configs/provider_pools.json")
+    for provider_type, key, uuid, token in (
+        ("gemini-cli-oauth", "GEMINI_OAUTH_CREDS_FILE_PATH", uuids["added"], GEMINI_NEW),
+        ("openai-qwen-oauth", "QWEN_OAUTH_CREDS_FILE_PATH", uuids["uploaded"], QWEN_TOKEN),
+    ):
+        node = next(n for n in pools[provider_type] if n["uuid"] == uuid)
+        assert NODE_CONVENTION.match(node[key]), node
+        assert read_json(out / node[key]) == token
+    original = read_json(example / GEMINI_TOKEN)
+    assert read_json(out / "configs/gemini/moved_oauth_creds.json") == original
+    assert not (out / GEMINI_TOKEN).exists()  # the node no longer names it
