@@ -398,6 +398,23 @@ class PluginConfigs(_Facade):
         await self._call("cfgstore_plugin_config_set_enabled", name=name, enabled=enabled)
 
 
+class KeptFiles(_Facade):
+    """Deployment files kept as opaque bytes (``cfgstore.hookspecs.kept_files``). A chain
+    whose backend does not keep them (the file backend: it *is* the files) reads none,
+    and refuses to keep any with :class:`~cfgstore.errors.PluginError`."""
+
+    async def get(self) -> dict[str, bytes]:
+        if "cfgstore_kept_files_get" not in self._ops:
+            return {}
+        files: dict[str, bytes] = await self._call("cfgstore_kept_files_get")
+        return files
+
+    async def put(self, files: dict[str, bytes]) -> None:
+        if "cfgstore_kept_files_put" not in self._ops:
+            raise PluginError("this backend keeps no files besides its own")
+        await self._call("cfgstore_kept_files_put", files=files)
+
+
 class Replicas(_Facade):
     """The optional replica operations of a shared backend (``cfgstore.hookspecs.replica``):
     for operator tools (live instances, journal replay, restore). Raises

@@ -18,6 +18,7 @@ from cfgstore.adapters.facades import (
     Config,
     Credentials,
     CustomModels,
+    KeptFiles,
     Logins,
     Meta,
     Password,
@@ -56,6 +57,7 @@ class Store:
         self.plugin_config = PluginConfigs(ops)
         self.meta = Meta(ops)
         self.replicas = Replicas(ops)
+        self.kept_files = KeptFiles(ops)
 
     @property
     def backend_names(self) -> list[str]:

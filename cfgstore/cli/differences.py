@@ -9,6 +9,7 @@ delete what an operator set (for the password it would mean the well-known defau
 
 from __future__ import annotations
 
+from cfgstore.cli.kept_files import opaque
 from cfgstore.cli.snapshot import Snapshot
 from cfgstore.model import jsjson
 from cfgstore.model.password import is_hashed, verify_password
@@ -23,8 +24,14 @@ def _same(a: object, b: object) -> bool:
     return jsjson.dumps(a) == jsjson.dumps(b)
 
 
-def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True) -> list[str]:
-    """Every difference, files first. Empty when the store holds what the files hold."""
+def differences(
+    files: Snapshot, store: Snapshot, *, check_password: bool = True, complete: bool = False
+) -> list[str]:
+    """Every difference, files first. Empty when the store holds what the files hold.
+
+    ``complete``: the files are meant to hold everything the store holds (an export read
+    back), so a system prompt, password or usage cache missing from them is a difference.
+    """
     out: list[str] = []
     if not _same(files.config.document, store.config.document):
         changed = sorted(
@@ -47,7 +54,7 @@ def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True
             out.append(f"credential {name}: sibling files differ")
     for key in store.credentials.keys() - files.credentials.keys():
         out.append(f"credential {'/'.join(key)}: only in the store")
-    if files.system_prompt is not None and files.system_prompt != store.system_prompt:
+    if (files.system_prompt is not None or complete) and files.system_prompt != store.system_prompt:
         out.append("system prompt: differs")
     if not _same(
         [m.document for m in files.custom_models], [m.document for m in store.custom_models]
@@ -57,15 +64,32 @@ def differences(files: Snapshot, store: Snapshot, *, check_password: bool = True
         out.append("plugins: differ")
     if (
         check_password
-        and files.password is not None
+        and (files.password is not None or complete)
         and not _same_password(files.password, store.password)
     ):
         out.append("UI password: differs")
-    if files.usage_cache is not None and (
-        store.usage_cache is None
+    out += _kept_differences(files, store, complete)
+    if (files.usage_cache is not None or (complete and store.usage_cache is not None)) and (
+        files.usage_cache is None
+        or store.usage_cache is None
         or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
     ):
         out.append("usage cache: differs")
+    return out
+
+
+def _kept_differences(files: Snapshot, store: Snapshot, complete: bool) -> list[str]:
+    """Files kept as bytes. An export read back (``complete``) compares the opaque ones
+    only: an original kept for an entity modified since is rightly not written."""
+    mine, theirs = (opaque(files), opaque(store)) if complete else (files.kept, store.kept)
+    out: list[str] = []
+    for key in sorted(mine.keys() | theirs.keys()):
+        if key not in theirs:
+            out.append(f"kept file {key}: not in the store")
+        elif key not in mine:
+            out.append(f"kept file {key}: only in the store")
+        elif mine[key] != theirs[key]:
+            out.append(f"kept file {key}: differs")
     return out
 
 

@@ -3,7 +3,9 @@
 The target folder plays the Node process's working directory: ``DIR/configs/…`` and
 every credential at the path its node names (relative paths under ``DIR``; an absolute
 path is written under ``DIR`` + that path, and reported). Files are written atomically,
-mode 0600, in the Node service's exact format.
+mode 0600, in the Node service's exact format. Then the folder is read back as the Node
+service would read it and compared with what was exported (as ``verify`` compares): any
+difference is listed and the export exits 1.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from cfgstore.cli.common import (
     redis_settings,
     run,
 )
-from cfgstore.cli.snapshot import Snapshot, read_store
+from cfgstore.cli.differences import differences
+from cfgstore.cli.kept_files import equivalent, safe_key
+from cfgstore.cli.readiness import Readiness
+from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
 from cfgstore.fileio import atomic_write
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of, resolve_path
@@ -46,7 +51,23 @@ class ExportPlan:
 
 
 def plan_export(snapshot: Snapshot, root: Path) -> ExportPlan:
-    """Every file the export writes, with its bytes."""
+    """Every file the export writes, with its bytes: the entities' files, each as the
+    original bytes kept for it while they still say what the entity holds, and every
+    opaque kept file (:mod:`cfgstore.cli.kept_files`)."""
+    plan = model_files(snapshot, root)
+    for key, data in snapshot.kept.items():
+        if not safe_key(key):
+            plan.relocated.append(f"{key}: a kept file outside the folder, skipped")
+            continue
+        target = root / key
+        planned = plan.files.get(target)
+        if planned is None or equivalent(data, planned):
+            plan.files[target] = data
+    return plan
+
+
+def model_files(snapshot: Snapshot, root: Path) -> ExportPlan:
+    """The files of the snapshot's entities, in the Node service's format."""
     plan = ExportPlan()
     configs = root / "configs"
     document = snapshot.config.document
@@ -68,11 +89,11 @@ def plan_export(snapshot: Snapshot, root: Path) -> ExportPlan:
     pools_path = configured("PROVIDER_POOLS_FILE_PATH", configs / "provider_pools.json")
     plan.files[pools_path] = jsjson.dump_bytes(pools_to_json(snapshot.pools))
     for (provider_type, uuid), credential in snapshot.credentials.items():
-        path_string = credential.source_path
-        if not path_string:
-            node = snapshot.pools.find(provider_type, uuid)
-            carrier = credential_path_of(provider_type, node) if node else None
-            path_string = carrier[1] if carrier else None
+        # The path the node names now (an edited path moves the file), else the one the
+        # credential was stored with.
+        node = snapshot.pools.find(provider_type, uuid)
+        carrier = credential_path_of(provider_type, node) if node else None
+        path_string = carrier[1] if carrier else credential.source_path
         if not path_string:
             plan.relocated.append(f"{provider_type}/{uuid}: credential without a path, skipped")
             continue
@@ -114,6 +135,13 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option("--force", help="Write into a non-empty folder.")
         ] = False,
+        allow_incomplete: Annotated[
+            bool,
+            typer.Option(
+                "--allow-incomplete",
+                help="Export a namespace that is mid-migration or was never initialised.",
+            ),
+        ] = False,
         json: JsonOption = False,
     ) -> None:
         """Write Redis back to the AIClient-2-API file layout (backup, rollback)."""
@@ -124,27 +152,49 @@ def register(app: typer.Typer) -> None:
         settings = redis_settings("export", redis_url)
         root = to.absolute()
 
-        async def go() -> ExportPlan:
+        async def go() -> tuple[str | None, Snapshot | None]:
             async with Store.open(settings, plugins=plugin_set()) as store:
-                return plan_export(await read_store(store, "reading Redis"), root)
+                incomplete = (await Readiness.read(store)).incomplete()
+                if incomplete is not None and not allow_incomplete:
+                    return incomplete, None
+                return incomplete, await read_store(store, "reading Redis")
 
-        plan = run(go)
+        incomplete, snapshot = run(go)
+        if snapshot is None:
+            fail(f"refusing to export: {incomplete} (--allow-incomplete exports it anyway)", 2)
+        plan = plan_export(snapshot, root)
         with Progress("writing files", len(plan.files)) as progress:
             for folder in sorted({p.parent for p in plan.files}):
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside
             for path, data in plan.files.items():
                 atomic_write(path, data)
                 progress.advance()
+        found = run(lambda: read_back(root, snapshot))
         if json:
             emit_json(
                 {
                     "written": [str(p) for p in plan.files],
                     "relocated": plan.relocated,
+                    "differences": found,
                     "note": SESSIONS_NOTE,
                 }
             )
-            return
-        typer.echo(f"exported {len(plan.files)} files to {root}")
-        for item in plan.relocated:
-            typer.echo(f"  absolute path written under the folder: {item}")
-        typer.echo(f"  note: {SESSIONS_NOTE}")
+        else:
+            typer.echo(f"exported {len(plan.files)} files to {root}")
+            for item in plan.relocated:
+                typer.echo(f"  absolute path written under the folder: {item}")
+            typer.echo(f"  note: {SESSIONS_NOTE}")
+            if found:
+                typer.echo(f"  {len(found)} difference(s) between the written files and Redis:")
+            for difference in found:
+                typer.echo(f"    {difference}")
+        if found:
+            raise typer.Exit(1)
+
+
+async def read_back(root: Path, snapshot: Snapshot) -> list[str]:
+    """What differs between the exported folder, read as the Node service would read it,
+    and the snapshot it was written from (``verify``'s comparison, both ways)."""
+    include = frozenset({"usage-cache"}) if snapshot.usage_cache is not None else frozenset()
+    files, _ = await read_folder(root / "configs", root, include, strict=False)
+    return differences(files, snapshot, complete=True)

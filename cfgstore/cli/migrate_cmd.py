@@ -3,6 +3,7 @@ overwrite different data without ``--force``."""
 
 from __future__ import annotations
 
+import shlex
 import uuid as uuidlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,8 +25,11 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.cli.differences import differences, live_state_differences
+from cfgstore.cli.readiness import MIGRATING, MIGRATING_COMMAND
 from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folder, read_store
 from cfgstore.errors import InvalidData
+from cfgstore.model.config_rules import field_errors
+from cfgstore.model.convert import json_path
 from cfgstore.model.credentials import Credential
 from cfgstore.model.password import hash_password, is_hashed
 from cfgstore.model.timefmt import iso_ms, now_ms
@@ -38,6 +42,7 @@ class Outcome:
     differences: list[str]
     report: SourceReport
     counts: dict[str, int]
+    warnings: list[str] = attrs.Factory(list)
 
 
 def parse_include(text: str | None) -> frozenset[str]:
@@ -71,7 +76,12 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--include", help="Also: sessions,usage-cache.")
         ] = None,
         strict: Annotated[
-            bool, typer.Option("--strict", help="A missing credential file is fatal.")
+            bool,
+            typer.Option(
+                "--strict",
+                help="A missing credential file, or a config value the admin API would "
+                "refuse, is fatal.",
+            ),
         ] = False,
         legacy_root: Annotated[
             bool, typer.Option("--legacy-root", help="Files in the repo root (pre-2025-12).")
@@ -82,34 +92,45 @@ def register(app: typer.Typer) -> None:
         parts = parse_include(include)
         settings = redis_settings("migrate", redis_url, configs, cwd)
         work_dir = cwd or default_cwd(configs, legacy_root)
+        finish = finish_command(configs, work_dir, parts)
+        config_source = str(configs / "config.json")
 
         async def go() -> Outcome:
             try:
                 files, report = await read_folder(configs, work_dir, parts, strict)
+                warnings = refused_config_values(files.config.document)
+                if strict and warnings:
+                    raise InvalidData(
+                        config_source,
+                        "$",
+                        "values the admin API would refuse (--strict): " + "; ".join(warnings),
+                    )
             except InvalidData as exc:
                 problem = f"{exc.problem} (nothing was written)"
                 raise InvalidData(exc.source, exc.where, problem) from exc
+            warnings = [f"{config_source}: {w} (the admin API would refuse it)" for w in warnings]
             async with Store.open(settings, plugins=plugin_set()) as store:
                 stored = await read_store(store, "reading Redis")
                 meta = await store.meta.get()
                 # A run that stopped halfway left its marker: finishing it needs no --force.
-                resuming = bool(meta.get("migrating"))
+                resuming = bool(meta.get(MIGRATING))
                 diff = [] if stored.is_empty() else differences(files, stored)
                 counts = _counts(files)
                 if diff and not (force or resuming):
-                    return Outcome("refused", diff, report, counts)
+                    return Outcome("refused", diff, report, counts, warnings)
                 if force and reset_counters and not stored.is_empty():
                     diff += live_state_differences(files, stored)
                 if not stored.is_empty() and not diff and not resuming:
                     # Sessions were carried over by the run that wrote these files; adding
                     # them again would bring back sessions logged out since.
-                    return Outcome("unchanged", [], report, counts)
+                    return Outcome("unchanged", [], report, counts, warnings)
                 if dry_run:
-                    return Outcome("planned", diff, report, counts)
-                await store.meta.update({"migrating": iso_ms(now_ms())})
+                    return Outcome("planned", diff, report, counts, warnings)
+                await store.meta.update({MIGRATING: iso_ms(now_ms()), MIGRATING_COMMAND: finish})
                 await write(store, files, keep_live_state=not reset_counters)
                 await store.meta.update(_meta(meta, configs))
-                return Outcome("resumed" if resuming else "migrated", diff, report, counts)
+                action = "resumed" if resuming else "migrated"
+                return Outcome(action, diff, report, counts, warnings)
 
         outcome = run(go)
         _print(outcome, json)
@@ -144,15 +165,32 @@ async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None
         await store.password.put_stored(stored)
     if files.usage_cache is not None:
         await store.usage_cache.put(files.usage_cache)
+    await store.kept_files.put(files.kept)
     for token, session in files.sessions.items():
         await store.sessions.add(token, session)
+
+
+def finish_command(configs: Path, work_dir: Path, include: frozenset[str]) -> str:
+    """The command that finishes (or repeats) this migration, recorded while it runs."""
+    words = ["cfgctl", "migrate", "--configs", str(configs.absolute())]
+    words += ["--cwd", str(work_dir.absolute())]
+    if include:
+        words += ["--include", ",".join(sorted(include))]
+    return shlex.join(words)
+
+
+def refused_config_values(document: dict[str, Any]) -> list[str]:
+    """``$.KEY: problem`` for every value of ``config.json`` the admin API would refuse
+    (the rules of :mod:`cfgstore.model.config_rules`)."""
+    return [f"{json_path(key)}: {problem}" for key, problem in field_errors(document).items()]
 
 
 def _meta(current: dict[str, str], configs: Path) -> dict[str, str]:
     meta = {
         "schema": str(SCHEMA_VERSION),
         "migrated_at": iso_ms(now_ms()),
-        "migrating": "",
+        MIGRATING: "",
+        MIGRATING_COMMAND: "",
         "migrated_from": str(configs.absolute()),
         "created_by": f"cfgstore {__version__}",
     }
@@ -169,6 +207,7 @@ def _counts(files: Snapshot) -> dict[str, int]:
         "custom_models": len(files.custom_models),
         "plugins": len(files.plugins.plugins),
         "sessions": len(files.sessions),
+        "kept_files": len(files.kept),
     }
 
 
@@ -181,6 +220,7 @@ def _print(outcome: Outcome, as_json: bool) -> None:
             "counts": outcome.counts,
             "missing_credentials": report.missing_credentials,
             "not_migrated": report.not_migrated,
+            "warnings": outcome.warnings,
         }
         emit_json(payload)
         return
@@ -196,7 +236,9 @@ def _print(outcome: Outcome, as_json: bool) -> None:
         typer.echo(f"  {name.replace('_', ' ')}: {count}")
     for difference in outcome.differences:
         typer.echo(f"  difference: {difference}")
+    for warning in outcome.warnings:
+        typer.echo(f"  warning: {warning}")
     for item in report.missing_credentials:
         typer.echo(f"  missing credential file: {item}")
     if report.not_migrated:
-        typer.echo(f"  not migrated (out of scope): {', '.join(report.not_migrated)}")
+        typer.echo(f"  not migrated: {', '.join(report.not_migrated)}")

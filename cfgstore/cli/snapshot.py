@@ -4,16 +4,19 @@ exactly what the file backend serves (SC-005)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import attrs
 
 from cfgstore.adapters import Settings, Store
+from cfgstore.cli import kept_files
 from cfgstore.cli.common import Progress
 from cfgstore.errors import InvalidData
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, credential_path_of, resolve_path
 from cfgstore.model.custom_models import CustomModel
+from cfgstore.model.names import check_pools, check_type_names
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderPools
 from cfgstore.model.sessions import UiSession, sessions_from_json
@@ -22,6 +25,8 @@ from cfgstore.model.usage_cache import UsageCache
 from cfgstore.model.versions import ABSENT_VERSION
 
 INCLUDABLE = ("sessions", "usage-cache")
+
+SESSIONS_REASON = "live Web-UI sessions: stored as digests only, and only with --include sessions"
 
 
 @attrs.define
@@ -35,10 +40,13 @@ class Snapshot:
     password: str | None
     usage_cache: UsageCache | None = None
     sessions: dict[str, UiSession] = attrs.Factory(dict)
+    kept: dict[str, bytes] = attrs.Factory(dict)
+    """Files kept as bytes (:mod:`cfgstore.cli.kept_files`): relative path → bytes."""
 
     def is_empty(self) -> bool:
         return (
-            self.config.version == ABSENT_VERSION
+            not self.kept
+            and self.config.version == ABSENT_VERSION
             and not self.pools.types
             and not self.credentials
             and self.system_prompt is None
@@ -75,6 +83,7 @@ async def read_store(store: Store, label: str = "reading") -> Snapshot:
         plugins=await store.plugin_config.get(),
         password=await store.password.get_stored(),
         usage_cache=await store.usage_cache.get(),
+        kept=await store.kept_files.get(),
     )
 
 
@@ -125,10 +134,31 @@ async def read_folder(
             password=await store.password.get_stored(),
             usage_cache=await store.usage_cache.get() if "usage-cache" in include else None,
         )
+    _check_storable(snapshot, configs, cwd)
     if "sessions" in include:
         snapshot.sessions = _live_sessions(configs / "token-store.json")
-    report.not_migrated = _out_of_scope(configs, include, _linked_files(snapshot, cwd, configs))
+    root = cwd or configs.parent
+    snapshot.kept = await asyncio.to_thread(kept_files.collect, snapshot, configs, root)
+    if "sessions" not in include and (configs / "token-store.json").exists():
+        report.not_migrated = [f"token-store.json ({SESSIONS_REASON})"]
     return snapshot, report
+
+
+def _check_storable(snapshot: Snapshot, configs: Path, cwd: Path | None) -> None:
+    """Refuse, before anything is written, a name no store can hold (naming the file)."""
+    root = (cwd or configs.absolute().parent).absolute()
+    default = configs / "provider_pools.json"
+    pools_source = _configured(snapshot.config, "PROVIDER_POOLS_FILE_PATH", default, root)
+    check_pools(snapshot.pools, str(pools_source))
+    if snapshot.usage_cache is not None:
+        usage_source = str(configs / "usage-cache.json")
+        check_type_names(list(snapshot.usage_cache.providers), usage_source, "providers")
+
+
+def _configured(config: MainConfig, key: str, default: Path, root: Path) -> Path:
+    """Where a file that ``config.json`` may relocate lives (as the file backend reads it)."""
+    value = config.document.get(key)
+    return resolve_path(value, root) if isinstance(value, str) and value.strip() else default
 
 
 def _live_sessions(path: Path) -> dict[str, UiSession]:
@@ -139,46 +169,3 @@ def _live_sessions(path: Path) -> dict[str, UiSession]:
     sessions = sessions_from_json(jsjson.loads(path.read_bytes(), str(path)), str(path))
     now = now_ms()
     return {token: s for token, s in sessions.items() if not s.expired(now)}
-
-
-IN_SCOPE = {
-    "config.json",
-    "provider_pools.json",
-    "pwd",
-    "plugins.json",
-    "custom_models.json",
-    "input_system_prompt.txt",
-}
-
-
-def _linked_files(snapshot: Snapshot, cwd: Path | None, configs: Path) -> set[Path]:
-    """Every credential file (and Kiro sibling) some node links to."""
-    root = (cwd or configs.absolute().parent).absolute()
-    linked: set[Path] = set()
-    for credential in snapshot.credentials.values():
-        if credential.source_path:
-            path = resolve_path(credential.source_path, root).absolute()
-            linked.add(path)
-            linked.update(path.parent / name for name in credential.siblings)
-    return linked
-
-
-def _out_of_scope(configs: Path, include: frozenset[str], linked: set[Path]) -> list[str]:
-    """Files of the configs folder that a migration does not carry over: top-level files
-    outside the scope (plugin data…) and files in sub-folders no node links to."""
-    scope = set(IN_SCOPE)
-    if "sessions" in include:
-        scope.add("token-store.json")
-    if "usage-cache" in include:
-        scope.add("usage-cache.json")
-    left: list[str] = []
-    for path in sorted(configs.rglob("*")):
-        relative = path.relative_to(configs)
-        if not path.is_file() or relative.parts[0].startswith("."):
-            continue
-        if len(relative.parts) == 1:
-            if path.name not in scope:
-                left.append(path.name)
-        elif path.absolute() not in linked:
-            left.append(f"{relative.as_posix()} (no node links to it)")
-    return left

@@ -27,6 +27,7 @@ from cfgstore.cli.common import (
     run,
     tool_settings,
 )
+from cfgstore.cli.readiness import Readiness
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.replica import InstanceInfo
 from cfgstore.model.status import BackendStatus
@@ -61,11 +62,14 @@ def register(app: typer.Typer) -> None:
                 chain, statuses = store.backend_names, await store.status()
                 if "redis" not in chain:
                     return Collected(chain, statuses)
+                readiness = await Readiness.read(store)
                 try:
-                    return Collected(chain, statuses, await store.replicas.instances())
+                    instances = await store.replicas.instances()
                 except Exception as exc:  # never fails the status: a warning line instead
                     what = str(exc) if isinstance(exc, CfgStoreError) else repr(exc)
-                    return Collected(chain, statuses, [], f"live instances not listed: {what}")
+                    error = f"live instances not listed: {what}"
+                    return Collected(chain, statuses, [], error, readiness)
+                return Collected(chain, statuses, instances, None, readiness)
 
         collected = run(collect)
         chain, statuses = collected.chain, collected.statuses
@@ -79,6 +83,8 @@ def register(app: typer.Typer) -> None:
                 report["instances"] = [i.to_json() for i in collected.instances]
             if collected.instances_error is not None:
                 report["instances_error"] = collected.instances_error
+            if collected.readiness is not None:
+                report["interrupted_migration"] = collected.readiness.interrupted()
             emit_json(report)
             return
         typer.echo(f"backend chain: {' → '.join(chain)}")
@@ -90,7 +96,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {label:<16}{getattr(backend.counts, field):>8}")
             for label, value in backend.details.items():
                 typer.echo(f"  {label}: {value}")
-            if backend.name == "redis" and not any(m in backend.details for m in MARKERS):
+            interrupted = collected.readiness.interrupted() if collected.readiness else None
+            if backend.name == "redis" and interrupted is not None:
+                typer.echo(f"  warning: {interrupted}")
+            elif backend.name == "redis" and not any(m in backend.details for m in MARKERS):
                 typer.echo("  note: namespace not initialised (`cfgctl init` or `cfgctl migrate`)")
             for warning in backend.warnings:
                 typer.echo(f"  warning: {warning}")
@@ -101,12 +110,14 @@ def register(app: typer.Typer) -> None:
 @attrs.frozen
 class Collected:
     """What ``status`` read: the chain, each backend's status and, on Redis, the live
-    instances (``None`` off Redis; empty with ``instances_error`` when listing failed)."""
+    instances (``None`` off Redis; empty with ``instances_error`` when listing failed) and
+    whether a migration was interrupted."""
 
     chain: list[str]
     statuses: list[BackendStatus]
     instances: list[InstanceInfo] | None = None
     instances_error: str | None = None
+    readiness: Readiness | None = None
 
 
 def _print_instances(instances: list[InstanceInfo], error: str | None) -> None:

@@ -52,9 +52,9 @@ def storage_spec_modules() -> list[ModuleType]:
 
 def optional_spec_modules() -> list[ModuleType]:
     """Modules of operations a backend may offer beyond the storage contract."""
-    from cfgstore.hookspecs import replica
+    from cfgstore.hookspecs import kept_files, replica
 
-    return [replica]
+    return [replica, kept_files]
 
 
 def spec_modules() -> list[ModuleType]:

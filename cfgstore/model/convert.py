@@ -15,6 +15,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from cattrs.v import transform_error
 
 from cfgstore.errors import InvalidData
+from cfgstore.model import jsjson
 
 T = TypeVar("T")
 
@@ -83,5 +84,5 @@ def json_path(*parts: str | int) -> str:
         elif part.isidentifier():
             out += f".{part}"
         else:
-            out += f'["{part}"]'
+            out += f"[{jsjson.dumps(part)}]"  # control characters and surrogates escaped
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from cfgstore.model.jsjson import JSONValue
-from cfgstore.model.pools import ProviderNode
+from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.timefmt import parse_time_ms
 
 
@@ -84,6 +84,63 @@ def credential_path_of(provider_type: str, node: ProviderNode) -> tuple[str, str
         if isinstance(value, str) and value.strip():
             return key, value
     return None
+
+
+OAUTH_DIRS = {
+    "claude-kiro-oauth": "kiro",
+    "gemini-cli-oauth": "gemini",
+    "gemini-antigravity": "antigravity",
+    "openai-qwen-oauth": "qwen",
+    "openai-iflow": "iflow",
+    "openai-codex-oauth": "codex",
+}
+"""Provider type prefix → the ``configs/`` sub-folder its token files go to."""
+
+
+def same_file_key(path_string: str) -> str:
+    """One spelling of a node's path string per file, as the Node service resolves it
+    (``./configs/x.json``, ``configs/x.json`` and ``configs\\x.json`` are one file):
+    compare these to tell whether two nodes name the same token file."""
+    text = path_string.strip()
+    if "\\" in text and not text.startswith("/"):
+        text = text.replace("\\", "/")
+    return posixpath.normpath(text) if text else text
+
+
+def new_credential_path(
+    provider_type: str, pools: ProviderPools, at_ms: int, configs: str = "./configs"
+) -> str | None:
+    """The path string the Node service's upload/OAuth flow gives a new token file of
+    ``provider_type`` (aiclient-formats §3, §7): ``<configs>/<provider>/<ts>_oauth_creds.json``,
+    Kiro ``<configs>/kiro/<ts>_kiro-auth-token/<ts>_kiro-auth-token.json``, ``ts`` the epoch
+    ms ``at_ms`` moved on until no node of ``pools`` names that file. ``configs`` is the
+    configs folder relative to the working directory. ``None``: the type keeps no files."""
+    folder = next(
+        (
+            f
+            for p, f in OAUTH_DIRS.items()
+            if provider_type == p or provider_type.startswith(p + "-")
+        ),
+        None,
+    )
+    if folder is None:
+        return None
+    taken = {
+        same_file_key(carrier[1])
+        for node_type, node in pools
+        if (carrier := credential_path_of(node_type, node)) is not None
+    }
+    ts = at_ms
+    while True:
+        name = (
+            f"{ts}_kiro-auth-token/{ts}_kiro-auth-token.json"
+            if folder == "kiro"
+            else f"{ts}_oauth_creds.json"
+        )
+        path = f"{configs}/{folder}/{name}"
+        if same_file_key(path) not in taken:
+            return path
+        ts += 1
 
 
 def resolve_path(path_string: str, cwd: Path) -> Path:

@@ -47,8 +47,10 @@ CLI_TIMEOUT_S = 60.0
 
 REDIS_SOCKET_TIMEOUT_S = 5.0
 
-NOT_MIGRATED = ("api-potluck-keys.json", "token-store.json", "usage-cache.json")
-"""Top-level files of both deployments that a plain migration leaves out."""
+NOT_MIGRATED = ("token-store.json",)
+"""Top-level files of both deployments that a plain migration leaves out: live sessions
+(stored as digests only, with ``--include sessions``). Everything else is stored: typed,
+or kept as bytes (plugin data, ``usage-cache.json`` unless included)."""
 
 EMPTY_TOKEN_STORE = jsjson.dump_bytes({"tokens": {}})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -186,7 +187,11 @@ async def test_new_credential_gets_a_path_of_its_own(
         node = await store.pools.get_node("claude-kiro-oauth", "fresh-kiro")
     assert node is not None
     path = node.settings["KIRO_OAUTH_CREDS_FILE_PATH"]
-    assert path == "./configs/kiro/fresh-kiro/fresh-kiro.json"
-    written = deployment_copy / "configs" / "kiro" / "fresh-kiro" / "fresh-kiro.json"
+    # The Node service's convention (aiclient-formats §3): one timestamped folder each.
+    convention = re.fullmatch(
+        r"\./configs/kiro/(\d{13})_kiro-auth-token/\1_kiro-auth-token\.json", path
+    )
+    assert convention is not None, path
+    written = deployment_copy / path
     assert written.read_bytes() == b'{\n  "accessToken": "FAKE"\n}'
     assert stat.S_IMODE(written.stat().st_mode) == 0o600

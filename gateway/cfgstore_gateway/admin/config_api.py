@@ -18,8 +18,8 @@ from aiohttp import web
 
 from cfgstore.errors import VersionConflict
 from cfgstore.model.config import MainConfig
+from cfgstore.model.config_rules import field_errors
 from cfgstore.model.jsjson import JSONValue
-from cfgstore_gateway.admin.config_rules import field_errors
 from cfgstore_gateway.admin.http import ApiError, invalid, read_json_object, success
 from cfgstore_gateway.admin.masking import API_KEY_MASK, is_masked_echo, masked
 from cfgstore_gateway.admin.state import admin_state

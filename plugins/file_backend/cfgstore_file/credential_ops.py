@@ -17,6 +17,7 @@ from cfgstore.model.credentials import (
     CredentialRef,
     TokenFormat,
     credential_path_of,
+    new_credential_path,
     path_keys_for,
     resolve_path,
     token_format_for,
@@ -25,7 +26,7 @@ from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, content_version
 from cfgstore_file.atomic import atomic_write, read_bytes
-from cfgstore_file.layout import new_credential_path
+from cfgstore_file.layout import configs_prefix
 
 if TYPE_CHECKING:
     from cfgstore_file.atomic import LockDir
@@ -115,7 +116,9 @@ class CredentialOps:
         """Give a node without a token path the path the Node service's OAuth flow would."""
         if self.pools_file.view.find(provider_type, uuid) is None:
             raise NotFound("provider node", f"{provider_type}/{uuid}")
-        relative = new_credential_path(provider_type, uuid, self.layout)
+        relative = new_credential_path(
+            provider_type, self.pools_file.view, now_ms(), configs_prefix(self.layout)
+        )
         if relative is None:
             raise InvalidData(
                 "credential", provider_type, "this provider type keeps no credential files"

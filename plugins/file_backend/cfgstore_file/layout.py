@@ -56,29 +56,8 @@ class Layout:
         )
 
 
-OAUTH_DIRS = {
-    "claude-kiro-oauth": "kiro",
-    "gemini-cli-oauth": "gemini",
-    "gemini-antigravity": "antigravity",
-    "openai-qwen-oauth": "qwen",
-    "openai-iflow": "iflow",
-    "openai-codex-oauth": "codex",
-}
-"""Provider type prefix → the ``configs/`` sub-folder its token files go to."""
-
-
-def new_credential_path(provider_type: str, uuid: str, layout: Layout) -> str | None:
-    """Path string (cwd-relative, ``./`` prefixed, as the Node service writes it) for a new
-    token file of ``provider_type``; ``None`` for types without token files."""
-    for prefix, folder in OAUTH_DIRS.items():
-        if provider_type == prefix or provider_type.startswith(prefix + "-"):
-            base = layout.configs_dir / folder
-            # Kiro merges every *.json of a token's folder: each account gets its own.
-            target = (
-                base / uuid / f"{uuid}.json"
-                if folder == "kiro"
-                else (base / f"{uuid}_oauth_creds.json")
-            )
-            relative = os.path.relpath(target, layout.cwd)
-            return relative if relative.startswith("..") else "./" + relative
-    return None
+def configs_prefix(layout: Layout) -> str:
+    """The configs folder as the Node service names it in node paths: relative to the
+    working directory, ``./`` prefixed."""
+    relative = os.path.relpath(layout.configs_dir, layout.cwd)
+    return relative if relative.startswith("..") else "./" + relative

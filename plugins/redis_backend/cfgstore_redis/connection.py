@@ -600,6 +600,9 @@ def build_connection(
         # No CLIENT SETINFO on connect: the documented ACL cannot grant it on Redis 7.0
         # (the rule is refused there), so on 7.2+ it would fill ACL LOG with refusals.
         "driver_info": None,
+        # JSON that Node writes may hold lone surrogates (a name cut mid-emoji): they travel
+        # as their CESU bytes and decode back to the same string, in names and documents.
+        "encoding_errors": "surrogatepass",
     }
     tls = _tls_kwargs(target)
     # A sentinel answers in one round trip per sentinel tried; a cluster seeds from its

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 
 from cfgstore import hookimpl
 from cfgstore.errors import InvalidData, NotFound, VersionConflict
@@ -14,10 +15,13 @@ from cfgstore.model.credentials import (
     CredentialRef,
     TokenFormat,
     credential_path_of,
+    new_credential_path,
     path_keys_for,
     token_format_for,
 )
-from cfgstore.model.pools import ProviderPools
+from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_redis.base import RedisParts
 from cfgstore_redis.translate import translated
@@ -26,6 +30,35 @@ from cfgstore_redis.translate import translated
 class CredentialOps(RedisParts):
     async def cfgstore_pools_list(self) -> ProviderPools:
         raise NotImplementedError
+
+    async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:
+        raise NotImplementedError
+
+    async def cfgstore_pools_update_node(
+        self, provider_type: str, uuid: str, changes: Mapping[str, JSONValue]
+    ) -> ProviderNode:
+        raise NotImplementedError
+
+    async def _file_identity(self, provider_type: str, uuid: str) -> str:
+        """The path string the node names for its token file; a node that names none is
+        given one first, in the Node service's upload convention, so that every stored
+        credential has a file an export writes it to."""
+        node = await self.cfgstore_pools_get_node(provider_type, uuid)
+        if node is None:
+            raise NotFound("provider node", f"{provider_type}/{uuid}")
+        carrier = credential_path_of(provider_type, node)
+        if carrier is not None:
+            return carrier[1]
+        pools = await self.cfgstore_pools_list()
+        path = new_credential_path(provider_type, pools, now_ms())
+        if path is None:
+            raise InvalidData(
+                "credential", provider_type, "this provider type keeps no credential files"
+            )
+        await self.cfgstore_pools_update_node(
+            provider_type, uuid, {path_keys_for(provider_type)[0]: path}
+        )
+        return path
 
     @hookimpl
     async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
@@ -81,6 +114,7 @@ class CredentialOps(RedisParts):
             )
         if not isinstance(credential.document, dict):
             raise InvalidData("credential", f"{provider_type}/{uuid}", "must be a JSON object")
+        source_path = await self._file_identity(provider_type, uuid)
         token_format = credential.token_format
         if token_format is TokenFormat.UNKNOWN:
             token_format = token_format_for(provider_type)
@@ -96,7 +130,7 @@ class CredentialOps(RedisParts):
                 self._head("credentials", f"{provider_type}/{uuid}"),
                 ABSENT_VERSION if expected_version is None else expected_version,
                 json.dumps(credential.document, ensure_ascii=False),
-                credential.source_path or "",
+                source_path,
                 token_format.value,
                 json.dumps(credential.siblings, ensure_ascii=False) if credential.siblings else "",
             ],

@@ -3,6 +3,7 @@ and metadata on Redis."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -28,6 +29,9 @@ from cfgstore_redis.keys import SEPARATOR
 from cfgstore_redis.translate import translated
 
 T = TypeVar("T")
+
+KEPT_FILES_CHUNK = 500
+"""Kept files per HSET command."""
 
 EDIT_ATTEMPTS = 50
 """Optimistic edits of one document retry this often against concurrent admin edits."""
@@ -321,3 +325,29 @@ class DocumentOps(RedisParts):
             ],
         )
         self._changed("usage_cache", provider_type)
+
+    # -- kept files: relative path → base64 of the bytes (any bytes, not only UTF-8) -----
+
+    @hookimpl
+    async def cfgstore_kept_files_get(self) -> dict[str, bytes]:
+        with translated(self.connection):
+            fields: dict[str, str] = await self.redis.hgetall(self.keys.kept_files)
+        return {path: base64.b64decode(data) for path, data in sorted(fields.items())}
+
+    @hookimpl
+    async def cfgstore_kept_files_put(self, files: dict[str, bytes]) -> None:
+        # One transaction, in chunks (a script's unpack() is bounded to a few thousand
+        # arguments; a deployment may keep thousands of files). Nobody caches kept files,
+        # so the change message can follow the transaction.
+        pairs = [(path, base64.b64encode(data).decode("ascii")) for path, data in files.items()]
+        with translated(self.connection):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.kept_files)
+                for start in range(0, len(pairs), KEPT_FILES_CHUNK):
+                    pipe.hset(
+                        self.keys.kept_files, mapping=dict(pairs[start : start + KEPT_FILES_CHUNK])
+                    )
+                pipe.incr(self.keys.revision)
+                revision = (await pipe.execute())[-1]
+            await self.redis.publish(self.keys.channel, f"{self._head('kept_files')}{revision}}}")
+        self._changed("kept_files")

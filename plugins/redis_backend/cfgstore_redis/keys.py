@@ -4,10 +4,11 @@ so every multi-key script runs on Redis Cluster too (all keys live in one slot).
 from __future__ import annotations
 
 from cfgstore.errors import InvalidData
+from cfgstore.model.names import SEPARATOR, type_name_problem, uuid_problem
 
-SEPARATOR = "\x1f"
-"""Joins key names in ``@layout``/``@order`` fields: a plain string Lua can append to
-without decoding JSON. Names containing it are refused."""
+__all__ = ["SEPARATOR", "Keys", "check_type_name", "check_uuid"]
+# SEPARATOR joins key names in ``@layout``/``@order`` fields: a plain string Lua can append
+# to without decoding JSON.
 
 
 class Keys:
@@ -25,6 +26,7 @@ class Keys:
         self.plugins = f"{self.tag}:plugins"
         self.password = f"{self.tag}:password"
         self.usage = f"{self.tag}:usage"
+        self.kept_files = f"{self.tag}:files"
         self.sessions = f"{self.tag}:sessions"
         self.instances = f"{self.tag}:instances"
 
@@ -58,12 +60,12 @@ class Keys:
 
 def check_type_name(provider_type: str) -> None:
     """Provider types become part of key names: refuse what would make keys ambiguous."""
-    if not provider_type or ":" in provider_type or SEPARATOR in provider_type:
-        raise InvalidData(
-            "provider type", repr(provider_type), "must be non-empty, without ':' or \\x1f"
-        )
+    problem = type_name_problem(provider_type)
+    if problem:
+        raise InvalidData("provider type", repr(provider_type), problem)
 
 
 def check_uuid(uuid: str) -> None:
-    if not uuid or SEPARATOR in uuid:
-        raise InvalidData("provider node", repr(uuid), "uuid must be non-empty, without \\x1f")
+    problem = uuid_problem(uuid)
+    if problem:
+        raise InvalidData("provider node", repr(uuid), problem)

@@ -1,8 +1,10 @@
-"""Validation of config changes from the admin API (aiclient-formats §2.2, §2.4).
+"""Which ``config.json`` values are acceptable (aiclient-formats §2.2, §2.4): one set of
+rules for the admin API (which refuses a bad change with 422) and ``cfgctl migrate`` (which
+warns about a bad value in a folder, or refuses it with ``--strict``).
 
 :func:`field_errors` checks the keys the Node service knows and lets every other key
 through (unknown keys are kept, as the store keeps them). ``None`` removes a key and is
-always valid.
+always valid, except for the keys in :data:`NOT_REMOVABLE`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ def _string(value: Any) -> str | None:
 
 def _non_empty_string(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
+
+
+def _providers(value: Any) -> str | None:
+    """``MODEL_PROVIDER``: a string (comma-separated allowed) or an array (§2.1 step 4)."""
+    if isinstance(value, list) and value and all(_non_empty_string(v) is None for v in value):
+        return None
+    if _non_empty_string(value) is None:
+        return None
+    return "expected a non-empty string or a list of non-empty strings"
 
 
 def _one_of(*choices: str) -> Rule:
@@ -112,7 +123,7 @@ RULES: Mapping[str, Rule] = {
     "REQUIRED_API_KEY": _non_empty_string,
     "SERVER_PORT": _integer(1, 65535),
     "HOST": _non_empty_string,
-    "MODEL_PROVIDER": _non_empty_string,
+    "MODEL_PROVIDER": _providers,
     "SYSTEM_PROMPT_FILE_PATH": _safe_path,
     "SYSTEM_PROMPT_MODE": _one_of("append", "overwrite"),
     "SYSTEM_PROMPT_REPLACEMENTS": _objects,
