@@ -347,7 +347,8 @@ class DocumentOps(RedisParts):
                     pipe.hset(
                         self.keys.kept_files, mapping=dict(pairs[start : start + KEPT_FILES_CHUNK])
                     )
-                pipe.incr(self.keys.revision)
+                # INCR itself: redis-py's incr() sends INCRBY, which the documented ACL omits.
+                pipe.execute_command("INCR", self.keys.revision)
                 revision = (await pipe.execute())[-1]
             await self.redis.publish(self.keys.channel, f"{self._head('kept_files')}{revision}}}")
         self._changed("kept_files")
