@@ -26,7 +26,7 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.cli.snapshot import Snapshot, read_store
-from cfgstore.fileio import atomic_write
+from cfgstore.fileio import atomic_write, make_private_dirs
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of, resolve_path
 from cfgstore.model.custom_models import CustomModel
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         plan = run(go)
         with Progress("writing files", len(plan.files)) as progress:
             for folder in sorted({p.parent for p in plan.files}):
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside
+                make_private_dirs(folder)  # secrets inside: 0700, parents too
             for path, data in plan.files.items():
                 atomic_write(path, data)
                 progress.advance()
