@@ -7,7 +7,9 @@ overwritten: the store merges admin edits atomically with them), so they reach e
 instance through its change events. A new OAuth account is a node plus its credential
 document: the node is added first (the file backend gives it its token file path), then
 the credential; if storing the credential fails the node is removed again, so nothing
-half-made is left behind.
+half-made is left behind. A credential path outside the folders credential files may live
+in (:mod:`cfgstore.credential_paths`) is a ``422`` naming the field, checked before
+anything is stored, in every storage mode.
 """
 
 from __future__ import annotations
