@@ -102,3 +102,24 @@ class JournalFull(CfgStoreError):
 
 class PluginError(CfgStoreError):
     """A backend chain cannot be built: unknown backend name, missing operations, bad plugin."""
+
+
+class CredentialPathOutside(InvalidData):
+    """A credential file path (``*_CREDS_FILE_PATH``) that resolves, symlinks followed,
+    outside every folder credential files may live in: the deployment's working directory,
+    its configs folder and the roots an operator lists in ``CFGSTORE_CREDENTIAL_ROOTS``.
+
+    ``path`` is the path string as written, ``resolved`` where it really points, ``roots``
+    the allowed folders (resolved). Nothing was read or written."""
+
+    def __init__(self, path: str, resolved: str, roots: tuple[str, ...]) -> None:
+        allowed = ", ".join(roots)
+        super().__init__(
+            path,
+            "credential path",
+            f"resolves to {resolved}, outside the folders credential files may live in "
+            f"({allowed}); list another folder in CFGSTORE_CREDENTIAL_ROOTS to allow it",
+        )
+        self.path = path
+        self.resolved = resolved
+        self.roots = roots

@@ -31,13 +31,34 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each mode 0700 whatever the umask
+    (configs and credential folders hold secrets). Existing folders are left as they are."""
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # another process made it meanwhile: theirs
+        os.chmod(directory, 0o700)  # mkdir's mode is subject to the umask
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` so that readers see the old or the new file, never a mix.
 
     Temp file beside the target (``<name>.<ms>.<random>.tmp``, created with ``mode``),
     fsync, rename over the target, fsync the directory. The temp file is removed on error.
+    Missing folders are created mode 0700 (:func:`make_private_dirs`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     tmp = path.with_name(f"{path.name}.{time.time_ns() // 1_000_000}.{secrets.token_hex(3)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from cfgstore.credential_paths import parse_roots
 from cfgstore.errors import InvalidData
 
 DEFAULT_FILE_CHAIN = ("memory", "file")
@@ -60,6 +61,10 @@ class Settings:
     write_max_wait_ms: int = 5000
     watch_interval_ms: int = 1000
     reset_counters_on_start: bool = True
+    credential_roots: tuple[Path, ...] = ()
+    """Folders besides the working directory and the configs folder where credential files
+    may live (``CFGSTORE_CREDENTIAL_ROOTS``, ``os.pathsep``-separated); see
+    :mod:`cfgstore.credential_paths`."""
     extra: Mapping[str, str] = attrs.field(factory=dict)
     """Unrecognised ``CFGSTORE_*`` values, for third-party backends (key without prefix,
     lower-case)."""
@@ -122,6 +127,8 @@ class Settings:
 
 def _parse(name: str, raw: str, kind: object, source: str) -> Any:
     text = str(kind)
+    if name == "credential_roots":
+        return parse_roots(raw)
     if "tuple" in text:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if "bool" in text:

@@ -31,7 +31,7 @@ from cfgstore.cli.differences import differences
 from cfgstore.cli.kept_files import equivalent, safe_key
 from cfgstore.cli.readiness import Readiness
 from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
-from cfgstore.fileio import atomic_write
+from cfgstore.fileio import atomic_write, make_private_dirs
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of, resolve_path
 from cfgstore.model.custom_models import CustomModel
@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
         plan = plan_export(snapshot, root)
         with Progress("writing files", len(plan.files)) as progress:
             for folder in sorted({p.parent for p in plan.files}):
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside
+                make_private_dirs(folder)  # secrets inside: 0700, parents too
             for path, data in plan.files.items():
                 atomic_write(path, data)
                 progress.advance()

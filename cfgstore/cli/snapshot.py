@@ -88,10 +88,12 @@ async def read_store(store: Store, label: str = "reading") -> Snapshot:
 
 
 def file_settings(configs: Path, cwd: Path | None) -> Settings:
-    """A read-only view of a configs folder through the file backend."""
+    """A read-only view of a configs folder through the file backend (with the operator's
+    ``CFGSTORE_CREDENTIAL_ROOTS``: credential files elsewhere are refused)."""
     return Settings(
         configs_dir=configs,
         cwd=cwd,
+        credential_roots=Settings.load().credential_roots,
         backends=("file",),
         reset_counters_on_start=False,
         watch_interval_ms=0,

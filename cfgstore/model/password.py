@@ -13,6 +13,8 @@ import hmac
 import secrets
 
 DEFAULT_PASSWORD = "admin123"
+"""The Node service's default: reported (``isDefaultPassword``) when it is the stored
+password, never accepted when none is stored."""
 ITERATIONS = 310_000
 PREFIX = "pbkdf2:"
 
@@ -46,8 +48,12 @@ def is_hashed(stored: str) -> bool:
 
 
 def verify_password(password: str, stored: str | None) -> bool:
-    """Check ``password`` against a stored form; ``None``/empty means the default password."""
-    stored = js_trim(stored or "") or DEFAULT_PASSWORD
+    """Check ``password`` against a stored form. ``None``/blank (no password set) matches
+    nothing: unlike the Node service, the well-known ``admin123`` is never a default
+    (``cfgctl serve`` generates a password for a folder without one)."""
+    stored = js_trim(stored or "")
+    if not stored:
+        return False
     if is_hashed(stored):
         _, salt, expected = stored.split(":")
         # Compare bytes: compare_digest() raises TypeError on non-ASCII str (a corrupt file).

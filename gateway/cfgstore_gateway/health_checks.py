@@ -58,7 +58,7 @@ import aiohttp
 import attrs
 
 from cfgstore.adapters import Store
-from cfgstore.errors import CfgStoreError
+from cfgstore.errors import CfgStoreError, CredentialPathOutside
 from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms, parse_time_ms
@@ -307,7 +307,7 @@ class HealthChecker:
                 answer = await reply.read()
             finally:
                 reply.close()
-        except (UpstreamUnavailable, RefreshFailed) as exc:
+        except (UpstreamUnavailable, RefreshFailed, CredentialPathOutside) as exc:
             return failed(f"Health check failed: {exc}")
         except aiohttp.ClientError as exc:
             return failed(f"Health check failed: {type(exc).__name__}")

@@ -69,7 +69,7 @@ import attrs
 from aiohttp import web
 
 from cfgstore.adapters.facades import Pools
-from cfgstore.errors import CfgStoreError, NotFound
+from cfgstore.errors import CfgStoreError, CredentialPathOutside, NotFound
 from cfgstore.model import records as rec
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
@@ -392,6 +392,11 @@ async def _attempt(
             attempt.credential = await services.refresher.credential_for(provider_type, node)
         except RefreshFailed as exc:
             return await attempt.failure(f"Refresh failed: {exc}")
+        except CredentialPathOutside as exc:
+            log.error("req=%s type=%s node=%s: %s", info.request_id, provider_type, node.uuid, exc)
+            return await attempt.failure(
+                "credential refused: its file lies outside the allowed folders (see the log)"
+            )
         if attempt.credential is None:
             return await attempt.failure("no credential stored for the node")
     body, raw = client.for_target(target)

@@ -10,7 +10,9 @@
   from :func:`~cfgstore.model.defaults.default_config` with a newly generated client API
   key, a generated web-UI admin password in ``pwd`` (hashed; both printed once, on
   stdout), ``plugins.json`` and an empty ``provider_pools.json`` (files that exist are
-  never touched; new files are mode 0600).
+  never touched; new folders are mode 0700, new files 0600). A folder with a
+  ``config.json`` but no password (no ``pwd``, or a blank one) gets a generated password
+  the same way: the Node default ``admin123`` is never accepted.
 * **Address**: ``--host`` / ``--port`` over ``HOST`` / ``SERVER_PORT`` of ``config.json``
   (``0.0.0.0:3000``). Port 0 picks a free port. A line ``cfgctl serve: listening on
   http://HOST:PORT (...)`` on stdout says when the gateway answers.
@@ -58,6 +60,7 @@ from aiohttp import web
 from cfgstore.adapters import Settings, Store
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN
 from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
+from cfgstore.fileio import atomic_write, make_private_dirs, read_bytes
 from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig
 from cfgstore.model.defaults import (
@@ -66,7 +69,7 @@ from cfgstore.model.defaults import (
     generate_admin_password,
     generate_api_key,
 )
-from cfgstore.model.password import hash_password
+from cfgstore.model.password import hash_password, js_trim
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.services import GatewayOptions
 
@@ -143,32 +146,54 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 
 @attrs.frozen
 class FreshDeployment:
-    """The secrets generated for a new default deployment (shown once)."""
+    """The secrets generated for a deployment at start (shown once)."""
 
-    api_key: str
+    api_key: str | None
+    """``None`` when ``config.json`` existed (it is kept, and its key)."""
     admin_password: str | None
-    """``None`` when a ``pwd`` file was already there (it is kept)."""
+    """``None`` when a ``pwd`` file with a password was already there (it is kept)."""
 
 
 def ensure_default_configs(configs_dir: Path) -> FreshDeployment | None:
-    """Create a default deployment in ``configs_dir`` when it has no ``config.json``.
+    """Create what a deployment in ``configs_dir`` lacks to start safely.
 
-    Returns the generated client API key and web-UI admin password (stored in ``pwd`` as
-    a ``pbkdf2:`` hash, never the Node default ``admin123``), or ``None`` when
-    ``config.json`` existed (nothing is written then). Existing ``plugins.json``,
-    ``provider_pools.json`` and ``pwd`` are kept. Files are created exclusively
-    (``O_EXCL``, mode 0600) in the Node write format. Blocking: run it in a thread."""
+    Without ``config.json``: a default deployment (``config.json`` with a generated client
+    API key, ``plugins.json``, an empty ``provider_pools.json``). Without a password (no
+    ``pwd``, or a blank one, which the Node service reads as ``admin123``): a generated
+    web-UI admin password, stored in ``pwd`` as a ``pbkdf2:`` hash. Returns what was
+    generated, or ``None`` when nothing was. Existing files are never changed, except a
+    blank ``pwd``. New folders are mode 0700, new files 0600 (created exclusively,
+    ``O_EXCL``), in the Node write format. Blocking: run it in a thread."""
     config_path = configs_dir / "config.json"
-    if config_path.exists():
+    key = None
+    if not config_path.exists():
+        make_private_dirs(configs_dir)
+        key = generate_api_key()
+        _create(configs_dir / "plugins.json", jsjson.dump_bytes(default_plugin_config().to_json()))
+        _create(configs_dir / "provider_pools.json", jsjson.dump_bytes({}))
+        password = _ensure_password(configs_dir / "pwd")
+        _create(config_path, jsjson.dump_bytes(default_config(key)))  # last: marks "done"
+    else:
+        password = _ensure_password(configs_dir / "pwd")
+    if key is None and password is None:
         return None
-    configs_dir.mkdir(parents=True, exist_ok=True)
-    key = generate_api_key()
+    return FreshDeployment(key, password)
+
+
+def _ensure_password(path: Path) -> str | None:
+    """A generated admin password stored hashed in ``path`` when it holds none; ``None``
+    when it has one (kept)."""
+    stored = read_bytes(path)
+    if stored is not None and js_trim(stored.decode("utf-8", "replace")):
+        return None
     password = generate_admin_password()
-    _create(configs_dir / "plugins.json", jsjson.dump_bytes(default_plugin_config().to_json()))
-    _create(configs_dir / "provider_pools.json", jsjson.dump_bytes({}))
-    created_pwd = _create(configs_dir / "pwd", hash_password(password).encode())
-    _create(config_path, jsjson.dump_bytes(default_config(key)))  # last: marks "done"
-    return FreshDeployment(key, password if created_pwd else None)
+    hashed = hash_password(password).encode()
+    if stored is None:
+        if not _create(path, hashed):
+            return None  # another process made one meanwhile: theirs
+    else:
+        atomic_write(path, hashed)
+    return password
 
 
 def _create(path: Path, data: bytes) -> bool:
@@ -185,8 +210,10 @@ def _create(path: Path, data: bytes) -> bool:
 
 
 def announce_fresh_deployment(configs_dir: Path, fresh: FreshDeployment) -> None:
-    say(f"created a default deployment in {configs_dir}")
-    say(f"client API key (shown once, stored in {configs_dir / 'config.json'}): {fresh.api_key}")
+    if fresh.api_key is not None:
+        config_path = configs_dir / "config.json"
+        say(f"created a default deployment in {configs_dir}")
+        say(f"client API key (shown once, stored in {config_path}): {fresh.api_key}")
     if fresh.admin_password is not None:
         say(
             f"web UI admin password (shown once, stored hashed in {configs_dir / 'pwd'}): "

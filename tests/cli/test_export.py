@@ -86,11 +86,13 @@ def test_migrate_then_export_reproduces_every_file_byte_for_byte(
 
 
 def test_absolute_credential_paths_are_relocated_and_reported(
-    tmp_path: Path, ns: Namespace
+    tmp_path: Path, ns: Namespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = copy_deployment(EXAMPLE, tmp_path)
     elsewhere = tmp_path / "elsewhere" / "gemini-token.json"
     elsewhere.parent.mkdir()
+    # Credential files outside the working directory need the operator's consent.
+    monkeypatch.setenv("CFGSTORE_CREDENTIAL_ROOTS", str(elsewhere.parent))
     (root / GEMINI_TOKEN).rename(elsewhere)
 
     def absolute(pools: dict[str, Any]) -> None:

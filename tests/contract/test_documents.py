@@ -109,7 +109,7 @@ async def test_usage_cache(store: Store) -> None:
 
 async def test_password(store: Store) -> None:
     assert await store.password.get_stored() is None
-    assert await store.password.verify("admin123")  # the Node default
+    assert not await store.password.verify("admin123")  # never a default (unlike Node)
     await store.password.set("s3cret-admin")
     stored = await store.password.get_stored()
     assert stored is not None and stored.startswith("pbkdf2:")

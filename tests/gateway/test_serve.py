@@ -192,6 +192,7 @@ async def test_serve_in_an_empty_folder_creates_configs_serves_and_flushes_on_si
         assert json.loads((configs / "provider_pools.json").read_bytes()) == {}
         assert "default-auth" in json.loads((configs / "plugins.json").read_bytes())["plugins"]
         assert (configs / "config.json").stat().st_mode & 0o777 == 0o600
+        assert configs.stat().st_mode & 0o777 == 0o700  # secrets inside (issue 13, 7)
         (password,) = [m.group(1) for line in served.lines if (m := PASSWORD_LINE.search(line))]
         assert (configs / "pwd").read_text().startswith("pbkdf2:")
         assert (configs / "pwd").stat().st_mode & 0o777 == 0o600
@@ -226,6 +227,7 @@ async def test_serve_keeps_an_existing_config_and_its_key(tmp_path: Path) -> Non
     (configs / "config.json").write_bytes(
         jsjson.dump_bytes({"REQUIRED_API_KEY": "operator-key", "SERVER_PORT": 1})
     )
+    (configs / "pwd").write_text("operator password\n")
     async with cfgctl_serve(tmp_path, env=process_env()) as served:
         assert not any(KEY_LINE.search(line) for line in served.lines)
         assert not any(PASSWORD_LINE.search(line) for line in served.lines)
@@ -241,6 +243,34 @@ async def test_serve_keeps_an_existing_config_and_its_key(tmp_path: Path) -> Non
         "REQUIRED_API_KEY": "operator-key",
         "SERVER_PORT": 1,
     }
+    assert (configs / "pwd").read_text() == "operator password\n"
+
+
+@pytest.mark.parametrize("pwd", [None, b"", b" \r\n"], ids=["no-pwd", "empty", "blank"])
+async def test_a_config_without_a_password_gets_a_generated_one_never_admin123(
+    tmp_path: Path, pwd: bytes | None
+) -> None:
+    """Security (issue 13, 7): the Node service reads no ``pwd`` (or a blank one) as
+    ``admin123``; ``cfgctl serve`` generates a password, prints it once, stores it hashed."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    config = {"REQUIRED_API_KEY": "operator-key"}
+    (configs / "config.json").write_bytes(jsjson.dump_bytes(config))
+    if pwd is not None:
+        (configs / "pwd").write_bytes(pwd)
+    async with cfgctl_serve(tmp_path, env=process_env()) as served:
+        assert not any(KEY_LINE.search(line) for line in served.lines)
+        (password,) = [m.group(1) for line in served.lines if (m := PASSWORD_LINE.search(line))]
+        async with fresh_connections() as client:
+            for tried, expected in (("admin123", 401), (password, 200)):
+                login = {"password": tried}
+                async with client.post(f"{served.url}/api/login", json=login) as response:
+                    assert response.status == expected, tried
+        assert await served.stop() == 0
+    assert json.loads((configs / "config.json").read_bytes()) == config
+    assert (configs / "pwd").read_text().startswith("pbkdf2:")
+    assert (configs / "pwd").stat().st_mode & 0o777 == 0o600
+    assert password not in served.log.read_text()
 
 
 async def test_workers_share_one_port_and_lose_no_count(

@@ -70,10 +70,11 @@ def test_shipped_upstream_pwd_is_plaintext_admin123() -> None:
 
 
 @pytest.mark.parametrize("stored", [None, "", "   ", "\n", "\ufeff\n"])
-def test_missing_or_empty_pwd_means_admin123(stored: str | None) -> None:
-    assert verify_password("admin123", stored)
-    assert not verify_password("admin", stored)
-    assert not verify_password("", stored)
+def test_missing_or_empty_pwd_accepts_nothing_not_even_admin123(stored: str | None) -> None:
+    """Security (issue 13, 7): the Node service reads no password as ``admin123``; here no
+    password matches nothing (``cfgctl serve`` generates one for such a folder)."""
+    for tried in ("admin123", "admin", "", " ", "\ufeff"):
+        assert not verify_password(tried, stored), tried
 
 
 def test_hash_password_format_and_known_value() -> None:

@@ -7,20 +7,25 @@ overwritten: the store merges admin edits atomically with them), so they reach e
 instance through its change events. A new OAuth account is a node plus its credential
 document: the node is added first (the file backend gives it its token file path), then
 the credential; if storing the credential fails the node is removed again, so nothing
-half-made is left behind.
+half-made is left behind. A credential path outside the folders credential files may live
+in (:mod:`cfgstore.credential_paths`) is a ``422`` naming the field, checked before
+anything is stored, in every storage mode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid as uuidlib
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from cfgstore.adapters import Store
-from cfgstore.errors import InvalidData
-from cfgstore.model.credentials import Credential, token_format_for
+from cfgstore.credential_paths import confine_for, is_credential_path_key
+from cfgstore.errors import CredentialPathOutside, InvalidData
+from cfgstore.model.credentials import Credential, credential_path_of, token_format_for
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import HOT_KEYS, ProviderNode, node_from_settings, node_to_json
 from cfgstore_gateway.admin.http import (
@@ -97,6 +102,7 @@ async def add_provider(request: web.Request) -> web.StreamResponse:
     node_uuid = config.get("uuid") or str(uuidlib.uuid4())
     if not isinstance(node_uuid, str) or not _UUID.fullmatch(node_uuid):
         fields["providerConfig.uuid"] = "expected letters, digits, . _ - (at most 128)"
+    fields.update(await _outside_paths(_store(request), config, "providerConfig."))
     if fields:
         raise invalid(fields)
     assert isinstance(provider_type, str) and isinstance(node_uuid, str)
@@ -112,6 +118,8 @@ async def update_provider(request: web.Request) -> web.StreamResponse:
         raise invalid({"providerConfig": "expected an object of the fields to change"})
     changes = without_masked_echoes(config)
     changes.pop("uuid", None)
+    if fields := await _outside_paths(_store(request), changes, "providerConfig."):
+        raise invalid(fields)
     try:
         node = await _store(request).pools.update_node(provider_type, node_uuid, changes)
     except InvalidData as exc:
@@ -187,8 +195,12 @@ async def put_credential(request: web.Request) -> web.StreamResponse:
     document = await read_json_object(request)
     if not document:
         raise invalid({"body": "expected the token document (a non-empty JSON object)"})
-    if await store.pools.get_node(provider_type, node_uuid) is None:
+    node = await store.pools.get_node(provider_type, node_uuid)
+    if node is None:
         raise not_found(f"Provider {provider_type}/{node_uuid}")
+    carrier = credential_path_of(provider_type, node)
+    if carrier is not None and (fields := await _outside_paths(store, dict([carrier]))):
+        raise invalid(fields)
     current = await store.credentials.get(provider_type, node_uuid)
     await _put_credential(store, provider_type, node_uuid, document, current)
     return success()
@@ -264,6 +276,31 @@ async def _put_credential(
         await store.credentials.put(credential, current.version if current else None)
     except InvalidData as exc:
         raise invalid({"credential": _where(exc)}) from None
+
+
+async def _outside_paths(
+    store: Store, settings: Mapping[str, Any], prefix: str = ""
+) -> dict[str, str]:
+    """``{prefix + key: problem}`` for each credential path among ``settings`` that leads
+    outside the folders credential files may live in (:mod:`cfgstore.credential_paths`)."""
+    paths = {
+        key: value
+        for key, value in settings.items()
+        if is_credential_path_key(key) and isinstance(value, str) and value.strip()
+    }
+    if not paths:
+        return {}
+
+    def check() -> dict[str, str]:  # resolving symlinks is file-system I/O: in a thread
+        problems: dict[str, str] = {}
+        for key, value in paths.items():
+            try:
+                confine_for(store.settings, value)
+            except CredentialPathOutside as exc:
+                problems[prefix + key] = f"{value!r} {exc.problem}"
+        return problems
+
+    return await asyncio.to_thread(check)
 
 
 async def _multipart(request: web.Request) -> dict[str, bytes]:

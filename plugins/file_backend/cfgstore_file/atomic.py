@@ -7,7 +7,7 @@ from pathlib import Path
 
 import filelock
 
-from cfgstore.fileio import Signature, atomic_write, read_bytes, signature
+from cfgstore.fileio import Signature, atomic_write, make_private_dirs, read_bytes, signature
 
 __all__ = ["LockDir", "Signature", "atomic_write", "read_bytes", "signature"]
 
@@ -26,7 +26,7 @@ class LockDir:
         """The lock of ``path`` (one object per path: creating one costs more than using it)."""
         lock = self._locks.get(path)
         if lock is None:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self.folder)
             digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:16]
             lock = filelock.FileLock(
                 self.folder / f"{path.name}.{digest}.lock", timeout=LOCK_TIMEOUT_S

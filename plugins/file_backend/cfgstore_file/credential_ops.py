@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfgstore import hookimpl
-from cfgstore.errors import InvalidData, NotFound, VersionConflict
+from cfgstore.credential_paths import confine_for
+from cfgstore.errors import CredentialPathOutside, InvalidData, NotFound, VersionConflict
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import (
     Credential,
@@ -19,22 +21,29 @@ from cfgstore.model.credentials import (
     credential_path_of,
     new_credential_path,
     path_keys_for,
-    resolve_path,
     token_format_for,
 )
-from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.pools import ProviderPools
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, content_version
 from cfgstore_file.atomic import atomic_write, read_bytes
 from cfgstore_file.layout import configs_prefix
 
 if TYPE_CHECKING:
+    from cfgstore.adapters.settings import Settings
     from cfgstore_file.atomic import LockDir
     from cfgstore_file.layout import Layout
     from cfgstore_file.pools_file import PoolsFile
 
+log = logging.getLogger("cfgstore.file")
+
 
 class CredentialOps:
+    """Every path a node names is confined (:mod:`cfgstore.credential_paths`) before its
+    file is read, written or removed: a path outside the allowed folders raises
+    :class:`~cfgstore.errors.CredentialPathOutside` and nothing there is touched."""
+
+    settings: Settings
     layout: Layout
     locks: LockDir
     pools_file: PoolsFile
@@ -42,29 +51,33 @@ class CredentialOps:
     def _publish(self, entity: str, *ids: str, remote: bool = False) -> None:
         raise NotImplementedError
 
-    def _located(self, provider_type: str, uuid: str) -> tuple[ProviderNode, str, Path] | None:
+    def _source_path(self, provider_type: str, uuid: str) -> str | None:
+        """The path string the node names for its token file (``None``: no node or none)."""
         node = self.pools_file.view.find(provider_type, uuid)
         if node is None:
             return None
         carrier = credential_path_of(provider_type, node)
-        if carrier is None:
-            return None
-        return node, carrier[1], resolve_path(carrier[1], self.layout.cwd)
+        return carrier[1] if carrier is not None else None
+
+    def _confined(self, source_path: str) -> Path:
+        """The real path of a node's token file, or :class:`CredentialPathOutside`.
+        Blocking: call it in a worker thread."""
+        return confine_for(self.settings, source_path)
 
     @hookimpl
     async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
-        located = self._located(provider_type, uuid)
-        if located is None:
+        source_path = self._source_path(provider_type, uuid)
+        if source_path is None:
             return None
-        _, source_path, path = located
         token_format = token_format_for(provider_type)
         return await asyncio.to_thread(
-            self._read_credential, provider_type, uuid, source_path, path, token_format
+            self._read_credential, provider_type, uuid, source_path, token_format
         )
 
     def _read_credential(
-        self, provider_type: str, uuid: str, source_path: str, path: Path, fmt: TokenFormat
+        self, provider_type: str, uuid: str, source_path: str, fmt: TokenFormat
     ) -> Credential | None:
+        path = self._confined(source_path)
         raw = read_bytes(path)
         if raw is None:
             return None
@@ -78,14 +91,20 @@ class CredentialOps:
 
     def _kiro_siblings(self, path: Path) -> dict[str, dict[str, jsjson.JSONValue]]:
         """The other ``*.json`` files of a Kiro token's folder (the IDE keeps its client
-        registration there), by file name. Never the configs folder itself."""
-        if path.parent.absolute() == self.layout.configs_dir:
+        registration there), by file name. Never the configs folder itself, and never a
+        sibling that is a symlink to a file outside the allowed folders."""
+        if path.parent == self.layout.configs_dir.resolve():
             return {}
         siblings: dict[str, dict[str, jsjson.JSONValue]] = {}
         for sibling in sorted(path.parent.glob("*.json")):
             if sibling.name == path.name:
                 continue
-            raw = read_bytes(sibling)
+            try:
+                real = self._confined(str(sibling))
+            except CredentialPathOutside as exc:
+                log.error("ignoring the Kiro sibling file %s: %s", sibling, exc.problem)
+                continue
+            raw = read_bytes(real)
             try:
                 doc = jsjson.loads(raw, str(sibling)) if raw is not None else None
             except InvalidData:
@@ -99,20 +118,17 @@ class CredentialOps:
         self, credential: Credential, expected_version: str | None
     ) -> str:
         provider_type, uuid = credential.provider_type, credential.uuid
-        located = self._located(provider_type, uuid)
-        if located is None:
-            located = await self._assign_credential_path(provider_type, uuid)
-        _, _, path = located
+        source_path = self._source_path(provider_type, uuid)
+        if source_path is None:
+            source_path = await self._assign_credential_path(provider_type, uuid)
         data = jsjson.dump_bytes(credential.document)
         version = await asyncio.to_thread(
-            self._cas_write, path, data, expected_version, f"{provider_type}/{uuid}"
+            self._cas_write, source_path, data, expected_version, f"{provider_type}/{uuid}"
         )
         self._publish("credentials", f"{provider_type}/{uuid}")
         return version
 
-    async def _assign_credential_path(
-        self, provider_type: str, uuid: str
-    ) -> tuple[ProviderNode, str, Path]:
+    async def _assign_credential_path(self, provider_type: str, uuid: str) -> str:
         """Give a node without a token path the path the Node service's OAuth flow would."""
         if self.pools_file.view.find(provider_type, uuid) is None:
             raise NotFound("provider node", f"{provider_type}/{uuid}")
@@ -134,11 +150,10 @@ class CredentialOps:
 
         await self.pools_file.flush(edit)
         self._publish("pools", f"{provider_type}/{uuid}")
-        located = self._located(provider_type, uuid)
-        assert located is not None
-        return located
+        return relative
 
-    def _cas_write(self, path: Path, data: bytes, expected: str | None, ident: str) -> str:
+    def _cas_write(self, source_path: str, data: bytes, expected: str | None, ident: str) -> str:
+        path = self._confined(source_path)
         with self.locks.lock_for(path):
             current = read_bytes(path)
             actual = content_version(current) if current is not None else None
@@ -150,12 +165,12 @@ class CredentialOps:
 
     @hookimpl
     async def cfgstore_credentials_delete(self, provider_type: str, uuid: str) -> bool:
-        located = self._located(provider_type, uuid)
-        if located is None:
+        source_path = self._source_path(provider_type, uuid)
+        if source_path is None:
             return False
-        path = located[2]
 
         def remove() -> bool:
+            path = self._confined(source_path)
             with self.locks.lock_for(path):
                 try:
                     os.unlink(path)
@@ -209,12 +224,16 @@ class CredentialOps:
         for provider_type, node in self.pools_file.view:
             carrier = credential_path_of(provider_type, node)
             if carrier is not None:
-                path = resolve_path(carrier[1], self.layout.cwd)
-                candidates.append((provider_type, node.uuid, carrier[1], path))
+                candidates.append((provider_type, node.uuid, carrier[1]))
 
         def scan() -> list[CredentialRef]:
             refs = []
-            for provider_type, uuid, source, path in candidates:
+            for provider_type, uuid, source in candidates:
+                try:
+                    path = self._confined(source)
+                except CredentialPathOutside as exc:
+                    log.error("credential of %s/%s not used: %s", provider_type, uuid, exc)
+                    continue
                 raw = read_bytes(path)
                 if raw is not None:
                     refs.append(CredentialRef(provider_type, uuid, source, content_version(raw)))

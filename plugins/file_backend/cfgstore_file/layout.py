@@ -14,7 +14,10 @@ from cfgstore.model.credentials import resolve_path
 @attrs.frozen
 class Layout:
     """Absolute paths of every file. Paths named in ``config.json`` are resolved against
-    the working directory; unset ones default to files in the configs folder."""
+    the working directory, except that a path under ``configs/`` (the Node service's own
+    defaults, e.g. ``configs/input_system_prompt.txt``) names a file of *this* configs
+    folder, whatever its name: sibling deployments ``deploy-a/`` and ``deploy-b/`` never
+    share a file through it. Unset ones default to files in the configs folder."""
 
     configs_dir: Path
     cwd: Path
@@ -34,11 +37,18 @@ class Layout:
         configs_dir = configs_dir.absolute()
         cwd = cwd.absolute()
 
+        node_configs = cwd / "configs"
+        # In the legacy layout the configs folder *is* the working directory: Node's rule.
+        rebase = configs_dir != node_configs and not node_configs.is_relative_to(configs_dir)
+
         def configured(key: str, default_name: str) -> Path:
             value = config.document.get(key)
-            if isinstance(value, str) and value.strip():
-                return resolve_path(value, cwd)
-            return configs_dir / default_name
+            if not isinstance(value, str) or not value.strip():
+                return configs_dir / default_name
+            path = resolve_path(value, cwd)
+            if rebase and path.is_relative_to(node_configs):  # Node's configs folder
+                return configs_dir / path.relative_to(node_configs)
+            return path
 
         return cls(
             configs_dir=configs_dir,
