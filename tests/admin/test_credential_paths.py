@@ -234,8 +234,9 @@ async def test_uploads_land_in_private_convention_folders(admin: Admin, site: Si
     form = upload({"file": json.dumps(kiro_token("up")).encode(), "provider": KIRO})
     status, body = await admin.call("POST", "/api/upload-oauth-credentials", data=form)
     assert status == 201, body
-    uuid = body["provider"]["uuid"]
-    token_file = site.configs / "kiro" / uuid / f"{uuid}.json"
+    named = body["provider"][PATH_KEY]  # the Node upload convention: under configs/kiro/
+    assert named.startswith("./configs/kiro/"), named
+    token_file = site.root / named
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     for folder in (token_file.parent, token_file.parent.parent):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
