@@ -2,47 +2,28 @@
 
 :func:`field_errors` checks the keys the Node service knows and lets every other key
 through (unknown keys are kept, as the store keeps them). ``None`` removes a key and is
-always valid.
+always valid. The checks themselves are the model's (:mod:`cfgstore.model.config_rules`,
+which also decide which stored values the service can use), here with the Web UI's
+stricter ranges and policies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-Rule = Callable[[Any], str | None]
-
-
-def _integer(low: int | None = None, high: int | None = None) -> Rule:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return "expected an integer"
-        if low is not None and value < low:
-            return f"must be at least {low}"
-        if high is not None and value > high:
-            return f"must be at most {high}"
-        return None
-
-    return check
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "expected true or false"
-
-
-def _string(value: Any) -> str | None:
-    return None if isinstance(value, str) else "expected a string"
-
-
-def _non_empty_string(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
-
-
-def _one_of(*choices: str) -> Rule:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"expected one of {', '.join(choices)}"
-
-    return check
+from cfgstore.model.config_rules import Rule
+from cfgstore.model.config_rules import boolean as _boolean
+from cfgstore.model.config_rules import chain as _chain
+from cfgstore.model.config_rules import health_check as _health_check
+from cfgstore.model.config_rules import integer as _integer
+from cfgstore.model.config_rules import model_mapping as _model_mapping
+from cfgstore.model.config_rules import non_empty_string as _non_empty_string
+from cfgstore.model.config_rules import objects as _objects
+from cfgstore.model.config_rules import one_of as _one_of
+from cfgstore.model.config_rules import string as _string
+from cfgstore.model.config_rules import strings as _strings
+from cfgstore.model.config_rules import url as _proxy_url
 
 
 def _safe_path(value: Any) -> str | None:
@@ -50,58 +31,6 @@ def _safe_path(value: Any) -> str | None:
         return "expected a non-empty path"
     if ".." in value.replace("\\", "/").split("/") or "\0" in value:
         return "must not contain '..' segments"
-    return None
-
-
-def _strings(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        return "expected a list of strings"
-    return None
-
-
-def _objects(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        return "expected a list of objects"
-    return None
-
-
-def _object(value: Any) -> str | None:
-    return None if isinstance(value, dict) else "expected an object"
-
-
-def _chain(value: Any) -> str | None:
-    if not isinstance(value, dict) or not all(
-        isinstance(v, list) and all(isinstance(t, str) for t in v) for v in value.values()
-    ):
-        return "expected an object of provider type → list of provider types"
-    return None
-
-
-def _model_mapping(value: Any) -> str | None:
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        return "expected an object of model → {targetProviderType, targetModel}"
-    return None
-
-
-def _proxy_url(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "expected a URL string"
-    if value and not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
-        return "expected an http://, https:// or socks5:// URL"
-    return None
-
-
-def _health_check(value: Any) -> str | None:
-    if not isinstance(value, dict):
-        return "expected an object"
-    if "enabled" in value and not isinstance(value["enabled"], bool):
-        return "enabled: expected true or false"
-    interval = value.get("interval")
-    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)):
-        return "interval: expected milliseconds (an integer)"
-    types = value.get("providerTypes")
-    if types is not None and _strings(types) is not None:
-        return "providerTypes: expected a list of strings"
     return None
 
 

@@ -1,0 +1,179 @@
+"""Checks of ``config.json`` values (aiclient-formats §2.2, §2.4): each returns a problem
+or ``None``.
+
+:data:`STORED_RULES` is what a stored value must be for the service to use it at all: the
+types of §2.2, as loose as the Node service and this gateway's readers are (a number may
+be a numeric string, ``MODEL_PROVIDER`` a list, ``MAX_ERROR_COUNT`` 0). The stored config
+is read through it (:func:`cfgstore.model.config.config_from_json`: a key that fails is
+ignored and its default used). The admin API validates changes with stricter rules built
+from the same checks (ranges, non-empty values, safe paths). Keys not listed take any JSON
+value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Rule = Callable[[Any], str | None]
+
+
+def integer(low: int | None = None, high: int | None = None) -> Rule:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "expected an integer"
+        if low is not None and value < low:
+            return f"must be at least {low}"
+        if high is not None and value > high:
+            return f"must be at most {high}"
+        return None
+
+    return check
+
+
+def number(value: Any) -> str | None:
+    """A number, or a string of an integer (what ``MainConfig.int_value`` reads)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return "expected a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "expected a finite number"
+    if isinstance(value, str):
+        try:
+            int(value)
+        except ValueError:
+            return "expected a number"
+    return None
+
+
+def port(value: Any) -> str | None:
+    problem = number(value)
+    if problem is None and not 1 <= int(value) <= 65535:
+        return "expected a port number (1 to 65535)"
+    return problem
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "expected a string"
+
+
+def string_or_strings(value: Any) -> str | None:
+    if isinstance(value, str) or strings(value) is None:
+        return None
+    return "expected a string or a list of strings"
+
+
+def non_empty_string(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
+
+
+def one_of(*choices: str) -> Rule:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"expected one of {', '.join(choices)}"
+
+    return check
+
+
+def strings(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return "expected a list of strings"
+    return None
+
+
+def objects(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        return "expected a list of objects"
+    return None
+
+
+def chain(value: Any) -> str | None:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, list) and all(isinstance(t, str) for t in v) for v in value.values()
+    ):
+        return "expected an object of provider type → list of provider types"
+    return None
+
+
+def model_mapping(value: Any) -> str | None:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        return "expected an object of model → {targetProviderType, targetModel}"
+    return None
+
+
+def url(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "expected a URL string"
+    if value and not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
+        return "expected an http://, https:// or socks5:// URL"
+    return None
+
+
+def health_check(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "expected an object"
+    if "enabled" in value and not isinstance(value["enabled"], bool):
+        return "enabled: expected true or false"
+    interval = value.get("interval")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)):
+        return "interval: expected milliseconds (an integer)"
+    types = value.get("providerTypes")
+    if types is not None and strings(types) is not None:
+        return "providerTypes: expected a list of strings"
+    return None
+
+
+STORED_RULES: Mapping[str, Rule] = {
+    "REQUIRED_API_KEY": string,
+    "SERVER_PORT": port,
+    "HOST": string,
+    "MODEL_PROVIDER": string_or_strings,
+    "SYSTEM_PROMPT_FILE_PATH": string,
+    "SYSTEM_PROMPT_MODE": one_of("append", "overwrite"),
+    "SYSTEM_PROMPT_REPLACEMENTS": objects,
+    "PROMPT_LOG_BASE_NAME": string,
+    "PROMPT_LOG_MODE": one_of("none", "console", "file"),
+    **dict.fromkeys(
+        (
+            "REQUEST_MAX_RETRIES",
+            "REQUEST_BASE_DELAY",
+            "CREDENTIAL_SWITCH_MAX_RETRIES",
+            "RATE_LIMIT_COOLDOWN_MS",
+            "RATE_LIMIT_COOLDOWN_JITTER_MS",
+            "RATE_LIMIT_COOLDOWN_MAX_MS",
+            "CRON_NEAR_MINUTES",
+            "LOGIN_EXPIRY",
+            "LOGIN_MAX_ATTEMPTS",
+            "LOGIN_LOCKOUT_DURATION",
+            "LOGIN_MIN_INTERVAL",
+            "MAX_ERROR_COUNT",
+            "WARMUP_TARGET",
+            "REFRESH_CONCURRENCY_PER_PROVIDER",
+            "REFRESH_CONCURRENCY_GLOBAL",
+            "REFRESH_BUFFER_DELAY",
+            "REFRESH_TASK_TIMEOUT_MS",
+        ),
+        number,
+    ),
+    "RATE_LIMIT_COOLDOWN_ENABLED": boolean,
+    "CRON_REFRESH_TOKEN": boolean,
+    "TRUST_PROXY": boolean,
+    "TRUSTED_PROXY_IPS": strings,
+    "PROVIDER_POOLS_FILE_PATH": string,
+    "CUSTOM_MODELS_FILE_PATH": string,
+    "LOG_DIR": string,
+    "SCHEDULED_HEALTH_CHECK": health_check,
+    "providerFallbackChain": chain,
+    "modelFallbackMapping": model_mapping,
+    "PROXY_URL": url,
+    "PROXY_ENABLED_PROVIDERS": strings,
+    "HEALTH_ALERT_WEBHOOK_URL": url,
+    "UI_ENABLED": boolean,
+    "TLS_SIDECAR_ENABLED": boolean,
+    "TLS_SIDECAR_ENABLED_PROVIDERS": strings,
+    "TLS_SIDECAR_PORT": port,
+}
+"""Key → check of a stored value. ``null`` is not checked: every reader treats it as unset."""
