@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,8 @@ import pytest
 from cfgstore.model.limits import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH
 from cfgstore.model.pools import pools_to_json
 from cfgstore_gateway.admin.http import MAX_BODY_BYTES
-from tests.admin.conftest import NODE, Admin
-from tests.gateway.conftest import TYPE, auth
+from tests.admin.conftest import NODE, Admin, admin_gateway, file_deployment
+from tests.gateway.conftest import CLIENT_KEY, TYPE, auth
 
 KIRO = "claude-kiro-oauth"
 PLUGIN = "some-plugin"
@@ -251,3 +252,32 @@ async def test_an_upload_one_byte_over_the_cap_is_413(admin: Admin, framing: str
     assert status == 413, body
     assert str(MAX_BODY_BYTES) in body["error"]["message"]
     assert await everything(admin) == before
+
+
+# ----------------------------------------------------------------------------- stored before
+
+
+async def test_a_bad_stored_config_is_served_with_defaults_and_named_in_the_storage_status(
+    tmp_path: Path,
+) -> None:
+    """A config stored before the limits (or edited by hand): the admin API and the
+    request path keep working, the storage status names the ignored keys, and an edit of
+    another key keeps the wrongly typed value as it was."""
+    settings = file_deployment(tmp_path)
+    (settings.configs_dir / "config.json").write_text(
+        f'{{"REQUIRED_API_KEY": "{CLIENT_KEY}", "MODEL_PROVIDER": "{TYPE}", '
+        f'"DEEP": {nested(600)}, "SERVER_PORT": "three"}}'
+    )
+    async with admin_gateway(settings) as anonymous:
+        admin = await anonymous.login()
+        await still_serving(admin)
+        status, body = await admin.call("GET", "/api/storage/status")
+        assert status == 200, body
+        assert set(body["configProblems"]) == {"DEEP", "SERVER_PORT"}
+        assert DEPTH_LIMIT_TEXT in body["configProblems"]["DEEP"]
+
+        status, body = await admin.call("POST", "/api/config", json={"MAX_ERROR_COUNT": 4})
+        assert status == 200, body
+    stored = json.loads((settings.configs_dir / "config.json").read_bytes())
+    assert stored["SERVER_PORT"] == "three" and stored["MAX_ERROR_COUNT"] == 4
+    assert "DEEP" not in stored  # unusable, and nothing could copy it: the edit drops it
