@@ -22,6 +22,7 @@ from cfgstore.model.pools import pools_to_json
 from cfgstore_gateway.admin.http import MAX_BODY_BYTES
 from tests.admin.conftest import NODE, Admin, admin_gateway, file_deployment
 from tests.gateway.conftest import CLIENT_KEY, TYPE, auth
+from tests.support.deep_json import nested
 
 KIRO = "claude-kiro-oauth"
 PLUGIN = "some-plugin"
@@ -30,11 +31,6 @@ JSON = {"Content-Type": "application/json"}
 BOUNDARY = "cfgstore-test-boundary-5b1f"
 DEPTH_LIMIT_TEXT = f"{MAX_DOCUMENT_DEPTH} levels"
 SIZE_LIMIT_TEXT = f"{MAX_DOCUMENT_BYTES} bytes"
-
-
-def nested(depth: int) -> str:
-    """JSON text of a value ``depth`` levels deep (built as text: any depth)."""
-    return "[" * depth + "]" * depth
 
 
 def multipart(fields: dict[str, bytes]) -> bytes:

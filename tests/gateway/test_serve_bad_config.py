@@ -11,11 +11,13 @@ line per bad key, and ``cfgctl status`` names them. Each test writes the config 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import redis
 
@@ -40,15 +42,12 @@ from tests.gateway.test_serve import (
 )
 from tests.gateway.test_storage_modes import private_prefix
 from tests.gateway.upstream_stub import UpstreamStub
+from tests.support.deep_json import nested
 from tests.support.namespace_seed import seed_namespace
 from tests.support.waiting import until
 
 CLI_S = 60.0
 NODE = "dddddddd-0000-4000-8000-0000000000d4"
-
-
-def nested(depth: int) -> str:
-    return "[" * depth + "]" * depth
 
 
 BAD_VALUES = {
@@ -197,3 +196,39 @@ async def test_a_wrongly_typed_api_key_refuses_every_keyed_request_instead_of_fa
         for key in ("123456", CLIENT_KEY):
             async with gateway.client.get("/v1/models", headers=auth(key)) as response:
                 assert response.status == 401, await response.text()
+
+
+async def test_a_config_that_becomes_unreadable_leaves_the_last_one_in_service(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand edit that leaves ``config.json`` not even JSON, while the gateway runs: it
+    keeps serving with the config it last read (one error line), until the file is fixed."""
+    settings = attrs.evolve(make_deployment(tmp_path, {}), watch_interval_ms=50)
+    config_file = settings.configs_dir / "config.json"
+    caplog.set_level(logging.ERROR, logger="cfgstore_gateway.config")
+    async with running_gateway(settings) as gateway:
+
+        async def status_with(key: str) -> int:
+            async with gateway.client.get("/v1/models", headers=auth(key)) as response:
+                return response.status
+
+        assert await status_with(CLIENT_KEY) == 200
+        config_file.write_text('{"REQUIRED_API_KEY": "half-writ')
+
+        async def noticed() -> bool:
+            assert await status_with(CLIENT_KEY) == 200
+            return any("config unreadable" in r.getMessage() for r in caplog.records)
+
+        await until(noticed, "the gateway noticing the unreadable config")
+        for _ in range(3):
+            assert await status_with(CLIENT_KEY) == 200
+        unreadable = [r for r in caplog.records if "config unreadable" in r.getMessage()]
+        assert len(unreadable) == 1
+
+        config_file.write_text('{"REQUIRED_API_KEY": "fixed-key"}')
+
+        async def fixed() -> bool:
+            return await status_with("fixed-key") == 200
+
+        await until(fixed, "the gateway reading the fixed config")
+        assert await status_with(CLIENT_KEY) == 401
