@@ -2,11 +2,14 @@
 
 Per backend: its location (passwords hidden) and mode, the entity counts, the details the
 backend reports (for Redis: server version, ``maxmemory-policy``, key-schema version,
-namespace id, when it was initialised, the last migration) and its warnings. On Redis,
-then, the live instances sharing the namespace, from their heartbeats (id, host, pid,
-version, mode, journal depth, oldest journal entry, last error, last resync); a failure to
-list them is a warning line, never a failed status. Never a secret: nothing here reads the
-password, the config's API key or session tokens.
+namespace id, when it was initialised, the last migration) and its warnings. Then the
+config keys the service ignores because their stored values are unusable (nested too
+deeply, or not what the key needs: it uses their defaults), one line each; a config that
+cannot be read at all is a warning line. On Redis, then, the live instances sharing the
+namespace, from their heartbeats (id, host, pid, version, mode, journal depth, oldest
+journal entry, last error, last resync); a failure to list them is a warning line, never a
+failed status. Never a secret: nothing here reads the password or session tokens, and no
+config value is shown.
 """
 
 from __future__ import annotations
@@ -60,16 +63,17 @@ def register(app: typer.Typer) -> None:
         async def collect() -> Collected:
             async with Store.open(settings, plugins=plugin_set()) as store:
                 chain, statuses = store.backend_names, await store.status()
+                config = await _config_problems(store)
                 if "redis" not in chain:
-                    return Collected(chain, statuses)
+                    return Collected(chain, statuses, config=config)
                 readiness = await Readiness.read(store)
                 try:
                     instances = await store.replicas.instances()
                 except Exception as exc:  # never fails the status: a warning line instead
                     what = str(exc) if isinstance(exc, CfgStoreError) else repr(exc)
                     error = f"live instances not listed: {what}"
-                    return Collected(chain, statuses, [], error, readiness)
-                return Collected(chain, statuses, instances, None, readiness)
+                    return Collected(chain, statuses, [], error, readiness, config)
+                return Collected(chain, statuses, instances, None, readiness, config)
 
         collected = run(collect)
         chain, statuses = collected.chain, collected.statuses
@@ -85,6 +89,10 @@ def register(app: typer.Typer) -> None:
                 report["instances_error"] = collected.instances_error
             if collected.readiness is not None:
                 report["interrupted_migration"] = collected.readiness.interrupted()
+            if isinstance(collected.config, str):
+                report["config_error"] = collected.config
+            else:
+                report["config_problems"] = collected.config
             emit_json(report)
             return
         typer.echo(f"backend chain: {' → '.join(chain)}")
@@ -103,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo("  note: namespace not initialised (`cfgctl init` or `cfgctl migrate`)")
             for warning in backend.warnings:
                 typer.echo(f"  warning: {warning}")
+        _print_config_problems(collected.config)
         if collected.instances is not None:
             _print_instances(collected.instances, collected.instances_error)
 
@@ -118,6 +127,26 @@ class Collected:
     instances: list[InstanceInfo] | None = None
     instances_error: str | None = None
     readiness: Readiness | None = None
+    config: dict[str, str] | str = attrs.Factory(dict)
+    """The config's unusable keys (key → what is wrong), or why it could not be read."""
+
+
+async def _config_problems(store: Store) -> dict[str, str] | str:
+    try:
+        return (await store.config.get()).problems
+    except CfgStoreError as exc:  # never fails the status: a warning line instead
+        return f"config not readable: {exc}"
+
+
+def _print_config_problems(config: dict[str, str] | str) -> None:
+    if isinstance(config, str):
+        typer.echo(f"warning: {config}")
+        return
+    if config:
+        keys = "key" if len(config) == 1 else "keys"
+        typer.echo(f"config: {len(config)} {keys} ignored, their defaults are used:")
+        for key, problem in config.items():
+            typer.echo(f"  {key!r}: {problem}")
 
 
 def _print_instances(instances: list[InstanceInfo], error: str | None) -> None:

@@ -21,8 +21,11 @@ async def cfgstore_config_get() -> MainConfig:
     """Return the stored configuration and its version.
 
     When nothing is stored returns an empty document whose version is
-    :data:`cfgstore.model.versions.ABSENT_VERSION`. Raises
-    :class:`~cfgstore.errors.InvalidData` for a malformed stored document.
+    :data:`cfgstore.model.versions.ABSENT_VERSION`. Keys whose stored values are
+    unusable (nested too deeply, wrong type) never fail the read: build the result with
+    :func:`cfgstore.model.config.config_from_text` (or ``config_from_json``), which names
+    them in ``problems``. Raises :class:`~cfgstore.errors.InvalidData` for a stored
+    document that is not a JSON object.
     """
 
 

@@ -1,14 +1,25 @@
 """``config.json`` (aiclient-formats §2): the stored document plus typed access with the
-Node service's defaults."""
+Node service's defaults.
+
+A stored config may hold values the service cannot use: nested too deeply for Python to
+parse or copy (stored before the admin API limited documents, or written by hand), or
+not what the key needs (a string for a port). Such keys never fail the read: every backend
+reads the config through :func:`config_from_text` / :func:`config_from_json`, which name
+them in :attr:`MainConfig.problems`, and :meth:`MainConfig.get` answers their default.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 from cfgstore.errors import InvalidData
+from cfgstore.model import jsjson
+from cfgstore.model.config_rules import STORED_RULES
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.limits import MAX_DOCUMENT_DEPTH, depth_of, too_deep
 from cfgstore.model.versions import ABSENT_VERSION
 
 DEFAULTS: dict[str, JSONValue] = {
@@ -52,6 +63,11 @@ DEFAULTS: dict[str, JSONValue] = {
 }
 """Code defaults of the Node service, used for keys the document lacks."""
 
+UNUSABLE_VALUE_READS_AS: dict[str, JSONValue] = {"REQUIRED_API_KEY": ""}
+"""What a key with an unusable stored value reads as, where that is not its default: an
+unusable client API key refuses every request (the default ``123456`` would let anyone
+in)."""
+
 DEFAULT_PROVIDER_POOLS_PATH = "configs/provider_pools.json"
 DEFAULT_CUSTOM_MODELS_PATH = "configs/custom_models.json"
 
@@ -62,10 +78,17 @@ class MainConfig:
 
     document: dict[str, JSONValue] = attrs.Factory(dict)
     version: str = ABSENT_VERSION
+    problems: dict[str, str] = attrs.Factory(dict)
+    """Stored keys whose values are unusable (key → what is wrong); :meth:`get` answers
+    their default. A value nested too deeply is also left out of :attr:`document` (nothing
+    could copy it); any other stays there, so an edit of other keys keeps it as it was."""
 
     def get(self, key: str) -> Any:
         """A key's value, falling back to the Node service's default (shallow, like
-        ``Object.assign``: nested objects are replaced, not merged)."""
+        ``Object.assign``: nested objects are replaced, not merged) when the document lacks
+        the key or its value is unusable (:attr:`problems`)."""
+        if key in self.problems:
+            return UNUSABLE_VALUE_READS_AS.get(key, DEFAULTS.get(key))
         return self.document[key] if key in self.document else DEFAULTS.get(key)
 
     def int_value(self, key: str) -> int:
@@ -99,7 +122,34 @@ class MainConfig:
         return value if isinstance(value, str) and value else "configs/input_system_prompt.txt"
 
 
-def config_from_json(doc: JSONValue, source: str, version: str) -> MainConfig:
+def config_from_json(
+    doc: JSONValue, source: str, version: str, *, unparsed: Iterable[str] = ()
+) -> MainConfig:
+    """The config of a parsed document, its unusable keys in ``problems`` (``unparsed``:
+    keys whose values were too deeply nested to parse). Only a document that is not an
+    object is refused (:class:`InvalidData`)."""
     if not isinstance(doc, dict):
         raise InvalidData(source, "$", "config.json must be a JSON object")
-    return MainConfig(doc, version)
+    problems = dict.fromkeys(unparsed, too_deep())
+    document: dict[str, JSONValue] = {}
+    for key, value in doc.items():
+        if depth_of(value, stop_after=MAX_DOCUMENT_DEPTH - 1) >= MAX_DOCUMENT_DEPTH:
+            problems[key] = too_deep()  # the document would pass the limit
+            continue
+        document[key] = value
+        rule = STORED_RULES.get(key)
+        problem = rule(value) if rule is not None and value is not None else None
+        if problem is not None:
+            problems[key] = problem
+    return MainConfig(document, version, problems)
+
+
+def config_from_text(text: str | bytes, source: str, version: str) -> MainConfig:
+    """The config of stored JSON text, as :func:`config_from_json`; members nested too
+    deeply to parse are left out and named in ``problems`` instead of failing the read."""
+    try:
+        doc = jsjson.loads(text, source)
+    except jsjson.NestedTooDeeply:
+        members, unparsed = jsjson.loads_members(text, source)
+        return config_from_json(members, source, version, unparsed=unparsed)
+    return config_from_json(doc, source, version)

@@ -30,26 +30,107 @@ _MAX_EXACT_INT = 2**53
 """Every integer up to this magnitude is a double whose shortest digits are exact."""
 
 
+class NestedTooDeeply(InvalidData):
+    """The JSON text is nested deeper than the parser can follow (Python's JSON parser
+    recurses once per level)."""
+
+
 def loads(text: str | bytes, source: str) -> JSONValue:
-    """Parse JSON text; raise :class:`InvalidData` (with line and column) when it is not JSON.
+    """Parse JSON text; raise :class:`InvalidData` (with line and column) when it is not JSON
+    (:class:`NestedTooDeeply` when it is nested too deeply to parse).
 
     A UTF-8 byte-order mark is tolerated. Bytes that are not UTF-8 are invalid data too.
     """
+    text = _as_text(text, source)
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise _syntax_error(source, exc) from None
+    except RecursionError:
+        raise NestedTooDeeply(source, "$", "nested too deeply") from None
+    except ValueError as exc:  # from _reject_constant
+        raise InvalidData(source, "$", str(exc)) from None
+
+
+def loads_members(text: str | bytes, source: str) -> tuple[dict[str, JSONValue], list[str]]:
+    """Parse a JSON object member by member: the object without the members whose values are
+    nested too deeply to parse, and those members' keys. For a document :func:`loads`
+    refused with :class:`NestedTooDeeply`, so that its other members can still be used;
+    any other fault is :class:`InvalidData` as in :func:`loads`."""
+    text = _as_text(text, source)
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    members: dict[str, JSONValue] = {}
+    skipped: list[str] = []
+    try:
+        pos = _expect(text, _skip_space(text, 0), "{", source)
+        closing = text.startswith("}", pos)
+        while not closing:
+            key, pos = decoder.raw_decode(text, pos)
+            if not isinstance(key, str):
+                raise InvalidData(source, f"char {pos}", "expected a member name")
+            pos = _expect(text, _skip_space(text, pos), ":", source)
+            try:
+                members[key], pos = decoder.raw_decode(text, pos)
+            except RecursionError:
+                members.pop(key, None)
+                skipped.append(key)
+                pos = _skip_nested(text, pos, source)
+            pos = _skip_space(text, pos)
+            closing = text.startswith("}", pos)
+            if not closing:
+                pos = _expect(text, pos, ",", source)
+        if text[pos + 1 :].strip(" \t\n\r"):
+            raise InvalidData(source, f"char {pos + 1}", "extra data after the object")
+    except json.JSONDecodeError as exc:
+        raise _syntax_error(source, exc) from None
+    except RecursionError:  # a member name nested too deeply: no object
+        raise NestedTooDeeply(source, "$", "nested too deeply") from None
+    except ValueError as exc:  # from _reject_constant
+        raise InvalidData(source, "$", str(exc)) from None
+    return members, skipped
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _expect(text: str, pos: int, char: str, source: str) -> int:
+    """The position after ``char`` (and the space after it) at ``pos``."""
+    if not text.startswith(char, pos):
+        raise InvalidData(source, f"char {pos}", f"expected {char!r}")
+    return _skip_space(text, pos + 1)
+
+
+def _skip_nested(text: str, pos: int, source: str) -> int:
+    """The end of the array or object starting at ``pos``, found without parsing it."""
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text, pos):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+        elif token in ("]", "}"):
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    raise InvalidData(source, f"char {pos}", "unterminated array or object")
+
+
+def _as_text(text: str | bytes, source: str) -> str:
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidData(source, f"byte {exc.start}", "not UTF-8 text") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidData(source, f"line {exc.lineno} column {exc.colno}", exc.msg) from None
-    except RecursionError:
-        raise InvalidData(source, "$", "nested too deeply") from None
-    except ValueError as exc:  # from _reject_constant
-        raise InvalidData(source, "$", str(exc)) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _syntax_error(source: str, exc: json.JSONDecodeError) -> InvalidData:
+    return InvalidData(source, f"line {exc.lineno} column {exc.colno}", exc.msg)
 
 
 def _reject_constant(name: str) -> Any:

@@ -70,7 +70,7 @@ from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.auth import key_matches, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
-from cfgstore_gateway.json_body import parse_json
+from cfgstore_gateway.json_body import parse_client_json
 from cfgstore_gateway.log_text import escaped
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proactive_refresh import Background
@@ -351,7 +351,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _unknown_type(path_type)  # before reading a body that could go nowhere
     raw = await request.read()
     try:
-        body = parse_json(raw)
+        body = parse_client_json(raw)
     except ValueError:
         return error_response(400, "Request body is not valid JSON", "invalid_request_error")
     if not isinstance(body, dict):

@@ -7,10 +7,16 @@ does not copy the document: it is dropped when the store announces a config chan
 (``cfgstore_changed``, this process's writes and, once noticed, other instances'), and
 re-read at the latest after ``max_age_s`` in case a notification never comes. The cached
 object is shared by every request: read it, never mutate it.
+
+A stored config with unusable values is served with the defaults of those keys (the store
+names them in :attr:`MainConfig.problems`); the cache logs one warning per such key when
+it first sees it. A config that cannot be read at all (not JSON, after a hand edit) keeps
+the last one read in service, with one error line, until it is fixed.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
 
@@ -20,6 +26,7 @@ from aiohttp import web
 
 from cfgstore import hookimpl
 from cfgstore.adapters import Store
+from cfgstore.errors import InvalidData
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.events import ChangeEvent
@@ -27,6 +34,8 @@ from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import AdapterRegistry
 from cfgstore_gateway.metrics import GatewayMetrics
 from cfgstore_gateway.selection import Selector, SlotTable
+
+log = logging.getLogger("cfgstore_gateway.config")
 
 
 @attrs.frozen
@@ -84,17 +93,43 @@ class ConfigCache:
         self._value: MainConfig | None = None
         self._read_at = 0.0
         self._generation = 0
+        self._last_good: MainConfig | None = None
+        self._reported: dict[str, str] = {}
+        self._unreadable: str | None = None
 
     async def get(self) -> MainConfig:
         value = self._value
         if value is not None and time.monotonic() - self._read_at < self._max_age_s:
             return value
         generation = self._generation
-        value = await self._store.config.get()
+        try:
+            value = await self._store.config.get()
+        except InvalidData as exc:
+            if self._last_good is None:
+                raise
+            value = self._kept_after(exc)
+        else:
+            self._last_good, self._unreadable = value, None
+            self._report(value.problems)
         if generation == self._generation:  # no change announced while reading
             self._value = value
             self._read_at = time.monotonic()
         return value
+
+    def _kept_after(self, exc: InvalidData) -> MainConfig:
+        assert self._last_good is not None
+        if str(exc) != self._unreadable:
+            self._unreadable = str(exc)
+            log.error("config unreadable, still serving the last one read: %s", exc)
+        return self._last_good
+
+    def _report(self, problems: dict[str, str]) -> None:
+        """One warning per key newly found unusable (a key fixed and broken again is
+        reported again)."""
+        for key, problem in problems.items():
+            if self._reported.get(key) != problem:
+                log.warning("config key %r ignored, its default is used: %s", key, problem)
+        self._reported = dict(problems)
 
     def invalidate(self) -> None:
         self._generation += 1

@@ -3,7 +3,8 @@
 The config is read fresh from the store (not the request path's cache), answered with its
 version as ``ETag`` and secrets masked. An update is a shallow merge of the body's keys
 (``null`` removes a key, masked echoes are ignored, ``systemPrompt`` is the prompt text,
-stored apart); it is validated as a whole first (``422``, nothing changed), then written
+stored apart); it is validated as a whole first (``422``, nothing changed; the merged
+document within the stored-document limits too), then written
 compare-and-set: against ``If-Match`` when given (``412`` when stale), else against the
 version just read, re-merged on a concurrent change. The store's writes are asynchronous
 (a worker thread for files, one round trip for Redis), so the event loop never waits on
@@ -20,7 +21,13 @@ from cfgstore.errors import VersionConflict
 from cfgstore.model.config import MainConfig
 from cfgstore.model.config_rules import field_errors
 from cfgstore.model.jsjson import JSONValue
-from cfgstore_gateway.admin.http import ApiError, invalid, read_json_object, success
+from cfgstore_gateway.admin.http import (
+    ApiError,
+    check_document,
+    invalid,
+    read_json_object,
+    success,
+)
 from cfgstore_gateway.admin.masking import API_KEY_MASK, is_masked_echo, masked
 from cfgstore_gateway.admin.state import admin_state
 from cfgstore_gateway.services import SERVICES, Services
@@ -48,8 +55,10 @@ async def update_config(request: web.Request) -> web.StreamResponse:
         if expected is not None and config.version != expected:
             raise _stale()
         if changes:
+            merged = _merged(config.document, changes)
+            check_document(merged, "config")
             try:
-                await store.config.put(_merged(config.document, changes), config.version)
+                await store.config.put(merged, config.version)
             except VersionConflict:
                 if expected is not None:
                     raise _stale() from None

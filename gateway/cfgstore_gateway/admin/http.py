@@ -1,8 +1,13 @@
-"""The admin API's answers and request bodies: the error shape, bounded JSON reads.
+"""The admin API's answers and request bodies: the error shape, bounded JSON reads, and
+the limits of what an admin write may store.
 
 Errors are ``{"error": {"message", "code"[, "fields"]}}`` (``gateway/admin-api.md``).
 Handlers raise :class:`ApiError`; the admin middleware turns it (and storage errors) into
-the answer. Bodies are read with a hard limit, whatever ``Content-Length`` claims.
+the answer. Bodies are read whole up to :data:`MAX_BODY_BYTES` and refused (``413``) past
+it without reading further, whatever ``Content-Length`` claims. Every JSON body is parsed
+by :func:`parse_json` (deeper than the document depth limit: ``422``), and every document
+an admin write stores passes :func:`check_document` first (depth and size,
+:mod:`cfgstore.model.limits`): over a limit, ``422`` naming it, nothing stored.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
-from cfgstore_gateway.json_body import parse_json
+from cfgstore.model.limits import document_problem, too_deep
+from cfgstore_gateway.json_body import JSONTooDeep, parse_client_json
 
 MAX_BODY_BYTES = 1024 * 1024
-"""Largest admin request body (a token document or a config is a few KiB)."""
+"""Largest admin request body, JSON or multipart (a token document or a config is a few
+KiB; a system prompt may be larger)."""
 
 
 class ApiError(Exception):
@@ -54,14 +61,55 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
-async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole body, refused with ``413`` past ``limit`` bytes (checked while reading)."""
+def refuse_declared_oversize(request: web.Request, limit: int = MAX_BODY_BYTES) -> None:
+    """``413`` before reading when ``Content-Length`` already says the body is larger than
+    ``limit``."""
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise _too_large(limit)
-    return body
+        raise too_large(limit)
+
+
+def refuse_received_oversize(request: web.Request) -> None:
+    """``413`` once more than :data:`MAX_BODY_BYTES` of the body arrived (for readers that
+    consume the body themselves, such as the multipart reader)."""
+    if request.content.total_bytes > MAX_BODY_BYTES:
+        raise too_large()
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The whole body; ``413`` past ``limit`` bytes (at most one byte more is read).
+
+    One ``read(n)`` returns what has arrived so far, not ``n`` bytes: read until the end."""
+    refuse_declared_oversize(request, limit)
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    return bytes(body)
+
+
+def parse_json(raw: bytes, field: str) -> Any:
+    """``raw`` as JSON; ``422`` on ``field`` when it is not JSON or is nested deeper than a
+    stored document may be."""
+    try:
+        value = parse_client_json(raw)
+    except JSONTooDeep:
+        raise invalid({field: too_deep()}, f"Not saved: {field} is {too_deep()}") from None
+    except ValueError as exc:
+        raise invalid({field: f"not valid JSON ({exc.args[0]})"}) from None
+    problem = document_problem(value, max_bytes=None)
+    if problem is not None:
+        raise invalid({field: problem}, f"Not saved: {field} is {problem}")
+    return value
+
+
+def check_document(value: Any, field: str) -> None:
+    """``422`` on ``field`` when ``value``, a document about to be stored, is deeper or
+    larger than the limits (:mod:`cfgstore.model.limits`). Every admin write calls this
+    on what it stores, so nothing stored can break a later read."""
+    problem = document_problem(value)
+    if problem is not None:
+        raise invalid({field: problem}, f"Not saved: {field} is {problem}")
 
 
 async def read_json_object(
@@ -72,10 +120,7 @@ async def read_json_object(
     raw = await read_body(request, limit)
     if not raw.strip() and optional:
         return {}
-    try:
-        value = parse_json(raw)
-    except ValueError as exc:
-        raise invalid({"body": f"not valid JSON ({exc.args[0]})"}) from None
+    value = parse_json(raw, "body")
     if not isinstance(value, dict):
         raise invalid({"body": "expected a JSON object"})
     return value
@@ -85,5 +130,5 @@ def success(status: int = 200, **fields: Any) -> web.Response:
     return web.json_response({"success": True, **fields}, status=status)
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"Request body larger than {limit} bytes")
+def too_large(limit: int = MAX_BODY_BYTES) -> ApiError:
+    return ApiError(413, "too_large", f"Request body larger than {limit} bytes (the limit)")

@@ -29,16 +29,17 @@ from cfgstore.model.credentials import Credential, credential_path_of, token_for
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import HOT_KEYS, ProviderNode, node_from_settings, node_to_json
 from cfgstore_gateway.admin.http import (
-    MAX_BODY_BYTES,
-    ApiError,
+    check_document,
     invalid,
     not_found,
+    parse_json,
     read_json_object,
+    refuse_declared_oversize,
+    refuse_received_oversize,
     success,
 )
 from cfgstore_gateway.admin.masking import masked, without_masked_echoes
 from cfgstore_gateway.health_checks import HealthChecker
-from cfgstore_gateway.json_body import parse_json
 from cfgstore_gateway.routing import BUILTIN_PROVIDER_TYPES, RESERVED_TYPE_NAMES, is_reserved_type
 from cfgstore_gateway.services import SERVICES
 
@@ -118,10 +119,14 @@ async def update_provider(request: web.Request) -> web.StreamResponse:
         raise invalid({"providerConfig": "expected an object of the fields to change"})
     changes = without_masked_echoes(config)
     changes.pop("uuid", None)
-    if fields := await _outside_paths(_store(request), changes, "providerConfig."):
+    store = _store(request)
+    if fields := await _outside_paths(store, changes, "providerConfig."):
         raise invalid(fields)
+    current = await store.pools.get_node(provider_type, node_uuid)
+    if current is not None:  # else the store answers 404
+        check_document({**node_to_json(current), **changes}, "providerConfig")
     try:
-        node = await _store(request).pools.update_node(provider_type, node_uuid, changes)
+        node = await store.pools.update_node(provider_type, node_uuid, changes)
     except InvalidData as exc:
         raise invalid({"providerConfig": _where(exc)}) from None
     return success(provider=node_answer(node))
@@ -195,6 +200,7 @@ async def put_credential(request: web.Request) -> web.StreamResponse:
     document = await read_json_object(request)
     if not document:
         raise invalid({"body": "expected the token document (a non-empty JSON object)"})
+    check_document(document, "body")
     node = await store.pools.get_node(provider_type, node_uuid)
     if node is None:
         raise not_found(f"Provider {provider_type}/{node_uuid}")
@@ -218,13 +224,9 @@ async def upload_credential(request: web.Request) -> web.StreamResponse:
     if "file" not in parts:
         fields["file"] = "required: the token JSON file"
     else:
-        try:
-            document = parse_json(parts["file"])
-        except ValueError:
-            fields["file"] = "not valid JSON"
-        else:
-            if not isinstance(document, dict) or not document:
-                fields["file"] = "expected a token document (a non-empty JSON object)"
+        document = parse_json(parts["file"], "file")
+        if not isinstance(document, dict) or not document:
+            fields["file"] = "expected a token document (a non-empty JSON object)"
     name = parts.get("customName", b"").decode("utf-8", "replace").strip()
     if len(name) > 200:
         fields["customName"] = "at most 200 characters"
@@ -247,6 +249,9 @@ async def _add_node(
 ) -> ProviderNode:
     settings = {k: v for k, v in config.items() if k not in HOT_KEYS or k in _KEPT_ON_ADD}
     settings.pop("uuid", None)
+    check_document(settings, "providerConfig")
+    if credential is not None:
+        check_document(credential, "credential")
     try:
         node = node_from_settings(settings, node_uuid, "providerConfig")
     except InvalidData as exc:
@@ -304,22 +309,21 @@ async def _outside_paths(
 
 
 async def _multipart(request: web.Request) -> dict[str, bytes]:
+    """The form's parts by name; ``413`` once the body (framing included) passes the cap."""
     if not request.content_type.startswith("multipart/"):
         raise invalid({"body": "expected multipart/form-data with file and provider"})
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"Upload larger than {MAX_BODY_BYTES} bytes")
+    refuse_declared_oversize(request)
     reader = await request.multipart()
     parts: dict[str, bytes] = {}
-    total = 0
     while (part := await reader.next()) is not None:
+        refuse_received_oversize(request)
         data = bytearray()
         while chunk := await part.read_chunk():  # type: ignore[union-attr]
-            total += len(chunk)
-            if total > MAX_BODY_BYTES:
-                raise ApiError(413, "too_large", f"Upload larger than {MAX_BODY_BYTES} bytes")
+            refuse_received_oversize(request)
             data += chunk
         if part.name:  # type: ignore[union-attr]
             parts[part.name] = bytes(data)  # type: ignore[union-attr]
+    refuse_received_oversize(request)
     return parts
 
 

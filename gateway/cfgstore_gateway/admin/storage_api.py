@@ -2,8 +2,9 @@
 operators (mode, instances, journal depth, Redis version and memory policy).
 
 Built from the backends' own status reports (``store.status()``), which never carry a
-secret (Redis locations have no password). Answers while degraded: that is when it
-matters most.
+secret (Redis locations have no password), and ``configProblems``: the stored config's
+keys this instance ignores because their values are unusable (key → what is wrong; their
+defaults are used). Answers while degraded: that is when it matters most.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ DEGRADED_MODES = frozenset({"degraded", "data-lost"})
 
 
 async def storage_status(request: web.Request) -> web.StreamResponse:
-    store = request.config_dict[SERVICES].store
+    services = request.config_dict[SERVICES]
+    store = services.store
     async with asyncio.timeout(STATUS_TIMEOUT_S):
         statuses = await store.status()
+    config_problems: dict[str, str] = {}
+    with contextlib.suppress(CfgStoreError, TimeoutError):
+        async with asyncio.timeout(STATUS_TIMEOUT_S):
+            config_problems = (await services.config.get()).problems
     instances: list[dict[str, Any]] = []
     with contextlib.suppress(CfgStoreError, NotImplementedError, TimeoutError):
         async with asyncio.timeout(STATUS_TIMEOUT_S):
@@ -50,6 +56,7 @@ async def storage_status(request: web.Request) -> web.StreamResponse:
             "instances": instances,
             "journalDepth": int(depth) if depth and depth.isdigit() else 0,
             "redis": redis,
+            "configProblems": config_problems,
         }
     )
 

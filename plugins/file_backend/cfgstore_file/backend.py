@@ -13,8 +13,7 @@ import logging
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext
 from cfgstore.errors import InvalidData
-from cfgstore.model import jsjson
-from cfgstore.model.config import config_from_json
+from cfgstore.model.config import config_from_text
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.login_guard import LoginFailures
 from cfgstore.model.pools import ProviderPools, cold_start
@@ -59,10 +58,8 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps):
             raise InvalidData(str(configs_dir), "folder", "the configs folder does not exist")
         config_file = configs_dir / "config.json"
         raw = await asyncio.to_thread(read_bytes, config_file)
-        config = config_from_json(
-            jsjson.loads(raw, str(config_file)) if raw is not None else {},
-            str(config_file),
-            content_version(raw or b""),
+        config = config_from_text(
+            raw if raw is not None else b"{}", str(config_file), content_version(raw or b"")
         )
         self.layout = Layout.build(configs_dir, settings.working_dir, config)
         self.locks = LockDir(self.layout.locks)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 from cfgstore import hookimpl
 from cfgstore.errors import InvalidData, VersionConflict
 from cfgstore.model import jsjson
-from cfgstore.model.config import MainConfig, config_from_json
+from cfgstore.model.config import MainConfig, config_from_text
 from cfgstore.model.custom_models import (
     CustomModel,
     custom_models_from_json,
@@ -84,9 +84,7 @@ class DocumentOps:
         raw = await doc.read()
         if raw is None:
             return MainConfig()
-        return config_from_json(
-            jsjson.loads(raw, str(doc.path)), str(doc.path), content_version(raw)
-        )
+        return config_from_text(raw, str(doc.path), content_version(raw))
 
     @hookimpl
     async def cfgstore_config_put(

@@ -11,7 +11,7 @@ from typing import TypeVar
 from cfgstore import hookimpl
 from cfgstore.errors import InvalidData, VersionConflict
 from cfgstore.model import jsjson
-from cfgstore.model.config import MainConfig, config_from_json
+from cfgstore.model.config import MainConfig, config_from_text
 from cfgstore.model.custom_models import (
     CustomModel,
     custom_models_from_json,
@@ -45,11 +45,16 @@ class DocumentOps(RedisParts):
     # -- versioned documents -------------------------------------------------------------
 
     async def _read_document(self, key: str) -> tuple[JSONValue | None, str]:
+        text, version = await self._read_text(key)
+        return (None if text is None else jsjson.loads(text, f"redis {key}")), version
+
+    async def _read_text(self, key: str) -> tuple[str | None, str]:
+        """A versioned document's JSON text (``None`` when absent) and version."""
         with translated(self.connection):
-            doc, version = await self.redis.hmget(key, "doc", "ver")
-        if doc is None:
+            text, version = await self.redis.hmget(key, "doc", "ver")
+        if text is None:
             return None, ABSENT_VERSION
-        return jsjson.loads(doc, f"redis {key}"), str(version)
+        return text, str(version)
 
     async def _cas(self, key: str, entity: str, document: JSONValue, expected: str) -> str | None:
         """Write if the version is still ``expected``; the new version, or ``None``."""
@@ -92,10 +97,10 @@ class DocumentOps(RedisParts):
 
     @hookimpl
     async def cfgstore_config_get(self) -> MainConfig:
-        doc, version = await self._read_document(self.keys.config)
-        if doc is None:
+        text, version = await self._read_text(self.keys.config)
+        if text is None:
             return MainConfig()
-        return config_from_json(doc, f"redis {self.keys.config}", version)
+        return config_from_text(text, f"redis {self.keys.config}", version)
 
     @hookimpl
     async def cfgstore_config_put(
@@ -105,7 +110,7 @@ class DocumentOps(RedisParts):
             raise InvalidData("config", "$", "config must be a JSON object")
         version = await self._cas(self.keys.config, "config", document, expected_version)
         if version is None:
-            _, actual = await self._read_document(self.keys.config)
+            _, actual = await self._read_text(self.keys.config)
             raise VersionConflict("config", "config", expected_version, actual)
         return version
 
