@@ -60,7 +60,13 @@ _UI_HEADERS = {
 def add_admin(app: web.Application, gate: SessionGate) -> None:
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``."""
     api = web.Application(middlewares=[_admin_middleware])
-    api[ADMIN] = AdminState(gate)
+    state = AdminState(gate)
+    api[ADMIN] = state
+
+    async def close_password_work(_: web.Application) -> None:
+        state.password_work.close()
+
+    api.on_cleanup.append(close_password_work)
     api_routes(api.router)
     app.add_subapp("/api", api)
     app.router.add_get("/", _index)

@@ -133,6 +133,7 @@ RULES: Mapping[str, Rule] = {
     "LOGIN_MIN_INTERVAL": _NON_NEGATIVE,
     "TRUST_PROXY": _boolean,
     "TRUSTED_PROXY_IPS": _strings,
+    "TRUSTED_PROXY_HOPS": _POSITIVE,
     "PROVIDER_POOLS_FILE_PATH": _safe_path,
     "CUSTOM_MODELS_FILE_PATH": _safe_path,
     "LOG_DIR": _safe_path,

@@ -2,16 +2,23 @@
 
 Errors are ``{"error": {"message", "code"[, "fields"]}}`` (``gateway/admin-api.md``).
 Handlers raise :class:`ApiError`; the admin middleware turns it (and storage errors) into
-the answer. Bodies are read with a hard limit, whatever ``Content-Length`` claims.
+the answer. Bodies are read with a hard limit, whatever ``Content-Length`` claims. A body
+nested deeper than the JSON parser goes, or holding a lone UTF-16 surrogate escape such as
+``"\\ud800"`` (which no UTF-8 file or hash can take), is a ``400 bad_request`` and one log
+line, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger("cfgstore_gateway.admin")
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest admin request body (a token document or a config is a few KiB)."""
@@ -70,11 +77,33 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
         return {}
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise _bad_request(request, "JSON nested too deeply") from None
     except ValueError as exc:
         raise invalid({"body": f"not valid JSON ({exc.args[0]})"}) from None
     if not isinstance(value, dict):
         raise invalid({"body": "expected a JSON object"})
+    if _SURROGATE_ESCAPE.search(raw) and not _is_unicode_text(value):
+        raise _bad_request(request, "a lone UTF-16 surrogate (\\ud800-\\udfff) in a string")
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""Only a body with such an escape can decode to a lone surrogate (a valid pair too)."""
+
+
+def _is_unicode_text(value: Any) -> bool:
+    """Whether every string in ``value`` (keys too) can be encoded as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_request(request: web.Request, problem: str) -> ApiError:
+    log.warning("%s %s refused: request body holds %s", request.method, request.path, problem)
+    return ApiError(400, "bad_request", f"Request body refused: {problem}")
 
 
 def success(status: int = 200, **fields: Any) -> web.Response:
