@@ -31,7 +31,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, CredentialRef
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
-from cfgstore.model.login_guard import LoginGuard
+from cfgstore.model.login_guard import LoginAttempt, LoginGuard
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.records import NodeRecord
@@ -247,6 +247,14 @@ class NoopBackend:
         return False
 
     @hookimpl
+    async def cfgstore_sessions_delete_digest(self, digest: str) -> bool:
+        return False
+
+    @hookimpl
+    async def cfgstore_sessions_delete_others(self, keep_token: str | None) -> int:
+        return 0
+
+    @hookimpl
     async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
         return 0
 
@@ -263,6 +271,12 @@ class NoopBackend:
         self, client: str, now_ms: int, max_attempts: int, lockout_ms: int
     ) -> LoginGuard:
         return LoginGuard(0, None)
+
+    @hookimpl
+    async def cfgstore_login_attempt_reserve(
+        self, client: str, now_ms: int, max_attempts: int, lockout_ms: int, min_interval_ms: int
+    ) -> LoginAttempt:
+        return LoginAttempt(None, 1)
 
     @hookimpl
     async def cfgstore_login_failures_clear(self, client: str) -> None:

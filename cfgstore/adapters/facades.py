@@ -18,7 +18,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, CredentialRef
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
-from cfgstore.model.login_guard import LoginGuard, check_failure_limits
+from cfgstore.model.login_guard import LoginAttempt, LoginGuard, check_failure_limits
 from cfgstore.model.password import hash_password, verify_password
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
@@ -309,6 +309,15 @@ class Sessions(_Facade):
         existed: bool = await self._call("cfgstore_sessions_delete", token=token)
         return existed
 
+    async def delete_digest(self, digest: str) -> bool:
+        existed: bool = await self._call("cfgstore_sessions_delete_digest", digest=digest)
+        return existed
+
+    async def delete_others(self, keep_token: str | None) -> int:
+        """End every session but ``keep_token``'s (``None``: all of them)."""
+        removed: int = await self._call("cfgstore_sessions_delete_others", keep_token=keep_token)
+        return removed
+
     async def purge_expired(self, now: int | None = None) -> int:
         count: int = await self._call("cfgstore_sessions_purge_expired", now_ms=now or now_ms())
         return count
@@ -320,9 +329,33 @@ class Sessions(_Facade):
 
 class Logins(_Facade):
     """The admin-login lockout counter, per opaque client key (the gateway passes the
-    client IP). ``now`` (epoch ms) defaults to the current time. Check :meth:`guard`
-    before verifying a password; count a wrong one with :meth:`failure`; :meth:`clear`
-    after a successful login."""
+    client IP). ``now`` (epoch ms) defaults to the current time. :meth:`reserve` an
+    attempt before verifying a password (check and count in one atomic step);
+    :meth:`clear` after a successful login. :meth:`guard` reads the state and
+    :meth:`failure` counts a failure without reserving."""
+
+    async def reserve(
+        self,
+        client: str,
+        *,
+        max_attempts: int,
+        lockout_ms: int,
+        min_interval_ms: int,
+        now: int | None = None,
+    ) -> LoginAttempt:
+        """Reserve one attempt (:func:`cfgstore.model.login_guard.reserve_attempt`):
+        refused while locked or within ``min_interval_ms`` of the last one, else counted
+        as a failure; the ``max_attempts``-th sets the lock."""
+        check_failure_limits(max_attempts, lockout_ms, min_interval_ms)
+        attempt: LoginAttempt = await self._call(
+            "cfgstore_login_attempt_reserve",
+            client=client,
+            now_ms=now if now is not None else now_ms(),
+            max_attempts=max_attempts,
+            lockout_ms=lockout_ms,
+            min_interval_ms=min_interval_ms,
+        )
+        return attempt
 
     async def guard(self, client: str, now: int | None = None) -> LoginGuard:
         guard: LoginGuard = await self._call(

@@ -1,4 +1,5 @@
-"""The admin-login lockout counter (``LOGIN_MAX_ATTEMPTS``, ``LOGIN_LOCKOUT_DURATION``).
+"""The admin-login lockout counter (``LOGIN_MAX_ATTEMPTS``, ``LOGIN_LOCKOUT_DURATION``,
+``LOGIN_MIN_INTERVAL``).
 
 The caller passes an opaque client key (the gateway passes the client IP); backends that
 persist it store only a digest (:func:`cfgstore.model.login_guard.client_digest`). A
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from cfgstore.hookspecs import hookspec
 
 if TYPE_CHECKING:
-    from cfgstore.model.login_guard import LoginGuard
+    from cfgstore.model.login_guard import LoginAttempt, LoginGuard
 
 
 @hookspec
@@ -32,6 +33,18 @@ async def cfgstore_login_failure_add(
     (:func:`cfgstore.model.login_guard.add_failure`): the count expires ``lockout_ms`` after
     this failure; once it reaches ``max_attempts`` (> 0) the client is locked until
     ``now_ms + lockout_ms``."""
+
+
+@hookspec
+async def cfgstore_login_attempt_reserve(
+    client: str, now_ms: int, max_attempts: int, lockout_ms: int, min_interval_ms: int
+) -> LoginAttempt:
+    """Reserve one login attempt before the password is checked: check and count in one
+    atomic step across every instance sharing the storage (no lost or doubled count under
+    any concurrency, no client retry of the increment), exactly as
+    :func:`cfgstore.model.login_guard.reserve_attempt` computes it. A refusal (locked, or
+    within ``min_interval_ms`` of the last reserved attempt) changes nothing. A reserved
+    attempt counts as a failure until :func:`cfgstore_login_failures_clear`."""
 
 
 @hookspec

@@ -32,6 +32,20 @@ async def cfgstore_sessions_delete(token: str) -> bool:
 
 
 @hookspec
+async def cfgstore_sessions_delete_digest(digest: str) -> bool:
+    """Remove the session whose token has this digest
+    (:func:`cfgstore.model.sessions.token_digest`): a logout recorded without the raw
+    token (the memory fallback's journal). Return whether it existed."""
+
+
+@hookspec
+async def cfgstore_sessions_delete_others(keep_token: str | None) -> int:
+    """Remove every session except ``keep_token``'s (``None``: every session), e.g. after a
+    password change; atomic against concurrent adds and deletes. Return how many were
+    removed (expired ones not yet purged may or may not be counted)."""
+
+
+@hookspec
 async def cfgstore_sessions_purge_expired(now_ms: int) -> int:
     """Remove sessions expired at ``now_ms``; return how many were removed."""
 

@@ -14,7 +14,6 @@ or ``None``. One module, so the service, the admin API and ``cfgctl migrate`` ca
 Keys not listed take any JSON value.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -167,6 +166,7 @@ STORED_RULES: Mapping[str, Rule] = {
     "CRON_REFRESH_TOKEN": boolean,
     "TRUST_PROXY": boolean,
     "TRUSTED_PROXY_IPS": strings,
+    "TRUSTED_PROXY_HOPS": number,
     "PROVIDER_POOLS_FILE_PATH": string,
     "CUSTOM_MODELS_FILE_PATH": string,
     "LOG_DIR": string,
@@ -230,6 +230,7 @@ RULES: Mapping[str, Rule] = {
     "LOGIN_MIN_INTERVAL": _NON_NEGATIVE,
     "TRUST_PROXY": boolean,
     "TRUSTED_PROXY_IPS": strings,
+    "TRUSTED_PROXY_HOPS": _POSITIVE,
     "PROVIDER_POOLS_FILE_PATH": _safe_path,
     "CUSTOM_MODELS_FILE_PATH": _safe_path,
     "LOG_DIR": _safe_path,

@@ -58,10 +58,11 @@ from cfgstore.errors import AlreadyExists, NotFound, VersionConflict
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import CredentialRef
 from cfgstore.model.events import ChangeEvent
-from cfgstore.model.login_guard import LoginGuard, add_failure
+from cfgstore.model.login_guard import LoginGuard, add_failure, reserve_attempt
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import COUNTER_KEYS, ProviderPools, node_from_json, node_to_json
 from cfgstore.model.records import apply_record
+from cfgstore.model.sessions import token_digest
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.usage_cache import UsageCache
 from cfgstore.model.versions import ANY_VERSION
@@ -392,6 +393,22 @@ class DictStore:
         return existed
 
     @hookimpl
+    async def cfgstore_sessions_delete_digest(self, digest):
+        found = [t for t in self.sessions if token_digest(t) == digest]
+        for token in found:
+            del self.sessions[token]
+        self._publish("sessions")
+        return bool(found)
+
+    @hookimpl
+    async def cfgstore_sessions_delete_others(self, keep_token):
+        others = [t for t in self.sessions if t != keep_token]
+        for token in others:
+            del self.sessions[token]
+        self._publish("sessions")
+        return len(others)
+
+    @hookimpl
     async def cfgstore_sessions_purge_expired(self, now_ms):
         expired = [t for t, s in self.sessions.items() if s.expired(now_ms)]
         for token in expired:
@@ -415,6 +432,17 @@ class DictStore:
         kept = add_failure(self.logins.get(client), now_ms, max_attempts, lockout_ms)
         self.logins[client] = kept
         return kept.guard(now_ms)
+
+    @hookimpl
+    async def cfgstore_login_attempt_reserve(
+        self, client, now_ms, max_attempts, lockout_ms, min_interval_ms
+    ):
+        kept, attempt = reserve_attempt(
+            self.logins.get(client), now_ms, max_attempts, lockout_ms, min_interval_ms
+        )
+        if kept is not None:
+            self.logins[client] = kept
+        return attempt
 
     @hookimpl
     async def cfgstore_login_failures_clear(self, client):

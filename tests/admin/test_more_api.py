@@ -107,8 +107,8 @@ async def test_no_secret_reaches_a_log_line(
     anonymous: Admin, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    admin = await anonymous.login()  # first: the wrong one then comes after a success
     await anonymous.call("POST", "/api/login", json={"password": "wrong-" + PASSWORD})
-    admin = await anonymous.login()
     secret = "sk-brand-new-secret-key-9876543210"
     await admin.call(
         "POST",

@@ -167,6 +167,7 @@ async def seed(url: str, prefix: str) -> None:
                 "MAX_ERROR_COUNT": 3,
                 "CRON_REFRESH_TOKEN": False,
                 "SCHEDULED_HEALTH_CHECK": {"enabled": False, "providerTypes": []},
+                "LOGIN_MIN_INTERVAL": 0,  # the tests sign in right after a wrong password
             },
             ABSENT_VERSION,
         )

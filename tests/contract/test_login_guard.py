@@ -1,7 +1,8 @@
-"""The admin-login lockout counter: counting, locking at the limit, expiry, clearing, and
-exact counts under concurrency (across instances on a shared backend). On Redis: the key
-has a TTL and no key or value holds the raw client key; the least-privileged ACL suffices;
-behind the memory fallback the counter is refused while the storage is degraded."""
+"""The admin-login lockout counter: counting, locking at the limit, expiry, clearing,
+reserving an attempt (check and count in one step, the minimum interval), and exact counts
+under concurrency (across instances on a shared backend). On Redis: the key has a TTL and
+no key or value holds the raw client key; the least-privileged ACL suffices; behind the
+memory fallback the counter is refused while the storage is degraded."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import redis.asyncio as aioredis
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.errors import InvalidData, StorageDegraded
-from cfgstore.model.login_guard import LoginFailures, LoginGuard, add_failure, client_digest
+from cfgstore.model.login_guard import (
+    LoginAttempt,
+    LoginFailures,
+    LoginGuard,
+    Refusal,
+    add_failure,
+    client_digest,
+    reserve_attempt,
+)
 from cfgstore.model.timefmt import now_ms
 from cfgstore_redis.acl import acl_rules
 from cfgstore_redis.keys import Keys
@@ -109,6 +118,98 @@ async def test_concurrent_failures_count_exactly(deployment: Deployment) -> None
         assert sorted(r.failures for r in results) == list(range(1, 51))
         for store in stores:
             assert await store.logins.guard(CLIENT, now) == LoginGuard(50, None)
+
+
+async def reserve(
+    store: Store, now: int, max_attempts: int = 3, min_interval_ms: int = 0
+) -> LoginAttempt:
+    return await store.logins.reserve(
+        CLIENT,
+        max_attempts=max_attempts,
+        lockout_ms=MINUTE,
+        min_interval_ms=min_interval_ms,
+        now=now,
+    )
+
+
+async def test_reserving_counts_locks_at_the_limit_and_refuses_while_locked(
+    store: Store,
+) -> None:
+    assert await reserve(store, T0) == LoginAttempt(None, 1)
+    assert await reserve(store, T0 + 1) == LoginAttempt(None, 2)
+    # The last attempt allowed sets the lock; a success would clear it.
+    third = await reserve(store, T0 + 2)
+    assert third == LoginAttempt(None, 3, T0 + 2 + MINUTE) and third.locked(T0 + 2)
+    refused = await reserve(store, T0 + 3)
+    assert refused == LoginAttempt(Refusal.LOCKED, 3, T0 + 2 + MINUTE, T0 + 2 + MINUTE)
+    assert await store.logins.guard(CLIENT, T0 + 3) == LoginGuard(3, T0 + 2 + MINUTE)
+    # After the lock the client starts again from zero; a clear does so at once.
+    assert await reserve(store, T0 + 2 + MINUTE) == LoginAttempt(None, 1)
+    await store.logins.clear(CLIENT)
+    assert await reserve(store, T0 + 2 + MINUTE) == LoginAttempt(None, 1)
+
+
+async def test_reserving_refuses_within_the_minimum_interval(store: Store) -> None:
+    assert (await reserve(store, T0, min_interval_ms=1000)).allowed
+    too_soon = await reserve(store, T0 + 999, min_interval_ms=1000)
+    assert too_soon == LoginAttempt(Refusal.TOO_FREQUENT, 1, None, T0 + 1000)
+    # A refusal counts nothing and does not move the interval.
+    assert await reserve(store, T0 + 1000, min_interval_ms=1000) == LoginAttempt(None, 2)
+    # A success clears the last attempt too.
+    await store.logins.clear(CLIENT)
+    assert (await reserve(store, T0 + 1001, min_interval_ms=1000)).allowed
+
+
+async def test_concurrent_reservations_allow_exactly_max_attempts(
+    deployment: Deployment,
+) -> None:
+    """60 concurrent reservations, half through each of two stores: on a shared backend
+    exactly 5 are allowed (attempts 1 to 5) and the rest refused as locked; the file
+    backend counts per store (per process), so each store allows its 5."""
+    now = now_ms()
+    async with deployment.open() as one, deployment.open() as two:
+        stores = [one, two]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(reserve(stores[i % 2], now, max_attempts=5) for i in range(60))),
+            timeout=60,
+        )
+        allowed = sorted(r.failures for r in results if r.allowed)
+        expected = list(range(1, 6)) if shared(deployment) else sorted([*range(1, 6)] * 2)
+        assert allowed == expected
+        assert all(r.refusal is Refusal.LOCKED for r in results if not r.allowed)
+
+
+def test_reservation_model_matches_the_documented_rule() -> None:
+    kept, attempt = reserve_attempt(None, T0, 2, MINUTE, 5 * MINUTE)
+    assert attempt == LoginAttempt(None, 1)
+    assert kept == LoginFailures(1, T0 + 5 * MINUTE, None, T0)
+    assert LoginFailures.decode(kept.encode(), "test") == kept
+    assert reserve_attempt(kept, T0 + 1, 2, MINUTE, 5 * MINUTE)[0] is None
+    # A count stored before the last attempt was kept reads as never attempted.
+    old = LoginFailures.decode("1:9999999999999:0", "test")
+    assert old.last_attempt_ms is None
+    _, again = reserve_attempt(old, T0, 2, MINUTE, 5 * MINUTE)
+    assert again == LoginAttempt(None, 2, T0 + MINUTE)
+    with pytest.raises(InvalidData):
+        LoginFailures.decode("1:2:3:4:5", "test")
+
+
+async def test_redis_reads_a_count_stored_without_the_last_attempt(
+    deployment: Deployment,
+) -> None:
+    if not shared(deployment):
+        pytest.skip("Redis value format")
+    settings = deployment.settings
+    key = Keys(settings.redis_prefix).login(client_digest(CLIENT))
+    admin = aioredis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+    try:
+        await admin.set(key, f"1:{T0 + MINUTE}:0", px=MINUTE)
+        async with deployment.open() as store:
+            assert await reserve(store, T0, max_attempts=2) == LoginAttempt(None, 2, T0 + MINUTE)
+            assert LoginFailures.decode(await admin.get(key), key).last_attempt_ms == T0
+            assert 0 < await admin.pttl(key) <= MINUTE
+    finally:
+        await admin.aclose()
 
 
 async def test_redis_key_has_a_ttl_and_never_holds_the_client(deployment: Deployment) -> None:
@@ -214,3 +315,5 @@ async def test_memory_fallback_refuses_the_counter_while_degraded(
             await store.logins.guard(CLIENT)
         with pytest.raises(StorageDegraded):
             await store.logins.clear(CLIENT)
+        with pytest.raises(StorageDegraded):
+            await store.logins.reserve(CLIENT, max_attempts=3, lockout_ms=MINUTE, min_interval_ms=0)

@@ -201,7 +201,8 @@ async def test_serve_in_an_empty_folder_creates_configs_serves_and_flushes_on_si
             async with client.get(f"{served.url}/health") as response:
                 assert response.status == 200
                 assert (await response.json())["storage"] == "file"
-            for tried, expected in (("admin123", 401), (password, 200)):
+            # The right one first: a wrong one is followed by LOGIN_MIN_INTERVAL (5 s).
+            for tried, expected in ((password, 200), ("admin123", 401)):
                 login = {"password": tried}
                 async with client.post(f"{served.url}/api/login", json=login) as response:
                     assert response.status == expected

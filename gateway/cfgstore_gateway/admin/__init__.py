@@ -39,6 +39,7 @@ from cfgstore_gateway.admin import (
 from cfgstore_gateway.admin.http import ApiError
 from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
+from cfgstore_gateway.log_text import escaped
 
 __all__ = ["add_admin", "api_routes"]
 
@@ -61,7 +62,13 @@ def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> N
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
     routes marked in ``access``."""
     api = web.Application(middlewares=[_admin_middleware])
-    api[ADMIN] = AdminState(gate)
+    state = AdminState(gate)
+    api[ADMIN] = state
+
+    async def close_password_work(_: web.Application) -> None:
+        state.password_work.close()
+
+    api.on_cleanup.append(close_password_work)
     api_routes(api.router)
     access.default(api, Access.ADMIN)
     for route in api.router.routes():
@@ -128,6 +135,8 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
         return await handler(request)
     except ApiError as exc:
+        if exc.status == 400:  # a body no handler could take: say so once, no traceback
+            log.warning("%s %s refused: %s", request.method, escaped(request.path), exc)
         return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:

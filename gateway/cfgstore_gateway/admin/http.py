@@ -5,19 +5,24 @@ Errors are ``{"error": {"message", "code"[, "fields"]}}`` (``gateway/admin-api.m
 Handlers raise :class:`ApiError`; the admin middleware turns it (and storage errors) into
 the answer. Bodies are read whole up to :data:`MAX_BODY_BYTES` and refused (``413``) past
 it without reading further, whatever ``Content-Length`` claims. Every JSON body is parsed
-by :func:`parse_json` (deeper than the document depth limit: ``422``), and every document
-an admin write stores passes :func:`check_document` first (depth and size,
-:mod:`cfgstore.model.limits`): over a limit, ``422`` naming it, nothing stored.
+by :func:`parse_json`: deeper than the JSON parser goes, or (a request body) holding a
+lone UTF-16 surrogate escape such as ``"\\ud800"`` (which no UTF-8 file or hash can take),
+it is a ``400 bad_request`` (the admin middleware logs one line, never a traceback);
+deeper than the document depth limit, ``422``. Every document an admin write stores
+passes :func:`check_document` first (depth and size, :mod:`cfgstore.model.limits`): over
+a limit, ``422`` naming it, nothing stored.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from cfgstore.model.limits import document_problem, too_deep
+from cfgstore.model.limits import document_problem
 from cfgstore_gateway.json_body import JSONTooDeep, parse_client_json
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -89,12 +94,12 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def parse_json(raw: bytes, field: str) -> Any:
-    """``raw`` as JSON; ``422`` on ``field`` when it is not JSON or is nested deeper than a
-    stored document may be."""
+    """``raw`` as JSON: ``400`` when it is nested deeper than the parser follows, ``422`` on
+    ``field`` when it is not JSON or is nested deeper than a stored document may be."""
     try:
         value = parse_client_json(raw)
     except JSONTooDeep:
-        raise invalid({field: too_deep()}, f"Not saved: {field} is {too_deep()}") from None
+        raise bad_request(f"{field} is JSON nested deeper than the parser follows") from None
     except ValueError as exc:
         raise invalid({field: f"not valid JSON ({exc.args[0]})"}) from None
     problem = document_problem(value, max_bytes=None)
@@ -123,7 +128,27 @@ async def read_json_object(
     value = parse_json(raw, "body")
     if not isinstance(value, dict):
         raise invalid({"body": "expected a JSON object"})
+    if _SURROGATE_ESCAPE.search(raw) and not _is_unicode_text(value):
+        raise bad_request("a lone UTF-16 surrogate (\\ud800-\\udfff) in a string")
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""Only a body with such an escape can decode to a lone surrogate (a valid pair too)."""
+
+
+def _is_unicode_text(value: Any) -> bool:
+    """Whether every string in ``value`` (keys too) can be encoded as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def bad_request(problem: str) -> ApiError:
+    """``400``: a body no handler can take (the admin middleware logs it, one line)."""
+    return ApiError(400, "bad_request", f"Request body refused: {problem}")
 
 
 def success(status: int = 200, **fields: Any) -> web.Response:

@@ -1,61 +1,74 @@
 """``POST /api/login``, ``/api/logout``, ``GET /api/session``, ``POST /api/admin-password``.
 
-Login checks the password (PBKDF2 in a worker thread: never on the event loop, compared in
-constant time) and, per client address, counts failures in the store
-(``store.logins``): after ``LOGIN_MAX_ATTEMPTS`` failures the client is locked out for
-``LOGIN_LOCKOUT_DURATION`` s on every instance sharing the storage, even with the right
-password. A success clears the count and stores a session under a fresh token (32 random
-bytes, hex) for ``LOGIN_EXPIRY`` s; on Redis only the token's digest is stored, with a TTL.
+Every password check (a login, or the current password of a change) goes the same way:
+
+1. take a hashing slot (:mod:`~cfgstore_gateway.admin.password_work`): none free, ``429
+   busy`` at once, nothing counted;
+2. reserve the attempt in the store (``store.logins.reserve``) for the client address
+   (:mod:`~cfgstore_gateway.admin.client_address`): check and count in one atomic step on
+   every instance sharing the storage, so concurrent guesses cannot all slip past the check.
+   Refused with ``429 locked_out`` for ``LOGIN_LOCKOUT_DURATION`` s once
+   ``LOGIN_MAX_ATTEMPTS`` attempts were counted (even with the right password), and with
+   ``429 too_frequent`` within ``LOGIN_MIN_INTERVAL`` ms of the client's last attempt (0:
+   no minimum; the Node service takes 1000 ms then);
+3. PBKDF2 in the slot's thread (never on the event loop), compared in constant time. A
+   success clears the count.
+
+A login then stores a session under a fresh token (32 random bytes, hex) for
+``LOGIN_EXPIRY`` s; on Redis only the token's digest is stored, with a TTL. A password
+change ends every other session.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import logging
 import secrets
 
 from aiohttp import web
 
+from cfgstore.adapters import Store
 from cfgstore.model.config import MainConfig
+from cfgstore.model.login_guard import LoginAttempt, Refusal
 from cfgstore.model.password import js_trim
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.access import PUBLIC_BODY_MAX
+from cfgstore_gateway.admin.client_address import client_address
 from cfgstore_gateway.admin.http import ApiError, invalid, read_json_object, success
+from cfgstore_gateway.admin.password_work import HashingBusy, HashSlot
 from cfgstore_gateway.admin.state import admin_state, current_session
 from cfgstore_gateway.services import SERVICES
+
+log = logging.getLogger("cfgstore_gateway.admin")
 
 USERNAME = "admin"
 MIN_PASSWORD_LENGTH = 8
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    services = request.config_dict[SERVICES]
-    store = services.store
+    store = request.config_dict[SERVICES].store
     body = await read_json_object(request, limit=PUBLIC_BODY_MAX)  # anyone may send it
     password = body.get("password")
     if not isinstance(password, str) or not password:
         raise invalid({"password": "required (a non-empty string)"})
     config = await store.config.get()
     client = client_address(request, config)
-    now = now_ms()
-    guard = await store.logins.guard(client, now)
-    if guard.locked(now):
-        raise _locked_out(guard.locked_until_ms, now)
-    if not await store.password.verify(password):
-        guard = await store.logins.failure(
-            client,
-            max_attempts=max(1, config.int_value("LOGIN_MAX_ATTEMPTS")),
-            lockout_ms=max(1, config.int_value("LOGIN_LOCKOUT_DURATION")) * 1000,
-            now=now,
-        )
-        if guard.locked(now):
-            raise _locked_out(guard.locked_until_ms, now)
-        raise ApiError(401, "invalid_password", "Wrong password")
+    with _hashing_slot(request) as slot:
+        stored = await store.password.get_stored()
+        attempt = await _reserve(store, config, client)
+        if not await slot.verify(password, stored):
+            raise _wrong(attempt, "Wrong password")
     await store.logins.clear(client)
     token = secrets.token_hex(32)
+    now = now_ms()
     lifetime_s = max(1, config.int_value("LOGIN_EXPIRY"))
     session = UiSession(USERNAME, now, now + lifetime_s * 1000)
     await store.sessions.add(token, session)
+    if await store.password.get_stored() != stored:
+        # Changed while this login was checked: the change ended the other sessions,
+        # perhaps before this one was stored.
+        await store.sessions.delete(token)
+        raise ApiError(401, "invalid_password", "The password changed meanwhile: sign in again")
     return success(token=token, expiresAt=session.expiry_time, expiresIn=lifetime_s)
 
 
@@ -79,6 +92,9 @@ async def session_info(request: web.Request) -> web.StreamResponse:
 
 
 async def change_password(request: web.Request) -> web.StreamResponse:
+    """Check the current password as a login would (same count and lockout), store the
+    new one, and end every session but the caller's."""
+    token, _ = current_session(request)
     store = request.config_dict[SERVICES].store
     body = await read_json_object(request)
     current, new = body.get("currentPassword"), body.get("newPassword")
@@ -90,37 +106,66 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     if fields:
         raise invalid(fields)
     assert isinstance(current, str) and isinstance(new, str)
-    if not await store.password.verify(current):
-        raise ApiError(401, "invalid_password", "The current password is wrong")
-    await store.password.set(new)
-    return success()
+    config = await store.config.get()
+    client = client_address(request, config)
+    with _hashing_slot(request) as slot:
+        attempt = await _reserve(store, config, client)
+        if not await slot.verify(current, await store.password.get_stored()):
+            raise _wrong(attempt, "The current password is wrong")
+        stored = await slot.hash(new)
+    await store.logins.clear(client)
+    await store.password.put_stored(stored)
+    ended = await store.sessions.delete_others(token)
+    admin_state(request).gate.forget_all_but(token)
+    log.info("admin password changed; %d other sessions ended", ended)
+    return success(otherSessionsEnded=ended)
 
 
-def client_address(request: web.Request, config: MainConfig) -> str:
-    """Who is logging in: the peer address, or the first ``X-Forwarded-For`` entry when
-    ``TRUST_PROXY`` is on and the peer is one of ``TRUSTED_PROXY_IPS``."""
-    peer = request.remote or "unknown"
-    if config.get("TRUST_PROXY") is True:
-        trusted = config.get("TRUSTED_PROXY_IPS") or []
-        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-        if peer in trusted and forwarded and _is_address(forwarded):
-            return forwarded
-    return peer
-
-
-def _is_address(text: str) -> bool:
+def _hashing_slot(request: web.Request) -> HashSlot:
     try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+        return admin_state(request).password_work.slot()
+    except HashingBusy:
+        message = "Too many password checks in progress: try again in a moment"
+        raise _too_many("busy", message, 1) from None
 
 
-def _locked_out(until_ms: int | None, now: int) -> ApiError:
-    wait_s = max(1, -(-((until_ms or now) - now) // 1000))
-    return ApiError(
-        429,
-        "locked_out",
-        f"Too many failed logins: try again in {wait_s} s",
-        headers={"Retry-After": str(wait_s)},
+async def _reserve(store: Store, config: MainConfig, client: str) -> LoginAttempt:
+    """Reserve the attempt (see the module docstring); the refusals as ``429``."""
+    attempt = await store.logins.reserve(
+        client,
+        max_attempts=max(1, config.int_value("LOGIN_MAX_ATTEMPTS")),
+        lockout_ms=max(1, config.int_value("LOGIN_LOCKOUT_DURATION")) * 1000,
+        min_interval_ms=max(0, config.int_value("LOGIN_MIN_INTERVAL")),
     )
+    if attempt.refusal is Refusal.LOCKED:
+        log.warning("admin login from %s refused: locked out", client)
+        raise _locked_out(attempt.retry_at_ms)
+    if attempt.refusal is Refusal.TOO_FREQUENT:
+        raise _too_many(
+            "too_frequent",
+            "Too many login attempts: wait {wait} s between two",
+            _wait_s(attempt.retry_at_ms),
+        )
+    return attempt
+
+
+def _wrong(attempt: LoginAttempt, message: str) -> ApiError:
+    """A wrong password: ``401``, or ``429`` when this attempt was the last one allowed."""
+    if attempt.locked(now_ms()):
+        return _locked_out(attempt.locked_until_ms)
+    return ApiError(401, "invalid_password", message)
+
+
+def _locked_out(until_ms: int | None) -> ApiError:
+    return _too_many(
+        "locked_out", "Too many failed logins: try again in {wait} s", _wait_s(until_ms)
+    )
+
+
+def _too_many(code: str, message: str, wait_s: int) -> ApiError:
+    return ApiError(429, code, message.format(wait=wait_s), headers={"Retry-After": str(wait_s)})
+
+
+def _wait_s(until_ms: int | None) -> int:
+    now = now_ms()
+    return max(1, -(-((until_ms or now) - now) // 1000))

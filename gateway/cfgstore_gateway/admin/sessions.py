@@ -78,6 +78,11 @@ class SessionGate:
     def forget(self, token: str) -> None:
         self._remembered.pop(hashlib.sha256(token.encode()).hexdigest(), None)
 
+    def forget_all_but(self, token: str) -> None:
+        """Forget every remembered session but ``token``'s (the others were ended)."""
+        keep = hashlib.sha256(token.encode()).hexdigest()
+        self._remembered = {d: s for d, s in self._remembered.items() if d == keep}
+
     async def is_default_password(self) -> bool:
         """Whether the stored password is still ``admin123`` (hashed once per stored
         value: PBKDF2 is slow, and ``GET /api/config`` asks every time)."""

@@ -6,12 +6,14 @@ import attrs
 from aiohttp import web
 
 from cfgstore.model.sessions import UiSession
+from cfgstore_gateway.admin.password_work import PasswordWork
 from cfgstore_gateway.admin.sessions import SessionGate
 
 
 @attrs.define
 class AdminState:
     gate: SessionGate
+    password_work: PasswordWork = attrs.Factory(PasswordWork)
 
 
 ADMIN = web.AppKey("cfgstore_gateway.admin", AdminState)

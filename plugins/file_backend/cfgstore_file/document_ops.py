@@ -20,7 +20,12 @@ from cfgstore.model.custom_models import (
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.password import js_trim
 from cfgstore.model.plugin_config import PluginConfig, plugin_config_from_json
-from cfgstore.model.sessions import UiSession, sessions_from_json, sessions_to_json
+from cfgstore.model.sessions import (
+    UiSession,
+    sessions_from_json,
+    sessions_to_json,
+    token_digest,
+)
 from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
 from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, content_version
 
@@ -189,23 +194,32 @@ class DocumentOps:
         session = self._sessions(await self._read_json("sessions")).get(token)
         return None if session is None or session.expired(now_ms) else session
 
-    @hookimpl
-    async def cfgstore_sessions_delete(self, token: str) -> bool:
-        def change(doc: JSONValue | None) -> tuple[JSONValue, bool]:
-            sessions = self._sessions(doc)
-            existed = sessions.pop(token, None) is not None
-            return sessions_to_json(sessions), existed
+    async def _remove_sessions(self, doomed: Callable[[str, UiSession], bool]) -> int:
+        """Remove the sessions ``doomed(token, session)`` picks, in one locked
+        read-modify-write of the token store; return how many."""
 
-        return await self._update_json("sessions", "sessions", change)
-
-    @hookimpl
-    async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
         def change(doc: JSONValue | None) -> tuple[JSONValue, int]:
             sessions = self._sessions(doc)
-            kept = {t: s for t, s in sessions.items() if not s.expired(now_ms)}
+            kept = {t: s for t, s in sessions.items() if not doomed(t, s)}
             return sessions_to_json(kept), len(sessions) - len(kept)
 
         return await self._update_json("sessions", "sessions", change)
+
+    @hookimpl
+    async def cfgstore_sessions_delete(self, token: str) -> bool:
+        return bool(await self._remove_sessions(lambda t, _: t == token))
+
+    @hookimpl
+    async def cfgstore_sessions_delete_digest(self, digest: str) -> bool:
+        return bool(await self._remove_sessions(lambda t, _: token_digest(t) == digest))
+
+    @hookimpl
+    async def cfgstore_sessions_delete_others(self, keep_token: str | None) -> int:
+        return await self._remove_sessions(lambda t, _: t != keep_token)
+
+    @hookimpl
+    async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
+        return await self._remove_sessions(lambda _, s: s.expired(now_ms))
 
     @hookimpl
     async def cfgstore_sessions_count(self, now_ms: int) -> int:

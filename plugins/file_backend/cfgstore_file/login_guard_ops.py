@@ -11,10 +11,12 @@ from __future__ import annotations
 from cfgstore import hookimpl
 from cfgstore.model.login_guard import (
     CLEAR,
+    LoginAttempt,
     LoginFailures,
     LoginGuard,
     add_failure,
     client_digest,
+    reserve_attempt,
 )
 
 PRUNE_AT = 1024
@@ -36,14 +38,30 @@ class LoginGuardOps:
         # No await between the read and the write: atomic within the event loop.
         digest = client_digest(client)
         kept = add_failure(self._logins.get(digest), now_ms, max_attempts, lockout_ms)
-        self._logins[digest] = kept
-        if len(self._logins) > PRUNE_AT:
-            self._prune_logins(now_ms)
+        self._keep_login(digest, kept, now_ms)
         return kept.guard(now_ms)
+
+    @hookimpl
+    async def cfgstore_login_attempt_reserve(
+        self, client: str, now_ms: int, max_attempts: int, lockout_ms: int, min_interval_ms: int
+    ) -> LoginAttempt:
+        # No await between the read and the write: atomic within the event loop.
+        digest = client_digest(client)
+        kept, attempt = reserve_attempt(
+            self._logins.get(digest), now_ms, max_attempts, lockout_ms, min_interval_ms
+        )
+        if kept is not None:
+            self._keep_login(digest, kept, now_ms)
+        return attempt
 
     @hookimpl
     async def cfgstore_login_failures_clear(self, client: str) -> None:
         self._logins.pop(client_digest(client), None)
+
+    def _keep_login(self, digest: str, kept: LoginFailures, now_ms: int) -> None:
+        self._logins[digest] = kept
+        if len(self._logins) > PRUNE_AT:
+            self._prune_logins(now_ms)
 
     def _prune_logins(self, now_ms: int) -> None:
         for digest in [d for d, kept in self._logins.items() if now_ms >= kept.expires_at_ms]:

@@ -6,10 +6,15 @@ they raise :class:`~cfgstore.errors.StorageDegraded` at once, without touching t
 outage met on the way switches the store to degraded and raises the same error. Pool
 edits first make this instance's pending records durable (so they land before the edit,
 as without the layer) and then re-read the pools so the view shows the edit.
+
+The exception is a logout: refusing it would leave the session valid everywhere once the
+storage is back, so while degraded it is journaled (the token's digest only) and replayed
+on recovery (:mod:`cfgstore_memory.replay`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,14 +23,17 @@ from cfgstore.adapters.backend import Operations
 from cfgstore.errors import StorageDegraded, StorageUnavailable
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
-from cfgstore.model.login_guard import LoginGuard
+from cfgstore.model.login_guard import LoginAttempt, LoginGuard
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
-from cfgstore.model.sessions import UiSession
+from cfgstore.model.sessions import UiSession, token_digest
 from cfgstore.model.timefmt import iso_ms
 from cfgstore.model.usage_cache import UsageCache
 from cfgstore_memory.pools_mirror import PoolsMirror
+from cfgstore_memory.replay import LOGOUT, logout_data
 from cfgstore_memory.replicator import Replicator
+
+log = logging.getLogger("cfgstore.memory")
 
 
 class GuardedOps:
@@ -241,8 +249,33 @@ class GuardedOps:
 
     @hookimpl
     async def cfgstore_sessions_delete(self, token: str) -> bool:
-        existed: bool = await self._edit("cfgstore_sessions_delete", "logouts are", token=token)
+        """While degraded: journaled and ``True`` (whether it existed is unknown)."""
+        if not self._replicator.serving_degraded:
+            try:
+                existed: bool = await self._below["cfgstore_sessions_delete"](token=token)
+                return existed
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        digest = token_digest(token)
+        if await self._replicator.journal_while_degraded(LOGOUT, logout_data(digest)):
+            log.info("logout while the storage is degraded: journaled, replayed when it is back")
+            return True
+        existed = await self._edit("cfgstore_sessions_delete", "logouts are", token=token)
         return existed
+
+    @hookimpl
+    async def cfgstore_sessions_delete_digest(self, digest: str) -> bool:
+        existed: bool = await self._edit(
+            "cfgstore_sessions_delete_digest", "logouts are", digest=digest
+        )
+        return existed
+
+    @hookimpl
+    async def cfgstore_sessions_delete_others(self, keep_token: str | None) -> int:
+        removed: int = await self._edit(
+            "cfgstore_sessions_delete_others", "ending sessions is", keep_token=keep_token
+        )
+        return removed
 
     @hookimpl
     async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:
@@ -281,6 +314,21 @@ class GuardedOps:
             lockout_ms=lockout_ms,
         )
         return guard
+
+    @hookimpl
+    async def cfgstore_login_attempt_reserve(
+        self, client: str, now_ms: int, max_attempts: int, lockout_ms: int, min_interval_ms: int
+    ) -> LoginAttempt:
+        attempt: LoginAttempt = await self._edit(
+            "cfgstore_login_attempt_reserve",
+            "logins are",
+            client=client,
+            now_ms=now_ms,
+            max_attempts=max_attempts,
+            lockout_ms=lockout_ms,
+            min_interval_ms=min_interval_ms,
+        )
+        return attempt
 
     @hookimpl
     async def cfgstore_login_failures_clear(self, client: str) -> None:

@@ -15,9 +15,10 @@ File format
     Payloads are written ASCII-only (``json.dumps``' default escaping; ASCII is UTF-8), so
     the magic's first byte (0xC7) never occurs inside a payload: a scan for later frames
     after a damaged one does not trip over payload text. ``data`` is opaque to the journal
-    (kinds used by the memory fallback: ``"records"``, ``"credential"``). Kinds starting
-    with ``$`` are the journal's own: ``"$cleared"`` keeps the sequence number when
-    :meth:`Journal.clear_through` empties the file; they never show in :meth:`entries`.
+    (kinds used by the memory fallback: ``"records"``, ``"credential"``, ``"logout"``).
+    Kinds starting with ``$`` are the journal's own: ``"$cleared"`` keeps the sequence
+    number when :meth:`Journal.clear_through` empties the file; they never show in
+    :meth:`entries`.
 
 Durability
     :meth:`Journal.append` returns once its entry is on disk (``write`` + ``fdatasync``,

@@ -1,6 +1,6 @@
 """Journal entries: what they hold, and replaying them onto the shared storage (DESIGN §3).
 
-Two kinds of entry:
+Three kinds of entry:
 
 ``records``
     ``data`` is a list of hot-path records (:mod:`cfgstore.model.record_codec`); the entry's
@@ -13,6 +13,11 @@ Two kinds of entry:
     refresh made during an outage, against the version it read. Replay writes it with that
     version; on a conflict (someone refreshed meanwhile) the credential with the later
     expiry is kept. A credential whose node is gone is dropped with a warning.
+``logout``
+    ``data`` is ``{"digest": <sha256 hex of the session token>}``: an admin logout made
+    during an outage (the raw token is never journaled). Replay deletes that session, so
+    the instances that still remembered it refuse it from then on; deleting a session
+    that is gone already is harmless.
 
 Used by the instance itself on recovery and by ``cfgctl journal replay`` for orphaned
 journals; both clear the journal chunk by chunk as entries land, so an interrupted replay
@@ -22,6 +27,7 @@ restarts where it stopped, and anything sent twice is recognised.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
@@ -39,6 +45,8 @@ log = logging.getLogger("cfgstore.memory.replay")
 
 RECORDS = "records"
 CREDENTIAL = "credential"
+LOGOUT = "logout"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK_ENTRIES = 256
 """Entries replayed between two clears of the journal."""
 
@@ -70,6 +78,19 @@ def entry_credential(entry: JournalEntry, source: str) -> tuple[Credential, str 
     return credential_from_json(data["credential"], where, "$.credential"), expected
 
 
+def logout_data(digest: str) -> JSONValue:
+    return {"digest": digest}
+
+
+def entry_logout(entry: JournalEntry, source: str) -> str:
+    """The session digest of a ``logout`` entry; :class:`InvalidData` when malformed."""
+    data = entry.data
+    digest = data.get("digest") if isinstance(data, dict) and set(data) == {"digest"} else None
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise InvalidData(f"{source} entry {entry.seq}", "$", 'expected {"digest": <sha256 hex>}')
+    return digest
+
+
 @attrs.define
 class ReplayReport:
     entries: int = 0
@@ -81,6 +102,7 @@ class ReplayReport:
     """Journaled refreshes dropped because the stored credential expires later."""
     credentials_dropped: int = 0
     """Journaled refreshes whose node no longer exists."""
+    logouts: int = 0
 
 
 async def replay_entry(
@@ -97,6 +119,9 @@ async def replay_entry(
     elif entry.kind == CREDENTIAL:
         credential, expected = entry_credential(entry, source)
         await _replay_credential(credential, expected, ops, report)
+    elif entry.kind == LOGOUT:
+        await ops["cfgstore_sessions_delete_digest"](digest=entry_logout(entry, source))
+        report.logouts += 1
     else:
         raise InvalidData(f"{source} entry {entry.seq}", "kind", f"unknown kind {entry.kind!r}")
     report.entries += 1

@@ -49,6 +49,7 @@ from cfgstore.errors import (
     StorageUnavailable,
 )
 from cfgstore.model.events import ChangeEvent
+from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.replica import AppliedBatch
 from cfgstore.model.snapshot import StoreSnapshot
@@ -149,6 +150,17 @@ class Replicator:
     async def durable(self) -> None:
         """Every record accepted so far is in the storage or in the journal."""
         await self._progress.wait()
+
+    async def journal_while_degraded(self, kind: str, data: JSONValue) -> bool:
+        """Journal an edit of another kind than records (replayed on recovery, in order)
+        when serving degraded and return ``True``; return ``False``, journaling nothing,
+        when the storage is usable. Serialised with :meth:`recover`: an entry is journaled
+        before a recovery's replay (which then applies it) or not at all."""
+        async with self._io:
+            if not self.serving_degraded:
+                return False
+            await self.journal.append(kind, data, uuidlib.uuid4().hex, now_ms())
+            return True
 
     def note_outage(self, exc: BaseException) -> None:
         """A read or edit elsewhere met an outage (or found the namespace gone): switch

@@ -84,6 +84,8 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
                 "RELEASE_LOCK",
                 "IMPORT_POOLS",
                 "LOGIN_FAILURE",
+                "LOGIN_ATTEMPT",
+                "DELETE_SESSIONS_EXCEPT",
             )
         }
         if reachable:

@@ -230,13 +230,24 @@ class DocumentOps(RedisParts):
 
     @hookimpl
     async def cfgstore_sessions_delete(self, token: str) -> bool:
-        digest = token_digest(token)
+        return await self.cfgstore_sessions_delete_digest(token_digest(token))
+
+    @hookimpl
+    async def cfgstore_sessions_delete_digest(self, digest: str) -> bool:
         with translated(self.connection):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self.keys.session(digest))
                 pipe.zrem(self.keys.sessions, digest)
                 removed, _ = await pipe.execute()
         return bool(removed)
+
+    @hookimpl
+    async def cfgstore_sessions_delete_others(self, keep_token: str | None) -> int:
+        keep = token_digest(keep_token) if keep_token is not None else ""
+        removed = await self._run(
+            "DELETE_SESSIONS_EXCEPT", [self.keys.sessions], [self.keys.session(""), keep]
+        )
+        return int(removed)
 
     @hookimpl
     async def cfgstore_sessions_purge_expired(self, now_ms: int) -> int:

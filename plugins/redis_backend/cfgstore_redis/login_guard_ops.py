@@ -4,7 +4,14 @@ the client key, with a TTL of the lockout (see ``redis-keys.md``)."""
 from __future__ import annotations
 
 from cfgstore import hookimpl
-from cfgstore.model.login_guard import CLEAR, LoginFailures, LoginGuard, client_digest
+from cfgstore.model.login_guard import (
+    CLEAR,
+    LoginAttempt,
+    LoginFailures,
+    LoginGuard,
+    Refusal,
+    client_digest,
+)
 from cfgstore_redis.base import RedisParts
 from cfgstore_redis.translate import translated
 
@@ -29,6 +36,22 @@ class LoginGuardOps(RedisParts):
             [now_ms, max_attempts, lockout_ms],
         )
         return LoginGuard(int(failures), int(locked) or None)
+
+    @hookimpl
+    async def cfgstore_login_attempt_reserve(
+        self, client: str, now_ms: int, max_attempts: int, lockout_ms: int, min_interval_ms: int
+    ) -> LoginAttempt:
+        verdict, failures, when = await self._run(
+            "LOGIN_ATTEMPT",
+            [self.keys.login(client_digest(client))],
+            [now_ms, max_attempts, lockout_ms, min_interval_ms],
+        )
+        failures, when = int(failures), int(when)
+        if verdict == "ok":
+            return LoginAttempt(None, failures, when or None)
+        refusal = Refusal(verdict)
+        locked = when if refusal is Refusal.LOCKED else None
+        return LoginAttempt(refusal, failures, locked, when)
 
     @hookimpl
     async def cfgstore_login_failures_clear(self, client: str) -> None:

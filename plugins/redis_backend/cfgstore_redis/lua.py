@@ -508,28 +508,81 @@ return 0
 """
 )
 
+# The admin-login value of KEYS[1] (cfgstore.model.login_guard.LoginFailures):
+# 'failures:expires_ms:locked_until_ms[:last_attempt_ms]' (0: none), kept with a PX TTL, so
+# the key goes when its count does. login_state(now) returns failures, locked_until and
+# last_attempt of a count alive at now, zeros otherwise. Login scripts only GET and SET:
+# no revision, no change message (login counts are nobody's cached state).
+LOGIN_PRELUDE = r"""
+local function login_state(now)
+  local raw = redis.call('GET', KEYS[1])
+  if raw then
+    local f, e, l, a = string.match(raw, '^(%d+):(%d+):(%d+):?(%d*)$')
+    if f and now < tonumber(e) then return tonumber(f), tonumber(l), tonumber(a) or 0 end
+  end
+  return 0, 0, 0
+end
+"""
+
 # One failed admin login (cfgstore.model.login_guard.add_failure). KEYS: the client's
-# login key. ARGV: now ms, max attempts (0: never lock), lockout ms. The value is
-# 'failures:expires_ms:locked_until_ms' (0: no lock), kept with a PX TTL of the lockout, so
-# the key goes when its count does. Only GET and SET: no revision, no change message (login
-# counts are nobody's cached state). Returns {failures, locked_until_ms}.
+# login key. ARGV: now ms, max attempts (0: never lock), lockout ms. Returns {failures,
+# locked_until_ms}.
 LOGIN_FAILURE = (
     SHEBANG
+    + LOGIN_PRELUDE
     + r"""
 local now, max_attempts, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local failures, locked = 0, 0
-local raw = redis.call('GET', KEYS[1])
-if raw then
-  local f, e, l = string.match(raw, '^(%d+):(%d+):(%d+)$')
-  if f and now < tonumber(e) then
-    failures, locked = tonumber(f), tonumber(l)
-  end
-end
+local failures, locked = login_state(now)
 failures = failures + 1
 if max_attempts > 0 and failures >= max_attempts then locked = now + lockout end
 redis.call('SET', KEYS[1], string.format('%d:%d:%d', failures, now + lockout, locked),
   'PX', lockout)
 return {failures, locked}
+"""
+)
+
+# Reserve one admin login attempt (cfgstore.model.login_guard.reserve_attempt): the check
+# and the count in one step. KEYS: the client's login key. ARGV: now ms, max attempts (0:
+# never lock), lockout ms, min interval ms. Returns {'ok', failures, locked_until_ms} or a
+# refusal that changes nothing: {'locked', failures, locked_until_ms} or
+# {'too_frequent', failures, retry_at_ms}.
+LOGIN_ATTEMPT = (
+    SHEBANG
+    + LOGIN_PRELUDE
+    + r"""
+local now, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lockout, min_interval = tonumber(ARGV[3]), tonumber(ARGV[4])
+local failures, locked, last = login_state(now)
+if locked > 0 then
+  if now < locked then return {'locked', failures, locked} end
+  failures, locked, last = 0, 0, 0
+end
+if last > 0 and now - last < min_interval then
+  return {'too_frequent', failures, last + min_interval}
+end
+failures = failures + 1
+if max_attempts > 0 and failures >= max_attempts then locked = now + lockout end
+local ttl = math.max(lockout, min_interval)
+redis.call('SET', KEYS[1], string.format('%d:%d:%d:%d', failures, now + ttl, locked, now),
+  'PX', ttl)
+return {'ok', failures, locked}
+"""
+)
+
+# End every admin session but one. KEYS: the sessions index (digest scored by expiry).
+# ARGV: session key prefix (the digest follows), digest to keep ('' : none). Sessions are
+# nobody's cached state: no revision, no change message. Returns how many keys went.
+DELETE_SESSIONS_EXCEPT = (
+    SHEBANG
+    + r"""
+local removed = 0
+for _, digest in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if digest ~= ARGV[2] then
+    removed = removed + redis.call('DEL', ARGV[1] .. digest)
+    redis.call('ZREM', KEYS[1], digest)
+  end
+end
+return removed
 """
 )
 
