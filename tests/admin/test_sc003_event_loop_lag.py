@@ -38,12 +38,13 @@ REQUESTS = int(os.environ.get("CFGSTORE_SC003_REQUESTS", "1200"))
 UPSTREAM_DELAY_S = 0.4
 CONCURRENCY = 200
 PROBE_S = 0.005
-P99_MARGIN = 2.5
+P99_MARGIN = 3.5
 """Allowed ratio of the burst phase's 99th-percentile lag to the quiet one's (stalls;
-measured 1.0–1.6, the control 5–6)."""
-MEAN_MARGIN = 3.0
+measured 0.9–2.7 on a busy 2-core machine, where the PBKDF2 thread competes with the loop
+for a core; the control 7–8)."""
+MEAN_MARGIN = 4.0
 """Allowed ratio of mean lags (the admin calls are real work on the loop: measured
-1.2–1.9, the control 20–40)."""
+1.2–2.5, the control 20–40)."""
 
 
 @pytest_asyncio.fixture
