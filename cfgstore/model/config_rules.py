@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 Rule = Callable[[Any], str | None]
@@ -186,10 +187,15 @@ STORED_RULES: Mapping[str, Rule] = {
 
 
 def _safe_path(value: Any) -> str | None:
+    """A path the service opens for reading or writing (prompt, pools, logs): relative to
+    the working directory and staying inside it, so an admin edit cannot point the service
+    at a file elsewhere (``/etc/…``, ``C:\\…``, ``../…``)."""
     if not isinstance(value, str) or not value.strip():
         return "expected a non-empty path"
     if ".." in value.replace("\\", "/").split("/") or "\0" in value:
         return "must not contain '..' segments"
+    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).anchor:
+        return "must be relative to the working directory (an absolute path is refused)"
     return None
 
 
