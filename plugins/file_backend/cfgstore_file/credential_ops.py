@@ -1,10 +1,12 @@
-"""Credential operations of the file backend: token files at the paths nodes name."""
+"""Credential operations of the file backend: token files at the paths nodes name. Nodes
+naming one file share it by nature; the refresh lock and change events are the file's."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +43,15 @@ class CredentialOps:
 
     def _publish(self, entity: str, *ids: str, remote: bool = False) -> None:
         raise NotImplementedError
+
+    def _sharers(self, path: Path) -> list[str]:
+        """``type/uuid`` of every node whose token path resolves to ``path``."""
+        ids = []
+        for provider_type, node in self.pools_file.view:
+            carrier = credential_path_of(provider_type, node)
+            if carrier is not None and resolve_path(carrier[1], self.layout.cwd) == path:
+                ids.append(f"{provider_type}/{node.uuid}")
+        return ids
 
     def _located(self, provider_type: str, uuid: str) -> tuple[ProviderNode, str, Path] | None:
         node = self.pools_file.view.find(provider_type, uuid)
@@ -107,7 +118,7 @@ class CredentialOps:
         version = await asyncio.to_thread(
             self._cas_write, path, data, expected_version, f"{provider_type}/{uuid}"
         )
-        self._publish("credentials", f"{provider_type}/{uuid}")
+        self._publish("credentials", *self._sharers(path))
         return version
 
     async def _assign_credential_path(
@@ -165,14 +176,17 @@ class CredentialOps:
 
         existed = await asyncio.to_thread(remove)
         if existed:
-            self._publish("credentials", f"{provider_type}/{uuid}")
+            self._publish("credentials", *self._sharers(path))
         return existed
 
     @hookimpl
     async def cfgstore_credentials_lock(
         self, provider_type: str, uuid: str, ttl_ms: int
     ) -> str | None:
-        path = self._refresh_lock_path(provider_type, uuid)
+        located = self._located(provider_type, uuid)
+        # The file's lock, whichever node names it; a node naming none has its own.
+        name = _lock_name(str(located[2]) if located else f"{provider_type}\0{uuid}")
+        path = self.layout.locks / name
         token = secrets.token_hex(16)
 
         def take() -> str | None:
@@ -181,36 +195,38 @@ class CredentialOps:
                 if held is not None and held[1] > now_ms():
                     return None
                 atomic_write(path, f"{token} {now_ms() + ttl_ms}".encode())
-                return token
+                return f"{token}@{name}"  # unlocking needs neither the node nor its path
 
         return await asyncio.to_thread(take)
 
     @hookimpl
     async def cfgstore_credentials_unlock(self, provider_type: str, uuid: str, token: str) -> bool:
-        path = self._refresh_lock_path(provider_type, uuid)
+        secret, _, name = token.partition("@")
+        if not _LOCK_NAME.fullmatch(name):
+            return False
+        path = self.layout.locks / name
 
         def release() -> bool:
             with self.locks.lock_for(path):
                 held = _read_lock(path)
-                if held is None or held[0] != token:
+                if held is None or held[0] != secret:
                     return False
                 path.unlink()
                 return True
 
         return await asyncio.to_thread(release)
 
-    def _refresh_lock_path(self, provider_type: str, uuid: str) -> Path:
-        digest = hashlib.sha1(f"{provider_type}\0{uuid}".encode()).hexdigest()[:20]
-        return self.layout.locks / f"refresh-{digest}.lock"
-
     @hookimpl
     async def cfgstore_credentials_list(self) -> list[CredentialRef]:
         candidates = []
+        seen: set[Path] = set()
         for provider_type, node in self.pools_file.view:
             carrier = credential_path_of(provider_type, node)
             if carrier is not None:
                 path = resolve_path(carrier[1], self.layout.cwd)
-                candidates.append((provider_type, node.uuid, carrier[1], path))
+                if path not in seen:  # a shared file once, under its first node
+                    seen.add(path)
+                    candidates.append((provider_type, node.uuid, carrier[1], path))
 
         def scan() -> list[CredentialRef]:
             refs = []
@@ -221,6 +237,15 @@ class CredentialOps:
             return refs
 
         return await asyncio.to_thread(scan)
+
+
+_LOCK_NAME = re.compile(r"refresh-[0-9a-f]{20}\.lock")
+
+
+def _lock_name(identity: str) -> str:
+    """The lock file of a token file's resolved path (or of a node without one)."""
+    digest = hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"refresh-{digest}.lock"
 
 
 def _read_lock(path: Path) -> tuple[str, int] | None:
