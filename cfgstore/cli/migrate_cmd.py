@@ -142,8 +142,9 @@ async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None
     """Write a snapshot, entity by entity, each atomically."""
     await store.config.put(files.config.document, ANY_VERSION)
     await store.pools.import_all(files.pools, keep_live_state=keep_live_state)
-    with Progress("writing credentials", len(files.credentials)) as progress:
-        for credential in files.credentials.values():
+    credentials = files.credential_files()
+    with Progress("writing credentials", len(credentials)) as progress:
+        for credential in credentials:
             await store.credentials.put(
                 Credential(
                     credential.provider_type,
@@ -203,7 +204,7 @@ def _counts(files: Snapshot) -> dict[str, int]:
     return {
         "provider_types": len(files.pools.types),
         "nodes": files.pools.node_count(),
-        "credentials": len(files.credentials),
+        "credentials": len(files.credential_files()),
         "custom_models": len(files.custom_models),
         "plugins": len(files.plugins.plugins),
         "sessions": len(files.sessions),

@@ -14,7 +14,12 @@ from cfgstore.cli import kept_files
 from cfgstore.cli.common import Progress
 from cfgstore.errors import InvalidData
 from cfgstore.model.config import MainConfig
-from cfgstore.model.credentials import Credential, credential_path_of, resolve_path
+from cfgstore.model.credentials import (
+    Credential,
+    credential_file_key,
+    credential_path_of,
+    resolve_path,
+)
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.names import check_pools, check_type_names
 from cfgstore.model.plugin_config import PluginConfig
@@ -42,6 +47,20 @@ class Snapshot:
     sessions: dict[str, UiSession] = attrs.Factory(dict)
     kept: dict[str, bytes] = attrs.Factory(dict)
     """Files kept as bytes (:mod:`cfgstore.cli.kept_files`): relative path → bytes."""
+
+    def credential_files(self) -> list[Credential]:
+        """The credentials once per token file (nodes naming one file share one
+        credential), each under the first node naming it, in pool order."""
+        seen: set[str] = set()
+        unique = []
+        for (provider_type, uuid), credential in self.credentials.items():
+            node = self.pools.find(provider_type, uuid)
+            file_key = credential_file_key(provider_type, node) if node is not None else None
+            if file_key is None or file_key not in seen:
+                unique.append(credential)
+            if file_key is not None:
+                seen.add(file_key)
+        return unique
 
     def is_empty(self) -> bool:
         return (

@@ -1,9 +1,27 @@
-"""OAuth credential documents, one per node, keyed by ``(provider_type, uuid)`` (FR-007b).
+"""OAuth credential documents: one per token file, looked up by node (FR-007b).
 
-A credential remembers the path string its node names (``source_path``) so that export can
-write it back where it came from. Writes are compare-and-set on an opaque version: a token
-refresh reads a credential, computes the new document, and writes it with the version it
-read; a concurrent refresh makes the second writer fail instead of silently overwriting.
+A credential belongs to the token file its node names (``*_CREDS_FILE_PATH``). Nodes whose
+path strings name the same file — equal :func:`cfgstore.model.credentials.same_file_key`, as
+the Node service resolves them: ``./configs/x.json``, ``configs/x.json``,
+``configs\\x.json`` — share **one** stored credential. Every operation is addressed by a
+node ``(provider_type, uuid)`` and acts on the credential of the file that node names now:
+
+* a write through one node is what every node sharing the file reads next, at one version;
+* a change event for a credential write or delete names every node sharing the file;
+* the refresh lock is the file's: one holder at a time, whichever node it was taken through;
+* a credential lives while some node names its file: deleting, renaming or re-pointing one
+  of several nodes leaves the others' credential as it was; once no node names the file,
+  no node reaches its credential (a store other than the files themselves deletes it);
+* a node naming no file has no credential; storing one first gives the node a path in the
+  Node service's upload convention (aiclient-formats §7).
+
+A credential remembers a path string naming its file (``source_path``, a spelling of one of
+its nodes). Writes are compare-and-set on an opaque version: a token refresh reads a
+credential, computes the new document, and writes it with the version it read; a concurrent
+refresh — through the same node or another sharing the file — makes the second writer fail
+instead of silently overwriting. A version is never reused for other content, of the same
+file or another: a write whose node was pointed at another file since its read fails too
+(unless that file holds the very content that was read).
 """
 
 from __future__ import annotations
@@ -18,8 +36,9 @@ if TYPE_CHECKING:
 
 @hookspec
 async def cfgstore_credentials_get(provider_type: str, uuid: str) -> Credential | None:
-    """Return the node's credential with its current version, or ``None`` when the node
-    or its credential is absent.
+    """Return the credential of the file the node names, with its current version, or
+    ``None`` when the node, its path or the credential is absent. Nodes sharing the file get
+    the same document and version (``provider_type``/``uuid`` are the asking node's).
 
     Raises :class:`~cfgstore.errors.InvalidData` when the stored document is not a JSON
     object (naming the file or key).
@@ -28,7 +47,8 @@ async def cfgstore_credentials_get(provider_type: str, uuid: str) -> Credential 
 
 @hookspec
 async def cfgstore_credentials_put(credential: Credential, expected_version: str | None) -> str:
-    """Store ``credential.document`` for ``(credential.provider_type, credential.uuid)``.
+    """Store ``credential.document`` as the credential of the file the node
+    ``(credential.provider_type, credential.uuid)`` names (every node sharing it sees it).
 
     ``expected_version`` is the version the caller read; ``None`` means "only if no
     credential exists yet"; :data:`cfgstore.model.versions.ANY_VERSION` overwrites
@@ -43,21 +63,27 @@ async def cfgstore_credentials_put(credential: Credential, expected_version: str
 
 @hookspec
 async def cfgstore_credentials_delete(provider_type: str, uuid: str) -> bool:
-    """Delete the credential; return whether one existed."""
+    """Delete the credential of the file the node names (for every node sharing it; the
+    nodes keep naming the file); return whether one existed."""
 
 
 @hookspec
 async def cfgstore_credentials_list() -> list[CredentialRef]:
-    """List every stored credential (type, uuid, source path, version), in pool order."""
+    """List every stored credential once (type, uuid, source path, version), in pool order:
+    a credential shared by several nodes is listed under the first node naming its file."""
 
 
 @hookspec
 async def cfgstore_credentials_lock(provider_type: str, uuid: str, ttl_ms: int) -> str | None:
-    """Take the refresh lock of one credential, shared by every instance and process.
+    """Take the refresh lock of the node's credential: one lock per token file, shared by
+    every node naming it and by every instance and process (a node naming no file has a
+    lock of its own).
 
     Returns a random token when the lock was free (it then expires by itself after
     ``ttl_ms`` so a crashed holder cannot block refreshes), ``None`` when someone holds it.
-    Never waits. After a successful lock the caller's next ``cfgstore_credentials_get``
+    The token identifies the lock by itself: unlocking with it releases the lock that was
+    taken even after the node was renamed or pointed at another file. Never waits. After
+    a successful lock the caller's next ``cfgstore_credentials_get``
     of that credential returns what is stored — a caching layer must not answer it from a
     copy that may not have heard of another instance's refresh yet.
     """
@@ -65,5 +91,6 @@ async def cfgstore_credentials_lock(provider_type: str, uuid: str, ttl_ms: int) 
 
 @hookspec
 async def cfgstore_credentials_unlock(provider_type: str, uuid: str, token: str) -> bool:
-    """Release the lock if ``token`` still holds it (compare-and-delete); return whether
-    it did. A lock that expired and was taken by someone else is left alone."""
+    """Release the lock ``token`` names if that token still holds it (compare-and-delete);
+    return whether it did. A lock that expired and was taken by someone else is left alone;
+    ``provider_type``/``uuid`` (the node it was taken through) only label log messages."""

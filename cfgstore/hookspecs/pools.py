@@ -66,6 +66,11 @@ async def cfgstore_pools_update_node(
     are type-checked. Atomic with respect to concurrent hot-path records: no count is lost.
     Raises :class:`~cfgstore.errors.NotFound`, or :class:`~cfgstore.errors.InvalidData`
     for a badly typed field (nothing written).
+
+    Changing the node's token path points it at another file and so at that file's
+    credential. Where the store holds credentials itself (Redis), a node pointed at a file
+    that holds none yet takes its credential along (moved, or copied when other nodes
+    still name the old file); the file backend reads whatever is at the new path.
     """
 
 
@@ -74,18 +79,21 @@ async def cfgstore_pools_delete_node(provider_type: str, uuid: str) -> None:
     """Remove the node; when it was the type's last node the type is removed too.
 
     Atomic. Raises :class:`~cfgstore.errors.NotFound` when absent. The node's credential
-    is no longer reachable through the store afterwards (``cfgstore_credentials_get``
-    returns ``None``): backends that key credentials by node delete it with the node; the
-    file backend leaves the token file on disk, as the Node service does.
+    is no longer reachable through it afterwards (``cfgstore_credentials_get`` returns
+    ``None``); other nodes naming the same token file keep it (one file, one credential:
+    ``cfgstore.hookspecs.credentials``). When no node names the file any more, backends
+    that hold credentials themselves delete it; the file backend leaves the token file on
+    disk, as the Node service does.
     """
 
 
 @hookspec
 async def cfgstore_pools_rename_node(provider_type: str, old_uuid: str, new_uuid: str) -> None:
-    """Give a node a new uuid, in place (same position), moving its stored credential too.
+    """Give a node a new uuid, in place (same position); its credential follows it.
 
-    Atomic: node and credential move together or not at all. A refresh lock stays with
-    the uuid it was taken for, so its holder releases it by that name. Hot-path records
+    Atomic: node and credential link move together or not at all (the credential is its
+    token file's: nodes sharing the file keep sharing it). A refresh lock taken before
+    is released by its token as before (the token names the lock). Hot-path records
     still queued under the old uuid (in any instance) land on the renamed node. Raises
     :class:`~cfgstore.errors.NotFound` when the node is absent and
     :class:`~cfgstore.errors.AlreadyExists` when ``new_uuid`` is taken in the type.

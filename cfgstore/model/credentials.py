@@ -107,6 +107,13 @@ def same_file_key(path_string: str) -> str:
     return posixpath.normpath(text) if text else text
 
 
+def credential_file_key(provider_type: str, node: ProviderNode) -> str | None:
+    """The identity of the token file the node names (:func:`same_file_key` of its path
+    string), or ``None`` when it names none. Nodes with equal keys share one credential."""
+    carrier = credential_path_of(provider_type, node)
+    return same_file_key(carrier[1]) if carrier is not None else None
+
+
 def new_credential_path(
     provider_type: str, pools: ProviderPools, at_ms: int, configs: str = "./configs"
 ) -> str | None:
@@ -162,9 +169,11 @@ def resolve_path(path_string: str, cwd: Path) -> Path:
 
 @attrs.define
 class Credential:
-    """A node's token document.
+    """The token document of the file a node names (one per file: every node naming it
+    reads the same document at the same version; ``provider_type``/``uuid`` are the node
+    it was read or is written through).
 
-    ``source_path`` is the path string the node names (kept verbatim for export);
+    ``source_path`` is a path string naming the file (kept verbatim for export);
     ``version`` is the opaque version it was read at (``None`` for one not yet stored).
     ``siblings`` holds, for Kiro, the other ``*.json`` files of the token's folder (the
     IDE keeps its client registration there): file name → document, in directory order;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import posixpath
 import re
 import shlex
 from pathlib import Path
@@ -22,6 +23,8 @@ import pytest
 
 from cfgstore.adapters import Store
 from cfgstore.model import jsjson
+from cfgstore.model.credentials import CREDENTIAL_PATH_KEYS, Credential
+from cfgstore_gateway.refresh import Refresher
 from tests.admin.conftest import Admin, admin_gateway
 from tests.cli.deployments import (
     CLI_TIMEOUT_S,
@@ -32,9 +35,11 @@ from tests.cli.deployments import (
     deadline,
     describe,
     edit_json,
+    file_settings,
     read_json,
     tree_bytes,
 )
+from tests.gateway.token_stub import TokenStub
 
 GEMINI_TOKEN = "configs/gemini/1773300000000_oauth_creds.json"
 GEMINI_UUID = "d93de8e5-3628-4795-92ae-b8a6b8f17f66"
@@ -128,7 +133,7 @@ def test_a_half_migrated_namespace_is_shown_by_status_and_refused_by_export(
     """A migration that stops halfway (here: Redis refuses one credential key, held by
     something else) leaves its marker; status says so and how to finish; export refuses."""
     configs = example / "configs"
-    squatted = ns.key(f"cred:gemini-cli-oauth:{GEMINI_UUID}")
+    squatted = ns.key(f"cred:{GEMINI_TOKEN}")
     with contextlib.closing(ns.client()) as client:
         client.set(squatted, "not a credential hash")
     stopped = migrate(ns, configs)
@@ -387,3 +392,94 @@ def test_accounts_added_through_the_admin_api_are_exported_with_their_tokens(
     original = read_json(example / GEMINI_TOKEN)
     assert read_json(out / "configs/gemini/moved_oauth_creds.json") == original
     assert not (out / GEMINI_TOKEN).exists()  # the node no longer names it
+
+
+# -- point 2: one token file, one credential -----------------------------------------------
+
+GEMINI = "gemini-cli-oauth"
+GEMINI_KEY = "GEMINI_OAUTH_CREDS_FILE_PATH"
+TWIN_UUID = "0f0e0d0c-0000-4000-8000-00000000000f"
+"""A second Gemini node naming the example's token file in another spelling."""
+REFRESHED = {"access_token": "ya29.refreshed-through-the-twin", "expires_in": 3599}
+
+
+def add_twin(configs: Path) -> None:
+    def pools(doc: dict[str, Any]) -> None:
+        first = doc[GEMINI][0]
+        assert first[GEMINI_KEY] == GEMINI_TOKEN
+        doc[GEMINI].append({**first, "uuid": TWIN_UUID, GEMINI_KEY: f"./{GEMINI_TOKEN}"})
+
+    edit_json(configs / "provider_pools.json", pools)
+
+
+async def refresh_through(store: Store, uuid: str) -> Credential:
+    """Refresh the Gemini credential through node ``uuid`` with the gateway's refresher,
+    its token endpoint a local stub; returns what the refresher stored."""
+    async with TokenStub(lambda received, n: (200, REFRESHED)) as stub:
+        node = await store.pools.get_node(GEMINI, uuid)
+        assert node is not None
+        node.settings["GEMINI_OAUTH_TOKEN_URL"] = stub.url("/token")  # this call's only
+        async with aiohttp.ClientSession() as http:
+            refreshed = await Refresher(store, http).refresh(GEMINI, node, force=True)
+        assert stub.count == 1
+    assert refreshed.document["access_token"] == REFRESHED["access_token"]
+    return refreshed
+
+
+def test_nodes_naming_one_token_file_share_one_credential_from_migrate_to_export(
+    example: Path, tmp_path: Path, ns: Namespace
+) -> None:
+    configs = example / "configs"
+    add_twin(configs)
+    migrated = migrate(ns, configs, "--json")
+    assert migrated.exit_code == 0, describe(migrated)
+    named = [
+        posixpath.normpath(value)
+        for nodes in read_json(configs / "provider_pools.json").values()
+        for node in nodes
+        for key, value in node.items()
+        if key in CREDENTIAL_PATH_KEYS and (example / value).is_file()
+    ]
+    assert len(named) == len(set(named)) + 1  # the twin's file is the Gemini node's
+    assert json.loads(migrated.stdout)["counts"]["credentials"] == len(set(named))
+    with contextlib.closing(ns.client()) as client:
+        stored = client.hgetall(ns.key(f"cred:{GEMINI_TOKEN}"))
+    users = stored[b"users"].decode().split("\x1f")
+    assert users == [f"{GEMINI}:{GEMINI_UUID}", f"{GEMINI}:{TWIN_UUID}"]
+
+    async def refresh(store: Store) -> tuple[Credential, Credential | None, list[Any]]:
+        refreshed = await refresh_through(store, TWIN_UUID)
+        seen = await store.credentials.get(GEMINI, GEMINI_UUID)
+        return refreshed, seen, await store.credentials.list()
+
+    refreshed, seen, refs = ns.run(refresh)
+    assert seen is not None and seen.document == refreshed.document
+    assert seen.version == refreshed.version
+    assert [r.uuid for r in refs if r.provider_type == GEMINI] == [GEMINI_UUID]
+
+    out = tmp_path / "out"
+    exported = export(ns, out, "--json")
+    assert exported.exit_code == 0, describe(exported)
+    written = json.loads(exported.stdout)["written"]
+    assert [w for w in written if w.endswith(GEMINI_TOKEN)] == [str(out / GEMINI_TOKEN)]
+    assert read_json(out / GEMINI_TOKEN) == refreshed.document
+    pools = read_json(out / "configs/provider_pools.json")
+    assert [n[GEMINI_KEY] for n in pools[GEMINI]] == [GEMINI_TOKEN, f"./{GEMINI_TOKEN}"]
+
+
+def test_a_refresh_through_one_node_is_read_through_the_other_on_files(example: Path) -> None:
+    """The file backend: the nodes name one file, so they share it by nature; the refresh
+    writes it once and both nodes read it."""
+    add_twin(example / "configs")
+    settings = file_settings(example / "configs")
+
+    async def go() -> tuple[Credential, Credential | None]:
+        async with Store.open(settings) as store:
+            refreshed = await refresh_through(store, TWIN_UUID)
+            return refreshed, await store.credentials.get(GEMINI, GEMINI_UUID)
+
+    with deadline(CLI_TIMEOUT_S):
+        refreshed, seen = asyncio.run(go())
+    assert seen is not None and seen.document == refreshed.document
+    assert seen.version == refreshed.version
+    assert read_json(example / GEMINI_TOKEN) == refreshed.document

@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio
 
 from cfgstore.adapters import Store
-from cfgstore.model.credentials import Credential, TokenFormat
+from cfgstore.model.credentials import Credential, TokenFormat, credential_file_key
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import ProviderNode, node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms
@@ -770,7 +770,9 @@ async def test_holder_with_a_stale_cached_copy_uses_the_stored_refresh(
         # straight into the credential hash, no message published.
         client = redis.asyncio.Redis.from_url(namespace.url)
         try:
-            key = Keys(namespace.prefix).credential(KIRO, "k1")
+            file_key = credential_file_key(KIRO, node)
+            assert file_key is not None
+            key = Keys(namespace.prefix).credential(file_key)
             await client.hset(key, "doc", json.dumps(fresh))
             new_version = str(await client.hincrby(key, "ver", 1))
         finally:

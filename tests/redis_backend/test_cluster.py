@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import os
 import shutil
 import uuid as uuidlib
@@ -270,7 +271,11 @@ async def test_all_keys_of_a_store_share_one_slot_on_one_node(
         assert await plain.exists(f"{{{prefix}}}:node:{HOT_TYPE}:old-name") == 0
         kiro = await plain.hgetall(f"{{{prefix}}}:node:{KIRO}:k1")
         assert kiro["errorCount"] == "1" and kiro["lastErrorMessage"] == '"boom"'
-        assert await plain.hget(f"{{{prefix}}}:cred:{KIRO}:k1", "ver") == "2"
+        # The credential is its token file's, reached through the node's @cred.
+        assert kiro["@cred"].startswith("configs/kiro/")
+        credential = await plain.hgetall(f"{{{prefix}}}:cred:{kiro['@cred']}")
+        assert json.loads(credential["doc"])["accessToken"] == "A2"
+        assert credential["users"] == f"{KIRO}:k1"
 
 
 async def _prefixes_on_every_master(

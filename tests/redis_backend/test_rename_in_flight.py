@@ -225,7 +225,9 @@ async def test_rename_while_increments_are_in_flight_loses_nothing(spec: Spec) -
 
     keys = Keys(spec["redis_prefix"])
     async with raw_redis(spec) as client:  # nothing at all under the old uuid
-        assert await client.exists(keys.node(KIRO, old), keys.credential(KIRO, old)) == 0
+        assert await client.exists(keys.node(KIRO, old)) == 0
+        file_key = await client.hget(keys.node(KIRO, new), "@cred")
+        assert await client.hget(keys.credential(file_key), "users") == f"{KIRO}:{new}"
     async with Store.open(settings_of(spec)) as store:  # durable, seen by a new instance
         reopened = await store.pools.get_node(KIRO, new)
         assert reopened is not None and reopened.state.usage_count == total

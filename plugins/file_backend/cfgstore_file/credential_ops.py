@@ -1,4 +1,5 @@
-"""Credential operations of the file backend: token files at the paths nodes name."""
+"""Credential operations of the file backend: token files at the paths nodes name. Nodes
+naming one file share it by nature; the refresh lock and change events are the file's."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ from cfgstore.model.credentials import (
     credential_path_of,
     new_credential_path,
     path_keys_for,
+    resolve_path,
     token_format_for,
 )
 from cfgstore.model.pools import ProviderPools
@@ -58,6 +61,16 @@ class CredentialOps:
             return None
         carrier = credential_path_of(provider_type, node)
         return carrier[1] if carrier is not None else None
+
+    def _sharers(self, source_path: str) -> list[str]:
+        """``type/uuid`` of every node whose token path resolves to ``source_path``'s file."""
+        path = resolve_path(source_path, self.layout.cwd)
+        ids = []
+        for provider_type, node in self.pools_file.view:
+            carrier = credential_path_of(provider_type, node)
+            if carrier is not None and resolve_path(carrier[1], self.layout.cwd) == path:
+                ids.append(f"{provider_type}/{node.uuid}")
+        return ids
 
     def _confined(self, source_path: str) -> Path:
         """The real path of a node's token file, or :class:`CredentialPathOutside`.
@@ -180,14 +193,22 @@ class CredentialOps:
 
         existed = await asyncio.to_thread(remove)
         if existed:
-            self._publish("credentials", f"{provider_type}/{uuid}")
+            self._publish("credentials", *self._sharers(source_path))
         return existed
 
     @hookimpl
     async def cfgstore_credentials_lock(
         self, provider_type: str, uuid: str, ttl_ms: int
     ) -> str | None:
-        path = self._refresh_lock_path(provider_type, uuid)
+        source_path = self._source_path(provider_type, uuid)
+        # The file's lock, whichever node names it; a node naming none has its own.
+        identity = (
+            str(resolve_path(source_path, self.layout.cwd))
+            if source_path is not None
+            else f"{provider_type}\0{uuid}"
+        )
+        name = _lock_name(identity)
+        path = self.layout.locks / name
         token = secrets.token_hex(16)
 
         def take() -> str | None:
@@ -196,35 +217,38 @@ class CredentialOps:
                 if held is not None and held[1] > now_ms():
                     return None
                 atomic_write(path, f"{token} {now_ms() + ttl_ms}".encode())
-                return token
+                return f"{token}@{name}"  # unlocking needs neither the node nor its path
 
         return await asyncio.to_thread(take)
 
     @hookimpl
     async def cfgstore_credentials_unlock(self, provider_type: str, uuid: str, token: str) -> bool:
-        path = self._refresh_lock_path(provider_type, uuid)
+        secret, _, name = token.partition("@")
+        if not _LOCK_NAME.fullmatch(name):
+            return False
+        path = self.layout.locks / name
 
         def release() -> bool:
             with self.locks.lock_for(path):
                 held = _read_lock(path)
-                if held is None or held[0] != token:
+                if held is None or held[0] != secret:
                     return False
                 path.unlink()
                 return True
 
         return await asyncio.to_thread(release)
 
-    def _refresh_lock_path(self, provider_type: str, uuid: str) -> Path:
-        digest = hashlib.sha1(f"{provider_type}\0{uuid}".encode()).hexdigest()[:20]
-        return self.layout.locks / f"refresh-{digest}.lock"
-
     @hookimpl
     async def cfgstore_credentials_list(self) -> list[CredentialRef]:
         candidates = []
+        seen: set[Path] = set()
         for provider_type, node in self.pools_file.view:
             carrier = credential_path_of(provider_type, node)
             if carrier is not None:
-                candidates.append((provider_type, node.uuid, carrier[1]))
+                path = resolve_path(carrier[1], self.layout.cwd)
+                if path not in seen:  # a shared file once, under its first node
+                    seen.add(path)
+                    candidates.append((provider_type, node.uuid, carrier[1]))
 
         def scan() -> list[CredentialRef]:
             refs = []
@@ -249,3 +273,12 @@ def _read_lock(path: Path) -> tuple[str, int] | None:
         return None
     token, _, expiry = raw.decode("ascii", "replace").partition(" ")
     return (token, int(expiry)) if expiry.isdigit() else None
+
+
+_LOCK_NAME = re.compile(r"refresh-[0-9a-f]{20}\.lock")
+
+
+def _lock_name(identity: str) -> str:
+    """The lock file of a token file's resolved path (or of a node without one)."""
+    digest = hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"refresh-{digest}.lock"

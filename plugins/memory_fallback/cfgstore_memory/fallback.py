@@ -49,6 +49,7 @@ from cfgstore.model.credentials import (
     Credential,
     CredentialRef,
     TokenFormat,
+    same_file_key,
     token_format_for,
 )
 from cfgstore.model.events import ChangeEvent
@@ -93,7 +94,7 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._credentials: dict[CredentialKey, Credential] = {}
         self._credentials_complete = False  # every stored credential is in the dict
         self._stale_credentials: set[CredentialKey] = set()
-        self._local_locks: dict[CredentialKey, tuple[str, float]] = {}
+        self._local_locks: dict[tuple[str, ...], tuple[str, float]] = {}
         self._local_versions = 0
         self._revision = 0
         self._save_soon = asyncio.Event()
@@ -423,13 +424,22 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._credentials_complete = False
         self._stale_credentials.update(self._credentials)
 
+    def _names_its_file(self, key: CredentialKey, credential: Credential) -> bool:
+        """Whether the node still names the file ``credential`` was read from (another
+        instance may have pointed it at another token file since)."""
+        if credential.source_path is None:
+            return True
+        return self.mirror.credential_file(*key) == same_file_key(credential.source_path)
+
     @hookimpl
     async def cfgstore_credentials_get(self, provider_type: str, uuid: str) -> Credential | None:
         key = (provider_type, uuid)
+        held = self._credentials.get(key)
         if key not in self._stale_credentials and (
-            key in self._credentials or self._credentials_complete
+            (held is not None and self._names_its_file(key, held))
+            or (held is None and self._credentials_complete)
         ):
-            return copy.deepcopy(self._credentials.get(key))
+            return copy.deepcopy(held)
         if not self._replicator.serving_degraded:
             try:
                 found: Credential | None = await self._below["cfgstore_credentials_get"](
@@ -481,9 +491,15 @@ class MemoryFallback(GuardedOps, ReadCache):
         token_format = credential.token_format
         if token_format is TokenFormat.UNKNOWN:
             token_format = token_format_for(credential.provider_type)
-        self._credentials[key] = attrs.evolve(
-            copy.deepcopy(credential), version=version, token_format=token_format
-        )
+        stored = attrs.evolve(copy.deepcopy(credential), version=version, token_format=token_format)
+        self._credentials[key] = stored
+        # One token file, one credential: the nodes sharing it see the refresh too.
+        file_key = self.mirror.credential_file(*key)
+        for other in list(self._credentials):
+            if other != key and file_key and self.mirror.credential_file(*other) == file_key:
+                self._credentials[other] = attrs.evolve(
+                    copy.deepcopy(stored), provider_type=other[0], uuid=other[1]
+                )
         log.info("credential %s/%s refreshed while degraded; journaled", *key)
         return version
 
@@ -506,10 +522,13 @@ class MemoryFallback(GuardedOps, ReadCache):
                 return refs
             except StorageUnavailable as exc:
                 self._replicator.note_outage(exc)
-        return [
-            CredentialRef(c.provider_type, c.uuid, c.source_path, c.version or "")
-            for c in self._credentials.values()
-        ]
+        refs, files = [], set()
+        for (provider_type, uuid), c in self._credentials.items():
+            file_key = self.mirror.credential_file(provider_type, uuid)
+            if file_key is None or file_key not in files:  # a shared credential once
+                refs.append(CredentialRef(provider_type, uuid, c.source_path, c.version or ""))
+            files.add(file_key)
+        return refs
 
     @hookimpl
     async def cfgstore_credentials_lock(
@@ -529,21 +548,21 @@ class MemoryFallback(GuardedOps, ReadCache):
                 return token
             except StorageUnavailable as exc:
                 self._replicator.note_outage(exc)
-        key = (provider_type, uuid)
-        held = self._local_locks.get(key)
+        file_key = self.mirror.credential_file(provider_type, uuid)
+        lock = ("file", file_key) if file_key else ("node", provider_type, uuid)
+        held = self._local_locks.get(lock)
         if held is not None and held[1] > time.monotonic():
             return None
         token = "local-" + secrets.token_hex(16)
-        self._local_locks[key] = (token, time.monotonic() + ttl_ms / 1000)
+        self._local_locks[lock] = (token, time.monotonic() + ttl_ms / 1000)
         return token
 
     @hookimpl
     async def cfgstore_credentials_unlock(self, provider_type: str, uuid: str, token: str) -> bool:
-        key = (provider_type, uuid)
-        held = self._local_locks.get(key)
-        if held is not None and held[0] == token:
-            del self._local_locks[key]
-            return held[1] > time.monotonic()
+        lock = next((k for k, (t, _) in self._local_locks.items() if t == token), None)
+        if lock is not None:
+            expiry = self._local_locks.pop(lock)[1]
+            return expiry > time.monotonic()
         if self._replicator.serving_degraded:
             return False
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from cfgstore.model.credentials import credential_file_key
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.records import NodeRecord, apply_record, apply_run, fold_runs
 
@@ -94,6 +95,13 @@ class PoolsMirror:
 
     def list(self) -> ProviderPools:
         return self.view.copy()
+
+    def credential_file(self, provider_type: str, uuid: str) -> str | None:
+        """The key of the token file the node names in the view
+        (:func:`~cfgstore.model.credentials.credential_file_key`); ``None``: it names
+        none, or there is no such node."""
+        node = self._view_index.get((provider_type, uuid))
+        return credential_file_key(provider_type, node) if node is not None else None
 
 
 def _index(pools: ProviderPools) -> dict[NodeKey, ProviderNode]:

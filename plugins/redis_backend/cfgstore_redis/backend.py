@@ -77,6 +77,8 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
                 "TYPE_HEALTH",
                 "CAS_DOCUMENT",
                 "CAS_CREDENTIAL",
+                "DELETE_CREDENTIAL",
+                "LOCK_CREDENTIAL",
                 "SET_VALUE",
                 "DELETE_KEYS",
                 "USAGE_PUT_TYPE",

@@ -6,7 +6,8 @@ scripts change one field without decoding anything; everything else is one JSON 
 in ``@doc``; ``@layout`` is the document's key order (names joined by ``\\x1f``);
 ``@ver`` counts changes, ``@docver`` counts admin edits (their compare-and-set), and
 ``@errms`` mirrors ``lastErrorTime`` in epoch ms (``nan`` when unreadable) for the
-failure window.
+failure window, and ``@cred`` is the identity of the token file the node names (its
+credential's key suffix; empty: none).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import json
 
 from cfgstore.model import jsjson
+from cfgstore.model.credentials import credential_file_key
 from cfgstore.model.pools import HOT_KEYS, STATE_KEYS, ProviderNode, node_from_json, node_to_json
 from cfgstore.model.timefmt import parse_time_ms
 from cfgstore_redis.keys import SEPARATOR
 
 HOT_ORDER = tuple(STATE_KEYS.values())
 DOC, LAYOUT, VERSION, DOC_VERSION, ERROR_MS = "@doc", "@layout", "@ver", "@docver", "@errms"
+CRED = "@cred"
 READ_FIELDS = (*HOT_ORDER, DOC, LAYOUT, DOC_VERSION)
 
 
@@ -35,7 +38,7 @@ def error_ms_field(last_error_time: object) -> str | None:
     return "nan" if ms is None else str(ms)
 
 
-def node_to_fields(node: ProviderNode) -> dict[str, str]:
+def node_to_fields(provider_type: str, node: ProviderNode) -> dict[str, str]:
     """Every field of a fresh node hash (``@ver``/``@docver`` excluded)."""
     doc = node_to_json(node)
     for key in doc:
@@ -45,6 +48,7 @@ def node_to_fields(node: ProviderNode) -> dict[str, str]:
     settings = {k: v for k, v in doc.items() if k not in HOT_KEYS and k != "uuid"}
     fields[DOC] = json.dumps(settings, ensure_ascii=False)
     fields[LAYOUT] = SEPARATOR.join(doc)
+    fields[CRED] = credential_file_key(provider_type, node) or ""
     errms = error_ms_field(doc.get("lastErrorTime"))
     if errms is not None:
         fields[ERROR_MS] = errms

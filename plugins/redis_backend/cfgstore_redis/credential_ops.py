@@ -1,5 +1,7 @@
-"""Credential operations of the Redis backend: one hash per (type, uuid) — ``doc`` (the
-token document as JSON), ``ver``, ``source`` (the path its node named), ``format``."""
+"""Credential operations of the Redis backend: one hash per token file (``{p}:cred:<file
+key>``: ``doc`` (the token document as JSON), ``ver``, ``source`` (a path string naming
+the file), ``format``, ``siblings``, ``users`` (the nodes naming it)), reached from a node
+through its ``@cred`` field. See ``redis-keys.md``."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from cfgstore.model.credentials import (
     Credential,
     CredentialRef,
     TokenFormat,
+    credential_file_key,
     credential_path_of,
     new_credential_path,
     path_keys_for,
+    same_file_key,
     token_format_for,
 )
 from cfgstore.model.jsjson import JSONValue
@@ -24,7 +28,23 @@ from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_redis.base import RedisParts
+from cfgstore_redis.codec import CRED
+from cfgstore_redis.keys import SEPARATOR
 from cfgstore_redis.translate import translated
+
+ATTEMPTS = 8
+"""Rounds of a credential write whose node is re-pointed, or whose file gains or loses
+sharing nodes, while it is under way (each round re-reads what changed)."""
+
+
+def _member(provider_type: str, uuid: str) -> str:
+    """A node as the ``users`` field names it (types contain no ``:``)."""
+    return f"{provider_type}:{uuid}"
+
+
+def _ids(users: str) -> list[str]:
+    """Change-message ids (``type/uuid``) of a ``users`` field."""
+    return ["/".join(m.split(":", 1)) for m in users.split(SEPARATOR) if m]
 
 
 class CredentialOps(RedisParts):
@@ -65,31 +85,37 @@ class CredentialOps(RedisParts):
         return (await self._read_credentials([(provider_type, uuid)]))[0]
 
     async def _read_credentials(self, pairs: list[tuple[str, str]]) -> list[Credential | None]:
-        """Credentials by ``(provider_type, uuid)`` in one round trip; ``None`` when absent."""
+        """Credentials by ``(provider_type, uuid)``: the nodes' file keys, then the files'
+        credentials (two round trips for any number); ``None`` when absent."""
         with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type, uuid in pairs:
-                    pipe.hmget(
-                        self.keys.credential(provider_type, uuid),
-                        "doc",
-                        "ver",
-                        "source",
-                        "format",
-                        "siblings",
-                    )
-                rows = await pipe.execute()
+                    pipe.hget(self.keys.node(provider_type, uuid), CRED)
+                file_keys = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for file_key in file_keys:
+                    if file_key:
+                        pipe.hmget(
+                            self.keys.credential(file_key),
+                            "doc",
+                            "ver",
+                            "source",
+                            "format",
+                            "siblings",
+                        )
+                rows = iter(await pipe.execute())
         return [
-            self._credential(provider_type, uuid, row)
-            for (provider_type, uuid), row in zip(pairs, rows, strict=True)
+            self._credential(provider_type, uuid, file_key, next(rows)) if file_key else None
+            for (provider_type, uuid), file_key in zip(pairs, file_keys, strict=True)
         ]
 
     def _credential(
-        self, provider_type: str, uuid: str, row: list[str | None]
+        self, provider_type: str, uuid: str, file_key: str, row: list[str | None]
     ) -> Credential | None:
         doc, version, source, token_format, siblings = row
         if doc is None:
             return None
-        key = self.keys.credential(provider_type, uuid)
+        key = self.keys.credential(file_key)
         document = jsjson.loads(doc, f"redis {key}")
         if not isinstance(document, dict):
             raise InvalidData(f"redis {key}", "$", "a credential must be a JSON object")
@@ -108,86 +134,127 @@ class CredentialOps(RedisParts):
         self, credential: Credential, expected_version: str | None
     ) -> str:
         provider_type, uuid = credential.provider_type, credential.uuid
+        ident = f"{provider_type}/{uuid}"
         if not path_keys_for(provider_type):
             raise InvalidData(
                 "credential", provider_type, "this provider type keeps no credential files"
             )
         if not isinstance(credential.document, dict):
-            raise InvalidData("credential", f"{provider_type}/{uuid}", "must be a JSON object")
-        source_path = await self._file_identity(provider_type, uuid)
+            raise InvalidData("credential", ident, "must be a JSON object")
         token_format = credential.token_format
         if token_format is TokenFormat.UNKNOWN:
             token_format = token_format_for(provider_type)
-        result = await self._run(
-            "CAS_CREDENTIAL",
-            [
-                self.keys.credential(provider_type, uuid),
-                self.keys.node(provider_type, uuid),
-                self.keys.revision,
-            ],
-            [
-                self.keys.channel,
-                self._head("credentials", f"{provider_type}/{uuid}"),
-                ABSENT_VERSION if expected_version is None else expected_version,
-                json.dumps(credential.document, ensure_ascii=False),
-                source_path,
-                token_format.value,
-                json.dumps(credential.siblings, ensure_ascii=False) if credential.siblings else "",
-            ],
+        document = json.dumps(credential.document, ensure_ascii=False)
+        siblings = (
+            json.dumps(credential.siblings, ensure_ascii=False) if credential.siblings else ""
         )
-        if result[0] == "notfound":
-            raise NotFound("provider node", f"{provider_type}/{uuid}")
-        if result[0] == "conflict":
-            actual = None if result[1] == ABSENT_VERSION else str(result[1])
-            raise VersionConflict("credential", f"{provider_type}/{uuid}", expected_version, actual)
-        self._changed("credentials", f"{provider_type}/{uuid}")
-        return str(result[1])
+        expected = ABSENT_VERSION if expected_version is None else expected_version
+        source_path = await self._file_identity(provider_type, uuid)
+        users = _member(provider_type, uuid)  # the common case: the file is this node's alone
+        for _ in range(ATTEMPTS):
+            file_key = same_file_key(source_path)
+            result = await self._run(
+                "CAS_CREDENTIAL",
+                [
+                    self.keys.node(provider_type, uuid),
+                    self.keys.credential(file_key),
+                    self.keys.revision,
+                ],
+                [
+                    self.keys.channel,
+                    self._head("credentials", *_ids(users)),
+                    expected,
+                    document,
+                    source_path,
+                    token_format.value,
+                    siblings,
+                    file_key,
+                    users,
+                ],
+            )
+            match result[0]:
+                case "ok":
+                    self._changed("credentials", *_ids(users))
+                    return str(result[1])
+                case "notfound":
+                    raise NotFound("provider node", ident)
+                case "conflict":
+                    actual = None if result[1] == ABSENT_VERSION else str(result[1])
+                    raise VersionConflict("credential", ident, expected_version, actual)
+                case "members":
+                    users = str(result[1])
+                case _:  # "moved": the node names another file now
+                    source_path = await self._file_identity(provider_type, uuid)
+        raise VersionConflict("credential", ident, expected_version, None)
 
     @hookimpl
     async def cfgstore_credentials_delete(self, provider_type: str, uuid: str) -> bool:
-        removed = await self._run(
-            "DELETE_KEYS",
-            [self.keys.revision, self.keys.credential(provider_type, uuid)],
-            [self.keys.channel, self._head("credentials", f"{provider_type}/{uuid}")],
-        )
-        if removed:
-            self._changed("credentials", f"{provider_type}/{uuid}")
-        return bool(removed)
+        node = await self.cfgstore_pools_get_node(provider_type, uuid)
+        file_key = credential_file_key(provider_type, node) if node is not None else None
+        users = _member(provider_type, uuid)
+        for _ in range(ATTEMPTS):
+            if file_key is None:
+                return False
+            result = await self._run(
+                "DELETE_CREDENTIAL",
+                [
+                    self.keys.node(provider_type, uuid),
+                    self.keys.credential(file_key),
+                    self.keys.revision,
+                ],
+                [self.keys.channel, self._head("credentials", *_ids(users)), file_key, users],
+            )
+            match result[0]:
+                case "ok":
+                    if int(result[1]):
+                        self._changed("credentials", *_ids(users))
+                    return bool(int(result[1]))
+                case "members":
+                    users = str(result[1])
+                case _:  # "moved"
+                    file_key = str(result[1]) or None
+        raise VersionConflict("credential", f"{provider_type}/{uuid}", None, None)
 
     @hookimpl
     async def cfgstore_credentials_list(self) -> list[CredentialRef]:
         pools = await self.cfgstore_pools_list()
-        pairs = [(t, n.uuid, n) for t, n in pools]
+        first: dict[str, tuple[str, str]] = {}  # file key → the first node naming it
+        for provider_type, node in pools:
+            file_key = credential_file_key(provider_type, node)
+            if file_key is not None:
+                first.setdefault(file_key, (provider_type, node.uuid))
         with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for provider_type, uuid, _ in pairs:
-                    pipe.hmget(self.keys.credential(provider_type, uuid), "ver", "source")
+                for file_key in first:
+                    pipe.hmget(self.keys.credential(file_key), "ver", "source", "doc")
                 rows = await pipe.execute()
-        refs = []
-        for (provider_type, uuid, node), (version, source) in zip(pairs, rows, strict=True):
-            if version is not None:
-                if source is None:
-                    carrier = credential_path_of(provider_type, node)
-                    source = carrier[1] if carrier else None
-                refs.append(CredentialRef(provider_type, uuid, source, version))
-        return refs
+        return [
+            CredentialRef(provider_type, uuid, source, version)
+            for (provider_type, uuid), (version, source, doc) in zip(
+                first.values(), rows, strict=True
+            )
+            if doc is not None and version is not None
+        ]
 
     @hookimpl
     async def cfgstore_credentials_lock(
         self, provider_type: str, uuid: str, ttl_ms: int
     ) -> str | None:
         token = secrets.token_hex(16)
-        with translated(self.connection):
-            taken = await self.redis.set(
-                self.keys.refresh_lock(provider_type, uuid), token, nx=True, px=max(1, ttl_ms)
-            )
-        return token if taken else None
+        lock_key = await self._run(
+            "LOCK_CREDENTIAL",
+            [self.keys.node(provider_type, uuid)],
+            [self.keys.lock_base, _member(provider_type, uuid), token, max(1, ttl_ms)],
+        )
+        # The token carries the lock's key: unlocking needs neither the node nor its path.
+        return f"{token}@{lock_key}" if lock_key else None
 
     @hookimpl
     async def cfgstore_credentials_unlock(self, provider_type: str, uuid: str, token: str) -> bool:
-        released = await self._run(
-            "RELEASE_LOCK", [self.keys.refresh_lock(provider_type, uuid)], [token]
-        )
+        secret, _, lock_key = token.partition("@")
+        if not lock_key.startswith(self.keys.lock_base):
+            return False
+        released = await self._run("RELEASE_LOCK", [lock_key], [secret])
         return bool(released)
 
 

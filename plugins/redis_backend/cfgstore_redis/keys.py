@@ -36,11 +36,20 @@ class Keys:
     def node(self, provider_type: str, uuid: str) -> str:
         return f"{self.tag}:node:{provider_type}:{uuid}"
 
-    def credential(self, provider_type: str, uuid: str) -> str:
-        return f"{self.tag}:cred:{provider_type}:{uuid}"
+    @property
+    def credential_base(self) -> str:
+        """Prefix of the credential keys: a script appends a node's ``@cred``."""
+        return f"{self.tag}:cred:"
 
-    def refresh_lock(self, provider_type: str, uuid: str) -> str:
-        return f"{self.tag}:lock:{provider_type}:{uuid}"
+    def credential(self, file_key: str) -> str:
+        """The credential of one token file (``file_key``: its ``same_file_key``)."""
+        return self.credential_base + file_key
+
+    @property
+    def lock_base(self) -> str:
+        """Prefix of the refresh locks: ``file:<file key>``, or ``node:<type>:<uuid>``
+        for a node that names no file."""
+        return f"{self.tag}:lock:"
 
     def forward(self, provider_type: str, uuid: str) -> str:
         return f"{self.tag}:fwd:{provider_type}:{uuid}"

@@ -159,6 +159,78 @@ local function finish(revision_key, channel, message_head)
 end
 """
 
+# Credential links shared by the scripts that add, change or remove nodes. A credential is
+# one hash per token file; its ``users`` field names the nodes naming that file
+# ('<type>:<uuid>' joined by \x1f), so a node's credential is found through its ``@cred``
+# and removed only with the last node naming the file.
+CRED_PRELUDE = r"""
+local C = {}
+
+function C.members(record)
+  local list = {}
+  local users = redis.call('HGET', record, 'users')
+  if users then
+    for member in string.gmatch(users, '[^\31]+') do list[#list + 1] = member end
+  end
+  return list
+end
+
+-- Store the member list; the last member gone, the credential goes with it.
+function C.store(record, list)
+  if #list == 0 then
+    redis.call('DEL', record)
+  else
+    redis.call('HSET', record, 'users', table.concat(list, '\31'))
+  end
+end
+
+function C.join(record, member)
+  local list = C.members(record)
+  for _, m in ipairs(list) do
+    if m == member then return end
+  end
+  list[#list + 1] = member
+  C.store(record, list)
+end
+
+function C.leave(record, member)
+  local kept = {}
+  for _, m in ipairs(C.members(record)) do
+    if m ~= member then kept[#kept + 1] = m end
+  end
+  C.store(record, kept)
+end
+
+function C.rename(record, old, new)
+  local list = C.members(record)
+  for i, m in ipairs(list) do
+    if m == old then list[i] = new end
+  end
+  C.store(record, list)
+end
+
+-- A node re-pointed from file ``old`` to file ``new`` (keys; '' = none). Its credential
+-- follows it to a file that holds none yet (version: the revision this script's change
+-- will get, so versions are never reused across files), then it leaves the old file.
+function C.relink(base, member, old, new, source, revision_key)
+  if old == new then return end
+  if new ~= '' then
+    local target = base .. new
+    if old ~= '' and redis.call('HEXISTS', target, 'doc') == 0 then
+      local from = redis.call('HMGET', base .. old, 'doc', 'format', 'siblings')
+      if from[1] then
+        local version = tonumber(redis.call('GET', revision_key) or '0') + 1
+        redis.call('HSET', target, 'doc', from[1], 'ver', version, 'source', source)
+        if from[2] then redis.call('HSET', target, 'format', from[2]) end
+        if from[3] then redis.call('HSET', target, 'siblings', from[3]) end
+      end
+    end
+    C.join(target, member)
+  end
+  if old ~= '' then C.leave(base .. old, member) end
+end
+"""
+
 # KEYS: [1] operation-id key, [2] revision, [3] meta, then per node: node key, forwarding key.
 # ARGV: op ttl ms, channel, message head, expected namespace id ('' = any), then per node:
 # op count, node-key prefix, forwarding-key prefix, then the ops (code and arguments).
@@ -284,56 +356,70 @@ return {'ok', revision, unpack(transitions)}
 """
 )
 
-# KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid, fields…
+# KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid,
+# credential-key base, fields… (``@cred`` among them: the node joins its file's credential).
 ADD_NODE = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('LPOS', KEYS[2], ARGV[4]) then
   return {'exists'}
 end
 if not redis.call('LPOS', KEYS[1], ARGV[3]) then redis.call('RPUSH', KEYS[1], ARGV[3]) end
 redis.call('RPUSH', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+redis.call('HSET', KEYS[3], unpack(ARGV, 6))
 redis.call('HSET', KEYS[3], '@ver', 1, '@docver', 1)
+local cred = redis.call('HGET', KEYS[3], '@cred')
+if cred and cred ~= '' then C.join(ARGV[5] .. cred, ARGV[3] .. ':' .. ARGV[4]) end
 return {'ok', finish(KEYS[4], ARGV[1], ARGV[2])}
 """
 )
 
-# KEYS: node key, revision. ARGV: channel, head, expected @docver, fields…
+# KEYS: node key, revision. ARGV: channel, head, expected @docver, credential-key base,
+# '<type>:<uuid>', the node's new token path string ('' = none), fields… (``@cred``
+# among them: a changed file relinks the node's credential, see C.relink).
 UPDATE_NODE = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 local current = redis.call('HGET', KEYS[1], '@docver')
 if not current then return {'notfound'} end
 if current ~= ARGV[3] then return {'conflict'} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local old_cred = redis.call('HGET', KEYS[1], '@cred') or ''
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+local new_cred = redis.call('HGET', KEYS[1], '@cred') or ''
+C.relink(ARGV[4], ARGV[5], old_cred, new_cred, ARGV[6], KEYS[2])
 redis.call('HINCRBY', KEYS[1], '@docver', 1)
 redis.call('HINCRBY', KEYS[1], '@ver', 1)
 return {'ok', finish(KEYS[2], ARGV[1], ARGV[2])}
 """
 )
 
-# KEYS: types, nodes list, node key, revision, credential. ARGV: channel, head, type, uuid.
-# A node's credential goes with it: nothing could reach it any more.
+# KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid,
+# credential-key base. The node leaves its file's credential (which goes with the last).
 DELETE_NODE = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 if redis.call('LREM', KEYS[2], 0, ARGV[4]) == 0 then return {'notfound'} end
-redis.call('DEL', KEYS[3], KEYS[5])
+local cred = redis.call('HGET', KEYS[3], '@cred')
+redis.call('DEL', KEYS[3])
+if cred and cred ~= '' then C.leave(ARGV[5] .. cred, ARGV[3] .. ':' .. ARGV[4]) end
 if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LREM', KEYS[1], 0, ARGV[3]) end
 return {'ok', finish(KEYS[4], ARGV[1], ARGV[2])}
 """
 )
 
-# KEYS: nodes list, old node, new node, old credential, new credential, forwarding key of
-# the old uuid, revision. ARGV: channel, head, old uuid, new uuid, ttl.
-# A refresh lock stays with the uuid it was taken for: its holder releases it by that name.
+# KEYS: nodes list, old node, new node, forwarding key of the old uuid, revision.
+# ARGV: channel, head, old uuid, new uuid, ttl, type, credential-key base.
+# The credential stays with the file; only its member name changes.
 RENAME_NODE = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 local index = redis.call('LPOS', KEYS[1], ARGV[3])
 if not index then return {'notfound'} end
@@ -343,22 +429,29 @@ end
 redis.call('LSET', KEYS[1], index, ARGV[4])
 redis.call('RENAME', KEYS[2], KEYS[3])
 redis.call('HINCRBY', KEYS[3], '@ver', 1)
-redis.call('DEL', KEYS[5])
-if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('RENAME', KEYS[4], KEYS[5]) end
-redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5])
-return {'ok', finish(KEYS[7], ARGV[1], ARGV[2])}
+local cred = redis.call('HGET', KEYS[3], '@cred')
+if cred and cred ~= '' then
+  C.rename(ARGV[7] .. cred, ARGV[6] .. ':' .. ARGV[3], ARGV[6] .. ':' .. ARGV[4])
+end
+redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
+return {'ok', finish(KEYS[5], ARGV[1], ARGV[2])}
 """
 )
 
 # KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix,
-# credential-key prefix.
+# credential-key base.
 DELETE_TYPE = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 if not redis.call('LPOS', KEYS[1], ARGV[3]) then return {'notfound'} end
 local uuids = redis.call('LRANGE', KEYS[2], 0, -1)
-for _, uuid in ipairs(uuids) do redis.call('DEL', ARGV[4] .. uuid, ARGV[5] .. uuid) end
+for _, uuid in ipairs(uuids) do
+  local cred = redis.call('HGET', ARGV[4] .. uuid, '@cred')
+  redis.call('DEL', ARGV[4] .. uuid)
+  if cred and cred ~= '' then C.leave(ARGV[5] .. cred, ARGV[3] .. ':' .. uuid) end
+end
 redis.call('DEL', KEYS[2])
 redis.call('LREM', KEYS[1], 0, ARGV[3])
 return {'ok', finish(KEYS[3], ARGV[1], ARGV[2]), #uuids}
@@ -379,11 +472,12 @@ return {'ok', finish(KEYS[2], ARGV[1], ARGV[2])}
 )
 
 # KEYS: types, nodes list, revision. ARGV: channel, head, type, node-key prefix, mode,
-# credential-key prefix. mode 'reset': resetAllHealthInType; mode 'drop': delete the
-# unhealthy nodes (and their credentials).
+# credential-key base. mode 'reset': resetAllHealthInType; mode 'drop': delete the
+# unhealthy nodes (they leave their files' credentials).
 TYPE_HEALTH = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 if not redis.call('LPOS', KEYS[1], ARGV[3]) then return {'notfound'} end
 local uuids = redis.call('LRANGE', KEYS[2], 0, -1)
@@ -399,7 +493,9 @@ for _, uuid in ipairs(uuids) do
       result[#result + 1] = uuid
     elseif N.get(node, 'isHealthy') == 'false' then
       redis.call('LREM', KEYS[2], 0, uuid)
-      redis.call('DEL', node.key, ARGV[6] .. uuid)
+      local cred = redis.call('HGET', node.key, '@cred')
+      redis.call('DEL', node.key)
+      if cred and cred ~= '' then C.leave(ARGV[6] .. cred, ARGV[3] .. ':' .. uuid) end
       result[#result + 1] = uuid
     end
   end
@@ -427,21 +523,61 @@ return {'ok', tostring(version)}
 """
 )
 
-# A credential. KEYS: credential, node, revision. ARGV: channel, head, expected version,
-# document, source path ('' keeps the stored one), format, siblings JSON ('' keeps them).
+# A credential write through one node. KEYS: node, credential, revision. ARGV: channel,
+# head, expected version, document, source path, format, siblings JSON ('' keeps them),
+# the node's file key (the credential key's suffix), the members the head names.
+# Replies {'notfound'}; {'moved', @cred} when the node names another file now;
+# {'members', users} when other nodes share the file than the head names (the change
+# message must name them all); {'conflict', version}; {'ok', version}. The version is the
+# write's revision: never reused, for this file or another.
 CAS_CREDENTIAL = (
     SHEBANG
     + r"""
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'notfound'} end
-local current = redis.call('HGET', KEYS[1], 'ver') or '0'
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+local cred = redis.call('HGET', KEYS[1], '@cred') or ''
+if cred ~= ARGV[8] then return {'moved', cred} end
+local users = redis.call('HGET', KEYS[2], 'users') or ''
+if users ~= ARGV[9] then return {'members', users} end
+local current = redis.call('HGET', KEYS[2], 'ver') or '0'
 if ARGV[3] ~= '*' and ARGV[3] ~= current then return {'conflict', current} end
-redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'format', ARGV[6])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'source', ARGV[5]) end
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'siblings', ARGV[7]) end
-local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local revision = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'format', ARGV[6], 'source', ARGV[5], 'ver', revision)
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'siblings', ARGV[7]) end
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
+return {'ok', tostring(revision)}
+"""
+)
+
+# Delete a credential through one node (its members keep naming the file). KEYS: node,
+# credential, revision. ARGV: channel, head, file key, members (as CAS_CREDENTIAL).
+# Replies {'moved', @cred}, {'members', users}, {'ok', 1|0} (whether one existed).
+DELETE_CREDENTIAL = (
+    SHEBANG
+    + r"""
+local cred = redis.call('HGET', KEYS[1], '@cred') or ''
+if cred ~= ARGV[3] then return {'moved', cred} end
+local users = redis.call('HGET', KEYS[2], 'users') or ''
+if users ~= ARGV[4] then return {'members', users} end
+if redis.call('HDEL', KEYS[2], 'doc', 'ver', 'source', 'format', 'siblings') == 0 then
+  return {'ok', 0}
+end
 local revision = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
-return {'ok', tostring(version)}
+return {'ok', 1}
+"""
+)
+
+# Take a refresh lock: the lock of the file the node names, else the node's own.
+# KEYS: node. ARGV: lock base, '<type>:<uuid>', token, ttl ms. Returns the lock key, or
+# false when it is held.
+LOCK_CREDENTIAL = (
+    SHEBANG
+    + r"""
+local cred = redis.call('HGET', KEYS[1], '@cred')
+local key = ARGV[1] .. 'node:' .. ARGV[2]
+if cred and cred ~= '' then key = ARGV[1] .. 'file:' .. cred end
+if redis.call('SET', key, ARGV[3], 'NX', 'PX', ARGV[4]) then return key end
+return false
 """
 )
 
@@ -588,10 +724,13 @@ return removed
 
 # Replace all pools. KEYS: types, revision. ARGV: channel, head, keep ('1'|'0'), nodes-list
 # prefix, node-key base, credential-key base, type count, then per type: name, node
-# count, then per node: uuid, field count, field/value pairs.
+# count, then per node: uuid, field count, field/value pairs (``@cred`` among them).
+# Credential links: every node joins its file first, then the nodes that are gone or name
+# another file leave theirs, so a file named before and after keeps its credential.
 IMPORT_POOLS = (
     SHEBANG
     + NODE_PRELUDE
+    + CRED_PRELUDE
     + r"""
 local keep = ARGV[3] == '1'
 local lists, node_base, cred_base = ARGV[4], ARGV[5], ARGV[6]
@@ -602,17 +741,23 @@ for t = 1, tonumber(ARGV[7]) do
   i = i + 2
   for n = 1, count do
     local nf = tonumber(ARGV[i + 1])
-    entry.nodes[n] = {uuid = ARGV[i], first = i + 2, last = i + 1 + 2 * nf}
-    wanted[entry.name .. ':' .. ARGV[i]] = true
+    local node = {uuid = ARGV[i], first = i + 2, last = i + 1 + 2 * nf, cred = ''}
+    for f = node.first, node.last, 2 do
+      if ARGV[f] == '@cred' then node.cred = ARGV[f + 1] end
+    end
+    entry.nodes[n] = node
+    wanted[entry.name .. ':' .. node.uuid] = node.cred
     i = i + 2 + 2 * nf
   end
   plan[t] = entry
 end
+local before = {}
 for _, name in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   for _, uuid in ipairs(redis.call('LRANGE', lists .. name, 0, -1)) do
-    if not wanted[name .. ':' .. uuid] then
-      redis.call('DEL', node_base .. name .. ':' .. uuid, cred_base .. name .. ':' .. uuid)
-    end
+    local key = node_base .. name .. ':' .. uuid
+    local cred = redis.call('HGET', key, '@cred')
+    if cred and cred ~= '' then before[#before + 1] = {name .. ':' .. uuid, cred} end
+    if not wanted[name .. ':' .. uuid] then redis.call('DEL', key) end
   end
   redis.call('DEL', lists .. name)
 end
@@ -625,7 +770,7 @@ for _, entry in ipairs(plan) do
       -- Settings from the files; the stored hot-path state stays.
       for f = node.first, node.last, 2 do
         local field = ARGV[f]
-        if field == '@doc' or field == '@layout' then
+        if field == '@doc' or field == '@layout' or field == '@cred' then
           redis.call('HSET', key, field, ARGV[f + 1])
         elseif string.sub(field, 1, 1) ~= '@' and redis.call('HEXISTS', key, field) == 0 then
           redis.call('HSET', key, field, DEFAULT[field] or 'null')
@@ -641,7 +786,11 @@ for _, entry in ipairs(plan) do
       redis.call('HSET', key, '@ver', 1, '@docver', 1)
     end
     redis.call('RPUSH', lists .. entry.name, node.uuid)
+    if node.cred ~= '' then C.join(cred_base .. node.cred, entry.name .. ':' .. node.uuid) end
   end
+end
+for _, link in ipairs(before) do
+  if wanted[link[1]] ~= link[2] then C.leave(cred_base .. link[2], link[1]) end
 end
 return finish(KEYS[2], ARGV[1], ARGV[2])
 """

@@ -7,6 +7,7 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflict
+from cfgstore.model.credentials import credential_path_of
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import (
     COUNTER_KEYS,
@@ -19,6 +20,7 @@ from cfgstore.model.pools import (
 from cfgstore.model.records import NodeRecord
 from cfgstore_redis.base import RedisParts
 from cfgstore_redis.codec import (
+    CRED,
     DOC,
     DOC_VERSION,
     LAYOUT,
@@ -95,7 +97,7 @@ class PoolOps(RedisParts):
         check_type_name(provider_type)
         check_uuid(node.uuid)
         try:
-            fields = node_to_fields(node)
+            fields = node_to_fields(provider_type, node)
         except ValueError as exc:
             raise InvalidData("provider node", node.uuid, str(exc)) from None
         await self.writer.durable()
@@ -113,6 +115,7 @@ class PoolOps(RedisParts):
                 self._head("pools", f"{provider_type}/{node.uuid}"),
                 provider_type,
                 node.uuid,
+                self.keys.credential_base,
                 *pairs,
             ],
         )
@@ -141,8 +144,9 @@ class PoolOps(RedisParts):
                 if name != "uuid" and name not in COUNTER_KEYS:
                     current[name] = value
             updated = node_from_json(current, source)
-            new_fields = node_to_fields(updated)
-            writes = {DOC: new_fields[DOC], LAYOUT: new_fields[LAYOUT]}
+            new_fields = node_to_fields(provider_type, updated)
+            writes = {DOC: new_fields[DOC], LAYOUT: new_fields[LAYOUT], CRED: new_fields[CRED]}
+            carrier = credential_path_of(provider_type, updated)
             writes.update({name: encode_scalar(value) for name, value in hot.items()})
             pairs = [x for item in writes.items() for x in item]
             result = await self._run(
@@ -152,6 +156,9 @@ class PoolOps(RedisParts):
                     self.keys.channel,
                     self._head("pools", f"{provider_type}/{uuid}"),
                     row[READ_FIELDS.index(DOC_VERSION)] or "1",
+                    self.keys.credential_base,
+                    f"{provider_type}:{uuid}",
+                    carrier[1] if carrier else "",
                     *pairs,
                 ],
             )
@@ -172,13 +179,13 @@ class PoolOps(RedisParts):
                 self.keys.nodes(provider_type),
                 self.keys.node(provider_type, uuid),
                 self.keys.revision,
-                self.keys.credential(provider_type, uuid),
             ],
             [
                 self.keys.channel,
                 self._head("pools", f"{provider_type}/{uuid}"),
                 provider_type,
                 uuid,
+                self.keys.credential_base,
             ],
         )
         if result[0] == "notfound":
@@ -201,8 +208,6 @@ class PoolOps(RedisParts):
                 k.nodes(provider_type),
                 k.node(provider_type, old_uuid),
                 k.node(provider_type, new_uuid),
-                k.credential(provider_type, old_uuid),
-                k.credential(provider_type, new_uuid),
                 k.forward(provider_type, old_uuid),
                 k.revision,
             ],
@@ -212,6 +217,8 @@ class PoolOps(RedisParts):
                 old_uuid,
                 new_uuid,
                 FORWARD_TTL_MS,
+                provider_type,
+                k.credential_base,
             ],
         )
         if result[0] == "notfound":
@@ -230,7 +237,7 @@ class PoolOps(RedisParts):
             for node in nodes:
                 check_uuid(node.uuid)
                 try:
-                    fields = node_to_fields(node)
+                    fields = node_to_fields(provider_type, node)
                 except ValueError as exc:
                     raise InvalidData("provider node", node.uuid, str(exc)) from None
                 args += [node.uuid, len(fields), *(x for item in fields.items() for x in item)]
@@ -244,7 +251,7 @@ class PoolOps(RedisParts):
                 "1" if keep_live_state else "0",
                 self.keys.nodes(""),
                 self.keys.node("", "")[:-1],
-                self.keys.credential("", "")[:-1],
+                self.keys.credential_base,
                 *args,
             ],
         )
@@ -262,7 +269,7 @@ class PoolOps(RedisParts):
                 self._head("pools", provider_type),
                 provider_type,
                 self.keys.node(provider_type, ""),
-                self.keys.credential(provider_type, ""),
+                self.keys.credential_base,
             ],
         )
         if result[0] == "notfound":
@@ -299,7 +306,7 @@ class PoolOps(RedisParts):
                 provider_type,
                 self.keys.node(provider_type, ""),
                 mode,
-                self.keys.credential(provider_type, ""),
+                self.keys.credential_base,
             ],
         )
         if result[0] == "notfound":
