@@ -94,6 +94,10 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._credentials: dict[CredentialKey, Credential] = {}
         self._credentials_complete = False  # every stored credential is in the dict
         self._stale_credentials: set[CredentialKey] = set()
+        self._confirmed_absent: set[CredentialKey] = set()
+        """Nodes naming a token file whose credential the storage said it does not hold
+        (only these are answered "none" from memory: a node naming a file that another
+        node shares may have a credential this cache never listed under its uuid)."""
         self._local_locks: dict[tuple[str, ...], tuple[str, float]] = {}
         self._local_versions = 0
         self._revision = 0
@@ -297,6 +301,7 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._credentials = {(c.provider_type, c.uuid): c for c in snapshot.credentials}
         self._credentials_complete = True
         self._stale_credentials.clear()
+        self._confirmed_absent.clear()
 
     def _confirmed_snapshot(self) -> StoreSnapshot:
         """The confirmed state as a snapshot; copies, so it can be saved off the loop."""
@@ -351,8 +356,7 @@ class MemoryFallback(GuardedOps, ReadCache):
                     provider_type, _, uuid = ident.partition("/")
                     self._stale_credentials.add((provider_type, uuid))
             else:
-                self._credentials_complete = False
-                self._stale_credentials.update(self._credentials)
+                self._credentials_moved()
             self._reload_soon.set()
             return
         super().cfgstore_changed(event)
@@ -423,6 +427,12 @@ class MemoryFallback(GuardedOps, ReadCache):
     def _credentials_moved(self) -> None:
         self._credentials_complete = False
         self._stale_credentials.update(self._credentials)
+        self._confirmed_absent.clear()
+
+    def _known_absent(self, key: CredentialKey) -> bool:
+        """Whether memory may answer "no credential" for a node it holds none for: the
+        node names no token file, or the storage already said the file has none."""
+        return self.mirror.credential_file(*key) is None or key in self._confirmed_absent
 
     def _names_its_file(self, key: CredentialKey, credential: Credential) -> bool:
         """Whether the node still names the file ``credential`` was read from (another
@@ -437,7 +447,7 @@ class MemoryFallback(GuardedOps, ReadCache):
         held = self._credentials.get(key)
         if key not in self._stale_credentials and (
             (held is not None and self._names_its_file(key, held))
-            or (held is None and self._credentials_complete)
+            or (held is None and self._credentials_complete and self._known_absent(key))
         ):
             return copy.deepcopy(held)
         if not self._replicator.serving_degraded:
@@ -451,8 +461,10 @@ class MemoryFallback(GuardedOps, ReadCache):
                 self._stale_credentials.discard(key)
                 if found is None:
                     self._credentials.pop(key, None)
+                    self._confirmed_absent.add(key)
                 else:
                     self._credentials[key] = found
+                    self._confirmed_absent.discard(key)
                 return copy.deepcopy(found)
         return copy.deepcopy(self._credentials.get(key))
 
