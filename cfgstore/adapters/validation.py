@@ -78,7 +78,8 @@ def known_hooks(manager: pluggy.PluginManager) -> list[str]:
 
 
 def _unknown_hook(manager: pluggy.PluginManager, attribute: str, hook: str) -> str:
-    close = difflib.get_close_matches(hook, known_hooks(manager), n=1)
+    # Every name shares the "cfgstore_" prefix: a lower cutoff suggests unrelated hooks.
+    close = difflib.get_close_matches(hook, known_hooks(manager), n=1, cutoff=0.8)
     if close:
         return f"{attribute}: no hook is named {hook}; did you mean {close[0]}? (rename it)"
     return (
