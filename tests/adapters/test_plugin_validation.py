@@ -9,17 +9,21 @@ working.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import textwrap
 from pathlib import Path
 
+import pluggy
 import pytest
 from typer.testing import CliRunner
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.adapters.plugins import PluginFailure, PluginSet, make_plugin_manager
+from cfgstore.adapters.validation import hookimpl_problems
 from cfgstore.cli.app import build_app
 from cfgstore.errors import PluginError
+from cfgstore.hookspecs import PROJECT, spec_modules
 from tests.adapters.test_third_party_backend import DICTSTORE_SOURCE, write_distribution
 
 BACKEND_HEADER = """
@@ -305,3 +309,36 @@ def test_two_third_party_commands_with_one_name(site: Site) -> None:
     skipped_extra = "beta" if second == "b" else "alpha"
     assert runner.invoke(app, [skipped_extra]).exit_code == 2
     assert not plugins.manager.has_plugin(f"top-{second}")
+
+
+def test_a_gateway_hook_without_the_gateway_says_how_to_mark_it(site: Site) -> None:
+    """Where the gateway is not installed (a manager with cfgstore's own specs only), an
+    adapter plugin marked with plain ``cfgstore.hookimpl`` is told to use the optional
+    marker instead of crashing every command."""
+    site.install(
+        "adapter-only",
+        """
+        from cfgstore import hookimpl
+
+        @hookimpl
+        def cfgstore_gateway_adapters(register):
+            pass
+        """,
+    )
+    manager = pluggy.PluginManager(PROJECT)
+    for module in spec_modules():
+        manager.add_hookspecs(module)
+    plugin = importlib.import_module("thirdparty_adapter_only")
+    assert hookimpl_problems(manager, plugin, backend=False) == [
+        "cfgstore_gateway_adapters: no installed distribution specifies a hook named "
+        "cfgstore_gateway_adapters; fix the name, or mark it hookimpl(optionalhook=True) if "
+        "it belongs to a distribution that may be absent (the gateway's adapters_hookimpl "
+        "does)"
+    ]
+    # With the gateway installed, the same plugin loads and implements the gateway's hook.
+    plugins = make_plugin_manager(environ={})
+    assert plugins.failures == []
+    assert "cfgstore_gateway_adapters" in {
+        h.name
+        for h in plugins.manager.get_hookcallers(plugins.manager.get_plugin("adapter-only")) or []
+    }
