@@ -17,27 +17,21 @@ import attrs
 import pluggy
 
 from cfgstore.adapters.backend import BackendContext, BackendDescriptor, Operation, Operations
+from cfgstore.adapters.offers import Announcement, offered_backends, one_line
+from cfgstore.adapters.plugins import PluginSet
 from cfgstore.adapters.settings import Settings
+from cfgstore.adapters.validation import hookimpl_problems
 from cfgstore.errors import PluginError
-from cfgstore.hookspecs import optional_spec_modules, storage_spec_modules
+from cfgstore.hookspecs import hook_names, optional_spec_modules, storage_spec_modules
 from cfgstore.model.events import ChangeEvent
 
 log = logging.getLogger("cfgstore.chain")
 
 
-def _hook_names(modules: list[Any]) -> tuple[str, ...]:
-    return tuple(
-        name
-        for module in modules
-        for name, _ in inspect.getmembers(module, inspect.isfunction)
-        if name.startswith("cfgstore_")
-    )
-
-
-OPERATIONS: tuple[str, ...] = _hook_names(storage_spec_modules())
+OPERATIONS: tuple[str, ...] = hook_names(storage_spec_modules())
 """Every storage operation a complete chain must implement."""
 
-OPTIONAL_OPERATIONS: tuple[str, ...] = _hook_names(optional_spec_modules())
+OPTIONAL_OPERATIONS: tuple[str, ...] = hook_names(optional_spec_modules())
 """Operations a backend may offer (``cfgstore.hookspecs.replica``); resolved like the others
 when present, never required."""
 
@@ -48,15 +42,14 @@ LIFECYCLE = ("cfgstore_open", "cfgstore_flush", "cfgstore_close", "cfgstore_stat
 
 
 def descriptors(manager: pluggy.PluginManager) -> dict[str, BackendDescriptor]:
-    """Collect every backend the loaded plugins announce, by name."""
+    """Collect every backend the loaded plugins announce, by name. Raises
+    :class:`PluginError` when two plugins announce one name (:func:`offered_backends`
+    reports without raising)."""
     found: dict[str, BackendDescriptor] = {}
-
-    def register(descriptor: BackendDescriptor) -> None:
-        if descriptor.name in found:
-            raise PluginError(f"two plugins announce a backend named {descriptor.name!r}")
-        found[descriptor.name] = descriptor
-
-    manager.hook.cfgstore_register_backends(register=register)
+    for name, announcements in offered_backends(manager).by_name().items():
+        if len(announcements) > 1:
+            raise PluginError(f"two plugins announce a backend named {name!r}")
+        found[name] = announcements[0].descriptor
     return found
 
 
@@ -77,20 +70,15 @@ class Chain:
     instance_id: str
 
 
-def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
+def build_chain(plugins: PluginSet, settings: Settings) -> Chain:
     """Instantiate the backends ``settings.chain`` names, bottom first, and resolve every
     operation to the topmost layer implementing it. Raises :class:`PluginError` for an
-    unknown or repeated name, a misplaced layer, an invalid hookimpl or operations no layer
-    implements; a failed build leaves no backend registered on ``manager``."""
-    available = descriptors(manager)
+    unknown, broken, conflicting or repeated name, a misplaced layer, an invalid hookimpl
+    or operations no layer implements; a failed build leaves no backend registered. Only
+    the named backends matter: a broken plugin offering another one is no obstacle."""
+    manager = plugins.manager
+    available = _named_backends(plugins, settings.chain)
     names = list(settings.chain)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        known = ", ".join(sorted(available)) or "none"
-        raise PluginError(
-            f"unknown backend {', '.join(unknown)} (installed: {known}); "
-            "install its distribution, e.g. cfgstore-redis, or fix CFGSTORE_BACKENDS"
-        )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise PluginError(f"backend {', '.join(repeated)} named more than once in {names}")
@@ -101,12 +89,14 @@ def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
     below: Operations | None = None
     try:
         for position, name in enumerate(reversed(names)):
-            descriptor = available[name]
+            descriptor = available[name].descriptor
             if descriptor.layer and position == 0:
                 raise PluginError(f"backend {name!r} is a layer and needs a backend below it")
             if not descriptor.layer and position > 0:
                 raise PluginError(f"backend {name!r} must be at the bottom of the chain")
-            above = available[names[-position - 2]] if position + 1 < len(names) else None
+            above = (
+                available[names[-position - 2]].descriptor if position + 1 < len(names) else None
+            )
             fallback_above = (
                 above is not None
                 and OUTAGE_FALLBACK in above.capabilities
@@ -121,10 +111,14 @@ def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
                 lambda hook_name, **kwargs: notify(manager, hook_name, **kwargs),
             )
             instance = descriptor.factory(context)
+            whose = f"backend {name!r}{_of(plugins, available[name])}"
+            problems = hookimpl_problems(manager, instance, backend=True)
+            if problems:
+                raise PluginError(f"{whose}: {'; '.join(problems)}")
             try:
                 manager.register(instance, name=f"backend:{name}:{instance_id}")
             except pluggy.PluginValidationError as exc:
-                raise PluginError(f"backend {name!r}: {exc}") from exc
+                raise PluginError(f"{whose}: {one_line(exc)}") from exc
             registered.append(instance)
             table = _resolve(manager, instance, OPERATIONS + OPTIONAL_OPERATIONS)
             lifecycle = _resolve(manager, instance, LIFECYCLE)
@@ -143,15 +137,61 @@ def build_chain(manager: pluggy.PluginManager, settings: Settings) -> Chain:
     return Chain(layers, below, instance_id)
 
 
+def _named_backends(plugins: PluginSet, names: tuple[str, ...]) -> dict[str, Announcement]:
+    """The announcement of each backend ``names`` lists. :class:`PluginError` naming the
+    plugin and its problem when one is offered by a skipped plugin, unsound, announced by
+    two plugins or unknown."""
+    offer = offered_backends(plugins.manager)
+    by_name = offer.by_name()
+    found: dict[str, Announcement] = {}
+    problems: list[str] = []
+    unknown: list[str] = []
+    for name in dict.fromkeys(names):
+        announcements = by_name.get(name, [])
+        failure = plugins.failure_for_backend(name)
+        if len(announcements) > 1:
+            origins = " and ".join(plugins.origin(a.plugin) for a in announcements)
+            problems.append(
+                f"two plugins announce a backend named {name!r}: {origins}; "
+                "disable one with CFGSTORE_DISABLE_PLUGINS"
+            )
+        elif announcements and announcements[0].problems:
+            problems.append(
+                f"backend {name!r}{_of(plugins, announcements[0])} is broken: "
+                + "; ".join(announcements[0].problems)
+            )
+        elif announcements:
+            found[name] = announcements[0]
+        elif failure is not None:
+            problems.append(f"backend {name!r} is not available: {failure.line()}")
+        else:
+            unknown.append(name)
+    if problems:
+        raise PluginError("; ".join(problems))
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        skipped = [f.name for f in plugins.failures] + [r.plugin for r in offer.refusals]
+        not_loaded = (
+            f"; not loaded: {', '.join(skipped)} (cfgctl plugins says why)" if skipped else ""
+        )
+        raise PluginError(
+            f"unknown backend {', '.join(unknown)} (installed: {known}); "
+            f"install its distribution, e.g. cfgstore-redis, or fix CFGSTORE_BACKENDS{not_loaded}"
+        )
+    return found
+
+
+def _of(plugins: PluginSet, announcement: Announcement) -> str:
+    return f" of plugin {plugins.origin(announcement.plugin)}"
+
+
 def _resolve(
     manager: pluggy.PluginManager, instance: object, names: tuple[str, ...]
 ) -> dict[str, Operation]:
     table: dict[str, Operation] = {}
     for name in names:
         for impl in getattr(manager.hook, name).get_hookimpls():
-            if impl.plugin is instance:
-                if not inspect.iscoroutinefunction(impl.function):
-                    raise PluginError(f"{impl.plugin_name}.{name} must be an async def")
+            if impl.plugin is instance:  # checked before registration: async, spec arguments
                 table[name] = _bind(impl.function, tuple(impl.argnames))
     return table
 

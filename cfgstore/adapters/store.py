@@ -101,7 +101,7 @@ class Store:
 
     @classmethod
     async def _open_chain(cls, settings: Settings, plugins: PluginSet) -> Store:
-        chain = build_chain(plugins.manager, settings)
+        chain = build_chain(plugins, settings)
         store = cls(settings, plugins, chain)
         opened: list[Layer] = []
         try:

@@ -1,5 +1,9 @@
-"""``cfgctl plugins``: installed plugins, their versions, the hooks each implements, and
-the backends they offer."""
+"""``cfgctl plugins``: installed plugins, their versions, the hooks each implements, the
+backends they offer, and the plugins that were skipped with the reason.
+
+It always answers: a broken plugin is a line of the listing, and two plugins announcing
+one backend name are listed before the command exits 2 naming both.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,14 @@ from typing import Any
 
 import typer
 
-from cfgstore.adapters.chain import descriptors
+from cfgstore.adapters.offers import offered_backends
 from cfgstore.cli.common import JsonOption, emit_json, plugin_set
-from cfgstore.errors import PluginError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("plugins")
     def plugins_command(json: JsonOption = False) -> None:
-        """List installed cfgstore plugins and the backends they offer."""
+        """List installed cfgstore plugins, the backends they offer and broken plugins."""
         loaded = plugin_set()
         manager = loaded.manager
         rows: list[dict[str, Any]] = []
@@ -24,28 +27,36 @@ def register(app: typer.Typer) -> None:
             dist, version = loaded.distributions.get(name, (None, None))
             hooks = sorted(h.name for h in manager.get_hookcallers(plugin) or [])
             rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
-        # A conflict between plugins (two backends with one name) is what this command
-        # must help diagnose: report it after the listing instead of crashing.
-        conflict: PluginError | None = None
-        try:
-            found = descriptors(manager)
-        except PluginError as exc:
-            conflict, found = exc, {}
+        offer = offered_backends(manager)
         backends = [
-            {"name": d.name, "description": d.description, "layer": d.layer} for d in found.values()
+            {
+                "name": a.descriptor.name,
+                "description": a.descriptor.description,
+                "layer": a.descriptor.layer,
+            }
+            for a in offer.announcements
         ]
-        failures = [{"name": f.name, "error": f.error} for f in loaded.failures]
+        failures = [
+            {"name": f.name, "distribution": f.distribution, "error": f.error}
+            for f in loaded.failures
+        ] + [{"name": r.plugin, "distribution": None, "error": r.error} for r in offer.refusals]
         if json:
             emit_json({"plugins": rows, "backends": backends, "failures": failures})
         else:
             _print_text(rows, backends, failures)
-        if conflict is not None:
-            print(f"cfgctl: {conflict}", file=sys.stderr)
+        # A conflict between plugins (two backends with one name) is what this command
+        # must help diagnose: report it after the listing.
+        conflicts = {n: a for n, a in offer.by_name().items() if len(a) > 1}
+        for name, announcements in conflicts.items():
+            origins = " and ".join(loaded.origin(a.plugin) for a in announcements)
+            message = f"two plugins announce a backend named {name!r}: {origins}"
+            print(f"cfgctl: {message}", file=sys.stderr)
+        if conflicts:
             raise typer.Exit(2)
 
 
 def _print_text(
-    rows: list[dict[str, Any]], backends: list[dict[str, Any]], failures: list[dict[str, str]]
+    rows: list[dict[str, Any]], backends: list[dict[str, Any]], failures: list[dict[str, Any]]
 ) -> None:
     for row in rows:
         version = f" {row['distribution']} {row['version']}" if row["version"] else ""
@@ -55,4 +66,5 @@ def _print_text(
         kind = "layer" if backend["layer"] else "backend"
         typer.echo(f"  {backend['name']} ({kind}): {backend['description']}")
     for failure in failures:
-        typer.echo(f"not loaded: {failure['name']}: {failure['error']}")
+        origin = f" ({failure['distribution']})" if failure["distribution"] else ""
+        typer.echo(f"not loaded: {failure['name']}{origin}: {failure['error']}")

@@ -9,6 +9,7 @@ bound methods directly: no pluggy call happens per operation.
 
 from __future__ import annotations
 
+import inspect
 from types import ModuleType
 
 import pluggy
@@ -17,6 +18,16 @@ PROJECT = "cfgstore"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+def hook_names(modules: list[ModuleType]) -> tuple[str, ...]:
+    """The hook specifications ``modules`` define, in the order they are defined."""
+    return tuple(
+        name
+        for module in modules
+        for name, _ in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("cfgstore_")
+    )
 
 
 def storage_spec_modules() -> list[ModuleType]:

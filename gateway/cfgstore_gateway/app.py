@@ -58,6 +58,7 @@ import attrs
 from aiohttp import web
 
 from cfgstore.adapters import Store
+from cfgstore.adapters.offers import one_line
 from cfgstore.adapters.plugins import PluginSet
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.config import MainConfig
@@ -147,16 +148,31 @@ def create_app(
 
 def load_adapters(plugins: PluginSet) -> AdapterRegistry:
     """Ask every plugin for its adapters (the ``cfgstore_gateway_adapters`` hook), each
-    implementation isolated: one that raises is logged and skipped."""
+    implementation isolated: one that raises is reported in one line (with the traceback
+    at debug level) and its adapters are skipped; an adapter that does not implement the
+    protocol is skipped alone, the line naming what it lacks."""
     manager = plugins.manager
     add_gateway_hookspecs(manager)
     registry = AdapterRegistry()
     for impl in manager.hook.cfgstore_gateway_adapters.get_hookimpls():
-        arguments = {"register": registry.register}
+        origin = plugins.origin(impl.plugin_name)
+        offered: list[Adapter] = []
+        arguments = {"register": offered.append}
         try:
             impl.function(*[arguments[name] for name in impl.argnames])
-        except Exception:
-            log.exception("plugin %s could not register its adapters", impl.plugin_name)
+        except Exception as exc:
+            log.error(
+                "plugin %s could not register its adapters: %s",
+                origin,
+                one_line(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            continue
+        for adapter in offered:
+            try:
+                registry.register(adapter)
+            except TypeError as exc:
+                log.error("plugin %s: adapter skipped: %s", origin, exc)
     if not registry.adapters:
         log.warning("no upstream adapter is installed: every chat request will fail")
     return registry

@@ -10,11 +10,13 @@ through :func:`cfgstore_gateway_adapters`, a register-callback hook (llm's
 ``register_models`` shape): the gateway owns the registry and resolves, once per provider
 type, which adapter serves it; no pluggy call happens per request.
 
-cfgctl's plugin manager validates every loaded plugin before the gateway is imported, so
-an implementation marks itself optional: use :data:`adapters_hookimpl` (``cfgstore.hookimpl``
-with ``optionalhook=True``). The gateway adds this spec to the manager
-(:func:`add_gateway_hookspecs`) before calling the hook, so a signature mismatch is still
-reported then.
+The gateway announces this module in the entry-point group ``cfgstore.hookspecs``, so
+every cfgstore plugin manager knows the hook before it checks any plugin: an
+implementation marked with plain ``cfgstore.hookimpl`` is checked (arguments, sync) and
+used like any other. :data:`adapters_hookimpl` (``optionalhook=True``) is still the
+marker to use in a distribution that should also install without the gateway; the
+gateway adds this spec itself (:func:`add_gateway_hookspecs`) to a manager built some
+other way.
 """
 
 from __future__ import annotations

@@ -19,13 +19,17 @@ adapter converts on the fly.
 caches the answer (no pluggy call and no scan per request). An adapter may declare itself
 *generic* (a true ``generic`` attribute, outside the protocol: a fallback that serves types
 other adapters speak natively, as the OpenAI-compatible pass-through does): it serves a type
-only when no other adapter does, whatever the registration order.
+only when no other adapter does, whatever the registration order. An adapter may also list
+the provider types it serves (a ``provider_types`` collection of strings, outside the
+protocol too): the web UI offers them (``GET /api/providers/supported``) before any pool of
+that type exists, since ``serves`` alone cannot be enumerated.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -146,8 +150,15 @@ class AdapterRegistry:
     def register(self, adapter: Adapter) -> None:
         """Add an adapter; it wins over earlier ones of its kind (generic or dedicated)
         for the types it serves."""
-        if not isinstance(adapter, Adapter):
-            raise TypeError(f"{adapter!r} does not implement the gateway Adapter protocol")
+        missing = missing_members(adapter)
+        if missing:
+            kind = type(adapter)
+            name = getattr(adapter, "name", None)
+            called = f"adapter {name!r} " if isinstance(name, str) else "adapter "
+            raise TypeError(
+                f"{called}({kind.__module__}.{kind.__qualname__}) does not implement the "
+                f"gateway Adapter protocol: missing {', '.join(missing)}"
+            )
         for other in self._adapters:
             if other.name == adapter.name:
                 log.warning("adapter %s registered twice; the later one wins", adapter.name)
@@ -157,6 +168,11 @@ class AdapterRegistry:
     @property
     def adapters(self) -> tuple[Adapter, ...]:
         return tuple(self._adapters)
+
+    def declared_types(self) -> list[str]:
+        """The provider types the adapters list (:func:`declared_types`), each once, in
+        registration order."""
+        return list(dict.fromkeys(t for a in self._adapters for t in declared_types(a)))
 
     def for_type(self, provider_type: str) -> Adapter | None:
         """The adapter serving ``provider_type``: the last registered one that serves the
@@ -196,6 +212,31 @@ class AdapterRegistry:
             if "-" not in candidate:
                 return None
             candidate = candidate.rsplit("-", 1)[0]
+
+
+ADAPTER_MEMBERS: tuple[str, ...] = tuple(name for name in vars(Adapter) if not name.startswith("_"))
+"""What the :class:`Adapter` protocol requires, by name."""
+
+
+def missing_members(adapter: object) -> list[str]:
+    """The members of :class:`Adapter` that ``adapter`` lacks (a member that is not
+    callable where the protocol has a method counts as missing)."""
+    missing: list[str] = []
+    for name in ADAPTER_MEMBERS:
+        member = getattr(adapter, name, None)
+        wanted = inspect.getattr_static(Adapter, name)
+        if member is None or (inspect.isfunction(wanted) and not callable(member)):
+            missing.append(name)
+    return missing
+
+
+def declared_types(adapter: Adapter) -> tuple[str, ...]:
+    """The provider types ``adapter`` lists in its optional ``provider_types`` (empty when
+    it lists none, or lists something other than strings)."""
+    listed = getattr(adapter, "provider_types", ())
+    if isinstance(listed, str) or not isinstance(listed, Collection):
+        return ()
+    return tuple(t for t in listed if isinstance(t, str) and t)
 
 
 def is_generic(adapter: Adapter) -> bool:

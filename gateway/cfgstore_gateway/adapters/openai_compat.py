@@ -171,6 +171,11 @@ class OpenAICompatAdapter:
     def __init__(self, profiles: Mapping[str, TypeProfile] | None = None) -> None:
         self._profiles = dict(PROFILES if profiles is None else profiles)
 
+    @property
+    def provider_types(self) -> tuple[str, ...]:
+        """The types of its profiles (see :func:`~cfgstore_gateway.adapters.declared_types`)."""
+        return tuple(self._profiles)
+
     def _profile(self, provider_type: str) -> TypeProfile:
         key = base_type(provider_type, self._profiles)
         if key is None:

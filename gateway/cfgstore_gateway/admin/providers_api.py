@@ -66,7 +66,9 @@ async def list_providers(request: web.Request) -> web.StreamResponse:
 async def supported_types(request: web.Request) -> web.StreamResponse:
     services = request.config_dict[SERVICES]
     pools = await services.store.pools.view()
-    candidates = [*BUILTIN_PROVIDER_TYPES, *(t for t in pools if t not in BUILTIN_PROVIDER_TYPES)]
+    # Built-in ids, then the types adapters list (a plugin's own), then the pools' types.
+    candidates = dict.fromkeys([*BUILTIN_PROVIDER_TYPES, *services.registry.declared_types()])
+    candidates.update(dict.fromkeys(pools))
     types = [t for t in candidates if services.registry.for_type(t) is not None]
     return web.json_response({"types": types})
 

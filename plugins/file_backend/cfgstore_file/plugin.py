@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendDescriptor
+
+if TYPE_CHECKING:
+    from cfgstore.protocols import LifecycleBackend, StorageBackend
+    from cfgstore_file.backend import FileBackend
+
+    # mypy compares the backend with the protocols of the hookspecs it implements.
+    _implements: tuple[type[StorageBackend], type[LifecycleBackend]] = (FileBackend, FileBackend)
 
 
 @hookimpl

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendDescriptor
+
+if TYPE_CHECKING:
+    from cfgstore.protocols import (
+        KeptFilesBackend,
+        LifecycleBackend,
+        ReplicaBackend,
+        StorageBackend,
+    )
+    from cfgstore_redis.backend import RedisBackend
+
+    # mypy compares the backend with the protocols of the hookspecs it implements.
+    _implements: tuple[
+        type[StorageBackend], type[LifecycleBackend], type[ReplicaBackend], type[KeptFilesBackend]
+    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend)
 
 
 @hookimpl
