@@ -69,10 +69,9 @@ def register(app: typer.Typer) -> None:
         async def collect() -> Collected:
             async with Store.open(settings, plugins=plugin_set()) as store:
                 chain, statuses = store.backend_names, await store.status()
-                config = await _config_problems(store)
+                config, holds_config = await _config_problems(store)
                 readiness = await Readiness.read(store)
                 if "redis" not in chain:
-                    holds_config = await _holds_config(store)
                     return Collected(
                         chain, statuses, readiness=readiness, config=config, empty=not holds_config
                     )
@@ -127,9 +126,9 @@ def register(app: typer.Typer) -> None:
 
 @attrs.frozen
 class Collected:
-    """What ``status`` read: the chain, each backend's status and, on Redis, the live
-    instances (``None`` off Redis; empty with ``instances_error`` when listing failed) and
-    whether a migration was interrupted."""
+    """What ``status`` read: the chain, each backend's status, the namespace's readiness
+    (initialised, an interrupted migration) and, on Redis, the live instances (``None`` off
+    Redis; empty with ``instances_error`` when listing failed)."""
 
     chain: list[str]
     statuses: list[BackendStatus]
@@ -161,18 +160,14 @@ def _namespace_note(collected: Collected, storage: BackendStatus) -> str | None:
     return None
 
 
-async def _holds_config(store: Store) -> bool:
+async def _config_problems(store: Store) -> tuple[dict[str, str] | str, bool]:
+    """The config's unusable keys, or why it could not be read; and whether the store holds
+    a config at all (an unreadable one counts)."""
     try:
-        return (await store.config.get()).version != ABSENT_VERSION
-    except CfgStoreError:
-        return True  # unreadable is not empty; the config line says what is wrong
-
-
-async def _config_problems(store: Store) -> dict[str, str] | str:
-    try:
-        return (await store.config.get()).problems
+        config = await store.config.get()
     except CfgStoreError as exc:  # never fails the status: a warning line instead
-        return f"config not readable: {exc}"
+        return f"config not readable: {exc}", True
+    return config.problems, config.version != ABSENT_VERSION
 
 
 def _print_config_problems(config: dict[str, str] | str) -> None:
