@@ -6,11 +6,13 @@
   opens (``config.json`` with a generated client API key, a generated admin password in
   ``pwd``, hashed, ``plugins.json``, an empty ``provider_pools.json``).
 * **Any other chain named explicitly** (``--backends`` / ``CFGSTORE_BACKENDS``: a
-  third-party backend, Redis alone): :func:`seed_store` writes the same defaults *into
-  the store* through the Store API (what ``cfgctl init`` writes, namespace id included),
-  and never a file; a store that holds a config but no password gets a generated one.
-  A chain whose memory fallback refuses an empty shared namespace (``memory,redis``) does
-  not open on one: it still asks for ``cfgctl init`` or ``cfgctl migrate``.
+  third-party backend, ``redis``, ``memory,redis``): :func:`seed_store` writes the same
+  defaults *into the store* through the Store API (what ``cfgctl init`` writes, namespace
+  id included), and never a file; a store that holds a config but no password gets a
+  generated one. ``cfgctl serve`` seeds the store it serves from (a backend may keep its
+  data in the process), or, for workers and for a chain whose memory fallback would not
+  open on an empty shared namespace, the shared backend once before (the backend must
+  then be one the processes share).
 * The default Redis chain (a Redis URL, no ``--backends``) is left as it is: an empty
   namespace is served from the files until it is migrated or initialised.
 

@@ -225,17 +225,46 @@ async def _ensure_default_files(settings: Settings) -> None:
             say(line)
 
 
+async def _seed_shared_store(settings: Settings) -> MainConfig:
+    """Seed the store through the chain without its outage layers (a store of its own: the
+    one the workers share, or one a memory fallback would not open while it is empty);
+    return the config it then holds. When the storage cannot be reached now: a warning
+    and the defaults (the service may start degraded)."""
+    seed_settings = attrs.evolve(
+        settings,
+        backends=tool_chain(settings.chain),
+        watch_interval_ms=0,
+        reset_counters_on_start=False,
+    )
+    try:
+        async with Store.open(seed_settings) as store:
+            _announce_seeded(store, await seed_store(store))
+            main_config = await store.config.get()
+            await store.flush()
+            return main_config
+    except StorageUnavailable as exc:
+        log.warning("cannot check the store for its first-start defaults now: %s", exc)
+        return MainConfig()
+
+
 async def serve_single(config: ServeConfig) -> None:
     """``cfgctl serve`` with one worker: this process serves."""
-    if stores_in_files(config.settings):
-        await _ensure_default_files(config.settings)
+    settings = config.settings
+    seed_here = False
+    if stores_in_files(settings):
+        await _ensure_default_files(settings)
+    elif seeds_store(settings):
+        if tool_chain(settings.chain) != settings.chain:  # a fallback over a shared backend
+            await _seed_shared_store(settings)
+        else:  # in the serving store: a backend may keep its data in this process only
+            seed_here = True
     stop = asyncio.Event()
 
     def ready(host: str, port: int, mode: str) -> None:
         say(f"listening on http://{host}:{port} (storage: {mode}, 1 worker, pid {os.getpid()})")
 
     with _stop_on_signals(stop):
-        await run_gateway(config, stop=stop, on_ready=ready, seed=seeds_store(config.settings))
+        await run_gateway(config, stop=stop, on_ready=ready, seed=seed_here)
     say("stopped")
 
 
@@ -296,17 +325,8 @@ async def _prepare_supervisor(config: ServeConfig) -> tuple[str, int]:
             main_config = await store.config.get()
             await store.flush()
     elif seeds_store(settings):
-        # Seeded once, here: a store shared by the workers gets one key and one password.
-        seed_settings = attrs.evolve(
-            settings,
-            backends=tool_chain(settings.chain),
-            watch_interval_ms=0,
-            reset_counters_on_start=False,
-        )
-        async with Store.open(seed_settings) as store:
-            _announce_seeded(store, await seed_store(store))
-            main_config = await store.config.get()
-            await store.flush()
+        # Seeded once, here: the store the workers share gets one key and one password.
+        main_config = await _seed_shared_store(settings)
     else:
         main_config = await _read_redis_config(settings)
     host = config.host or _text(main_config.get("HOST")) or DEFAULT_HOST
