@@ -18,6 +18,7 @@ import pytest
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.model import jsjson
+from cfgstore.model.versions import ABSENT_VERSION
 from tests.adapters.test_third_party_backend import DICTSTORE_SOURCE, write_distribution
 from tests.gateway.conftest import TYPE, running_gateway, write_json
 from tests.gateway.test_serve import (
@@ -150,6 +151,31 @@ async def test_serve_on_redis_named_explicitly_seeds_the_namespace_once(
         async with fresh_connections() as client:
             assert await status_of(client, again.url, key) == 200
         assert await again.stop() == 0
+
+
+async def test_serve_on_a_store_with_a_config_but_no_password_generates_only_a_password(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """The store's config and key are kept; the missing password (which the Node service
+    would read as ``admin123``) is generated, stored hashed and printed once."""
+    admin = Settings(
+        configs_dir=Path("unused"),
+        backends=("redis",),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    async with Store.open(admin) as store:
+        await store.config.put({"REQUIRED_API_KEY": "operator-key"}, ABSENT_VERSION)
+    env = process_env(CFGSTORE_REDIS_PREFIX=redis_prefix)
+    args = ("--backends", "redis", "--redis-url", redis_url, "--state-dir", str(tmp_path / "state"))
+    async with cfgctl_serve(tmp_path, *args, env=env) as served:
+        assert not any(KEY_LINE.search(line) for line in served.lines), served.lines
+        [password] = [m.group(1) for line in served.lines if (m := PASSWORD_LINE.search(line))]
+        await assert_only_the_printed_secrets_work(served, "operator-key", password)
+        assert await served.stop() == 0
+    async with Store.open(admin) as store:
+        assert (await store.config.get()).document == {"REQUIRED_API_KEY": "operator-key"}
+        assert await store.password.verify(password)
 
 
 @pytest.mark.parametrize("config", [{"MODEL_PROVIDER": TYPE}, None], ids=["no-key", "no-config"])
