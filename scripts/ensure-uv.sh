@@ -1,5 +1,11 @@
 # Sourced by the project's scripts: puts `uv` on PATH, installing it with pip when missing,
-# then installs the workspace (all distributions, locked versions) with `uv sync`.
+# then installs the workspace (all distributions, locked versions) with `uv sync --inexact`.
+#
+# --inexact: the sync adds and updates what the lock file names and removes nothing else, so
+# plugins the user installed into this environment (third-party backends, cfgctl commands,
+# gateway adapters: `uv pip install ...`) survive every run of scripts/cfgctl and scripts/test.
+# A plain (exact) `uv sync` would uninstall them. To drop them, run `uv sync --all-packages
+# --frozen` (exact) yourself.
 if ! command -v uv >/dev/null 2>&1; then
     export PATH="$HOME/.local/bin:$PATH"
 fi
@@ -13,4 +19,4 @@ if ! command -v uv >/dev/null 2>&1; then
     export PATH
     hash -r
 fi
-uv sync --all-packages --frozen --quiet
+uv sync --all-packages --frozen --inexact --quiet

@@ -433,8 +433,8 @@ class PluginConfigs(_Facade):
 
 class KeptFiles(_Facade):
     """Deployment files kept as opaque bytes (``cfgstore.hookspecs.kept_files``). A chain
-    whose backend does not keep them (the file backend: it *is* the files) reads none,
-    and refuses to keep any with :class:`~cfgstore.errors.PluginError`."""
+    whose backend does not keep them reads none, and refuses to keep any with
+    :class:`~cfgstore.errors.PluginError`."""
 
     async def get(self) -> dict[str, bytes]:
         if "cfgstore_kept_files_get" not in self._ops:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import attrs
 import typer
 
+from cfgstore.adapters.chain import OUTAGE_FALLBACK, REPLICA, descriptors
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import Settings, redact_url
 from cfgstore.errors import (
@@ -27,6 +28,9 @@ from cfgstore.errors import (
     StorageServerError,
     StorageUnavailable,
 )
+
+FILE_BACKEND = "file"
+"""The built-in backend whose store is a configs folder (``Settings.configs_dir``)."""
 
 REDIS_TOOL_CHAIN = ("redis",)
 """Tools talk to Redis directly: an outage is an error to report, not a reason to journal."""
@@ -54,6 +58,14 @@ RedisUrlOption = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis URL (default CFGSTORE_REDIS_URL, then REDIS_URL)."),
 ]
+BackendsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backends",
+        help="The backend chain, top first, comma-separated: e.g. file, redis, or a "
+        "third-party backend (default CFGSTORE_BACKENDS; redis with a Redis URL).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -74,25 +86,81 @@ def plugin_set() -> PluginSet:
     return _active_plugins
 
 
-def tool_settings(configs: Path | None, cwd: Path | None, redis_url: str | None) -> Settings:
+def tool_settings(
+    configs: Path | None,
+    cwd: Path | None,
+    redis_url: str | None,
+    backends: str | None = None,
+) -> Settings:
     """Settings for an operator tool: flags over the environment, and never a side effect
-    the service has on start (no cold-start counter reset, no file watching; on Redis the
-    backend alone, without the service's memory fallback, state directory or journal). A
-    malformed setting exits 2 with one line."""
+    the service has on start (no cold-start counter reset, no file watching, no outage
+    layer: see :func:`tool_chain`). The chain is ``--backends`` / ``CFGSTORE_BACKENDS``
+    (parsed by :meth:`Settings.load`, as for ``cfgctl serve``); without one, Redis alone
+    when a Redis URL is set, else the default file chain. A malformed setting exits 2 with
+    one line."""
     try:
         settings = Settings.load(
             {
                 "configs_dir": configs,
                 "cwd": cwd,
                 "redis_url": redis_url,
+                "backends": backends,
                 "reset_counters_on_start": False,
                 "watch_interval_ms": 0,
             }
         )
     except InvalidData as exc:
         fail(str(exc), 2, exc)
-    if settings.redis_configured and settings.backends is None:
-        settings = attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)
+    if settings.backends:
+        return attrs.evolve(settings, backends=tool_chain(settings.backends))
+    if settings.redis_configured:
+        return attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)
+    return attrs.evolve(settings, backends=None)  # "" or "," named no chain
+
+
+def tool_chain(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` without the layers that ride out outages of the backend below them (the
+    memory fallback over Redis): a tool reports an outage instead of journaling, and is
+    no instance of the service (no heartbeat, no state directory). Decided by the
+    backends' declared capabilities, not their names; unknown names are left for the
+    Store to report."""
+    try:
+        known = descriptors(plugin_set().manager)
+    except CfgStoreError:
+        return names  # the Store reports the conflict when it builds the chain
+    kept = []
+    for index, name in enumerate(names):
+        below = known.get(names[index + 1]) if index + 1 < len(names) else None
+        layer = known.get(name)
+        if (
+            layer is not None
+            and below is not None
+            and OUTAGE_FALLBACK in layer.capabilities
+            and REPLICA in below.capabilities
+        ):
+            continue
+        kept.append(name)
+    return tuple(kept)
+
+
+def chain_settings(
+    command: str,
+    redis_url: str | None,
+    backends: str | None,
+    configs: Path | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Settings for a command that reads or writes a store (``migrate``, ``verify``,
+    ``export``, ``init``): :func:`tool_settings` with a chain that was named — by
+    ``--backends`` / ``CFGSTORE_BACKENDS`` or a Redis URL. Without one, exit 2 with a
+    clear line (a default ``./configs`` is no target to guess)."""
+    settings = tool_settings(configs, cwd, redis_url, backends)
+    if not settings.backends:
+        fail(
+            f"{command} needs a backend chain: give --backends (or CFGSTORE_BACKENDS), e.g. "
+            "--backends file, or a Redis URL (--redis-url, CFGSTORE_REDIS_URL)",
+            2,
+        )
     return settings
 
 
@@ -107,6 +175,20 @@ def redis_settings(
     if not settings.redis_configured:
         fail(f"{command} needs Redis: give --redis-url or set CFGSTORE_REDIS_URL", 2)
     return attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)  # whatever else is set
+
+
+def holds_folder(settings: Settings, configs: Path, cwd: Path) -> bool:
+    """Whether the chain of ``settings`` stores in the deployment at ``configs`` (working
+    directory ``cwd``): its file backend's configs folder is ``configs`` or lies inside
+    it, or its working directory is ``cwd`` (relative token paths would name that
+    deployment's files). A tool never writes into the store it reads, nor compares a
+    folder with itself."""
+    if FILE_BACKEND not in settings.chain:
+        return False
+    return (
+        settings.configs_dir.resolve().is_relative_to(configs.resolve())
+        or settings.working_dir.resolve() == cwd.resolve()
+    )
 
 
 def redis_location(settings: Settings) -> str:

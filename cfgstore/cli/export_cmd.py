@@ -1,4 +1,5 @@
-"""``cfgctl export``: Redis back to the AIClient-2-API layout, for backup or rollback.
+"""``cfgctl export``: a store (Redis, or the chain ``--backends`` names) back to the
+AIClient-2-API layout, for backup or rollback.
 
 The target folder plays the Node process's working directory: ``DIR/configs/…`` and
 every credential at the path its node names (relative paths under ``DIR``; an absolute
@@ -18,13 +19,17 @@ import typer
 
 from cfgstore.adapters import Store
 from cfgstore.cli.common import (
+    BackendsOption,
+    ConfigsOption,
+    CwdOption,
     JsonOption,
     Progress,
     RedisUrlOption,
+    chain_settings,
     emit_json,
     fail,
+    holds_folder,
     plugin_set,
-    redis_settings,
     run,
 )
 from cfgstore.cli.differences import differences
@@ -132,6 +137,9 @@ def register(app: typer.Typer) -> None:
     def export(
         to: Annotated[Path, typer.Option("--to", help="Folder to write (the Node cwd).")],
         redis_url: RedisUrlOption = None,
+        backends: BackendsOption = None,
+        configs: ConfigsOption = None,
+        cwd: CwdOption = None,
         force: Annotated[
             bool, typer.Option("--force", help="Write into a non-empty folder.")
         ] = False,
@@ -144,12 +152,15 @@ def register(app: typer.Typer) -> None:
         ] = False,
         json: JsonOption = False,
     ) -> None:
-        """Write Redis back to the AIClient-2-API file layout (backup, rollback)."""
+        """Write a store (Redis, or the chain --backends names; with the file backend, the
+        folder --configs) back to the AIClient-2-API file layout (backup, rollback)."""
         if to.exists() and not to.is_dir():
             fail(f"{to}: not a folder", 2)
         if to.is_dir() and any(to.iterdir()) and not force:
             fail(f"{to} is not empty: refusing to write into it (use --force)", 1)
-        settings = redis_settings("export", redis_url)
+        settings = chain_settings("export", redis_url, backends, configs, cwd)
+        if holds_folder(settings, to / "configs", to):
+            fail(f"{to}: the chain's file backend stores in this folder; export elsewhere", 2)
         root = to.absolute()
 
         async def go() -> tuple[str | None, Snapshot | None]:
@@ -157,7 +168,7 @@ def register(app: typer.Typer) -> None:
                 incomplete = (await Readiness.read(store)).incomplete()
                 if incomplete is not None and not allow_incomplete:
                     return incomplete, None
-                return incomplete, await read_store(store, "reading Redis")
+                return incomplete, await read_store(store, "reading the store")
 
         incomplete, snapshot = run(go)
         if snapshot is None:
@@ -185,7 +196,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  absolute path written under the folder: {item}")
             typer.echo(f"  note: {SESSIONS_NOTE}")
             if found:
-                typer.echo(f"  {len(found)} difference(s) between the written files and Redis:")
+                typer.echo(f"  {len(found)} difference(s) between the written files and the store:")
             for difference in found:
                 typer.echo(f"    {difference}")
         if found:

@@ -1,4 +1,9 @@
-"""``cfgctl init``: give a fresh Redis namespace the defaults a first start needs (FR-020).
+"""``cfgctl init``: give a fresh namespace the defaults a first start needs (FR-020).
+
+The namespace is the store of the chain named by ``--redis-url`` / ``--backends`` (a Redis
+key prefix, a file backend's configs folder, a third-party backend's database); all of it
+is written through the Store API. ``cfgctl serve`` seeds an empty store of a non-file
+chain the same way (:func:`initialise`).
 
 Writes a default ``config.json`` (with a random client API key), the default
 ``plugins.json``, the Web-UI password (from ``--password-file`` or generated) and, last, the
@@ -29,14 +34,17 @@ import cfgstore
 from cfgstore.adapters.settings import Settings
 from cfgstore.adapters.store import Store
 from cfgstore.cli.common import (
+    BackendsOption,
+    ConfigsOption,
+    CwdOption,
     JsonOption,
     RedisUrlOption,
+    chain_settings,
     count_noun,
     emit_json,
     fail,
     plugin_set,
     redis_location,
-    redis_settings,
     run,
 )
 from cfgstore.errors import VersionConflict
@@ -134,9 +142,9 @@ class Existing:
 
 
 @attrs.frozen
-class Outcome:
-    prefix: str
-    location: str
+class Initialised:
+    """What :func:`initialise` found and, when ``written``, wrote."""
+
     existing: Existing
     written: bool
     namespace_id: str = ""
@@ -144,16 +152,57 @@ class Outcome:
     config_version: str = ""
 
 
+async def initialise(store: Store, password: str, api_key: str, *, force: bool) -> Initialised:
+    """Write the defaults into the namespace behind ``store``: a default config with
+    ``api_key``, the default plugins, ``password`` (stored hashed) and, last, the meta
+    marker. Writes nothing (``written`` false) when the namespace is not empty, unless
+    ``force``. Raises :class:`VersionConflict`, with nothing written, when the config
+    changed after it was read (a concurrent init, or an admin edit)."""
+    existing = await Existing.read(store)
+    if not existing.empty and not force:
+        return Initialised(existing, written=False)
+    # The config write is a compare-and-set against what was just read: a concurrent init
+    # (or admin edit) makes this one fail before anything else is written.
+    version = await store.config.put(default_config(api_key), existing.config_version)
+    await store.plugin_config.put(default_plugin_config())
+    await store.password.set(password)
+    namespace_id = existing.namespace_id or uuid.uuid4().hex
+    initialized_at = iso_ms(now_ms())
+    # Last: the marker says the namespace is complete.
+    await store.meta.update(
+        {
+            "schema": REDIS_SCHEMA,
+            "namespace": namespace_id,
+            "initialized_at": initialized_at,
+            "created_by": f"cfgstore {cfgstore.__version__}",
+        }
+    )
+    return Initialised(existing, True, namespace_id, initialized_at, version)
+
+
+@attrs.frozen
+class Outcome:
+    name: str
+    """How the namespace is named: ``{prefix}`` on Redis, else the chain."""
+    redis_prefix: str | None
+    location: str
+    result: Initialised
+
+
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_command(
         redis_url: RedisUrlOption = None,
+        backends: BackendsOption = None,
+        configs: ConfigsOption = None,
+        cwd: CwdOption = None,
         force: ForceOption = False,
         password_file: PasswordFileOption = None,
         json: JsonOption = False,
     ) -> None:
-        """Initialise an empty Redis namespace with default config, plugins and password."""
-        settings = redis_settings("init", redis_url)
+        """Initialise an empty namespace (Redis, or the chain --backends names) with
+        default config, plugins and password."""
+        settings = chain_settings("init", redis_url, backends, configs, cwd)
         generated_password: str | None = None
         if password_file is not None:
             password = _read_password(password_file)
@@ -162,57 +211,33 @@ def register(app: typer.Typer) -> None:
         api_key = generate_api_key()
 
         outcome = run(lambda: _initialise(settings, force, password, api_key))
-        if not outcome.written:
+        if not outcome.result.written:
             _refuse(outcome, json)
         _report(outcome, force, password_file, generated_password, api_key, json)
 
 
 async def _initialise(settings: Settings, force: bool, password: str, api_key: str) -> Outcome:
     async with Store.open(settings, plugins=plugin_set()) as store:
+        on_redis = "redis" in store.backend_names
+        prefix = settings.redis_prefix if on_redis else None
+        name = f"{{{prefix}}}" if on_redis else "on " + " → ".join(store.backend_names)
         location = _location(await store.status(), settings)
-        existing = await Existing.read(store)
-        prefix = settings.redis_prefix
-        if not existing.empty and not force:
-            return Outcome(prefix, location, existing, written=False)
-        # The config write is a compare-and-set against what was just read: a concurrent
-        # init (or admin edit) makes this one fail before anything else is written.
         try:
-            version = await store.config.put(default_config(api_key), existing.config_version)
+            result = await initialise(store, password, api_key, force=force)
         except VersionConflict:
             fail(
-                f"config of namespace {{{prefix}}} changed while init ran (another init or an "
+                f"config of namespace {name} changed while init ran (another init or an "
                 "admin edit?); nothing was written — check with `cfgctl status` and retry",
                 1,
             )
-        await store.plugin_config.put(default_plugin_config())
-        await store.password.set(password)
-        namespace_id = existing.namespace_id or uuid.uuid4().hex
-        initialized_at = iso_ms(now_ms())
-        # Last: the marker says the namespace is complete.
-        await store.meta.update(
-            {
-                "schema": REDIS_SCHEMA,
-                "namespace": namespace_id,
-                "initialized_at": initialized_at,
-                "created_by": f"cfgstore {cfgstore.__version__}",
-            }
-        )
-        return Outcome(
-            prefix,
-            location,
-            existing,
-            written=True,
-            namespace_id=namespace_id,
-            initialized_at=initialized_at,
-            config_version=version,
-        )
+        return Outcome(name, prefix, location, result)
 
 
 def _location(statuses: list[BackendStatus], settings: Settings) -> str:
-    """Where the namespace lives, passwords hidden (the Redis backend's own description)."""
-    for status in statuses:
-        if status.name == "redis":
-            return status.location
+    """Where the namespace lives, passwords hidden: the description of the backend at the
+    bottom of the chain (the storage)."""
+    if statuses:
+        return statuses[-1].location
     return redis_location(settings)
 
 
@@ -230,22 +255,30 @@ def _read_password(path: Path) -> str:
 
 
 def _refuse(outcome: Outcome, as_json: bool) -> None:
-    found = outcome.existing.describe()
+    found = outcome.result.existing.describe()
     if as_json:
         emit_json(
             {
                 "initialised": False,
-                "redis_prefix": outcome.prefix,
-                "location": outcome.location,
+                **_where(outcome),
                 "existing": found,
             }
         )
     fail(
-        f"refusing to initialise namespace {{{outcome.prefix}}} at {outcome.location}: it "
+        f"refusing to initialise namespace {outcome.name} at {outcome.location}: it "
         f"already holds {'; '.join(found)}. Nothing was written. `cfgctl init --force` "
         "rewrites config, plugins, password and meta and keeps pools and credentials",
         1,
     )
+
+
+def _where(outcome: Outcome) -> dict[str, Any]:
+    """The namespace's name and location for ``--json`` (``redis_prefix`` on Redis)."""
+    where: dict[str, Any] = {}
+    if outcome.redis_prefix is not None:
+        where["redis_prefix"] = outcome.redis_prefix
+    where["location"] = outcome.location
+    return where
 
 
 def _report(
@@ -256,21 +289,21 @@ def _report(
     api_key: str,
     as_json: bool,
 ) -> None:
-    existing = outcome.existing
+    result = outcome.result
+    existing = result.existing
     forced = force and not existing.empty
     plugins = default_plugin_config()
     if as_json:
         summary: dict[str, Any] = {
             "initialised": True,
             "forced": forced,
-            "redis_prefix": outcome.prefix,
-            "location": outcome.location,
-            "namespace_id": outcome.namespace_id,
+            **_where(outcome),
+            "namespace_id": result.namespace_id,
             "namespace_id_kept": existing.namespace_id is not None,
-            "initialized_at": outcome.initialized_at,
+            "initialized_at": result.initialized_at,
             "schema": REDIS_SCHEMA,
             "written": ["config", "plugins", "password", "meta"],
-            "config_version": outcome.config_version,
+            "config_version": result.config_version,
             "plugins": {name: plugins.is_enabled(name) for name in plugins.plugins},
             "password": "generated" if generated_password is not None else "from file",
             "kept": existing.kept(),
@@ -281,12 +314,12 @@ def _report(
         emit_json(summary)
         return
     action = "re-initialised" if forced else "initialised"
-    typer.echo(f"{action} namespace {{{outcome.prefix}}} at {outcome.location}")
+    typer.echo(f"{action} namespace {outcome.name} at {outcome.location}")
     kept_id = " (kept)" if existing.namespace_id is not None else ""
-    typer.echo(f"  namespace id      {outcome.namespace_id}{kept_id}")
+    typer.echo(f"  namespace id      {result.namespace_id}{kept_id}")
     typer.echo(f"  schema            {REDIS_SCHEMA}")
-    typer.echo(f"  initialised       {outcome.initialized_at}")
-    typer.echo(f"  config.json       defaults written (version {outcome.config_version})")
+    typer.echo(f"  initialised       {result.initialized_at}")
+    typer.echo(f"  config.json       defaults written (version {result.config_version})")
     enabled = [name for name in plugins.plugins if plugins.is_enabled(name)]
     typer.echo(
         f"  plugins.json      {len(plugins.plugins)} built-in plugins, "

@@ -1,5 +1,11 @@
-"""``cfgctl migrate``: a configs folder into Redis — exact, idempotent, refusing to
-overwrite different data without ``--force``."""
+"""``cfgctl migrate``: a configs folder into a store — exact, idempotent, refusing to
+overwrite different data without ``--force``.
+
+The source is always a Node configs folder (``--configs``, read as the Node service reads
+it); the target is the backend chain (Redis, ``--backends`` / ``CFGSTORE_BACKENDS``), and
+everything is written through the Store API. A chain on the file backend writes another
+configs folder (``--target-configs``), never the source folder or its working directory.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,19 @@ import attrs
 import typer
 
 from cfgstore import __version__
-from cfgstore.adapters import Store
+from cfgstore.adapters import Settings, Store
 from cfgstore.cli.common import (
+    FILE_BACKEND,
+    BackendsOption,
     CwdOption,
     JsonOption,
     Progress,
     RedisUrlOption,
+    chain_settings,
     emit_json,
     fail,
+    holds_folder,
     plugin_set,
-    redis_settings,
     run,
 )
 from cfgstore.cli.differences import differences, live_state_differences
@@ -59,15 +68,65 @@ def default_cwd(configs: Path, legacy_root: bool) -> Path:
     return configs if legacy_root else configs.absolute().parent
 
 
+TargetConfigsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--target-configs",
+        help="With the file backend in the chain: the configs folder it holds (the target; "
+        "default CFGSTORE_CONFIGS_DIR), never the source folder.",
+    ),
+]
+TargetCwdOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--target-cwd",
+        help="The target folder's working directory (default: the parent of --target-configs).",
+    ),
+]
+
+
+def target_settings(
+    command: str,
+    configs: Path,
+    work_dir: Path,
+    redis_url: str | None,
+    backends: str | None,
+    target_configs: Path | None,
+    target_cwd: Path | None,
+) -> Settings:
+    """The chain a configs folder is migrated into or compared with. Exits 2 when the
+    source folder does not exist, when no chain was named, or when the chain's file
+    backend would hold the source folder or share its working directory (token files,
+    named relative to that directory, would be the source's)."""
+    if not configs.is_dir():
+        fail(f"{configs}: the configs folder does not exist", 2)
+    if target_cwd is None and target_configs is not None:
+        target_cwd = target_configs.absolute().parent
+    settings = chain_settings(command, redis_url, backends, target_configs, target_cwd)
+    if holds_folder(settings, configs, work_dir):
+        fail(
+            f"{command}: the chain's file backend would hold the source folder {configs} "
+            f"or share its working directory {work_dir}: name a configs folder in another "
+            "working directory with --target-configs",
+            2,
+        )
+    return settings
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def migrate(
-        configs: Annotated[Path, typer.Option("--configs", help="The configs folder.")],
+        configs: Annotated[
+            Path, typer.Option("--configs", help="The configs folder to migrate (the source).")
+        ],
         cwd: CwdOption = None,
         redis_url: RedisUrlOption = None,
+        backends: BackendsOption = None,
+        target_configs: TargetConfigsOption = None,
+        target_cwd: TargetCwdOption = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
         force: Annotated[
-            bool, typer.Option("--force", help="Overwrite different data in Redis.")
+            bool, typer.Option("--force", help="Overwrite different data in the store.")
         ] = False,
         reset_counters: Annotated[
             bool, typer.Option("--reset-counters", help="With --force: counters from files.")
@@ -88,11 +147,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
         json: JsonOption = False,
     ) -> None:
-        """Import an AIClient-2-API configs folder into Redis (idempotent)."""
+        """Import an AIClient-2-API configs folder into a store: Redis, or the chain
+        --backends names (idempotent)."""
         parts = parse_include(include)
-        settings = redis_settings("migrate", redis_url, configs, cwd)
         work_dir = cwd or default_cwd(configs, legacy_root)
-        finish = finish_command(configs, work_dir, parts)
+        settings = target_settings(
+            "migrate", configs, work_dir, redis_url, backends, target_configs, target_cwd
+        )
+        finish = finish_command(configs, work_dir, parts, settings if backends else None)
         config_source = str(configs / "config.json")
 
         async def go() -> Outcome:
@@ -110,7 +172,7 @@ def register(app: typer.Typer) -> None:
                 raise InvalidData(exc.source, exc.where, problem) from exc
             warnings = [f"{config_source}: {w} (the admin API would refuse it)" for w in warnings]
             async with Store.open(settings, plugins=plugin_set()) as store:
-                stored = await read_store(store, "reading Redis")
+                stored = await read_store(store, "reading the store")
                 meta = await store.meta.get()
                 # A run that stopped halfway left its marker: finishing it needs no --force.
                 resuming = bool(meta.get(MIGRATING))
@@ -171,12 +233,21 @@ async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None
         await store.sessions.add(token, session)
 
 
-def finish_command(configs: Path, work_dir: Path, include: frozenset[str]) -> str:
-    """The command that finishes (or repeats) this migration, recorded while it runs."""
+def finish_command(
+    configs: Path, work_dir: Path, include: frozenset[str], chain: Settings | None = None
+) -> str:
+    """The command that finishes (or repeats) this migration, recorded while it runs;
+    with ``chain`` (a chain named by ``--backends``) it names that chain, and the target
+    folder when the chain holds one."""
     words = ["cfgctl", "migrate", "--configs", str(configs.absolute())]
     words += ["--cwd", str(work_dir.absolute())]
     if include:
         words += ["--include", ",".join(sorted(include))]
+    if chain is not None:
+        words += ["--backends", ",".join(chain.chain)]
+        if FILE_BACKEND in chain.chain:
+            words += ["--target-configs", str(chain.configs_dir.absolute())]
+            words += ["--target-cwd", str(chain.working_dir.absolute())]
     return shlex.join(words)
 
 
@@ -228,8 +299,8 @@ def _print(outcome: Outcome, as_json: bool) -> None:
     headline = {
         "migrated": "migrated",
         "resumed": "migrated (completed an interrupted migration)",
-        "unchanged": "nothing to do: Redis already holds exactly these files",
-        "refused": "refused: Redis holds different data (use --force to let the files win)",
+        "unchanged": "nothing to do: the store already holds exactly these files",
+        "refused": "refused: the store holds different data (use --force to let the files win)",
         "planned": "dry run: nothing written; the migration would write",
     }[outcome.action]
     typer.echo(headline)

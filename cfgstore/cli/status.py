@@ -2,7 +2,10 @@
 
 Per backend: its location (passwords hidden) and mode, the entity counts, the details the
 backend reports (for Redis: server version, ``maxmemory-policy``, key-schema version,
-namespace id, when it was initialised, the last migration) and its warnings. Then the
+namespace id, when it was initialised, the last migration) and its warnings; under the
+backend at the bottom of the chain (the storage), a migration that did not finish, or a
+namespace never initialised (on Redis: without markers; elsewhere: holding no config
+either), read through the store's metadata on every chain. Then the
 config keys the service ignores because their stored values are unusable (nested too
 deeply, or not what the key needs: it uses their defaults), one line each; a config that
 cannot be read at all is a warning line. On Redis, then, the live instances sharing the
@@ -21,6 +24,7 @@ import typer
 
 from cfgstore.adapters.store import Store
 from cfgstore.cli.common import (
+    BackendsOption,
     ConfigsOption,
     CwdOption,
     JsonOption,
@@ -34,6 +38,7 @@ from cfgstore.cli.readiness import Readiness
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.replica import InstanceInfo
 from cfgstore.model.status import BackendStatus
+from cfgstore.model.versions import ABSENT_VERSION
 
 LABELS = {
     "provider_types": "provider types",
@@ -55,18 +60,21 @@ def register(app: typer.Typer) -> None:
         configs: ConfigsOption = None,
         cwd: CwdOption = None,
         redis_url: RedisUrlOption = None,
+        backends: BackendsOption = None,
         json: JsonOption = False,
     ) -> None:
-        """Show the active backend and count what it holds."""
-        settings = tool_settings(configs, cwd, redis_url)
+        """Show the active backend chain and count what it holds."""
+        settings = tool_settings(configs, cwd, redis_url, backends)
 
         async def collect() -> Collected:
             async with Store.open(settings, plugins=plugin_set()) as store:
                 chain, statuses = store.backend_names, await store.status()
-                config = await _config_problems(store)
-                if "redis" not in chain:
-                    return Collected(chain, statuses, config=config)
+                config, holds_config = await _config_problems(store)
                 readiness = await Readiness.read(store)
+                if "redis" not in chain:
+                    return Collected(
+                        chain, statuses, readiness=readiness, config=config, empty=not holds_config
+                    )
                 try:
                     instances = await store.replicas.instances()
                 except Exception as exc:  # never fails the status: a warning line instead
@@ -88,6 +96,7 @@ def register(app: typer.Typer) -> None:
             if collected.instances_error is not None:
                 report["instances_error"] = collected.instances_error
             if collected.readiness is not None:
+                report["initialised"] = collected.readiness.initialised
                 report["interrupted_migration"] = collected.readiness.interrupted()
             if isinstance(collected.config, str):
                 report["config_error"] = collected.config
@@ -96,7 +105,7 @@ def register(app: typer.Typer) -> None:
             emit_json(report)
             return
         typer.echo(f"backend chain: {' → '.join(chain)}")
-        for backend in statuses:
+        for index, backend in enumerate(statuses):
             typer.echo(f"{backend.name}: {backend.location} ({backend.mode})")
             if backend.name == "redis" and prefix is not None:
                 typer.echo(f"  key prefix: {{{prefix}}}")
@@ -104,11 +113,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {label:<16}{getattr(backend.counts, field):>8}")
             for label, value in backend.details.items():
                 typer.echo(f"  {label}: {value}")
-            interrupted = collected.readiness.interrupted() if collected.readiness else None
-            if backend.name == "redis" and interrupted is not None:
-                typer.echo(f"  warning: {interrupted}")
-            elif backend.name == "redis" and not any(m in backend.details for m in MARKERS):
-                typer.echo("  note: namespace not initialised (`cfgctl init` or `cfgctl migrate`)")
+            if index == len(statuses) - 1:  # the storage: where the namespace lives
+                note = _namespace_note(collected, backend)
+                if note is not None:
+                    typer.echo(f"  {note}")
             for warning in backend.warnings:
                 typer.echo(f"  warning: {warning}")
         _print_config_problems(collected.config)
@@ -118,9 +126,9 @@ def register(app: typer.Typer) -> None:
 
 @attrs.frozen
 class Collected:
-    """What ``status`` read: the chain, each backend's status and, on Redis, the live
-    instances (``None`` off Redis; empty with ``instances_error`` when listing failed) and
-    whether a migration was interrupted."""
+    """What ``status`` read: the chain, each backend's status, the namespace's readiness
+    (initialised, an interrupted migration) and, on Redis, the live instances (``None`` off
+    Redis; empty with ``instances_error`` when listing failed)."""
 
     chain: list[str]
     statuses: list[BackendStatus]
@@ -129,13 +137,37 @@ class Collected:
     readiness: Readiness | None = None
     config: dict[str, str] | str = attrs.Factory(dict)
     """The config's unusable keys (key → what is wrong), or why it could not be read."""
+    empty: bool = False
+    """Off Redis: the store holds no config (nothing was ever put there)."""
 
 
-async def _config_problems(store: Store) -> dict[str, str] | str:
+def _namespace_note(collected: Collected, storage: BackendStatus) -> str | None:
+    """A line about the namespace under the storage backend: an unfinished migration, or
+    a namespace never initialised (on Redis: no markers; elsewhere: no namespace id and no
+    config, so a Node folder the file backend serves needs no ``init``)."""
+    readiness = collected.readiness
+    if readiness is None:
+        return None
+    interrupted = readiness.interrupted()
+    if interrupted is not None:
+        return f"warning: {interrupted}"
+    if storage.name == "redis":
+        never = not any(m in storage.details for m in MARKERS)
+    else:
+        never = not readiness.initialised and collected.empty
+    if never:
+        return "note: namespace not initialised (`cfgctl init` or `cfgctl migrate`)"
+    return None
+
+
+async def _config_problems(store: Store) -> tuple[dict[str, str] | str, bool]:
+    """The config's unusable keys, or why it could not be read; and whether the store holds
+    a config at all (an unreadable one counts)."""
     try:
-        return (await store.config.get()).problems
+        config = await store.config.get()
     except CfgStoreError as exc:  # never fails the status: a warning line instead
-        return f"config not readable: {exc}"
+        return f"config not readable: {exc}", True
+    return config.problems, config.version != ABSENT_VERSION
 
 
 def _print_config_problems(config: dict[str, str] | str) -> None:

@@ -1,4 +1,5 @@
-"""``cfgctl verify``: do the files and Redis hold the same configuration?"""
+"""``cfgctl verify``: do a configs folder and a store (Redis, or the chain ``--backends``
+names) hold the same configuration?"""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ import typer
 
 from cfgstore.adapters import Store
 from cfgstore.cli.common import (
+    BackendsOption,
     CwdOption,
     JsonOption,
     RedisUrlOption,
     emit_json,
     plugin_set,
-    redis_settings,
     run,
 )
 from cfgstore.cli.differences import differences
-from cfgstore.cli.migrate_cmd import default_cwd
+from cfgstore.cli.migrate_cmd import (
+    TargetConfigsOption,
+    TargetCwdOption,
+    default_cwd,
+    target_settings,
+)
 from cfgstore.cli.snapshot import read_folder, read_store
 
 
@@ -28,20 +34,26 @@ def register(app: typer.Typer) -> None:
         configs: Annotated[Path, typer.Option("--configs", help="The configs folder.")],
         cwd: CwdOption = None,
         redis_url: RedisUrlOption = None,
+        backends: BackendsOption = None,
+        target_configs: TargetConfigsOption = None,
+        target_cwd: TargetCwdOption = None,
         legacy_root: Annotated[
             bool, typer.Option("--legacy-root", help="Files in the repo root (pre-2025-12).")
         ] = False,
         json: JsonOption = False,
     ) -> None:
-        """Compare a configs folder with Redis; exit 1 when they differ. Live counters and
-        health are not compared (they change while the service runs)."""
-        settings = redis_settings("verify", redis_url, configs, cwd)
+        """Compare a configs folder with a store (Redis, or the chain --backends names);
+        exit 1 when they differ. Live counters and health are not compared (they change
+        while the service runs)."""
         work_dir = cwd or default_cwd(configs, legacy_root)
+        settings = target_settings(
+            "verify", configs, work_dir, redis_url, backends, target_configs, target_cwd
+        )
 
         async def go() -> list[str]:
             files, _ = await read_folder(configs, work_dir, frozenset(), strict=False)
             async with Store.open(settings, plugins=plugin_set()) as store:
-                return differences(files, await read_store(store, "reading Redis"))
+                return differences(files, await read_store(store, "reading the store"))
 
         found = run(go)
         if json:
@@ -51,6 +63,6 @@ def register(app: typer.Typer) -> None:
             for difference in found:
                 typer.echo(f"  {difference}")
         else:
-            typer.echo("the files and Redis hold the same configuration")
+            typer.echo("the files and the store hold the same configuration")
         if found:
             raise typer.Exit(1)

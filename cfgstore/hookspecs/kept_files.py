@@ -6,7 +6,8 @@ token files no node links to, ``usage-cache.json`` unless included) and the orig
 of a modelled file that the Node service's writer would not have produced (another indent,
 a trailing newline). Paths are posix paths relative to the deployment's working directory
 (``configs/api-potluck-keys.json``). The service never reads them; only migrate and export
-do. A backend that is itself the files (the file backend) has no need to offer them.
+do. The file backend, itself a deployment's files, keeps them by writing them where an
+export would (:mod:`cfgstore_file.kept_file_ops`).
 """
 
 from __future__ import annotations

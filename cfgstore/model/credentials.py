@@ -177,7 +177,8 @@ class Credential:
     ``version`` is the opaque version it was read at (``None`` for one not yet stored).
     ``siblings`` holds, for Kiro, the other ``*.json`` files of the token's folder (the
     IDE keeps its client registration there): file name → document, in directory order;
-    read-only here, kept so that an export can write them back.
+    kept so that an export can write them back (the file backend writes them beside a new
+    token file, never over an existing one).
     """
 
     provider_type: str

@@ -68,7 +68,7 @@ from cfgstore_gateway.access import PUBLIC_BODY_MAX, ROUTE_ACCESS, Access, Route
 from cfgstore_gateway.adapters import Adapter, AdapterRegistry, ModelsCall, UpstreamUnavailable
 from cfgstore_gateway.admin import add_admin
 from cfgstore_gateway.admin.sessions import SessionGate
-from cfgstore_gateway.auth import key_matches, unauthorized
+from cfgstore_gateway.auth import key_matches, required_key, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
 from cfgstore_gateway.json_body import parse_client_json
@@ -218,8 +218,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         options=options,
         metrics=gateway_metrics,
     )
-    required = (await config.get()).get("REQUIRED_API_KEY")
-    if not required:
+    required = required_key(await config.get())
+    if required is None:
+        log.warning("REQUIRED_API_KEY is not set: every request but /health is refused")
+    elif not required:
         log.warning("REQUIRED_API_KEY is empty: every request but /health is refused")
     elif required == "123456":
         log.warning("REQUIRED_API_KEY is the well-known default 123456: change it")
@@ -303,7 +305,7 @@ async def _admitted(
             )
         metrics_require_key = config.get("METRICS_REQUIRE_API_KEY") is True
         if access.needs_client_key(metrics_require_key) and not key_matches(
-            request, config.get("REQUIRED_API_KEY")
+            request, required_key(config)
         ):
             return unauthorized()
     if access.is_open(metrics_require_key) and (request.content_length or 0) > PUBLIC_BODY_MAX:

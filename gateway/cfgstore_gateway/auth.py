@@ -6,7 +6,9 @@ query parameter ``key``. Keys are compared in constant time (``hmac.compare_dige
 UTF-8 bytes), every offered key is compared, so the time taken tells nothing about which
 place or how much of a key matched. A key that is not UTF-8 matches nothing (a ``401``,
 never an error). An empty configured key lets nobody in (and the app says so in the log
-once); the Node default ``"123456"`` works, with a warning at start.
+once), and so does a config that names no key (:func:`required_key`: the key absent, or
+no config stored at all): the Node default ``"123456"`` is never what a missing key
+means. A config that sets ``"123456"`` itself is obeyed, with a warning at start.
 
 Which routes need the key is the route's mark (:mod:`cfgstore_gateway.access`). A refusal
 is ``401`` in the OpenAI error shape; the offered key is never logged or echoed.
@@ -19,7 +21,10 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from cfgstore.model.config import MainConfig
 from cfgstore_gateway.errors import error_response
+
+KEY = "REQUIRED_API_KEY"
 
 
 def offered_keys(request: web.Request) -> Iterator[str]:
@@ -36,6 +41,16 @@ def offered_keys(request: web.Request) -> Iterator[str]:
     query_key = request.query.get("key")
     if query_key:
         yield query_key
+
+
+def required_key(config: MainConfig) -> str | None:
+    """The client key ``config`` requires, or ``None`` (nobody is let in) when it names
+    none: unlike the Node service, an absent ``REQUIRED_API_KEY`` never reads as its
+    well-known default ``123456``. An unusable stored value reads as empty (nobody)."""
+    if KEY not in config.document and KEY not in config.problems:
+        return None
+    value = config.get(KEY)
+    return value if isinstance(value, str) else None
 
 
 def key_matches(request: web.Request, required: str | None) -> bool:

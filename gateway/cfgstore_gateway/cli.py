@@ -2,7 +2,8 @@
 
 Registered through the ``cfgctl_register_commands`` hook like every cfgctl command; the
 runner is :mod:`cfgstore_gateway.serve`. Options follow the other commands (``--configs``,
-``--cwd``, ``--redis-url``; settings precedence: flags, ``CFGSTORE_*``, ``REDIS_URL``) plus
+``--cwd``, ``--redis-url``, ``--backends``; settings precedence: flags, ``CFGSTORE_*``,
+``REDIS_URL``) plus
 ``--state-dir``, ``--host``, ``--port``, ``--workers``, ``--shutdown-timeout``,
 ``--log-level``, ``--log-format`` (``text`` or ``json`` lines) and
 ``--upstream-connections``. Exit status: 0 after a graceful stop, 1
@@ -19,7 +20,14 @@ import typer
 
 from cfgstore import hookimpl
 from cfgstore.adapters.settings import Settings
-from cfgstore.cli.common import INPUT_ERRORS, ConfigsOption, CwdOption, RedisUrlOption, fail
+from cfgstore.cli.common import (
+    INPUT_ERRORS,
+    BackendsOption,
+    ConfigsOption,
+    CwdOption,
+    RedisUrlOption,
+    fail,
+)
 from cfgstore.errors import CfgStoreError, InvalidData
 
 
@@ -27,6 +35,7 @@ def serve_command(
     configs: ConfigsOption = None,
     cwd: CwdOption = None,
     redis_url: RedisUrlOption = None,
+    backends: BackendsOption = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -73,7 +82,13 @@ def serve_command(
 
     try:
         settings = Settings.load(
-            {"configs_dir": configs, "cwd": cwd, "redis_url": redis_url, "state_dir": state_dir}
+            {
+                "configs_dir": configs,
+                "cwd": cwd,
+                "redis_url": redis_url,
+                "backends": backends,
+                "state_dir": state_dir,
+            }
         )
     except InvalidData as exc:
         fail(str(exc), 2, exc)

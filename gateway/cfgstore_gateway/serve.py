@@ -2,27 +2,31 @@
 
 :func:`serve` is what ``cfgctl serve`` runs (:mod:`cfgstore_gateway.cli`):
 
-* **Storage**: the settings' default chain: without Redis the file backend under the
-  memory cache; with a Redis URL the memory fallback over Redis (an empty, never-used
-  namespace falls back to the files with a warning, as ``Store.open`` does).
-* **A fresh folder**: in file mode, when ``<configs>/config.json`` does not exist, a
-  default deployment is created first (:func:`ensure_default_configs`): ``config.json``
-  from :func:`~cfgstore.model.defaults.default_config` with a newly generated client API
-  key, a generated web-UI admin password in ``pwd`` (hashed; both printed once, on
-  stdout), ``plugins.json`` and an empty ``provider_pools.json`` (files that exist are
-  never touched; new folders are mode 0700, new files 0600). A folder with a
-  ``config.json`` but no password (no ``pwd``, or a blank one) gets a generated password
-  the same way: the Node default ``admin123`` is never accepted.
+* **Storage**: the chain ``--backends`` / ``CFGSTORE_BACKENDS`` names, else the settings'
+  default chain: without Redis the file backend under the memory cache; with a Redis URL
+  the memory fallback over Redis (an empty, never-used namespace falls back to the files
+  with a warning, as ``Store.open`` does).
+* **A first start** (:mod:`cfgstore_gateway.first_start`): on a chain over the files,
+  when ``<configs>/config.json`` does not exist, a default deployment is created first
+  (:func:`ensure_default_configs`): ``config.json`` from
+  :func:`~cfgstore.model.defaults.default_config` with a newly generated client API key,
+  a generated web-UI admin password in ``pwd`` (hashed; both printed once, on stdout),
+  ``plugins.json`` and an empty ``provider_pools.json`` (files that exist are never
+  touched; new folders are mode 0700, new files 0600). A folder with a ``config.json``
+  but no password (no ``pwd``, or a blank one) gets a generated password the same way:
+  the Node default ``admin123`` is never accepted. On another chain named explicitly the
+  same defaults are seeded into the *store* (:func:`seed_store`), never into files, and
+  printed once.
 * **Address**: ``--host`` / ``--port`` over ``HOST`` / ``SERVER_PORT`` of ``config.json``
   (``0.0.0.0:3000``). Port 0 picks a free port. A line ``cfgctl serve: listening on
   http://HOST:PORT (...)`` on stdout says when the gateway answers.
 * **Workers** (``--workers N`` > 1): N processes (``spawn``) listening on the same port
   with ``SO_REUSEPORT`` (the kernel spreads connections); worker *i* keeps its own state
   directory ``<state-dir>/worker-<i>`` (instance id, snapshot, journal). The supervisor
-  reads the address from the config once; in file mode it also does the start-time work
-  once (default configs, the Node service's cold-start counter reset), so the workers never
-  reset each other's counts. With port 0 the supervisor reserves a free port (a bound,
-  non-listening ``SO_REUSEPORT`` socket) for the workers.
+  reads the address from the config once and does the start-time work once (default
+  configs or a seeded store; in file mode the Node service's cold-start counter reset), so
+  the workers never reset each other's counts. With port 0 the supervisor reserves a free
+  port (a bound, non-listening ``SO_REUSEPORT`` socket) for the workers.
 * **Stopping**: SIGTERM or SIGINT stops accepting connections, lets in-flight requests
   finish (at most ``shutdown_timeout_s``; streams included), flushes the store
   (``store.flush()``: every accepted count is durable) and closes it; exit status 0. The
@@ -50,7 +54,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -59,18 +62,19 @@ from aiohttp import web
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN
+from cfgstore.cli.common import tool_chain
 from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
-from cfgstore.fileio import atomic_write, make_private_dirs, read_bytes
-from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig
-from cfgstore.model.defaults import (
-    default_config,
-    default_plugin_config,
-    generate_admin_password,
-    generate_api_key,
-)
-from cfgstore.model.password import hash_password, js_trim
 from cfgstore_gateway.app import create_app
+from cfgstore_gateway.first_start import (
+    FreshDeployment,
+    ensure_default_configs,
+    fresh_folder_lines,
+    seed_store,
+    seeded_store_lines,
+    seeds_store,
+    stores_in_files,
+)
 from cfgstore_gateway.services import GatewayOptions
 
 log = logging.getLogger("cfgstore_gateway.serve")
@@ -141,86 +145,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-# ----------------------------------------------------------------------------- fresh folder
-
-
-@attrs.frozen
-class FreshDeployment:
-    """The secrets generated for a deployment at start (shown once)."""
-
-    api_key: str | None
-    """``None`` when ``config.json`` existed (it is kept, and its key)."""
-    admin_password: str | None
-    """``None`` when a ``pwd`` file with a password was already there (it is kept)."""
-
-
-def ensure_default_configs(configs_dir: Path) -> FreshDeployment | None:
-    """Create what a deployment in ``configs_dir`` lacks to start safely.
-
-    Without ``config.json``: a default deployment (``config.json`` with a generated client
-    API key, ``plugins.json``, an empty ``provider_pools.json``). Without a password (no
-    ``pwd``, or a blank one, which the Node service reads as ``admin123``): a generated
-    web-UI admin password, stored in ``pwd`` as a ``pbkdf2:`` hash. Returns what was
-    generated, or ``None`` when nothing was. Existing files are never changed, except a
-    blank ``pwd``. New folders are mode 0700, new files 0600 (created exclusively,
-    ``O_EXCL``), in the Node write format. Blocking: run it in a thread."""
-    config_path = configs_dir / "config.json"
-    key = None
-    if not config_path.exists():
-        make_private_dirs(configs_dir)
-        key = generate_api_key()
-        _create(configs_dir / "plugins.json", jsjson.dump_bytes(default_plugin_config().to_json()))
-        _create(configs_dir / "provider_pools.json", jsjson.dump_bytes({}))
-        password = _ensure_password(configs_dir / "pwd")
-        _create(config_path, jsjson.dump_bytes(default_config(key)))  # last: marks "done"
-    else:
-        password = _ensure_password(configs_dir / "pwd")
-    if key is None and password is None:
-        return None
-    return FreshDeployment(key, password)
-
-
-def _ensure_password(path: Path) -> str | None:
-    """A generated admin password stored hashed in ``path`` when it holds none; ``None``
-    when it has one (kept)."""
-    stored = read_bytes(path)
-    if stored is not None and js_trim(stored.decode("utf-8", "replace")):
-        return None
-    password = generate_admin_password()
-    hashed = hash_password(password).encode()
-    if stored is None:
-        if not _create(path, hashed):
-            return None  # another process made one meanwhile: theirs
-    else:
-        atomic_write(path, hashed)
-    return password
-
-
-def _create(path: Path, data: bytes) -> bool:
-    """Write a new file; ``False`` (and nothing written) when it exists."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    return True
-
-
-def announce_fresh_deployment(configs_dir: Path, fresh: FreshDeployment) -> None:
-    if fresh.api_key is not None:
-        config_path = configs_dir / "config.json"
-        say(f"created a default deployment in {configs_dir}")
-        say(f"client API key (shown once, stored in {config_path}): {fresh.api_key}")
-    if fresh.admin_password is not None:
-        say(
-            f"web UI admin password (shown once, stored hashed in {configs_dir / 'pwd'}): "
-            f"{fresh.admin_password}"
-        )
-
-
 # ----------------------------------------------------------------------------- one process
 
 
@@ -230,10 +154,15 @@ async def run_gateway(
     stop: asyncio.Event,
     on_ready: Callable[[str, int, str], None],
     reuse_port: bool = False,
+    seed: bool = False,
 ) -> None:
     """Open the store, serve until ``stop`` is set, then stop gracefully (see the module
-    docstring). ``on_ready(host, port, storage_mode)`` is called once the socket listens."""
+    docstring). ``on_ready(host, port, storage_mode)`` is called once the socket listens.
+    ``seed``: give the store its first-start defaults first (:func:`seed_store`; in this
+    store, as a backend may hold its data in this process only)."""
     async with Store.open(config.settings) as store:
+        if seed:
+            _announce_seeded(store, await seed_store(store))
         main_config = await store.config.get()
         host = config.host or _text(main_config.get("HOST")) or DEFAULT_HOST
         port = config.port if config.port is not None else main_config.int_value("SERVER_PORT")
@@ -282,19 +211,60 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
+def _announce_seeded(store: Store, fresh: FreshDeployment | None) -> None:
+    if fresh is not None:
+        for line in seeded_store_lines(store.backend_names, fresh):
+            say(line)
+
+
+async def _ensure_default_files(settings: Settings) -> None:
+    """On a chain over the files: create what the folder lacks, and say it once."""
+    fresh = await asyncio.to_thread(ensure_default_configs, settings.configs_dir)
+    if fresh is not None:
+        for line in fresh_folder_lines(settings.configs_dir, fresh):
+            say(line)
+
+
+async def _seed_shared_store(settings: Settings) -> MainConfig:
+    """Seed the store through the chain without its outage layers (a store of its own: the
+    one the workers share, or one a memory fallback would not open while it is empty);
+    return the config it then holds. When the storage cannot be reached now: a warning
+    and the defaults (the service may start degraded)."""
+    seed_settings = attrs.evolve(
+        settings,
+        backends=tool_chain(settings.chain),
+        watch_interval_ms=0,
+        reset_counters_on_start=False,
+    )
+    try:
+        async with Store.open(seed_settings) as store:
+            _announce_seeded(store, await seed_store(store))
+            main_config = await store.config.get()
+            await store.flush()
+            return main_config
+    except StorageUnavailable as exc:
+        log.warning("cannot check the store for its first-start defaults now: %s", exc)
+        return MainConfig()
+
+
 async def serve_single(config: ServeConfig) -> None:
     """``cfgctl serve`` with one worker: this process serves."""
-    if not config.settings.redis_configured:
-        fresh = await asyncio.to_thread(ensure_default_configs, config.settings.configs_dir)
-        if fresh is not None:
-            announce_fresh_deployment(config.settings.configs_dir, fresh)
+    settings = config.settings
+    seed_here = False
+    if stores_in_files(settings):
+        await _ensure_default_files(settings)
+    elif seeds_store(settings):
+        if tool_chain(settings.chain) != settings.chain:  # a fallback over a shared backend
+            await _seed_shared_store(settings)
+        else:  # in the serving store: a backend may keep its data in this process only
+            seed_here = True
     stop = asyncio.Event()
 
     def ready(host: str, port: int, mode: str) -> None:
         say(f"listening on http://{host}:{port} (storage: {mode}, 1 worker, pid {os.getpid()})")
 
     with _stop_on_signals(stop):
-        await run_gateway(config, stop=stop, on_ready=ready)
+        await run_gateway(config, stop=stop, on_ready=ready, seed=seed_here)
     say("stopped")
 
 
@@ -348,16 +318,17 @@ def _worker_main(spec: WorkerSpec, channel: multiprocessing.connection.Connectio
 async def _prepare_supervisor(config: ServeConfig) -> tuple[str, int]:
     """The supervisor's one-time start work; returns the address from flags or config."""
     settings = config.settings
-    if settings.redis_configured:
-        main_config = await _read_redis_config(settings)
-    else:
-        fresh = await asyncio.to_thread(ensure_default_configs, settings.configs_dir)
-        if fresh is not None:
-            announce_fresh_deployment(settings.configs_dir, fresh)
+    if stores_in_files(settings):
+        await _ensure_default_files(settings)
         # The Node service's cold-start reset happens once, here, not in every worker.
         async with Store.open(attrs.evolve(settings, watch_interval_ms=0)) as store:
             main_config = await store.config.get()
             await store.flush()
+    elif seeds_store(settings):
+        # Seeded once, here: the store the workers share gets one key and one password.
+        main_config = await _seed_shared_store(settings)
+    else:
+        main_config = await _read_redis_config(settings)
     host = config.host or _text(main_config.get("HOST")) or DEFAULT_HOST
     port = config.port if config.port is not None else main_config.int_value("SERVER_PORT")
     return host, port
@@ -401,7 +372,7 @@ def serve_workers(config: ServeConfig) -> int:
     if reserved is not None:
         port = reserved.getsockname()[1]
     worker_config = config
-    if not config.settings.redis_configured:
+    if stores_in_files(config.settings):
         worker_config = attrs.evolve(
             config, settings=attrs.evolve(config.settings, reset_counters_on_start=False)
         )

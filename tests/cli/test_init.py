@@ -480,16 +480,17 @@ def test_force_on_an_empty_namespace_is_a_plain_init(prefix: str) -> None:
     assert summary["forced"] is False and summary["namespace_id_kept"] is False
 
 
-# -- no Redis ------------------------------------------------------------------------------
+# -- no chain --------------------------------------------------------------------------------
 
 
-def test_init_without_redis_exits_2(tmp_path: Path) -> None:
+def test_init_without_a_chain_exits_2(tmp_path: Path) -> None:
+    """Neither Redis nor --backends: no namespace to guess (never ./configs)."""
     result = cfgctl("init")
     assert result.exit_code == 2, result.output
-    # The wording is common.redis_settings'; what matters: the command, the flag, the variable.
+    # The wording is common.chain_settings'; what matters: the command, the flags, the variables.
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("cfgctl: init needs Redis: give --redis-url or")
-    assert "CFGSTORE_REDIS_URL" in line
+    assert line.startswith("cfgctl: init needs a backend chain: give --backends")
+    assert "CFGSTORE_BACKENDS" in line and "--redis-url" in line and "CFGSTORE_REDIS_URL" in line
     assert result.stdout == ""
 
 

@@ -778,7 +778,7 @@ def test_two_thousand_nodes_with_their_token_files(tmp_path: Path, ns: Namespace
     again = migrate(ns, root / "configs", timeout=300)
     again_s = time.monotonic() - started
     assert again.stdout.startswith("nothing to do"), describe(again)
-    assert [x for x in again.stderr.splitlines() if x.startswith("reading Redis credentials: ")]
+    assert [x for x in again.stderr.splitlines() if x.startswith("reading the store credentials: ")]
     started = time.monotonic()
     out = tmp_path / "out"
     exported = cfgctl("export", "--to", out, "--redis-url", ns.url, timeout=300)

@@ -217,7 +217,7 @@ def test_export_reads_its_folder_back_and_lists_every_difference(
     out = tmp_path / "out"
     result = export(ns, out)
     assert result.exit_code == 1, describe(result)
-    assert "difference(s) between the written files and Redis" in result.stdout
+    assert "difference(s) between the written files and the store" in result.stdout
     assert f"credential gemini-cli-oauth/{GEMINI_UUID}" in result.stdout, describe(result)
     as_json = export(ns, tmp_path / "again", "--json")
     assert as_json.exit_code == 1

@@ -25,7 +25,7 @@ from tests.cli.deployments import (
     make_legacy_root,
 )
 
-SAME = "the files and Redis hold the same configuration"
+SAME = "the files and the store hold the same configuration"
 OPENAI_CUSTOM = ("openai-custom", "dccb18cf-3859-4edd-b146-a98dd0c4dc28")
 GEMINI = ("gemini-cli-oauth", "d93de8e5-3628-4795-92ae-b8a6b8f17f66")
 KIRO_SOCIAL = ("claude-kiro-oauth", "67ab4112-97a0-4660-9808-3f9ad194c93b")

@@ -1,7 +1,8 @@
 """The file backend object: lifecycle, status and change detection.
 
 Operations live in mixins, one module per entity group: :mod:`.pool_ops`,
-:mod:`.credential_ops`, :mod:`.document_ops`, :mod:`.login_guard_ops` (in memory).
+:mod:`.credential_ops`, :mod:`.document_ops`, :mod:`.login_guard_ops` (in memory),
+:mod:`.kept_file_ops`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cfgstore_file.coalescer import CoalescingWriter
 from cfgstore_file.credential_ops import CredentialOps
 from cfgstore_file.document_ops import DocumentOps
 from cfgstore_file.documents import DocumentFile
+from cfgstore_file.kept_file_ops import KeptFileOps
 from cfgstore_file.layout import Layout
 from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.pool_ops import PoolOps
@@ -33,7 +35,7 @@ from cfgstore_file.pools_file import PoolsFile
 log = logging.getLogger("cfgstore.file")
 
 
-class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps):
+class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps):
     """Every storage operation on the AIClient-2-API folder layout.
 
     Pools live in memory and are written coalesced (debounce with a maximum wait); every

@@ -135,8 +135,14 @@ class CredentialOps:
         if source_path is None:
             source_path = await self._assign_credential_path(provider_type, uuid)
         data = jsjson.dump_bytes(credential.document)
+        siblings = _sibling_files(credential)
         version = await asyncio.to_thread(
-            self._cas_write, source_path, data, expected_version, f"{provider_type}/{uuid}"
+            self._cas_write,
+            source_path,
+            data,
+            expected_version,
+            f"{provider_type}/{uuid}",
+            siblings,
         )
         self._publish("credentials", f"{provider_type}/{uuid}")
         return version
@@ -165,7 +171,17 @@ class CredentialOps:
         self._publish("pools", f"{provider_type}/{uuid}")
         return relative
 
-    def _cas_write(self, source_path: str, data: bytes, expected: str | None, ident: str) -> str:
+    def _cas_write(
+        self,
+        source_path: str,
+        data: bytes,
+        expected: str | None,
+        ident: str,
+        siblings: dict[str, bytes] | None = None,
+    ) -> str:
+        """Compare-and-set write of a token file. A new token file (none was there) brings
+        its ``siblings`` along: each written beside it unless a file of that name exists
+        (the IDE that owns them may have changed them since)."""
         path = self._confined(source_path)
         with self.locks.lock_for(path):
             current = read_bytes(path)
@@ -174,7 +190,16 @@ class CredentialOps:
             if wanted != ANY_VERSION and wanted != (actual or ABSENT_VERSION):
                 raise VersionConflict("credential", ident, expected, actual)
             atomic_write(path, data)
-            return content_version(data)
+        if current is None:
+            for name, sibling in (siblings or {}).items():
+                self._create_sibling(path.parent / name, sibling)
+        return content_version(data)
+
+    def _create_sibling(self, path: Path, data: bytes) -> None:
+        real = self._confined(str(path))
+        with self.locks.lock_for(real):
+            if read_bytes(real) is None:
+                atomic_write(real, data)
 
     @hookimpl
     async def cfgstore_credentials_delete(self, provider_type: str, uuid: str) -> bool:
@@ -264,6 +289,17 @@ class CredentialOps:
             return refs
 
         return await asyncio.to_thread(scan)
+
+
+def _sibling_files(credential: Credential) -> dict[str, bytes]:
+    """A Kiro credential's sibling files (name → Node-format bytes); a name that is not a
+    plain ``*.json`` file name is refused before anything is written."""
+    files: dict[str, bytes] = {}
+    for name, document in credential.siblings.items():
+        if Path(name).name != name or not name.endswith(".json") or name.startswith("."):
+            raise InvalidData("credential", f"siblings.{name}", "not a plain *.json file name")
+        files[name] = jsjson.dump_bytes(document)
+    return files
 
 
 def _read_lock(path: Path) -> tuple[str, int] | None:

@@ -30,6 +30,8 @@ class Layout:
     usage_cache: Path
     plugins: Path
     meta: Path
+    kept: Path
+    """The list of files kept as bytes (:mod:`cfgstore_file.kept_file_ops`)."""
     locks: Path
 
     @classmethod
@@ -62,6 +64,7 @@ class Layout:
             usage_cache=configs_dir / "usage-cache.json",
             plugins=configs_dir / "plugins.json",
             meta=configs_dir / ".cfgstore-meta.json",
+            kept=configs_dir / ".cfgstore-kept.json",
             locks=configs_dir / ".cfgstore-locks",
         )
 
