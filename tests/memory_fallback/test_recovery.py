@@ -1,0 +1,66 @@
+"""Recovery without a second fault: a connection reset degrades an instance at most once,
+and an instance started while another one writes misses none of its change messages.
+Real ``redis-server`` processes; the faults are real (``CLIENT KILL``, a busy writer)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cfgstore.adapters import Store
+from tests.memory_fallback.conftest import (
+    DEGRADE_WAIT_S,
+    RECOVER_WAIT_S,
+    Load,
+    fallback_settings,
+    fallback_status,
+    new_prefix,
+    open_observed,
+    redis_usage,
+    seed_with_nodes,
+)
+from tests.support.fault_proxy import fault_proxy
+from tests.support.redis_server import RedisServerProcess
+
+BURST = 40
+"""Concurrent reads that go to Redis: enough to take every pooled connection."""
+QUIET_BURSTS = 5
+"""Bursts after the recovery, each of which would trip over a stale pooled connection."""
+
+
+async def _burst(store: Store) -> None:
+    """Concurrent reads through the fallback to Redis (credential listings are not cached):
+    each one takes a pooled connection, so together they use every connection the pool
+    holds."""
+    await asyncio.gather(*(store.credentials.list() for _ in range(BURST)))
+
+
+async def test_connection_reset_degrades_at_most_once(
+    aof_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    """Under load, with the pool full of idle connections, every connection of the instance
+    is reset (``RST`` from a proxy in front of Redis: the pool's checkout cannot tell such a
+    connection from a healthy idle one). The instance may degrade once; after it is back,
+    bursts that use every pooled connection cause no second degradation, and the counts
+    are exact."""
+    url, prefix = aof_server.url, new_prefix()
+    await seed_with_nodes(url, prefix, "n1", "n2")
+    async with fault_proxy("127.0.0.1", aof_server.port) as proxy:
+        settings = fallback_settings(proxy.url(), prefix, tmp_path / "state")
+        async with open_observed(settings) as (store, observer):
+            load = Load(store, ["n1", "n2"], tasks=20, pause_s=0.005)
+            await _burst(store)  # the pool now holds many idle connections
+            assert proxy.reset_all() > 1
+            # The load's next batch meets a reset connection: degraded, then back.
+            await observer.wait(True, within=DEGRADE_WAIT_S)
+            await observer.wait(False, within=RECOVER_WAIT_S)
+            settled = len(observer.transitions)
+            for _ in range(QUIET_BURSTS):
+                await _burst(store)
+                await store.flush()
+            assert len(observer.transitions) == settled, observer.transitions
+            assert sum(t.degraded for t in observer.transitions) <= 1, observer.transitions
+            counts = await load.stop()
+            await store.flush()
+            assert (await fallback_status(store)).mode == "redis"
+    assert await redis_usage(url, prefix, "n1", "n2") == counts
