@@ -5,22 +5,29 @@ Real ``redis-server`` processes; the faults are real (``CLIENT KILL``, a busy wr
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from cfgstore.adapters import Store
 from tests.memory_fallback.conftest import (
     DEGRADE_WAIT_S,
     RECOVER_WAIT_S,
+    TYPE,
     Load,
     fallback_settings,
     fallback_status,
     new_prefix,
     open_observed,
+    redis_settings,
     redis_usage,
     seed_with_nodes,
+    usage,
 )
 from tests.support.fault_proxy import fault_proxy
 from tests.support.redis_server import RedisServerProcess
+from tests.support.waiting import until
 
 BURST = 40
 """Concurrent reads that go to Redis: enough to take every pooled connection."""
@@ -64,3 +71,50 @@ async def test_connection_reset_degrades_at_most_once(
             await store.flush()
             assert (await fallback_status(store)).mode == "redis"
     assert await redis_usage(url, prefix, "n1", "n2") == counts
+
+
+STARTS = 3
+"""Instances started one after the other while the other writer keeps writing."""
+
+
+async def test_instance_started_while_another_writes_misses_no_change(
+    aof_server: RedisServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer publishes a change message every few milliseconds while instances
+    start: a message that arrives before the fallback is ready is kept for it, never
+    dropped (nor does it break the change feed), and each instance ends up with the other
+    writer's last count."""
+    url, prefix = aof_server.url, new_prefix()
+    await seed_with_nodes(url, prefix, "n1")
+    caplog.set_level(logging.WARNING)
+    async with Store.open(redis_settings(url, prefix)) as writer:
+        made = 0
+        stop = asyncio.Event()
+
+        async def write() -> None:
+            nonlocal made
+            while not stop.is_set():
+                await writer.pools.record_success(TYPE, "n1")
+                await writer.flush()
+                made += 1
+
+        writing = asyncio.create_task(write())
+        try:
+            for index in range(STARTS):
+                settings = fallback_settings(url, prefix, tmp_path / f"state-{index}")
+                async with Store.open(settings) as store:
+                    assert made > 0
+                    stop.set()
+                    await writing
+                    await until(lambda: _usage_is(store, made), "the instance sees the last change")
+                stop.clear()
+                writing = asyncio.create_task(write())
+        finally:
+            stop.set()
+            await writing
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not problems, problems
+
+
+async def _usage_is(store: Store, expected: int) -> bool:
+    return await usage(store, "n1") == expected

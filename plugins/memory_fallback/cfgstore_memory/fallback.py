@@ -101,6 +101,7 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._reload_soon = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._early_changes: list[ChangeEvent] | None = []  # None once the replicator is made
         self.started_at_ms = now_ms()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -195,7 +196,9 @@ class MemoryFallback(GuardedOps, ReadCache):
         self.journal = await Journal.open(self.state.journal_path, self.settings.journal_max_bytes)
 
     def _make_replicator(self, namespace_id: str) -> Replicator:
-        return Replicator(
+        """The replicator, handed the pool changes other instances announced while the
+        layer was opening (the change feed below runs before this layer is ready)."""
+        replicator = Replicator(
             ops=self._below,
             mirror=self.mirror,
             journal=self.journal,
@@ -205,6 +208,10 @@ class MemoryFallback(GuardedOps, ReadCache):
             on_resync=self._load,
             save_snapshot=self._save_soon.set,
         )
+        for event in self._early_changes or ():
+            replicator.changed_remotely(event)
+        self._early_changes = None
+        return replicator
 
     @hookimpl
     async def cfgstore_flush(self) -> None:
@@ -341,7 +348,11 @@ class MemoryFallback(GuardedOps, ReadCache):
         if event.entity == "pools":
             # Our own pool changes reach the mirror directly (acknowledged batches,
             # the resync after each edit).
-            if event.remote:
+            if not event.remote:
+                return
+            if self._early_changes is not None:  # still opening: kept for the replicator
+                self._early_changes.append(event)
+            else:
                 self._replicator.changed_remotely(event)
             return
         if event.entity == "credentials":
