@@ -1,5 +1,6 @@
 """A TCP proxy in front of a real ``redis-server`` that can reset its connections, as a
-load balancer, a NAT table flush or a network fault does.
+load balancer, a NAT table flush or a network fault does, and add latency to each
+request (a distant server: round trips become expensive and countable by time).
 
 A reset (``RST``, not ``FIN``) is what a client cannot tell from a healthy idle connection
 until it uses it: the stream sees an error, not an end of file. ``CLIENT KILL`` sends a
@@ -22,6 +23,9 @@ class FaultProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
+        self.latency_s = 0.0
+        """Added before each chunk from the client reaches the server: every round trip
+        costs at least this much (a distant Redis)."""
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -72,8 +76,8 @@ class FaultProxy:
             return
         pair = (writer, up_writer)
         self._pairs.add(pair)
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink, pair))
+        for source, sink, delayed in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pipe(source, sink, pair, delayed))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -82,9 +86,12 @@ class FaultProxy:
         source: asyncio.StreamReader,
         sink: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        delayed: bool,
     ) -> None:
         try:
             while data := await source.read(_CHUNK):
+                if delayed and self.latency_s:
+                    await asyncio.sleep(self.latency_s)  # the fault itself: a slow link
                 sink.write(data)
                 await sink.drain()
         except (OSError, ConnectionError):
