@@ -252,6 +252,8 @@ class MemoryFallback(GuardedOps, ReadCache):
             warnings.append(f"journal full: {r.journal_full}")
         if r.last_error and r.last_error != r.reason:
             warnings.append(f"last error: {r.last_error}")
+        if r.last_rollback is not None:
+            warnings.append(f"the storage went back in time: {r.last_rollback}")
         oldest = self.journal.oldest_at_ms
         details = {
             "instance id": self.state.instance_id,
@@ -260,7 +262,12 @@ class MemoryFallback(GuardedOps, ReadCache):
             "journal depth": str(self.journal.depth),
             "journal bytes": f"{self.journal.size_bytes} of {self.journal.max_bytes}",
             "pending records": str(r.backlog),
+            "confirmed revision": str(r.confirmed_revision),
+            "confirmed tail": f"{len(r.tail)} batches",
+            "rollbacks detected": str(r.rollbacks),
         }
+        if r.last_rollback is not None:
+            details["last rollback"] = r.last_rollback
         if oldest is not None:
             details["oldest journal entry age"] = f"{(now_ms() - oldest) / 1000:.1f}s"
         if r.last_resync:

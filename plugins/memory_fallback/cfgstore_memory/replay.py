@@ -113,8 +113,17 @@ class ReplayReport:
     logouts: int = 0
 
 
+OnRecords = Callable[[list[NodeRecord], str], None]
+"""Told of each ``records`` batch the storage acknowledged during a replay (records, op id)."""
+
+
 async def replay_entry(
-    entry: JournalEntry, ops: Operations, namespace_id: str, report: ReplayReport, source: str
+    entry: JournalEntry,
+    ops: Operations,
+    namespace_id: str,
+    report: ReplayReport,
+    source: str,
+    on_records: OnRecords | None = None,
 ) -> None:
     """Apply one entry (see the module docstring); storage errors propagate."""
     if entry.kind == RECORDS:
@@ -122,6 +131,8 @@ async def replay_entry(
         applied = await ops["cfgstore_replica_apply"](
             records=records, op_id=entry.op_id, namespace_id=namespace_id
         )
+        if on_records is not None:
+            on_records(records, entry.op_id)
         report.records += len(records)
         report.duplicates += applied.duplicate
     elif entry.kind == CREDENTIAL:
@@ -168,6 +179,7 @@ async def replay_journal(
     *,
     between_chunks: Callable[[], Awaitable[None]] | None = None,
     report: ReplayReport | None = None,
+    on_records: OnRecords | None = None,
 ) -> ReplayReport:
     """Replay every entry of ``journal`` in order, clearing it chunk by chunk. Storage
     errors propagate with the journal holding exactly the entries not yet cleared (some
@@ -180,9 +192,9 @@ async def replay_journal(
             return report
         for group in _pipeline_groups(chunk, ops):
             if len(group) == 1:
-                await replay_entry(group[0], ops, namespace_id, report, source)
+                await replay_entry(group[0], ops, namespace_id, report, source, on_records)
             else:
-                await _replay_records(group, ops, namespace_id, report, source)
+                await _replay_records(group, ops, namespace_id, report, source, on_records)
         await journal.clear_through(chunk[-1].seq)
         if between_chunks is not None:
             await between_chunks()
@@ -219,11 +231,14 @@ async def _replay_records(
     namespace_id: str,
     report: ReplayReport,
     source: str,
+    on_records: OnRecords | None,
 ) -> None:
     """Send ``records`` entries in one round trip, each under its own operation id."""
     batches = [(entry_records(entry, source), entry.op_id) for entry in entries]
     outcomes = await ops["cfgstore_replica_apply_many"](batches=batches, namespace_id=namespace_id)
-    for (records, _), applied in zip(batches, outcomes, strict=True):
+    for (records, op_id), applied in zip(batches, outcomes, strict=True):
+        if on_records is not None:
+            on_records(records, op_id)
         report.records += len(records)
         report.duplicates += applied.duplicate
         report.entries += 1
