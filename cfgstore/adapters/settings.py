@@ -56,6 +56,7 @@ class Settings:
     snapshot_interval_ms: int = 30_000
     heartbeat_interval_ms: int = 5000
     remote_refresh_ms: int = 20
+    confirmed_tail_ms: int = 5000
     # File backend
     write_debounce_ms: int = 1000
     write_max_wait_ms: int = 5000

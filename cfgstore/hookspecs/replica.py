@@ -58,6 +58,18 @@ async def cfgstore_replica_apply(
 
 
 @hookspec
+async def cfgstore_replica_apply_many(
+    batches: Sequence[tuple[Sequence[NodeRecord], str]], namespace_id: str
+) -> list[AppliedBatch]:
+    """:func:`cfgstore_replica_apply` for each ``(records, op_id)`` in order, in one round
+    trip (a replay of many journal entries). Each batch is applied atomically and exactly
+    once per ``op_id`` on its own; the outcomes are returned in order. The first error
+    (an outage, :class:`~cfgstore.errors.NamespaceMismatch`) is raised once every batch
+    was sent: some may have been applied, and sending them again under their ids is
+    harmless."""
+
+
+@hookspec
 async def cfgstore_replica_heartbeat(info: InstanceInfo, ttl_ms: int) -> None:
     """Publish this instance's heartbeat; it disappears ``ttl_ms`` after the last one."""
 

@@ -21,6 +21,9 @@ Exported (all names prefixed ``cfgstore_gateway_``):
   known modes;
 * ``journal_depth`` and ``pending_records``: gauges from the top layer's status details
   (present only on layers that report them: the memory fallback);
+* ``storage_rollbacks_total``: counter of the times the shared storage was found to have
+  gone back in time (Redis losing acknowledged writes in a crash), from the memory
+  fallback's status detail ``rollbacks detected``;
 * ``refresh_events_total{event}``: counter from the refresher's
   :class:`~cfgstore_gateway.refresh.RefreshStats` (``flights``, ``joined``,
   ``endpoint_calls``, ``refreshed``, ``waited``, ``failures``), when it has one.
@@ -103,6 +106,7 @@ class _StorageSnapshot:
     mode: str = "unknown"
     journal_depth: float | None = None
     pending_records: float | None = None
+    rollbacks: float | None = None
 
 
 def _number(details: dict[str, str], key: str) -> float | None:
@@ -142,6 +146,13 @@ class _ScrapeCollector(Collector):
                 f"{PREFIX}_pending_records",
                 "Records not yet applied to the storage (memory fallback).",
                 value=snapshot.pending_records,
+            )
+        if snapshot.rollbacks is not None:
+            yield CounterMetricFamily(
+                f"{PREFIX}_storage_rollbacks",
+                "Times the shared storage was found to have gone back in time (memory "
+                "fallback; what it had lost was applied again).",
+                value=snapshot.rollbacks,
             )
         stats = self._refresh_stats()
         if stats is not None:
@@ -228,10 +239,12 @@ class GatewayMetrics:
         top = statuses[0] if statuses else None
         if top is None:
             snapshot.mode, snapshot.journal_depth, snapshot.pending_records = "unknown", None, None
+            snapshot.rollbacks = None
             return
         snapshot.mode = top.mode
         snapshot.journal_depth = _number(top.details, "journal depth")
         snapshot.pending_records = _number(top.details, "pending records")
+        snapshot.rollbacks = _number(top.details, "rollbacks detected")
 
     async def scrape(self, status: Callable[[], Awaitable[Sequence[BackendStatus]]]) -> bytes:
         """The exposition text, after reading the storage status with ``status()`` (the

@@ -162,6 +162,7 @@ async def test_a_node_going_unhealthy_is_one_health_transition(
     assert value(samples, "cfgstore_gateway_storage_mode", mode="file") == 0
     assert value(samples, "cfgstore_gateway_journal_depth") == 0
     assert value(samples, "cfgstore_gateway_pending_records") == 0
+    assert value(samples, "cfgstore_gateway_storage_rollbacks_total") == 0
     assert value(samples, "cfgstore_gateway_requests_total", type=TYPE, status="502") == 1
     assert value(samples, "cfgstore_gateway_requests_total", type=TYPE, status="200") == 2
     for secret in (CLIENT_KEY, "key-bad", "key-good", redis_url):

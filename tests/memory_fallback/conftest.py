@@ -35,8 +35,12 @@ from cfgstore.adapters import Settings, Store
 from cfgstore.adapters.plugins import make_plugin_manager
 from cfgstore.cli.app import build_app
 from cfgstore.model.pools import ProviderNode, node_from_json
+from cfgstore.model.records import Success
 from cfgstore.model.snapshot import StoreSnapshot, snapshot_from_bytes
 from cfgstore.model.status import BackendStatus
+from cfgstore.model.timefmt import now_ms
+from cfgstore_memory.journal import Journal
+from cfgstore_memory.replay import RECORDS, records_data
 from tests.support.namespace_seed import seed_namespace
 from tests.support.redis_server import RedisServerProcess
 
@@ -168,6 +172,24 @@ def replayed(details: dict[str, str]) -> tuple[int, int, int]:
     assert found is not None, f"unexpected 'replayed' detail: {text!r}"
     entries, records, duplicates = found.groups()
     return int(entries), int(records), int(duplicates)
+
+
+async def write_journal(path: Path, uuid: str, entries: int) -> None:
+    """The journal an outage would have left: ``entries`` one-success batches on ``uuid``,
+    one entry per batch as the replicator writes them (kind ``records``, own op id)."""
+    journal = await Journal.open(path, 1 << 30)
+    try:
+        at = now_ms()
+        await asyncio.gather(
+            *(
+                journal.append(
+                    RECORDS, records_data([Success(TYPE, uuid, at + i)]), uuidlib.uuid4().hex, at
+                )
+                for i in range(entries)
+            )
+        )
+    finally:
+        await journal.close()
 
 
 # ----------------------------------------------------------------------------- waiting

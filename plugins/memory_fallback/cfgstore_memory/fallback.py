@@ -106,6 +106,7 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._reload_soon = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._early_changes: list[ChangeEvent] | None = []  # None once the replicator is made
         self.started_at_ms = now_ms()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -200,7 +201,9 @@ class MemoryFallback(GuardedOps, ReadCache):
         self.journal = await Journal.open(self.state.journal_path, self.settings.journal_max_bytes)
 
     def _make_replicator(self, namespace_id: str) -> Replicator:
-        return Replicator(
+        """The replicator, handed the pool changes other instances announced while the
+        layer was opening (the change feed below runs before this layer is ready)."""
+        replicator = Replicator(
             ops=self._below,
             mirror=self.mirror,
             journal=self.journal,
@@ -210,6 +213,10 @@ class MemoryFallback(GuardedOps, ReadCache):
             on_resync=self._load,
             save_snapshot=self._save_soon.set,
         )
+        for event in self._early_changes or ():
+            replicator.changed_remotely(event)
+        self._early_changes = None
+        return replicator
 
     @hookimpl
     async def cfgstore_flush(self) -> None:
@@ -250,6 +257,8 @@ class MemoryFallback(GuardedOps, ReadCache):
             warnings.append(f"journal full: {r.journal_full}")
         if r.last_error and r.last_error != r.reason:
             warnings.append(f"last error: {r.last_error}")
+        if r.last_rollback is not None:
+            warnings.append(f"the storage went back in time: {r.last_rollback}")
         oldest = self.journal.oldest_at_ms
         details = {
             "instance id": self.state.instance_id,
@@ -258,7 +267,12 @@ class MemoryFallback(GuardedOps, ReadCache):
             "journal depth": str(self.journal.depth),
             "journal bytes": f"{self.journal.size_bytes} of {self.journal.max_bytes}",
             "pending records": str(r.backlog),
+            "confirmed revision": str(r.confirmed_revision),
+            "confirmed tail": f"{len(r.tail)} batches",
+            "rollbacks detected": str(r.rollbacks),
         }
+        if r.last_rollback is not None:
+            details["last rollback"] = r.last_rollback
         if oldest is not None:
             details["oldest journal entry age"] = f"{(now_ms() - oldest) / 1000:.1f}s"
         if r.last_resync:
@@ -347,7 +361,11 @@ class MemoryFallback(GuardedOps, ReadCache):
         if event.entity == "pools":
             # Our own pool changes reach the mirror directly (acknowledged batches,
             # the resync after each edit).
-            if event.remote:
+            if not event.remote:
+                return
+            if self._early_changes is not None:  # still opening: kept for the replicator
+                self._early_changes.append(event)
+            else:
                 self._replicator.changed_remotely(event)
             return
         if event.entity == "credentials":

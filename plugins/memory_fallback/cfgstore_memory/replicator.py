@@ -23,6 +23,15 @@ Modes
 
 Every transition is logged and announced through ``cfgstore_storage_degraded``.
 
+Rollbacks: the storage may go back in time without an error (Redis with ``appendfsync
+everysec`` loses up to its last second in a host crash). The replicator remembers the
+highest namespace revision it saw confirmed and keeps the batches acknowledged in the last
+``confirmed_tail_ms`` (:class:`~cfgstore_memory.confirmed_tail.ConfirmedTail`). After every
+reconnect (recovery, the change feed re-established) it sends that tail again under the
+original operation ids, and on every full resync it compares revisions. A lower revision,
+or a tail batch the storage no longer had, is a rollback: logged as an error naming the
+gap, counted in the status; the lost batches are applied again by the re-send itself.
+
 Serialisation: sends, resyncs and node refreshes hold one lock, so no batch of this
 instance is in flight while the storage is read: the state read holds exactly the batches
 acknowledged so far, and the records not yet sent are re-applied on top of it.
@@ -55,6 +64,7 @@ from cfgstore.model.replica import AppliedBatch
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
+from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.journal import Journal
 from cfgstore_memory.pools_mirror import PoolsMirror
 from cfgstore_memory.replay import (
@@ -107,6 +117,11 @@ class Replicator:
         self.last_resync: str | None = None
         self.journal_full: JournalFull | None = None
         self.replayed = ReplayReport()
+        self.tail = ConfirmedTail(settings.confirmed_tail_ms / 1000)
+        self.confirmed_revision = 0
+        """The highest namespace revision this instance saw confirmed."""
+        self.rollbacks = 0
+        self.last_rollback: str | None = None
         self._pending: list[NodeRecord] = []
         self._batch: tuple[list[NodeRecord], str] | None = None  # taken, not yet durable
         self._journaled: list[NodeRecord] = []  # in the journal, not yet replayed
@@ -196,12 +211,15 @@ class Replicator:
         """Replay the journal and resync, then run normally (the storage answered with
         our namespace). Storage errors propagate; the mode is unchanged then."""
         async with self._io:
+            head = await self._ops["cfgstore_replica_head"]()
+            await self._resend_tail(head.revision, "reconnected")
             report = await replay_journal(
                 self.journal,
                 self._ops,
                 self.namespace_id,
                 between_chunks=self._journal_taken,
                 report=self.replayed,
+                on_records=self._confirmed,
             )
             self._journaled = []
             await self._resync(pools_only=False)
@@ -311,6 +329,7 @@ class Replicator:
         if self.last_error is not None:
             self.last_error = None
             self._probe_delay_s = FIRST_PROBE_DELAY_S
+        self._confirmed(batch, op_id, applied.revision)
         self.mirror.confirm(batch)
         self._progress.completed(len(batch))
         for t in applied.transitions:
@@ -398,6 +417,10 @@ class Replicator:
             if save:
                 self._save_snapshot()  # the confirmed state as it is at the outage
         if mode is Mode.DATA_LOST:
+            # The snapshot saved now holds the tail; a restore from it must not get the
+            # tail a second time, and its revision starts a new count.
+            self.tail.clear()
+            self.confirmed_revision = 0
             log.error(
                 "storage no longer holds namespace %s (%s): DATA LOST. Serving from memory "
                 "and keeping every write in the journal %s (%d entries). Restore with "
@@ -418,6 +441,54 @@ class Replicator:
         self._notify("cfgstore_storage_degraded", degraded=True, reason=reason)
         self._wake.set()
 
+    # -- rollbacks ---------------------------------------------------------------------------
+
+    def _confirmed(
+        self, records: Sequence[NodeRecord], op_id: str, revision: int | None = None
+    ) -> None:
+        """The storage acknowledged a batch (sent live or replayed from the journal)."""
+        self.tail.add(records, op_id)
+        if revision is not None:
+            self.confirmed_revision = max(self.confirmed_revision, revision)
+
+    async def _resend_tail(self, revision: int, when: str) -> None:
+        """Under ``_io``: send the confirmed tail again under its operation ids (what the
+        storage still has is skipped) and report a rollback when the storage's
+        ``revision`` is below the confirmed one or a tail batch had been lost."""
+        batches = self.tail.batches()
+        lost: list[str] = []
+        if batches:
+            if "cfgstore_replica_apply_many" in self._ops:
+                outcomes: list[AppliedBatch] = await self._ops["cfgstore_replica_apply_many"](
+                    batches=batches, namespace_id=self.namespace_id
+                )
+            else:
+                outcomes = [
+                    await self._ops["cfgstore_replica_apply"](
+                        records=records, op_id=op_id, namespace_id=self.namespace_id
+                    )
+                    for records, op_id in batches
+                ]
+            lost = [
+                op_id for (_, op_id), o in zip(batches, outcomes, strict=True) if not o.duplicate
+            ]
+        if revision >= self.confirmed_revision and not lost:
+            return
+        self.rollbacks += 1
+        self.last_rollback = (
+            f"{iso_ms(now_ms())} ({when}): revision {revision}, "
+            f"{self.confirmed_revision} confirmed before "
+            f"({max(0, self.confirmed_revision - revision)} revisions lost); "
+            f"{len(lost)} of the {len(batches)} record batches confirmed in the last "
+            f"{self.tail.window_s:g}s were missing and are applied again"
+        )
+        log.error(
+            "the storage went back in time: %s. Admin edits confirmed in that window are "
+            "not re-sent: check them (cfgctl status).",
+            self.last_rollback,
+        )
+        self.confirmed_revision = revision  # from here on, the storage's own count
+
     # -- reading the storage ----------------------------------------------------------------
 
     async def _resync(self, *, pools_only: bool) -> None:
@@ -429,6 +500,12 @@ class Replicator:
         snapshot: StoreSnapshot = await self._ops["cfgstore_replica_snapshot"]()
         if snapshot.namespace_id != self.namespace_id:
             raise NamespaceMismatch(self.namespace_id, snapshot.namespace_id or None)
+        if snapshot.revision < self.confirmed_revision:
+            await self._resend_tail(snapshot.revision, "resync")
+            snapshot = await self._ops["cfgstore_replica_snapshot"]()
+            if snapshot.namespace_id != self.namespace_id:
+                raise NamespaceMismatch(self.namespace_id, snapshot.namespace_id or None)
+        self.confirmed_revision = max(self.confirmed_revision, snapshot.revision)
         self.mirror.reset(snapshot.pools, self.unconfirmed())
         self._on_resync(snapshot)
         self.last_resync = iso_ms(now_ms())
@@ -456,6 +533,9 @@ class Replicator:
                 continue  # recovery ends with a full resync
             try:
                 async with self._io:
+                    if everything:  # the feed was re-established: the storage may be new
+                        head = await self._ops["cfgstore_replica_head"]()
+                        await self._resend_tail(head.revision, "change feed re-established")
                     if everything or not await self._refresh_nodes(ids):
                         await self._resync(pools_only=False)
             except OUTAGES as exc:

@@ -7,6 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from cfgstore.adapters.backend import BackendContext
 from cfgstore.adapters.settings import Settings
 from cfgstore.model.events import ChangeEvent
@@ -35,6 +37,35 @@ class RedisParts:
         """Run one of the scripts of :mod:`cfgstore_redis.lua`."""
         with translated(self.connection):
             return await self.scripts[name](keys=list(keys), args=list(args))
+
+    async def _run_many(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run script ``name`` once per ``(keys, args)``, pipelined (one round trip): each
+        run atomic on its own, replies in order. The first error is raised after every
+        run was sent."""
+        script = self.scripts[name]
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        with translated(self.connection):
+            for attempt in range(2):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for index in todo:
+                        keys, args = calls[index]
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    for index, reply in zip(
+                        todo, await pipe.execute(raise_on_error=False), strict=True
+                    ):
+                        replies[index] = reply
+                # A server restarted since the script was loaded ran none of these.
+                todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+                if not todo or attempt:
+                    break
+                await self.redis.script_load(script.script)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
 
     def _changed(self, entity: str, *ids: str) -> None:
         """Tell the layers above in this process (other processes hear the feed)."""

@@ -31,6 +31,13 @@ Client policy, the same for standalone, Sentinel and Cluster:
   redis-py's default pool, DESIGN §4); after that wait it gets ``StorageUnavailable``.
   redis-py's Cluster client has no blocking pool: ``redis_max_connections`` is per node and
   an exhausted node fails at once (also ``StorageUnavailable``).
+* **No connection from before an outage is used after it.** A connection reset (``RST``:
+  a proxy, a load balancer, a NAT flush) leaves idle pooled connections that the pool's
+  checkout cannot tell from healthy ones; each would fail on first use, seconds after the
+  instance recovered. Every outage error starts a new pool epoch, and a connection made in
+  an earlier epoch is reconnected when it is next checked out (:class:`_OutageEpochs`).
+  (redis-py's Cluster client has no such pool hook; it drops a node's connections itself
+  when that node fails.)
 * **Never a password in a message or a log line**: :meth:`RedisTarget.describe` and every
   error built here hide it.
 """
@@ -48,7 +55,12 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import attrs
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -434,11 +446,37 @@ def _apply_overrides(fields: dict[str, Any], settings: Settings) -> None:
 # the client
 
 
-class _BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+class _OutageEpochs(ConnectionPool):
+    """A pool mixin: :meth:`outage` starts a new epoch, and a connection made in an earlier
+    one is dropped (and reconnected) when it is next checked out."""
+
+    epoch = 0
+
+    def outage(self) -> None:
+        self.epoch += 1
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        made_in = getattr(connection, _EPOCH_ATTR, None)
+        if made_in is not None and made_in != self.epoch:
+            await connection.disconnect()
+        setattr(connection, _EPOCH_ATTR, self.epoch)
+        await super().ensure_connection(connection)
+
+
+_EPOCH_ATTR = "_cfgstore_epoch"
+
+
+class _BlockingPool(_OutageEpochs, BlockingConnectionPool):
+    """The standalone pool: blocking checkout, outage epochs."""
+
+
+class _BlockingSentinelConnectionPool(
+    _OutageEpochs, SentinelConnectionPool, BlockingConnectionPool
+):
     """Sentinel's master pool with :class:`BlockingConnectionPool`'s wait-for-a-connection.
 
-    MRO: Sentinel's address discovery and connection class, the blocking pool's
-    ``get_connection``/``release``, then the base pool (liveness check on checkout).
+    MRO: outage epochs, Sentinel's address discovery and connection class, the blocking
+    pool's ``get_connection``/``release``, then the base pool (liveness check on checkout).
     """
 
 
@@ -464,6 +502,10 @@ class RedisConnection:
         """:func:`classify` with this target's passwords scrubbed; logs a lost connection
         (once, until :meth:`note_ok`) when the error is an outage."""
         err = classify(exc, secrets=self.target.secrets)
+        if isinstance(err, StorageUnavailable):
+            pool = getattr(self.client, "connection_pool", None)
+            if isinstance(pool, _OutageEpochs):
+                pool.outage()
         if isinstance(err, StorageUnavailable) and self._up:
             self._up = False
             logger.warning("lost connection to %s: %s", self.describe(), err)
@@ -611,7 +653,7 @@ def build_connection(
 
     if target.kind == "standalone":
         node = target.nodes[0]
-        pool = BlockingConnectionPool(
+        pool = _BlockingPool(
             max_connections=settings.redis_max_connections,
             timeout=socket_s,
             connection_class=SSLConnection if target.tls else Connection,

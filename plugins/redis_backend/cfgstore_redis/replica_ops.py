@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.errors import InvalidData, NamespaceMismatch, StorageServerError
@@ -76,11 +77,32 @@ class ReplicaOps(PoolOps, CredentialOps, DocumentOps):
     async def cfgstore_replica_apply(
         self, records: Sequence[NodeRecord], op_id: str, namespace_id: str
     ) -> AppliedBatch:
+        ids, script_keys, args = self._encode_batch(records, op_id, namespace_id)
+        result = await self._run("APPLY_RECORDS", script_keys, args)
+        return self._applied(result, ids, namespace_id)
+
+    @hookimpl
+    async def cfgstore_replica_apply_many(
+        self, batches: Sequence[tuple[Sequence[NodeRecord], str]], namespace_id: str
+    ) -> list[AppliedBatch]:
+        encoded = [self._encode_batch(records, op_id, namespace_id) for records, op_id in batches]
+        results = await self._run_many("APPLY_RECORDS", [(k, a) for _, k, a in encoded])
+        return [
+            self._applied(result, ids, namespace_id)
+            for (ids, _, _), result in zip(encoded, results, strict=True)
+        ]
+
+    def _encode_batch(
+        self, records: Sequence[NodeRecord], op_id: str, namespace_id: str
+    ) -> tuple[list[str], list[str], list[Any]]:
         ids = touched_nodes(records)
         script_keys, args = encode(
             records, self.keys, op_id, self._head("pools", *ids), namespace_id
         )
-        result = await self._run("APPLY_RECORDS", script_keys, args)
+        return ids, script_keys, args
+
+    def _applied(self, result: Any, ids: list[str], namespace_id: str) -> AppliedBatch:
+        """The outcome of one ``APPLY_RECORDS`` run (see :mod:`cfgstore_redis.lua`)."""
         if result[0] == "namespace":
             raise NamespaceMismatch(namespace_id, result[1] or None)
         if result[0] == "dup":

@@ -1,0 +1,80 @@
+"""Redis going back in time: a host crash with ``appendfsync everysec`` loses the last
+second of acknowledged writes, and nothing tells the writers. The instance must notice
+(a lower revision, confirmed batches missing), say so, and apply again what was lost.
+
+The crash is made for real: the AOF directory of a running ``redis-server`` is copied
+under load (as the disk holds it at that moment: a command cut in the middle is what a
+power loss leaves too, and Redis drops it on load), the load goes on and is confirmed,
+then the server is SIGKILLed and started on the copy."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from tests.memory_fallback.conftest import (
+    DEGRADE_WAIT_S,
+    RECOVER_WAIT_S,
+    Load,
+    fallback_settings,
+    fallback_status,
+    new_prefix,
+    open_observed,
+    redis_usage,
+    seed_with_nodes,
+)
+from tests.support.redis_server import RedisServerProcess
+from tests.support.waiting import until
+
+LOST_RECORDS = 300
+"""Records confirmed after the copy of the AOF: what the crash makes Redis forget."""
+
+
+def _made(load: Load) -> int:
+    return sum(load.counts.values())
+
+
+async def test_redis_rolled_back_by_a_crash_is_detected_and_repaired_exactly(
+    aof_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    """Under load, Redis is rolled back to its AOF of a moment earlier (SIGKILL, started on
+    the copy). The instance reports the rollback (status: count and the revision gap) and
+    re-sends the batches it confirmed in the last seconds under their operation ids: the
+    final counts equal the records made. A second, harmless restart re-sends the tail
+    again and changes nothing (no second rollback, counts still exact)."""
+    url, prefix = aof_server.url, new_prefix()
+    uuids = ["n1", "n2"]
+    await seed_with_nodes(url, prefix, *uuids)
+    aof = aof_server.dir / "appendonlydir"
+    earlier = tmp_path / "appendonlydir-earlier"
+    settings = fallback_settings(url, prefix, tmp_path / "state")
+    async with open_observed(settings) as (store, observer):
+        load = Load(store, uuids, tasks=20, pause_s=0.005)
+        await until(lambda: _made(load) > 100, "the load is running")
+        await asyncio.to_thread(shutil.copytree, aof, earlier)
+        at_copy = _made(load)
+        await until(lambda: _made(load) > at_copy + LOST_RECORDS, "records after the copy")
+        await store.flush()  # confirmed by Redis: in the AOF, not in the copy
+        assert (await fallback_status(store)).details["rollbacks detected"] == "0"
+
+        await asyncio.to_thread(aof_server.kill)
+        await asyncio.to_thread(shutil.rmtree, aof)
+        await asyncio.to_thread(shutil.copytree, earlier, aof)
+        await observer.wait(True, within=DEGRADE_WAIT_S)
+        await aof_server.arestart()
+        await observer.wait(False, within=RECOVER_WAIT_S)
+        details = (await fallback_status(store)).details
+        assert details["rollbacks detected"] == "1", details
+        assert "revisions lost" in details["last rollback"], details
+        assert "were missing and are applied again" in details["last rollback"]
+
+        seen = len(observer.transitions)
+        await aof_server.arestart()  # SIGTERM: appendfsync always keeps every write
+        await observer.wait(True, within=DEGRADE_WAIT_S, after=seen)
+        await observer.wait(False, within=RECOVER_WAIT_S, after=seen)
+        counts = await load.stop()
+        await store.flush()
+        details = (await fallback_status(store)).details
+        assert details["rollbacks detected"] == "1", details
+    assert await redis_usage(url, prefix, *uuids) == counts
