@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cfgstore import hookimpl
-from cfgstore.adapters.backend import BackendDescriptor
+from cfgstore.adapters.backend import SHARED, BackendDescriptor
 
 
 @hookimpl
@@ -17,6 +17,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="file",
             description="AIClient-2-API JSON files in a configs folder (the embedded default)",
             factory=FileBackend,
-            capabilities=frozenset({"multi-process"}),
+            capabilities=frozenset({SHARED}),
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cfgstore import hookimpl
-from cfgstore.adapters.backend import BackendDescriptor
+from cfgstore.adapters.backend import SHARED, SHARED_LOGINS, BackendDescriptor
 
 
 @hookimpl
@@ -17,6 +17,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="redis",
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
-            capabilities=frozenset({"multi-instance", "change-feed", "replica"}),
+            capabilities=frozenset({SHARED, SHARED_LOGINS, "change-feed", "replica"}),
         )
     )

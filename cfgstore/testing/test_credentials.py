@@ -1,0 +1,207 @@
+"""Credentials: keyed by (type, uuid), compare-and-set, follow their node on rename
+(``cfgstore.hookspecs.credentials``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfgstore.adapters import Store
+from cfgstore.errors import InvalidData, NotFound, VersionConflict
+from cfgstore.model.credentials import Credential, TokenFormat, apply_refresh
+from cfgstore.model.versions import ANY_VERSION
+from cfgstore.testing.builders import make_node
+from cfgstore.testing.fixtures import deployment_fixture, store_fixture  # noqa: F401
+from cfgstore.testing.rules import rule, rule_raises
+
+pytestmark = pytest.mark.asyncio  # every test here is a coroutine
+
+KIRO = "claude-kiro-oauth"
+
+
+def kiro_doc(access: str) -> dict[str, object]:
+    return {
+        "accessToken": access,
+        "refreshToken": "FAKE-refresh",
+        "profileArn": "arn:aws:codewhisperer:us-east-1:000000000000:profile/FAKE",
+        "expiresAt": "2030-01-01T00:00:00.000Z",
+        "authMethod": "social",
+        "region": "us-east-1",
+    }
+
+
+async def test_absent_credential_is_none(store: Store) -> None:
+    with rule("cfgstore_credentials_get", "None when the node or its credential is absent"):
+        assert await store.credentials.get(KIRO, "nobody") is None
+        await store.pools.add_node(KIRO, make_node("k1"))
+        assert await store.credentials.get(KIRO, "k1") is None
+    with rule("cfgstore_credentials_list", "an empty store lists no credential"):
+        assert await store.credentials.list() == []
+
+
+async def test_create_read_and_compare_and_set(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    v1 = await store.credentials.put(Credential(KIRO, "k1", kiro_doc("A1")), None)
+    cred = await store.credentials.get(KIRO, "k1")
+    with rule(
+        "cfgstore_credentials_get",
+        "returns the document as stored (key order too) with the version put returned",
+    ):
+        assert cred is not None and cred.document == kiro_doc("A1") and cred.version == v1
+        assert list(cred.document) == list(kiro_doc("A1"))
+        assert cred.token_format is TokenFormat.KIRO
+
+    with (
+        rule(
+            "cfgstore_credentials_put",
+            "expected_version None when one exists raises VersionConflict",
+        ),
+        pytest.raises(VersionConflict),
+    ):
+        await store.credentials.put(Credential(KIRO, "k1", kiro_doc("X")), None)
+
+    fresh = apply_refresh(cred.document, {"accessToken": "A2"}, cred.token_format)
+    v2 = await store.credentials.put(Credential(KIRO, "k1", fresh), v1)
+    with rule("cfgstore_credentials_put", "every write returns a new version"):
+        assert v2 != v1
+    with rule(
+        "cfgstore_credentials_put",
+        "a stale expected_version raises VersionConflict "
+        "naming it (VersionConflict.expected) and writes nothing",
+    ):
+        with pytest.raises(VersionConflict) as info:
+            await store.credentials.put(Credential(KIRO, "k1", kiro_doc("stale")), v1)
+        assert info.value.expected == v1
+        got = await store.credentials.get(KIRO, "k1")
+        assert got is not None and got.document["accessToken"] == "A2"
+        assert got.document["profileArn"] == kiro_doc("A1")["profileArn"]
+
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("forced")), ANY_VERSION)
+    with rule("cfgstore_credentials_put", "ANY_VERSION overwrites unconditionally"):
+        got = await store.credentials.get(KIRO, "k1")
+        assert got is not None and got.document["accessToken"] == "forced"
+
+
+async def test_credentials_of_different_nodes_are_independent(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.pools.add_node(KIRO, make_node("k2"))
+    await store.pools.add_node("gemini-cli-oauth", make_node("g1", PROJECT_ID="p"))
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("one")), None)
+    await store.credentials.put(Credential(KIRO, "k2", kiro_doc("two")), None)
+    google = {"access_token": "ya29.FAKE", "refresh_token": "1//FAKE", "expiry_date": 1780131600000}
+    await store.credentials.put(Credential("gemini-cli-oauth", "g1", google), None)
+    with rule("cfgstore_credentials_list", "every stored credential, in pool order"):
+        refs = await store.credentials.list()
+        assert [(r.provider_type, r.uuid) for r in refs] == [
+            (KIRO, "k1"),
+            (KIRO, "k2"),
+            ("gemini-cli-oauth", "g1"),
+        ]
+    with rule("cfgstore_credentials_get", "each node's credential is its own"):
+        g = await store.credentials.get("gemini-cli-oauth", "g1")
+        assert g is not None and g.expiry_ms() == 1780131600000
+        k2 = await store.credentials.get(KIRO, "k2")
+        assert k2 is not None and k2.document["accessToken"] == "two"
+
+
+async def test_credential_follows_node_rename(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("old"))
+    await store.credentials.put(Credential(KIRO, "old", kiro_doc("mine")), None)
+    await store.pools.rename_node(KIRO, "old", "new")
+    with rule("cfgstore_pools_rename_node", "the stored credential moves with the node"):
+        assert await store.credentials.get(KIRO, "old") is None
+        moved = await store.credentials.get(KIRO, "new")
+        assert moved is not None and moved.document["accessToken"] == "mine"
+
+
+async def test_delete_credential(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("x")), None)
+    with rule("cfgstore_credentials_delete", "returns whether one existed; it is gone after"):
+        assert await store.credentials.delete(KIRO, "k1") is True
+        assert await store.credentials.delete(KIRO, "k1") is False
+        assert await store.credentials.get(KIRO, "k1") is None
+
+
+async def test_credential_for_missing_node_or_keyless_type_is_refused(store: Store) -> None:
+    with rule_raises("cfgstore_credentials_put", "an absent node raises NotFound", NotFound):
+        await store.credentials.put(Credential(KIRO, "ghost", kiro_doc("x")), None)
+    await store.pools.add_node("openai-custom", make_node("api-key-node"))
+    with (
+        rule(
+            "cfgstore_credentials_put",
+            "a provider type that keeps no credential files (an API-key type) raises InvalidData",
+        ),
+        pytest.raises(InvalidData),
+    ):
+        doc = {"k": 1}
+        await store.credentials.put(Credential("openai-custom", "api-key-node", doc), None)
+
+
+async def test_refresh_lock_is_exclusive_and_released_by_its_holder(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.pools.add_node(KIRO, make_node("k2"))
+    with rule(
+        "cfgstore_credentials_lock",
+        "a free lock returns a token, a held one None; each credential has its own",
+    ):
+        token = await store.credentials.lock(KIRO, "k1", 60_000)
+        assert token
+        assert await store.credentials.lock(KIRO, "k1", 60_000) is None
+        other = await store.credentials.lock(KIRO, "k2", 60_000)
+        assert other and other != token
+    with rule("cfgstore_credentials_unlock", "only the holder's token releases the lock, once"):
+        assert await store.credentials.unlock(KIRO, "k1", "not-the-token") is False
+        assert await store.credentials.lock(KIRO, "k1", 60_000) is None
+        assert await store.credentials.unlock(KIRO, "k1", token) is True
+        assert await store.credentials.unlock(KIRO, "k1", token) is False
+    with rule("cfgstore_credentials_lock", "a released lock can be taken again (new token)"):
+        again = await store.credentials.lock(KIRO, "k1", 60_000)
+        assert again and again != token
+
+
+async def test_refresh_lock_expires(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    stale = await store.credentials.lock(KIRO, "k1", 1)
+    assert stale
+    # A 1 ms lock is expired by the time the next call reaches the store (time moves on;
+    # this waits for no event, it only needs the clock to have advanced one millisecond).
+    fresh = None
+    for _ in range(1000):
+        fresh = await store.credentials.lock(KIRO, "k1", 60_000)
+        if fresh:
+            break
+    with rule("cfgstore_credentials_lock", "a lock expires by itself after ttl_ms"):
+        assert fresh and fresh != stale
+    with rule("cfgstore_credentials_unlock", "an expired lock taken by someone else is left alone"):
+        assert await store.credentials.unlock(KIRO, "k1", stale) is False
+        assert await store.credentials.unlock(KIRO, "k1", fresh) is True
+
+
+async def test_deleting_a_node_makes_its_credential_unreachable(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("gone", KIRO_OAUTH_CREDS_FILE_PATH="./k/g.json"))
+    await store.pools.add_node(KIRO, make_node("kept"))
+    await store.credentials.put(Credential(KIRO, "gone", kiro_doc("g")), None)
+    await store.credentials.put(Credential(KIRO, "kept", kiro_doc("k")), None)
+    assert await store.credentials.get(KIRO, "gone") is not None  # read (and cached) first
+    await store.pools.delete_node(KIRO, "gone")
+    with rule(
+        "cfgstore_pools_delete_node",
+        "the deleted node's credential is unreachable (get None, not listed)",
+    ):
+        assert await store.credentials.get(KIRO, "gone") is None
+        assert [r.uuid for r in await store.credentials.list()] == ["kept"]
+
+
+async def test_refresh_lock_stays_with_the_uuid_it_was_taken_for(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("before"))
+    token = await store.credentials.lock(KIRO, "before", 60_000)
+    assert token
+    await store.pools.rename_node(KIRO, "before", "after")
+    with rule(
+        "cfgstore_pools_rename_node",
+        "a refresh lock stays with the uuid it was taken for: its holder releases it by that name",
+    ):
+        assert await store.credentials.unlock(KIRO, "before", token) is True
+        fresh = await store.credentials.lock(KIRO, "after", 60_000)
+        assert fresh
+        assert await store.credentials.unlock(KIRO, "after", fresh) is True
