@@ -7,9 +7,11 @@ import pytest
 
 from cfgstore.adapters import Store
 from cfgstore.errors import InvalidData, NotFound, VersionConflict
-from cfgstore.model.credentials import Credential, TokenFormat, apply_refresh
+from cfgstore.model.credentials import Credential, TokenFormat, apply_refresh, credential_path_of
+from cfgstore.model.pools import node_to_json
 from cfgstore.model.versions import ANY_VERSION
 from cfgstore.testing.builders import make_node
+from cfgstore.testing.deployment import Deployment
 from cfgstore.testing.fixtures import deployment_fixture, store_fixture  # noqa: F401
 from cfgstore.testing.rules import rule, rule_raises
 
@@ -205,3 +207,37 @@ async def test_refresh_lock_stays_with_the_uuid_it_was_taken_for(store: Store) -
         fresh = await store.credentials.lock(KIRO, "after", 60_000)
         assert fresh
         assert await store.credentials.unlock(KIRO, "after", fresh) is True
+
+
+async def test_credentials_returned_are_copies(store: Store) -> None:
+    await store.pools.add_node(KIRO, make_node("k1"))
+    await store.credentials.put(Credential(KIRO, "k1", kiro_doc("mine")), None)
+    got = await store.credentials.get(KIRO, "k1")
+    assert got is not None
+    got.document["accessToken"] = "poison"
+    with rule(
+        "cfgstore_credentials_get",
+        "values returned are copies: mutating the document changes nothing in the store",
+    ):
+        again = await store.credentials.get(KIRO, "k1")
+        assert again is not None and again.document["accessToken"] == "mine"
+
+
+async def test_a_credential_put_for_a_node_without_a_path_gets_one(
+    deployment: Deployment,
+) -> None:
+    """Checked on the bottom backend alone: it is the one that assigns the path."""
+    async with deployment.open(backends=deployment.settings.chain[-1:]) as store:
+        await store.pools.add_node(KIRO, make_node("k1"))
+        await store.credentials.put(Credential(KIRO, "k1", kiro_doc("mine")), None)
+        with rule(
+            "cfgstore_credentials_put",
+            "a node that names no token path is given one (new_credential_path), and the "
+            "credential lists it as its source_path",
+        ):
+            node = await store.pools.get_node(KIRO, "k1")
+            assert node is not None
+            carrier = credential_path_of(KIRO, node)
+            assert carrier is not None, f"the node names no token path: {node_to_json(node)}"
+            [ref] = await store.credentials.list()
+            assert ref.source_path == carrier[1]

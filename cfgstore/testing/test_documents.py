@@ -198,3 +198,31 @@ async def test_meta_fields(deployment: Deployment) -> None:
                 "namespace": "abc",
                 "migrated_at": "2026-05-30T08:00:00.000Z",
             }
+
+
+async def test_documents_returned_are_copies(store: Store) -> None:
+    await store.config.put({"A": {"deep": [1]}}, ABSENT_VERSION)
+    await store.custom_models.add(CustomModel("m", {"id": "m", "x": [1]}))
+    await store.plugin_config.put(PluginConfig({"p": {"enabled": True}}))
+    await store.usage_cache.put(UsageCache("t0", {"grok-web": {"n": [1]}}))
+    config = await store.config.get()
+    config.document["A"]["deep"].append("poison")
+    config.document["B"] = 1
+    models = await store.custom_models.list()
+    models[0].document["x"].append("poison")
+    models.clear()
+    plugins = await store.plugin_config.get()
+    plugins.plugins["p"]["enabled"] = False
+    cache = await store.usage_cache.get()
+    assert cache is not None
+    cache.providers["grok-web"]["n"].append("poison")
+    text = "values returned are copies: mutating them changes nothing in the store"
+    with rule("cfgstore_config_get", text):
+        assert (await store.config.get()).document == {"A": {"deep": [1]}}
+    with rule("cfgstore_custom_models_list", text):
+        assert [m.document for m in await store.custom_models.list()] == [{"id": "m", "x": [1]}]
+    with rule("cfgstore_plugin_config_get", text):
+        assert (await store.plugin_config.get()).is_enabled("p")
+    with rule("cfgstore_usage_cache_get", text):
+        again = await store.usage_cache.get()
+        assert again is not None and again.providers == {"grok-web": {"n": [1]}}
