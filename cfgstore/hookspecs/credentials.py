@@ -3,7 +3,9 @@
 A credential remembers the path string its node names (``source_path``) so that export can
 write it back where it came from. Writes are compare-and-set on an opaque version: a token
 refresh reads a credential, computes the new document, and writes it with the version it
-read; a concurrent refresh makes the second writer fail instead of silently overwriting.
+read; a concurrent refresh makes the second writer fail instead of silently overwriting
+(:class:`~cfgstore.errors.VersionConflict` carries the version the caller passed as
+``expected``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 @hookspec
 async def cfgstore_credentials_get(provider_type: str, uuid: str) -> Credential | None:
     """Return the node's credential with its current version, or ``None`` when the node
-    or its credential is absent.
+    or its credential is absent. The document comes back as put, key order included.
 
     Raises :class:`~cfgstore.errors.InvalidData` when the stored document is not a JSON
     object (naming the file or key).
@@ -37,7 +39,12 @@ async def cfgstore_credentials_put(credential: Credential, expected_version: str
     replaced atomically; merge policies (Kiro merges, others replace) are applied by the
     caller (:func:`cfgstore.model.credentials.apply_refresh`). Returns the new version.
     Raises :class:`~cfgstore.errors.NotFound` when the backend can only store credentials
-    for existing nodes and the node is absent.
+    for existing nodes and the node is absent, and
+    :class:`~cfgstore.errors.InvalidData` when the provider type keeps no credential files
+    (an API-key type: :func:`cfgstore.model.credentials.path_keys_for` is empty). A node
+    that names no token path yet is given one first, in the Node service's upload
+    convention (:func:`cfgstore.model.credentials.new_credential_path`), so that export
+    writes the credential back to a file.
     """
 
 
