@@ -84,8 +84,12 @@ async def test_pool_writes_publish(deployment: Deployment) -> None:
         await events.expect(
             "cfgstore_pools_set_disabled", "pools", pools.set_disabled(KIRO, "a", True)
         )
-        await pools.record_failure(KIRO, "b", "boom", max_error_count=1)
-        await events.expect("cfgstore_pools_apply_records", "pools", store.flush())
+
+        async def record_then_flush() -> None:  # records publish when applied or flushed
+            await pools.record_failure(KIRO, "b", "boom", max_error_count=1)
+            await store.flush()
+
+        await events.expect("cfgstore_pools_apply_records", "pools", record_then_flush())
         await events.expect("cfgstore_pools_reset_health", "pools", pools.reset_health(KIRO))
         await events.expect(
             "cfgstore_pools_rename_node", "pools", pools.rename_node(KIRO, "a", "a2")
