@@ -39,13 +39,14 @@ PROJECT = "cfgstore"
 CFGSTORE_API_VERSION = "1.0"
 """The version of the hook specifications, ``MAJOR.MINOR``; a plugin may check it.
 
-A MINOR step only adds: an optional hook (replica-like operations, observers, commands), an
-argument appended to a spec (implementations that do not declare it keep working: pluggy
-passes only the arguments an implementation names), a capability, a contract test for a rule
-the docstrings already state. A MAJOR step may break plugins: a new required storage
-operation, a hook or an argument removed or renamed, a changed meaning or return type, a new
-rule conforming backends may break. What a MAJOR step removes is first marked deprecated in
-its docstring for at least one MINOR release, naming its replacement."""
+A MINOR step only adds what no existing plugin has to implement: an optional hook (optional
+operations such as :mod:`cfgstore.hookspecs.replica`, observers), a capability, a model
+helper, a contract test for a rule the docstrings already state. A MAJOR step may break
+plugins: a new required storage operation, an argument added to a spec (implementations
+declare exactly the spec's arguments), a hook or an argument removed or renamed, a changed
+meaning or return type, a new rule conforming backends may break. What a MAJOR step removes
+or changes is first marked deprecated in its docstring for at least one MINOR release,
+naming its replacement."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cfgstore import hookimpl
-from cfgstore.adapters.backend import SHARED, SHARED_LOGINS, BackendDescriptor
+from cfgstore.adapters.backend import BackendDescriptor
 
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
+    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS
     from cfgstore_redis.backend import RedisBackend
 
     register(
