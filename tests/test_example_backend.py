@@ -1,12 +1,14 @@
 """The example third-party backend (``examples/dict-backend``) and the contract suite as a
 product, tried the way an outside author would.
 
-The example distribution is built by its own build backend and installed (``uv pip install
---target``) into a folder of its own; a separate ``python -m pytest --pyargs
-cfgstore.testing`` process, started outside this repository (no ini, no conftest of ours),
-finds it by its entry point and runs every contract test on ``memory,dict``. A copy that
-publishes no change events must fail, naming the rule. The core cfgstore (and its
-``pytest11`` plugin) is the one this environment has installed.
+The example distribution and the core one are built by their build backend and installed
+(``uv pip install --target``) into a folder of their own; a separate ``python -m pytest
+--pyargs cfgstore.testing`` process, started outside this repository (no ini, no conftest of
+ours), with that folder first on its path, imports the suite and its ``pytest11`` plugin
+from the installed core wheel, finds the example by its entry point and runs every contract
+test on ``memory,dict``. A copy of the example that publishes no change events must fail,
+naming the rule. Third-party dependencies (pluggy, pytest…) and the memory layer come from
+this environment.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ INSTALL_TIMEOUT_S = 180
 SUITE_TIMEOUT_S = 300
 
 
-def install(source: Path, target: Path) -> Path:
-    """Build ``source`` and install it (no dependencies: cfgstore is here) into ``target``;
-    from the uv cache when it has the build backend, else from the index."""
+def install(target: Path, *sources: Path) -> Path:
+    """Build ``sources`` and install them (no dependencies) into ``target``; the build
+    backend from the uv cache when it is there, else from the index."""
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("installing the example distribution needs uv on PATH")
-    command = [uv, "pip", "install", "--no-deps", "--target", str(target), str(source)]
+    command = [uv, "pip", "install", "--no-deps", "--target", str(target), *map(str, sources)]
     result = subprocess.run(
         [*command[:3], "--offline", *command[3:]],
         capture_output=True,
@@ -43,9 +45,19 @@ def install(source: Path, target: Path) -> Path:
     )
     if result.returncode != 0:
         result = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
-    assert result.returncode == 0, f"installing {source.name} failed:\n{result.stderr}"
+    assert result.returncode == 0, f"installing {sources} failed:\n{result.stderr}"
     assert list(target.glob("cfgstore_dict*.dist-info/entry_points.txt")), "no entry points"
     return target
+
+
+def suite_env(site: Path | None) -> dict[str, str]:
+    """This environment, minus pytest's and cfgstore's variables, ``site`` first on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CFGSTORE_"))}
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        )
+    return env
 
 
 def run_suite(site: Path | None, workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,12 +65,8 @@ def run_suite(site: Path | None, workdir: Path, *args: str) -> subprocess.Comple
     extra import path is ``site``, in a folder outside the repository."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "pytest.ini").write_text("[pytest]\n")  # this, not the repository's
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CFGSTORE_"))}
+    env = suite_env(site)
     env["CFGSTORE_TEST_SCALE"] = "0.05"  # the heavy scenarios small: this is about wiring
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep
-        )
     pytest_args = ["--pyargs", "cfgstore.testing", "-p", "no:cacheprovider", "-q"]
     return subprocess.run(
         [sys.executable, "-m", "pytest", *pytest_args, "--basetemp", str(workdir / "tmp"), *args],
@@ -71,7 +79,16 @@ def run_suite(site: Path | None, workdir: Path, *args: str) -> subprocess.Comple
 
 
 def test_the_example_backend_passes_the_contract_suite(tmp_path: Path) -> None:
-    site = install(EXAMPLE, tmp_path / "site")
+    site = install(tmp_path / "site", ROOT, EXAMPLE)
+    imported = subprocess.run(
+        [sys.executable, "-c", "import cfgstore.testing.plugin as p; print(p.__file__)"],
+        cwd=tmp_path,  # not the checkout: `python -c` puts the working directory first
+        env=suite_env(site),
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT_S,
+    )
+    assert Path(imported.stdout.strip()).is_relative_to(site), imported  # the wheel's copy
     result = run_suite(
         site,
         tmp_path / "run",
@@ -96,7 +113,7 @@ def test_a_backend_that_publishes_no_change_events_fails_naming_the_rule(tmp_pat
     module.write_text(text.replace(PUBLISH_LINE, "        pass  # broken: publishes nothing\n"))
     project = broken / "pyproject.toml"
     project.write_text(project.read_text().replace('"cfgstore-dict"', '"cfgstore-dict-broken"'))
-    site = install(broken, tmp_path / "site")
+    site = install(tmp_path / "site", broken)
 
     # The rule's own tests, and one that shows the symptom on the chain.
     selected = "-k", "change_events or system_prompt_is_kept_verbatim"
