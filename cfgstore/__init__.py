@@ -4,7 +4,7 @@ Backends are pluggy plugins (entry-point group ``cfgstore``); consumers hold a
 :class:`cfgstore.adapters.Store`. ``hookimpl`` marks backend and plugin implementations.
 """
 
-from cfgstore.hookspecs import hookimpl, hookspec
+from cfgstore.hookspecs import CFGSTORE_API_VERSION, hookimpl, hookspec
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "hookimpl", "hookspec"]
+__all__ = ["CFGSTORE_API_VERSION", "__version__", "hookimpl", "hookspec"]

@@ -56,10 +56,28 @@ class BackendContext:
     notify: Callable[..., None] = lambda hook_name, **kwargs: None
 
 
+SHARED = "shared"
+"""Capability: several stores opened with the same settings (instances, in one process or in
+several) work on one storage. No write of one is lost by another: counters are exact across
+them, compare-and-set and refresh locks hold across them, and a session added or ended
+through one is seen by the others at their next read. The file and Redis backends declare
+it; the contract suite (:mod:`cfgstore.testing`) then runs its several-instance tests."""
+
+SHARED_LOGINS = "shared-logins"
+"""Capability: the admin-login counter (:mod:`cfgstore.hookspecs.login_guard`) is shared by
+every instance too, so concurrent failures through several stores count exactly once each.
+Without it each store counts its own (the file backend, like the Node service)."""
+
+
 @attrs.frozen
 class BackendDescriptor:
     """A backend offered by a plugin. ``factory`` returns an object whose ``async``
-    hookimpls implement storage operations; ``layer`` backends need a backend below them."""
+    hookimpls implement storage operations; ``layer`` backends need a backend below them.
+
+    ``capabilities`` are plain strings the core and the contract suite look for:
+    :data:`SHARED`, :data:`SHARED_LOGINS`, ``"replica"`` (the optional operations of
+    :mod:`cfgstore.hookspecs.replica`), ``"outage-fallback"`` (a layer that serves through
+    the outages of a replica backend below it). Others are shown, never interpreted."""
 
     name: str
     description: str

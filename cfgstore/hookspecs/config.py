@@ -35,5 +35,7 @@ async def cfgstore_config_put(document: dict[str, JSONValue], expected_version: 
 
     Compare-and-set (FR-003): raises :class:`~cfgstore.errors.VersionConflict` and writes
     nothing on mismatch; :data:`cfgstore.model.versions.ANY_VERSION` skips the check.
-    Returns the new version. Never blocks the caller's event loop.
+    Raises :class:`~cfgstore.errors.InvalidData` and writes nothing when ``document`` is
+    not a JSON object (a list, a string…), whatever the version. Returns the new version.
+    Never blocks the caller's event loop.
     """

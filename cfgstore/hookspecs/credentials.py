@@ -22,6 +22,8 @@ refresh — through the same node or another sharing the file — makes the seco
 instead of silently overwriting. A version is never reused for other content, of the same
 file or another: a write whose node was pointed at another file since its read fails too
 (unless that file holds the very content that was read).
+:class:`~cfgstore.errors.VersionConflict` carries the version the caller passed as
+``expected``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ async def cfgstore_credentials_get(provider_type: str, uuid: str) -> Credential 
     """Return the credential of the file the node names, with its current version, or
     ``None`` when the node, its path or the credential is absent. Nodes sharing the file get
     the same document and version (``provider_type``/``uuid`` are the asking node's).
+    The document comes back as put, key order included.
 
     Raises :class:`~cfgstore.errors.InvalidData` when the stored document is not a JSON
     object (naming the file or key).
@@ -57,7 +60,12 @@ async def cfgstore_credentials_put(credential: Credential, expected_version: str
     replaced atomically; merge policies (Kiro merges, others replace) are applied by the
     caller (:func:`cfgstore.model.credentials.apply_refresh`). Returns the new version.
     Raises :class:`~cfgstore.errors.NotFound` when the backend can only store credentials
-    for existing nodes and the node is absent.
+    for existing nodes and the node is absent, and
+    :class:`~cfgstore.errors.InvalidData` when the provider type keeps no credential files
+    (an API-key type: :func:`cfgstore.model.credentials.path_keys_for` is empty). A node
+    that names no token path yet is given one first, in the Node service's upload
+    convention (:func:`cfgstore.model.credentials.new_credential_path`), so that export
+    writes the credential back to a file.
     """
 
 

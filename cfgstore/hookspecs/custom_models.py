@@ -27,7 +27,8 @@ async def cfgstore_custom_models_add(model: CustomModel) -> None:
 async def cfgstore_custom_models_update(
     model_id: str, changes: Mapping[str, JSONValue]
 ) -> CustomModel:
-    """Shallow-merge ``changes`` (``id`` cannot change) and return the stored model.
+    """Shallow-merge ``changes`` and return the stored model: keys keep their position,
+    new keys are appended, and an ``id`` in ``changes`` is ignored (the id cannot change).
 
     Raises :class:`~cfgstore.errors.NotFound`.
     """

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 @hookspec
 def cfgstore_changed(event: ChangeEvent) -> object:
-    """Stored data changed (in this process or, once noticed, in another one)."""
+    """Stored data changed (in this process or, once noticed, in another one).
+
+    Backends publish through ``BackendContext.publish`` before a write returns (the rule is
+    in :mod:`cfgstore.hookspecs`); caching layers drop what ``event.entity`` names."""
 
 
 @hookspec

@@ -24,7 +24,11 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
     """Announce backends: call ``register(BackendDescriptor(...))`` once per backend.
 
     Synchronous and side-effect free apart from the calls to ``register``. Two descriptors
-    with one name are a configuration error reported at start-up.
+    with one name are a configuration error reported at start-up. The descriptor's
+    ``capabilities`` say what the storage can do beyond the contract
+    (:data:`~cfgstore.adapters.backend.SHARED`: several instances on one storage;
+    :data:`~cfgstore.adapters.backend.SHARED_LOGINS`; ``"replica"``); the contract suite
+    runs its several-instance tests by them.
     """
 
 

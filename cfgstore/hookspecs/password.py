@@ -15,4 +15,7 @@ async def cfgstore_password_get() -> str | None:
 
 @hookspec
 async def cfgstore_password_put(stored: str) -> None:
-    """Replace the stored form atomically (written without a trailing newline)."""
+    """Replace the stored form atomically (written without a trailing newline).
+
+    Raises :class:`~cfgstore.errors.InvalidData` and keeps the stored form when ``stored``
+    is empty or only whitespace (it would read back as "no password")."""

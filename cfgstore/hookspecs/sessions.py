@@ -23,7 +23,10 @@ async def cfgstore_sessions_add(token: str, session: UiSession) -> None:
 
 @hookspec
 async def cfgstore_sessions_get(token: str, now_ms: int) -> UiSession | None:
-    """Return the session, or ``None`` when absent or expired at ``now_ms``."""
+    """Return the session, or ``None`` when absent or expired at ``now_ms``: a session is
+    expired from its ``expiry_time`` on (``now_ms >= expiry_time``,
+    :meth:`cfgstore.model.sessions.UiSession.expired`), the same instant for every
+    operation here."""
 
 
 @hookspec

@@ -1,14 +1,5 @@
-"""Builders shared by contract tests."""
+"""Builders shared by the repository's tests (they ship with the contract suite)."""
 
-from __future__ import annotations
+from cfgstore.testing.builders import make_node
 
-import uuid as uuidlib
-from typing import Any
-
-from cfgstore.model.pools import ProviderNode, node_from_json
-
-
-def make_node(uuid: str | None = None, **fields: Any) -> ProviderNode:
-    doc: dict[str, Any] = {"customName": None, "uuid": uuid or str(uuidlib.uuid4())}
-    doc.update(fields)
-    return node_from_json(doc, "test")
+__all__ = ["make_node"]

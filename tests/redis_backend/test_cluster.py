@@ -1,8 +1,8 @@
 """The Redis backend on a real Redis Cluster (three masters, private ``redis-server`` processes).
 
-* The whole backend contract suite (``tests/contract``: hot path, pools, credentials,
+* The whole backend contract suite (:mod:`cfgstore.testing`: hot path, pools, credentials,
   documents, sessions) runs unchanged against the cluster: every contract test coroutine is
-  called directly with a :class:`~tests.contract.conftest.Deployment` (or a store opened
+  called directly with a :class:`~cfgstore.testing.deployment.Deployment` (or a store opened
   from it) whose settings name ``redis+cluster://…``. The hot-path part includes exact
   concurrent increments (sized by ``CFGSTORE_TEST_SCALE``), two OS processes incrementing
   one account, a health update beside usage on another node, an admin edit during the hot
@@ -46,16 +46,16 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION
-from cfgstore_redis.acl import acl_rules
-from tests.contract import (
+from cfgstore.testing import (
     test_credentials,
     test_documents,
     test_hot_path,
     test_pools,
     test_sessions,
 )
-from tests.contract.conftest import Deployment
-from tests.contract.helpers import make_node
+from cfgstore.testing.builders import make_node
+from cfgstore.testing.deployment import Deployment
+from cfgstore_redis.acl import acl_rules
 from tests.file_backend.observer import watch
 from tests.support.redis_server import pid_exists
 from tests.support.redis_topologies import ClusterTopology
@@ -115,7 +115,7 @@ def _deployment(cluster: ClusterTopology, tmp_path: Path, prefix: str | None = N
         redis_url=cluster.url,
         redis_prefix=prefix or f"t{uuidlib.uuid4().hex[:12]}",
     )
-    return Deployment("redis-cluster", settings)
+    return Deployment(settings, tmp_path)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
+    from cfgstore.adapters.backend import SHARED
     from cfgstore_file.backend import FileBackend
 
     register(
@@ -25,6 +26,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="file",
             description="AIClient-2-API JSON files in a configs folder (the embedded default)",
             factory=FileBackend,
-            capabilities=frozenset({"multi-process"}),
+            capabilities=frozenset({SHARED}),
         )
     )

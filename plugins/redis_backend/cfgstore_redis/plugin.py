@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
+    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS
     from cfgstore_redis.backend import RedisBackend
 
     register(
@@ -32,6 +33,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="redis",
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
-            capabilities=frozenset({"multi-instance", "change-feed", "replica"}),
+            capabilities=frozenset({SHARED, SHARED_LOGINS, "change-feed", "replica"}),
         )
     )
