@@ -4,6 +4,7 @@ it), compare-and-set, follow their node on rename (``cfgstore.hookspecs.credenti
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 
@@ -380,3 +381,16 @@ async def test_a_node_added_naming_a_stored_file_shares_its_credential(store: St
         late = await store.credentials.get(KIRO, "late")
         assert late is not None and late.document["accessToken"] == "first"
         assert late.version == version
+
+
+async def test_a_kiro_credential_keeps_its_sibling_files(store: Store) -> None:
+    """Kiro's IdC client registration lives in other ``*.json`` files of the token's folder
+    (``Credential.siblings``): what export writes back beside the token."""
+    await store.pools.add_node(KIRO, make_node("k1", **{PATH_KEY: "configs/kiro/s/s.json"}))
+    siblings: dict[str, dict[str, object]] = {"client.json": {"clientId": "FAKE-client"}}
+    await store.credentials.put(
+        Credential(KIRO, "k1", kiro_doc("mine"), siblings=copy.deepcopy(siblings)), None
+    )
+    with rule("cfgstore_credentials_get", "a Kiro credential comes back with its siblings"):
+        got = await store.credentials.get(KIRO, "k1")
+        assert got is not None and got.siblings == siblings, got

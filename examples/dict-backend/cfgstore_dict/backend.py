@@ -22,6 +22,7 @@ How it keeps the contract (``cfgstore.hookspecs``):
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import secrets
@@ -80,6 +81,9 @@ from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
 from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION
 
+StoredCredential = tuple[dict[str, JSONValue], str, dict[str, dict[str, JSONValue]]]
+"""A token file's credential: its document, version and (Kiro) sibling files."""
+
 
 class DictBackend:
     def __init__(self, context: BackendContext) -> None:
@@ -91,8 +95,8 @@ class DictBackend:
         )
         self.meta: dict[str, str] = {}
         self.pools = ProviderPools()
-        # By token file (credential_file_key): document, version.
-        self.credentials: dict[str, tuple[dict[str, JSONValue], str]] = {}
+        # By token file (credential_file_key): document, version, Kiro sibling files.
+        self.credentials: dict[str, StoredCredential] = {}
         self.config: tuple[dict[str, JSONValue], str] | None = None
         self.system_prompt: str | None = None
         self.custom_models: list[CustomModel] = []
@@ -100,6 +104,7 @@ class DictBackend:
         self.password: str | None = None
         self.usage_cache: UsageCache | None = None
         self.plugin_config = PluginConfig()
+        self.kept_files: dict[str, bytes] = {}  # deployment files kept as opaque bytes
         self.last_version = 0
         # Not saved: refresh locks and login counts live as long as this store.
         self.locks: dict[str, tuple[str, int]] = {}  # by lock key: token, expiry (epoch ms)
@@ -131,7 +136,7 @@ class DictBackend:
     def _load(self, doc: dict[str, Any], source: str) -> None:
         self.meta = doc["meta"]
         self.pools = pools_from_json(doc["pools"], source)
-        self.credentials = {f: (d, v) for f, d, v in doc["credentials"]}
+        self.credentials = {f: (d, v, s) for f, d, v, s in doc["credentials"]}
         config = doc["config"]
         self.config = (config["document"], config["version"]) if config else None
         self.system_prompt = doc["system_prompt"]
@@ -141,6 +146,7 @@ class DictBackend:
         cache = doc["usage_cache"]
         self.usage_cache = usage_cache_from_json(cache, source) if cache is not None else None
         self.plugin_config = plugin_config_from_json(doc["plugins"], source)
+        self.kept_files = {k: base64.b64decode(v) for k, v in doc["kept_files"].items()}
         self.last_version = doc["last_version"]
 
     @hookimpl
@@ -149,7 +155,7 @@ class DictBackend:
         doc: dict[str, Any] = {
             "meta": self.meta,
             "pools": pools_to_json(self.pools),
-            "credentials": [[f, d, v] for f, (d, v) in self.credentials.items()],
+            "credentials": [[f, d, v, s] for f, (d, v, s) in self.credentials.items()],
             "config": {"document": config[0], "version": config[1]} if config else None,
             "system_prompt": self.system_prompt,
             "custom_models": models_to_json(self.custom_models),
@@ -157,6 +163,7 @@ class DictBackend:
             "password": self.password,
             "usage_cache": self.usage_cache.to_json() if self.usage_cache else None,
             "plugins": self.plugin_config.to_json(),
+            "kept_files": {k: base64.b64encode(v).decode() for k, v in self.kept_files.items()},
             "last_version": self.last_version,
         }
         data = json.dumps(doc, ensure_ascii=False).encode()  # on the loop: a consistent state
@@ -326,6 +333,17 @@ class DictBackend:
         self._changed("pools")
         self._changed("credentials")
 
+    # -- kept files (optional: what cfgctl migrate keeps of a deployment as bytes) ----------
+
+    @hookimpl
+    async def cfgstore_kept_files_get(self) -> dict[str, bytes]:
+        return dict(self.kept_files)
+
+    @hookimpl
+    async def cfgstore_kept_files_put(self, files: dict[str, bytes]) -> None:
+        self.kept_files = dict(files)
+        self._changed("kept_files")
+
     # -- credentials -----------------------------------------------------------------------
 
     def _file_of(self, provider_type: str, uuid: str) -> str | None:
@@ -349,6 +367,7 @@ class DictBackend:
             uuid,
             copy.deepcopy(stored[0]),
             source_path=carrier[1] if carrier else None,
+            siblings=copy.deepcopy(stored[2]),
             token_format=token_format_for(provider_type),
             version=stored[1],
         )
@@ -374,7 +393,11 @@ class DictBackend:
             assert file_key is not None
             self._changed("pools")
         version = self._new_version()
-        self.credentials[file_key] = (copy.deepcopy(credential.document), version)
+        self.credentials[file_key] = (
+            copy.deepcopy(credential.document),
+            version,
+            copy.deepcopy(credential.siblings),
+        )
         self._changed("credentials")
         return version
 
