@@ -9,7 +9,7 @@ from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflic
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.usage_cache import UsageCache
-from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION
+from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, SCHEMA_VERSION
 from tests.contract.conftest import Deployment
 
 
@@ -134,11 +134,11 @@ async def test_meta_fields(deployment: Deployment) -> None:
     async with deployment.open() as store:
         before = await store.meta.get()  # a Redis namespace is seeded with schema and id
         assert set(before) <= {"schema", "namespace"}
-        await store.meta.update({"schema": "1", "namespace": "abc"})
+        await store.meta.update({"schema": str(SCHEMA_VERSION), "namespace": "abc"})
         await store.meta.update({"migrated_at": "2026-05-30T08:00:00.000Z"})
     async with deployment.open() as store:
         assert await store.meta.get() == {
-            "schema": "1",
+            "schema": str(SCHEMA_VERSION),
             "namespace": "abc",
             "migrated_at": "2026-05-30T08:00:00.000Z",
         }

@@ -88,8 +88,11 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
                 "LOGIN_FAILURE",
                 "LOGIN_ATTEMPT",
                 "DELETE_SESSIONS_EXCEPT",
+                "UPGRADE_NODE",
+                "FINISH_UPGRADE",
             )
         }
+        self.writer = GroupCommitWriter(self._send_records)  # the schema upgrade reads pools
         if reachable:
             try:
                 await self._check_schema()
@@ -99,7 +102,6 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
             self.warnings = await self.connection.server_warnings()
             for warning in self.warnings:
                 log.warning("%s", warning)
-        self.writer = GroupCommitWriter(self._send_records)
         self._feed_ready = asyncio.Event()
         self._feed_task = asyncio.get_running_loop().create_task(self._follow_feed())
         if reachable:
