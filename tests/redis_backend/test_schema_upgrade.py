@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,9 +20,11 @@ import redis
 from cfgstore.adapters import Settings, Store
 from cfgstore.model.credentials import Credential, same_file_key
 from cfgstore.model.versions import SCHEMA_VERSION
+from cfgstore_redis.acl import acl_rules
 from cfgstore_redis.keys import Keys
 from tests.cli.deployments import Namespace, cfgctl, describe, private_namespace
 from tests.redis_backend.namespaces import CHAINS
+from tests.support.redis_server import RedisServerProcess
 
 KIRO, GEMINI = "claude-kiro-oauth", "gemini-cli-oauth"
 KIRO_KEY, GEMINI_KEY = "KIRO_OAUTH_CREDS_FILE_PATH", "GEMINI_OAUTH_CREDS_FILE_PATH"
@@ -262,3 +265,28 @@ async def test_a_namespace_holding_no_schema_1_credential_is_only_marked(
     async with Store.open(settings(redis_url, prefix, "redis", tmp_path)) as store:
         assert await store.credentials.list() == []
     assert raw.hget(Keys(prefix).meta, "schema") == "2"
+
+
+async def test_the_upgrade_runs_as_the_documented_least_privileged_user(
+    redis_server_process: RedisServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The documented ACL grants everything the upgrade sends (a refusal would be in
+    ``ACL LOG``), and the upgrade says what it did in one line."""
+    admin = redis.Redis.from_url(redis_server_process.url, decode_responses=True)
+    try:
+        admin.execute_command(
+            "ACL", "SETUSER", "cfgstore", "on", ">s3cret-acl-pw", *acl_rules("upns").split()
+        )
+        write_schema_1(admin, "upns")
+        url = f"redis://cfgstore:s3cret-acl-pw@127.0.0.1:{redis_server_process.port}/0"
+        with caplog.at_level(logging.INFO, logger="cfgstore.redis"):
+            async with Store.open(settings(url, "upns", "memory+redis", tmp_path)) as store:
+                assert await access(store, KIRO, "c") == "c-pathless"
+        assert admin.hget("{upns}:meta", "schema") == "2"
+        refused = [e["object"] for e in admin.execute_command("ACL", "LOG")]
+        assert [r for r in refused if r != "client|setinfo"] == []
+    finally:
+        admin.close()
+    [summary] = [r.getMessage() for r in caplog.records if "upgraded namespace" in r.getMessage()]
+    assert "5 nodes linked" in summary and "3 credentials moved" in summary
+    assert "1 duplicates" in summary and "1 token paths" in summary
