@@ -15,7 +15,7 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext
-from cfgstore.errors import CfgStoreError, StorageServerError, StorageUnavailable
+from cfgstore.errors import CfgStoreError, StorageUnavailable
 from cfgstore.model.events import ENTITIES, ChangeEvent
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
@@ -96,7 +96,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
         if reachable:
             try:
                 await self._check_schema()
-            except StorageServerError:
+            except CfgStoreError:  # a newer schema, or the storage failing mid-upgrade
                 await self.connection.close()
                 raise
             self.warnings = await self.connection.server_warnings()
