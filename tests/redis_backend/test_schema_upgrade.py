@@ -201,7 +201,16 @@ async def test_an_interrupted_upgrade_is_finished_by_the_next_open(
         )
         raw.hset(keys.node(provider_type, uuid), "@cred", file_key)
         raw.delete(keys.legacy_credential(provider_type, uuid))
+    # c was given a path (and joined its file), its credential not moved yet.
+    c_path = "./configs/kiro/17_kiro-auth-token/17_kiro-auth-token.json"
+    c_node = keys.node(KIRO, "c")
+    raw.hset(c_node, mapping={"@doc": json.dumps({KIRO_KEY: c_path}), "@docver": "3"})
+    raw.hset(c_node, "@layout", raw.hget(c_node, "@layout") + f"\x1f{KIRO_KEY}")
+    raw.hset(c_node, "@cred", same_file_key(c_path))
+    raw.hset(keys.credential(same_file_key(c_path)), "users", f"{KIRO}:c")
     async with Store.open(settings(redis_url, prefix, "redis", tmp_path)) as store:
+        c = await store.pools.get_node(KIRO, "c")
+        assert c is not None and c.settings[KIRO_KEY] == c_path  # kept, not given another
         assert await access(store, KIRO, "a") == "b-newer"
         assert await access(store, KIRO, "b") == "b-newer"
         assert await access(store, KIRO, "c") == "c-pathless"
