@@ -141,6 +141,7 @@ class SchemaOps(PoolOps, CredentialOps):
     async def _upgrade_pass(self, counts: Counter[str]) -> bool:
         """One pass over every node; ``False`` when something it read changed before it
         was written (nothing of that node was written: the caller passes again)."""
+        counts["left"] = 0  # counted again by every pass
         pools = await self.cfgstore_pools_list()
         nodes = list(pools)
         rows = await self._upgrade_rows([(t, n.uuid) for t, n in nodes])
