@@ -10,7 +10,7 @@ from cfgstore.errors import AlreadyExists, InvalidData, NotFound, VersionConflic
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.usage_cache import UsageCache
-from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION
+from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, SCHEMA_VERSION
 from cfgstore.testing.deployment import Deployment
 from cfgstore.testing.fixtures import deployment_fixture, store_fixture  # noqa: F401
 from cfgstore.testing.rules import rule, rule_raises
@@ -189,12 +189,12 @@ async def test_meta_fields(deployment: Deployment) -> None:
         ):
             before = await store.meta.get()
             assert set(before) <= {"schema", "namespace"}
-        await store.meta.update({"schema": "1", "namespace": "abc"})
+        await store.meta.update({"schema": str(SCHEMA_VERSION), "namespace": "abc"})
         await store.meta.update({"migrated_at": "2026-05-30T08:00:00.000Z"})
     async with deployment.open() as store:
         with rule("cfgstore_meta_update", "sets the given fields, keeps the others, durably"):
             assert await store.meta.get() == {
-                "schema": "1",
+                "schema": str(SCHEMA_VERSION),
                 "namespace": "abc",
                 "migrated_at": "2026-05-30T08:00:00.000Z",
             }

@@ -239,7 +239,7 @@ def test_init_on_an_empty_namespace_writes_everything(
     assert not asyncio.run(verifies(settings(redis_url, prefix), DEFAULT_PASSWORD))
 
     meta = stored["meta"]
-    assert meta["schema"] == "1"
+    assert meta["schema"] == str(SCHEMA_VERSION)
     assert re.fullmatch(r"[0-9a-f]{32}", meta["namespace"])
     assert meta["created_by"] == f"cfgstore {cfgstore.__version__}"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", meta["initialized_at"])
@@ -285,7 +285,7 @@ def test_init_json_reports_a_summary_with_the_generated_secrets_once(
     api_key = summary["generated_api_key"]
     assert result.stdout.count(password) == 1 and result.stdout.count(api_key) == 1
     assert summary["initialised"] is True and summary["forced"] is False
-    assert summary["redis_prefix"] == prefix and summary["schema"] == "1"
+    assert summary["redis_prefix"] == prefix and summary["schema"] == str(SCHEMA_VERSION)
     assert summary["password"] == "generated"
     assert summary["plugins"]["default-auth"] is True
     assert summary["kept"] == {"provider_types": 0, "nodes": 0, "credentials": 0}
@@ -395,12 +395,13 @@ def test_init_refuses_a_namespace_with_data_and_writes_nothing(
 def test_init_refuses_a_namespace_with_a_newer_schema(
     prefix: str, redis_url: str, raw: redis.Redis
 ) -> None:
-    raw.hset(f"{{{prefix}}}:meta", "schema", "2")
+    raw.hset(f"{{{prefix}}}:meta", "schema", str(SCHEMA_VERSION + 1))
     before = snapshot(raw, prefix)
     for args in (["init"], ["init", "--force"]):
         result = cfgctl(*args)
         assert result.exit_code == 2, result.output
-        assert "schema 2" in result.stderr and "schema 1" in result.stderr
+        assert f"schema {SCHEMA_VERSION + 1}" in result.stderr
+        assert f"schema {SCHEMA_VERSION}" in result.stderr
     assert snapshot(raw, prefix) == before
 
     async def opening() -> None:

@@ -29,6 +29,7 @@ from cfgstore.model.records import Success
 from cfgstore.model.replica import InstanceInfo
 from cfgstore.model.snapshot import StoreSnapshot, snapshot_to_bytes
 from cfgstore.model.timefmt import iso_ms, parse_time_ms
+from cfgstore.model.versions import SCHEMA_VERSION
 from cfgstore_memory.journal import Journal
 from cfgstore_memory.replay import CREDENTIAL, RECORDS, credential_data, records_data
 from tests.cli.deployments import (
@@ -109,7 +110,7 @@ def seed(ns: Namespace, namespace_id: str) -> None:
 
     async def action(store: Store) -> None:
         await store.pools.import_all(pools_from_json(POOLS, "test"), keep_live_state=False)
-        await store.meta.update({"schema": "1", "namespace": namespace_id})
+        await store.meta.update({"schema": str(SCHEMA_VERSION), "namespace": namespace_id})
 
     on_redis(ns, action)
 
@@ -637,7 +638,7 @@ def test_restore_into_an_empty_namespace(tmp_path: Path, ns: Namespace) -> None:
     assert served(stored) == served(snapshot)
     marker = meta(ns)
     assert marker["namespace"] == "ns-restored-2f7"
-    assert marker["schema"] == "1"
+    assert marker["schema"] == str(SCHEMA_VERSION)
     assert marker["restored_from"] == str(path)
     assert marker["restored_revision"] == "4242"
     assert marker["restored_at"] == summary["restored_at"]

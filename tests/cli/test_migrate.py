@@ -23,7 +23,7 @@ from cfgstore.model.pools import node_from_json
 from cfgstore.model.sessions import token_digest
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.usage_cache import usage_cache_from_json
-from cfgstore.model.versions import ANY_VERSION
+from cfgstore.model.versions import ANY_VERSION, SCHEMA_VERSION
 from tests.cli.deployments import (
     EXAMPLE,
     NOT_MIGRATED,
@@ -652,7 +652,9 @@ def test_interrupted_migration_is_completed_without_force(example: Path, ns: Nam
     pools = read_json(configs / "provider_pools.json")
 
     async def half_written(store: Store) -> None:
-        await store.meta.update({"migrating": "2026-03-15T12:00:00.000Z", "schema": "1"})
+        await store.meta.update(
+            {"migrating": "2026-03-15T12:00:00.000Z", "schema": str(SCHEMA_VERSION)}
+        )
         await store.config.put({"SERVER_PORT": 1234, "HOST": "old"}, ANY_VERSION)
         await store.pools.add_node("openai-custom", node_from_json(pools["openai-custom"][0], "t"))
 

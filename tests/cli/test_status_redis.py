@@ -21,6 +21,7 @@ from cfgstore.errors import StorageServerError
 from cfgstore.model.credentials import Credential
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
+from cfgstore.model.versions import SCHEMA_VERSION
 from tests.contract.helpers import make_node
 from tests.support.redis_server import RedisServerProcess
 
@@ -99,7 +100,7 @@ def test_status_shows_server_facts_and_markers_and_no_secret(
         f"  key prefix: {{{prefix}}}",
         f"  redis version: {version}",
         "  maxmemory-policy: allkeys-lru",
-        "  schema: 1",
+        f"  schema: {SCHEMA_VERSION}",
         f"  namespace id: {summary['namespace_id']}",
         f"  initialised: {summary['initialized_at']}",
         f"  last migration: {MIGRATED_AT}",
@@ -121,7 +122,7 @@ def test_status_shows_server_facts_and_markers_and_no_secret(
     assert backend["details"] == {
         "redis version": version,
         "maxmemory-policy": "allkeys-lru",
-        "schema": "1",
+        "schema": str(SCHEMA_VERSION),
         "namespace id": summary["namespace_id"],
         "initialised": summary["initialized_at"],
         "last migration": MIGRATED_AT,
@@ -161,7 +162,7 @@ def test_status_with_a_malformed_setting_exits_2_in_one_line(
     assert line.startswith("cfgctl: CFGSTORE_REDIS_PORT: redis_port: expected an integer")
 
 
-@pytest.mark.parametrize("newer", ["2", "10"])
+@pytest.mark.parametrize("newer", [str(SCHEMA_VERSION + 1), "10"])
 def test_a_newer_schema_is_refused_by_status_and_store(
     redis_url: str, prefix: str, newer: str
 ) -> None:
@@ -178,7 +179,7 @@ def test_a_newer_schema_is_refused_by_status_and_store(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("cfgctl: ")
     assert f"{{{prefix}}}" in line
-    assert f"has schema {newer}, newer than the schema 1" in line
+    assert f"has schema {newer}, newer than the schema {SCHEMA_VERSION}" in line
     assert "upgrade cfgstore" in line
 
     async def opening() -> None:
@@ -186,5 +187,7 @@ def test_a_newer_schema_is_refused_by_status_and_store(
         async with Store.open(settings):
             pytest.fail("a namespace with a newer schema must not open")
 
-    with pytest.raises(StorageServerError, match=rf"schema {newer}, newer than the schema 1"):
+    with pytest.raises(
+        StorageServerError, match=rf"schema {newer}, newer than the schema {SCHEMA_VERSION}"
+    ):
         asyncio.run(opening())

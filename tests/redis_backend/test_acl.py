@@ -15,7 +15,7 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
-from cfgstore.model.versions import ABSENT_VERSION
+from cfgstore.model.versions import ABSENT_VERSION, SCHEMA_VERSION
 from cfgstore_redis.acl import COMMANDS, acl_rules, acl_setuser_line
 from tests.contract.helpers import make_node
 from tests.support.namespace_seed import seed_namespace
@@ -77,7 +77,7 @@ async def test_store_runs_as_the_least_privileged_user(
         assert await store.sessions.purge_expired() == 0
         await store.sessions.add("e" * 64, UiSession("admin", now_ms(), now_ms() + 60_000))
         assert await store.sessions.delete("e" * 64)
-        await store.meta.update({"schema": "1"})
+        await store.meta.update({"schema": str(SCHEMA_VERSION)})
         await store.pools.delete_node(kiro, "a2")
         statuses = {s.name: s for s in await store.status()}
         assert statuses["redis"].counts.sessions == 1

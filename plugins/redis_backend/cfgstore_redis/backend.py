@@ -15,7 +15,7 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendContext
-from cfgstore.errors import CfgStoreError, StorageServerError, StorageUnavailable
+from cfgstore.errors import CfgStoreError, StorageUnavailable
 from cfgstore.model.events import ENTITIES, ChangeEvent
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
@@ -88,18 +88,20 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
                 "LOGIN_FAILURE",
                 "LOGIN_ATTEMPT",
                 "DELETE_SESSIONS_EXCEPT",
+                "UPGRADE_NODE",
+                "FINISH_UPGRADE",
             )
         }
+        self.writer = GroupCommitWriter(self._send_records)  # the schema upgrade reads pools
         if reachable:
             try:
                 await self._check_schema()
-            except StorageServerError:
+            except CfgStoreError:  # a newer schema, or the storage failing mid-upgrade
                 await self.connection.close()
                 raise
             self.warnings = await self.connection.server_warnings()
             for warning in self.warnings:
                 log.warning("%s", warning)
-        self.writer = GroupCommitWriter(self._send_records)
         self._feed_ready = asyncio.Event()
         self._feed_task = asyncio.get_running_loop().create_task(self._follow_feed())
         if reachable:

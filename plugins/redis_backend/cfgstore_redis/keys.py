@@ -45,6 +45,16 @@ class Keys:
         """The credential of one token file (``file_key``: its ``same_file_key``)."""
         return self.credential_base + file_key
 
+    def legacy_credential(self, provider_type: str, uuid: str) -> str:
+        """Where schema 1 kept a node's credential (one hash per node); read only by the
+        upgrade to schema 2, which moves it to its file's key."""
+        return self.credential_base + f"{provider_type}:{uuid}"
+
+    @property
+    def upgrade_lock(self) -> str:
+        """Held by the one instance upgrading the namespace's schema."""
+        return self.lock_base + "upgrade"
+
     @property
     def lock_base(self) -> str:
         """Prefix of the refresh locks: ``file:<file key>``, or ``node:<type>:<uuid>``

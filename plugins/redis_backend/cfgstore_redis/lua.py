@@ -795,3 +795,64 @@ end
 return finish(KEYS[2], ARGV[1], ARGV[2])
 """
 )
+
+# Schema 1 → 2, one node (see cfgstore_redis.schema_ops): the node joins the file it names
+# and, when it had a credential under the schema-1 key ``{p}:cred:<type>:<uuid>``, that
+# credential becomes the file's ('take', at a fresh version: the revision) or is dropped
+# for the one kept ('drop'); the old key goes. KEYS: node, old credential, file
+# credential, revision. ARGV: credential-key base, '<type>:<uuid>', file key ('' = none),
+# expected @docver, expected old 'ver' ('' = none), mode ('take'|'drop'|'link'), source.
+# Replies {'changed'} (nothing done: the node or its old credential is not what the
+# client read; it reads again) or {'ok', moved, dropped}.
+UPGRADE_NODE = (
+    SHEBANG
+    + CRED_PRELUDE
+    + r"""
+local docver = redis.call('HGET', KEYS[1], '@docver')
+if docver ~= ARGV[4] then return {'changed'} end
+local old = redis.call('HMGET', KEYS[2], 'ver', 'doc', 'format', 'siblings')
+if (old[1] or '') ~= ARGV[5] then return {'changed'} end
+local cred = redis.call('HGET', KEYS[1], '@cred') or ''
+if cred ~= ARGV[3] then
+  C.relink(ARGV[1], ARGV[2], cred, ARGV[3], ARGV[7], KEYS[4])
+  redis.call('HSET', KEYS[1], '@cred', ARGV[3])
+end
+if ARGV[3] ~= '' then C.join(KEYS[3], ARGV[2]) end
+local moved, dropped = 0, 0
+if old[2] then
+  if ARGV[6] == 'take' then
+    local revision = redis.call('INCR', KEYS[4])
+    redis.call('HSET', KEYS[3], 'doc', old[2], 'ver', revision, 'source', ARGV[7])
+    if old[3] then redis.call('HSET', KEYS[3], 'format', old[3]) end
+    if old[4] then
+      redis.call('HSET', KEYS[3], 'siblings', old[4])
+    else
+      redis.call('HDEL', KEYS[3], 'siblings')
+    end
+    moved = 1
+  else
+    dropped = 1
+  end
+end
+if KEYS[2] ~= KEYS[3] and (old[1] or old[2]) then redis.call('DEL', KEYS[2]) end
+return {'ok', moved, dropped}
+"""
+)
+
+# The last step of an upgrade: the schema, while the upgrade lock is still this run's.
+# KEYS: meta, upgrade lock, revision. ARGV: lock token, schema read, new schema, channel,
+# then change-message heads (one per entity; all get this one revision).
+# Replies {'lost'} (the lock expired: another run may be under way), {'schema', stored}
+# (someone else changed it) or {'ok', revision}.
+FINISH_UPGRADE = (
+    SHEBANG
+    + r"""
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lost'} end
+local stored = redis.call('HGET', KEYS[1], 'schema') or ''
+if stored ~= ARGV[2] then return {'schema', stored} end
+redis.call('HSET', KEYS[1], 'schema', ARGV[3])
+local revision = redis.call('INCR', KEYS[3])
+for i = 5, #ARGV do redis.call('PUBLISH', ARGV[4], ARGV[i] .. revision .. '}') end
+return {'ok', revision}
+"""
+)

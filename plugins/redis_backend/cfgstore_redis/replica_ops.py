@@ -8,32 +8,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from cfgstore import hookimpl
-from cfgstore.errors import InvalidData, NamespaceMismatch, StorageServerError
+from cfgstore.errors import InvalidData, NamespaceMismatch
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.replica import AppliedBatch, HealthTransition, InstanceInfo, ReplicaHead
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.timefmt import now_ms
-from cfgstore.model.versions import SCHEMA_VERSION
 from cfgstore_redis.batch import encode, touched_nodes
-from cfgstore_redis.credential_ops import CredentialOps
 from cfgstore_redis.document_ops import DocumentOps
-from cfgstore_redis.pool_ops import PoolOps
+from cfgstore_redis.schema_ops import SchemaOps
 from cfgstore_redis.translate import translated
 
 
-class ReplicaOps(PoolOps, CredentialOps, DocumentOps):
+class ReplicaOps(SchemaOps, DocumentOps):
     """Built on the other operation mixins: a snapshot reads what they serve."""
-
-    async def _check_schema(self) -> None:
-        with translated(self.connection):
-            stored = await self.redis.hget(self.keys.meta, "schema")
-        if stored is not None and (not stored.isdigit() or int(stored) > SCHEMA_VERSION):
-            raise StorageServerError(
-                f"namespace {self.keys.tag} at {self.connection.describe()} has schema "
-                f"{stored}, newer than the schema {SCHEMA_VERSION} this cfgstore knows: "
-                "upgrade cfgstore before starting it on this Redis"
-            )
 
     @hookimpl
     async def cfgstore_replica_head(self) -> ReplicaHead:
