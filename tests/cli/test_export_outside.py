@@ -277,3 +277,29 @@ def test_a_relocation_place_taken_by_the_deployment_moves_to_the_next_folder(
         migrate(fresh, out / "configs")
         verified = cfgctl("verify", "--configs", out / "configs", "--redis-url", fresh.url)
         assert verified.exit_code == 0, describe(verified)
+
+
+def test_spellings_of_one_outside_file_share_one_relocated_file(
+    escaping: Escaping, ns: Namespace, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two qwen nodes name the absolute token file, spelled differently: the store holds
+    one credential, the export writes one relocated file and both nodes name it."""
+    other = "f6651ee4-714b-4962-823b-549fcdfcb4e4"
+    spelling = f"{escaping.qwen.parent}/./../{escaping.qwen.parent.name}//{escaping.qwen.name}"
+    pools_file = escaping.root / "configs" / "provider_pools.json"
+    set_node_path(pools_file, "openai-qwen-oauth", other, QWEN_KEY, spelling)
+    migrate(ns, escaping.root / "configs")
+
+    result = export(ns, escaping.out, "--relocate-paths")
+    assert result.exit_code == 0, describe(result)
+    assert f"{spelling} → {qwen_relocated(escaping)}" in result.stdout, describe(result)
+    relocated = [k for k in tree_bytes(escaping.out) if "qwen" in k and "relocated" in k]
+    assert relocated == [qwen_relocated(escaping)]
+    pools = read_json(escaping.out / "configs" / "provider_pools.json")
+    assert [n[QWEN_KEY] for n in pools["openai-qwen-oauth"]] == [qwen_relocated(escaping)] * 2
+
+    monkeypatch.delenv("CFGSTORE_CREDENTIAL_ROOTS")
+    with private_namespace(redis_url, monkeypatch) as fresh:
+        migrate(fresh, escaping.out / "configs")
+        verified = cfgctl("verify", "--configs", escaping.out / "configs", "--redis-url", fresh.url)
+        assert verified.exit_code == 0, describe(verified)
