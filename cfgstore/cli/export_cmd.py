@@ -94,7 +94,9 @@ def model_files(snapshot: Snapshot, root: Path) -> ExportPlan:
         plan = _model_files(snapshot, places)
         inside = [path for path in plan.files if path not in plan.relocated_files]
         inside += plan.in_place
-        inside += [places.root / key for key in snapshot.kept if safe_key(key)]
+        # A kept file at a relocated file's place is its original bytes, not another file.
+        kept = [places.root / key for key in snapshot.kept if safe_key(key)]
+        inside += [path for path in kept if path not in plan.relocated_files]
         if not relocation.collides(plan.relocated_files, inside):
             return plan
     raise AssertionError("unreachable: finitely many files, endless folder names")
