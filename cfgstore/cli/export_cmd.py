@@ -173,18 +173,18 @@ def _models(models: list[CustomModel]) -> list[Any]:
 
 
 def leading_outside(paths: Iterable[Path], root: Path) -> list[str]:
-    """The planned files that writing would put outside ``root`` once symlinks already in
-    the folder are followed (a folder linking elsewhere), or that name no file inside it,
-    each with where it leads. Blocking (it reads links)."""
+    """The folders of planned files that writing would leave ``root`` through (a folder
+    of it that is a symlink leading elsewhere, or a ``..`` in a name), each with where it
+    leads; a link in a file's own place is fine (the rename replaces it). Blocking (it
+    reads links)."""
     real_root = Path(os.path.realpath(root))
-    found = []
+    found: dict[Path, str] = {}
     for path in paths:
-        # The rename replaces a link in the last place; links in the folders are followed.
         real_folder = Path(os.path.realpath(path.parent))
         inside = path.is_relative_to(root) and ".." not in path.parts
         if not inside or not real_folder.is_relative_to(real_root):
-            found.append(f"{path} (its folder leads to {real_folder})")
-    return found
+            found.setdefault(path.parent, f"{path.parent} leads to {real_folder}")
+    return list(found.values())
 
 
 def register(app: typer.Typer) -> None:
@@ -249,7 +249,8 @@ def register(app: typer.Typer) -> None:
         final = view.files if relocate_paths else plan.files
         outside = leading_outside({*view.files, *final}, root)
         if outside:
-            fail(f"refusing to write outside {root}: " + "; ".join(outside), 2)
+            more = f"; and {len(outside) - 5} more" if len(outside) > 5 else ""
+            fail(f"refusing to write outside {root}: " + "; ".join(outside[:5]) + more, 2)
         with Progress("writing files", len(view.files)) as progress:
             for folder in sorted({p.parent for p in view.files}):
                 make_private_dirs(folder)  # secrets inside: 0700, parents too
