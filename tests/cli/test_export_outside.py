@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
+from cfgstore.model import jsjson
 from tests.cli.deployments import (
     EMPTY_TOKEN_STORE,
     EXAMPLE,
@@ -63,8 +64,9 @@ class Escaping:
         return self.tmp / "out"
 
     def outside_files(self) -> dict[str, bytes]:
-        """Every file under ``tmp`` but outside ``out`` (links followed for files)."""
-        return {k: v for k, v in tree_bytes(self.tmp).items() if not k.startswith("out/")}
+        """Every file under ``tmp`` but outside the export folders ``out*`` (links
+        followed for files)."""
+        return {k: v for k, v in tree_bytes(self.tmp).items() if not k.startswith("out")}
 
 
 def set_node_path(pools_file: Path, provider_type: str, uuid: str, key: str, path: str) -> None:
@@ -157,18 +159,31 @@ def test_paths_leading_outside_are_written_under_the_folder_and_export_exits_1(
     assert report["paths_rewritten"] is False and report["differences"] == []
 
 
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("SYSTEM_PROMPT_FILE_PATH", "input_system_prompt.txt"),
+        ("PROVIDER_POOLS_FILE_PATH", "provider_pools.json"),
+    ],
+    ids=["prompt", "pools"],
+)
 def test_relocate_paths_makes_a_deployment_of_its_own(
-    escaping: Escaping, ns: Namespace, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    key: str,
+    name: str,
+    escaping: Escaping,
+    ns: Namespace,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prompt = escaping.tmp / "abs" / "prompt.txt"
-    (escaping.root / "configs" / "input_system_prompt.txt").rename(prompt)
+    """Besides the two tokens, a file ``config.json`` names lives at an absolute path."""
+    elsewhere = escaping.tmp / "abs" / name
+    (escaping.root / "configs" / name).rename(elsewhere)
     edit_json(
-        escaping.root / "configs" / "config.json",
-        lambda doc: doc.update({"SYSTEM_PROMPT_FILE_PATH": str(prompt)}),
+        escaping.root / "configs" / "config.json", lambda doc: doc.update({key: str(elsewhere)})
     )
-    prompt_bytes = prompt.read_bytes()
+    moved_bytes = elsewhere.read_bytes()
     migrate(ns, escaping.root / "configs")
-    for original in (escaping.gemini, escaping.qwen, prompt):
+    for original in (escaping.gemini, escaping.qwen, elsewhere):
         original.write_bytes(NOT_JSON)
     before = escaping.outside_files()
 
@@ -176,21 +191,41 @@ def test_relocate_paths_makes_a_deployment_of_its_own(
     assert result.exit_code == 0, describe(result)
     assert escaping.outside_files() == before
     out = escaping.out
-    pools = read_json(out / "configs" / "provider_pools.json")
+    relocated = "relocated/absolute/" + str(elsewhere).lstrip("/")
+    assert f"config.json {key}: {elsewhere} → {relocated}" in result.stdout, describe(result)
+    config = read_json(out / "configs" / "config.json")
+    assert config[key] == relocated
+    pools_moved = key == "PROVIDER_POOLS_FILE_PATH"
+    if not pools_moved:  # (the pools file names the relocated tokens now: compared below)
+        assert (out / relocated).read_bytes() == moved_bytes
+    assert not (out / "configs" / name).exists()
+    pools = read_json(out / relocated if pools_moved else out / "configs" / "provider_pools.json")
     (gemini,) = [n for n in pools["gemini-cli-oauth"] if n["uuid"] == GEMINI_UUID]
     (qwen,) = [n for n in pools["openai-qwen-oauth"] if n["uuid"] == QWEN_UUID]
     assert gemini[GEMINI_KEY] == gemini_relocated()
     assert qwen[QWEN_KEY] == qwen_relocated(escaping)
-    config = read_json(out / "configs" / "config.json")
-    prompt_relocated = "relocated/absolute/" + str(prompt).lstrip("/")
-    assert config["SYSTEM_PROMPT_FILE_PATH"] == prompt_relocated
-    assert (out / prompt_relocated).read_bytes() == prompt_bytes
     assert (out / gemini_relocated()).read_bytes() == escaping.gemini_bytes
+    assert (out / qwen_relocated(escaping)).read_bytes() == escaping.qwen_bytes
     # Only the path strings changed.
-    original_pools = read_json(escaping.root / "configs" / "provider_pools.json")
+    original_pools = jsjson.loads(
+        moved_bytes
+        if pools_moved
+        else (escaping.root / "configs" / "provider_pools.json").read_bytes(),
+        "pools",
+    )
     gemini[GEMINI_KEY] = "../outside/gemini-token.json"
     qwen[QWEN_KEY] = str(escaping.qwen)
     assert pools == original_pools
+    # Without the flag: the same places, config.json and the pools as the store has them.
+    plain = export(ns, escaping.tmp / "out-plain")
+    assert plain.exit_code == 1, describe(plain)
+    assert str(elsewhere) in plain.stderr, describe(plain)
+    assert escaping.outside_files() == before
+    config_file = "configs/config.json"
+    assert (escaping.tmp / "out-plain" / config_file).read_bytes() == (
+        escaping.root / config_file
+    ).read_bytes()
+    assert (escaping.tmp / "out-plain" / relocated).read_bytes() == moved_bytes
 
     # The folder stands alone: nothing outside it is allowed or needed any more.
     monkeypatch.delenv("CFGSTORE_CREDENTIAL_ROOTS")
