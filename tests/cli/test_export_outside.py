@@ -338,3 +338,29 @@ def test_spellings_of_one_outside_file_share_one_relocated_file(
         migrate(fresh, escaping.out / "configs")
         verified = cfgctl("verify", "--configs", escaping.out / "configs", "--redis-url", fresh.url)
         assert verified.exit_code == 0, describe(verified)
+
+
+def test_a_relocated_kiro_token_keeps_its_sibling_files(
+    escaping: Escaping, ns: Namespace, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Kiro IDE keeps its client registration beside the token: both are relocated."""
+    cache = escaping.tmp / "abs" / "ide-cache"
+    (escaping.root / "configs" / "kiro" / "ide-cache").rename(cache)
+    originals = tree_bytes(cache)
+    pools_file = escaping.root / "configs" / "provider_pools.json"
+    uuid = "299f53b6-db17-48a2-a3e6-5754f00925e7"
+    token = str(cache / "kiro-auth-token.json")
+    set_node_path(pools_file, "claude-kiro-oauth", uuid, "KIRO_OAUTH_CREDS_FILE_PATH", token)
+    migrate(ns, escaping.root / "configs")
+
+    result = export(ns, escaping.out, "--relocate-paths")
+    assert result.exit_code == 0, describe(result)
+    relocated = escaping.out / "relocated" / "absolute" / str(cache).lstrip("/")
+    assert tree_bytes(relocated) == originals
+    assert tree_bytes(cache) == originals
+
+    monkeypatch.delenv("CFGSTORE_CREDENTIAL_ROOTS")
+    with private_namespace(redis_url, monkeypatch) as fresh:
+        migrate(fresh, escaping.out / "configs")
+        verified = cfgctl("verify", "--configs", escaping.out / "configs", "--redis-url", fresh.url)
+        assert verified.exit_code == 0, describe(verified)
