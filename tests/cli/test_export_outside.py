@@ -364,3 +364,25 @@ def test_a_relocated_kiro_token_keeps_its_sibling_files(
         migrate(fresh, escaping.out / "configs")
         verified = cfgctl("verify", "--configs", escaping.out / "configs", "--redis-url", fresh.url)
         assert verified.exit_code == 0, describe(verified)
+
+
+def test_a_stored_sibling_name_leading_outside_is_refused_before_any_write(
+    tmp_path: Path, ns: Namespace
+) -> None:
+    """Whoever can write the store names a Kiro sibling file ``../../escape.json``: export
+    refuses (exit 2) before writing anything, and the file outside is not created."""
+    root = copy_deployment(EXAMPLE, tmp_path)
+    migrate(ns, root / "configs")
+
+    async def plant(store: Any) -> None:
+        credential = await store.credentials.get("gemini-cli-oauth", GEMINI_UUID)
+        credential.siblings = {"../../../escape.json": {"planted": True}}
+        await store.credentials.put(credential, credential.version)
+
+    ns.run(plant)
+    out = tmp_path / "out"
+    result = export(ns, out)
+    assert result.exit_code == 2, describe(result)
+    assert "refusing to write outside" in result.stderr, describe(result)
+    assert not (tmp_path / "escape.json").exists()
+    assert not out.exists() or not any(out.rglob("*"))
