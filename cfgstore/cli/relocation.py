@@ -34,14 +34,6 @@ if TYPE_CHECKING:
 
 FOLDER = "relocated"
 
-CONFIG_PATH_KEYS = (
-    "PROVIDER_POOLS_FILE_PATH",
-    "CUSTOM_MODELS_FILE_PATH",
-    "SYSTEM_PROMPT_FILE_PATH",
-)
-"""``config.json`` keys naming files an export writes."""
-
-
 def folders() -> Iterator[str]:
     """The relocation folder candidates, in the order they are tried."""
     yield FOLDER
