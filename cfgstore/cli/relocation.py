@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 FOLDER = "relocated"
 
+
 def folders() -> Iterator[str]:
     """The relocation folder candidates, in the order they are tried."""
     yield FOLDER
