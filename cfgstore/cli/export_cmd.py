@@ -11,13 +11,16 @@ difference is listed and the export exits 1.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any
 
 import attrs
 import typer
 
 from cfgstore.adapters import Store
+from cfgstore.cli import relocation
 from cfgstore.cli.common import (
     BackendsOption,
     ConfigsOption,
@@ -35,10 +38,11 @@ from cfgstore.cli.common import (
 from cfgstore.cli.differences import differences
 from cfgstore.cli.kept_files import equivalent, safe_key
 from cfgstore.cli.readiness import Readiness
+from cfgstore.cli.relocation import Moved
 from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
 from cfgstore.fileio import atomic_write, make_private_dirs
 from cfgstore.model import jsjson
-from cfgstore.model.credentials import credential_path_of, resolve_path
+from cfgstore.model.credentials import credential_path_of
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.pools import pools_to_json
 from cfgstore.model.versions import ABSENT_VERSION
@@ -52,7 +56,15 @@ SESSIONS_NOTE = (
 @attrs.define
 class ExportPlan:
     files: dict[Path, bytes] = attrs.Factory(dict)
-    relocated: list[str] = attrs.Factory(list)  # absolute paths written under DIR
+    moved: list[Moved] = attrs.Factory(list)
+    """Path strings of the store that lead outside the folder (:mod:`relocation`)."""
+    relocated_files: set[Path] = attrs.Factory(set)
+    """The files written in the relocation folder in their stead."""
+    in_place: set[Path] = attrs.Factory(set)
+    """Files written where a path string of the store says (a relocated file must not
+    meet one)."""
+    skipped: list[str] = attrs.Factory(list)
+    """What has no place to be written at all."""
 
 
 def plan_export(snapshot: Snapshot, root: Path) -> ExportPlan:
@@ -60,9 +72,10 @@ def plan_export(snapshot: Snapshot, root: Path) -> ExportPlan:
     original bytes kept for it while they still say what the entity holds, and every
     opaque kept file (:mod:`cfgstore.cli.kept_files`)."""
     plan = model_files(snapshot, root)
+    root = Path(os.path.abspath(root))
     for key, data in snapshot.kept.items():
         if not safe_key(key):
-            plan.relocated.append(f"{key}: a kept file outside the folder, skipped")
+            plan.skipped.append(f"{key}: a kept file outside the folder, skipped")
             continue
         target = root / key
         planned = plan.files.get(target)
@@ -72,26 +85,60 @@ def plan_export(snapshot: Snapshot, root: Path) -> ExportPlan:
 
 
 def model_files(snapshot: Snapshot, root: Path) -> ExportPlan:
-    """The files of the snapshot's entities, in the Node service's format."""
+    """The files of the snapshot's entities, in the Node service's format, under ``root``
+    (made absolute and normalised). A path leading outside ``root`` is written in the
+    relocation folder (:mod:`cfgstore.cli.relocation`): the first one where it meets no
+    file the snapshot writes where its own path says."""
+    for folder in relocation.folders():
+        places = relocation.Places.under(root, folder)
+        plan = _model_files(snapshot, places)
+        inside = [path for path in plan.files if path not in plan.relocated_files]
+        inside += plan.in_place
+        # A kept file at a relocated file's place is its original bytes, not another file.
+        kept = [places.root / key for key in snapshot.kept if safe_key(key)]
+        inside += [path for path in kept if path not in plan.relocated_files]
+        if not relocation.collides(plan.relocated_files, inside):
+            return plan
+    raise AssertionError("unreachable: finitely many files, endless folder names")
+
+
+def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
     plan = ExportPlan()
-    configs = root / "configs"
+    configs = places.root / "configs"
     document = snapshot.config.document
 
-    def place(path_string: str) -> Path:
-        resolved = resolve_path(path_string, root)
-        if resolved.is_absolute() and not _inside(resolved, root):
-            relocated = root / PurePosixPath(resolved.as_posix().lstrip("/"))
-            plan.relocated.append(f"{path_string} → {relocated}")
-            return relocated
-        return resolved
+    def place(path_string: str) -> tuple[Path, str | None]:
+        target, relocated = places.target(path_string), places.relocation(path_string)
+        (plan.in_place if relocated is None else plan.relocated_files).add(target)
+        return target, relocated
 
     def configured(key: str, default: Path) -> Path:
         value = document.get(key)
-        return place(value) if isinstance(value, str) and value.strip() else default
+        if not isinstance(value, str) or not value.strip():
+            return default
+        target, relocated = place(value)
+        if relocated is not None:
+            plan.moved.append(Moved(value, relocated, config_key=key))
+        return target
+
+    pools_path = configured("PROVIDER_POOLS_FILE_PATH", configs / "provider_pools.json")
+    models_path = configured("CUSTOM_MODELS_FILE_PATH", configs / "custom_models.json")
+    prompt_path = configured("SYSTEM_PROMPT_FILE_PATH", configs / "input_system_prompt.txt")
+    for provider_type, pool_node in snapshot.pools:
+        carrier = credential_path_of(provider_type, pool_node)
+        if carrier is not None and (moved := places.relocation(carrier[1])) is not None:
+            plan.moved.append(
+                Moved(
+                    carrier[1],
+                    moved,
+                    provider_type=provider_type,
+                    uuid=pool_node.uuid,
+                    path_key=carrier[0],
+                )
+            )
 
     if snapshot.config.version != ABSENT_VERSION:
         plan.files[configs / "config.json"] = jsjson.dump_bytes(document)
-    pools_path = configured("PROVIDER_POOLS_FILE_PATH", configs / "provider_pools.json")
     plan.files[pools_path] = jsjson.dump_bytes(pools_to_json(snapshot.pools))
     for (provider_type, uuid), credential in snapshot.credentials.items():
         # The path the node names now (an edited path moves the file), else the one the
@@ -100,19 +147,20 @@ def model_files(snapshot: Snapshot, root: Path) -> ExportPlan:
         carrier = credential_path_of(provider_type, node) if node else None
         path_string = carrier[1] if carrier else credential.source_path
         if not path_string:
-            plan.relocated.append(f"{provider_type}/{uuid}: credential without a path, skipped")
+            plan.skipped.append(f"{provider_type}/{uuid}: credential without a path, skipped")
             continue
-        target = place(path_string)
+        target, relocated = place(path_string)
+        if relocated is not None and carrier is None:
+            plan.moved.append(Moved(path_string, relocated, provider_type=provider_type, uuid=uuid))
         plan.files[target] = jsjson.dump_bytes(credential.document)
         for name, sibling in credential.siblings.items():
             plan.files.setdefault(target.parent / name, jsjson.dump_bytes(sibling))
+            (plan.in_place if relocated is None else plan.relocated_files).add(target.parent / name)
     if snapshot.password is not None:
         plan.files[configs / "pwd"] = snapshot.password.encode("utf-8")
     plan.files[configs / "plugins.json"] = jsjson.dump_bytes(snapshot.plugins.to_json())
-    models_path = configured("CUSTOM_MODELS_FILE_PATH", configs / "custom_models.json")
     plan.files[models_path] = jsjson.dump_bytes(_models(snapshot.custom_models))
     if snapshot.system_prompt is not None:
-        prompt_path = configured("SYSTEM_PROMPT_FILE_PATH", configs / "input_system_prompt.txt")
         plan.files[prompt_path] = snapshot.system_prompt.encode("utf-8")
     if snapshot.usage_cache is not None:
         plan.files[configs / "usage-cache.json"] = jsjson.dump_bytes(snapshot.usage_cache.to_json())
@@ -124,12 +172,19 @@ def _models(models: list[CustomModel]) -> list[Any]:
     return [m.to_json() for m in models]
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
+def leading_outside(paths: Iterable[Path], root: Path) -> list[str]:
+    """The folders of planned files that writing would leave ``root`` through (a folder
+    of it that is a symlink leading elsewhere, or a ``..`` in a name), each with where it
+    leads; a link in a file's own place is fine (the rename replaces it). Blocking (it
+    reads links)."""
+    real_root = Path(os.path.realpath(root))
+    found: dict[Path, str] = {}
+    for path in paths:
+        real_folder = Path(os.path.realpath(path.parent))
+        inside = path.is_relative_to(root) and ".." not in path.parts
+        if not inside or not real_folder.is_relative_to(real_root):
+            found.setdefault(path.parent, f"{path.parent} leads to {real_folder}")
+    return list(found.values())
 
 
 def register(app: typer.Typer) -> None:
@@ -150,10 +205,22 @@ def register(app: typer.Typer) -> None:
                 help="Export a namespace that is mid-migration or was never initialised.",
             ),
         ] = False,
+        relocate_paths: Annotated[
+            bool,
+            typer.Option(
+                "--relocate-paths",
+                help="Make the exported pools and config.json name the files written in "
+                "relocated/ instead of paths outside the folder.",
+            ),
+        ] = False,
         json: JsonOption = False,
     ) -> None:
         """Write a store (Redis, or the chain --backends names; with the file backend, the
-        folder --configs) back to the AIClient-2-API file layout (backup, rollback)."""
+        folder --configs) back to the AIClient-2-API file layout (backup, rollback).
+
+        Nothing is written outside --to: a file whose path leads outside it (absolute, or
+        ../) is written under relocated/ and listed, and the export exits 1 unless
+        --relocate-paths makes the exported files name the relocated ones."""
         if to.exists() and not to.is_dir():
             fail(f"{to}: not a folder", 2)
         if to.is_dir() and any(to.iterdir()) and not force:
@@ -161,7 +228,7 @@ def register(app: typer.Typer) -> None:
         settings = chain_settings("export", redis_url, backends, configs, cwd)
         if holds_folder(settings, to / "configs", to):
             fail(f"{to}: the chain's file backend stores in this folder; export elsewhere", 2)
-        root = to.absolute()
+        root = Path(os.path.abspath(to))
 
         async def go() -> tuple[str | None, Snapshot | None]:
             async with Store.open(settings, plugins=plugin_set()) as store:
@@ -174,31 +241,62 @@ def register(app: typer.Typer) -> None:
         if snapshot is None:
             fail(f"refusing to export: {incomplete} (--allow-incomplete exports it anyway)", 2)
         plan = plan_export(snapshot, root)
-        with Progress("writing files", len(plan.files)) as progress:
-            for folder in sorted({p.parent for p in plan.files}):
+        # Written and read back first: the folder naming the relocated files, so that the
+        # read-back never reads a file outside it. Without --relocate-paths the files that
+        # name paths (config.json, the pools file) are then put back as the store has them.
+        relocated = relocation.rewrite(snapshot, plan.moved) if plan.moved else snapshot
+        view = plan_export(relocated, root) if plan.moved else plan
+        final = view.files if relocate_paths else plan.files
+        outside = leading_outside({*view.files, *final}, root)
+        if outside:
+            more = f"; and {len(outside) - 5} more" if len(outside) > 5 else ""
+            fail(f"refusing to write outside {root}: " + "; ".join(outside[:5]) + more, 2)
+        with Progress("writing files", len(view.files)) as progress:
+            for folder in sorted({p.parent for p in view.files}):
                 make_private_dirs(folder)  # secrets inside: 0700, parents too
-            for path, data in plan.files.items():
+            for path, data in view.files.items():
                 atomic_write(path, data)
                 progress.advance()
-        found = run(lambda: read_back(root, snapshot))
+        found = run(lambda: read_back(root, relocated))
+        for path, data in final.items():
+            if view.files.get(path) != data:
+                atomic_write(path, data)
+        moved = [item.describe() for item in plan.moved]
         if json:
             emit_json(
                 {
-                    "written": [str(p) for p in plan.files],
-                    "relocated": plan.relocated,
+                    "written": [str(p) for p in final],
+                    "relocated": moved,
+                    "paths_rewritten": relocate_paths and bool(moved),
+                    "skipped": plan.skipped,
                     "differences": found,
                     "note": SESSIONS_NOTE,
                 }
             )
         else:
-            typer.echo(f"exported {len(plan.files)} files to {root}")
-            for item in plan.relocated:
-                typer.echo(f"  absolute path written under the folder: {item}")
+            typer.echo(f"exported {len(final)} files to {root}")
+            if moved:
+                typer.echo(
+                    f"  {len(moved)} path(s) lead outside the folder; their files are "
+                    "written under it instead:"
+                )
+            for item in moved:
+                typer.echo(f"    {item}")
+            for item in plan.skipped:
+                typer.echo(f"  {item}")
             typer.echo(f"  note: {SESSIONS_NOTE}")
             if found:
                 typer.echo(f"  {len(found)} difference(s) between the written files and the store:")
             for difference in found:
                 typer.echo(f"    {difference}")
+        if moved and not relocate_paths:
+            fail(
+                f"the exported files still name {len(moved)} path(s) outside {root}, which "
+                "the Node service would read instead of the relocated copies: "
+                + ", ".join(sorted({item.path for item in plan.moved}))
+                + " (--relocate-paths makes them name the relocated files)",
+                1,
+            )
         if found:
             raise typer.Exit(1)
 

@@ -74,7 +74,7 @@ def test_migrate_then_export_reproduces_every_file_byte_for_byte(
     result = export(ns, out)
     assert result.exit_code == 0, describe(result)
     assert SESSIONS_NOTE in result.stdout
-    assert "absolute path" not in result.stdout  # nothing relocated: all paths relative
+    assert "outside the folder" not in result.stdout  # nothing relocated: all paths relative
     written = tree_bytes(out)
     expected = expected_files(root)
     assert sorted(written) == sorted(expected)
@@ -107,17 +107,19 @@ def test_absolute_credential_paths_are_relocated_and_reported(
 
     out = tmp_path / "out"
     result = export(ns, out)
-    assert result.exit_code == 0, describe(result)
-    relocated = out / str(elsewhere).lstrip("/")
-    assert f"absolute path written under the folder: {elsewhere} → {relocated}" in result.stdout
-    assert relocated.read_bytes() == token_bytes
+    # Written under the folder, but the pools still name the absolute path: exit 1.
+    assert result.exit_code == 1, describe(result)
+    relocated = "relocated/absolute/" + str(elsewhere).lstrip("/")
+    assert f"{elsewhere} → {relocated}" in result.stdout, describe(result)
+    assert str(elsewhere) in result.stderr and "--relocate-paths" in result.stderr
+    assert (out / relocated).read_bytes() == token_bytes
     assert elsewhere.read_bytes() == token_bytes  # the original is never written
     # The pools file still names the absolute path, byte for byte.
     pools = "configs/provider_pools.json"
     assert (out / pools).read_bytes() == (root / pools).read_bytes()
     assert not (out / GEMINI_TOKEN).exists()
     as_json = export(ns, tmp_path / "out2", "--json")
-    assert as_json.exit_code == 0, describe(as_json)
+    assert as_json.exit_code == 1, describe(as_json)
     report = json.loads(as_json.stdout)
     assert any(str(elsewhere) in item for item in report["relocated"])
     assert SESSIONS_NOTE in report["note"]
