@@ -197,6 +197,11 @@ def deployment(draw: st.DrawFn) -> dict[str, bytes]:
     defect = draw(DEFECTS)
     if defect is not None:
         break_it(defect, pools_doc, files)
+    named = [n for nodes in pools_doc.values() for n in nodes if set(n) & CREDENTIAL_PATH_KEYS]
+    if named and draw(st.integers(0, 7)) == 0:  # a token file outside the deployment
+        (key,) = set(named[0]) & CREDENTIAL_PATH_KEYS
+        named[0][key] = draw(st.sampled_from([OUTSIDE, OUTSIDE.replace("/", "\\")]))
+        json_file(OUTSIDE, draw(st.dictionaries(TEXT, VALUES, max_size=2)))
     json_file("configs/provider_pools.json", pools_doc)
     plugins = draw(st.dictionaries(TEXT, st.dictionaries(TEXT, VALUES, max_size=2), max_size=3))
     for entry in plugins.values():
@@ -220,6 +225,10 @@ def deployment(draw: st.DrawFn) -> dict[str, bytes]:
         json_file("configs/usage-cache.json", draw(VALUES))
     files["configs/token-store.json"] = EMPTY_TOKEN_STORE
     return files
+
+
+OUTSIDE = "../outside/token.json"
+"""A token path escaping the working directory: no store may take (or export write) it."""
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -252,6 +261,11 @@ def test_migrate_then_export_gives_the_same_bytes_or_a_refusal_before_any_write(
         write_tree(root, files)
         migrated = cfgctl("migrate", "--configs", root / "configs", "--redis-url", ns.url)
         event(f"migrate exit {migrated.exit_code}")
+        escaping = OUTSIDE in files
+        if escaping:  # refused: the file outside is neither stored nor touched
+            event("a token path escaping the working directory")
+            assert migrated.exit_code == 2, describe(migrated)
+            assert (root / OUTSIDE).read_bytes() == files[OUTSIDE]
         if migrated.exit_code != 0:
             assert migrated.exit_code == 2, describe(migrated)
             assert "nothing was written" in migrated.stderr, describe(migrated)
