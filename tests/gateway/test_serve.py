@@ -24,13 +24,13 @@ import aiohttp
 import attrs
 import pytest
 
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.model import jsjson
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_gateway.serve import JsonFormatter
 from tests.gateway.conftest import TYPE, api_node, scaled
-from tests.gateway.test_storage_modes import private_prefix
+from tests.gateway.test_storage_modes import private_prefix, redis_only
 from tests.gateway.upstream_stub import Reply, UpstreamStub, sse_chunks
 from tests.support.namespace_seed import seed_namespace
 
@@ -312,12 +312,7 @@ async def test_serve_on_redis(
     tmp_path: Path, redis_url: str, redis_prefix: str, upstream: UpstreamStub
 ) -> None:
     await asyncio.to_thread(seed_namespace, redis_url, redis_prefix)
-    admin = Settings(
-        configs_dir=Path("unused"),
-        backends=("redis",),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-    )
+    admin = redis_only(redis_url, redis_prefix)
     async with Store.open(admin) as store:
         await store.config.put({"REQUIRED_API_KEY": "rk", "MODEL_PROVIDER": TYPE}, ABSENT_VERSION)
         node = node_from_json(
@@ -413,12 +408,7 @@ async def test_sigterm_under_load_with_two_workers_on_redis_loses_no_record(
     arrives mid-load. Every request answered 200 is counted in Redis after the exit, and
     nothing else is."""
     await asyncio.to_thread(seed_namespace, redis_url, redis_prefix)
-    admin = Settings(
-        configs_dir=Path("unused"),
-        backends=("redis",),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-    )
+    admin = redis_only(redis_url, redis_prefix)
     uuids = ["eeeeeeee-0000-4000-8000-0000000000e1", "ffffffff-0000-4000-8000-0000000000f2"]
     async with Store.open(admin) as store:
         await store.config.put({"REQUIRED_API_KEY": "lk", "MODEL_PROVIDER": TYPE}, ABSENT_VERSION)

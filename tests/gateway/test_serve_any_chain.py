@@ -29,7 +29,7 @@ from tests.gateway.test_serve import (
     fresh_connections,
     process_env,
 )
-from tests.gateway.test_storage_modes import private_prefix
+from tests.gateway.test_storage_modes import private_prefix, redis_only
 
 WELL_KNOWN_KEY = "123456"
 WELL_KNOWN_PASSWORD = "admin123"
@@ -133,12 +133,7 @@ async def test_serve_on_redis_named_explicitly_seeds_the_namespace_once(
         assert await served.stop() == 0
     assert files_under(tmp_path, "state") == ["serve.log"]
 
-    admin = Settings(
-        configs_dir=Path("unused"),
-        backends=("redis",),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-    )
+    admin = redis_only(redis_url, redis_prefix)
     async with Store.open(admin) as store:
         assert (await store.config.get()).get("REQUIRED_API_KEY") == key
         stored = await store.password.get_stored()
@@ -158,12 +153,7 @@ async def test_serve_on_a_store_with_a_config_but_no_password_generates_only_a_p
 ) -> None:
     """The store's config and key are kept; the missing password (which the Node service
     would read as ``admin123``) is generated, stored hashed and printed once."""
-    admin = Settings(
-        configs_dir=Path("unused"),
-        backends=("redis",),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-    )
+    admin = redis_only(redis_url, redis_prefix)
     async with Store.open(admin) as store:
         await store.config.put({"REQUIRED_API_KEY": "operator-key"}, ABSENT_VERSION)
     env = process_env(CFGSTORE_REDIS_PREFIX=redis_prefix)

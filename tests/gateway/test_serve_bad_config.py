@@ -21,7 +21,7 @@ import attrs
 import pytest
 import redis
 
-from cfgstore.adapters import Settings, Store
+from cfgstore.adapters import Store
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.versions import ABSENT_VERSION
 from tests.gateway.conftest import (
@@ -40,7 +40,7 @@ from tests.gateway.test_serve import (
     process_env,
     send_chats,
 )
-from tests.gateway.test_storage_modes import private_prefix
+from tests.gateway.test_storage_modes import private_prefix, redis_only
 from tests.gateway.upstream_stub import UpstreamStub
 from tests.support.deep_json import nested
 from tests.support.namespace_seed import seed_namespace
@@ -155,12 +155,7 @@ async def test_serve_on_redis_survives_a_bad_config(
     tmp_path: Path, redis_url: str, redis_prefix: str, upstream: UpstreamStub
 ) -> None:
     await asyncio.to_thread(seed_namespace, redis_url, redis_prefix)
-    settings = Settings(
-        configs_dir=Path("unused"),
-        backends=("redis",),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-    )
+    settings = redis_only(redis_url, redis_prefix)
     async with Store.open(settings) as store:
         await store.config.put({"REQUIRED_API_KEY": CLIENT_KEY}, ABSENT_VERSION)
         node = api_node(NODE, upstream.base_url, "k", supportedModels=[MODEL])
