@@ -51,7 +51,18 @@ async def cfgstore_replica_apply(
 ) -> AppliedBatch:
     """Apply a batch of hot-path records now (no coalescing), exactly once per ``op_id``:
     the id is recorded atomically with the writes, and a batch sent again under an id
-    already applied changes nothing (``AppliedBatch.duplicate``). With a non-empty
+    already applied changes nothing (``AppliedBatch.duplicate``).
+
+    ``op_id`` is ``<instance>:<epoch>:<seq>`` (:mod:`cfgstore.model.batch_ids`): the
+    storage keeps one high-water mark ``(epoch, seq)`` per instance, applies a batch only
+    when its pair is above the mark and moves the mark to it; anything at or below is a
+    duplicate. So an instance must send its batches in id order, each sent again until
+    acknowledged before the next is sent (a batch with a higher id applied first would
+    make the lower one a duplicate); the caller guarantees that. Nothing expires, and a
+    storage rolled back in time rolls the mark back with the data it lost. Any other
+    ``op_id`` is a legacy id (journals written before): recorded on its own, for a day.
+
+    With a non-empty
     ``namespace_id`` the batch is refused with :class:`~cfgstore.errors.NamespaceMismatch`
     when the storage holds another namespace or none (it was emptied): records are never
     applied to data they were not made for."""
@@ -62,8 +73,9 @@ async def cfgstore_replica_apply_many(
     batches: Sequence[tuple[Sequence[NodeRecord], str]], namespace_id: str
 ) -> list[AppliedBatch]:
     """:func:`cfgstore_replica_apply` for each ``(records, op_id)`` in order, in one round
-    trip (a replay of many journal entries). Each batch is applied atomically and exactly
-    once per ``op_id`` on its own; the outcomes are returned in order. The first error
+    trip (a replay of many journal entries, the confirmed tail). Each batch is applied
+    atomically and exactly once per ``op_id`` on its own, in list order (ids of one
+    instance ascending); the outcomes are returned in order. The first error
     (an outage, :class:`~cfgstore.errors.NamespaceMismatch`) is raised once every batch
     was sent: some may have been applied, and sending them again under their ids is
     harmless."""

@@ -4,7 +4,11 @@ step with it (DESIGN §3, §5).
 
 Modes
     ``redis`` (normal): records are group-committed to the storage, one batch per round
-    trip, each under an operation id the storage records with the writes. A batch that
+    trip, each under an operation id the storage records with the writes: this
+    instance's next batch id (``<instance id>:<epoch>:<seq>``,
+    :mod:`cfgstore.model.batch_ids`). Batches are taken, sent, journaled and replayed in
+    id order, so the storage's one high-water mark per instance recognises every batch
+    sent again (a lost reply, a replay, the confirmed tail). A batch that
     fails at the connection level, or takes longer than ``degrade_after_ms``, switches the
     instance to ``degraded`` and goes to the journal under the *same* operation id (it may
     have landed; replay will tell). A refusal that is not an outage (out of memory, wrong
@@ -57,6 +61,7 @@ from cfgstore.errors import (
     StorageServerError,
     StorageUnavailable,
 )
+from cfgstore.model.batch_ids import BatchSequence
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.records import NodeRecord
@@ -101,8 +106,10 @@ class Replicator:
         notify: Callable[..., None],
         on_resync: Callable[[StoreSnapshot], None],
         save_snapshot: Callable[[], None],
+        batch_ids: BatchSequence,
     ) -> None:
         self._ops = ops
+        self._batch_ids = batch_ids
         self.mirror = mirror
         self.journal = journal
         self.settings = settings
@@ -302,7 +309,7 @@ class Replicator:
         """The batch in hand, or the next one: at most ``MAX_BATCH`` pending records under a
         new operation id (bounded, so encoding one never stalls the event loop long)."""
         if self._batch is None:
-            self._batch = (self._pending[:MAX_BATCH], uuidlib.uuid4().hex)
+            self._batch = (self._pending[:MAX_BATCH], self._batch_ids.next())
             del self._pending[:MAX_BATCH]
         return self._batch
 

@@ -11,13 +11,15 @@ import json
 from collections.abc import Sequence
 
 from cfgstore.model import records as rec
+from cfgstore.model.batch_ids import parse_batch_id
 from cfgstore.model.timefmt import iso_ms
 from cfgstore_redis.keys import Keys
 
 Op = list[str | int]
 
-OPERATION_TTL_MS = 24 * 3600 * 1000
-"""How long an applied batch's id is remembered (a lost reply is re-sent well within it)."""
+LEGACY_ID_TTL_MS = 24 * 3600 * 1000
+"""How long an applied batch's *legacy* id is remembered (journals written before batch
+ids were sequenced, :mod:`cfgstore.model.batch_ids`)."""
 
 
 def _json(text: str) -> str:
@@ -87,13 +89,21 @@ def encode(
     namespace_id: str = "",
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``; a non-empty
-    ``namespace_id`` makes the script refuse a namespace with another (or no) id.
+    ``namespace_id`` makes the script refuse a namespace with another (or no) id. A
+    sequenced ``op_id`` is checked against its instance's mark in ``{p}:batches``, a
+    legacy one against its own ``{p}:op:<id>`` key (kept 24 h).
 
     Runs are folded before anything is formatted: per node, a run of successes becomes
     its last record and a count, a run of selections its last record."""
     runs_per_node = rec.fold_runs(records)
-    script_keys = [keys.operation(op_id), keys.revision, keys.meta]
-    args: list[str | int] = [OPERATION_TTL_MS, keys.channel, head, namespace_id]
+    batch_id = parse_batch_id(op_id)
+    if batch_id is None:
+        script_keys = [keys.operation(op_id), keys.revision, keys.meta]
+        args: list[str | int] = ["", LEGACY_ID_TTL_MS, 0]
+    else:
+        script_keys = [keys.batches, keys.revision, keys.meta]
+        args = [batch_id.instance, batch_id.epoch, batch_id.seq]
+    args += [keys.channel, head, namespace_id]
     for (provider_type, uuid), runs in runs_per_node.items():
         script_keys += [keys.node(provider_type, uuid), keys.forward(provider_type, uuid)]
         args += [len(runs), keys.node(provider_type, ""), keys.forward(provider_type, "")]

@@ -231,26 +231,43 @@ function C.relink(base, member, old, new, source, revision_key)
 end
 """
 
-# KEYS: [1] operation-id key, [2] revision, [3] meta, then per node: node key, forwarding key.
-# ARGV: op ttl ms, channel, message head, expected namespace id ('' = any), then per node:
-# op count, node-key prefix, forwarding-key prefix, then the ops (code and arguments).
-# Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when the
-# operation id was applied before, {'namespace', actual id} when the namespace is not the
-# expected one (emptied or replaced: nothing applied, the id not recorded).
+# KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta,
+# then per node: node key, forwarding key.
+# ARGV: instance, epoch, seq (a legacy id: '', its ttl ms, 0), channel, message head,
+# expected namespace id ('' = any), then per node: op count, node-key prefix,
+# forwarding-key prefix, then the ops (code and arguments).
+# A batch is applied only when (epoch, seq) is above the instance's mark '<epoch>:<seq>'
+# (cfgstore.model.batch_ids), which then becomes the batch's; a legacy id only when its
+# key is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'}
+# when the batch was applied before (or a later one of its instance was), {'namespace',
+# actual id} when the namespace is not the expected one (emptied or replaced: nothing
+# applied, nothing recorded).
 APPLY_RECORDS = (
     SHEBANG
     + NODE_PRELUDE
     + r"""
-if ARGV[4] ~= '' then
+if ARGV[6] ~= '' then
   local namespace = redis.call('HGET', KEYS[3], 'namespace')
-  if namespace ~= ARGV[4] then
+  if namespace ~= ARGV[6] then
     return {'namespace', namespace or ''}
   end
 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return {'dup'}
+if ARGV[1] == '' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'dup'} end
+else
+  local mark = redis.call('HGET', KEYS[1], ARGV[1])
+  if mark then
+    local e, s = string.match(mark, '^(%d+):(%d+)$')
+    if not e then
+      return redis.error_reply('batch mark of ' .. ARGV[1] .. ' is not <epoch>:<seq>: ' .. mark)
+    end
+    local epoch, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
+    e, s = tonumber(e), tonumber(s)
+    if epoch < e or (epoch == e and seq <= s) then return {'dup'} end
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 end
-local argi = 5
+local argi = 7
 local transitions = {}
 for n = 1, (#KEYS - 3) / 2 do
   local count = tonumber(ARGV[argi]); local node_prefix = ARGV[argi + 1]
@@ -351,7 +368,7 @@ for n = 1, (#KEYS - 3) / 2 do
     end
   end
 end
-local revision = finish(KEYS[2], ARGV[2], ARGV[3])
+local revision = finish(KEYS[2], ARGV[4], ARGV[5])
 return {'ok', revision, unpack(transitions)}
 """
 )
