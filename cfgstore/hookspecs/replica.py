@@ -54,13 +54,14 @@ async def cfgstore_replica_apply(
     already applied changes nothing (``AppliedBatch.duplicate``).
 
     ``op_id`` is ``<instance>:<epoch>:<seq>`` (:mod:`cfgstore.model.batch_ids`): the
-    storage keeps one high-water mark ``(epoch, seq)`` per instance, applies a batch only
-    when its pair is above the mark and moves the mark to it; anything at or below is a
-    duplicate. So an instance must send its batches in id order, each sent again until
-    acknowledged before the next is sent (a batch with a higher id applied first would
-    make the lower one a duplicate); the caller guarantees that. Nothing expires, and a
-    storage rolled back in time rolls the mark back with the data it lost. Any other
-    ``op_id`` is a legacy id (journals written before): recorded on its own, for a day.
+    storage keeps a high-water mark per instance and epoch, applies a batch only when its
+    ``seq`` is above its epoch's mark and moves the mark to it; a ``seq`` at or below is a
+    duplicate. So the batches of one instance and epoch must be sent in ``seq`` order,
+    each sent again until acknowledged before the next is sent (a later batch applied
+    first would make an earlier one a duplicate); the caller guarantees that. Nothing
+    expires, and a storage rolled back in time rolls the marks back with the data it
+    lost. Any other ``op_id`` is a legacy id (journals written before): recorded on its
+    own, for a day.
 
     With a non-empty
     ``namespace_id`` the batch is refused with :class:`~cfgstore.errors.NamespaceMismatch`
@@ -79,6 +80,15 @@ async def cfgstore_replica_apply_many(
     (an outage, :class:`~cfgstore.errors.NamespaceMismatch`) is raised once every batch
     was sent: some may have been applied, and sending them again under their ids is
     harmless."""
+
+
+@hookspec
+async def cfgstore_replica_forget_epochs(instance_id: str, epoch: int) -> int:
+    """Drop the batch marks of ``instance_id`` for every epoch but ``epoch`` and return how
+    many went. The instance calls it once nothing of its earlier runs is left to send
+    (its journal replayed, its confirmed tail holding only this run's batches): a batch
+    of a dropped epoch sent afterwards would be applied again. Without it the storage
+    keeps one mark per run of every instance."""
 
 
 @hookspec

@@ -1,21 +1,18 @@
 """Record batch ids: ``<instance>:<epoch>:<seq>`` (``cfgstore.hookspecs.replica``).
 
-One writer (an instance, identified by ``instance``) applies its hot-path batches in
-order, so a number that grows with every batch identifies them as well as a random id
-would: the storage keeps one high-water mark per instance, ``(epoch, seq)``, and applies a
-batch only when its pair is above the mark, moving the mark with the writes. Memory is one
-mark per instance, nothing expires, and a storage rolled back in time rolls the mark back
-with the data it lost (re-sending those batches applies exactly them again).
+One writer (an instance, ``instance``) applies its hot-path batches in order, so a number
+that grows with every batch identifies them as well as a random id would: the storage keeps
+a high-water mark ``seq`` per instance and epoch, applies a batch only when its ``seq`` is
+above its epoch's mark, and moves the mark with the writes. Nothing expires, and a storage
+rolled back in time rolls the mark back with the data it lost (re-sending those batches
+applies exactly them again).
 
-``epoch`` is fixed for one run of the instance and above every epoch of its earlier runs
-(the memory fallback keeps it in its state directory); ``seq`` counts that run's batches
-from 1. Pairs compare as ``(epoch, seq)``: a journal written by an earlier run replays
-below the current run's batches, whose marks then supersede it.
-
-A journal an instance set aside (it found another namespace in Redis) holds batches of an
-earlier epoch that the instance's later batches may have passed in the namespace it is
-replayed onto; such a journal is replayed under a writer name of its own
-(:func:`set_aside_id`), whose mark nothing else moves.
+``epoch`` names one run of the instance: a new one at every start, never one it used
+before (the memory fallback keeps the last in its state directory). ``seq`` counts that
+run's batches from 1. A journal written by an earlier run is replayed under that run's
+epoch and mark, whichever instance replays it and wherever its own instance runs since.
+Once an instance has nothing of an earlier run left to send, it drops its other epochs'
+marks, so the storage keeps about one mark per instance.
 
 Ids of another shape are *legacy* ids: random ids from before this scheme, still found in
 journals written then. A backend may apply them under a per-id record with an expiry.
@@ -58,7 +55,7 @@ def parse_batch_id(op_id: str) -> BatchId | None:
 
 
 class BatchSequence:
-    """The ids of one run of one instance, in the order its batches are taken."""
+    """The ids of one run (epoch) of one instance, in the order its batches are taken."""
 
     def __init__(self, instance: str, epoch: int) -> None:
         self._last = BatchId(instance, epoch, 0)
@@ -69,18 +66,16 @@ class BatchSequence:
     def instance(self) -> str:
         return self._last.instance
 
+    @property
+    def epoch(self) -> int:
+        return self._last.epoch
+
     def next(self) -> str:
         """The id of the next batch (``seq`` one above the last)."""
         self._last = attrs.evolve(self._last, seq=self._last.seq + 1)
         return str(self._last)
 
-
-def set_aside_id(op_id: str, stamp: int) -> str:
-    """``op_id`` renamed for the replay of a journal set aside at ``stamp`` (ms): the
-    batch of writer ``<instance>-aside-<stamp>``, same epoch and seq. A legacy id stays as
-    it is; one whose writer name would be too long becomes a legacy id (checked on its own)."""
-    batch = parse_batch_id(op_id)
-    if batch is None:
-        return op_id
-    renamed = str(attrs.evolve(batch, instance=f"{batch.instance}-aside-{stamp}"))
-    return renamed if parse_batch_id(renamed) is not None else f"{op_id}-aside-{stamp}"
+    def of_another_run(self, op_id: str) -> bool:
+        """``op_id`` is a batch of this instance under another epoch."""
+        batch = parse_batch_id(op_id)
+        return batch is not None and batch.instance == self.instance and batch.epoch != self.epoch

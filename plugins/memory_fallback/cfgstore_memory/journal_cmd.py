@@ -28,14 +28,11 @@ fallback, seen and replayed from outside the instances that wrote them.
       must then name the namespace Redis holds (the storage refuses records made for
       another one).
 
-    A set-aside file's record batches are sent under a writer name of their own
-    (:func:`~cfgstore.model.batch_ids.set_aside_id`): the instance that set it aside has
-    run on since, and the mark of its later batches must not hide these. A fully replayed
-    set-aside file is removed (with its lock file); a ``journal`` is left cleared. A file
-    that is not a journal, or one damaged in the middle, exits 2 before anything is sent;
-    a torn tail (a write cut short by a crash, never acknowledged) is dropped as the
-    instance itself would drop it. A storage error during a replay stops there (exit 2):
-    the journal keeps exactly the entries not yet confirmed.
+    A fully replayed set-aside file is removed (with its lock file); a ``journal`` is left
+    cleared. A file that is not a journal, or one damaged in the middle, exits 2 before
+    anything is sent; a torn tail (a write cut short by a crash, never acknowledged) is
+    dropped as the instance itself would drop it. A storage error during a replay stops
+    there (exit 2): the journal keeps exactly the entries not yet confirmed.
 
 Exit codes as everywhere in cfgctl: 0 done, 1 refused, 2 unusable input or storage (a
 missing or damaged journal, Redis unreachable). Nothing here prints a secret: journal
@@ -72,10 +69,9 @@ from cfgstore.cli.common import (
 )
 from cfgstore.cli.status import format_age_ms
 from cfgstore.errors import CfgStoreError, InvalidData, StorageUnavailable
-from cfgstore.model.batch_ids import set_aside_id
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore_memory.journal import Journal, inspect_file
-from cfgstore_memory.replay import CREDENTIAL, RECORDS, OpIds, ReplayReport, replay_journal
+from cfgstore_memory.replay import CREDENTIAL, RECORDS, ReplayReport, replay_journal
 from cfgstore_memory.state_dir import IDENTITY_FILE, JOURNAL_FILE, StateDir
 
 ORPHAN_NAME = re.compile(r"journal\.orphan-(?P<namespace>.+)-(?P<ms>\d+)")
@@ -484,9 +480,7 @@ async def _replay(
                 assert item.namespace_id is not None
                 item.report = ReplayReport()
                 try:
-                    await replay_journal(
-                        journal, ops, item.namespace_id, report=item.report, op_ids=_ids(item)
-                    )
+                    await replay_journal(journal, ops, item.namespace_id, report=item.report)
                 except CfgStoreError as exc:
                     item.status, item.reason, item.error = "failed", str(exc), exc
                     continue
@@ -503,16 +497,6 @@ async def _replay(
                 else:
                     item.removed = True
         return result
-
-
-def _ids(item: ReplayItem) -> OpIds:
-    """A set-aside journal's batches go under a writer name of their own: its instance
-    ran on since, and its later batches' mark may be above these in the namespace they
-    are replayed onto (a ``journal`` holds its instance's latest batches: ids as they are)."""
-    stamp = item.file.set_aside_at_ms
-    if stamp is None:
-        return lambda op_id: op_id
-    return lambda op_id: set_aside_id(op_id, stamp)
 
 
 def _replay_order(item: ReplayItem) -> tuple[bool, int, str]:

@@ -6,12 +6,10 @@ Three kinds of entry:
     ``data`` is a list of hot-path records (:mod:`cfgstore.model.record_codec`); the entry's
     ``op_id`` is the batch's operation id (``<instance>:<epoch>:<seq>``,
     :mod:`cfgstore.model.batch_ids`; a random legacy id in journals written before). Replay
-    sends the batch under that same id, in journal order, which the storage records
+    sends the batch under that same id, in journal order, and the storage records it
     atomically with the writes: a batch applied before (its reply was lost, or an
     interrupted replay got that far) is recognised and skipped. Increments are deltas, so
-    replaying onto whatever the storage holds now is exact. A journal set aside by its
-    instance is replayed with its ids renamed (``op_ids``, see
-    :func:`~cfgstore.model.batch_ids.set_aside_id`).
+    replaying onto whatever the storage holds now is exact.
 ``credential``
     ``data`` is ``{"credential": <credential>, "expected_version": <version or null>}``: a
     refresh made during an outage, against the version it read. Replay writes it with that
@@ -119,12 +117,6 @@ class ReplayReport:
 
 OnRecords = Callable[[list[NodeRecord], str], None]
 """Told of each ``records`` batch the storage acknowledged during a replay (records, op id)."""
-OpIds = Callable[[str], str]
-"""The id a journaled batch is sent under, from the id it was journaled under."""
-
-
-def _same_id(op_id: str) -> str:
-    return op_id
 
 
 async def replay_entry(
@@ -134,17 +126,15 @@ async def replay_entry(
     report: ReplayReport,
     source: str,
     on_records: OnRecords | None = None,
-    op_ids: OpIds = _same_id,
 ) -> None:
     """Apply one entry (see the module docstring); storage errors propagate."""
     if entry.kind == RECORDS:
         records = entry_records(entry, source)
-        op_id = op_ids(entry.op_id)
         applied = await ops["cfgstore_replica_apply"](
-            records=records, op_id=op_id, namespace_id=namespace_id
+            records=records, op_id=entry.op_id, namespace_id=namespace_id
         )
         if on_records is not None:
-            on_records(records, op_id)
+            on_records(records, entry.op_id)
         report.records += len(records)
         report.duplicates += applied.duplicate
     elif entry.kind == CREDENTIAL:
@@ -192,12 +182,10 @@ async def replay_journal(
     between_chunks: Callable[[], Awaitable[None]] | None = None,
     report: ReplayReport | None = None,
     on_records: OnRecords | None = None,
-    op_ids: OpIds = _same_id,
 ) -> ReplayReport:
-    """Replay every entry of ``journal`` in order, clearing it chunk by chunk; record
-    batches go under ``op_ids(<journaled id>)``. Storage errors propagate with the journal
-    holding exactly the entries not yet cleared (some of them possibly applied: their
-    operation ids make a second replay skip them)."""
+    """Replay every entry of ``journal`` in order, clearing it chunk by chunk. Storage
+    errors propagate with the journal holding exactly the entries not yet cleared (some
+    of them possibly applied: their operation ids make a second replay skip them)."""
     report = report or ReplayReport()
     source = f"journal {journal.path}"
     while True:
@@ -206,9 +194,9 @@ async def replay_journal(
             return report
         for group in _pipeline_groups(chunk, ops):
             if len(group) == 1:
-                await replay_entry(group[0], ops, namespace_id, report, source, on_records, op_ids)
+                await replay_entry(group[0], ops, namespace_id, report, source, on_records)
             else:
-                await _replay_records(group, ops, namespace_id, report, source, on_records, op_ids)
+                await _replay_records(group, ops, namespace_id, report, source, on_records)
         await journal.clear_through(chunk[-1].seq)
         if between_chunks is not None:
             await between_chunks()
@@ -246,10 +234,9 @@ async def _replay_records(
     report: ReplayReport,
     source: str,
     on_records: OnRecords | None,
-    op_ids: OpIds,
 ) -> None:
     """Send ``records`` entries in one round trip, each under its own operation id."""
-    batches = [(entry_records(entry, source), op_ids(entry.op_id)) for entry in entries]
+    batches = [(entry_records(entry, source), entry.op_id) for entry in entries]
     outcomes = await ops["cfgstore_replica_apply_many"](batches=batches, namespace_id=namespace_id)
     for (records, op_id), applied in zip(batches, outcomes, strict=True):
         if on_records is not None:

@@ -11,8 +11,9 @@ The instance id is made once and kept: it names the instance's heartbeat and jou
 its record batches (``<instance id>:<epoch>:<seq>``, :mod:`cfgstore.model.batch_ids`).
 ``epoch`` is the current run's: every :meth:`StateDir.open` moves it above the last one
 (to the wall clock in ms, or one above the last when the clock is behind it) and writes
-it before any batch is made, so a run's batch ids are above every earlier run's, journaled
-ones included. The wall clock keeps that true for a state directory restored from a copy.
+it before any batch is made, so no two runs share an epoch and a journal of an earlier
+run is checked against that run's own mark. The wall clock keeps epochs new for a state
+directory restored from a copy.
 ``namespaces`` remembers which namespace this instance ran on, per key prefix, so an
 emptied Redis is recognised as data loss rather than as a fresh install.
 

@@ -68,6 +68,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
             name: self.redis.register_script(getattr(lua, name))
             for name in (
                 "APPLY_RECORDS",
+                "FORGET_EPOCHS",
                 "ADD_NODE",
                 "UPDATE_NODE",
                 "DELETE_NODE",

@@ -236,15 +236,42 @@ end
 # ARGV: instance, epoch, seq (a legacy id: '', its ttl ms, 0), channel, message head,
 # expected namespace id ('' = any), then per node: op count, node-key prefix,
 # forwarding-key prefix, then the ops (code and arguments).
-# A batch is applied only when (epoch, seq) is above the instance's mark '<epoch>:<seq>'
-# (cfgstore.model.batch_ids), which then becomes the batch's; a legacy id only when its
-# key is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'}
-# when the batch was applied before (or a later one of its instance was), {'namespace',
-# actual id} when the namespace is not the expected one (emptied or replaced: nothing
-# applied, nothing recorded).
+# A batch is applied only when seq is above its instance's mark for its epoch, which then
+# becomes seq (cfgstore.model.batch_ids; see MARKS_PRELUDE); a legacy id only when its key
+# is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when
+# the batch was applied before (or a later one of its instance and epoch was),
+# {'namespace', actual id} when the namespace is not the expected one (emptied or
+# replaced: nothing applied, nothing recorded).
+# The batch marks (cfgstore.model.batch_ids): in the marks hash, field <instance> holds
+# '<epoch>:<seq>' per epoch with a mark, joined by spaces (one, once the instance dropped
+# its earlier runs' marks). M.read returns them ({epoch, seq, text} each; {} for none), or
+# nil when the field holds anything else.
+MARKS_PRELUDE = r"""
+local M = {}
+
+function M.read(key, instance)
+  local raw = redis.call('HGET', key, instance) or ''
+  local marks, texts = {}, {}
+  for text in string.gmatch(raw, '%S+') do
+    local e, s = string.match(text, '^(%d+):(%d+)$')
+    if not e then return nil end
+    marks[#marks + 1] = {epoch = tonumber(e), seq = tonumber(s), text = text}
+    texts[#texts + 1] = text
+  end
+  if table.concat(texts, ' ') ~= raw then return nil end
+  return marks
+end
+
+function M.malformed(key, instance)
+  return 'batch marks of ' .. instance .. ' in ' .. key .. ' are not <epoch>:<seq> ' ..
+    'joined by spaces: ' .. tostring(redis.call('HGET', key, instance))
+end
+"""
+
 APPLY_RECORDS = (
     SHEBANG
     + NODE_PRELUDE
+    + MARKS_PRELUDE
     + r"""
 if ARGV[6] ~= '' then
   local namespace = redis.call('HGET', KEYS[3], 'namespace')
@@ -255,17 +282,19 @@ end
 if ARGV[1] == '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'dup'} end
 else
-  local mark = redis.call('HGET', KEYS[1], ARGV[1])
-  if mark then
-    local e, s = string.match(mark, '^(%d+):(%d+)$')
-    if not e then
-      return redis.error_reply('batch mark of ' .. ARGV[1] .. ' is not <epoch>:<seq>: ' .. mark)
+  local marks = M.read(KEYS[1], ARGV[1])
+  if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+  local epoch = tonumber(ARGV[2])
+  local kept = {}
+  for _, mark in ipairs(marks) do
+    if mark.epoch == epoch then
+      if tonumber(ARGV[3]) <= mark.seq then return {'dup'} end
+    else
+      kept[#kept + 1] = mark.text
     end
-    local epoch, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
-    e, s = tonumber(e), tonumber(s)
-    if epoch < e or (epoch == e and seq <= s) then return {'dup'} end
   end
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+  kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
+  redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
 end
 local argi = 7
 local transitions = {}
@@ -370,6 +399,30 @@ for n = 1, (#KEYS - 3) / 2 do
 end
 local revision = finish(KEYS[2], ARGV[4], ARGV[5])
 return {'ok', revision, unpack(transitions)}
+"""
+)
+
+# Drop an instance's batch marks of every epoch but one (its earlier runs left nothing to
+# send). KEYS: marks hash. ARGV: instance, epoch kept. Marks are nobody's cached state: no
+# revision, no change message. Returns how many marks went.
+FORGET_EPOCHS = (
+    SHEBANG
+    + MARKS_PRELUDE
+    + r"""
+local marks = M.read(KEYS[1], ARGV[1])
+if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+local kept
+for _, mark in ipairs(marks) do
+  if mark.epoch == tonumber(ARGV[2]) then kept = mark.text end
+end
+local dropped = #marks - (kept and 1 or 0)
+if dropped == 0 then return 0 end
+if kept then
+  redis.call('HSET', KEYS[1], ARGV[1], kept)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return dropped
 """
 )
 

@@ -92,6 +92,11 @@ class ReplicaOps(PoolOps, CredentialOps, DocumentOps):
             for (ids, _, _), result in zip(encoded, results, strict=True)
         ]
 
+    @hookimpl
+    async def cfgstore_replica_forget_epochs(self, instance_id: str, epoch: int) -> int:
+        result = await self._run("FORGET_EPOCHS", [self.keys.batches], [instance_id, epoch])
+        return int(result)
+
     def _encode_batch(
         self, records: Sequence[NodeRecord], op_id: str, namespace_id: str
     ) -> tuple[list[str], list[str], list[Any]]:
