@@ -76,7 +76,9 @@ async def cfgstore_replica_apply_many(
     """:func:`cfgstore_replica_apply` for each ``(records, op_id)`` in order, in one round
     trip (a replay of many journal entries, the confirmed tail). Each batch is applied
     atomically and exactly once per ``op_id`` on its own, in list order (ids of one
-    instance ascending); the outcomes are returned in order. The first error
+    instance and epoch ascending); the outcomes are returned in order. A batch whose
+    predecessor of the same instance and epoch in the list was refused is refused too
+    (:class:`~cfgstore.errors.StorageServerError`), so a re-send of both is exact. The first error
     (an outage, :class:`~cfgstore.errors.NamespaceMismatch`) is raised once every batch
     was sent: some may have been applied, and sending them again under their ids is
     harmless."""

@@ -22,6 +22,9 @@ from cfgstore.adapters import Store
 from cfgstore.errors import InvalidData, StorageServerError
 from cfgstore.model.records import Success
 from cfgstore_memory.state_dir import IDENTITY_FILE, StateDir
+from cfgstore_redis import lua
+from cfgstore_redis.batch import encode, pipeline_predecessors
+from cfgstore_redis.keys import Keys
 from tests.memory_fallback.conftest import (
     DEGRADE_WAIT_S,
     RECOVER_WAIT_S,
@@ -110,6 +113,39 @@ async def test_the_script_applies_each_batch_of_a_run_once_in_order(
         assert await marks(client, prefix) == {"inst-a": "200:2"}
     assert await redis_usage(redis_url, prefix, "n1") == {"n1": 1 + 2 + 8 + 16 + 32 + 64}
     assert not [key for key in await prefix_keys(client, prefix) if ":op:" in key]
+
+
+async def test_a_batch_whose_predecessor_in_a_pipeline_was_refused_is_not_applied(
+    redis_url: str, client: Redis
+) -> None:
+    """In a pipeline (a replay, the confirmed tail) each batch names the ``seq`` of the
+    batch of its run sent just before it: when that one was refused (out of memory), this
+    one is refused too, or the mark would pass the refused batch and its re-send would be
+    taken for a duplicate."""
+    assert pipeline_predecessors(
+        ["a:1:5", "0f" * 16, "a:1:6", "a:2:1", "b:1:1", "a:1:7", "a:2:2"]
+    ) == [0, 0, 5, 0, 0, 6, 1]
+    prefix = new_prefix()
+    namespace_id = await seed_with_nodes(redis_url, prefix, "n1")
+    keys = Keys(prefix)
+    head = json.dumps({"entity": "pools", "ids": ["openai-custom/n1"], "origin": "t"})[:-1]
+    script = client.register_script(lua.APPLY_RECORDS)
+
+    async def send(op_id: str, after: int) -> list[Any]:
+        script_keys, args = encode(
+            successes("n1", 1), keys, op_id, head + ', "rev": ', namespace_id, after
+        )
+        reply: list[Any] = await script(keys=script_keys, args=args)
+        return reply
+
+    assert (await send("inst-a:100:1", 0))[0] == "ok"
+    assert await send("inst-a:100:3", 2) == ["behind", 1]  # batch 2 did not land
+    assert await marks(client, prefix) == {"inst-a": "100:1"}
+    assert await redis_usage(redis_url, prefix, "n1") == {"n1": 1}
+    assert (await send("inst-a:100:2", 1))[0] == "ok"
+    assert (await send("inst-a:100:3", 2))[0] == "ok"
+    assert await send("inst-a:100:3", 2) == ["dup"]
+    assert await redis_usage(redis_url, prefix, "n1") == {"n1": 3}
 
 
 async def test_a_legacy_id_is_still_recognised(redis_url: str, client: Redis) -> None:

@@ -81,17 +81,40 @@ def touched_nodes(records: Sequence[rec.NodeRecord]) -> list[str]:
     return list(dict.fromkeys(f"{r.provider_type}/{r.uuid}" for r in records))
 
 
+def pipeline_predecessors(op_ids: Sequence[str]) -> list[int]:
+    """For batches sent in one pipeline, in order: the ``seq`` of the batch before each
+    of the same instance and epoch (0: none, or a legacy id). A batch refused in the
+    middle of a pipeline (out of memory) must not let a later one of its run move the
+    mark past it: sent again, it would be taken for a duplicate."""
+    last: dict[tuple[str, int], int] = {}
+    out: list[int] = []
+    for op_id in op_ids:
+        batch = parse_batch_id(op_id)
+        if batch is None:
+            out.append(0)
+            continue
+        run = (batch.instance, batch.epoch)
+        out.append(last.get(run, 0))
+        last[run] = batch.seq
+    return out
+
+
 def encode(
     records: Sequence[rec.NodeRecord],
     keys: Keys,
     op_id: str,
     head: str,
     namespace_id: str = "",
+    after: int = 0,
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``; a non-empty
     ``namespace_id`` makes the script refuse a namespace with another (or no) id. A
-    sequenced ``op_id`` is checked against its instance's mark in ``{p}:batches``, a
-    legacy one against its own ``{p}:op:<id>`` key (kept 24 h).
+    sequenced ``op_id`` is checked against its instance's mark for its epoch in
+    ``{p}:batches``, a legacy one against its own ``{p}:op:<id>`` key (kept 24 h).
+    ``after`` (a sequenced id only; 0: none) is the ``seq`` of the batch of the same
+    instance and epoch sent just before this one in the same pipeline: unless that one
+    is applied (the mark reached it), this one is not applied either (see
+    :func:`pipeline_predecessors`).
 
     Runs are folded before anything is formatted: per node, a run of successes becomes
     its last record and a count, a run of selections its last record."""
@@ -99,10 +122,10 @@ def encode(
     batch_id = parse_batch_id(op_id)
     if batch_id is None:
         script_keys = [keys.operation(op_id), keys.revision, keys.meta]
-        args: list[str | int] = ["", LEGACY_ID_TTL_MS, 0]
+        args: list[str | int] = ["", LEGACY_ID_TTL_MS, 0, 0]
     else:
         script_keys = [keys.batches, keys.revision, keys.meta]
-        args = [batch_id.instance, batch_id.epoch, batch_id.seq]
+        args = [batch_id.instance, batch_id.epoch, batch_id.seq, after]
     args += [keys.channel, head, namespace_id]
     for (provider_type, uuid), runs in runs_per_node.items():
         script_keys += [keys.node(provider_type, uuid), keys.forward(provider_type, uuid)]

@@ -233,15 +233,16 @@ end
 
 # KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta,
 # then per node: node key, forwarding key.
-# ARGV: instance, epoch, seq (a legacy id: '', its ttl ms, 0), channel, message head,
-# expected namespace id ('' = any), then per node: op count, node-key prefix,
+# ARGV: instance, epoch, seq, after (a legacy id: '', its ttl ms, 0, 0), channel, message
+# head, expected namespace id ('' = any), then per node: op count, node-key prefix,
 # forwarding-key prefix, then the ops (code and arguments).
 # A batch is applied only when seq is above its instance's mark for its epoch, which then
 # becomes seq (cfgstore.model.batch_ids; see MARKS_PRELUDE); a legacy id only when its key
 # is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when
 # the batch was applied before (or a later one of its instance and epoch was),
-# {'namespace', actual id} when the namespace is not the expected one (emptied or
-# replaced: nothing applied, nothing recorded).
+# {'behind', mark} when after > 0 and the mark is below it (the batch before this one in
+# the pipeline was refused: nothing applied), {'namespace', actual id} when the namespace
+# is not the expected one (emptied or replaced: nothing applied, nothing recorded).
 # The batch marks (cfgstore.model.batch_ids): in the marks hash, field <instance> holds
 # '<epoch>:<seq>' per epoch with a mark, joined by spaces (one, once the instance dropped
 # its earlier runs' marks). M.read returns them ({epoch, seq, text} each; {} for none), or
@@ -273,9 +274,9 @@ APPLY_RECORDS = (
     + NODE_PRELUDE
     + MARKS_PRELUDE
     + r"""
-if ARGV[6] ~= '' then
+if ARGV[7] ~= '' then
   local namespace = redis.call('HGET', KEYS[3], 'namespace')
-  if namespace ~= ARGV[6] then
+  if namespace ~= ARGV[7] then
     return {'namespace', namespace or ''}
   end
 end
@@ -285,18 +286,20 @@ else
   local marks = M.read(KEYS[1], ARGV[1])
   if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
   local epoch = tonumber(ARGV[2])
-  local kept = {}
+  local kept, current = {}, 0
   for _, mark in ipairs(marks) do
     if mark.epoch == epoch then
-      if tonumber(ARGV[3]) <= mark.seq then return {'dup'} end
+      current = mark.seq
     else
       kept[#kept + 1] = mark.text
     end
   end
+  if tonumber(ARGV[3]) <= current then return {'dup'} end
+  if current < tonumber(ARGV[4]) then return {'behind', current} end
   kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
   redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
 end
-local argi = 7
+local argi = 8
 local transitions = {}
 for n = 1, (#KEYS - 3) / 2 do
   local count = tonumber(ARGV[argi]); local node_prefix = ARGV[argi + 1]
@@ -397,7 +400,7 @@ for n = 1, (#KEYS - 3) / 2 do
     end
   end
 end
-local revision = finish(KEYS[2], ARGV[4], ARGV[5])
+local revision = finish(KEYS[2], ARGV[5], ARGV[6])
 return {'ok', revision, unpack(transitions)}
 """
 )
