@@ -41,6 +41,7 @@ from tests.memory_fallback.conftest import (
     seed_with_nodes,
 )
 from tests.support.redis_server import RedisServerProcess
+from tests.support.waiting import until
 
 FLUSHES = 120
 """Flushes (one batch each) in the key-count test: each left a key for 24 h before."""
@@ -306,3 +307,46 @@ async def test_state_dir_epochs(tmp_path: Path) -> None:
         (path / IDENTITY_FILE).write_text(json.dumps(doc))
         with pytest.raises(InvalidData, match=rf"\{where}"):
             await StateDir.open(path)
+
+
+async def test_an_earlier_runs_mark_stays_while_its_batches_are_in_the_confirmed_tail(
+    aof_server: RedisServerProcess, client_for_aof: Redis, tmp_path: Path
+) -> None:
+    """Run 2 replays run 1's journal at start: those batches join the confirmed tail,
+    which is re-sent after a reconnect, so run 1's mark must stay until they leave it (a
+    re-send against a dropped mark would count them twice). Once they have, run 2's next
+    batch drops it."""
+    url, prefix = aof_server.url, new_prefix()
+    await seed_with_nodes(url, prefix, "n1")
+    settings = fallback_settings(url, prefix, tmp_path / "state", confirmed_tail_ms=300)
+    async with open_observed(settings) as (store, observer):
+        await aof_server.astop()
+        await store.pools.record_success(TYPE, "n1")
+        await observer.wait(True, within=DEGRADE_WAIT_S)
+        await store.flush()
+        epoch_1 = json.loads((tmp_path / "state" / IDENTITY_FILE).read_text())["epoch"]
+    await aof_server.arestart()
+    async with Store.open(settings) as store:
+        instance_id = (await fallback_status(store)).details["instance id"]
+        epoch_2 = json.loads((tmp_path / "state" / IDENTITY_FILE).read_text())["epoch"]
+        await store.pools.record_success(TYPE, "n1")
+        await store.flush()
+        assert await client_for_aof.hget(f"{{{prefix}}}:batches", instance_id) == (
+            f"{epoch_1}:1 {epoch_2}:1"
+        )
+
+        async def only_run_2() -> bool:
+            await store.pools.record_success(TYPE, "n1")
+            await store.flush()
+            mark = await client_for_aof.hget(f"{{{prefix}}}:batches", instance_id)
+            return bool(mark and mark.startswith(f"{epoch_2}:") and " " not in mark)
+
+        await until(only_run_2, "run 1's mark dropped", step_s=0.05)
+        made = await usage_of(store)
+    assert await redis_usage(url, prefix, "n1") == {"n1": made}
+
+
+async def usage_of(store: Store) -> int:
+    node = await store.pools.get_node(TYPE, "n1")
+    assert node is not None
+    return node.state.usage_count
