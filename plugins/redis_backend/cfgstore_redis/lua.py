@@ -231,18 +231,6 @@ function C.relink(base, member, old, new, source, revision_key)
 end
 """
 
-# KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta,
-# then per node: node key, forwarding key.
-# ARGV: instance, epoch, seq, after (a legacy id: '', its ttl ms, 0, 0), channel, message
-# head, expected namespace id ('' = any), then per node: op count, node-key prefix,
-# forwarding-key prefix, then the ops (code and arguments).
-# A batch is applied only when seq is above its instance's mark for its epoch, which then
-# becomes seq (cfgstore.model.batch_ids; see MARKS_PRELUDE); a legacy id only when its key
-# is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when
-# the batch was applied before (or a later one of its instance and epoch was),
-# {'behind', mark} when after > 0 and the mark is below it (the batch before this one in
-# the pipeline was refused: nothing applied), {'namespace', actual id} when the namespace
-# is not the expected one (emptied or replaced: nothing applied, nothing recorded).
 # The batch marks (cfgstore.model.batch_ids): in the marks hash, field <instance> holds
 # '<epoch>:<seq>' per epoch with a mark, joined by spaces (one, once the instance dropped
 # its earlier runs' marks). M.read returns them ({epoch, seq, text} each; {} for none), or
@@ -269,6 +257,18 @@ function M.malformed(key, instance)
 end
 """
 
+# KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta,
+# then per node: node key, forwarding key.
+# ARGV: instance, epoch, seq, after (a legacy id: '', its ttl ms, 0, 0), channel, message
+# head, expected namespace id ('' = any), then per node: op count, node-key prefix,
+# forwarding-key prefix, then the ops (code and arguments).
+# A batch is applied only when seq is above its instance's mark for its epoch, which then
+# becomes seq (cfgstore.model.batch_ids; see MARKS_PRELUDE); a legacy id only when its key
+# is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when
+# the batch was applied before (or a later one of its instance and epoch was),
+# {'behind', mark} when after > 0 and the mark is below it (the batch before this one in
+# the pipeline was refused: nothing applied), {'namespace', actual id} when the namespace
+# is not the expected one (emptied or replaced: nothing applied, nothing recorded).
 APPLY_RECORDS = (
     SHEBANG
     + NODE_PRELUDE
