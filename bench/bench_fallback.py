@@ -119,6 +119,7 @@ from cfgstore.adapters.backend import Operations
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import Settings
 from cfgstore.adapters.store import Store
+from cfgstore.model.batch_ids import BatchSequence
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.record_codec import record_to_json
@@ -500,8 +501,9 @@ def _batches(records: list[NodeRecord], size: int) -> list[list[NodeRecord]]:
 
 
 def _op_ids(count: int) -> list[str]:
-    """Fresh operation ids, as the replicator makes them."""
-    return [uuidlib.uuid4().hex for _ in range(count)]
+    """Fresh operation ids, as the replicator makes them (a new writer's sequence)."""
+    ids = BatchSequence(uuidlib.uuid4().hex[:16], now_ms())
+    return [ids.next() for _ in range(count)]
 
 
 async def _write_journal(path: Path, batches: list[list[NodeRecord]], op_ids: list[str]) -> None:
@@ -526,9 +528,10 @@ def _write_private(path: Path, data: bytes) -> None:
 async def _timed_live(ops: Operations, namespace_id: str, batches: list[list[NodeRecord]]) -> float:
     """Send each batch with one ``cfgstore_replica_apply`` call, one after another."""
     apply = ops["cfgstore_replica_apply"]
+    op_ids = _op_ids(len(batches))
     start = time.perf_counter()
-    for batch in batches:
-        await apply(records=batch, op_id=uuidlib.uuid4().hex, namespace_id=namespace_id)
+    for batch, op_id in zip(batches, op_ids, strict=True):
+        await apply(records=batch, op_id=op_id, namespace_id=namespace_id)
     return time.perf_counter() - start
 
 

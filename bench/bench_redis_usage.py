@@ -62,6 +62,7 @@ from bench.pools_data import node_keys, realistic_pools
 from cfgstore import hookimpl
 from cfgstore.adapters.plugins import make_plugin_manager
 from cfgstore.adapters.store import Store
+from cfgstore.model.batch_ids import BatchSequence
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import node_from_json
@@ -321,7 +322,9 @@ async def _run_per_call(url: str, prefix: str, picks: list[list[Pick]]) -> Outco
 
         async def record(provider_type: str, uuid: str) -> None:
             record = Success(provider_type, uuid, now_ms())
-            script_keys, args = encode([record], keys, uuidlib.uuid4().hex, head)
+            # Concurrent calls land in any order: each is a writer of its own (one mark each).
+            op_id = BatchSequence(uuidlib.uuid4().hex[:16], 0).next()
+            script_keys, args = encode([record], keys, op_id, head)
             reply = await script(keys=script_keys, args=args)
             if reply[0] != "ok":
                 raise BenchFailure(f"{NAME}/per-call: APPLY_RECORDS answered {reply!r}")

@@ -51,7 +51,19 @@ async def cfgstore_replica_apply(
 ) -> AppliedBatch:
     """Apply a batch of hot-path records now (no coalescing), exactly once per ``op_id``:
     the id is recorded atomically with the writes, and a batch sent again under an id
-    already applied changes nothing (``AppliedBatch.duplicate``). With a non-empty
+    already applied changes nothing (``AppliedBatch.duplicate``).
+
+    ``op_id`` is ``<instance>:<epoch>:<seq>`` (:mod:`cfgstore.model.batch_ids`): the
+    storage keeps a high-water mark per instance and epoch, applies a batch only when its
+    ``seq`` is above its epoch's mark and moves the mark to it; a ``seq`` at or below is a
+    duplicate. So the batches of one instance and epoch must be sent in ``seq`` order,
+    each sent again until acknowledged before the next is sent (a later batch applied
+    first would make an earlier one a duplicate); the caller guarantees that. Nothing
+    expires, and a storage rolled back in time rolls the marks back with the data it
+    lost. Any other ``op_id`` is a legacy id (journals written before): recorded on its
+    own, for a day.
+
+    With a non-empty
     ``namespace_id`` the batch is refused with :class:`~cfgstore.errors.NamespaceMismatch`
     when the storage holds another namespace or none (it was emptied): records are never
     applied to data they were not made for."""
@@ -62,11 +74,23 @@ async def cfgstore_replica_apply_many(
     batches: Sequence[tuple[Sequence[NodeRecord], str]], namespace_id: str
 ) -> list[AppliedBatch]:
     """:func:`cfgstore_replica_apply` for each ``(records, op_id)`` in order, in one round
-    trip (a replay of many journal entries). Each batch is applied atomically and exactly
-    once per ``op_id`` on its own; the outcomes are returned in order. The first error
+    trip (a replay of many journal entries, the confirmed tail). Each batch is applied
+    atomically and exactly once per ``op_id`` on its own, in list order (ids of one
+    instance and epoch ascending); the outcomes are returned in order. A batch whose
+    predecessor of the same instance and epoch in the list was refused is refused too
+    (:class:`~cfgstore.errors.StorageServerError`), so a re-send of both is exact. The first error
     (an outage, :class:`~cfgstore.errors.NamespaceMismatch`) is raised once every batch
     was sent: some may have been applied, and sending them again under their ids is
     harmless."""
+
+
+@hookspec
+async def cfgstore_replica_forget_epochs(instance_id: str, epoch: int) -> int:
+    """Drop the batch marks of ``instance_id`` for every epoch but ``epoch`` and return how
+    many went. The instance calls it once nothing of its earlier runs is left to send
+    (its journal replayed, its confirmed tail holding only this run's batches): a batch
+    of a dropped epoch sent afterwards would be applied again. Without it the storage
+    keeps one mark per run of every instance."""
 
 
 @hookspec

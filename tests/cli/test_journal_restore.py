@@ -480,6 +480,58 @@ def test_replay_refuses_another_namespace_unless_named(tmp_path: Path, ns: Names
     assert not orphan.exists()
 
 
+def test_replay_of_a_set_aside_journal_counts_though_its_instance_wrote_since(
+    tmp_path: Path, ns: Namespace
+) -> None:
+    """Batch ids are ``<instance>:<epoch>:<seq>``, checked against a mark per instance and
+    run. An instance set its journal aside (its run 1000 on an old namespace) and has run
+    on this namespace since (run 2000): its later batches do not hide the set-aside ones,
+    and a second replay of the same entries counts nothing."""
+    namespace_id = "ns-now-b7d"
+    seed(ns, namespace_id)
+
+    async def later_run(store: Store) -> None:
+        apply = store.replicas.operations["cfgstore_replica_apply"]
+        for seq in range(1, 6):
+            records = [Success("openai-custom", "n-1", AT_MS + seq)]
+            await apply(records=records, op_id=f"inst-1:2000:{seq}", namespace_id=namespace_id)
+
+    on_redis(ns, later_run)
+    state = tmp_path / "state"
+    state.mkdir()
+    orphan = write_orphan(
+        state,
+        "ns-old-1c9",
+        [
+            (RECORDS, successes("n-2", 2), "inst-1:1000:1"),
+            (RECORDS, successes("n-2", 3), "inst-1:1000:2"),
+        ],
+    )
+    copy = tmp_path / "copy" / orphan.name
+    copy.parent.mkdir()
+    shutil.copyfile(orphan, copy)
+
+    for journal, duplicates in ((orphan, 0), (copy, 2)):
+        result = run_cfgctl(
+            "journal",
+            "replay",
+            "--journal",
+            journal,
+            "--namespace-id",
+            namespace_id,
+            "--redis-url",
+            ns.url,
+        )
+        assert result.exit_code == 0, describe(result)
+        counted = f"  records      5 ({duplicates} batches already applied)"
+        assert counted in result.stdout.splitlines(), result.stdout
+        assert usage(ns) == {
+            "openai-custom/n-1": 15,
+            "openai-custom/n-2": 5,
+            "claude-kiro-oauth/k-1": 0,
+        }
+
+
 def test_replay_onto_an_emptied_namespace_points_at_restore(tmp_path: Path, ns: Namespace) -> None:
     state = tmp_path / "state"
     write_identity(state, "inst-gone", {ns.prefix: "ns-gone-0d8"})

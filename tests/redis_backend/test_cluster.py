@@ -252,7 +252,9 @@ async def test_all_keys_of_a_store_share_one_slot_on_one_node(
             # Something of every kind was written (the hash tag wraps the whole prefix).
             kinds = {key.split(":", 2)[1] for key in keys}
             assert {"types", "nodes", "node", "cred", "lock", "config", "rev", "sessions"} <= kinds
-            assert any(":op:" in key for key in keys), "no operation id key from the writer"
+            # The writer's batch ids leave no key per batch; its mark goes when it closes.
+            assert not any(":op:" in key for key in keys), "an operation id key per batch"
+            assert f"{{{prefix}}}:batches" not in keys
 
             # The server's own slot computation: one slot for every key, the tag's slot.
             owner = nodes[port]

@@ -44,6 +44,7 @@ from cfgstore.errors import (
     StorageUnavailable,
     VersionConflict,
 )
+from cfgstore.model.batch_ids import BatchSequence
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import (
     Credential,
@@ -212,6 +213,7 @@ class MemoryFallback(GuardedOps, ReadCache):
             notify=self.context.notify,
             on_resync=self._load,
             save_snapshot=self._save_soon.set,
+            batch_ids=BatchSequence(self.state.instance_id, self.state.epoch),
         )
         for event in self._early_changes or ():
             replicator.changed_remotely(event)

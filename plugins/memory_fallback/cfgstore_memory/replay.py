@@ -4,10 +4,12 @@ Three kinds of entry:
 
 ``records``
     ``data`` is a list of hot-path records (:mod:`cfgstore.model.record_codec`); the entry's
-    ``op_id`` is the batch's operation id. Replay sends the batch under that same id, which
-    the storage records atomically with the writes: a batch applied before (its reply was
-    lost, or an interrupted replay got that far) is recognised and skipped. Increments are
-    deltas, so replaying onto whatever the storage holds now is exact.
+    ``op_id`` is the batch's operation id (``<instance>:<epoch>:<seq>``,
+    :mod:`cfgstore.model.batch_ids`; a random legacy id in journals written before). Replay
+    sends the batch under that same id, in journal order, and the storage records it
+    atomically with the writes: a batch applied before (its reply was lost, or an
+    interrupted replay got that far) is recognised and skipped. Increments are deltas, so
+    replaying onto whatever the storage holds now is exact.
 ``credential``
     ``data`` is ``{"credential": <credential>, "expected_version": <version or null>}``: a
     refresh made during an outage, against the version it read. Replay writes it with that

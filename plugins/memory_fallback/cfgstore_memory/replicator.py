@@ -4,7 +4,13 @@ step with it (DESIGN §3, §5).
 
 Modes
     ``redis`` (normal): records are group-committed to the storage, one batch per round
-    trip, each under an operation id the storage records with the writes. A batch that
+    trip, each under an operation id the storage records with the writes: this
+    instance's next batch id (``<instance id>:<epoch>:<seq>``,
+    :mod:`cfgstore.model.batch_ids`). Batches are taken, sent, journaled and replayed in
+    id order, so the storage's high-water mark per instance and epoch recognises every
+    batch sent again (a lost reply, a replay, the confirmed tail). Once nothing of an
+    earlier run is left to send (journal replayed, no earlier epoch in the confirmed
+    tail), the instance drops its earlier epochs' marks. A batch that
     fails at the connection level, or takes longer than ``degrade_after_ms``, switches the
     instance to ``degraded`` and goes to the journal under the *same* operation id (it may
     have landed; replay will tell). A refusal that is not an outage (out of memory, wrong
@@ -57,6 +63,7 @@ from cfgstore.errors import (
     StorageServerError,
     StorageUnavailable,
 )
+from cfgstore.model.batch_ids import BatchSequence
 from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.records import NodeRecord
@@ -101,8 +108,13 @@ class Replicator:
         notify: Callable[..., None],
         on_resync: Callable[[StoreSnapshot], None],
         save_snapshot: Callable[[], None],
+        batch_ids: BatchSequence,
     ) -> None:
         self._ops = ops
+        self._batch_ids = batch_ids
+        self._forget_epochs_due = True
+        """Marks of this instance's other epochs may be in the storage (checked once per
+        run, and again after a rollback, which may bring them back)."""
         self.mirror = mirror
         self.journal = journal
         self.settings = settings
@@ -302,7 +314,7 @@ class Replicator:
         """The batch in hand, or the next one: at most ``MAX_BATCH`` pending records under a
         new operation id (bounded, so encoding one never stalls the event loop long)."""
         if self._batch is None:
-            self._batch = (self._pending[:MAX_BATCH], uuidlib.uuid4().hex)
+            self._batch = (self._pending[:MAX_BATCH], self._batch_ids.next())
             del self._pending[:MAX_BATCH]
         return self._batch
 
@@ -339,6 +351,33 @@ class Replicator:
                 uuid=t.uuid,
                 healthy=t.healthy,
             )
+        if self._forget_epochs_due:
+            async with self._io:
+                await self._forget_other_epochs()
+
+    async def _forget_other_epochs(self) -> None:
+        """Under ``_io``: drop this instance's marks of its earlier runs once none of their
+        batches can be sent again: the storage runs normally (the journal is replayed) and
+        the confirmed tail holds none. Tried at every full resync (start-up, usually) and
+        after live batches while due; a failure is logged and tried again later: it costs
+        a few bytes meanwhile, nothing else."""
+        ids = self._batch_ids
+        if "cfgstore_replica_forget_epochs" not in self._ops or any(
+            ids.of_another_run(op_id) for _, op_id in self.tail.batches()
+        ):
+            return
+        try:
+            async with asyncio.timeout(self.settings.degrade_after_ms / 1000):
+                dropped = await self._ops["cfgstore_replica_forget_epochs"](
+                    instance_id=ids.instance, epoch=ids.epoch
+                )
+        except (CfgStoreError, TimeoutError) as exc:
+            raise_if_cancelling(exc)
+            log.info("batch marks of earlier runs not dropped yet: %s", exc)
+            return
+        self._forget_epochs_due = False
+        if dropped:
+            log.info("dropped the batch marks of %d earlier runs of this instance", dropped)
 
     async def _refused(self, exc: CfgStoreError, op_id: str, size: int) -> None:
         """Not an outage: keep the batch (and its id), tell the waiters, back off."""
@@ -475,6 +514,7 @@ class Replicator:
         if revision >= self.confirmed_revision and not lost:
             return
         self.rollbacks += 1
+        self._forget_epochs_due = True  # the storage may hold the marks it dropped again
         self.last_rollback = (
             f"{iso_ms(now_ms())} ({when}): revision {revision}, "
             f"{self.confirmed_revision} confirmed before "
@@ -510,6 +550,8 @@ class Replicator:
         self._on_resync(snapshot)
         self.last_resync = iso_ms(now_ms())
         self._save_snapshot()
+        if self._forget_epochs_due and not self.journal.depth:
+            await self._forget_other_epochs()
 
     async def _refresh_loop(self) -> None:
         """Apply other instances' changes: re-read the nodes they name (or everything when

@@ -2,11 +2,18 @@
 
 Layout (directory mode 0700, files 0600 — the snapshot and the journal hold credentials)::
 
-    instance.json    {"instance_id": "<hex>", "namespaces": {"<redis prefix>": "<namespace id>"}}
+    instance.json    {"instance_id": "<hex>", "namespaces": {"<redis prefix>": "<namespace id>"},
+                      "epoch": <int>}
     snapshot.json    the confirmed state (cfgstore.model.snapshot), rewritten atomically
     journal          the outage journal (cfgstore_memory.journal), with journal.lock
 
-The instance id is made once and kept: it names the instance's heartbeat and journal.
+The instance id is made once and kept: it names the instance's heartbeat and journal, and
+its record batches (``<instance id>:<epoch>:<seq>``, :mod:`cfgstore.model.batch_ids`).
+``epoch`` is the current run's: every :meth:`StateDir.open` moves it above the last one
+(to the wall clock in ms, or one above the last when the clock is behind it) and writes
+it before any batch is made, so no two runs share an epoch and a journal of an earlier
+run is checked against that run's own mark. The wall clock keeps epochs new for a state
+directory restored from a copy.
 ``namespaces`` remembers which namespace this instance ran on, per key prefix, so an
 emptied Redis is recognised as data loss rather than as a fresh install.
 
@@ -26,11 +33,15 @@ import attrs
 
 from cfgstore.errors import InvalidData
 from cfgstore.fileio import atomic_write, read_bytes
+from cfgstore.model.batch_ids import instance_problem
 from cfgstore.model.snapshot import StoreSnapshot, snapshot_from_bytes, snapshot_to_bytes
+from cfgstore.model.timefmt import now_ms
 
 IDENTITY_FILE = "instance.json"
 SNAPSHOT_FILE = "snapshot.json"
 JOURNAL_FILE = "journal"
+MAX_EPOCH = 10**15
+"""Epochs are kept below this (:mod:`cfgstore.model.batch_ids`: exact in a Lua script)."""
 
 
 @attrs.define
@@ -38,6 +49,8 @@ class StateDir:
     path: Path
     instance_id: str
     namespaces: dict[str, str]
+    epoch: int = 0
+    """The current run's batch epoch (the last run's, for :meth:`read`)."""
 
     @property
     def snapshot_path(self) -> Path:
@@ -49,8 +62,9 @@ class StateDir:
 
     @classmethod
     async def open(cls, path: Path) -> StateDir:
-        """Create the directory (0700) and the identity when missing; read them otherwise.
-        Raises :class:`InvalidData` for an identity file that is not ours."""
+        """Create the directory (0700) and the identity when missing; read them otherwise;
+        start a new epoch (written before it returns). Raises :class:`InvalidData` for an
+        identity file that is not ours."""
         return await asyncio.to_thread(cls._open_sync, path)
 
     @classmethod
@@ -68,11 +82,10 @@ class StateDir:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # mkdir's mode is subject to the umask
         raw = read_bytes(path / IDENTITY_FILE)
-        if raw is None:
-            state = cls(path, uuidlib.uuid4().hex[:16], {})
-            state._write_sync()
-            return state
-        return cls._parse(path, raw)
+        state = cls(path, uuidlib.uuid4().hex[:16], {}) if raw is None else cls._parse(path, raw)
+        state.epoch = max(now_ms(), state.epoch + 1)
+        state._write_sync()
+        return state
 
     @classmethod
     def _parse(cls, path: Path, raw: bytes) -> StateDir:
@@ -86,11 +99,17 @@ class StateDir:
         namespaces = doc.get("namespaces", {}) if isinstance(doc, dict) else None
         if not isinstance(instance_id, str) or not instance_id:
             raise InvalidData(source, "$.instance_id", "expected a non-empty string")
+        problem = instance_problem(instance_id)  # it names the instance's record batches
+        if problem is not None:
+            raise InvalidData(source, "$.instance_id", problem)
         if not isinstance(namespaces, dict) or not all(
             isinstance(v, str) for v in namespaces.values()
         ):
             raise InvalidData(source, "$.namespaces", "expected an object of strings")
-        return cls(path, instance_id, dict(namespaces))
+        epoch = doc.get("epoch", 0)  # absent: written before batch ids were sequenced
+        if type(epoch) is not int or not 0 <= epoch < MAX_EPOCH:
+            raise InvalidData(source, "$.epoch", f"expected an integer from 0 to {MAX_EPOCH - 1}")
+        return cls(path, instance_id, dict(namespaces), epoch)
 
     def remembered(self, prefix: str) -> str | None:
         """The namespace id this instance last ran on under ``prefix``."""
@@ -103,7 +122,7 @@ class StateDir:
         await asyncio.to_thread(self._write_sync)
 
     def _write_sync(self) -> None:
-        doc = {"instance_id": self.instance_id, "namespaces": self.namespaces}
+        doc = {"instance_id": self.instance_id, "namespaces": self.namespaces, "epoch": self.epoch}
         atomic_write(self.path / IDENTITY_FILE, json.dumps(doc, indent=2).encode() + b"\n")
 
     async def load_snapshot(self) -> StoreSnapshot | None:

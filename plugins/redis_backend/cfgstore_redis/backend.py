@@ -68,6 +68,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
             name: self.redis.register_script(getattr(lua, name))
             for name in (
                 "APPLY_RECORDS",
+                "FORGET_EPOCHS",
                 "ADD_NODE",
                 "UPDATE_NODE",
                 "DELETE_NODE",
@@ -117,12 +118,20 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
     async def cfgstore_close(self) -> None:
         try:
             await self.writer.close()
+            if self.writer.batches:
+                await self._forget_writer()
         finally:
             if self._feed_task is not None:
                 self._feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._feed_task
             await self.connection.close()
+
+    async def _forget_writer(self) -> None:
+        """Remove the closed writer's batch mark: its id is never used again, and leaving
+        it would add one mark per process start. Best effort (a crash leaves it too)."""
+        with contextlib.suppress(CfgStoreError), translated(self.connection):
+            await self.redis.hdel(self.keys.batches, self.writer.ids.instance)
 
     @hookimpl
     async def cfgstore_status(self) -> BackendStatus:

@@ -11,13 +11,15 @@ import json
 from collections.abc import Sequence
 
 from cfgstore.model import records as rec
+from cfgstore.model.batch_ids import parse_batch_id
 from cfgstore.model.timefmt import iso_ms
 from cfgstore_redis.keys import Keys
 
 Op = list[str | int]
 
-OPERATION_TTL_MS = 24 * 3600 * 1000
-"""How long an applied batch's id is remembered (a lost reply is re-sent well within it)."""
+LEGACY_ID_TTL_MS = 24 * 3600 * 1000
+"""How long an applied batch's *legacy* id is remembered (journals written before batch
+ids were sequenced, :mod:`cfgstore.model.batch_ids`)."""
 
 
 def _json(text: str) -> str:
@@ -79,21 +81,52 @@ def touched_nodes(records: Sequence[rec.NodeRecord]) -> list[str]:
     return list(dict.fromkeys(f"{r.provider_type}/{r.uuid}" for r in records))
 
 
+def pipeline_predecessors(op_ids: Sequence[str]) -> list[int]:
+    """For batches sent in one pipeline, in order: the ``seq`` of the batch before each
+    of the same instance and epoch (0: none, or a legacy id). A batch refused in the
+    middle of a pipeline (out of memory) must not let a later one of its run move the
+    mark past it: sent again, it would be taken for a duplicate."""
+    last: dict[tuple[str, int], int] = {}
+    out: list[int] = []
+    for op_id in op_ids:
+        batch = parse_batch_id(op_id)
+        if batch is None:
+            out.append(0)
+            continue
+        run = (batch.instance, batch.epoch)
+        out.append(last.get(run, 0))
+        last[run] = batch.seq
+    return out
+
+
 def encode(
     records: Sequence[rec.NodeRecord],
     keys: Keys,
     op_id: str,
     head: str,
     namespace_id: str = "",
+    after: int = 0,
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of one ``APPLY_RECORDS`` call for ``records``; a non-empty
-    ``namespace_id`` makes the script refuse a namespace with another (or no) id.
+    ``namespace_id`` makes the script refuse a namespace with another (or no) id. A
+    sequenced ``op_id`` is checked against its instance's mark for its epoch in
+    ``{p}:batches``, a legacy one against its own ``{p}:op:<id>`` key (kept 24 h).
+    ``after`` (a sequenced id only; 0: none) is the ``seq`` of the batch of the same
+    instance and epoch sent just before this one in the same pipeline: unless that one
+    is applied (the mark reached it), this one is not applied either (see
+    :func:`pipeline_predecessors`).
 
     Runs are folded before anything is formatted: per node, a run of successes becomes
     its last record and a count, a run of selections its last record."""
     runs_per_node = rec.fold_runs(records)
-    script_keys = [keys.operation(op_id), keys.revision, keys.meta]
-    args: list[str | int] = [OPERATION_TTL_MS, keys.channel, head, namespace_id]
+    batch_id = parse_batch_id(op_id)
+    if batch_id is None:
+        script_keys = [keys.operation(op_id), keys.revision, keys.meta]
+        args: list[str | int] = ["", LEGACY_ID_TTL_MS, 0, 0]
+    else:
+        script_keys = [keys.batches, keys.revision, keys.meta]
+        args = [batch_id.instance, batch_id.epoch, batch_id.seq, after]
+    args += [keys.channel, head, namespace_id]
     for (provider_type, uuid), runs in runs_per_node.items():
         script_keys += [keys.node(provider_type, uuid), keys.forward(provider_type, uuid)]
         args += [len(runs), keys.node(provider_type, ""), keys.forward(provider_type, "")]

@@ -29,6 +29,8 @@ class Keys:
         self.kept_files = f"{self.tag}:files"
         self.sessions = f"{self.tag}:sessions"
         self.instances = f"{self.tag}:instances"
+        self.batches = f"{self.tag}:batches"
+        """Per writer instance, the ``<epoch>:<seq>`` of its last applied record batch."""
 
     def nodes(self, provider_type: str) -> str:
         return f"{self.tag}:nodes:{provider_type}"
@@ -65,6 +67,7 @@ class Keys:
         return f"{self.tag}:fwd:{provider_type}:{uuid}"
 
     def operation(self, op_id: str) -> str:
+        """The record of one applied batch under a legacy (unsequenced) id."""
         return f"{self.tag}:op:{op_id}"
 
     def session(self, digest: str) -> str:

@@ -231,26 +231,75 @@ function C.relink(base, member, old, new, source, revision_key)
 end
 """
 
-# KEYS: [1] operation-id key, [2] revision, [3] meta, then per node: node key, forwarding key.
-# ARGV: op ttl ms, channel, message head, expected namespace id ('' = any), then per node:
-# op count, node-key prefix, forwarding-key prefix, then the ops (code and arguments).
-# Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when the
-# operation id was applied before, {'namespace', actual id} when the namespace is not the
-# expected one (emptied or replaced: nothing applied, the id not recorded).
+# The batch marks (cfgstore.model.batch_ids): in the marks hash, field <instance> holds
+# '<epoch>:<seq>' per epoch with a mark, joined by spaces (one, once the instance dropped
+# its earlier runs' marks). M.read returns them ({epoch, seq, text} each; {} for none), or
+# nil when the field holds anything else.
+MARKS_PRELUDE = r"""
+local M = {}
+
+function M.read(key, instance)
+  local raw = redis.call('HGET', key, instance) or ''
+  local marks, texts = {}, {}
+  for text in string.gmatch(raw, '%S+') do
+    local e, s = string.match(text, '^(%d+):(%d+)$')
+    if not e then return nil end
+    marks[#marks + 1] = {epoch = tonumber(e), seq = tonumber(s), text = text}
+    texts[#texts + 1] = text
+  end
+  if table.concat(texts, ' ') ~= raw then return nil end
+  return marks
+end
+
+function M.malformed(key, instance)
+  return 'batch marks of ' .. instance .. ' in ' .. key .. ' are not <epoch>:<seq> ' ..
+    'joined by spaces: ' .. tostring(redis.call('HGET', key, instance))
+end
+"""
+
+# KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta,
+# then per node: node key, forwarding key.
+# ARGV: instance, epoch, seq, after (a legacy id: '', its ttl ms, 0, 0), channel, message
+# head, expected namespace id ('' = any), then per node: op count, node-key prefix,
+# forwarding-key prefix, then the ops (code and arguments).
+# A batch is applied only when seq is above its instance's mark for its epoch, which then
+# becomes seq (cfgstore.model.batch_ids; see MARKS_PRELUDE); a legacy id only when its key
+# is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when
+# the batch was applied before (or a later one of its instance and epoch was),
+# {'behind', mark} when after > 0 and the mark is below it (the batch before this one in
+# the pipeline was refused: nothing applied), {'namespace', actual id} when the namespace
+# is not the expected one (emptied or replaced: nothing applied, nothing recorded).
 APPLY_RECORDS = (
     SHEBANG
     + NODE_PRELUDE
+    + MARKS_PRELUDE
     + r"""
-if ARGV[4] ~= '' then
+if ARGV[7] ~= '' then
   local namespace = redis.call('HGET', KEYS[3], 'namespace')
-  if namespace ~= ARGV[4] then
+  if namespace ~= ARGV[7] then
     return {'namespace', namespace or ''}
   end
 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return {'dup'}
+if ARGV[1] == '' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'dup'} end
+else
+  local marks = M.read(KEYS[1], ARGV[1])
+  if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+  local epoch = tonumber(ARGV[2])
+  local kept, current = {}, 0
+  for _, mark in ipairs(marks) do
+    if mark.epoch == epoch then
+      current = mark.seq
+    else
+      kept[#kept + 1] = mark.text
+    end
+  end
+  if tonumber(ARGV[3]) <= current then return {'dup'} end
+  if current < tonumber(ARGV[4]) then return {'behind', current} end
+  kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
+  redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
 end
-local argi = 5
+local argi = 8
 local transitions = {}
 for n = 1, (#KEYS - 3) / 2 do
   local count = tonumber(ARGV[argi]); local node_prefix = ARGV[argi + 1]
@@ -351,8 +400,32 @@ for n = 1, (#KEYS - 3) / 2 do
     end
   end
 end
-local revision = finish(KEYS[2], ARGV[2], ARGV[3])
+local revision = finish(KEYS[2], ARGV[5], ARGV[6])
 return {'ok', revision, unpack(transitions)}
+"""
+)
+
+# Drop an instance's batch marks of every epoch but one (its earlier runs left nothing to
+# send). KEYS: marks hash. ARGV: instance, epoch kept. Marks are nobody's cached state: no
+# revision, no change message. Returns how many marks went.
+FORGET_EPOCHS = (
+    SHEBANG
+    + MARKS_PRELUDE
+    + r"""
+local marks = M.read(KEYS[1], ARGV[1])
+if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+local kept
+for _, mark in ipairs(marks) do
+  if mark.epoch == tonumber(ARGV[2]) then kept = mark.text end
+end
+local dropped = #marks - (kept and 1 or 0)
+if dropped == 0 then return 0 end
+if kept then
+  redis.call('HSET', KEYS[1], ARGV[1], kept)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return dropped
 """
 )
 

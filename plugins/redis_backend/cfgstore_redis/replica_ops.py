@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from cfgstore import hookimpl
-from cfgstore.errors import InvalidData, NamespaceMismatch
+from cfgstore.errors import InvalidData, NamespaceMismatch, StorageServerError
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.replica import AppliedBatch, HealthTransition, InstanceInfo, ReplicaHead
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.timefmt import now_ms
-from cfgstore_redis.batch import encode, touched_nodes
+from cfgstore_redis.batch import encode, pipeline_predecessors, touched_nodes
 from cfgstore_redis.document_ops import DocumentOps
 from cfgstore_redis.schema_ops import SchemaOps
 from cfgstore_redis.translate import translated
@@ -67,34 +67,48 @@ class ReplicaOps(SchemaOps, DocumentOps):
     ) -> AppliedBatch:
         ids, script_keys, args = self._encode_batch(records, op_id, namespace_id)
         result = await self._run("APPLY_RECORDS", script_keys, args)
-        return self._applied(result, ids, namespace_id)
+        return self._applied(result, ids, namespace_id, op_id)
 
     @hookimpl
     async def cfgstore_replica_apply_many(
         self, batches: Sequence[tuple[Sequence[NodeRecord], str]], namespace_id: str
     ) -> list[AppliedBatch]:
-        encoded = [self._encode_batch(records, op_id, namespace_id) for records, op_id in batches]
+        afters = pipeline_predecessors([op_id for _, op_id in batches])
+        encoded = [
+            self._encode_batch(records, op_id, namespace_id, after)
+            for (records, op_id), after in zip(batches, afters, strict=True)
+        ]
         results = await self._run_many("APPLY_RECORDS", [(k, a) for _, k, a in encoded])
         return [
-            self._applied(result, ids, namespace_id)
-            for (ids, _, _), result in zip(encoded, results, strict=True)
+            self._applied(result, ids, namespace_id, op_id)
+            for (ids, _, _), result, (_, op_id) in zip(encoded, results, batches, strict=True)
         ]
 
+    @hookimpl
+    async def cfgstore_replica_forget_epochs(self, instance_id: str, epoch: int) -> int:
+        result = await self._run("FORGET_EPOCHS", [self.keys.batches], [instance_id, epoch])
+        return int(result)
+
     def _encode_batch(
-        self, records: Sequence[NodeRecord], op_id: str, namespace_id: str
+        self, records: Sequence[NodeRecord], op_id: str, namespace_id: str, after: int = 0
     ) -> tuple[list[str], list[str], list[Any]]:
         ids = touched_nodes(records)
         script_keys, args = encode(
-            records, self.keys, op_id, self._head("pools", *ids), namespace_id
+            records, self.keys, op_id, self._head("pools", *ids), namespace_id, after
         )
         return ids, script_keys, args
 
-    def _applied(self, result: Any, ids: list[str], namespace_id: str) -> AppliedBatch:
+    def _applied(self, result: Any, ids: list[str], namespace_id: str, op_id: str) -> AppliedBatch:
         """The outcome of one ``APPLY_RECORDS`` run (see :mod:`cfgstore_redis.lua`)."""
         if result[0] == "namespace":
             raise NamespaceMismatch(namespace_id, result[1] or None)
         if result[0] == "dup":
             return AppliedBatch(None)
+        if result[0] == "behind":
+            raise StorageServerError(
+                f"record batch {op_id} not applied: the batch before it in the same pipeline "
+                f"was refused (its run's mark is at {result[1]}); both are sent again"
+            )
         self._changed("pools", *ids)
         prefix = self.keys.node("", "")  # "{p}:node:" + type + ":" + uuid
         transitions = []

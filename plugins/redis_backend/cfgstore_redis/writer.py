@@ -4,10 +4,13 @@ Callers enqueue records and go on; one flusher takes everything pending, sends i
 batch (one script call: one round trip), and starts the next batch as soon as the last
 returns — a lone record is sent at once, 200 concurrent ones share a round trip.
 
-Every batch carries an operation id that the server records atomically with the batch's
-writes. When a send fails at the connection level (the reply may have been lost), the
-*same* batch is sent again with the *same* id, so it is applied exactly once; batches stay
-in order. Nothing else retries increments.
+Every batch carries an id, ``<writer>:<epoch>:<seq>`` (:mod:`cfgstore.model.batch_ids`),
+that the server checks against this writer's high-water mark and moves atomically with the
+batch's writes. When a send fails at the connection level (the reply may have been lost),
+the *same* batch is sent again with the *same* id, so it is applied exactly once; batches
+stay in order (which is what makes one mark per writer enough). Nothing else retries
+increments. A writer has no state that outlives its process, so its id is made anew for
+every writer; the backend removes the writer's mark when it closes cleanly.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from cfgstore.adapters.durability import DurabilityTracker
 from cfgstore.errors import CfgStoreError
+from cfgstore.model.batch_ids import BatchSequence
 from cfgstore.model.records import NodeRecord
+from cfgstore.model.timefmt import now_ms
 
 log = logging.getLogger("cfgstore.redis.writer")
 
@@ -32,6 +37,7 @@ Send = Callable[[Sequence[NodeRecord], str], Awaitable[None]]
 class GroupCommitWriter:
     def __init__(self, send: Send) -> None:
         self._send = send
+        self.ids = BatchSequence(f"w{uuidlib.uuid4().hex[:16]}", now_ms())
         self._pending: list[NodeRecord] = []
         self._progress = DurabilityTracker()
         self._wake = asyncio.Event()
@@ -73,7 +79,7 @@ class GroupCommitWriter:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
-                await self._send_until_applied(batch, uuidlib.uuid4().hex)
+                await self._send_until_applied(batch, self.ids.next())
                 self.batches += 1
                 self._progress.completed(len(batch))
 
