@@ -76,11 +76,12 @@ def fresh_configs_dir() -> Iterator[Path]:
         yield configs
 
 
-def private_redis(benchmark: str) -> RedisServerProcess:
-    """A started private redis-server for ``benchmark``; :class:`BenchFailure` (saying what
-    to install, or why it did not start) otherwise. Use it as a context manager."""
+def private_redis(benchmark: str, extra_args: tuple[str, ...] = ()) -> RedisServerProcess:
+    """A started private redis-server for ``benchmark`` (started with ``extra_args``);
+    :class:`BenchFailure` (saying what to install, or why it did not start) otherwise.
+    Use it as a context manager."""
     try:
-        return RedisServerProcess().start()
+        return RedisServerProcess(extra_args=extra_args).start()
     except RedisServerUnavailable as exc:
         raise BenchFailure(
             f"{benchmark} starts a private redis-server and needs the binary on PATH "
