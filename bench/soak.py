@@ -72,7 +72,7 @@ REQUIRED = ("host-crash", "gateway-kill")
 REQUEST_S = 30.0
 """Client timeout of one request."""
 RECOVER_S = 60.0
-"""Bound for every gateway to report ``redis`` again after a fault."""
+"""Bound for every gateway to report ``redis`` again once the load has stopped."""
 HOST_CRASH_LAG_S = 1.0
 """Load between the AOF copy and the crash: the last second the disk had not fsynced."""
 END_MARGIN_S = 5.0
@@ -90,6 +90,9 @@ class SoakConfig:
     required: tuple[str, ...] = REQUIRED
     faults: tuple[str, ...] = FAULTS
     """The kinds drawn after the required ones."""
+    recover_s: float = 60.0
+    """How long to wait, after a fault, for every gateway to report ``redis`` before the
+    next fault starts anyway (the window's "normal after" shows "–" then)."""
     keep: bool = False
     """Keep the work directory (gateway logs and state) for a look afterwards."""
 
@@ -364,12 +367,12 @@ class Soak:
 
         return list(await asyncio.gather(*(one(g) for g in self.gateways)))
 
-    async def wait_normal(self) -> float | None:
+    async def wait_normal(self, within: float) -> float | None:
         """Seconds since the start when every gateway reported ``redis``; None if not
-        within :data:`RECOVER_S`."""
+        within ``within`` seconds."""
         try:
             await asyncio.gather(
-                *(g.wait_storage(self.session, "redis", within=RECOVER_S) for g in self.gateways)
+                *(g.wait_storage(self.session, "redis", within=within) for g in self.gateways)
             )
         except AssertionError as exc:
             self.problems.append(f"at {self.now():.1f} s: {exc}")
@@ -451,16 +454,14 @@ class Soak:
             await self.inject(fault)
             kills += fault.kind == "gateway-kill"
             window.end = self.now()
-            window.normal = await self.wait_normal()
-            if window.normal is None:
-                break
+            window.normal = await self.wait_normal(config.recover_s)
             await asyncio.sleep(fault.gap_s)  # quiet load between faults
         left = config.seconds - self.now()
         if left > 0:
             await asyncio.sleep(left)
         await self.clients.stop()
         elapsed = self.now()
-        await self.wait_normal()
+        await self.wait_normal(RECOVER_S)
         final_modes = await self.modes()
         for gateway in self.gateways:
             await gateway.terminate()
@@ -571,6 +572,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=REQUIRED,
         help=f"kinds run first, at least once (default: {','.join(REQUIRED)}; '' for none)",
     )
+    parser.add_argument(
+        "--recover-s",
+        type=float,
+        default=60.0,
+        help="wait at most this long after a fault for every gateway to be normal",
+    )
     parser.add_argument("--keep", action="store_true", help="keep gateway logs and state")
     args = parser.parse_args(argv)
     chosen = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
@@ -582,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fsync=args.fsync,
         required=args.required,
         faults=args.faults,
+        recover_s=args.recover_s,
         keep=args.keep,
     )
     print(f"seed {chosen} (repeat with --seed {chosen})", flush=True)
