@@ -282,6 +282,12 @@ class Clients:
         self._stopping = True
         await asyncio.wait_for(asyncio.gather(*self._tasks), REQUEST_S + 5)
 
+    async def cancel(self) -> None:
+        """End every task now (a run that failed half-way)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _run(self, worker: int) -> None:
         home = worker % len(self.urls)
         while not self._stopping:
@@ -532,6 +538,7 @@ async def _system(config: SoakConfig) -> AsyncIterator[Soak]:
                 yield soak
         finally:
             if soak is not None:
+                await soak.clients.cancel()
                 for gateway in soak.gateways:
                     if gateway.running:
                         await gateway.kill()
@@ -541,6 +548,9 @@ async def _system(config: SoakConfig) -> AsyncIterator[Soak]:
 
 async def soak(config: SoakConfig) -> SoakResult:
     """Run the soak described by ``config`` on a private Redis; the checker's result."""
+    kinds = {*config.required, *config.faults}
+    if "gateway-kill" in kinds and config.gateways < 2:
+        raise ValueError("gateway-kill needs at least 2 gateways (the clients move over)")
     async with _system(config) as system:
         return await system.run()
 
@@ -593,7 +603,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep=args.keep,
     )
     print(f"seed {chosen} (repeat with --seed {chosen})", flush=True)
-    result = asyncio.run(soak(config))
+    try:
+        result = asyncio.run(soak(config))
+    except ValueError as exc:
+        parser.error(str(exc))
     print(result.render())
     bad = result.lost_to_storage or result.doubled or not result.all_normal
     return 1 if bad else 0
