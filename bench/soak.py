@@ -449,7 +449,6 @@ class Soak:
         )
         self.clients.start()
         windows: list[Window] = []
-        kills = 0
         await asyncio.sleep(min(3.0, config.seconds / 10))  # warm-up under load
         for fault in plan(config):
             required_left = {k for k in config.required if k not in {w.fault.kind for w in windows}}
@@ -458,7 +457,6 @@ class Soak:
             window = Window(fault, self.now())
             windows.append(window)
             await self.inject(fault)
-            kills += fault.kind == "gateway-kill"
             window.end = self.now()
             window.normal = await self.wait_normal(config.recover_s)
             await asyncio.sleep(fault.gap_s)  # quiet load between faults
