@@ -185,7 +185,11 @@ async def replay_journal(
 ) -> ReplayReport:
     """Replay every entry of ``journal`` in order, clearing it chunk by chunk. Storage
     errors propagate with the journal holding exactly the entries not yet cleared (some
-    of them possibly applied: their operation ids make a second replay skip them)."""
+    of them possibly applied: their operation ids make a second replay skip them).
+
+    ``between_chunks`` runs after each full chunk only (it may append entries): under a
+    steady load every chunk brought one new entry, and a replay that waited for an empty
+    journal never ended while the load lasted; the last, partial chunk empties it."""
     report = report or ReplayReport()
     source = f"journal {journal.path}"
     while True:
@@ -198,7 +202,7 @@ async def replay_journal(
             else:
                 await _replay_records(group, ops, namespace_id, report, source, on_records)
         await journal.clear_through(chunk[-1].seq)
-        if between_chunks is not None:
+        if between_chunks is not None and len(chunk) == CHUNK_ENTRIES:
             await between_chunks()
 
 

@@ -421,8 +421,12 @@ class Replicator:
         return True
 
     async def _journal_taken(self) -> None:
-        """Between replay chunks: records made meanwhile go to the journal too."""
-        while self._batch is not None or self._pending:
+        """Between replay chunks: records made meanwhile go to the journal too, those
+        pending now only. Records keep arriving while an append is synced; waiting for
+        none to be left held a replay under steady load here for as long as the load
+        lasted (one small entry per sync), so later ones wait for the next chunk."""
+        batches = (self._batch is not None) + -(-len(self._pending) // MAX_BATCH)
+        for _ in range(batches):
             if not await self._journal_batch():
                 return
 
