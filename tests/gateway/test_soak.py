@@ -8,7 +8,7 @@ of at least 99 %, every gateway back to normal after every fault (within
 :data:`RECOVER_S`, under load) and at the end, and the rollback the host crash made reported
 by the gateways.
 
-``CFGSTORE_SOAK_S`` sets the length (default 45 s, the suite's budget for this test),
+``CFGSTORE_SOAK_S`` sets the length (default 60 s, as issue 21 asks of the suite),
 ``CFGSTORE_SOAK_SEED`` the seed (default 21; the seed is printed with the table, ``pytest
 -s``). Longer runs: ``uv run python -m bench.soak --seconds 600`` (see bench/README.md).
 """
@@ -23,7 +23,7 @@ from bench.soak import REQUIRED, SoakConfig, soak
 
 pytestmark = pytest.mark.slow
 
-SOAK_S = float(os.environ.get("CFGSTORE_SOAK_S", "45"))
+SOAK_S = float(os.environ.get("CFGSTORE_SOAK_S", "60"))
 SEED = int(os.environ.get("CFGSTORE_SOAK_SEED", "21"))
 RECOVER_S = 20.0
 """Bound for every gateway to be back to normal after a fault, under load (the outages
