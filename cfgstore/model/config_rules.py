@@ -212,30 +212,25 @@ _NON_NEGATIVE = integer(0)
 _POSITIVE = integer(1)
 
 RULES: Mapping[str, Rule] = {
+    **STORED_RULES,  # then the Web UI's stricter ranges and policies:
     "REQUIRED_API_KEY": non_empty_string,
     "SERVER_PORT": integer(1, 65535),
     "HOST": non_empty_string,
     "MODEL_PROVIDER": _providers,
     "SYSTEM_PROMPT_FILE_PATH": _safe_path,
     "SYSTEM_PROMPT_MODE": one_of("append", "overwrite"),
-    "SYSTEM_PROMPT_REPLACEMENTS": objects,
-    "PROMPT_LOG_BASE_NAME": string,
     "PROMPT_LOG_MODE": one_of("none", "console", "file"),
     "REQUEST_MAX_RETRIES": integer(0, 100),
     "REQUEST_BASE_DELAY": _NON_NEGATIVE,
     "CREDENTIAL_SWITCH_MAX_RETRIES": integer(0, 100),
-    "RATE_LIMIT_COOLDOWN_ENABLED": boolean,
     "RATE_LIMIT_COOLDOWN_MS": _NON_NEGATIVE,
     "RATE_LIMIT_COOLDOWN_JITTER_MS": _NON_NEGATIVE,
     "RATE_LIMIT_COOLDOWN_MAX_MS": _NON_NEGATIVE,
     "CRON_NEAR_MINUTES": _POSITIVE,
-    "CRON_REFRESH_TOKEN": boolean,
     "LOGIN_EXPIRY": _POSITIVE,
     "LOGIN_MAX_ATTEMPTS": _POSITIVE,
     "LOGIN_LOCKOUT_DURATION": _POSITIVE,
     "LOGIN_MIN_INTERVAL": _NON_NEGATIVE,
-    "TRUST_PROXY": boolean,
-    "TRUSTED_PROXY_IPS": strings,
     "TRUSTED_PROXY_HOPS": _POSITIVE,
     "PROVIDER_POOLS_FILE_PATH": _safe_path,
     "CUSTOM_MODELS_FILE_PATH": _safe_path,
@@ -246,20 +241,10 @@ RULES: Mapping[str, Rule] = {
     "REFRESH_CONCURRENCY_GLOBAL": _POSITIVE,
     "REFRESH_BUFFER_DELAY": _NON_NEGATIVE,
     "REFRESH_TASK_TIMEOUT_MS": _POSITIVE,
-    "SCHEDULED_HEALTH_CHECK": health_check,
-    "providerFallbackChain": chain,
-    "modelFallbackMapping": model_mapping,
-    "PROXY_URL": url,
-    "PROXY_ENABLED_PROVIDERS": strings,
-    "HEALTH_ALERT_WEBHOOK_URL": url,
-    "UI_ENABLED": boolean,
-    "METRICS_REQUIRE_API_KEY": boolean,
-    "TLS_SIDECAR_ENABLED": boolean,
-    "TLS_SIDECAR_ENABLED_PROVIDERS": strings,
     "TLS_SIDECAR_PORT": integer(1, 65535),
 }
-"""Key → check of a change (admin API) or of a value ``cfgctl migrate`` takes in: the
-stored types with the Web UI's ranges and policies. Keys not listed take any JSON value."""
+"""Key → check of a change (admin API) or of a value ``cfgctl migrate`` takes in: every key
+of :data:`STORED_RULES`, stricter where the Web UI is. Keys not listed take any JSON value."""
 
 NOT_REMOVABLE = frozenset({"REQUIRED_API_KEY"})
 MAX_KEY_LENGTH = 128
