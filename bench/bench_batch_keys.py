@@ -22,17 +22,15 @@ Every account's count must equal the batches applied to it, or the benchmark fai
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import tempfile
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench.harness import BenchFailure, Row, private_redis, redis_only, scaled
+from bench.harness import BenchFailure, Row, private_redis, quiet_logs, redis_only, scaled
 from cfgstore.adapters.settings import Settings
 from cfgstore.adapters.store import Store
 from cfgstore.model.pools import node_from_json
@@ -51,19 +49,8 @@ BATCHES_PER_DAY = 40 * 86_400
 def run(scale: float) -> list[Row]:
     batches = scaled(BATCHES_PER_INSTANCE, scale, 50)
     server = private_redis(NAME)
-    with server, _quiet_logs(), tempfile.TemporaryDirectory(prefix="cfgstore-bench-") as root:
+    with server, quiet_logs(), tempfile.TemporaryDirectory(prefix="cfgstore-bench-") as root:
         return asyncio.run(_measure(server.url, Path(root), batches))
-
-
-@contextlib.contextmanager
-def _quiet_logs() -> Iterator[None]:
-    logger = logging.getLogger("cfgstore")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 async def _measure(url: str, root: Path, batches: int) -> list[Row]:

@@ -91,14 +91,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import os
 import random
 import tempfile
 import time
 import uuid as uuidlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -109,6 +108,7 @@ from bench.harness import (
     Row,
     percentile_ms,
     private_redis,
+    quiet_logs,
     redis_only,
     scaled,
     usage_in_redis,
@@ -168,26 +168,13 @@ def run(scale: float) -> list[Row]:
     server = private_redis(NAME)
     with (
         server,
-        _quiet_logs(),
+        quiet_logs(),
         tempfile.TemporaryDirectory(prefix="cfgstore-bench-fallback-") as root,
     ):
         rows = asyncio.run(_hot_path(server, Path(root), hot_ops, durable_ops))
         rows += asyncio.run(_replay(server.url, replay_entries))
         rows += asyncio.run(_propagation(server.url, Path(root), samples))
     return rows
-
-
-@contextlib.contextmanager
-def _quiet_logs() -> Iterator[None]:
-    """The outage is deliberate: keep its warnings (degraded, feed lost, resubscribing) off
-    the benchmark's output; errors still show."""
-    logger = logging.getLogger("cfgstore")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 # -- shared set-up ----------------------------------------------------------------------------

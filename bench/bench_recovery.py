@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import tempfile
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench.harness import BenchFailure, Row, private_redis, redis_only, usage_in_redis
+from bench.harness import BenchFailure, Row, private_redis, quiet_logs, redis_only, usage_in_redis
 from cfgstore import hookimpl
 from cfgstore.adapters.plugins import make_plugin_manager
 from cfgstore.adapters.settings import Settings
@@ -55,19 +54,8 @@ TYPE = "openai-custom"
 def run(scale: float) -> list[Row]:
     outage_s = max(1.0, OUTAGE_S * scale)
     server = private_redis(NAME, AOF_ALWAYS)
-    with server, _quiet_logs(), tempfile.TemporaryDirectory(prefix="cfgstore-bench-") as root:
+    with server, quiet_logs(), tempfile.TemporaryDirectory(prefix="cfgstore-bench-") as root:
         return asyncio.run(_measure(server, Path(root), outage_s))
-
-
-@contextlib.contextmanager
-def _quiet_logs() -> Iterator[None]:
-    logger = logging.getLogger("cfgstore")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 class _Modes:

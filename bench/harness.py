@@ -9,6 +9,7 @@ always measured in the same run on the same machine.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -108,3 +109,16 @@ async def usage_in_redis(url: str, prefix: str) -> tuple[dict[tuple[str, str], i
         if not node.state.is_healthy or node.state.error_count != 0
     ]
     return counts, unhealthy
+
+
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Keep cfgstore's warnings (a deliberate outage: degraded, feed lost, resubscribing)
+    off a benchmark's output; errors still show."""
+    logger = logging.getLogger("cfgstore")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
