@@ -17,6 +17,9 @@ The note gives the keys each variant added (a ``SCAN`` of the namespace after mi
 heartbeat keys left out: they go with the instances), per batch, and
 ``used_memory`` added; for ``legacy-ids`` also what a day at 40 batches a second comes to.
 Every account's count must equal the batches applied to it, or the benchmark fails.
+The ops/s columns are not a speed comparison: ``sequenced`` goes through whole instances
+(a flush each, the confirmed tail fsynced), ``legacy-ids`` straight to the script; the
+write path's speed is ``bench_fallback``'s.
 """
 
 from __future__ import annotations
