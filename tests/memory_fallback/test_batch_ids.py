@@ -217,10 +217,12 @@ async def test_a_restarted_instance_goes_on_exactly_and_drops_its_earlier_mark(
 ) -> None:
     """Each start is a new run (epoch, kept in ``instance.json``): the later runs'
     batches count, though their ``seq`` starts from 1 again, and an earlier run's mark
-    is dropped as the next run starts with nothing of it left to send."""
+    is dropped as the next run starts with nothing of it left to send (no confirmed tail
+    here: a run's tail, kept on disk, holds its mark until it ages out, as the last test
+    shows)."""
     prefix = new_prefix()
     await seed_with_nodes(redis_url, prefix, "n1")
-    settings = fallback_settings(redis_url, prefix, tmp_path / "state")
+    settings = fallback_settings(redis_url, prefix, tmp_path / "state", confirmed_tail_ms=0)
     epochs: list[int] = []
     for run in range(1, 4):
         async with Store.open(settings) as store:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from tests.memory_fallback.conftest import (
     DEGRADE_WAIT_S,
+    PROCESS_WAIT_S,
     RECOVER_WAIT_S,
     Load,
+    Worker,
     fallback_settings,
     fallback_status,
     new_prefix,
@@ -78,3 +80,58 @@ async def test_redis_rolled_back_by_a_crash_is_detected_and_repaired_exactly(
         details = (await fallback_status(store)).details
         assert details["rollbacks detected"] == "1", details
     assert await redis_usage(url, prefix, *uuids) == counts
+
+
+async def test_instance_and_redis_crashed_together_resend_the_durable_tail_exactly(
+    aof_server: RedisServerProcess, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A host crash takes the instance down with Redis: the instance process is SIGKILLed
+    and Redis restarted on its AOF of a moment earlier. The instance started again on the
+    same state directory finds the batches it had confirmed in its on-disk tail, sends them
+    again under their original ids before serving, reports the rollback, and the counts
+    equal the records made. A second crash of the instance alone (Redis lost nothing)
+    re-sends the tail again and changes nothing."""
+    url, prefix = aof_server.url, new_prefix()
+    uuids = ["n1", "n2"]
+    await seed_with_nodes(url, prefix, *uuids)
+    aof = aof_server.dir / "appendonlydir"
+    earlier = tmp_path / "appendonlydir-earlier"
+    settings = fallback_settings(url, prefix, tmp_path / "state")
+    made = dict.fromkeys(uuids, 0)
+
+    async def record(worker: Worker, count: int) -> None:
+        for uuid in uuids:
+            reply = await worker.request("record", uuid=uuid, count=count, concurrency=20)
+            made[uuid] += reply["made"]
+        await worker.request("flush")  # confirmed by Redis
+
+    first = await Worker.spawn(settings, tmp_path / "first.log")
+    workers.append(first)
+    await first.wait_event("open", within=PROCESS_WAIT_S)
+    await record(first, 150)
+    await asyncio.to_thread(shutil.copytree, aof, earlier)
+    await record(first, LOST_RECORDS)  # in the AOF, not in the copy
+    await first.kill()
+    await asyncio.to_thread(aof_server.kill)
+    await asyncio.to_thread(shutil.rmtree, aof)
+    await asyncio.to_thread(shutil.copytree, earlier, aof)
+    await aof_server.arestart()
+    assert await redis_usage(url, prefix, *uuids) == dict.fromkeys(uuids, 150)  # rolled back
+
+    second = await Worker.spawn(settings, tmp_path / "second.log")
+    workers.append(second)
+    opened = await second.wait_event("open", within=PROCESS_WAIT_S)
+    assert opened["mode"] == "redis", opened
+    assert opened["details"]["rollbacks detected"] == "1", opened["details"]
+    assert "were missing and are applied again" in opened["details"]["last rollback"]
+    assert await redis_usage(url, prefix, *uuids) == made
+    await record(second, 50)
+    await second.kill()
+
+    third = await Worker.spawn(settings, tmp_path / "third.log")
+    workers.append(third)
+    opened = await third.wait_event("open", within=PROCESS_WAIT_S)
+    assert opened["details"]["rollbacks detected"] == "0", opened["details"]
+    await record(third, 10)
+    await third.close()
+    assert await redis_usage(url, prefix, *uuids) == made

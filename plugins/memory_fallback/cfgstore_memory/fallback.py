@@ -61,6 +61,7 @@ from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
+from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
@@ -117,9 +118,19 @@ class MemoryFallback(GuardedOps, ReadCache):
         self.state = await StateDir.open(self.settings.resolved_state_dir)
         self.journal = await Journal.open(self.state.journal_path, self.settings.journal_max_bytes)
         try:
+            self.tail = await ConfirmedTail.open(
+                self.state.tail_path,
+                self.settings.confirmed_tail_ms / 1000,
+                self.settings.journal_max_bytes,
+            )
+        except BaseException:
+            await self.journal.close()
+            raise
+        try:
             await self._start()
         except BaseException:
             await self.journal.close()
+            await self.tail.close()
             raise
         self.heartbeat = Heartbeat(self)
         loop = asyncio.get_running_loop()
@@ -150,14 +161,19 @@ class MemoryFallback(GuardedOps, ReadCache):
                 f"the storage is empty but this instance ran on namespace {remembered}",
             )
             return
-        if remembered is not None and head.namespace_id != remembered and self.journal.depth:
-            await self._set_journal_aside(remembered, head.namespace_id)
+        if remembered is not None and head.namespace_id != remembered:
+            self.tail.clear()  # its batches belong to the namespace this instance ran on
+            await self.tail.save()
+            if self.journal.depth:
+                await self._set_journal_aside(remembered, head.namespace_id)
         self._replicator = self._make_replicator(head.namespace_id)
-        if self.journal.depth:
+        if self.journal.depth or len(self.tail):
             log.warning(
-                "replaying %d journal entries left by an earlier run (%s)",
+                "replaying %d journal entries and re-sending %d confirmed batches left by an "
+                "earlier run (%s)",
                 self.journal.depth,
-                self.journal.path,
+                len(self.tail),
+                self.state.path,
             )
             await self._replicator.recover()
         else:
@@ -214,6 +230,7 @@ class MemoryFallback(GuardedOps, ReadCache):
             on_resync=self._load,
             save_snapshot=self._save_soon.set,
             batch_ids=BatchSequence(self.state.instance_id, self.state.epoch),
+            tail=self.tail,
         )
         for event in self._early_changes or ():
             replicator.changed_remotely(event)
@@ -236,6 +253,7 @@ class MemoryFallback(GuardedOps, ReadCache):
                     await self.heartbeat.withdraw()
         finally:
             await self.journal.close()
+            await self.tail.close()
 
     def _stop_waits(self) -> None:
         self._stopping = True

@@ -32,9 +32,10 @@ Every transition is logged and announced through ``cfgstore_storage_degraded``.
 Rollbacks: the storage may go back in time without an error (Redis with ``appendfsync
 everysec`` loses up to its last second in a host crash). The replicator remembers the
 highest namespace revision it saw confirmed and keeps the batches acknowledged in the last
-``confirmed_tail_ms`` (:class:`~cfgstore_memory.confirmed_tail.ConfirmedTail`). After every
-reconnect (recovery, the change feed re-established) it sends that tail again under the
-original operation ids, and on every full resync it compares revisions. A lower revision,
+``confirmed_tail_ms`` (:class:`~cfgstore_memory.confirmed_tail.ConfirmedTail`, on disk
+too: a batch is done once it is in the tail's file). After every reconnect (recovery, the
+change feed re-established, start-up) it sends that tail again under the original
+operation ids, and on every full resync it compares revisions. A lower revision,
 or a tail batch the storage no longer had, is a rollback: logged as an error naming the
 gap, counted in the status; the lost batches are applied again by the re-send itself.
 
@@ -109,6 +110,7 @@ class Replicator:
         on_resync: Callable[[StoreSnapshot], None],
         save_snapshot: Callable[[], None],
         batch_ids: BatchSequence,
+        tail: ConfirmedTail | None = None,
     ) -> None:
         self._ops = ops
         self._batch_ids = batch_ids
@@ -129,7 +131,7 @@ class Replicator:
         self.last_resync: str | None = None
         self.journal_full: JournalFull | None = None
         self.replayed = ReplayReport()
-        self.tail = ConfirmedTail(settings.confirmed_tail_ms / 1000)
+        self.tail = tail if tail is not None else ConfirmedTail(settings.confirmed_tail_ms / 1000)
         self.confirmed_revision = 0
         """The highest namespace revision this instance saw confirmed."""
         self.rollbacks = 0
@@ -233,6 +235,7 @@ class Replicator:
                 report=self.replayed,
                 on_records=self._confirmed,
             )
+            await self.tail.save()
             self._journaled = []
             await self._resync(pools_only=False)
         if self.serving_degraded:
@@ -289,6 +292,7 @@ class Replicator:
     async def _step(self) -> None:
         """One turn of the loop: send (or journal) what is pending, probe when due."""
         raise_if_cancelling()
+        await self.tail.save()  # a clear (data lost) reaches the file
         idle = self._batch is None and not self._pending
         if not self.serving_degraded:
             if idle:
@@ -343,6 +347,7 @@ class Replicator:
             self._probe_delay_s = FIRST_PROBE_DELAY_S
         self._confirmed(batch, op_id, applied.revision)
         self.mirror.confirm(batch)
+        await self.tail.save()  # durable before anyone is told the batch is done
         self._progress.completed(len(batch))
         for t in applied.transitions:
             self._notify(

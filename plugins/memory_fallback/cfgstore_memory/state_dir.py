@@ -6,6 +6,8 @@ Layout (directory mode 0700, files 0600 — the snapshot and the journal hold cr
                       "epoch": <int>}
     snapshot.json    the confirmed state (cfgstore.model.snapshot), rewritten atomically
     journal          the outage journal (cfgstore_memory.journal), with journal.lock
+    confirmed-tail   the batches Redis acknowledged lately (cfgstore_memory.confirmed_tail),
+                     with confirmed-tail.lock
 
 The instance id is made once and kept: it names the instance's heartbeat and journal, and
 its record batches (``<instance id>:<epoch>:<seq>``, :mod:`cfgstore.model.batch_ids`).
@@ -40,6 +42,7 @@ from cfgstore.model.timefmt import now_ms
 IDENTITY_FILE = "instance.json"
 SNAPSHOT_FILE = "snapshot.json"
 JOURNAL_FILE = "journal"
+TAIL_FILE = "confirmed-tail"
 MAX_EPOCH = 10**15
 """Epochs are kept below this (:mod:`cfgstore.model.batch_ids`: exact in a Lua script)."""
 
@@ -59,6 +62,10 @@ class StateDir:
     @property
     def journal_path(self) -> Path:
         return self.path / JOURNAL_FILE
+
+    @property
+    def tail_path(self) -> Path:
+        return self.path / TAIL_FILE
 
     @classmethod
     async def open(cls, path: Path) -> StateDir:
