@@ -13,16 +13,22 @@ import asyncio
 import shutil
 from pathlib import Path
 
+from cfgstore.adapters import Store
+from cfgstore.model.credentials import Credential
+from cfgstore.model.pools import node_from_json
 from tests.memory_fallback.conftest import (
     DEGRADE_WAIT_S,
     PROCESS_WAIT_S,
     RECOVER_WAIT_S,
+    TYPE,
     Load,
     Worker,
     fallback_settings,
     fallback_status,
+    make_node,
     new_prefix,
     open_observed,
+    redis_settings,
     redis_usage,
     seed_with_nodes,
 )
@@ -135,3 +141,64 @@ async def test_instance_and_redis_crashed_together_resend_the_durable_tail_exact
     await record(third, 10)
     await third.close()
     assert await redis_usage(url, prefix, *uuids) == made
+
+
+KIRO = "claude-kiro-oauth"
+
+
+def _kiro(refresh_token: str) -> dict[str, object]:
+    return {"accessToken": f"at-{refresh_token}", "refreshToken": refresh_token}
+
+
+async def test_admin_edits_a_rollback_undid_are_written_again_by_version_or_reported(
+    aof_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    """Edits the instance had confirmed, undone by a rollback: a credential refresh whose
+    replaced version is the one stored again is written again; a config edit whose
+    replaced version is gone too (another writer's edit, also undone) is reported with
+    both versions and not written; a pool edit (no version) is reported by name. The
+    status and the log say which, and the storage holds what the report says."""
+    url, prefix = aof_server.url, new_prefix()
+    await seed_with_nodes(url, prefix, "n1")
+    async with Store.open(redis_settings(url, prefix)) as admin:
+        kiro_node = {"uuid": "k1", "KIRO_OAUTH_CREDS_FILE_PATH": "kiro/k1.json"}
+        await admin.pools.add_node(KIRO, node_from_json(kiro_node, "test"))
+        await admin.credentials.put(Credential(KIRO, "k1", _kiro("r1")), None)
+        config_before = (await admin.config.get()).version
+    aof = aof_server.dir / "appendonlydir"
+    earlier = tmp_path / "appendonlydir-earlier"
+    settings = fallback_settings(url, prefix, tmp_path / "state")
+    async with open_observed(settings) as (store, observer):
+        held = await store.credentials.get(KIRO, "k1")
+        assert held is not None
+        await asyncio.to_thread(shutil.copytree, aof, earlier)
+        async with Store.open(redis_settings(url, prefix)) as admin:
+            theirs = await admin.config.put({"MAX_ERROR_COUNT": 5}, config_before)
+        ours = await store.config.put({"MAX_ERROR_COUNT": 7}, theirs)
+        refreshed = await store.credentials.put(Credential(KIRO, "k1", _kiro("r2")), held.version)
+        await store.pools.add_node(TYPE, make_node("n9"))
+        await store.pools.record_success(TYPE, "n1")
+        await store.flush()
+
+        await asyncio.to_thread(aof_server.kill)
+        await asyncio.to_thread(shutil.rmtree, aof)
+        await asyncio.to_thread(shutil.copytree, earlier, aof)
+        await observer.wait(True, within=DEGRADE_WAIT_S)
+        await aof_server.arestart()
+        await observer.wait(False, within=RECOVER_WAIT_S)
+        status = await fallback_status(store)
+    report = status.details["admin edits after the last rollback"].split(" | ")
+    assert len(report) == 3, report
+    config_line, credential_line, pool_line = report
+    assert config_line.startswith(f"config version {ours} "), config_line
+    assert f"holds version {config_before}, not {theirs} the edit replaced" in config_line
+    assert credential_line.startswith(f"credential {KIRO}/k1 version {refreshed} ")
+    assert f"held version {held.version} it replaced); written again" in credential_line
+    assert pool_line.startswith(f"pool edit add_node {TYPE}/n9 "), pool_line
+    assert any(config_line in w for w in status.warnings), status.warnings
+    assert not any(credential_line in w for w in status.warnings), status.warnings
+    async with Store.open(redis_settings(url, prefix)) as admin:
+        credential = await admin.credentials.get(KIRO, "k1")
+        assert credential is not None and credential.document == _kiro("r2")
+        config = await admin.config.get()
+        assert (config.version, config.document) == (config_before, {})

@@ -86,6 +86,11 @@ class ConfirmedTail:
     def __len__(self) -> int:
         return len(self._batches)
 
+    @property
+    def newest_at_ms(self) -> int:
+        """When the newest batch held was acknowledged (epoch ms; 0: none held)."""
+        return self._batches[-1].at_ms if self._batches else 0
+
     def add(self, records: Sequence[NodeRecord], op_id: str) -> None:
         """Remember a batch the storage acknowledged under ``op_id`` (durable at the next
         :meth:`save`)."""

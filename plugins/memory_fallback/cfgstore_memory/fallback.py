@@ -60,6 +60,7 @@ from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
+from cfgstore_memory.admin_tail import CredentialEdit
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
 from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
@@ -293,6 +294,12 @@ class MemoryFallback(GuardedOps, ReadCache):
         }
         if r.last_rollback is not None:
             details["last rollback"] = r.last_rollback
+        if r.admin_after_rollback:
+            lines = [o.line for o in r.admin_after_rollback]
+            details["admin edits after the last rollback"] = " | ".join(lines)
+            warnings.extend(
+                f"after the rollback: {o.line}" for o in r.admin_after_rollback if not o.reapplied
+            )
         if oldest is not None:
             details["oldest journal entry age"] = f"{(now_ms() - oldest) / 1000:.1f}s"
         if r.last_resync:
@@ -523,6 +530,7 @@ class MemoryFallback(GuardedOps, ReadCache):
                 self._replicator.note_outage(exc)
             else:
                 self._stale_credentials.add(key)  # read back as stored on the next get
+                self._replicator.admin.add(CredentialEdit(credential, expected_version, version))
                 return version
         held = self._credentials.get(key)
         held_version = held.version if held is not None else None

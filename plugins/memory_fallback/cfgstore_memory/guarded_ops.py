@@ -29,6 +29,7 @@ from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.sessions import UiSession, token_digest
 from cfgstore.model.timefmt import iso_ms
 from cfgstore.model.usage_cache import UsageCache
+from cfgstore_memory.admin_tail import ConfigEdit, PoolEdit
 from cfgstore_memory.pools_mirror import PoolsMirror
 from cfgstore_memory.replay import LOGOUT, logout_data
 from cfgstore_memory.replicator import Replicator
@@ -71,6 +72,7 @@ class GuardedOps:
         try:
             await self._replicator.durable()
             result = await self._edit(operation, "provider pool edits are", **kwargs)
+            self._replicator.admin.add(PoolEdit(_describe(operation, kwargs)))
             if then is not None:
                 then()
             self._credentials_moved()
@@ -172,6 +174,7 @@ class GuardedOps:
             document=document,
             expected_version=expected_version,
         )
+        self._replicator.admin.add(ConfigEdit(document, expected_version, version))
         return version
 
     @hookimpl
@@ -333,3 +336,18 @@ class GuardedOps:
     @hookimpl
     async def cfgstore_login_failures_clear(self, client: str) -> None:
         await self._edit("cfgstore_login_failures_clear", "logins are", client=client)
+
+
+def _describe(operation: str, kwargs: Mapping[str, Any]) -> str:
+    """A pool edit as the operator reads it: ``update_node openai-custom/n1``."""
+    words = [operation.removeprefix("cfgstore_pools_")]
+    provider_type = kwargs.get("provider_type")
+    node = kwargs.get("node")
+    for key in ("uuid", "old_uuid", "new_uuid"):
+        if key in kwargs:
+            words.append(f"{provider_type}/{kwargs[key]}")
+    if isinstance(node, ProviderNode):
+        words.append(f"{provider_type}/{node.uuid}")
+    elif provider_type is not None and len(words) == 1:
+        words.append(str(provider_type))
+    return " ".join(words)

@@ -38,6 +38,8 @@ change feed re-established, start-up) it sends that tail again under the origina
 operation ids, and on every full resync it compares revisions. A lower revision,
 or a tail batch the storage no longer had, is a rollback: logged as an error naming the
 gap, counted in the status; the lost batches are applied again by the re-send itself.
+Admin edits confirmed in the window are checked then (:mod:`cfgstore_memory.admin_tail`):
+written again by version, or reported for the operator.
 
 Serialisation: sends, resyncs and node refreshes hold one lock, so no batch of this
 instance is in flight while the storage is read: the state read holds exactly the batches
@@ -71,6 +73,7 @@ from cfgstore.model.records import NodeRecord
 from cfgstore.model.replica import AppliedBatch
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.timefmt import iso_ms, now_ms
+from cfgstore_memory.admin_tail import AdminTail, Outcome, reconcile
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
 from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.journal import Journal
@@ -132,6 +135,10 @@ class Replicator:
         self.journal_full: JournalFull | None = None
         self.replayed = ReplayReport()
         self.tail = tail if tail is not None else ConfirmedTail(settings.confirmed_tail_ms / 1000)
+        self.admin = AdminTail(settings.confirmed_tail_ms / 1000)
+        """Admin edits confirmed lately, checked again after a rollback."""
+        self.admin_after_rollback: list[Outcome] = []
+        """What that check found at the last rollback, one per edit lost."""
         self.confirmed_revision = 0
         """The highest namespace revision this instance saw confirmed."""
         self.rollbacks = 0
@@ -468,6 +475,7 @@ class Replicator:
             # The snapshot saved now holds the tail; a restore from it must not get the
             # tail a second time, and its revision starts a new count.
             self.tail.clear()
+            self.admin.clear()
             self.confirmed_revision = 0
             log.error(
                 "storage no longer holds namespace %s (%s): DATA LOST. Serving from memory "
@@ -531,12 +539,23 @@ class Replicator:
             f"{len(lost)} of the {len(batches)} record batches confirmed in the last "
             f"{self.tail.window_s:g}s were missing and are applied again"
         )
-        log.error(
-            "the storage went back in time: %s. Admin edits confirmed in that window are "
-            "not re-sent: check them (cfgctl status).",
-            self.last_rollback,
-        )
+        log.error("the storage went back in time: %s", self.last_rollback)
         self.confirmed_revision = revision  # from here on, the storage's own count
+        await self._check_admin_edits()
+
+    async def _check_admin_edits(self) -> None:
+        """After a rollback: write again the admin edits of the window it undid, where the
+        stored version is the one they replaced; report the others (log, status)."""
+        newest = max(self.tail.newest_at_ms, self.admin.newest_at_ms)
+        edits = self.admin.since(newest - int(self.admin.window_s * 1000))
+        self.admin.clear()  # checked now; a later rollback reports its own
+        outcomes = await reconcile(edits, self._ops)
+        self.admin_after_rollback = outcomes
+        for outcome in outcomes:
+            if outcome.reapplied:
+                log.warning("after the rollback: %s", outcome.line)
+            else:
+                log.error("after the rollback, for the operator: %s", outcome.line)
 
     # -- reading the storage ----------------------------------------------------------------
 
