@@ -75,6 +75,7 @@ from cfgstore_gateway.first_start import (
     seeds_store,
     stores_in_files,
 )
+from cfgstore_gateway.graceful_stop import cleanup_runner
 from cfgstore_gateway.services import GatewayOptions
 
 log = logging.getLogger("cfgstore_gateway.serve")
@@ -183,7 +184,7 @@ async def run_gateway(
             await stop.wait()
             log.info("stopping: no new connections; finishing requests in flight")
         finally:
-            await runner.cleanup()
+            await cleanup_runner(runner)
         await store.flush()
         log.info("store flushed; closing")
 
