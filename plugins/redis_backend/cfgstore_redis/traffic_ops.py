@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cfgstore import hookimpl
+from cfgstore.errors import InvalidData
 from cfgstore.model.batch_ids import parse_batch_id
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.traffic import (
@@ -57,9 +58,21 @@ class TrafficOps(RedisParts):
                 counts.extend(counts_from_fields(minute, fields))
         return counts
 
+    @hookimpl
+    async def cfgstore_replica_add_traffic(
+        self, counts: Sequence[TrafficCount], op_id: str
+    ) -> bool:
+        if parse_batch_id(op_id) is None:
+            raise InvalidData("op_id", repr(op_id), "traffic batches need a sequenced batch id")
+        return await self._add_traffic_once(counts, op_id)
+
     async def _send_traffic(self, counts: Sequence[TrafficCount], op_id: str) -> None:
+        await self._add_traffic_once(counts, op_id)
+
+    async def _add_traffic_once(self, counts: Sequence[TrafficCount], op_id: str) -> bool:
+        """``TRAFFIC_ADD`` under ``op_id``; ``False`` when Redis had applied it already."""
         batch_id = parse_batch_id(op_id)
-        assert batch_id is not None  # the writer makes sequenced ids only
+        assert batch_id is not None
         keys = [self.keys.batches]
         args: list[str | int] = [batch_id.instance, batch_id.epoch, batch_id.seq]
         per_minute: dict[int, list[tuple[str, int]]] = {}
@@ -70,7 +83,8 @@ class TrafficOps(RedisParts):
             args += [minute + KEEP_MS, len(fields)]
             for field, increment in fields:
                 args += [field, increment]
-        await self._run("TRAFFIC_ADD", keys, args)
+        reply = await self._run("TRAFFIC_ADD", keys, args)
+        return bool(reply) and reply[0] == "ok"
 
     async def _close_traffic(self) -> None:
         """Send what is queued (bounded by the caller) and drop this writer's mark."""
