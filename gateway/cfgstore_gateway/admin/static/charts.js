@@ -38,11 +38,10 @@
     return node;
   }
 
-  /** The value of the chart's top edge, written in its top-left corner. */
+  /** The value of the chart's top edge, shown over its top-left corner (HTML, so that it
+   *  is not stretched with the drawing). */
   function scaleLabel(text) {
-    const node = svg("text", { x: 4, y: 11, class: "chart-label" });
-    node.textContent = text;
-    return node;
+    return html("span", { className: "chart-scale", text });
   }
 
   function title(text) {
@@ -64,7 +63,7 @@
     const slot = (WIDTH - 2 * PAD) / n;
     const bar = Math.max(1, slot - 1);
     const chart = svg("svg", {
-      viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart chart-requests",
+      viewBox: `0 0 ${WIDTH} ${HEIGHT}`, preserveAspectRatio: "none", class: "chart chart-requests",
       role: "img", "data-testid": "traffic-chart-requests",
       "aria-label": `requests and errors per ${data.stepMs / 60000} minutes`,
     });
@@ -83,8 +82,7 @@
       }
       chart.append(group);
     });
-    chart.append(scaleLabel(String(top)));
-    return chart;
+    return [chart, scaleLabel(String(top))];
   }
 
   /** Mean and p95 latency as lines (points without requests leave a gap). */
@@ -94,7 +92,7 @@
     const top = Math.max(1, ...values);
     const slot = (WIDTH - 2 * PAD) / n;
     const chart = svg("svg", {
-      viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart chart-latency",
+      viewBox: `0 0 ${WIDTH} ${HEIGHT}`, preserveAspectRatio: "none", class: "chart chart-latency",
       role: "img", "data-testid": "traffic-chart-latency", "aria-label": "latency, mean and p95",
     });
     chart.append(svg("line", { x1: 0, y1: HEIGHT - 0.5, x2: WIDTH, y2: HEIGHT - 0.5, class: "chart-axis" }));
@@ -118,8 +116,7 @@
       chart.append(svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 1.5, class: "dot-mean" },
         title(`${when(data.start, data.stepMs, i)}: mean ${mean} ms, p95 ≤ ${p95} ms`)));
     });
-    if (values.length) chart.append(scaleLabel(fmtMs(top)));
-    return chart;
+    return values.length ? [chart, scaleLabel(fmtMs(top))] : [chart];
   }
 
   function fmtMs(value) {
@@ -137,12 +134,13 @@
       html("span", { className: "traffic-fact" + (t.errors ? " traffic-fact-bad" : "") },
         html("strong", { text: String(t.errors), "data-testid": "traffic-total-errors" }), ` errors (${rate})`),
       html("span", { className: "traffic-fact muted" }, `mean ${fmtMs(t.meanMs)} · p95 ≤ ${fmtMs(t.p95Ms)}`));
+    const step = data.stepMs === 60000 ? "minute" : `${data.stepMs / 60000} minutes`;
     return html("div", { className: "traffic-type", "data-testid": "traffic-type", "data-type": name },
       facts,
       html("div", { className: "traffic-pair" },
-        html("figure", { className: "traffic-figure" }, requestsChart(series, data),
-          html("figcaption", { className: "muted small", text: "requests / errors" })),
-        html("figure", { className: "traffic-figure" }, latencyChart(series, data),
+        html("figure", { className: "traffic-figure" }, ...requestsChart(series, data),
+          html("figcaption", { className: "muted small", text: `requests / errors per ${step}, oldest left` })),
+        html("figure", { className: "traffic-figure" }, ...latencyChart(series, data),
           html("figcaption", { className: "muted small", text: "latency: mean / p95" }))));
   }
 
