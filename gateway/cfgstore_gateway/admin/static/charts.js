@@ -17,6 +17,7 @@
   let range = "hour";
   let timer = null;
   let loading = false;
+  let again = false; // asked for while a load was in flight (a range switch): load once more
 
   const $ = (id) => document.getElementById(id);
 
@@ -162,7 +163,8 @@
 
   async function load() {
     const token = sessionStorage.getItem(TOKEN_KEY);
-    if (!token || loading) return;
+    if (!token) return;
+    if (loading) { again = true; return; }
     loading = true;
     const error = $("traffic-error");
     try {
@@ -182,6 +184,7 @@
       error.hidden = false;
     } finally {
       loading = false;
+      if (again) { again = false; load(); }
     }
   }
 
