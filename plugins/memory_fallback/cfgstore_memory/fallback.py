@@ -309,6 +309,10 @@ class MemoryFallback(GuardedOps, ReadCache):
         }
         if r.last_rollback is not None:
             details["last rollback"] = r.last_rollback
+        if self.traffic is not None and self.traffic.backlog:
+            details["traffic counts pending"] = str(self.traffic.backlog)
+            if self.traffic.last_error:
+                warnings.append(f"traffic counts not stored yet: {self.traffic.last_error}")
         if r.admin_after_rollback:
             lines = [o.line for o in r.admin_after_rollback]
             details["admin edits after the last rollback"] = " | ".join(lines)

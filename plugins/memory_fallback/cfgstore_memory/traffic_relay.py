@@ -65,6 +65,11 @@ class TrafficRelay:
         self._forget_due = True
         self.last_error: str | None = None
 
+    @property
+    def backlog(self) -> int:
+        """Counts accepted and neither in the storage nor in the journal yet."""
+        return self._progress.backlog
+
     def submit(self, counts: Sequence[TrafficCount]) -> None:
         if not counts:
             return
