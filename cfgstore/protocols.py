@@ -11,8 +11,8 @@ compare::
 
 :class:`StorageBackend` is every storage operation a complete chain needs (a bottom
 backend alone must implement it); a layer implements some groups and delegates the rest.
-:class:`ReplicaBackend` and :class:`KeptFilesBackend` are optional operations;
-:class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
+:class:`ReplicaBackend`, :class:`KeptFilesBackend` and :class:`TrafficBackend` are optional
+operations; :class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
 simply is not opened).
 
 The members mirror :mod:`cfgstore.hookspecs` exactly: names, argument names and order,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from cfgstore.model.sessions import UiSession
     from cfgstore.model.snapshot import StoreSnapshot
     from cfgstore.model.status import BackendStatus
+    from cfgstore.model.traffic import TrafficCount
     from cfgstore.model.usage_cache import UsageCache
 
 
@@ -230,6 +231,10 @@ class ReplicaBackend(Protocol):
         self, batches: Sequence[tuple[Sequence[NodeRecord], str]], namespace_id: str
     ) -> list[AppliedBatch]: ...
 
+    async def cfgstore_replica_add_traffic(
+        self, counts: Sequence[TrafficCount], op_id: str
+    ) -> bool: ...
+
     async def cfgstore_replica_forget_epochs(self, instance_id: str, epoch: int) -> int: ...
 
     async def cfgstore_replica_heartbeat(self, info: InstanceInfo, ttl_ms: int) -> None: ...
@@ -243,6 +248,14 @@ class KeptFilesBackend(Protocol):
     async def cfgstore_kept_files_get(self) -> dict[str, bytes]: ...
 
     async def cfgstore_kept_files_put(self, files: dict[str, bytes]) -> None: ...
+
+
+class TrafficBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.traffic`."""
+
+    async def cfgstore_traffic_add(self, counts: Sequence[TrafficCount]) -> None: ...
+
+    async def cfgstore_traffic_read(self, since_ms: int) -> list[TrafficCount]: ...
 
 
 class LifecycleBackend(Protocol):
@@ -288,6 +301,7 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.plugin_config": PluginConfigBackend,
     "cfgstore.hookspecs.replica": ReplicaBackend,
     "cfgstore.hookspecs.kept_files": KeptFilesBackend,
+    "cfgstore.hookspecs.traffic": TrafficBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }
 """The protocol of each hookspec module (``cfgstore_register_backends`` of the lifecycle

@@ -68,6 +68,10 @@ SHARED_LOGINS = "shared-logins"
 every instance too, so concurrent failures through several stores count exactly once each.
 Without it each store counts its own (the file backend, like the Node service)."""
 
+TRAFFIC = "traffic"
+"""Capability: the backend keeps per-minute traffic counts (:mod:`cfgstore.hookspecs.traffic`),
+summed over every instance on its storage. The contract suite then runs its traffic tests."""
+
 
 @attrs.frozen
 class BackendDescriptor:
@@ -75,9 +79,10 @@ class BackendDescriptor:
     hookimpls implement storage operations; ``layer`` backends need a backend below them.
 
     ``capabilities`` are plain strings the core and the contract suite look for:
-    :data:`SHARED`, :data:`SHARED_LOGINS`, ``"replica"`` (the optional operations of
-    :mod:`cfgstore.hookspecs.replica`), ``"outage-fallback"`` (a layer that serves through
-    the outages of a replica backend below it). Others are shown, never interpreted."""
+    :data:`SHARED`, :data:`SHARED_LOGINS`, :data:`TRAFFIC`, ``"replica"`` (the optional
+    operations of :mod:`cfgstore.hookspecs.replica`), ``"outage-fallback"`` (a layer that
+    serves through the outages of a replica backend below it). Others are shown, never
+    interpreted."""
 
     name: str
     description: str

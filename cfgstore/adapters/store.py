@@ -31,6 +31,7 @@ from cfgstore.adapters.facades import (
 )
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN, Settings
+from cfgstore.adapters.traffic import Traffic
 from cfgstore.errors import NotInitialised, StorageUnavailable
 from cfgstore.model.status import BackendStatus, EntityCounts
 
@@ -58,6 +59,7 @@ class Store:
         self.meta = Meta(ops)
         self.replicas = Replicas(ops)
         self.kept_files = KeptFiles(ops)
+        self.traffic = Traffic(ops)
 
     @property
     def backend_names(self) -> list[str]:
@@ -97,7 +99,10 @@ class Store:
         try:
             yield store
         finally:
-            await store._close(store._chain.layers)
+            try:
+                await store.traffic.close()
+            finally:
+                await store._close(store._chain.layers)
 
     @classmethod
     async def _open_chain(cls, settings: Settings, plugins: PluginSet) -> Store:
@@ -115,7 +120,9 @@ class Store:
         return store
 
     async def flush(self) -> None:
-        """Wait until every write accepted so far is durable in every layer."""
+        """Wait until every write accepted so far is durable in every layer (the traffic
+        tally is handed over first)."""
+        await self.traffic.flush()
         for layer in self._chain.layers:
             if "cfgstore_flush" in layer.lifecycle:
                 await layer.lifecycle["cfgstore_flush"]()

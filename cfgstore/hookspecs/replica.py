@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cfgstore.model.records import NodeRecord
     from cfgstore.model.replica import AppliedBatch, InstanceInfo, ReplicaHead
     from cfgstore.model.snapshot import StoreSnapshot
+    from cfgstore.model.traffic import TrafficCount
 
 
 @hookspec
@@ -82,6 +83,17 @@ async def cfgstore_replica_apply_many(
     (an outage, :class:`~cfgstore.errors.NamespaceMismatch`) is raised once every batch
     was sent: some may have been applied, and sending them again under their ids is
     harmless."""
+
+
+@hookspec
+async def cfgstore_replica_add_traffic(counts: Sequence[TrafficCount], op_id: str) -> bool:
+    """Add traffic counts (:func:`~cfgstore.hookspecs.traffic.cfgstore_traffic_add`) now,
+    exactly once per ``op_id``: a sequenced batch id (``<instance>:<epoch>:<seq>``) checked
+    against the same per-instance marks as record batches, so the caller sends the batches
+    of one instance and epoch in ``seq`` order, each until acknowledged (the memory
+    fallback names its traffic batches after its instance id with a ``-t`` suffix, and
+    journals them through outages). Returns ``False`` when the batch had been applied
+    already (nothing added)."""
 
 
 @hookspec

@@ -262,9 +262,14 @@ async def _middleware(
         response = error_response(500, "Internal gateway error", "server_error")
     if not response.prepared:  # a stream stamped its own before it started
         response.headers["X-Request-Id"] = info.request_id
-    if SERVICES in request.app:
-        request.app[SERVICES].metrics.request(info.provider_type, response.status)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    if SERVICES in request.app:
+        services = request.app[SERVICES]
+        services.metrics.request(info.provider_type, response.status)
+        if info.provider_type is not None:  # a proxied request that reached a node
+            services.store.traffic.record(
+                info.provider_type, ok=response.status < 400, latency_ms=elapsed_ms
+            )
     log.info(
         "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f",
         info.request_id,

@@ -34,6 +34,7 @@ from cfgstore_gateway.admin import (
     plugins_api,
     providers_api,
     storage_api,
+    traffic_api,
     usage_api,
 )
 from cfgstore_gateway.admin.http import ApiError
@@ -114,6 +115,7 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_put("/custom-models/{id}", custom_models_api.update_model)
     r.add_delete("/custom-models/{id}", custom_models_api.delete_model)
     r.add_get("/storage/status", storage_api.storage_status)
+    r.add_get("/cfgstore/traffic", traffic_api.traffic)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:

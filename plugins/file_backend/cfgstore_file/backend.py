@@ -2,7 +2,7 @@
 
 Operations live in mixins, one module per entity group: :mod:`.pool_ops`,
 :mod:`.credential_ops`, :mod:`.document_ops`, :mod:`.login_guard_ops` (in memory),
-:mod:`.kept_file_ops`.
+:mod:`.kept_file_ops`, :mod:`.traffic_ops`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from cfgstore_file.layout import Layout
 from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
+from cfgstore_file.traffic_ops import TrafficOps
 
 log = logging.getLogger("cfgstore.file")
 
 
-class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps):
+class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps, TrafficOps):
     """Every storage operation on the AIClient-2-API folder layout.
 
     Pools live in memory and are written coalesced (debounce with a maximum wait); every

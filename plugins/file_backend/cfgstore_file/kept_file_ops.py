@@ -150,7 +150,8 @@ class KeptFileOps:
 
     def _private_files(self) -> set[Path]:
         layout = self.layout
-        return {p.resolve() for p in (layout.password, layout.sessions, layout.meta, layout.kept)}
+        own = (layout.password, layout.sessions, layout.meta, layout.kept, layout.traffic)
+        return {p.resolve() for p in own}
 
     def _modelled(self, carriers: list[tuple[str, str]]) -> Modelled:
         """The files the backend models; ``carriers``: (``type/uuid``, token path) of the

@@ -33,6 +33,8 @@ class Layout:
     kept: Path
     """The list of files kept as bytes (:mod:`cfgstore_file.kept_file_ops`)."""
     locks: Path
+    traffic: Path
+    """Per-minute traffic counts (:mod:`cfgstore_file.traffic_ops`)."""
 
     @classmethod
     def build(cls, configs_dir: Path, cwd: Path, config: MainConfig) -> Layout:
@@ -66,6 +68,7 @@ class Layout:
             meta=configs_dir / ".cfgstore-meta.json",
             kept=configs_dir / ".cfgstore-kept.json",
             locks=configs_dir / ".cfgstore-locks",
+            traffic=configs_dir / ".cfgstore-traffic.json",
         )
 
 

@@ -9,16 +9,20 @@ from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendDescriptor
 
 if TYPE_CHECKING:
-    from cfgstore.protocols import LifecycleBackend, StorageBackend
+    from cfgstore.protocols import LifecycleBackend, StorageBackend, TrafficBackend
     from cfgstore_file.backend import FileBackend
 
     # mypy compares the backend with the protocols of the hookspecs it implements.
-    _implements: tuple[type[StorageBackend], type[LifecycleBackend]] = (FileBackend, FileBackend)
+    _implements: tuple[type[StorageBackend], type[LifecycleBackend], type[TrafficBackend]] = (
+        FileBackend,
+        FileBackend,
+        FileBackend,
+    )
 
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED
+    from cfgstore.adapters.backend import SHARED, TRAFFIC
     from cfgstore_file.backend import FileBackend
 
     register(
@@ -26,6 +30,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="file",
             description="AIClient-2-API JSON files in a configs folder (the embedded default)",
             factory=FileBackend,
-            capabilities=frozenset({SHARED}),
+            capabilities=frozenset({SHARED, TRAFFIC}),
         )
     )

@@ -60,6 +60,7 @@ from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import now_ms
+from cfgstore.model.traffic import TrafficCount
 from cfgstore_memory.admin_tail import CredentialEdit
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
 from cfgstore_memory.confirmed_tail import ConfirmedTail
@@ -71,6 +72,7 @@ from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
 from cfgstore_memory.state_dir import StateDir
+from cfgstore_memory.traffic_relay import TrafficRelay, traffic_instance
 
 log = logging.getLogger("cfgstore.memory")
 
@@ -111,6 +113,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._stopping = False
         self._early_changes: list[ChangeEvent] | None = []  # None once the replicator is made
         self.started_at_ms = now_ms()
+        self.traffic: TrafficRelay | None = None
+        """Relays traffic counts when the storage below takes them exactly once."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -136,6 +140,13 @@ class MemoryFallback(GuardedOps, ReadCache):
         self.heartbeat = Heartbeat(self)
         loop = asyncio.get_running_loop()
         self._replicator.start()
+        if "cfgstore_replica_add_traffic" in self._below:
+            self.traffic = TrafficRelay(
+                self._below,
+                self._replicator,
+                self.settings,
+                BatchSequence(traffic_instance(self.state.instance_id), self.state.epoch),
+            )
         self._tasks = [
             loop.create_task(self._save_loop(), name="cfgstore-snapshot-saver"),
             loop.create_task(self.heartbeat.run(), name="cfgstore-heartbeat"),
@@ -241,10 +252,14 @@ class MemoryFallback(GuardedOps, ReadCache):
     @hookimpl
     async def cfgstore_flush(self) -> None:
         await self._replicator.durable()
+        if self.traffic is not None:
+            await self.traffic.durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
         try:
+            if self.traffic is not None:
+                await self.traffic.close()
             await self._replicator.close()
             await stop_tasks(self._tasks, self._stop_waits)
             if not self._replicator.serving_degraded:
@@ -294,6 +309,10 @@ class MemoryFallback(GuardedOps, ReadCache):
         }
         if r.last_rollback is not None:
             details["last rollback"] = r.last_rollback
+        if self.traffic is not None and self.traffic.backlog:
+            details["traffic counts pending"] = str(self.traffic.backlog)
+            if self.traffic.last_error:
+                warnings.append(f"traffic counts not stored yet: {self.traffic.last_error}")
         if r.admin_after_rollback:
             lines = [o.line for o in r.admin_after_rollback]
             details["admin edits after the last rollback"] = " | ".join(lines)
@@ -466,6 +485,26 @@ class MemoryFallback(GuardedOps, ReadCache):
     async def cfgstore_pools_apply_records(self, records: Sequence[NodeRecord]) -> None:
         self._replicator.submit(records)  # first: it refuses when the journal is full
         self.mirror.apply_local(records)
+
+    # -- traffic ------------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_traffic_add(self, counts: Sequence[TrafficCount]) -> None:
+        """Through the relay (journaled during outages) when the storage offers
+        ``cfgstore_replica_add_traffic``; else as the storage below takes them."""
+        if self.traffic is not None:
+            self.traffic.submit(counts)
+        elif "cfgstore_traffic_add" in self._below:
+            await self._below["cfgstore_traffic_add"](counts=counts)
+
+    @hookimpl
+    async def cfgstore_traffic_read(self, since_ms: int) -> list[TrafficCount]:
+        """The storage's (counts are not cached: every instance's change every second);
+        none when it keeps no traffic."""
+        if "cfgstore_traffic_read" not in self._below:
+            return []
+        counts: list[TrafficCount] = await self._below["cfgstore_traffic_read"](since_ms=since_ms)
+        return counts
 
     # -- credentials --------------------------------------------------------------------------
 

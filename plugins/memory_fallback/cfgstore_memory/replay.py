@@ -1,6 +1,6 @@
 """Journal entries: what they hold, and replaying them onto the shared storage (DESIGN §3).
 
-Three kinds of entry:
+Four kinds of entry:
 
 ``records``
     ``data`` is a list of hot-path records (:mod:`cfgstore.model.record_codec`); the entry's
@@ -20,6 +20,12 @@ Three kinds of entry:
     during an outage (the raw token is never journaled). Replay deletes that session, so
     the instances that still remembered it refuse it from then on; deleting a session
     that is gone already is harmless.
+``traffic``
+    ``data`` is a list of traffic counts (:class:`cfgstore.model.traffic.TrafficCount`,
+    ``to_json``) the console's charts were to get during an outage; ``op_id`` is the batch
+    id of the instance's traffic (``<instance id>-t:<epoch>:<seq>``). Replay adds them
+    under that id (``cfgstore_replica_add_traffic``): a batch Redis had applied already
+    (its reply was lost) is skipped, so no count is lost or doubled.
 
 Consecutive ``records`` entries are sent pipelined, many per round trip
 (:data:`PIPELINE_ENTRIES`), so a replay takes about as long as the outage that made the
@@ -45,6 +51,7 @@ from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.record_codec import record_from_json, record_to_json
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import credential_from_json, credential_to_json
+from cfgstore.model.traffic import TrafficCount
 from cfgstore_memory.journal import Journal, JournalEntry
 
 log = logging.getLogger("cfgstore.memory.replay")
@@ -52,6 +59,7 @@ log = logging.getLogger("cfgstore.memory.replay")
 RECORDS = "records"
 CREDENTIAL = "credential"
 LOGOUT = "logout"
+TRAFFIC = "traffic"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK_ENTRIES = 256
 """Entries replayed between two clears of the journal."""
@@ -88,6 +96,18 @@ def entry_credential(entry: JournalEntry, source: str) -> tuple[Credential, str 
     return credential_from_json(data["credential"], where, "$.credential"), expected
 
 
+def traffic_data(counts: Sequence[TrafficCount]) -> JSONValue:
+    return [c.to_json() for c in counts]
+
+
+def entry_traffic(entry: JournalEntry, source: str) -> list[TrafficCount]:
+    """The counts of a ``traffic`` entry; :class:`InvalidData` when malformed."""
+    where = f"{source} entry {entry.seq}"
+    if not isinstance(entry.data, list):
+        raise InvalidData(where, "$", "expected a list of traffic counts")
+    return [TrafficCount.from_json(doc, where) for doc in entry.data]
+
+
 def logout_data(digest: str) -> JSONValue:
     return {"digest": digest}
 
@@ -113,6 +133,8 @@ class ReplayReport:
     credentials_dropped: int = 0
     """Journaled refreshes whose node no longer exists."""
     logouts: int = 0
+    traffic_batches: int = 0
+    """Traffic batches added (those Redis had already applied are not counted)."""
 
 
 OnRecords = Callable[[list[NodeRecord], str], None]
@@ -143,6 +165,12 @@ async def replay_entry(
     elif entry.kind == LOGOUT:
         await ops["cfgstore_sessions_delete_digest"](digest=entry_logout(entry, source))
         report.logouts += 1
+    elif entry.kind == TRAFFIC:
+        counts = entry_traffic(entry, source)
+        if "cfgstore_replica_add_traffic" not in ops:
+            log.warning("journaled traffic dropped: the storage keeps no traffic counts")
+        elif await ops["cfgstore_replica_add_traffic"](counts=counts, op_id=entry.op_id):
+            report.traffic_batches += 1
     else:
         raise InvalidData(f"{source} entry {entry.seq}", "kind", f"unknown kind {entry.kind!r}")
     report.entries += 1

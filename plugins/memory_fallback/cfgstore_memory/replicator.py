@@ -187,15 +187,18 @@ class Replicator:
         """Every record accepted so far is in the storage or in the journal."""
         await self._progress.wait()
 
-    async def journal_while_degraded(self, kind: str, data: JSONValue) -> bool:
+    async def journal_while_degraded(
+        self, kind: str, data: JSONValue, op_id: str | None = None
+    ) -> bool:
         """Journal an edit of another kind than records (replayed on recovery, in order)
         when serving degraded and return ``True``; return ``False``, journaling nothing,
         when the storage is usable. Serialised with :meth:`recover`: an entry is journaled
-        before a recovery's replay (which then applies it) or not at all."""
+        before a recovery's replay (which then applies it) or not at all. ``op_id``: the
+        entry's operation id (default: a random one)."""
         async with self._io:
             if not self.serving_degraded:
                 return False
-            await self.journal.append(kind, data, uuidlib.uuid4().hex, now_ms())
+            await self.journal.append(kind, data, op_id or uuidlib.uuid4().hex, now_ms())
             return True
 
     def note_outage(self, exc: BaseException) -> None:

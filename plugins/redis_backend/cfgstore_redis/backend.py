@@ -25,6 +25,7 @@ from cfgstore_redis.connection import RedisConnection, build_connection, connect
 from cfgstore_redis.keys import Keys
 from cfgstore_redis.login_guard_ops import LoginGuardOps
 from cfgstore_redis.replica_ops import ReplicaOps
+from cfgstore_redis.traffic_ops import TrafficOps
 from cfgstore_redis.translate import translated
 from cfgstore_redis.writer import GroupCommitWriter
 
@@ -36,7 +37,7 @@ UNKNOWN = "unknown"
 """A server fact (version, memory policy) in a status when the server will not tell."""
 
 
-class RedisBackend(ReplicaOps, LoginGuardOps):
+class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:
@@ -91,9 +92,11 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
                 "DELETE_SESSIONS_EXCEPT",
                 "UPGRADE_NODE",
                 "FINISH_UPGRADE",
+                "TRAFFIC_ADD",
             )
         }
         self.writer = GroupCommitWriter(self._send_records)  # the schema upgrade reads pools
+        self._start_traffic()
         if reachable:
             try:
                 await self._check_schema()
@@ -113,10 +116,22 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
     @hookimpl
     async def cfgstore_flush(self) -> None:
         await self.writer.durable()
+        try:
+            await self.traffic_writer.durable()
+        except StorageUnavailable:
+            # Above a memory fallback a flush succeeds through an outage (the records are
+            # in its journal); traffic counts wait in memory for Redis instead.
+            if not self.context.fallback_above:
+                raise
 
     @hookimpl
     async def cfgstore_close(self) -> None:
         try:
+            try:
+                async with asyncio.timeout(self.settings.redis_socket_timeout_ms / 1000 * 3):
+                    await self._close_traffic()
+            except (CfgStoreError, TimeoutError) as exc:
+                log.error("closing with traffic counts not stored in Redis: %s", exc)
             await self.writer.close()
             if self.writer.batches:
                 await self._forget_writer()

@@ -26,7 +26,7 @@ class RedisParts:
     connection: RedisConnection
     redis: Any
     scripts: dict[str, Any]
-    writer: GroupCommitWriter
+    writer: GroupCommitWriter[Any]
 
     def _head(self, entity: str, *ids: str) -> str:
         """A change message up to its revision (scripts append the number and ``}``)."""

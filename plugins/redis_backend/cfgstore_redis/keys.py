@@ -79,6 +79,10 @@ class Keys:
     def login(self, digest: str) -> str:
         return f"{self.tag}:login:{digest}"
 
+    def traffic(self, minute_ms: int) -> str:
+        """The traffic counters of one minute (epoch ms of its start), every type's."""
+        return f"{self.tag}:traffic:{minute_ms}"
+
 
 def check_type_name(provider_type: str) -> None:
     """Provider types become part of key names: refuse what would make keys ambiguous."""

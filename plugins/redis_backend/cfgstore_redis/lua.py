@@ -429,6 +429,39 @@ return dropped
 """
 )
 
+# Add one batch of traffic counts (cfgstore.model.traffic), exactly once per batch id.
+# KEYS: [1] batch marks hash, then one minute hash per minute. ARGV: instance, epoch, seq,
+# then per minute: expire-at ms, field count, then field/increment pairs. A batch at or
+# below its writer's mark for its epoch is a duplicate ({'dup'}: nothing added). Counters
+# are nobody's cached state: no revision, no change message. Replies {'ok'}.
+TRAFFIC_ADD = (
+    SHEBANG
+    + MARKS_PRELUDE
+    + r"""
+local marks = M.read(KEYS[1], ARGV[1])
+if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+local epoch = tonumber(ARGV[2])
+local kept, current = {}, 0
+for _, mark in ipairs(marks) do
+  if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
+end
+if tonumber(ARGV[3]) <= current then return {'dup'} end
+kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+local argi = 4
+for k = 2, #KEYS do
+  local expire_at = ARGV[argi]; local fields = tonumber(ARGV[argi + 1])
+  argi = argi + 2
+  for _ = 1, fields do
+    redis.call('HINCRBY', KEYS[k], ARGV[argi], ARGV[argi + 1])
+    argi = argi + 2
+  end
+  redis.call('PEXPIREAT', KEYS[k], expire_at)
+end
+return {'ok'}
+"""
+)
+
 # KEYS: types, nodes list, node key, revision. ARGV: channel, head, type, uuid,
 # credential-key base, fields… (``@cred`` among them: the node joins its file's credential).
 ADD_NODE = (

@@ -14,18 +14,23 @@ if TYPE_CHECKING:
         LifecycleBackend,
         ReplicaBackend,
         StorageBackend,
+        TrafficBackend,
     )
     from cfgstore_redis.backend import RedisBackend
 
     # mypy compares the backend with the protocols of the hookspecs it implements.
     _implements: tuple[
-        type[StorageBackend], type[LifecycleBackend], type[ReplicaBackend], type[KeptFilesBackend]
-    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend)
+        type[StorageBackend],
+        type[LifecycleBackend],
+        type[ReplicaBackend],
+        type[KeptFilesBackend],
+        type[TrafficBackend],
+    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend)
 
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS
+    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS, TRAFFIC
     from cfgstore_redis.backend import RedisBackend
 
     register(
@@ -33,6 +38,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="redis",
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
-            capabilities=frozenset({SHARED, SHARED_LOGINS, "change-feed", "replica"}),
+            capabilities=frozenset({SHARED, SHARED_LOGINS, TRAFFIC, "change-feed", "replica"}),
         )
     )

@@ -20,25 +20,35 @@ import contextlib
 import logging
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from cfgstore.adapters.durability import DurabilityTracker
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.batch_ids import BatchSequence
-from cfgstore.model.records import NodeRecord
 from cfgstore.model.timefmt import now_ms
 
 log = logging.getLogger("cfgstore.redis.writer")
 
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
-Send = Callable[[Sequence[NodeRecord], str], Awaitable[None]]
+Item = TypeVar("Item")
 
 
-class GroupCommitWriter:
-    def __init__(self, send: Send) -> None:
+class GroupCommitWriter(Generic[Item]):
+    """Hot-path records by default; traffic counts (``what="traffic"``, ids ``t…``) use
+    the same exactly-once batches."""
+
+    def __init__(
+        self,
+        send: Callable[[Sequence[Item], str], Awaitable[None]],
+        *,
+        id_prefix: str = "w",
+        what: str = "record",
+    ) -> None:
         self._send = send
-        self.ids = BatchSequence(f"w{uuidlib.uuid4().hex[:16]}", now_ms())
-        self._pending: list[NodeRecord] = []
+        self._what = what
+        self.ids = BatchSequence(f"{id_prefix}{uuidlib.uuid4().hex[:16]}", now_ms())
+        self._pending: list[Item] = []
         self._progress = DurabilityTracker()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -50,7 +60,7 @@ class GroupCommitWriter:
         """Records accepted and not yet applied."""
         return self._progress.backlog
 
-    def submit(self, records: Sequence[NodeRecord]) -> None:
+    def submit(self, records: Sequence[Item]) -> None:
         if not records:
             return
         self._pending.extend(records)
@@ -83,7 +93,7 @@ class GroupCommitWriter:
                 self.batches += 1
                 self._progress.completed(len(batch))
 
-    async def _send_until_applied(self, batch: list[NodeRecord], op_id: str) -> None:
+    async def _send_until_applied(self, batch: list[Item], op_id: str) -> None:
         attempt = 0
         while True:
             try:
@@ -92,9 +102,12 @@ class GroupCommitWriter:
                 self.last_error = exc
                 delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
                 attempt += 1
-                log.warning(
-                    "record batch %s (%d records) not applied (attempt %d), re-sending in "
-                    "%.2fs: %s",
+                # Traffic counts wait out an outage quietly after saying so once.
+                quiet = self._what != "record" and attempt > 1
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "%s batch %s (%d items) not applied (attempt %d), re-sending in %.2fs: %s",
+                    self._what,
                     op_id,
                     len(batch),
                     attempt,
@@ -105,6 +118,6 @@ class GroupCommitWriter:
                 await asyncio.sleep(delay)
                 continue
             if attempt:
-                log.info("record batch %s applied after %d attempts", op_id, attempt + 1)
+                log.info("%s batch %s applied after %d attempts", self._what, op_id, attempt + 1)
             self.last_error = None
             return
