@@ -83,8 +83,10 @@ _NEVER = -(1 << 62)
 _MAX_MODEL_GROUPS = 256
 _TIME_CACHE = 65_536
 
-Item = tuple[int, str, int, "_Entry"]
-"""A heap entry: (key, uuid, version, entry); valid while the entry has that version."""
+Item = tuple[int, str, int]
+"""A heap entry: (key, uuid, version); valid while the uuid's entry has that version. Ints
+and a string only: the garbage collector stops tracking such tuples, so a large index does
+not make full collections more frequent."""
 
 
 class _Entry:
@@ -128,7 +130,7 @@ class _TypeIndex:
         self.listed: dict[_Entry, frozenset[str]] = {}
         self.refusing: dict[frozenset[str], _Group] = {}  # notSupportedModels set → nodes
         self.due: dict[_Entry, None] = {}
-        self.events: list[tuple[int, int, int, _Entry]] = []  # (at, tiebreak, version, entry)
+        self.events: list[Item] = []  # (at, uuid, version): a rule changes for the node
         self.applied_until = _NEVER  # latest rule change already applied
         self.seq_count: dict[int, int] = {}
         self.seq_low: list[int] = []
@@ -144,7 +146,6 @@ class IndexedSelector(Selector):
         self._feed: NodeChanges | None = None
         self._cursor: Cursor = (-1, 0)
         self._indexes: dict[str, _TypeIndex] = {}
-        self._tiebreak = 0
         self._time_cache: dict[str, int | None] = {}
         self._refusals: dict[int, tuple[Any, frozenset[str]]] = {}
         self.rebuilds = 0
@@ -182,14 +183,15 @@ class IndexedSelector(Selector):
         low = _seq_low(index)
         excluded = exclude or None
         offsets = (now_ms - low * _PER_SEQ, now_ms, -low * _PER_SEQ, 0, 0)
+        entries = index.entries
         best: Item | None = None
         best_score = 0
-        for group in self._groups(index, model or None, now_ms):
+        for group in self._groups(index, model or None):
             if not group.live:
                 continue
             heaps = group.heaps
             for kind in range(5):
-                item = _head(heaps[kind], excluded)
+                item = _head(entries, heaps[kind], excluded)
                 if item is None:
                     continue
                 score = item[0] + offsets[kind]
@@ -205,9 +207,9 @@ class IndexedSelector(Selector):
         counter = self._counters.get(provider_type, 0)
         counter = (counter if counter > high else high) + 1
         self._counters[provider_type] = counter
-        return Choice(best[3].node, counter, recovered)
+        return Choice(index.entries[best[1]].node, counter, recovered)
 
-    def _groups(self, index: _TypeIndex, model: str | None, now_ms: int) -> list[_Group]:
+    def _groups(self, index: _TypeIndex, model: str | None) -> list[_Group]:
         groups = [index.everyone]
         if model is None:
             groups.append(index.listing)
@@ -216,19 +218,10 @@ class IndexedSelector(Selector):
         if index.managed:
             group = index.per_model.get(model)
             if group is None:
-                group = self._model_group(index, model, now_ms)
+                group = _model_group(index, model)
             groups.append(group)
         groups.extend(group for refused, group in index.refusing.items() if model not in refused)
         return groups
-
-    def _model_group(self, index: _TypeIndex, model: str, now_ms: int) -> _Group:
-        """The group of ``model``'s ``supportedModels`` nodes, created on its first request."""
-        if len(index.per_model) >= _MAX_MODEL_GROUPS:  # many model names: start over
-            index.per_model.clear()
-        group = index.per_model[model] = _Group()
-        for entry in [e for e, listed in index.listed.items() if model in listed]:
-            self._rekey(index, entry, now_ms)
-        return group
 
     # -- following changes ---------------------------------------------------------------
 
@@ -281,8 +274,10 @@ class IndexedSelector(Selector):
                     entry.node = node
                 self._rekey(index, entry, now_ms)
         events = index.events
+        entries = index.entries
         while events and events[0][0] <= now_ms:
-            _, _, version, entry = heapq.heappop(events)
+            _, uuid, version = heapq.heappop(events)
+            entry = entries[uuid]
             if entry.version == version:
                 self._rekey(index, entry, now_ms)
         return index
@@ -362,9 +357,9 @@ class IndexedSelector(Selector):
                 key = (
                     _QUEUE_FULL if 0 < queue_limit <= waiting else _AT_LIMIT + waiting * _PER_WAITER
                 )
-                item: Item = (key, uuid, version, entry)
+                item: Item = (key, uuid, version)
                 for group in homes:
-                    _push(group, _LIMITED, item)
+                    _push(index.entries, group, _LIMITED, item)
                 _settle(entry, homes)
                 return
 
@@ -384,12 +379,12 @@ class IndexedSelector(Selector):
             else:
                 base, relative = used, False
         base += state.usage_count * _PER_USE + active * _PER_ACTIVE
-        near: Item = (base + seq * _PER_SEQ, uuid, version, entry)
-        far: Item = (base + _SEQ_FULL, uuid, version, entry)
+        near: Item = (base + seq * _PER_SEQ, uuid, version)
+        far: Item = (base + _SEQ_FULL, uuid, version)
         near_kind, far_kind = (_REL_NEAR, _REL_FAR) if relative else (_ABS_NEAR, _ABS_FAR)
         for group in homes:
-            _push(group, near_kind, near)
-            _push(group, far_kind, far)
+            _push(index.entries, group, near_kind, near)
+            _push(index.entries, group, far_kind, far)
         _settle(entry, homes)
 
     def _homes(self, index: _TypeIndex, entry: _Entry, node: ProviderNode) -> tuple[_Group, ...]:
@@ -434,8 +429,7 @@ class IndexedSelector(Selector):
         return refused
 
     def _event(self, index: _TypeIndex, at_ms: int, version: int, entry: _Entry) -> None:
-        self._tiebreak += 1
-        heapq.heappush(index.events, (at_ms, self._tiebreak, version, entry))
+        heapq.heappush(index.events, (at_ms, entry.uuid, version))
 
     @staticmethod
     def _passed(index: _TypeIndex, at_ms: int) -> None:
@@ -460,41 +454,68 @@ def _position(entry: _Entry) -> int:
     return entry.position
 
 
+def _model_group(index: _TypeIndex, model: str) -> _Group:
+    """The group of ``model``'s ``supportedModels`` nodes, created on its first request
+    from the live items of the group of all of them (no node re-read)."""
+    if len(index.per_model) >= _MAX_MODEL_GROUPS:  # many model names: start over
+        index.per_model.clear()
+    group = index.per_model[model] = _Group()
+    listed = index.listed
+    for entry, models in listed.items():
+        if model in models:
+            entry.homes = (*entry.homes, group)
+            group.live += 1
+    entries = index.entries
+    for kind, heap in enumerate(index.listing.heaps):
+        kept = []
+        for item in heap:
+            entry = entries[item[1]]
+            if entry.version == item[2] and model in listed[entry]:
+                kept.append(item)
+        heapq.heapify(kept)
+        group.heaps[kind] = kept
+    return group
+
+
 def _settle(entry: _Entry, homes: tuple[_Group, ...]) -> None:
     entry.homes = homes
     for group in homes:
         group.live += 1
 
 
-def _push(group: _Group, kind: int, item: Item) -> None:
+def _push(entries: dict[str, _Entry], group: _Group, kind: int, item: Item) -> None:
     heap = group.heaps[kind]
     heapq.heappush(heap, item)
     if len(heap) > 2 * group.live + 64:  # mostly dead entries: keep the live ones
-        kept = [item for item in heap if item[3].version == item[2]]
+        kept = [item for item in heap if entries[item[1]].version == item[2]]
         heapq.heapify(kept)
         group.heaps[kind] = kept
 
 
-def _head(heap: list[Item], excluded: Collection[str] | None) -> Item | None:
+def _head(
+    entries: dict[str, _Entry], heap: list[Item], excluded: Collection[str] | None
+) -> Item | None:
     """The smallest live item of ``heap`` whose uuid is not excluded (dead heads dropped)."""
     while heap:
         item = heap[0]
-        if item[3].version != item[2]:
+        if entries[item[1]].version != item[2]:
             heapq.heappop(heap)
         elif excluded is None or item[1] not in excluded:
             return item
         else:
-            return _first_allowed(heap, excluded)
+            return _first_allowed(entries, heap, excluded)
     return None
 
 
-def _first_allowed(heap: list[Item], excluded: Collection[str]) -> Item | None:
+def _first_allowed(
+    entries: dict[str, _Entry], heap: list[Item], excluded: Collection[str]
+) -> Item | None:
     """The smallest live item whose uuid is not excluded: the heap walked in order."""
     frontier: list[tuple[Item, int]] = [(heap[0], 0)]
     size = len(heap)
     while frontier:
         item, at = heapq.heappop(frontier)
-        if item[3].version == item[2] and item[1] not in excluded:
+        if entries[item[1]].version == item[2] and item[1] not in excluded:
             return item
         child = 2 * at + 1
         if child < size:
