@@ -47,6 +47,11 @@ normalised ``supportedModels`` once per list object. Stored lists are treated as
 the store replaces them on an edit and never mutates them in place (a list mutated in
 place keeps its cached normalisation).
 
+The gateway picks with :class:`~cfgstore_gateway.selection_index.IndexedSelector`, the
+same rules answered from an index in O(log n) per pick; this scan is its reference (the
+differential test holds them equal) and what it falls back to for a view without a change
+feed. :class:`SlotTable` tells watchers (the index) about every slot change.
+
 Not thread-safe: one :class:`Selector` and one :class:`SlotTable` per process, used from the
 event loop only.
 """
