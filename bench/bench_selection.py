@@ -1,7 +1,8 @@
-"""Provider selection (:mod:`cfgstore_gateway.selection`): µs per pick at 50, 500 and 5,000
-nodes of one type, against a straight port of the Node service's algorithm.
+"""Provider selection: µs per pick at 50, 500, 5,000 and 50,000 nodes of one type — the
+indexed selector (:mod:`cfgstore_gateway.selection_index`) against today's scan
+(:mod:`cfgstore_gateway.selection`) and a straight port of the Node service's algorithm.
 
-One benchmark per pool size (``selection-50``, ``selection-500``, ``selection-5000``), one
+One benchmark per pool size (``selection-50`` … ``selection-50000``), one
 ``openai-custom`` pool each (a managed-list type, so ``supportedModels`` matters), built
 from :mod:`bench.pools_data`'s web-UI node shape with seeded, realistic states: ~85 %
 healthy (the unhealthy ones cooling down, due for auto-recovery, or plain unhealthy), ~5 %
@@ -13,24 +14,38 @@ last minute, ~35 % restricted by ``supportedModels``, ~10 % with ``notSupportedM
 some with queued waiters). Requests cycle through no model and four model names (one that
 no node serves explicitly).
 
-After every pick the loop applies what the gateway would record through the store: a
-``Recovered`` per due node, ``Selected`` (new ``lastUsed`` text, new seq), then an outcome
-drawn from a seeded RNG: 85 % ``Success``, 0.2 % ``Cooldown`` (10–60 s), 2 % ``Failure``,
-0.5 % a passed health check on a random node; the clock advances 1–20 ms per pick. So the
-states (and the strings the caches see) keep changing as in production. Only the
-``select`` call is timed (``perf_counter`` around each call); record application is not.
+The pool lives in the memory layer's :class:`~cfgstore_memory.pools_mirror.PoolsMirror`
+(the view the gateway selects from). After every pick the loop applies what the gateway
+would record, with ``apply_local`` as the store does: a ``Recovered`` per due node,
+``Selected`` (new ``lastUsed`` text, new seq), then an outcome drawn from a seeded RNG: 85 %
+``Success``, 0.2 % ``Cooldown`` (10–60 s), 2 % ``Failure``, 0.5 % a passed health check on a
+random node; the clock advances 1–20 ms per pick. So the states (and the strings the caches
+see) keep changing as in production. Only the ``select`` call is timed (``perf_counter``
+around each call); record application is not — but the indexed selector re-files the
+changed nodes inside ``select`` (it reads the mirror's change feed there), so its time
+includes keeping the index up to date.
 
-``naive-sort`` (baseline)
+``scan`` (baseline)
+    :class:`cfgstore_gateway.selection.Selector`: today's selector, one pass over the nodes.
+``indexed``
+    :class:`cfgstore_gateway.selection_index.IndexedSelector` given the mirror's change
+    feed. Its first pick builds the index: timed apart and given in the note, not in the
+    mean (a one-off per type and view rebuild).
+``naive-sort``
     A straight port of ``_doSelectProvider`` + ``_calculateNodeScore``: a recovery pass,
     ``minSeq`` over a list, filtered lists, ``normalizeModelIds`` per node per call, every
     ISO time parsed (:func:`~cfgstore.model.timefmt.parse_time_ms`) per call, then
     ``sorted`` by ``(score, uuid)``. The score is computed once per candidate (a key sort,
     kinder than the Node comparator, which computes it twice per comparison).
-``selector``
-    :class:`cfgstore_gateway.selection.Selector`.
+    (not run at 50,000 nodes: ~0.1 s a pick).
 
-Check: both variants run the same seeded sequence; the naive one runs a prefix of it, and
-every pick of that prefix (uuid, seq, recovered uuids) must be identical, else ``ERROR``.
+``selection-scaling`` repeats the ``indexed`` rows with the 50-node one as baseline: the
+ratio says how much slower a pick gets as the pool grows (the issue's target: the
+5,000-node pick within 2× the 50-node pick, i.e. a ratio of at least 0.5×).
+
+Check: every variant runs the same seeded sequence; the shorter ones run a prefix of it,
+and every pick of that prefix (uuid, seq, recovered uuids) must be identical, else
+``ERROR``; the indexed run must build its index once (every later pick follows the feed).
 The note gives µs per pick (mean) and the candidate count of the first pick.
 """
 
@@ -43,7 +58,7 @@ from collections.abc import Collection, Sequence
 
 from bench.harness import BenchFailure, Row, percentile_ms, scaled
 from bench.pools_data import realistic_pools
-from cfgstore.model.pools import ProviderNode, node_from_json
+from cfgstore.model.pools import ProviderNode, ProviderPools, node_from_json
 from cfgstore.model.records import (
     Cooldown,
     Failure,
@@ -52,7 +67,6 @@ from cfgstore.model.records import (
     Recovered,
     Selected,
     Success,
-    apply_record,
 )
 from cfgstore.model.timefmt import iso_ms, parse_time_ms
 from cfgstore_gateway.selection import (
@@ -62,14 +76,21 @@ from cfgstore_gateway.selection import (
     SlotTable,
     uses_managed_model_list,
 )
+from cfgstore_gateway.selection_index import IndexedSelector
+from cfgstore_memory.pools_mirror import PoolsMirror
 
 NAME = "selection"
-BASELINE = "naive-sort"
+BASELINE = "scan"
 TYPE = "openai-custom"
 START_MS = 1_780_000_000_000
 SEED = 20261126
-SIZES: dict[int, tuple[int, int]] = {50: (20_000, 4_000), 500: (4_000, 400), 5_000: (400, 40)}
-"""Pool size → (selector picks, naive picks) at scale 1."""
+SIZES: dict[int, tuple[int, int, int]] = {
+    50: (20_000, 20_000, 4_000),
+    500: (4_000, 20_000, 400),
+    5_000: (400, 20_000, 40),
+    50_000: (40, 20_000, 0),
+}
+"""Pool size → (scan picks, indexed picks, naive picks) at scale 1."""
 MENU = [
     "gpt-4o-mini",
     "gpt-4o",
@@ -88,35 +109,64 @@ Pick = tuple[str, int, tuple[str, ...]]
 
 def run(scale: float) -> list[Row]:
     rows: list[Row] = []
-    for size, (fast_ops, naive_ops) in SIZES.items():
-        fast_picks = scaled(fast_ops, scale, 20)
-        naive_picks = min(scaled(naive_ops, scale, 10), fast_picks)
-        rows.extend(asyncio.run(_compare(size, fast_picks, naive_picks)))
-    return rows
-
-
-async def _compare(size: int, fast_picks: int, naive_picks: int) -> list[Row]:
-    benchmark = f"{NAME}-{size}"
-    naive = await _run(size, naive_picks, naive=True)
-    fast = await _run(size, fast_picks, naive=False)
-    if fast.picks[:naive_picks] != naive.picks:
-        head = zip(fast.picks, naive.picks, strict=False)
-        at = next(i for i, (a, b) in enumerate(head) if a != b)
-        raise BenchFailure(
-            f"{benchmark}: pick {at} differs: selector {fast.picks[at]}, naive {naive.picks[at]}"
+    scaling: list[Row] = []
+    for size, (scan_ops, indexed_ops, naive_ops) in SIZES.items():
+        scan_picks = scaled(scan_ops, scale, 10)
+        indexed_picks = max(scaled(indexed_ops, scale, 20), scan_picks)
+        naive_picks = min(scaled(naive_ops, scale, 10), scan_picks) if naive_ops else 0
+        compared = asyncio.run(_compare(size, scan_picks, indexed_picks, naive_picks))
+        rows.extend(compared)
+        indexed = next(row for row in compared if row.variant == "indexed")
+        scaling.append(
+            Row(
+                f"{NAME}-scaling",
+                f"indexed-{size}",
+                indexed.ops,
+                indexed.seconds,
+                f"indexed-{next(iter(SIZES))}",
+                f"{indexed.seconds / indexed.ops * 1e6:,.1f} µs/pick (mean) at {size:,} nodes",
+                indexed.p50_ms,
+                indexed.p99_ms,
+            )
         )
-    return [naive.row(benchmark, BASELINE), fast.row(benchmark, "selector")]
+    return rows + scaling
+
+
+async def _compare(size: int, scan_picks: int, indexed_picks: int, naive_picks: int) -> list[Row]:
+    benchmark = f"{NAME}-{size}"
+    results = {"scan": await _run(size, scan_picks, "scan")}
+    results["indexed"] = await _run(size, indexed_picks, "indexed")
+    if naive_picks:
+        results["naive-sort"] = await _run(size, naive_picks, "naive-sort")
+    longest = results["indexed"].picks
+    for variant, result in results.items():
+        if longest[: len(result.picks)] != result.picks:
+            head = zip(longest, result.picks, strict=False)
+            at = next(i for i, (a, b) in enumerate(head) if a != b)
+            raise BenchFailure(
+                f"{benchmark}: pick {at} differs: indexed {longest[at]}, "
+                f"{variant} {result.picks[at]}"
+            )
+    return [result.row(benchmark, variant) for variant, result in results.items()]
 
 
 class _Result:
-    def __init__(self, picks: list[Pick], latencies: list[float], candidates: int) -> None:
+    def __init__(
+        self, picks: list[Pick], latencies: list[float], candidates: int, built_s: float | None
+    ) -> None:
         self.picks = picks
         self.latencies = latencies
         self.candidates = candidates
+        self.built_s = built_s
 
     def row(self, benchmark: str, variant: str) -> Row:
         seconds = sum(self.latencies)
         ops = len(self.latencies)
+        built = (
+            f"; index built at the first pick in {self.built_s * 1e3:,.1f} ms (not in the mean)"
+            if self.built_s is not None
+            else ""
+        )
         return Row(
             benchmark,
             variant,
@@ -124,7 +174,7 @@ class _Result:
             seconds,
             BASELINE,
             f"{seconds / ops * 1e6:,.1f} µs/pick (mean), {self.candidates} candidates at the "
-            "first pick; lat = one select() call",
+            f"first pick; lat = one select() call{built}",
             percentile_ms(self.latencies, 0.5),
             percentile_ms(self.latencies, 0.99),
         )
@@ -197,24 +247,39 @@ async def _wait(lease: SlotLease) -> None:
         pass
 
 
-async def _run(size: int, picks: int, *, naive: bool) -> _Result:
+async def _run(size: int, picks: int, variant: str) -> _Result:
     rng = random.Random(SEED + size)
     now = START_MS
-    nodes = _pool(size, rng, now)
-    by_uuid = {node.uuid: node for node in nodes}
+    mirror = PoolsMirror()
+    mirror.reset(ProviderPools({TYPE: _pool(size, rng, now)}), [])
+    view = mirror.live_view()
+    nodes = view[TYPE]
+    changes = view.changes
     table = SlotTable()
     leases, waiters = await _occupy(table, nodes, rng)
-    selector: Selector | NaiveSelector = NaiveSelector(table) if naive else Selector(table)
+    selector: Selector | NaiveSelector
+    if variant == "indexed":
+        selector = IndexedSelector(table)
+    elif variant == "scan":
+        selector = Selector(table)
+    else:
+        selector = NaiveSelector(table)
     select = selector.select
-    clock = time.perf_counter
+    clock = time.thread_time
     latencies: list[float] = []
     made: list[Pick] = []
     candidates = _candidates(nodes, REQUESTS[0], now)
+    built_s: float | None = None
     try:
+        if isinstance(selector, IndexedSelector):  # the first pick builds the index
+            began = clock()
+            select(TYPE, nodes, REQUESTS[0], now_ms=now, changes=changes)
+            built_s = clock() - began
+            selector._counters.clear()  # that pick is made again below, timed
         for index in range(picks):
             model = REQUESTS[index % len(REQUESTS)]
             began = clock()
-            choice = select(TYPE, nodes, model, now_ms=now)
+            choice = select(TYPE, nodes, model, now_ms=now, changes=changes)
             latencies.append(clock() - began)
             if choice is None:
                 raise BenchFailure(f"{NAME}-{size}: no node chosen at pick {index}")
@@ -222,8 +287,7 @@ async def _run(size: int, picks: int, *, naive: bool) -> _Result:
             records: list[NodeRecord] = [Recovered(TYPE, uuid, now) for uuid in choice.recovered]
             records.append(Selected(TYPE, choice.node.uuid, now, choice.seq))
             records.extend(_outcome(rng, choice.node.uuid, nodes, now))
-            for record in records:
-                apply_record(by_uuid[record.uuid], record)
+            mirror.apply_local(records)
             now += rng.randint(1, 20)
     finally:
         for task in waiters:
@@ -231,7 +295,12 @@ async def _run(size: int, picks: int, *, naive: bool) -> _Result:
         await asyncio.gather(*waiters, return_exceptions=True)
         for lease in leases:
             await lease.__aexit__(None, None, None)
-    return _Result(made, latencies, candidates)
+    if isinstance(selector, IndexedSelector) and selector.rebuilds != 1:
+        raise BenchFailure(
+            f"{NAME}-{size}: the index was built {selector.rebuilds} times: the timed picks "
+            "must follow the change feed, not rebuild"
+        )
+    return _Result(made, latencies, candidates, built_s)
 
 
 def _outcome(
@@ -276,6 +345,7 @@ class NaiveSelector:
         *,
         now_ms: int,
         exclude: Collection[str] = (),
+        changes: object = None,
     ) -> Choice | None:
         recovered = []
         for node in nodes:

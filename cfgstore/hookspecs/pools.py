@@ -37,6 +37,12 @@ async def cfgstore_pools_view() -> Mapping[str, Sequence[ProviderNode]]:
     Read-only: a caller never mutates the mapping, the lists or the nodes, and reads it
     again for every decision (it changes as records apply and other instances' changes
     arrive). A backend without a live in-memory state returns a fresh copy.
+
+    Optional: a :class:`~cfgstore.model.node_changes.LiveView` whose
+    :class:`~cfgstore.model.node_changes.NodeChanges` feed reports every change of the view
+    (contract in :mod:`cfgstore.model.node_changes`) lets the gateway keep an index for
+    provider selection instead of scanning every node per pick; any other mapping is
+    scanned.
     """
 
 

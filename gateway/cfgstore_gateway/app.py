@@ -85,7 +85,8 @@ from cfgstore_gateway.routing import (
     listed_custom_models,
     resolve,
 )
-from cfgstore_gateway.selection import Selector, SlotTable
+from cfgstore_gateway.selection import SlotTable
+from cfgstore_gateway.selection_index import IndexedSelector
 from cfgstore_gateway.services import (
     SERVICES,
     ConfigCache,
@@ -210,7 +211,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SERVICES] = Services(
         store=setup.store,
         registry=setup.registry,
-        selector=Selector(slots),
+        selector=IndexedSelector(slots),
         slots=slots,
         config=config,
         session=session,

@@ -8,9 +8,11 @@ Before the first target, the request is prepared once: a model naming a custom m
 For each target of the route (the effective type, then its fallbacks), until one answers:
 
 1. **Select** a node from the live pools (``store.pools.view()``, re-read for every pick)
-   with the :class:`~cfgstore_gateway.selection.Selector`, excluding the nodes this request
-   already tried. The pick is recorded at once, in one batch: ``Recovered`` for every node
-   whose cooldown has passed (also when nothing is picked), then ``Selected(seq)``.
+   with the services' selector (the
+   :class:`~cfgstore_gateway.selection_index.IndexedSelector`, following the view's change
+   feed), excluding the nodes this request already tried. The pick is recorded at once, in
+   one batch: ``Recovered`` for every node whose cooldown has passed (also when nothing is
+   picked), then ``Selected(seq)``.
    No node left → next target.
 2. **Slot**: hold one of the node's slots (``concurrencyLimit`` / ``queueLimit``, per
    process) for the whole upstream call, stream included. A full node
@@ -73,6 +75,7 @@ from cfgstore.errors import CfgStoreError, CredentialPathOutside, NotFound
 from cfgstore.model import records as rec
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
+from cfgstore.model.node_changes import changes_of
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.adapters import Adapter, UpstreamCall, UpstreamReply, UpstreamUnavailable
@@ -215,7 +218,12 @@ async def proxy_chat(
             view = await store.pools.view()
             nodes = view.get(target.provider_type, ())
             choice = services.selector.select(
-                target.provider_type, nodes, target.model, now_ms=now_ms(), exclude=tried
+                target.provider_type,
+                nodes,
+                target.model,
+                now_ms=now_ms(),
+                exclude=tried,
+                changes=changes_of(view),
             )
             await _record_pick(services, target.provider_type, choice, info)
             if choice is None:

@@ -47,6 +47,11 @@ normalised ``supportedModels`` once per list object. Stored lists are treated as
 the store replaces them on an edit and never mutates them in place (a list mutated in
 place keeps its cached normalisation).
 
+The gateway picks with :class:`~cfgstore_gateway.selection_index.IndexedSelector`, the
+same rules answered from an index in O(log n) per pick; this scan is its reference (the
+differential test holds them equal) and what it falls back to for a view without a change
+feed. :class:`SlotTable` tells watchers (the index) about every slot change.
+
 Not thread-safe: one :class:`Selector` and one :class:`SlotTable` per process, used from the
 event loop only.
 """
@@ -55,12 +60,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 
 import attrs
 
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.node_changes import NodeChanges
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import parse_time_ms
 
@@ -150,10 +156,15 @@ class Selector:
         *,
         now_ms: int,
         exclude: Collection[str] = (),
+        changes: NodeChanges | None = None,
     ) -> Choice | None:
         """The best node of ``nodes`` (all nodes of ``provider_type``, in any order) for a
         request for ``model`` at ``now_ms``, or ``None`` when no node qualifies. See the
-        module docstring for the rules."""
+        module docstring for the rules.
+
+        ``changes``: the change feed of the view ``nodes`` comes from; this scan reads
+        every node and ignores it (:class:`~cfgstore_gateway.selection_index.IndexedSelector`
+        uses it)."""
         if not nodes:
             self.last_recovered = ()
             return None
@@ -376,6 +387,16 @@ class SlotTable:
 
     def __init__(self) -> None:
         self._types: dict[str, dict[str, _Slot]] = {}
+        self._watchers: list[Callable[[str, str], None]] = []
+
+    def watch(self, watcher: Callable[[str, str], None]) -> None:
+        """Call ``watcher(type, uuid)`` after each change of a node's active or waiting
+        count (provider selection's index re-reads the node's score)."""
+        self._watchers.append(watcher)
+
+    def _changed(self, provider_type: str, uuid: str) -> None:
+        for watcher in self._watchers:
+            watcher(provider_type, uuid)
 
     def active(self, provider_type: str, uuid: str) -> int:
         slot = self._types.get(provider_type, {}).get(uuid)
@@ -407,6 +428,7 @@ class SlotTable:
             slot = by_uuid[uuid] = _Slot()
         if limit <= 0 or slot.active < limit:
             slot.active += 1
+            self._changed(provider_type, uuid)
             return
         waiting = len(slot.waiters)
         if queue_limit <= 0 or waiting >= queue_limit:
@@ -420,6 +442,7 @@ class SlotTable:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         slot.waiters.append(waiter)
+        self._changed(provider_type, uuid)
         timer = loop.call_later(timeout_s, self._expire, slot, waiter, provider_type, uuid)
         try:
             await waiter
@@ -430,14 +453,17 @@ class SlotTable:
             else:
                 _discard(slot.waiters, waiter)
                 self._drop_if_idle(provider_type, uuid, slot)
+                self._changed(provider_type, uuid)
             raise
         finally:
             timer.cancel()
 
-    @staticmethod
-    def _expire(slot: _Slot, waiter: asyncio.Future[None], provider_type: str, uuid: str) -> None:
+    def _expire(
+        self, slot: _Slot, waiter: asyncio.Future[None], provider_type: str, uuid: str
+    ) -> None:
         if not waiter.done():
             _discard(slot.waiters, waiter)
+            self._changed(provider_type, uuid)
             waiter.set_exception(
                 _error(
                     SlotWaitTimeout,
@@ -457,10 +483,12 @@ class SlotTable:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # hand the slot over: the active count stays
+                self._changed(provider_type, uuid)
                 return
         if slot.active > 0:
             slot.active -= 1
         self._drop_if_idle(provider_type, uuid, slot)
+        self._changed(provider_type, uuid)
 
     def _drop_if_idle(self, provider_type: str, uuid: str, slot: _Slot) -> None:
         if slot.active == 0 and not slot.waiters:

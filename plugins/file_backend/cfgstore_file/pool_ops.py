@@ -45,7 +45,7 @@ class PoolOps:
 
     @hookimpl
     async def cfgstore_pools_view(self) -> Mapping[str, Sequence[ProviderNode]]:
-        return self.pools_file.view.types
+        return self.pools_file.live_view()
 
     @hookimpl
     async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cfgstore.model import jsjson
+from cfgstore.model.node_changes import LiveView, NodeChanges
 from cfgstore.model.pools import ProviderPools, pools_from_json, pools_to_json
 from cfgstore.model.records import NodeRecord, apply_record
 from cfgstore.model.replica import HealthTransition
@@ -34,6 +35,11 @@ class PoolsFile:
         self.pending: list[NodeRecord] = []
         self.seen: Signature | None = None
         self._io = asyncio.Lock()  # one read-merge-write at a time in this process
+        self.changes = NodeChanges()
+
+    def live_view(self) -> LiveView:
+        """The view's types with :attr:`changes` (``cfgstore_pools_view``)."""
+        return LiveView(self.view.types, self.changes)
 
     async def load(self) -> None:
         """Read the file (missing = empty pools) into memory."""
@@ -65,6 +71,7 @@ class PoolsFile:
                 continue
             was_healthy = node.state.is_healthy
             apply_record(node, record)
+            self.changes.node(record.provider_type, node)
             if node.state.is_healthy != was_healthy:
                 transitions.append(
                     HealthTransition(record.provider_type, record.uuid, node.state.is_healthy)
@@ -96,6 +103,7 @@ class PoolsFile:
             if node is not None:
                 apply_record(node, record)
         self.view = pools
+        self.changes.everything()
 
     def _read_sync(self) -> tuple[ProviderPools, Signature | None]:
         raw = read_bytes(self.path)

@@ -475,7 +475,7 @@ class MemoryFallback(GuardedOps, ReadCache):
 
     @hookimpl
     async def cfgstore_pools_view(self) -> Mapping[str, Sequence[ProviderNode]]:
-        return self.mirror.view.types
+        return self.mirror.live_view()
 
     @hookimpl
     async def cfgstore_pools_get_node(self, provider_type: str, uuid: str) -> ProviderNode | None:

@@ -8,6 +8,10 @@ every read, and therefore provider selection, sees. Records are applied with the
 own :func:`~cfgstore.model.records.apply_record`, which a property test holds equal to
 the Redis script, so the view computes what Redis will store.
 
+Every change of the view is reported to :attr:`PoolsMirror.changes`
+(:class:`~cfgstore.model.node_changes.NodeChanges`): a record applied or a node replaced
+per node, a reset as "everything", so provider selection's index follows the view.
+
 Not thread-safe; event-loop only. Reads return copies.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from cfgstore.model.credentials import credential_file_key
+from cfgstore.model.node_changes import LiveView, NodeChanges
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.records import NodeRecord, apply_record, apply_run, fold_runs
 
@@ -29,6 +34,12 @@ class PoolsMirror:
         self._confirmed_index: dict[NodeKey, ProviderNode] = {}
         self._view_index: dict[NodeKey, ProviderNode] = {}
         self._renamed: dict[NodeKey, str] = {}  # old → new uuid, as the storage forwards
+        self.changes = NodeChanges()
+        """What changed in :attr:`view` (see :mod:`cfgstore.model.node_changes`)."""
+
+    def live_view(self) -> LiveView:
+        """The view's types with :attr:`changes` (``cfgstore_pools_view``)."""
+        return LiveView(self.view.types, self.changes)
 
     def renamed(self, provider_type: str, old_uuid: str, new_uuid: str) -> None:
         """A node this instance renamed: its records still made under the old uuid count
@@ -43,6 +54,7 @@ class PoolsMirror:
         self.view = confirmed.copy()
         self._view_index = _index(self.view)
         self._apply(self._view_index, unconfirmed)
+        self.changes.everything()
 
     def apply_local(self, records: Sequence[NodeRecord]) -> None:
         """Records this instance just made: visible to reads at once."""
@@ -73,6 +85,7 @@ class PoolsMirror:
             for record in mine:
                 apply_record(shown, record)
             _replace(self.view, self._view_index, key, shown)
+            self.changes.node(key[0], shown)
 
     def _find(self, index: dict[NodeKey, ProviderNode], key: NodeKey) -> ProviderNode | None:
         """The node of ``key``, following renames (at most 8, as the storage does)."""
@@ -84,10 +97,13 @@ class PoolsMirror:
         return None
 
     def _apply(self, index: dict[NodeKey, ProviderNode], records: Iterable[NodeRecord]) -> None:
+        changed = self.changes.node if index is self._view_index else None
         for record in records:
             node = self._find(index, (record.provider_type, record.uuid))
             if node is not None:  # a deleted node: nothing to count
                 apply_record(node, record)
+                if changed is not None:
+                    changed(record.provider_type, node)
 
     def get(self, provider_type: str, uuid: str) -> ProviderNode | None:
         node = self._view_index.get((provider_type, uuid))
