@@ -84,7 +84,7 @@ async def test_sample_deployment_is_served_from_files_without_redis(
         # gpt-5 is not in the node's supportedModels.
         refused = await chat("gpt-5", **{"model-provider": TYPE})
         assert refused.status == 503
-        assert (await refused.json())["error"]["message"] == NO_HEALTHY_PROVIDER
+        assert (await refused.json())["error"]["message"].startswith(NO_HEALTHY_PROVIDER)
         # The default type (MODEL_PROVIDER[0] = claude-kiro-oauth) has no upstream URL in
         # the sample: a clear 502, and no token refresh is attempted for it.
         unconfigured = await chat("claude-sonnet-4-5")
