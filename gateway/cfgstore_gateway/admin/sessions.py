@@ -5,7 +5,9 @@ Every admin request's ``Authorization: Bearer <token>`` is checked against the s
 storage cannot answer (degraded), a token this instance has already seen valid keeps
 working until its own expiry: the operator can still read the pools and watch the
 degraded banner, and every mutation is refused by the store anyway. A token first seen
-during an outage is refused.
+during an outage is refused, unless it is a read-only session this instance issued during
+the outage (:mod:`~cfgstore_gateway.admin.outage_sign_in`, kept in :attr:`SessionGate.outage`):
+valid here only while the storage stays unreachable.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cfgstore.model.password import DEFAULT_PASSWORD, verify_password
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.admin.http import ApiError
+from cfgstore_gateway.admin.outage_sign_in import ENDED_AT_RECOVERY, OutageSignIn
 
 log = logging.getLogger("cfgstore_gateway.admin")
 
@@ -48,16 +51,24 @@ class SessionGate:
         self._store = store
         self._remembered: dict[str, UiSession] = {}
         self._default_password: tuple[str | None, bool] | None = None
+        self.outage = OutageSignIn()
 
     async def require(self, request: web.Request) -> tuple[str, UiSession]:
         """The request's token and session, or :func:`unauthorized`."""
         token = bearer_token(request)
         if token is None:
             raise unauthorized()
+        read_only = self.outage.holds(token)
         session = await self.check(token)
         if session is None:
+            if read_only and not self.outage.holds(token):
+                raise unauthorized(ENDED_AT_RECOVERY)
             raise unauthorized("Session expired or unknown: sign in again")
         return token, session
+
+    def is_read_only(self, token: str) -> bool:
+        """Whether ``token`` is a read-only session issued during an outage."""
+        return self.outage.holds(token)
 
     async def check(self, token: str) -> UiSession | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -65,23 +76,28 @@ class SessionGate:
         try:
             session = await self._store.sessions.get(token, now)
         except StorageUnavailable:
+            if self.outage.holds(token):
+                return self.outage.get(token, now)
             remembered = self._remembered.get(digest)
             if remembered is None or remembered.expired(now):
                 return None
             return remembered
         if session is None:
             self._remembered.pop(digest, None)
+            self.outage.end(token)  # the storage answers: the outage is over here
             return None
         self._remember(digest, session, now)
         return session
 
     def forget(self, token: str) -> None:
         self._remembered.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+        self.outage.end(token)
 
     def forget_all_but(self, token: str) -> None:
         """Forget every remembered session but ``token``'s (the others were ended)."""
         keep = hashlib.sha256(token.encode()).hexdigest()
         self._remembered = {d: s for d, s in self._remembered.items() if d == keep}
+        self.outage.end_all_but(token)
 
     async def is_default_password(self) -> bool:
         """Whether the stored password is still ``admin123`` (hashed once per stored
