@@ -29,6 +29,7 @@ from cfgstore.errors import (
 )
 from cfgstore_gateway.access import ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.admin import (
+    adapters_api,
     config_api,
     custom_models_api,
     login_api,
@@ -116,6 +117,7 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_put("/custom-models/{id}", custom_models_api.update_model)
     r.add_delete("/custom-models/{id}", custom_models_api.delete_model)
     r.add_get("/storage/status", storage_api.storage_status)
+    r.add_get("/adapters", adapters_api.adapters)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:

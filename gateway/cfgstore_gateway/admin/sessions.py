@@ -62,7 +62,12 @@ class SessionGate:
         session = await self.check(token)
         if session is None:
             if read_only and not self.outage.holds(token):
-                raise unauthorized(ENDED_AT_RECOVERY)
+                raise ApiError(
+                    401,
+                    "read_only_ended",
+                    ENDED_AT_RECOVERY,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             raise unauthorized("Session expired or unknown: sign in again")
         return token, session
 
