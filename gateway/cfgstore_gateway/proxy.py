@@ -310,7 +310,8 @@ async def _no_provider(
     view = await services.store.pools.view()
     model = route.targets[0].model
     routed = {t.provider_type for t in route.targets}
-    elsewhere = types_listing(model, view, services.models_cache, routed)
+    listing = types_listing(model, view, services.models_cache, routed)
+    elsewhere = [t for t in listing if services.registry.for_type(t) is not None]
     message = no_provider_message(route, skips, config, view.keys(), elsewhere)
     log.warning("no provider: %s", message)
     code = "provider_unsupported" if all(s.no_adapter for s in skips) else "no_healthy_provider"

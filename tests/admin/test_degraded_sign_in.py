@@ -138,3 +138,5 @@ async def test_a_read_only_session_ends_at_its_logout_or_expiry(
             return (await read_only.call("GET", "/api/session"))[0] == 401
 
         await until(refused, f"the read-only session refused after its {ending}")
+        _, body = await read_only.call("GET", "/api/session")
+        assert body["error"]["code"] == "unauthorized"  # not "the storage is back"

@@ -58,10 +58,9 @@ class SessionGate:
         token = bearer_token(request)
         if token is None:
             raise unauthorized()
-        read_only = self.outage.holds(token)
-        session = await self.check(token)
+        session, ended_at_recovery = await self._check(token)
         if session is None:
-            if read_only and not self.outage.holds(token):
+            if ended_at_recovery:
                 raise ApiError(
                     401,
                     "read_only_ended",
@@ -76,23 +75,31 @@ class SessionGate:
         return self.outage.holds(token)
 
     async def check(self, token: str) -> UiSession | None:
+        """The session of ``token``, or ``None`` (unknown, expired, logged out, or a
+        read-only session whose outage is over)."""
+        session, _ = await self._check(token)
+        return session
+
+    async def _check(self, token: str) -> tuple[UiSession | None, bool]:
+        """:meth:`check`, and whether a read-only session just ended because the storage
+        answers again."""
         digest = hashlib.sha256(token.encode()).hexdigest()
         now = now_ms()
         try:
             session = await self._store.sessions.get(token, now)
         except StorageUnavailable:
             if self.outage.holds(token):
-                return self.outage.get(token, now)
+                return self.outage.get(token, now), False
             remembered = self._remembered.get(digest)
             if remembered is None or remembered.expired(now):
-                return None
-            return remembered
+                return None, False
+            return remembered, False
         if session is None:
             self._remembered.pop(digest, None)
-            self.outage.end(token)  # the storage answers: the outage is over here
-            return None
+            # The storage answers: the outage is over here, and with it a read-only session.
+            return None, self.outage.end(token)
         self._remember(digest, session, now)
-        return session
+        return session, False
 
     def forget(self, token: str) -> None:
         self._remembered.pop(hashlib.sha256(token.encode()).hexdigest(), None)
