@@ -69,7 +69,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -245,7 +245,7 @@ async def proxy_chat(
                 unserved = unserved_nodes(services.registry, target.provider_type, nodes, config)
                 tried |= unserved.keys()
                 continue
-            await _record_pick(services, target.provider_type, choice, info, unserved)
+            await _record_pick(services, target, choice, info, nodes, config)
             if choice is None:
                 if not attempted:
                     skips.append(
@@ -320,17 +320,24 @@ async def _no_provider(
 
 async def _record_pick(
     services: Services,
-    provider_type: str,
+    target: Target,
     choice: Choice | None,
     info: RequestInfo,
-    unserved: Mapping[str, str],
+    nodes: Sequence[ProviderNode],
+    config: MainConfig,
 ) -> None:
+    """Record the pick: ``Recovered`` for every node due (but a node this gateway cannot
+    serve, left as it is), then ``Selected``."""
+    provider_type = target.provider_type
     at = now_ms()
-    records: list[rec.NodeRecord] = [
-        rec.Recovered(provider_type, uuid, at)
-        for uuid in services.selector.last_recovered
-        if uuid not in unserved  # a node this gateway cannot serve is left as it is
-    ]
+    records: list[rec.NodeRecord] = []
+    if due := set(services.selector.last_recovered):
+        records = [
+            rec.Recovered(provider_type, node.uuid, at)
+            for node in nodes
+            if node.uuid in due
+            and unserved_reason(services.registry, provider_type, node, config) is None
+        ]
     if choice is not None:
         records.append(rec.Selected(provider_type, choice.node.uuid, at, choice.seq))
     if records:

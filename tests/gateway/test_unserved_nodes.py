@@ -85,6 +85,10 @@ async def test_unserved_nodes_are_untouched_by_health_checks_refresh_and_selecti
             KIRO_OAUTH_CREDS_FILE_PATH="./configs/kiro/unserved/kiro-auth-token.json",
             KIRO_REFRESH_URL=refresh_url,
             checkModelName="claude-sonnet-4-5",
+            # Cooling down until a minute ago: a pick of its served sibling finds it due
+            # for recovery, and must leave it as it is all the same.
+            isHealthy=False,
+            scheduledRecoveryTime=iso_ms(now_ms() - 60_000),
         )
         served_kiro = {
             "uuid": SERVED_KIRO,
