@@ -16,8 +16,8 @@ Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
 * ``GET /v1/models`` and ``GET /{type}/v1/models``: the models of the pools' types (one
   type with a ``model-provider`` header or a path prefix): the ``supportedModels`` of the
   type's enabled nodes, else the adapter's static list, else the upstream's own ``/models``
-  asked through one usable node (cached for ``models_cache_s``; an upstream that cannot say
-  contributes nothing);
+  asked through one usable node it serves (cached for ``models_cache_s``; an upstream that
+  cannot say contributes nothing);
 * ``GET /metrics``: public, like ``/health`` (scrapers hold no client key; nothing
   exported is secret), unless ``METRICS_REQUIRE_API_KEY`` is true in the config: then it
   needs the client key. Prometheus text format, see :mod:`cfgstore_gateway.metrics`;
@@ -87,6 +87,7 @@ from cfgstore_gateway.routing import (
 )
 from cfgstore_gateway.selection import SlotTable
 from cfgstore_gateway.selection_index import IndexedSelector
+from cfgstore_gateway.serviceability import unserved_reason
 from cfgstore_gateway.services import (
     SERVICES,
     ConfigCache,
@@ -498,7 +499,10 @@ async def _models_of(
         (
             n
             for n in nodes
-            if n.state.is_healthy and not n.state.is_disabled and not n.state.needs_refresh
+            if n.state.is_healthy
+            and not n.state.is_disabled
+            and not n.state.needs_refresh
+            and unserved_reason(services.registry, provider_type, n, config) is None
         ),
         None,
     )

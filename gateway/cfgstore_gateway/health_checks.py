@@ -10,7 +10,11 @@ or a failed token refresh is a failure. The model asked for is the node's
 :data:`DEFAULT_CHECK_MODEL`.
 
 Which nodes: every node, not disabled, of the types listed in
-``SCHEDULED_HEALTH_CHECK.providerTypes`` (empty or absent: none).
+``SCHEDULED_HEALTH_CHECK.providerTypes`` (empty or absent: none), except the nodes this
+gateway does not serve (:mod:`cfgstore_gateway.serviceability`: no adapter for the type, or
+a pass-through type without an upstream) and the types it cannot health-check: those are
+left alone, nothing recorded (an imported account the Node service serves is not damaged
+by a check this gateway cannot make).
 
 When: the startup pass runs once whenever ``providerTypes`` is non-empty, even with
 ``enabled: false``; the periodic pass runs when ``enabled`` is true, every ``interval`` ms
@@ -29,8 +33,8 @@ A check asked for from the admin UI (:meth:`HealthChecker.check_now`, §3.7 "UI 
 ``POST /providers/<type>/health-check`` checks the type's unhealthy nodes,
 ``POST /providers/<type>/<uuid>/health-check`` one node): success → healthy; failure → the
 accumulating path, except an HTTP 401 or 403 answer → unhealthy immediately; a type the
-gateway cannot health-check ("not implemented": no adapter serves it, or its adapter's
-optional ``supports_health_check(type)`` says no) → the node's counters are reset
+gateway cannot health-check ("not implemented": no adapter serves it or the node, or its
+adapter's optional ``supports_health_check(type)`` says no) → the node's counters are reset
 (``resetProviderCounters``: ``errorCount=0``, ``usageCount=0``, healthy, error time and
 message cleared, ``_lastSelectionSeq=0``). The store has no record for exactly that, so it is
 recorded as a successful reset-usage health check, which sets those fields and, besides,
@@ -64,6 +68,7 @@ from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms, parse_time_ms
 from cfgstore_gateway.adapters import Adapter, AdapterRegistry, UpstreamCall, UpstreamUnavailable
 from cfgstore_gateway.refresh import RefreshFailed
+from cfgstore_gateway.serviceability import unserved_reason
 from cfgstore_gateway.services import RefresherLike, Services
 
 __all__ = [
@@ -218,6 +223,20 @@ class HealthChecker:
             for node in pools.get(provider_type, ())
             if not node.state.is_disabled and not (startup and self._skip_at_startup(node, now))
         ]
+        left_alone: dict[str, int] = {}
+        checkable: list[tuple[str, ProviderNode]] = []
+        for provider_type, node in targets:
+            if self._checkable(provider_type, node, config):
+                checkable.append((provider_type, node))
+            else:
+                left_alone[provider_type] = left_alone.get(provider_type, 0) + 1
+        if left_alone:
+            log.info(
+                "%s health check: nodes left alone, no adapter installed: %s",
+                "startup" if startup else "scheduled",
+                ", ".join(f"{t} ({count})" for t, count in sorted(left_alone.items())),
+            )
+        targets = checkable
         limit = asyncio.Semaphore(self._concurrency)
 
         async def limited(provider_type: str, node: ProviderNode) -> CheckResult | None:
@@ -233,6 +252,16 @@ class HealthChecker:
             sum(not r.ok for r in results),
         )
         return results
+
+    def _checkable(self, provider_type: str, node: ProviderNode, config: MainConfig) -> bool:
+        """Whether a pass checks the node: the gateway serves it and can health-check its
+        type."""
+        adapter = self._registry.for_type(provider_type)
+        return (
+            adapter is not None
+            and _supports_health_check(adapter, provider_type)
+            and unserved_reason(self._registry, provider_type, node, config) is None
+        )
 
     @staticmethod
     def _skip_at_startup(node: ProviderNode, now: int) -> bool:
@@ -276,6 +305,9 @@ class HealthChecker:
 
         if adapter is None or not _supports_health_check(adapter, provider_type):
             message = f"Health check not implemented for {provider_type}"
+            return CheckResult(provider_type, node.uuid, False, model, message, supported=False)
+        if (why := unserved_reason(self._registry, provider_type, node, config)) is not None:
+            message = f"Health check not implemented: {why}"
             return CheckResult(provider_type, node.uuid, False, model, message, supported=False)
         try:
             adapter.check_node(provider_type, node, config)

@@ -2,7 +2,10 @@
 :class:`Background`, the gateway's background tasks started together.
 
 :class:`ProactiveRefresher` refreshes, once per pass, the credential of every OAuth node
-(not disabled) whose expiry is unknown or less than ``CRON_NEAR_MINUTES`` minutes away.
+(not disabled) whose expiry is unknown or less than ``CRON_NEAR_MINUTES`` minutes away,
+except the nodes the gateway does not serve (given a registry:
+:mod:`cfgstore_gateway.serviceability`): an account it cannot use keeps its tokens as
+they were (the Node service serving it natively may rotate them itself).
 When ``CRON_REFRESH_TOKEN`` is true a pass runs every ``CRON_NEAR_MINUTES`` minutes (the
 config is re-read before each; while false it is re-checked every minute).
 
@@ -33,8 +36,10 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import path_keys_for
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms
+from cfgstore_gateway.adapters import AdapterRegistry
 from cfgstore_gateway.health_checks import HealthChecker
 from cfgstore_gateway.refresh import RefreshFailed
+from cfgstore_gateway.serviceability import unserved_reason
 from cfgstore_gateway.services import RefresherLike, Services
 from cfgstore_gateway.webhook import HealthAlertWebhook
 
@@ -56,7 +61,8 @@ class RefreshPass:
 
 
 class ProactiveRefresher:
-    """See the module docstring. ``clock`` is the epoch-ms clock of the expiry decisions."""
+    """See the module docstring. ``clock`` is the epoch-ms clock of the expiry decisions;
+    ``registry``, when given, leaves out the nodes the gateway does not serve."""
 
     def __init__(
         self,
@@ -65,7 +71,9 @@ class ProactiveRefresher:
         *,
         config: ConfigSource | None = None,
         clock: Callable[[], int] = now_ms,
+        registry: AdapterRegistry | None = None,
     ) -> None:
+        self._registry = registry
         self._store = store
         self._refresher = refresher
         self._config: ConfigSource = config or store.config.get
@@ -93,7 +101,11 @@ class ProactiveRefresher:
                 await asyncio.gather(*(one(provider_type, n, limit) for n in nodes))
 
         by_type = {
-            provider_type: [n for n in nodes if not n.state.is_disabled]
+            provider_type: [
+                n
+                for n in nodes
+                if not n.state.is_disabled and self._served(provider_type, n, config)
+            ]
             for provider_type, nodes in pools.items()
             if path_keys_for(provider_type)
         }
@@ -105,6 +117,10 @@ class ProactiveRefresher:
                 len(result.failed),
             )
         return result
+
+    def _served(self, provider_type: str, node: ProviderNode, config: MainConfig) -> bool:
+        registry = self._registry
+        return registry is None or unserved_reason(registry, provider_type, node, config) is None
 
     async def _refresh_node(
         self,
@@ -177,7 +193,10 @@ class Background:
         self.webhook = HealthAlertWebhook(services.session, services.config.get)
         self.health = HealthChecker.for_services(services)
         self.proactive = ProactiveRefresher(
-            services.store, services.refresher, config=services.config.get
+            services.store,
+            services.refresher,
+            config=services.config.get,
+            registry=services.registry,
         )
 
     @classmethod

@@ -43,9 +43,16 @@ once the upstream produced one, so an upstream that fails before that is still s
 A stream that breaks later ends with an SSE error event and a recorded failure; a client
 that goes away mid-stream records nothing (the node did nothing wrong).
 
+Nodes this gateway does not serve (:mod:`cfgstore_gateway.serviceability`: no adapter for
+the type, or a pass-through type with no upstream) are never picked: a pick that lands on
+one leaves out every such node of the type, and nothing is recorded for them (no pick, no
+recovery, no failure).
+
 When nothing answered: the last upstream error as the upstream gave it (or ``502`` when
 no answer came); with no upstream tried, ``429`` when every candidate was at its
-concurrency limit, else ``503`` — both ``No healthy provider found in pool``.
+concurrency limit, else ``503`` — both ``No healthy provider found in pool``, the ``503``
+naming the type, what chose it and why each target was skipped
+(:mod:`cfgstore_gateway.route_report`).
 
 Secrets: failure messages (stored as ``lastErrorMessage``, logged) and upstream error
 bodies handed back to the client have the node's secrets (settings named like a key,
@@ -64,7 +71,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -78,12 +85,20 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.node_changes import changes_of
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms
-from cfgstore_gateway.adapters import Adapter, UpstreamCall, UpstreamReply, UpstreamUnavailable
+from cfgstore_gateway.adapters import (
+    Adapter,
+    NotServed,
+    UpstreamCall,
+    UpstreamReply,
+    UpstreamUnavailable,
+)
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
 from cfgstore_gateway.prompting import apply_system_prompt
 from cfgstore_gateway.refresh import RefreshFailed
+from cfgstore_gateway.route_report import Skip, no_provider_message, pool_skip_reason, types_listing
 from cfgstore_gateway.routing import Route, Target, with_custom_model
 from cfgstore_gateway.selection import Choice, SlotsFull
+from cfgstore_gateway.serviceability import NO_ADAPTER, unserved_nodes, unserved_reason
 from cfgstore_gateway.services import Services
 
 log = logging.getLogger("cfgstore_gateway.proxy")
@@ -205,28 +220,52 @@ async def proxy_chat(
     max_switches = max(0, config.int_value("CREDENTIAL_SWITCH_MAX_RETRIES"))
     switches = 0
     busy = False
-    unsupported: list[str] = []
+    skips: list[Skip] = []
     last: Failed | None = None
     store = services.store
     for target in route.targets:
         adapter = services.registry.for_type(target.provider_type)
         if adapter is None:
-            unsupported.append(target.provider_type)
+            skips.append(Skip(target, f"{NO_ADAPTER} for {target.provider_type}", True))
             continue
         tried: set[str] = set()
+        attempted: set[str] = set()
+        busy_nodes: set[str] = set()
+        unserved: dict[str, str] = {}
         while True:
             view = await store.pools.view()
             nodes = view.get(target.provider_type, ())
+            now = now_ms()
             choice = services.selector.select(
                 target.provider_type,
                 nodes,
                 target.model,
-                now_ms=now_ms(),
+                now_ms=now,
                 exclude=tried,
                 changes=changes_of(view),
             )
-            await _record_pick(services, target.provider_type, choice, info)
+            if (
+                choice is not None
+                and not unserved
+                and unserved_reason(services.registry, target.provider_type, choice.node, config)
+            ):
+                # Found lazily (one check per pick): leave out every such node of the type.
+                unserved = unserved_nodes(services.registry, target.provider_type, nodes, config)
+                tried |= unserved.keys()
+                continue
+            await _record_pick(services, target, choice, info, nodes, config)
             if choice is None:
+                if not attempted:
+                    skips.append(
+                        pool_skip_reason(
+                            target,
+                            nodes,
+                            now_ms=now,
+                            unserved=unserved,
+                            attempted=attempted,
+                            busy=busy_nodes,
+                        )
+                    )
                 break
             services.metrics.selected(target.provider_type)
             node = choice.node
@@ -242,7 +281,9 @@ async def proxy_chat(
                     )
             except SlotsFull:
                 busy = True
+                busy_nodes.add(node.uuid)
                 continue
+            attempted.add(node.uuid)
             if not isinstance(outcome, Failed):
                 return outcome
             last = outcome
@@ -267,23 +308,44 @@ async def proxy_chat(
             "rate_limit_error",
             "provider_busy",
         )
-    if unsupported and len(unsupported) == len(route.targets):
-        return error_response(
-            503,
-            f"No adapter serves provider type {', '.join(unsupported)}",
-            "server_error",
-            "provider_unsupported",
-        )
-    return error_response(503, NO_HEALTHY_PROVIDER, "server_error", "no_healthy_provider")
+    return await _no_provider(services, route, skips, config)
+
+
+async def _no_provider(
+    services: Services, route: Route, skips: list[Skip], config: MainConfig
+) -> web.Response:
+    """``503``: no target gave a node; the message says why (see the module docstring)."""
+    view = await services.store.pools.view()
+    model = route.targets[0].model
+    routed = {t.provider_type for t in route.targets}
+    listing = types_listing(model, view, services.models_cache, routed)
+    elsewhere = [t for t in listing if services.registry.for_type(t) is not None]
+    message = no_provider_message(route, skips, config, view.keys(), elsewhere)
+    log.warning("no provider: %s", message)
+    code = "provider_unsupported" if all(s.no_adapter for s in skips) else "no_healthy_provider"
+    return error_response(503, message, "server_error", code)
 
 
 async def _record_pick(
-    services: Services, provider_type: str, choice: Choice | None, info: RequestInfo
+    services: Services,
+    target: Target,
+    choice: Choice | None,
+    info: RequestInfo,
+    nodes: Sequence[ProviderNode],
+    config: MainConfig,
 ) -> None:
+    """Record the pick: ``Recovered`` for every node due (but a node this gateway cannot
+    serve, left as it is), then ``Selected``."""
+    provider_type = target.provider_type
     at = now_ms()
-    records: list[rec.NodeRecord] = [
-        rec.Recovered(provider_type, uuid, at) for uuid in services.selector.last_recovered
-    ]
+    records: list[rec.NodeRecord] = []
+    if due := set(services.selector.last_recovered):
+        records = [
+            rec.Recovered(provider_type, node.uuid, at)
+            for node in nodes
+            if node.uuid in due
+            and unserved_reason(services.registry, provider_type, node, config) is None
+        ]
     if choice is not None:
         records.append(rec.Selected(provider_type, choice.node.uuid, at, choice.seq))
     if records:
@@ -393,6 +455,8 @@ async def _attempt(
     attempt = _Attempt(services, provider_type, node, config, info)
     try:
         adapter.check_node(provider_type, node, config)
+    except NotServed as exc:  # not the node's fault: nothing recorded
+        return Failed(None, None, None, str(exc))
     except UpstreamUnavailable as exc:
         return await attempt.failure(str(exc))
     if adapter.needs_credential(provider_type):

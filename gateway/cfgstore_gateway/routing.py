@@ -68,10 +68,13 @@ def is_reserved_type(name: str) -> bool:
 
 @attrs.frozen
 class Target:
-    """One pool type to try, with the model to ask it for."""
+    """One pool type to try, with the model to ask it for. ``via`` names the config entry
+    that added a fallback target (``""`` for the routed type itself); it is for messages
+    and plays no part in equality."""
 
     provider_type: str
     model: str
+    via: str = attrs.field(default="", eq=False)
 
 
 @attrs.frozen
@@ -81,6 +84,8 @@ class Route:
 
     targets: tuple[Target, ...]
     source: str
+    custom_model: str | None = None
+    """The ``custom_models.json`` id that redirected the route, if one did."""
 
     @property
     def provider_type(self) -> str:
@@ -218,7 +223,7 @@ def with_custom_model(
         return route
     target = custom_target(custom, route.provider_type)
     targets = _targets(target.provider_type, target.model, config, static_models)
-    return Route(tuple(targets), route.source)
+    return Route(tuple(targets), route.source, custom.id)
 
 
 def _targets(
@@ -236,7 +241,9 @@ def _targets(
         target_model = entry.get("targetModel")
         if isinstance(target_type, str) and target_type:
             target_model = target_model if isinstance(target_model, str) and target_model else model
-            for target in _with_fallbacks(target_type, target_model, config, static_models):
+            found = _with_fallbacks(target_type, target_model, config, static_models)
+            found[0] = attrs.evolve(found[0], via=f"modelFallbackMapping[{model!r}]")
+            for target in found:
                 if target not in targets:
                     targets.append(target)
     return targets
@@ -260,7 +267,7 @@ def _with_fallbacks(
         listed = static_models(fallback)
         if listed and model not in listed:
             continue
-        target = Target(fallback, model)
+        target = Target(fallback, model, f"providerFallbackChain[{provider_type!r}]")
         if target not in targets:
             targets.append(target)
     return targets

@@ -268,7 +268,7 @@ async def test_no_node_is_503_and_an_unserved_type_says_so(
     async with running_gateway(make_deployment(tmp_path, pools)) as gw:
         response = await gw.chat("gpt-4o")
         assert response.status == 503
-        assert (await response.json())["error"]["message"] == NO_HEALTHY_PROVIDER
+        assert (await response.json())["error"]["message"].startswith(NO_HEALTHY_PROVIDER)
         unserved = await gw.chat("m", headers={"model-provider": "grok-web"})
         assert unserved.status == 503
         assert (await unserved.json())["error"]["code"] == "provider_unsupported"
@@ -407,7 +407,7 @@ async def test_unhealthy_after_max_error_count_failures_then_503(
         assert (await gw.node(A)).state.is_healthy is False
         response = await gw.chat("gpt-4o")
         assert response.status == 503
-        assert (await response.json())["error"]["message"] == NO_HEALTHY_PROVIDER
+        assert (await response.json())["error"]["message"].startswith(NO_HEALTHY_PROVIDER)
         assert len(upstream.chat_requests()) == 3
 
 
@@ -879,9 +879,11 @@ async def test_upstream_base_urls_in_config_serve_nodes_without_their_own_key(
         assert (await gw.node(B, "claude-custom-spare")).state.error_count == 1
 
 
-async def test_a_pass_through_node_without_a_base_url_gets_a_clear_error(
+async def test_a_pass_through_node_without_a_base_url_is_left_alone_with_a_clear_error(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:
+    """No adapter speaks Kiro's protocol and no relay is set for the node: the gateway
+    cannot serve it, says so, and records nothing against the account (issue 15.5)."""
     kiro = "claude-kiro-oauth"
     write_json(tmp_path / "configs" / "kiro" / "a.json", kiro_document("kiro-access-a"))
     # "" is how the Node service's UI writes "not set": it wins over the root key.
@@ -894,17 +896,16 @@ async def test_a_pass_through_node_without_a_base_url_gets_a_clear_error(
         CREDENTIAL_SWITCH_MAX_RETRIES=0,
     )
     async with running_gateway(settings) as gw:
+        before = await gw.node(A, kiro)
         response = await gw.chat("claude-sonnet-4-5")
-        assert response.status == 502
+        assert response.status == 503
         error_document = (await response.json())["error"]
-        assert error_document["code"] == "upstream_unavailable"
+        assert error_document["code"] == "provider_unsupported"
         message = error_document["message"]
+        assert "no adapter installed for claude-kiro-oauth's own protocol" in message
         assert "no upstream base URL for claude-kiro-oauth" in message
         assert "KIRO_BASE_URL" in message and "UPSTREAM_BASE_URLS['claude-kiro-oauth']" in message
-        state = (await gw.node(A, kiro)).state
-        assert state.error_count == 1
-        assert state.last_error_message is not None
-        assert state.last_error_message.startswith("no upstream base URL for claude-kiro-oauth")
+        assert await gw.node(A, kiro) == before
         models = await gw.client.get("/v1/models", headers={**auth(), "model-provider": kiro})
         assert models.status == 200
         assert (await models.json())["data"] == []

@@ -84,12 +84,16 @@ async def test_sample_deployment_is_served_from_files_without_redis(
         # gpt-5 is not in the node's supportedModels.
         refused = await chat("gpt-5", **{"model-provider": TYPE})
         assert refused.status == 503
-        assert (await refused.json())["error"]["message"] == NO_HEALTHY_PROVIDER
+        assert (await refused.json())["error"]["message"].startswith(NO_HEALTHY_PROVIDER)
         # The default type (MODEL_PROVIDER[0] = claude-kiro-oauth) has no upstream URL in
-        # the sample: a clear 502, and no token refresh is attempted for it.
+        # the sample: no adapter serves it, a 503 saying so and naming what chose it; its
+        # nodes are left alone (no token refresh, nothing recorded).
         unconfigured = await chat("claude-sonnet-4-5")
-        assert unconfigured.status == 502
-        assert "KIRO_BASE_URL" in (await unconfigured.json())["error"]["message"]
+        assert unconfigured.status == 503
+        message = (await unconfigured.json())["error"]["message"]
+        assert "(type chosen by MODEL_PROVIDER in config.json)" in message
+        assert "claude-kiro-oauth: no adapter installed" in message
+        assert "KIRO_BASE_URL" in message
         unserved = await chat("grok-4.1-mini", **{"model-provider": "grok-web"})
         assert unserved.status == 503
         assert (await unserved.json())["error"]["code"] == "provider_unsupported"

@@ -47,6 +47,14 @@ class UpstreamUnavailable(Exception):
     message names the cause, never a credential."""
 
 
+class NotServed(UpstreamUnavailable):
+    """This gateway has no way to call the node at all: no adapter speaks its type's own
+    protocol, and the pass-through that could stand in has no upstream configured (raised
+    by :meth:`Adapter.check_node`). The node is not at fault: the gateway records nothing
+    against it (no failure, no health check, no refresh, no pick) and the console shows
+    its type as "no adapter installed" (:mod:`cfgstore_gateway.serviceability`)."""
+
+
 @attrs.frozen
 class UpstreamCall:
     """One call to an upstream on behalf of a client request.
@@ -116,8 +124,9 @@ class Adapter(Protocol):
 
     def check_node(self, provider_type: str, node: ProviderNode, config: MainConfig) -> None:
         """Raise :class:`UpstreamUnavailable` when ``node`` cannot be called as configured
-        (e.g. no upstream URL). Checked before any credential work, so an unusable node
-        never refreshes a token."""
+        (e.g. no upstream URL), :class:`NotServed` when the gateway cannot serve it at all
+        (a pass-through type with no upstream). Checked before any credential work, so an
+        unusable node never refreshes a token. Cheap and free of I/O: it runs per pick."""
         ...
 
     def static_models(self, provider_type: str) -> Sequence[str]:

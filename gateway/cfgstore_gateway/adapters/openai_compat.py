@@ -33,7 +33,10 @@ Where a call goes, first found wins:
 The base URL ends before ``/chat/completions`` (``https://host/v1``). A node of a type
 with no base URL found this way gets a clear error, not a crash: ``UpstreamUnavailable``
 naming the keys to set, recorded as the node's failure (its ``lastErrorMessage``); the
-client gets a 502 ``upstream_unavailable`` unless another node serves. The gateway fetches
+client gets a 502 ``upstream_unavailable`` unless another node serves. A pass-through
+type without one is not the node's fault (the gateway simply has no adapter for its own
+protocol): :class:`~cfgstore_gateway.adapters.NotServed`, nothing recorded, the node left
+out of selection, health checks and refresh. The gateway fetches
 an OAuth node's credential (refreshed when due) before it calls the adapter, so such a
 node's token may still be refreshed first.
 
@@ -80,6 +83,7 @@ from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import (
     Adapter,
     ModelsCall,
+    NotServed,
     UpstreamCall,
     UpstreamReply,
     UpstreamUnavailable,
@@ -100,6 +104,9 @@ class TypeProfile:
     api_key_key: str | None
     """Node key holding the API key; ``None`` for OAuth types (the credential's token)."""
     default_base_url: str | None = None
+    pass_through: bool = False
+    """The type speaks another protocol at its vendor: without a configured upstream (an
+    OpenAI-compatible relay) no adapter serves it here (:class:`NotServed`)."""
 
 
 PROFILES: dict[str, TypeProfile] = {
@@ -111,11 +118,11 @@ PROFILES: dict[str, TypeProfile] = {
     "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
-    "claude-custom": TypeProfile("CLAUDE_BASE_URL", "CLAUDE_API_KEY"),
-    "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None),
-    "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None),
-    "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None),
-    "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None),
+    "claude-custom": TypeProfile("CLAUDE_BASE_URL", "CLAUDE_API_KEY", pass_through=True),
+    "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
+    "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
+    "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
+    "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None, pass_through=True),
 }
 """The types this adapter serves (suffixed variants included) and their keys."""
 
@@ -255,7 +262,8 @@ class OpenAICompatAdapter:
                 url = resource if resource.startswith("http") else f"https://{resource}/v1"
         url = url or profile.default_base_url
         if url is None:
-            raise UpstreamUnavailable(
+            missing = NotServed if profile.pass_through else UpstreamUnavailable
+            raise missing(
                 f"no upstream base URL for {provider_type}: set the node's "
                 f"{profile.base_url_key} or {UPSTREAM_BASE_URLS_KEY}[{provider_type!r}] "
                 f"in config.json to an OpenAI-compatible endpoint"

@@ -4,7 +4,8 @@
 whose middleware requires a session (every route but ``POST /api/login``, and any path
 under ``/api`` that matches none) before any handler runs, and answers errors in the admin
 shape (storage degraded → ``503 storage_degraded``, missing → ``404``, conflicts →
-``409``/``412``, bad input → ``422`` with field errors), and the static UI (``/`` and
+``409``/``412``, bad input → ``422`` with field errors; a read-only session signed in
+during an outage is refused every change: ``503 storage_degraded``), and the static UI (``/`` and
 ``/ui/*``, public: it holds no data, it asks the API for it). Every UI answer, a missing
 file's included, carries the same security headers (strict CSP, no framing, ``nosniff``).
 The routes are marked in the gateway's :class:`~cfgstore_gateway.access.RouteAccess`.
@@ -28,6 +29,7 @@ from cfgstore.errors import (
 )
 from cfgstore_gateway.access import ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.admin import (
+    adapters_api,
     config_api,
     custom_models_api,
     login_api,
@@ -38,6 +40,7 @@ from cfgstore_gateway.admin import (
     usage_api,
 )
 from cfgstore_gateway.admin.http import ApiError
+from cfgstore_gateway.admin.outage_sign_in import READ_ONLY_REFUSAL
 from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
 from cfgstore_gateway.log_text import escaped
@@ -116,6 +119,7 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_delete("/custom-models/{id}", custom_models_api.delete_model)
     r.add_get("/storage/status", storage_api.storage_status)
     r.add_get("/cfgstore/traffic", traffic_api.traffic)
+    r.add_get("/adapters", adapters_api.adapters)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -135,6 +139,7 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         if request.config_dict[ROUTE_ACCESS].of(request) is not Access.LOGIN:
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
+            _refuse_read_only_change(request)
         return await handler(request)
     except ApiError as exc:
         if exc.status == 400:  # a body no handler could take: say so once, no traceback
@@ -148,6 +153,19 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _storage_error(exc).response()
     except TimeoutError:
         return ApiError(503, "storage_error", "The storage did not answer in time").response()
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _refuse_read_only_change(request: web.Request) -> None:
+    """``503 storage_degraded`` for a change asked with a read-only session (its logout
+    excepted)."""
+    token, _ = request[SESSION]
+    if request.method in _READS or request.match_info.handler is login_api.logout:
+        return
+    if request.config_dict[ADMIN].gate.is_read_only(token):
+        raise ApiError(503, "storage_degraded", READ_ONLY_REFUSAL)
 
 
 DEGRADED_MESSAGE = (

@@ -17,6 +17,11 @@ Every password check (a login, or the current password of a change) goes the sam
 A login then stores a session under a fresh token (32 random bytes, hex) for
 ``LOGIN_EXPIRY`` s; on Redis only the token's digest is stored, with a TTL. A password
 change ends every other session.
+
+While the storage is degraded (the reservation cannot reach it), the login is checked
+against the last confirmed password with a lockout counted in memory, and gives a
+read-only session local to this instance (:mod:`~cfgstore_gateway.admin.outage_sign_in`):
+the answer then carries ``"readOnly": true`` and a ``message`` saying so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import secrets
 from aiohttp import web
 
 from cfgstore.adapters import Store
+from cfgstore.errors import StorageUnavailable
 from cfgstore.model.config import MainConfig
 from cfgstore.model.login_guard import LoginAttempt, Refusal
 from cfgstore.model.password import js_trim
@@ -35,6 +41,7 @@ from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.access import PUBLIC_BODY_MAX
 from cfgstore_gateway.admin.client_address import client_address
 from cfgstore_gateway.admin.http import ApiError, invalid, read_json_object, success
+from cfgstore_gateway.admin.outage_sign_in import NO_CONFIRMED_PASSWORD, READ_ONLY_NOTE
 from cfgstore_gateway.admin.password_work import HashingBusy, HashSlot
 from cfgstore_gateway.admin.state import admin_state, current_session
 from cfgstore_gateway.services import SERVICES
@@ -54,8 +61,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     config = await store.config.get()
     client = client_address(request, config)
     with _hashing_slot(request) as slot:
-        stored = await store.password.get_stored()
-        attempt = await _reserve(store, config, client)
+        try:
+            stored = await store.password.get_stored()
+        except StorageUnavailable:
+            raise ApiError(503, "storage_degraded", NO_CONFIRMED_PASSWORD) from None
+        try:
+            attempt = await _reserve(store, config, client)
+        except StorageUnavailable as exc:
+            log.warning("admin login from %s checked locally: %s", client, exc)
+            return await _read_only_login(request, slot, password, stored, config, client)
         if not await slot.verify(password, stored):
             raise _wrong(attempt, "Wrong password")
     await store.logins.clear(client)
@@ -72,21 +86,62 @@ async def login(request: web.Request) -> web.StreamResponse:
     return success(token=token, expiresAt=session.expiry_time, expiresIn=lifetime_s)
 
 
+async def _read_only_login(
+    request: web.Request,
+    slot: HashSlot,
+    password: str,
+    stored: str | None,
+    config: MainConfig,
+    client: str,
+) -> web.StreamResponse:
+    """A login while the storage is degraded (see the module docstring)."""
+    outage = admin_state(request).gate.outage
+    attempt = outage.reserve(
+        client,
+        now_ms(),
+        max_attempts=max(1, config.int_value("LOGIN_MAX_ATTEMPTS")),
+        lockout_ms=max(1, config.int_value("LOGIN_LOCKOUT_DURATION")) * 1000,
+        min_interval_ms=max(0, config.int_value("LOGIN_MIN_INTERVAL")),
+    )
+    _refuse(attempt, client)
+    if not await slot.verify(password, stored):
+        raise _wrong(attempt, "Wrong password")
+    outage.clear(client)
+    now = now_ms()
+    lifetime_s = max(1, config.int_value("LOGIN_EXPIRY"))
+    session = UiSession(USERNAME, now, now + lifetime_s * 1000)
+    token = outage.issue(session)
+    log.warning("admin signed in read-only from %s: the storage is degraded", client)
+    return success(
+        token=token,
+        expiresAt=session.expiry_time,
+        expiresIn=lifetime_s,
+        readOnly=True,
+        message=READ_ONLY_NOTE,
+    )
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
     token, _ = current_session(request)
-    await request.config_dict[SERVICES].store.sessions.delete(token)
-    admin_state(request).gate.forget(token)
+    gate = admin_state(request).gate
+    if not gate.is_read_only(token):  # a read-only session was never stored
+        await request.config_dict[SERVICES].store.sessions.delete(token)
+    gate.forget(token)
     return success()
 
 
 async def session_info(request: web.Request) -> web.StreamResponse:
-    _, session = current_session(request)
+    token, session = current_session(request)
+    gate = admin_state(request).gate
+    read_only = gate.is_read_only(token)
     return web.json_response(
         {
             "username": session.username,
             "loginTime": session.login_time,
             "expiresAt": session.expiry_time,
-            "isDefaultPassword": await admin_state(request).gate.is_default_password(),
+            "isDefaultPassword": await gate.is_default_password(),
+            "readOnly": read_only,
+            "readOnlyReason": READ_ONLY_NOTE if read_only else None,
         }
     )
 
@@ -137,6 +192,12 @@ async def _reserve(store: Store, config: MainConfig, client: str) -> LoginAttemp
         lockout_ms=max(1, config.int_value("LOGIN_LOCKOUT_DURATION")) * 1000,
         min_interval_ms=max(0, config.int_value("LOGIN_MIN_INTERVAL")),
     )
+    _refuse(attempt, client)
+    return attempt
+
+
+def _refuse(attempt: LoginAttempt, client: str) -> None:
+    """The reservation's refusal as ``429``, if it was refused."""
     if attempt.refusal is Refusal.LOCKED:
         log.warning("admin login from %s refused: locked out", client)
         raise _locked_out(attempt.retry_at_ms)
@@ -146,7 +207,6 @@ async def _reserve(store: Store, config: MainConfig, client: str) -> LoginAttemp
             "Too many login attempts: wait {wait} s between two",
             _wait_s(attempt.retry_at_ms),
         )
-    return attempt
 
 
 def _wrong(attempt: LoginAttempt, message: str) -> ApiError:

@@ -5,7 +5,9 @@ Every admin request's ``Authorization: Bearer <token>`` is checked against the s
 storage cannot answer (degraded), a token this instance has already seen valid keeps
 working until its own expiry: the operator can still read the pools and watch the
 degraded banner, and every mutation is refused by the store anyway. A token first seen
-during an outage is refused.
+during an outage is refused, unless it is a read-only session this instance issued during
+the outage (:mod:`~cfgstore_gateway.admin.outage_sign_in`, kept in :attr:`SessionGate.outage`):
+valid here only while the storage stays unreachable.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cfgstore.model.password import DEFAULT_PASSWORD, verify_password
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.admin.http import ApiError
+from cfgstore_gateway.admin.outage_sign_in import ENDED_AT_RECOVERY, OutageSignIn
 
 log = logging.getLogger("cfgstore_gateway.admin")
 
@@ -48,40 +51,65 @@ class SessionGate:
         self._store = store
         self._remembered: dict[str, UiSession] = {}
         self._default_password: tuple[str | None, bool] | None = None
+        self.outage = OutageSignIn()
 
     async def require(self, request: web.Request) -> tuple[str, UiSession]:
         """The request's token and session, or :func:`unauthorized`."""
         token = bearer_token(request)
         if token is None:
             raise unauthorized()
-        session = await self.check(token)
+        session, ended_at_recovery = await self._check(token)
         if session is None:
+            if ended_at_recovery:
+                raise ApiError(
+                    401,
+                    "read_only_ended",
+                    ENDED_AT_RECOVERY,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             raise unauthorized("Session expired or unknown: sign in again")
         return token, session
 
+    def is_read_only(self, token: str) -> bool:
+        """Whether ``token`` is a read-only session issued during an outage."""
+        return self.outage.holds(token)
+
     async def check(self, token: str) -> UiSession | None:
+        """The session of ``token``, or ``None`` (unknown, expired, logged out, or a
+        read-only session whose outage is over)."""
+        session, _ = await self._check(token)
+        return session
+
+    async def _check(self, token: str) -> tuple[UiSession | None, bool]:
+        """:meth:`check`, and whether a read-only session just ended because the storage
+        answers again."""
         digest = hashlib.sha256(token.encode()).hexdigest()
         now = now_ms()
         try:
             session = await self._store.sessions.get(token, now)
         except StorageUnavailable:
+            if self.outage.holds(token):
+                return self.outage.get(token, now), False
             remembered = self._remembered.get(digest)
             if remembered is None or remembered.expired(now):
-                return None
-            return remembered
+                return None, False
+            return remembered, False
         if session is None:
             self._remembered.pop(digest, None)
-            return None
+            # The storage answers: the outage is over here, and with it a read-only session.
+            return None, self.outage.end(token)
         self._remember(digest, session, now)
-        return session
+        return session, False
 
     def forget(self, token: str) -> None:
         self._remembered.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+        self.outage.end(token)
 
     def forget_all_but(self, token: str) -> None:
         """Forget every remembered session but ``token``'s (the others were ended)."""
         keep = hashlib.sha256(token.encode()).hexdigest()
         self._remembered = {d: s for d, s in self._remembered.items() if d == keep}
+        self.outage.end_all_but(token)
 
     async def is_default_password(self) -> bool:
         """Whether the stored password is still ``admin123`` (hashed once per stored

@@ -55,6 +55,8 @@ async def storage_status(request: web.Request) -> web.StreamResponse:
             "layers": [_layer(s) for s in statuses],
             "instances": instances,
             "journalDepth": int(depth) if depth and depth.isdigit() else 0,
+            # When this instance lost the storage (ISO time), while degraded; else null.
+            "degradedSince": details.get("degraded since"),
             "redis": redis,
             "configProblems": config_problems,
         }

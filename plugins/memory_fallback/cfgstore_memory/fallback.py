@@ -59,7 +59,7 @@ from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
-from cfgstore.model.timefmt import now_ms
+from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.traffic import TrafficCount
 from cfgstore_memory.admin_tail import CredentialEdit
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
@@ -319,6 +319,8 @@ class MemoryFallback(GuardedOps, ReadCache):
             warnings.extend(
                 f"after the rollback: {o.line}" for o in r.admin_after_rollback if not o.reapplied
             )
+        if r.degraded_since_ms is not None:
+            details["degraded since"] = iso_ms(r.degraded_since_ms)
         if oldest is not None:
             details["oldest journal entry age"] = f"{(now_ms() - oldest) / 1000:.1f}s"
         if r.last_resync:

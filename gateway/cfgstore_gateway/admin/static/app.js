@@ -106,7 +106,9 @@
       const message = err.message || response.statusText || "HTTP " + response.status;
       const error = new ApiError(response.status, err.code || "", message, err.fields || null);
       error.retryAfter = response.headers.get("Retry-After");
-      if (response.status === 401 && path !== "/api/login") sessionEnded();
+      if (response.status === 401 && path !== "/api/login") {
+        sessionEnded(err.code === "read_only_ended" ? message : null);
+      }
       if (response.status === 503 && err.code === "storage_degraded") setDegraded(true);
       throw error;
     }
@@ -165,8 +167,14 @@
     else sessionStorage.removeItem(TOKEN_KEY);
   }
 
+  /** Tell the console's add-on scripts (operator.js) what the page just learnt. */
+  function announce(name, detail) {
+    document.dispatchEvent(new CustomEvent("cfgstore:" + name, { detail }));
+  }
+
   function showLogin(message) {
     stopPolling();
+    announce("signed-out", null);
     show($("app-view"), false);
     show($("session-bar"), false);
     show($("degraded-banner"), false);
@@ -176,11 +184,11 @@
     $("login-password").focus();
   }
 
-  function sessionEnded() {
+  function sessionEnded(message) {
     if (!token) return;
     setToken(null);
     resetViews();
-    showLogin("Your session ended: sign in again.");
+    showLogin(message || "Your session ended: sign in again.");
   }
 
   async function login(event) {
@@ -225,6 +233,7 @@
     try {
       const { data } = await api("GET", "/api/session");
       show($("default-password-warning"), Boolean(data && data.isDefaultPassword));
+      announce("session", data || {});
     } catch (error) {
       if (error.status !== 401) notifyError(error);
     }
@@ -330,6 +339,7 @@
   function renderStorage(status) {
     const degraded = status.degraded === true;
     setDegraded(degraded);
+    announce("storage", status);
     const pill = $("storage-pill");
     pill.textContent = degraded ? "degraded" : String(status.mode || "unknown");
     pill.className = "pill " + (degraded ? "pill-warn" : "pill-ok");
@@ -419,6 +429,7 @@
     });
     show($("pools-empty"), types.length === 0);
     rememberTypes(types);
+    announce("pools", types);
   }
 
   function makePoolSection(type) {
