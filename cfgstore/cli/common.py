@@ -209,6 +209,15 @@ def redis_settings(
     return attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)  # whatever else is set
 
 
+def require_folder(path: Path, what: str = "folder") -> None:
+    """Exit 2 unless ``path`` is a folder, saying which way it is not: absent, or a file."""
+    if path.is_dir():
+        return
+    if path.exists():
+        fail(f"{path}: the {what} is a file, not a folder", 2)
+    fail(f"{path}: the {what} does not exist", 2)
+
+
 def holds_folder(settings: Settings, configs: Path, cwd: Path) -> bool:
     """Whether the chain of ``settings`` stores in the deployment at ``configs`` (working
     directory ``cwd``): its file backend's configs folder is ``configs`` or lies inside

@@ -224,7 +224,7 @@ def register(app: typer.Typer) -> None:
         ../) is written under relocated/ and listed, and the export exits 1 unless
         --relocate-paths makes the exported files name the relocated ones."""
         if to.exists() and not to.is_dir():
-            fail(f"{to}: not a folder", 2)
+            fail(f"{to}: is a file, not a folder; name a folder to export into", 2)
         if to.is_dir() and any(to.iterdir()) and not force:
             fail(f"{to} is not empty: refusing to write into it (use --force)", 1)
         settings = chain_settings("export", redis_url, backends, configs, cwd)

@@ -5,6 +5,7 @@ in plain words, and what to do. Every cfgctl command reports an ``OSError`` this
 from __future__ import annotations
 
 import errno
+import os
 
 ADVICE: dict[int, tuple[str, str]] = {
     errno.EACCES: ("permission denied", "give this user access to it, or choose another path"),
@@ -38,6 +39,10 @@ def describe_os_error(exc: OSError) -> str:
     paths of a two-path operation (a rename); without a path, the system's words."""
     reason, advice = ADVICE.get(exc.errno or -1, (exc.strerror or str(exc), ""))
     path = exc.filename
+    if exc.errno == errno.EEXIST and path is not None and not os.path.isdir(path):
+        # Making a folder where a file is: "exists" would send the operator looking for
+        # a folder that is not there.
+        reason, advice = "a file where a folder is expected", "check the path"
     if path is None:
         return f"{reason}" + (f"; {advice}" if advice else "")
     where = str(path)
