@@ -22,6 +22,7 @@ from typing import Any
 
 import typer
 import typer.main
+from typer import TyperException
 from typer.core import TyperGroup
 
 import cfgstore
@@ -34,6 +35,9 @@ from cfgstore.cli.interrupts import Interrupted
 BUILTIN_COMMANDS = "cfgctl-builtins"
 """The entry point of cfgstore's own commands."""
 
+
+ARGS_KEY = "cfgctl.args"
+"""Where :class:`CfgctlGroup` keeps the command line it parsed (``ctx.meta``)."""
 
 GLOBAL_FLAGS = ("--debug",)
 """Options of cfgctl itself that may also follow the command."""
@@ -54,7 +58,9 @@ class CfgctlGroup(TyperGroup):
     (:func:`cfgstore.cli.common.fail_on`)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        result: list[str] = super().parse_args(ctx, hoist_global_flags(args))
+        args = hoist_global_flags(args)
+        ctx.meta[ARGS_KEY] = args
+        result: list[str] = super().parse_args(ctx, args)
         return result
 
     def invoke(self, ctx: Any) -> Any:
@@ -63,6 +69,12 @@ class CfgctlGroup(TyperGroup):
             return super().invoke(ctx)
         except (OSError, Interrupted, KeyboardInterrupt) as exc:
             fail_on(exc)
+        except TyperException as exc:  # a usage error: also JSON when --json was asked for
+            args = ctx.meta.get(ARGS_KEY, [])
+            options = args[: args.index("--")] if "--" in args else args
+            if "--json" in options and not common.json_emitted():
+                common.emit_json({"error": exc.format_message(), "exit_code": exc.exit_code})
+            raise
 
 
 def _print_version(value: bool) -> None:

@@ -332,6 +332,11 @@ async def _call(action: Callable[[], Awaitable[T]]) -> T:
     return await action()
 
 
+def json_emitted() -> bool:
+    """Whether this invocation printed a JSON document already."""
+    return _json_emitted
+
+
 def emit_json(value: Any) -> None:
     global _json_emitted
     _json_emitted = True

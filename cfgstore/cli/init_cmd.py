@@ -52,6 +52,7 @@ from cfgstore.cli.common import (
     redis_location,
     run,
 )
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.errors import VersionConflict
 from cfgstore.model.defaults import (
     default_config,
@@ -264,7 +265,7 @@ def _read_password(path: Path) -> str:
     except UnicodeDecodeError:
         fail(f"password file {path} is not UTF-8 text", 2)
     except OSError as exc:
-        fail(f"cannot read password file {path}: {exc.strerror or exc}", 2)
+        fail(f"cannot read the password file: {describe_os_error(exc)}", 2, exc)
     password = js_trim(text)
     if not password:
         fail(f"password file {path} is empty", 2)

@@ -334,7 +334,11 @@ def test_password_file_is_trimmed_hashed_and_never_printed(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(None, "cannot read password file"), (" \n\t", "is empty"), (b"\xff\xfe\xfa", "not UTF-8")],
+    [
+        (None, "cannot read the password file"),
+        (" \n\t", "is empty"),
+        (b"\xff\xfe\xfa", "not UTF-8"),
+    ],
 )
 def test_unusable_password_file_exits_2_before_anything_is_written(
     prefix: str, raw: redis.Redis, tmp_path: Path, content: str | bytes | None, problem: str

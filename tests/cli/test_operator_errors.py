@@ -410,6 +410,11 @@ def test_with_json_an_error_is_json_too(tmp_path: Path) -> None:
     error = json.loads(result.stdout)
     assert error["exit_code"] == 2 and "does not exist" in error["error"]
     assert result.stderr.strip() == f"cfgctl: {error['error']}"
+    usage = cfgctl("status", "--json", "--no-such-option")
+    assert usage.exit_code == 2
+    error = json.loads(usage.stdout)
+    assert error["exit_code"] == 2 and "--no-such-option" in error["error"]
+    assert "--no-such-option" in usage.stderr
 
 
 def test_init_force_over_data_needs_yes_without_a_terminal(ns: Namespace) -> None:
