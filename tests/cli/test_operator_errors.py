@@ -13,6 +13,7 @@ cleanly where ``mount`` is not permitted.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -31,6 +32,7 @@ import redis
 
 from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig
+from cfgstore.model.snapshot import snapshot_to_bytes
 from tests.cli.deployments import (
     EXAMPLE,
     Namespace,
@@ -41,6 +43,7 @@ from tests.cli.deployments import (
     tree_bytes,
 )
 from tests.support.redis_server import RedisServerProcess
+from tests.support.sample_snapshot import read_sample_snapshot
 
 SUBPROCESS_TIMEOUT_S = 60.0
 LINE_TIMEOUT_S = 60.0
@@ -367,6 +370,49 @@ def test_a_second_signal_stops_at_once_without_a_traceback(
     assert again.exit_code == 0, describe(again)
     verify = cfgctl("verify", "--configs", deployment / "configs", "--redis-url", url)
     assert verify.exit_code == 0, describe(verify)
+
+
+def test_a_stop_signal_mid_restore_stops_safely_and_restore_force_completes(
+    redis_server_process: RedisServerProcess, tmp_path: Path
+) -> None:
+    deployment = big_deployment(tmp_path)
+    snapshot = asyncio.run(
+        read_sample_snapshot(
+            tmp_path / "snap",
+            namespace_id="ns-big",
+            prefix="aiclient",
+            revision=7,
+            saved_at_ms=1773576000000,
+            source=deployment,
+        )
+    )
+    snapshot_file = tmp_path / "snapshot.json"
+    snapshot_file.write_bytes(snapshot_to_bytes(snapshot))
+    url = redis_server_process.url
+    restore = ("restore", "--snapshot", snapshot_file, "--redis-url", url)
+    running = Running(*restore)
+    try:
+        running.await_line("restoring credentials: 0/")
+        with writes_paused(redis_server_process):
+            running.process.send_signal(signal.SIGINT)
+            running.await_line("stopping at the next safe point")
+        code, _, stderr = running.finish()
+    finally:
+        running.kill()
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("cfgctl: stopped by SIGINT: restore wrote the pools and "), last
+    assert "--force` to complete it" in last, last
+    again = cfgctl(*restore, "--force", "--json")
+    assert again.exit_code == 0, describe(again)
+    summary = json.loads(again.stdout)
+    assert summary["restored"] is True
+    status = cfgctl("status", "--redis-url", url, "--json")
+    assert status.exit_code == 0, describe(status)
+    counts = json.loads(status.stdout)["backends"][0]["counts"]
+    assert counts["credentials"] == len(snapshot.credentials) > BULK_CREDENTIALS
+    assert json.loads(status.stdout)["initialised"] is True
 
 
 # -- 9. papercuts --------------------------------------------------------------------------------
