@@ -136,6 +136,19 @@ def test_export_under_a_regular_file_is_one_line(ns: Namespace, migrated: Path) 
     assert "Traceback" not in result.output
 
 
+def test_export_where_even_root_may_not_write_is_one_line(ns: Namespace, migrated: Path) -> None:
+    """sysfs refuses new entries to root as well (a permission error without chmod)."""
+    target = Path("/sys/kernel/cfgstore-export-test")
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs at /sys")
+    result = cfgctl("export", "--to", target, "--redis-url", ns.url)
+    assert result.exit_code == 2, describe(result)
+    line = one_error_line(result.stderr)
+    assert str(target) in line and ("not permitted" in line or "permission denied" in line)
+    assert "nothing was written" in line
+    assert not target.exists()
+
+
 def test_export_onto_a_full_disk_leaves_only_whole_files(
     ns: Namespace, migrated: Path, tmp_path: Path
 ) -> None:
@@ -413,6 +426,39 @@ def test_a_stop_signal_mid_restore_stops_safely_and_restore_force_completes(
     counts = json.loads(status.stdout)["backends"][0]["counts"]
     assert counts["credentials"] == len(snapshot.credentials) > BULK_CREDENTIALS
     assert json.loads(status.stdout)["initialised"] is True
+
+
+def test_a_stop_signal_mid_export_leaves_whole_files_and_says_how_to_finish(
+    ns: Namespace, migrated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal is raised by the third file write itself (the operator's Ctrl-C at a
+    known moment); the export stops before the fourth."""
+    from cfgstore.cli import export_cmd
+
+    real_write = export_cmd.atomic_write
+    calls = 0
+
+    def write_then_signal(path: Path, data: bytes, mode: int = 0o600) -> None:
+        nonlocal calls
+        real_write(path, data, mode)
+        calls += 1
+        if calls == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(export_cmd, "atomic_write", write_then_signal)
+    target = tmp_path / "backup"
+    result = cfgctl("export", "--to", target, "--redis-url", ns.url)
+    assert result.exit_code == 130, describe(result)
+    lines = result.stderr.strip().splitlines()
+    assert (
+        lines[0] == "cfgctl: SIGINT: stopping at the next safe point (SIGINT again stops at once)"
+    )
+    assert lines[-1].startswith("cfgctl: stopped by SIGINT: 3 of "), describe(result)
+    assert "run the export again with --force" in lines[-1]
+    assert len(tree_bytes(target)) == 3
+    monkeypatch.setattr(export_cmd, "atomic_write", real_write)
+    again = cfgctl("export", "--to", target, "--redis-url", ns.url, "--force")
+    assert again.exit_code == 0, describe(again)
 
 
 # -- 9. papercuts --------------------------------------------------------------------------------
