@@ -228,7 +228,8 @@ async def write(
     def done() -> str:
         return (
             f"migrate wrote {written} of {steps} entities, each whole; the store is marked "
-            f"as mid-migration: run migrate again to complete it: {finish}"
+            f"as mid-migration: run migrate again to complete it (same store settings): "
+            f"{finish}"
         )
 
     async def step(action: Coroutine[Any, Any, Any]) -> None:
@@ -241,7 +242,8 @@ async def write(
         await action
         written += 1
 
-    with stoppable(f"The store is marked as mid-migration; run migrate again: {finish}"):
+    again = f"run migrate again (same store settings): {finish}"
+    with stoppable(f"The store is marked as mid-migration; {again}"):
         await step(store.config.put(files.config.document, ANY_VERSION))
         await step(store.pools.import_all(files.pools, keep_live_state=keep_live_state))
         with Progress("writing credentials", len(credentials)) as progress:
