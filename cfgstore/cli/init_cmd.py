@@ -292,7 +292,10 @@ def _confirm_force(outcome: Outcome, yes: bool) -> None:
     )
     if not sys.stdin.isatty():
         fail(f"{what}. Nothing was written: add --yes to confirm (no terminal to ask on)", 1)
-    if not typer.confirm(f"{what}. Replace them?", default=False, err=True):
+    # Asked on stderr and read from stdin: stdout stays the report (or the JSON).
+    print(f"{what}. Replace them? [y/N]: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
         fail("nothing was written", 1)
 
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pty
 import queue
 import shutil
 import signal
@@ -520,6 +521,35 @@ def test_init_force_over_data_needs_yes_without_a_terminal(ns: Namespace) -> Non
     confirmed = cfgctl("init", "--redis-url", ns.url, "--force", "--yes")
     assert confirmed.exit_code == 0, describe(confirmed)
     assert confirmed.stdout.startswith("re-initialised")
+
+
+@pytest.mark.parametrize(("answer", "code"), [("n", 1), ("y", 0)])
+def test_init_force_over_data_asks_on_a_terminal(
+    redis_server_process: RedisServerProcess, answer: str, code: int
+) -> None:
+    url = redis_server_process.url
+    assert cfgctl("init", "--redis-url", url).exit_code == 0
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, f"{answer}\n".encode())
+        result = subprocess.run(
+            [cfgctl_script(), "init", "--redis-url", url, "--force"],
+            env=clean_env(),
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == code, result.stderr
+    assert "replaces its config.json" in result.stderr and "Replace them? [y/N]" in result.stderr
+    if code:
+        assert result.stderr.strip().endswith("cfgctl: nothing was written")
+    else:
+        assert result.stdout.startswith("re-initialised")
 
 
 def test_init_password_file_follows_the_admin_api_rule(ns: Namespace, tmp_path: Path) -> None:
