@@ -1,8 +1,11 @@
 """What every cfgctl command shares: store options, errors → exit codes, progress.
 
 Exit codes: 0 ok; 1 refused or differences found; 2 usage or input error (malformed
-files, bad settings, unreachable or refusing storage). Errors are one line on stderr;
-``cfgctl --debug`` adds the traceback.
+files, bad settings, unreachable or refusing storage, a filesystem error: see
+:mod:`cfgstore.cli.os_errors`); 130 stopped by SIGINT or SIGTERM (see
+:mod:`cfgstore.cli.interrupts`). Errors are one line on stderr — with ``--json``, also a
+JSON object ``{"error": …, "exit_code": …}`` on stdout; ``cfgctl --debug`` adds the
+traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import typer
 from cfgstore.adapters.chain import OUTAGE_FALLBACK, REPLICA, descriptors
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import Settings, redact_url
+from cfgstore.cli.interrupts import EXIT_INTERRUPTED, Interrupted, last_signal, stop_signals
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.errors import (
     CfgStoreError,
     InvalidData,
@@ -40,6 +45,12 @@ INPUT_ERRORS = (InvalidData, PluginError, StorageUnavailable, StorageServerError
 
 debug = False
 """Set by ``cfgctl --debug``: show tracebacks."""
+
+json_output = False
+"""Set by a command's ``--json``: errors are also a JSON object on stdout."""
+
+_json_emitted = False
+"""Whether this invocation printed its JSON document already (an error adds none then)."""
 
 T = TypeVar("T")
 
@@ -66,7 +77,28 @@ BackendsOption = Annotated[
         "third-party backend (default CFGSTORE_BACKENDS; redis with a Redis URL).",
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _json_requested(value: bool) -> bool:
+    global json_output
+    json_output = bool(value)
+    return value
+
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json/--no-json",
+        help="Machine-readable output (errors too: a JSON object on stdout).",
+        callback=_json_requested,
+    ),
+]
+
+
+def reset_invocation() -> None:
+    """Forget the options of a previous invocation (one process may run several)."""
+    global debug, json_output, _json_emitted
+    debug = json_output = _json_emitted = False
 
 
 _active_plugins: PluginSet | None = None
@@ -177,6 +209,15 @@ def redis_settings(
     return attrs.evolve(settings, backends=REDIS_TOOL_CHAIN)  # whatever else is set
 
 
+def require_folder(path: Path, what: str = "folder") -> None:
+    """Exit 2 unless ``path`` is a folder, saying which way it is not: absent, or a file."""
+    if path.is_dir():
+        return
+    if path.exists():
+        fail(f"{path}: the {what} is a file, not a folder", 2)
+    fail(f"{path}: the {what} does not exist", 2)
+
+
 def holds_folder(settings: Settings, configs: Path, cwd: Path) -> bool:
     """Whether the chain of ``settings`` stores in the deployment at ``configs`` (working
     directory ``cwd``): its file backend's configs folder is ``configs`` or lies inside
@@ -204,21 +245,42 @@ def count_noun(n: int, noun: str, plural: str | None = None) -> str:
 
 
 def run(action: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine, turning errors into one line on stderr and an exit code."""
+    """Run a coroutine, turning errors into one line on stderr and an exit code; SIGINT
+    and SIGTERM stop it (:mod:`cfgstore.cli.interrupts`)."""
     try:
-        return asyncio.run(_call(action))
+        with stop_signals():
+            return asyncio.run(_call(action))
     except CfgStoreError as exc:
         fail(str(exc), 2 if isinstance(exc, INPUT_ERRORS) else 1, exc)
     except (KeyboardInterrupt, typer.Exit):
         raise
+    except (OSError, Interrupted) as exc:
+        fail_on(exc)
     except Exception as exc:  # a bug: still one line unless --debug
         fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 2, exc)
 
 
+def fail_on(exc: BaseException) -> NoReturn:
+    """Exit as cfgctl does on ``exc`` when it ends a command: a filesystem error exits 2
+    naming the path and what to do; a stop signal exits 130 (at a safe point, saying what
+    was done). Anything else is re-raised."""
+    if isinstance(exc, OSError):
+        fail(describe_os_error(exc), 2, exc)
+    if isinstance(exc, Interrupted):
+        fail(str(exc), EXIT_INTERRUPTED, exc)
+    if isinstance(exc, KeyboardInterrupt):
+        fail(f"stopped by {last_signal()}", EXIT_INTERRUPTED, exc)
+    raise exc
+
+
 def fail(message: str, code: int, exc: BaseException | None = None) -> NoReturn:
-    """Print ``cfgctl: message`` (and the traceback under ``--debug``) and exit."""
+    """Print ``cfgctl: message`` (and the traceback under ``--debug``) and exit; under
+    ``--json`` also ``{"error": message, "exit_code": code}`` on stdout, unless the
+    command printed its JSON document already."""
     if debug and exc is not None:
         traceback.print_exception(exc, file=sys.stderr)
+    if json_output and not _json_emitted:
+        emit_json({"error": message, "exit_code": code})
     print(f"cfgctl: {message}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -228,8 +290,9 @@ PLAIN_PROGRESS_FROM = 200
 
 
 class Progress:
-    """Progress of a long step on stderr: a rich bar on a terminal, plain lines (at most
-    one per 10%) otherwise. Use as a context manager; call :meth:`advance`."""
+    """Progress of a long step on stderr: a rich bar on a terminal, plain lines otherwise
+    (``LABEL: 0/TOTAL`` at the start, then at most one per 10%). Use as a context
+    manager; call :meth:`advance`."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label = label
@@ -246,6 +309,10 @@ class Progress:
             self._bar = RichProgress(transient=True)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total)
+        elif self.total >= PLAIN_PROGRESS_FROM:
+            # The step's start, announced: an operator (or a script) sees the phase begin.
+            print(f"{self.label}: 0/{self.total}", file=sys.stderr, flush=True)
+            self._next_line = 1
         return self
 
     def advance(self, count: int = 1) -> None:
@@ -253,7 +320,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
         elif self.total >= PLAIN_PROGRESS_FROM and self.done * 10 // self.total >= self._next_line:
-            print(f"{self.label}: {self.done}/{self.total}", file=sys.stderr)
+            print(f"{self.label}: {self.done}/{self.total}", file=sys.stderr, flush=True)
             self._next_line = self.done * 10 // self.total + 1
 
     def __exit__(self, *exc: object) -> None:
@@ -265,5 +332,12 @@ async def _call(action: Callable[[], Awaitable[T]]) -> T:
     return await action()
 
 
+def json_emitted() -> bool:
+    """Whether this invocation printed a JSON document already."""
+    return _json_emitted
+
+
 def emit_json(value: Any) -> None:
+    global _json_emitted
+    _json_emitted = True
     print(json.dumps(value, indent=2, ensure_ascii=False))

@@ -36,7 +36,9 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.cli.differences import differences
+from cfgstore.cli.interrupts import checkpoint, stoppable
 from cfgstore.cli.kept_files import equivalent, safe_key
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.cli.readiness import Readiness
 from cfgstore.cli.relocation import Moved
 from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
@@ -222,7 +224,7 @@ def register(app: typer.Typer) -> None:
         ../) is written under relocated/ and listed, and the export exits 1 unless
         --relocate-paths makes the exported files name the relocated ones."""
         if to.exists() and not to.is_dir():
-            fail(f"{to}: not a folder", 2)
+            fail(f"{to}: is a file, not a folder; name a folder to export into", 2)
         if to.is_dir() and any(to.iterdir()) and not force:
             fail(f"{to} is not empty: refusing to write into it (use --force)", 1)
         settings = chain_settings("export", redis_url, backends, configs, cwd)
@@ -251,12 +253,7 @@ def register(app: typer.Typer) -> None:
         if outside:
             more = f"; and {len(outside) - 5} more" if len(outside) > 5 else ""
             fail(f"refusing to write outside {root}: " + "; ".join(outside[:5]) + more, 2)
-        with Progress("writing files", len(view.files)) as progress:
-            for folder in sorted({p.parent for p in view.files}):
-                make_private_dirs(folder)  # secrets inside: 0700, parents too
-            for path, data in view.files.items():
-                atomic_write(path, data)
-                progress.advance()
+        write_files(view.files, root)
         found = run(lambda: read_back(root, relocated))
         for path, data in final.items():
             if view.files.get(path) != data:
@@ -299,6 +296,36 @@ def register(app: typer.Typer) -> None:
             )
         if found:
             raise typer.Exit(1)
+
+
+def write_files(files: dict[Path, bytes], root: Path) -> None:
+    """Write the planned files, each atomically (a file is whole or absent). A stop signal
+    ends the writing between two files; that, or a filesystem error, exits (130, 2)
+    saying how many files were written and that a second export with ``--force`` writes
+    them all."""
+    total = len(files)
+    written = 0
+
+    def done() -> str:
+        if not written:
+            return f"nothing was written to {root}"
+        return (
+            f"{written} of {total} files written to {root}, each whole; run the export again "
+            "with --force to write them all"
+        )
+
+    finish = f"Every file in {root} is whole; run the export again with --force to write them all."
+    try:
+        with stoppable(finish), Progress("writing files", total) as progress:
+            for folder in sorted({p.parent for p in files}):
+                make_private_dirs(folder)  # secrets inside: 0700, parents too
+            for path, data in files.items():
+                checkpoint(done)
+                atomic_write(path, data)
+                written += 1
+                progress.advance()
+    except OSError as exc:
+        fail(f"{describe_os_error(exc)} ({done()})", 2, exc)
 
 
 async def read_back(root: Path, snapshot: Snapshot) -> list[str]:

@@ -15,7 +15,11 @@ A namespace is *empty* when it has no namespace id, no stored config, no provide
 and no unfinished ``cfgctl migrate`` (its ``migrating`` marker). Anything else is refused
 (exit 1, nothing written) unless ``--force``, which rewrites config, plugins, password and
 meta, keeps the namespace id other instances know the namespace by, and leaves pools,
-credentials and everything else alone.
+credentials and everything else alone. ``--force`` on a namespace that holds data asks
+first on a terminal; without one it needs ``--yes`` (else exit 1, nothing written).
+
+A ``--password-file`` password follows the admin API's rule
+(:func:`cfgstore.model.password.password_problem`).
 
 Secrets generated here are printed exactly once: the password only when it was generated,
 the API key always (it is new either way). Nothing else of them is ever printed.
@@ -23,6 +27,7 @@ the API key always (it is new either way). Nothing else of them is ever printed.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,6 +52,7 @@ from cfgstore.cli.common import (
     redis_location,
     run,
 )
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.errors import VersionConflict
 from cfgstore.model.defaults import (
     default_config,
@@ -54,7 +60,7 @@ from cfgstore.model.defaults import (
     generate_admin_password,
     generate_api_key,
 )
-from cfgstore.model.password import js_trim
+from cfgstore.model.password import js_trim, password_problem
 from cfgstore.model.status import BackendStatus
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.versions import ABSENT_VERSION, SCHEMA_VERSION
@@ -67,6 +73,14 @@ ForceOption = Annotated[
         "--force",
         help="Re-initialise a namespace that holds data: rewrite config, plugins, password "
         "and meta; keep the namespace id, pools and credentials.",
+    ),
+]
+YesOption = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        help="With --force: re-initialise a namespace that holds data without asking "
+        "(needed when there is no terminal to ask on).",
     ),
 ]
 PasswordFileOption = Annotated[
@@ -197,6 +211,7 @@ def register(app: typer.Typer) -> None:
         configs: ConfigsOption = None,
         cwd: CwdOption = None,
         force: ForceOption = False,
+        yes: YesOption = False,
         password_file: PasswordFileOption = None,
         json: JsonOption = False,
     ) -> None:
@@ -210,9 +225,12 @@ def register(app: typer.Typer) -> None:
             password = generated_password = generate_admin_password()
         api_key = generate_api_key()
 
-        outcome = run(lambda: _initialise(settings, force, password, api_key))
+        outcome = run(lambda: _initialise(settings, False, password, api_key))
         if not outcome.result.written:
-            _refuse(outcome, json)
+            if not force:
+                _refuse(outcome, json)
+            _confirm_force(outcome, yes)
+            outcome = run(lambda: _initialise(settings, True, password, api_key))
         _report(outcome, force, password_file, generated_password, api_key, json)
 
 
@@ -247,11 +265,38 @@ def _read_password(path: Path) -> str:
     except UnicodeDecodeError:
         fail(f"password file {path} is not UTF-8 text", 2)
     except OSError as exc:
-        fail(f"cannot read password file {path}: {exc.strerror or exc}", 2)
+        fail(f"cannot read the password file: {describe_os_error(exc)}", 2, exc)
     password = js_trim(text)
     if not password:
         fail(f"password file {path} is empty", 2)
+    problem = password_problem(password)
+    if problem is not None:
+        fail(
+            f"password file {path}: the Web-UI password needs {problem}, as the admin API "
+            "requires; nothing was written",
+            2,
+        )
     return password
+
+
+def _confirm_force(outcome: Outcome, yes: bool) -> None:
+    """Go on with ``--force`` over data: with ``--yes``, or when the operator says so on a
+    terminal; otherwise exit 1 with nothing written."""
+    if yes:
+        return
+    found = "; ".join(outcome.result.existing.describe())
+    what = (
+        f"namespace {outcome.name} at {outcome.location} holds {found}. `init --force` "
+        "replaces its config.json (all of it: API key, providers, every setting), plugins, "
+        "password and meta; pools and credentials are kept"
+    )
+    if not sys.stdin.isatty():
+        fail(f"{what}. Nothing was written: add --yes to confirm (no terminal to ask on)", 1)
+    # Asked on stderr and read from stdin: stdout stays the report (or the JSON).
+    print(f"{what}. Replace them? [y/N]: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        fail("nothing was written", 1)
 
 
 def _refuse(outcome: Outcome, as_json: bool) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import shlex
 import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import attrs
 import typer
@@ -34,6 +35,8 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.cli.differences import differences, live_state_differences
+from cfgstore.cli.interrupts import Interrupted, checkpoint, stoppable
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.cli.readiness import MIGRATING, MIGRATING_COMMAND
 from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folder, read_store
 from cfgstore.errors import InvalidData
@@ -43,6 +46,8 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.password import hash_password, is_hashed
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.versions import ANY_VERSION, SCHEMA_VERSION
+
+V = TypeVar("V")
 
 
 @attrs.define
@@ -160,6 +165,13 @@ def register(app: typer.Typer) -> None:
         async def go() -> Outcome:
             try:
                 files, report = await read_folder(configs, work_dir, parts, strict)
+                if files.is_empty():
+                    raise InvalidData(
+                        str(configs),
+                        "folder",
+                        "holds no AIClient-2-API data (no config.json, provider_pools.json, "
+                        "pwd, plugins.json…): is this the configs folder?",
+                    )
                 warnings = refused_config_values(files.config.document)
                 if strict and warnings:
                     raise InvalidData(
@@ -170,6 +182,8 @@ def register(app: typer.Typer) -> None:
             except InvalidData as exc:
                 problem = f"{exc.problem} (nothing was written)"
                 raise InvalidData(exc.source, exc.where, problem) from exc
+            except OSError as exc:
+                fail(f"{describe_os_error(exc)} (nothing was written)", 2, exc)
             warnings = [f"{config_source}: {w} (the admin API would refuse it)" for w in warnings]
             async with Store.open(settings, plugins=plugin_set()) as store:
                 stored = await read_store(store, "reading the store")
@@ -189,7 +203,7 @@ def register(app: typer.Typer) -> None:
                 if dry_run:
                     return Outcome("planned", diff, report, counts, warnings)
                 await store.meta.update({MIGRATING: iso_ms(now_ms()), MIGRATING_COMMAND: finish})
-                await write(store, files, keep_live_state=not reset_counters)
+                await write(store, files, keep_live_state=not reset_counters, finish=finish)
                 await store.meta.update(_meta(meta, configs))
                 action = "resumed" if resuming else "migrated"
                 return Outcome(action, diff, report, counts, warnings)
@@ -200,37 +214,74 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-async def write(store: Store, files: Snapshot, *, keep_live_state: bool) -> None:
-    """Write a snapshot, entity by entity, each atomically."""
-    await store.config.put(files.config.document, ANY_VERSION)
-    await store.pools.import_all(files.pools, keep_live_state=keep_live_state)
+async def write(
+    store: Store, files: Snapshot, *, keep_live_state: bool, finish: str = "cfgctl migrate"
+) -> None:
+    """Write a snapshot, entity by entity, each atomically. A stop signal (SIGINT,
+    SIGTERM) ends it between two entities with :class:`Interrupted`, saying how much was
+    written and that ``finish`` (the same migration again) completes it; a second signal
+    stops at once (:mod:`cfgstore.cli.interrupts`)."""
     credentials = files.credential_files()
-    with Progress("writing credentials", len(credentials)) as progress:
-        for credential in credentials:
-            await store.credentials.put(
-                Credential(
-                    credential.provider_type,
-                    credential.uuid,
-                    credential.document,
-                    credential.source_path,
-                    credential.token_format,
-                    siblings=credential.siblings,
-                ),
-                ANY_VERSION,
-            )
-            progress.advance()
-    if files.system_prompt is not None:
-        await store.system_prompt.put(files.system_prompt)
-    await store.custom_models.put_all(files.custom_models)
-    await store.plugin_config.put(files.plugins)
-    if files.password is not None:
-        stored = files.password if is_hashed(files.password) else hash_password(files.password)
-        await store.password.put_stored(stored)
-    if files.usage_cache is not None:
-        await store.usage_cache.put(files.usage_cache)
-    await store.kept_files.put(files.kept)
-    for token, session in files.sessions.items():
-        await store.sessions.add(token, session)
+    steps = 8 + len(credentials) + len(files.sessions)
+    written = 0
+
+    def done() -> str:
+        return (
+            f"migrate wrote {written} of {steps} entities, each whole; the store is marked "
+            f"as mid-migration: run migrate again to complete it (same store settings): "
+            f"{finish}"
+        )
+
+    async def step(action: Coroutine[Any, Any, Any]) -> None:
+        nonlocal written
+        try:
+            checkpoint(done)
+        except Interrupted:
+            action.close()  # never started
+            raise
+        await action
+        written += 1
+
+    again = f"run migrate again (same store settings): {finish}"
+    with stoppable(f"The store is marked as mid-migration; {again}"):
+        await step(store.config.put(files.config.document, ANY_VERSION))
+        await step(store.pools.import_all(files.pools, keep_live_state=keep_live_state))
+        with Progress("writing credentials", len(credentials)) as progress:
+            for credential in credentials:
+                await step(
+                    store.credentials.put(
+                        Credential(
+                            credential.provider_type,
+                            credential.uuid,
+                            credential.document,
+                            credential.source_path,
+                            credential.token_format,
+                            siblings=credential.siblings,
+                        ),
+                        ANY_VERSION,
+                    )
+                )
+                progress.advance()
+        await step(_optional(store.system_prompt.put, files.system_prompt))
+        await step(store.custom_models.put_all(files.custom_models))
+        await step(store.plugin_config.put(files.plugins))
+        await step(_optional(store.password.put_stored, _stored_password(files.password)))
+        await step(_optional(store.usage_cache.put, files.usage_cache))
+        await step(store.kept_files.put(files.kept))
+        for token, session in files.sessions.items():
+            await step(store.sessions.add(token, session))
+        checkpoint(done)
+
+
+async def _optional(put: Callable[[V], Awaitable[Any]], value: V | None) -> None:
+    if value is not None:
+        await put(value)
+
+
+def _stored_password(password: str | None) -> str | None:
+    if password is None:
+        return None
+    return password if is_hashed(password) else hash_password(password)
 
 
 def finish_command(

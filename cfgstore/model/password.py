@@ -32,6 +32,18 @@ def js_trim(text: str) -> str:
     return text.strip(JS_WHITESPACE)
 
 
+MIN_PASSWORD_LENGTH = 8
+"""The shortest Web-UI password accepted, counted after trimming: the one rule of the
+admin API (``POST /api/admin-password``) and ``cfgctl init --password-file``."""
+
+PASSWORD_RULE = f"at least {MIN_PASSWORD_LENGTH} characters (spaces around trimmed)"
+
+
+def password_problem(password: str) -> str | None:
+    """:data:`PASSWORD_RULE` when ``password`` breaks it, else ``None``."""
+    return PASSWORD_RULE if len(js_trim(password)) < MIN_PASSWORD_LENGTH else None
+
+
 def hash_password(password: str, salt: str | None = None) -> str:
     """Return the stored form of ``password`` (a fresh random salt unless one is given)."""
     salt = salt if salt is not None else secrets.token_hex(16)

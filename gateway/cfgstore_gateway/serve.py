@@ -63,6 +63,7 @@ from aiohttp import web
 from cfgstore.adapters import Settings, Store
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN
 from cfgstore.cli.common import tool_chain
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
 from cfgstore.model.config import MainConfig
 from cfgstore_gateway.app import create_app
@@ -308,6 +309,10 @@ def _worker_main(spec: WorkerSpec, channel: multiprocessing.connection.Connectio
     except (CfgStoreError, ServeError) as exc:
         with contextlib.suppress(OSError):
             channel.send(("error", str(exc), ""))
+        sys.exit(2)
+    except OSError as exc:  # a path it cannot use: the path and what to do, no traceback
+        with contextlib.suppress(OSError):
+            channel.send(("error", describe_os_error(exc), ""))
         sys.exit(2)
     except Exception as exc:
         log.exception("worker %d failed", spec.index)

@@ -325,7 +325,7 @@ def test_password_file_is_trimmed_hashed_and_never_printed(
     stored = asyncio.run(read_back(settings(redis_url, prefix)))["password_stored"]
     assert "correct-horse-battery" not in stored
 
-    again = cfgctl("init", "--force", "--json", "--password-file", str(secret_file))
+    again = cfgctl("init", "--force", "--yes", "--json", "--password-file", str(secret_file))
     assert again.exit_code == 0, again.output
     summary = json.loads(again.stdout)
     assert "generated_password" not in summary and summary["password"] == "from file"
@@ -334,7 +334,11 @@ def test_password_file_is_trimmed_hashed_and_never_printed(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(None, "cannot read password file"), (" \n\t", "is empty"), (b"\xff\xfe\xfa", "not UTF-8")],
+    [
+        (None, "cannot read the password file"),
+        (" \n\t", "is empty"),
+        (b"\xff\xfe\xfa", "not UTF-8"),
+    ],
 )
 def test_unusable_password_file_exits_2_before_anything_is_written(
     prefix: str, raw: redis.Redis, tmp_path: Path, content: str | bytes | None, problem: str
@@ -435,7 +439,7 @@ def test_force_rewrites_config_plugins_password_and_keeps_the_rest(
     asyncio.run(customise())
     kept_before = without_init_keys(snapshot(raw, prefix), prefix)
 
-    result = cfgctl("init", "--force")
+    result = cfgctl("init", "--force", "--yes")
     assert result.exit_code == 0, result.output
     password, api_key = printed_secrets(result)
     assert password is not None and password != old["generated_password"]
@@ -465,7 +469,7 @@ def test_force_on_a_namespace_without_an_id_gives_it_one(
     store_settings = settings(redis_url, prefix)
     asyncio.run(seed_pools(store_settings))  # e.g. data written before ids existed
     kept_before = without_init_keys(snapshot(raw, prefix), prefix)
-    result = cfgctl("init", "--force", "--json")
+    result = cfgctl("init", "--force", "--yes", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["forced"] is True and summary["namespace_id_kept"] is False

@@ -303,7 +303,15 @@ def test_list_of_a_folder_without_journals(tmp_path: Path) -> None:
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["journals"] == []
     missing = run_cfgctl("journal", "list", "--state-dir", tmp_path / "nope")
     assert missing.exit_code == 2
-    assert one_error_line(missing) == f"cfgctl: {tmp_path / 'nope'}: not a directory"
+    assert one_error_line(missing) == (
+        f"cfgctl: {tmp_path / 'nope'}: the state directory does not exist"
+    )
+    (tmp_path / "a-file").write_text("x")
+    a_file = run_cfgctl("journal", "list", "--state-dir", tmp_path / "a-file")
+    assert a_file.exit_code == 2
+    assert one_error_line(a_file) == (
+        f"cfgctl: {tmp_path / 'a-file'}: the state directory is a file, not a folder"
+    )
 
 
 # -- journal replay --------------------------------------------------------------------------

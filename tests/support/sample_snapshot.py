@@ -22,13 +22,15 @@ async def read_sample_snapshot(
     revision: int,
     saved_at_ms: int,
     plugins: PluginSet | None = None,
+    source: Path = EXAMPLE,
 ) -> StoreSnapshot:
     """Copy the sample deployment to ``tmp_path / "app"`` (its configs folder is
     ``tmp_path / "app" / "configs"``; nothing is written to ``examples/``) and return what
     a file store over the copy serves, with the given snapshot header. ``plugins`` as for
-    :meth:`Store.open` (default: discovered from the environment)."""
+    :meth:`Store.open` (default: discovered from the environment); ``source``: another
+    deployment folder to copy instead."""
     app = tmp_path / "app"
-    shutil.copytree(EXAMPLE, app)
+    shutil.copytree(source, app)
     settings = Settings(
         configs_dir=app / "configs",
         backends=("file",),

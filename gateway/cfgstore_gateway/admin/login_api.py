@@ -35,7 +35,7 @@ from cfgstore.adapters import Store
 from cfgstore.errors import StorageUnavailable
 from cfgstore.model.config import MainConfig
 from cfgstore.model.login_guard import LoginAttempt, Refusal
-from cfgstore.model.password import js_trim
+from cfgstore.model.password import PASSWORD_RULE, password_problem
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.access import PUBLIC_BODY_MAX
@@ -49,7 +49,6 @@ from cfgstore_gateway.services import SERVICES
 log = logging.getLogger("cfgstore_gateway.admin")
 
 USERNAME = "admin"
-MIN_PASSWORD_LENGTH = 8
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -156,8 +155,8 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     fields: dict[str, str] = {}
     if not isinstance(current, str) or not current:
         fields["currentPassword"] = "required (a non-empty string)"
-    if not isinstance(new, str) or len(js_trim(new)) < MIN_PASSWORD_LENGTH:
-        fields["newPassword"] = f"at least {MIN_PASSWORD_LENGTH} characters (spaces around trimmed)"
+    if not isinstance(new, str) or password_problem(new):
+        fields["newPassword"] = PASSWORD_RULE
     if fields:
         raise invalid(fields)
     assert isinstance(current, str) and isinstance(new, str)

@@ -58,7 +58,9 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
         settings = self.settings
         configs_dir = settings.configs_dir.absolute()
         if not await asyncio.to_thread(configs_dir.is_dir):
-            raise InvalidData(str(configs_dir), "folder", "the configs folder does not exist")
+            exists = await asyncio.to_thread(configs_dir.exists)
+            problem = "is a file, not a folder" if exists else "does not exist"
+            raise InvalidData(str(configs_dir), "folder", f"the configs folder {problem}")
         config_file = configs_dir / "config.json"
         raw = await asyncio.to_thread(read_bytes, config_file)
         config = config_from_text(

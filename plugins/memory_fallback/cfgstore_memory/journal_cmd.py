@@ -65,6 +65,7 @@ from cfgstore.cli.common import (
     plugin_set,
     redis_location,
     redis_settings,
+    require_folder,
     run,
 )
 from cfgstore.cli.status import format_age_ms
@@ -285,8 +286,7 @@ def read_journals(source: Path, *, single: bool) -> list[JournalFile]:
 
 
 def _list(state_dir: Path, as_json: bool) -> None:
-    if not state_dir.is_dir():
-        fail(f"{state_dir}: not a directory", 2)
+    require_folder(state_dir, "state directory")
     files = read_journals(state_dir, single=False)
     now = now_ms()
     if as_json:
@@ -525,8 +525,8 @@ def _replay_command(
     single = journal is not None
     if journal is not None and not journal.is_file():
         fail(f"{journal}: no such journal file", 2)
-    if state_dir is not None and not state_dir.is_dir():
-        fail(f"{state_dir}: not a directory", 2)
+    if state_dir is not None:
+        require_folder(state_dir, "state directory")
     settings = redis_settings("journal replay", redis_url)
     source = journal if journal is not None else state_dir
     assert source is not None

@@ -37,6 +37,8 @@ from cfgstore.cli.common import (
     run,
 )
 from cfgstore.cli.init_cmd import Existing
+from cfgstore.cli.interrupts import checkpoint, stoppable
+from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.errors import InvalidData, VersionConflict
 from cfgstore.model.snapshot import StoreSnapshot, snapshot_from_bytes
 from cfgstore.model.timefmt import iso_ms, now_ms
@@ -60,7 +62,7 @@ def read_snapshot(path: Path) -> StoreSnapshot:
     except FileNotFoundError:
         fail(f"snapshot {path} does not exist", 2)
     except OSError as exc:
-        fail(f"cannot read snapshot {path}: {exc.strerror or exc}", 2, exc)
+        fail(f"cannot read the snapshot: {describe_os_error(exc)}", 2, exc)
     try:
         snapshot = snapshot_from_bytes(raw, str(path))
     except InvalidData as exc:
@@ -80,15 +82,29 @@ async def _restore(
         if not existing.empty and not force:
             return RestoreOutcome(prefix, location, existing, written=False)
         config_version = (await store.config.get()).version
-        await store.pools.import_all(snapshot.pools, keep_live_state=False)
-        with Progress("restoring credentials", len(snapshot.credentials)) as progress:
+        total = len(snapshot.credentials)
+        restored = 0
+        again = f"run `cfgctl restore {source} --force` to complete it"
+
+        def done() -> str:
+            return (
+                f"restore wrote the pools and {restored} of {total} credentials, each whole; "
+                f"the namespace is not marked restored: {again}"
+            )
+
+        stop = stoppable(f"The namespace is not marked restored: {again}.")
+        with stop, Progress("restoring credentials", total) as progress:
+            await store.pools.import_all(snapshot.pools, keep_live_state=False)
             for credential in snapshot.credentials:
+                checkpoint(done)
                 expected = None
                 if not existing.empty:
                     current = await store.credentials.get(credential.provider_type, credential.uuid)
                     expected = current.version if current is not None else None
                 await store.credentials.put(credential, expected)
+                restored += 1
                 progress.advance()
+            checkpoint(done)
         try:
             await store.config.put(snapshot.config.document, config_version)
         except VersionConflict:
