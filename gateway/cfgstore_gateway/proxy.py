@@ -78,6 +78,9 @@ from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.adapters import Adapter, UpstreamCall, UpstreamReply, UpstreamUnavailable
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
 from cfgstore_gateway.prompting import apply_system_prompt
+from cfgstore_gateway.protocols import StreamFailed, StreamTranslator
+from cfgstore_gateway.protocols.client import PASS_THROUGH, ClientProtocol
+from cfgstore_gateway.protocols.neutral import Usage
 from cfgstore_gateway.refresh import RefreshFailed
 from cfgstore_gateway.routing import Route, Target, with_custom_model
 from cfgstore_gateway.selection import Choice, SlotsFull
@@ -115,6 +118,8 @@ class RequestInfo:
     provider_type: str | None = None
     uuid: str | None = None
     attempts: int = 0
+    usage: Usage | None = None
+    """The upstream's token usage, when its answer said it."""
 
 
 @attrs.frozen
@@ -141,6 +146,9 @@ class ClientRequest:
     stream: bool
     pristine: bool = True
     """Whether ``body`` is still what ``raw`` holds (no system prompt applied)."""
+    protocol: ClientProtocol = PASS_THROUGH
+    """The client's protocol: ``body`` is already the upstream's (OpenAI) body; answers
+    and errors are converted back to this protocol."""
 
     def for_target(self, target: Target) -> tuple[Mapping[str, Any], bytes | None]:
         """The body for ``target`` and the raw bytes when it needs no rewrite."""
@@ -239,7 +247,7 @@ async def proxy_chat(
                 return outcome
             last = outcome
             if not outcome.switch or switches >= max_switches:
-                return _failure_response(outcome)
+                return _failure_response(outcome, client.protocol)
             switches += 1
             log.info(
                 "req=%s type=%s node=%s failed (%s); switching (%d/%d)",
@@ -250,23 +258,20 @@ async def proxy_chat(
                 switches,
                 max_switches,
             )
+    protocol = client.protocol
     if last is not None:
-        return _failure_response(last)
+        return _failure_response(last, protocol)
     if busy:
-        return error_response(
+        return protocol.error_response(
             429,
             f"{NO_HEALTHY_PROVIDER}: every candidate is at its concurrency limit",
-            "rate_limit_error",
             "provider_busy",
         )
     if unsupported and len(unsupported) == len(route.targets):
-        return error_response(
-            503,
-            f"No adapter serves provider type {', '.join(unsupported)}",
-            "server_error",
-            "provider_unsupported",
+        return protocol.error_response(
+            503, f"No adapter serves provider type {', '.join(unsupported)}", "provider_unsupported"
         )
-    return error_response(503, NO_HEALTHY_PROVIDER, "server_error", "no_healthy_provider")
+    return protocol.error_response(503, NO_HEALTHY_PROVIDER, "no_healthy_provider")
 
 
 async def _record_pick(
@@ -456,50 +461,69 @@ async def _attempt(
         )
     if 200 <= reply.status < 300:
         if client.stream:
-            return await _deliver_stream(attempt, request, reply)
-        return await _deliver_whole(attempt, reply)
+            return await _deliver_stream(attempt, request, reply, client)
+        return await _deliver_whole(attempt, reply, client.protocol)
     return await _upstream_error(attempt, reply)
 
 
-async def _deliver_whole(attempt: _Attempt, reply: UpstreamReply) -> web.StreamResponse | Failed:
+async def _deliver_whole(
+    attempt: _Attempt, reply: UpstreamReply, protocol: ClientProtocol
+) -> web.StreamResponse | Failed:
     try:
         data = await reply.read()
     except UpstreamUnavailable as exc:
         return await attempt.failure(str(exc))
     finally:
         reply.close()
+    content_type = reply.headers.get("Content-Type", "application/json")
+    try:
+        data, attempt.info.usage = protocol.client_body(data)
+        content_type = "application/json"
+    except ValueError as exc:
+        if protocol is not PASS_THROUGH:  # nothing to convert: the upstream misbehaved
+            return await attempt.failure(f"unreadable answer: {exc}", 502)
     await attempt.success()
-    return web.Response(
-        body=data,
-        status=reply.status,
-        headers={"Content-Type": reply.headers.get("Content-Type", "application/json")},
-    )
+    return web.Response(body=data, status=reply.status, headers={"Content-Type": content_type})
 
 
 async def _deliver_stream(
-    attempt: _Attempt, request: web.Request, reply: UpstreamReply
+    attempt: _Attempt, request: web.Request, reply: UpstreamReply, client: ClientRequest
 ) -> web.StreamResponse | Failed:
+    """The upstream's stream to the client, converted event by event for a client of
+    another protocol (see :class:`~cfgstore_gateway.protocols.client.ClientProtocol`)."""
     info = attempt.info
+    translator = client.protocol.translator(client.model)
     chunks = reply.chunks()
     try:
         first = await _first_chunk(chunks)
     except UpstreamUnavailable as exc:
         reply.close()
         return await attempt.failure(str(exc))
+    content_type = reply.headers.get("Content-Type", "text/event-stream")
     response = web.StreamResponse(
         status=reply.status,
         headers={
-            "Content-Type": reply.headers.get("Content-Type", "text/event-stream"),
+            "Content-Type": content_type if translator is None else "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Request-Id": info.request_id,
         },
     )
     try:
         await response.prepare(request)
-        if first:
-            await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
+        if translator is None:
+            if first:
+                await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+        else:
+            await _write_translated(response, translator, first, chunks)
+            info.usage = translator.usage
+    except StreamFailed as exc:
+        failed = await attempt.failure(attempt.scrub(f"stream error: {exc}"), exc.status)
+        await _end_quietly(
+            response, client.protocol.stream_error(exc.status, failed.message, client.model)
+        )
+        return response
     except UpstreamUnavailable as exc:
         failed = await attempt.failure(f"stream broke: {exc}")
         log.warning(
@@ -509,8 +533,14 @@ async def _deliver_stream(
             attempt.node.uuid,
             failed.message,
         )
-        payload = error_body("upstream stream interrupted", "upstream_error", "stream_interrupted")
-        await _end_quietly(response, b"data: " + json.dumps(payload).encode() + b"\n\n")
+        if translator is None:
+            payload = error_body(
+                "upstream stream interrupted", "upstream_error", "stream_interrupted"
+            )
+            last = b"data: " + json.dumps(payload).encode() + b"\n\n"
+        else:
+            last = client.protocol.stream_error(502, "upstream stream interrupted", client.model)
+        await _end_quietly(response, last)
         return response
     except ConnectionError:
         log.info("req=%s: client went away during the stream", info.request_id)
@@ -520,6 +550,25 @@ async def _deliver_stream(
     await attempt.success()
     await _end_quietly(response)
     return response
+
+
+async def _write_translated(
+    response: web.StreamResponse,
+    translator: StreamTranslator,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+) -> None:
+    """Each upstream chunk's events as soon as they are complete, then the end."""
+    out = translator.feed(first)
+    if out:
+        await response.write(out)
+    async for chunk in chunks:
+        out = translator.feed(chunk)
+        if out:
+            await response.write(out)
+    out = translator.close()
+    if out:
+        await response.write(out)
 
 
 async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
@@ -561,18 +610,30 @@ async def _upstream_error(attempt: _Attempt, reply: UpstreamReply) -> Failed:
     return Failed(status, body, content_type, message)
 
 
-def _failure_response(failed: Failed) -> web.Response:
-    if failed.status is not None and failed.body is not None:
+def _failure_response(failed: Failed, protocol: ClientProtocol) -> web.Response:
+    """The last failure for the client: an OpenAI client gets the upstream's error body as
+    it came (scrubbed); a client of another protocol its own error shape with the
+    upstream's message."""
+    if failed.status is not None and failed.body is not None and protocol is PASS_THROUGH:
         return web.Response(
             body=failed.body,
             status=failed.status,
             headers={"Content-Type": failed.content_type or "application/json"},
         )
+    if failed.status is not None and failed.body is not None:
+        detail = _error_detail(failed.body) or failed.message
+        return protocol.error_response(failed.status, detail)
     if failed.status is not None:
-        return error_response(failed.status, f"Upstream error: {failed.message}", "upstream_error")
-    return error_response(
-        502, f"Upstream unavailable: {failed.message}", "upstream_error", "upstream_unavailable"
-    )
+        if protocol is PASS_THROUGH:
+            return error_response(
+                failed.status, f"Upstream error: {failed.message}", "upstream_error"
+            )
+        return protocol.error_response(failed.status, f"Upstream error: {failed.message}")
+    if protocol is PASS_THROUGH:
+        return error_response(
+            502, f"Upstream unavailable: {failed.message}", "upstream_error", "upstream_unavailable"
+        )
+    return protocol.error_response(502, f"Upstream unavailable: {failed.message}")
 
 
 def _error_detail(body: bytes | None) -> str:
