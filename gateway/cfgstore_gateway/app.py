@@ -52,7 +52,8 @@ import logging
 import re
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from typing import Any
 
 import aiohttp
 import attrs
@@ -76,8 +77,8 @@ from cfgstore_gateway.json_body import parse_client_json
 from cfgstore_gateway.log_text import escaped
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proactive_refresh import Background
-from cfgstore_gateway.protocols import neutral
-from cfgstore_gateway.protocols.client import PASS_THROUGH, ClientProtocol, client_protocol
+from cfgstore_gateway.protocols import ConverterRegistry, neutral
+from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol, client_protocol
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
 from cfgstore_gateway.routing import (
@@ -108,6 +109,7 @@ class _Setup:
     registry: AdapterRegistry
     options: GatewayOptions
     refresher_factory: RefresherFactory
+    converters: ConverterRegistry
 
 
 SETUP = web.AppKey("cfgstore_gateway.setup", _Setup)
@@ -138,7 +140,13 @@ def create_app(
         for adapter in adapters:
             registry.register(adapter)
     app = web.Application(middlewares=[_middleware], client_max_size=options.client_max_size)
-    app[SETUP] = _Setup(store, registry, options, refresher_factory or _default_refresher)
+    app[SETUP] = _Setup(
+        store,
+        registry,
+        options,
+        refresher_factory or _default_refresher,
+        load_converters(store.plugins),
+    )
     app.cleanup_ctx.append(_services)
     access = app[ROUTE_ACCESS] = RouteAccess()
     access.default(app, Access.CLIENT)
@@ -171,31 +179,52 @@ def load_adapters(plugins: PluginSet) -> AdapterRegistry:
     implementation isolated: one that raises is reported in one line (with the traceback
     at debug level) and its adapters are skipped; an adapter that does not implement the
     protocol is skipped alone, the line naming what it lacks."""
+    registry = AdapterRegistry()
+    for origin, adapter in _registered(plugins, "cfgstore_gateway_adapters", "adapters"):
+        try:
+            registry.register(adapter)
+        except TypeError as exc:
+            log.error("plugin %s: adapter skipped: %s", origin, exc)
+    if not registry.adapters:
+        log.warning("no upstream adapter is installed: every chat request will fail")
+    return registry
+
+
+def load_converters(plugins: PluginSet) -> ConverterRegistry:
+    """The built-in protocol converters, then every plugin's (the
+    ``cfgstore_gateway_converters`` hook), isolated like adapters."""
+    registry = ConverterRegistry()
+    for origin, converter in _registered(plugins, "cfgstore_gateway_converters", "converters"):
+        try:
+            registry.register(converter)
+        except TypeError as exc:
+            log.error("plugin %s: converter skipped: %s", origin, exc)
+    return registry
+
+
+def _registered(plugins: PluginSet, hook: str, what: str) -> Iterator[tuple[str, Any]]:
+    """``(plugin origin, object)`` for every object the implementations of the register
+    hook ``hook`` offer; an implementation that raises is reported in one line (the
+    traceback at debug level) and what it offered is skipped."""
     manager = plugins.manager
     add_gateway_hookspecs(manager)
-    registry = AdapterRegistry()
-    for impl in manager.hook.cfgstore_gateway_adapters.get_hookimpls():
+    for impl in getattr(manager.hook, hook).get_hookimpls():
         origin = plugins.origin(impl.plugin_name)
-        offered: list[Adapter] = []
+        offered: list[Any] = []
         arguments = {"register": offered.append}
         try:
             impl.function(*[arguments[name] for name in impl.argnames])
         except Exception as exc:
             log.error(
-                "plugin %s could not register its adapters: %s",
+                "plugin %s could not register its %s: %s",
                 origin,
+                what,
                 one_line(exc),
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             continue
-        for adapter in offered:
-            try:
-                registry.register(adapter)
-            except TypeError as exc:
-                log.error("plugin %s: adapter skipped: %s", origin, exc)
-    if not registry.adapters:
-        log.warning("no upstream adapter is installed: every chat request will fail")
-    return registry
+        for item in offered:
+            yield origin, item
 
 
 def _default_refresher(store: Store, session: aiohttp.ClientSession) -> RefresherLike:
@@ -236,6 +265,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         session=session,
         refresher=refresher,
         options=options,
+        converters=setup.converters,
         metrics=gateway_metrics,
     )
     required = required_key(await config.get())
@@ -386,12 +416,12 @@ async def _storage_mode(services: Services) -> str:
 
 def _protocol_of(request: web.Request) -> ClientProtocol:
     """The client protocol of the matched route (OpenAI chat when it has none)."""
-    return request.config_dict[ROUTE_PROTOCOLS].get(request.match_info.route, PASS_THROUGH)
+    return request.config_dict[ROUTE_PROTOCOLS].get(request.match_info.route, OPENAI_CLIENT)
 
 
 def _unauthorized(request: web.Request) -> web.Response:
     protocol = _protocol_of(request)
-    if protocol is PASS_THROUGH:
+    if protocol.is_openai_chat:
         return unauthorized()
     return protocol.error_response(
         401,
@@ -433,9 +463,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     refused = _path_type_refused(request, services, (await services.store.pools.view()).keys())
     if refused is not None:
         return refused
-    body, raw, error = await _json_object(request, PASS_THROUGH)
+    body, raw, error = await _json_object(request, OPENAI_CLIENT)
     if body is None:
-        return error or PASS_THROUGH.error_response(400, "Request body is not valid JSON")
+        return error or OPENAI_CLIENT.error_response(400, "Request body is not valid JSON")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         return error_response(
@@ -479,17 +509,17 @@ async def _converted(
     refused = _path_type_refused(request, services, (await services.store.pools.view()).keys())
     if refused is not None:
         return refused
-    body, _, error = await _json_object(request, protocol)
-    if body is None or protocol.converter is None:
+    body, raw, error = await _json_object(request, protocol)
+    if body is None:
         return error or protocol.error_response(400, "Request body is not valid JSON")
     parsed = protocol.converter.parse_request(body, model)
     if stream is not None:
         parsed = attrs.evolve(parsed, stream=stream)
     if not parsed.model.strip():
         return protocol.error_response(400, "you must provide a model parameter")
-    upstream = protocol.upstream_body(parsed)
-    raw = json.dumps(upstream, ensure_ascii=False).encode()
-    client = ClientRequest(raw, upstream, parsed.model, parsed.stream, protocol=protocol)
+    client = ClientRequest(
+        raw, body, parsed.model, parsed.stream, protocol=protocol, neutral=parsed
+    )
     return await _generate(request, client)
 
 
@@ -514,7 +544,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     no upstream is asked), ``{"input_tokens": N}``."""
     protocol = _protocol_of(request)
     body, _, error = await _json_object(request, protocol)
-    if body is None or protocol.converter is None:
+    if body is None:
         return error or protocol.error_response(400, "Request body is not valid JSON")
     return web.json_response(
         {"input_tokens": estimated_tokens(protocol.converter.parse_request(body))}
