@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import re
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from typing import Any
 
 import aiohttp
 import attrs
@@ -75,6 +77,8 @@ from cfgstore_gateway.json_body import parse_client_json
 from cfgstore_gateway.log_text import escaped
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proactive_refresh import Background
+from cfgstore_gateway.protocols import ConverterRegistry, neutral
+from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol, client_protocol
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
 from cfgstore_gateway.routing import (
@@ -107,9 +111,14 @@ class _Setup:
     registry: AdapterRegistry
     options: GatewayOptions
     refresher_factory: RefresherFactory
+    converters: ConverterRegistry
 
 
 SETUP = web.AppKey("cfgstore_gateway.setup", _Setup)
+ROUTE_PROTOCOLS = web.AppKey(
+    "cfgstore_gateway.route_protocols", dict[web.AbstractRoute, ClientProtocol]
+)
+"""The client protocol of each route that is not OpenAI chat: its errors take that shape."""
 _CURRENT: contextvars.ContextVar[RequestInfo] = contextvars.ContextVar("cfgstore_gateway_request")
 """The current request's log record: set by the middleware, read by the handlers (same task)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -133,17 +142,36 @@ def create_app(
         for adapter in adapters:
             registry.register(adapter)
     app = web.Application(middlewares=[_middleware], client_max_size=options.client_max_size)
-    app[SETUP] = _Setup(store, registry, options, refresher_factory or _default_refresher)
+    app[SETUP] = _Setup(
+        store,
+        registry,
+        options,
+        refresher_factory or _default_refresher,
+        load_converters(store.plugins),
+    )
     app.cleanup_ctx.append(_services)
     access = app[ROUTE_ACCESS] = RouteAccess()
     access.default(app, Access.CLIENT)
     r = app.router
     access.mark(Access.PUBLIC, r.add_get("/health", health))
     access.mark(Access.METRICS, r.add_get(METRICS_PATH, metrics))
-    access.mark(Access.CLIENT, r.add_get("/v1/models", models))
-    access.mark(Access.CLIENT, r.add_post("/v1/chat/completions", chat_completions))
-    access.mark(Access.CLIENT, r.add_get("/{provider}/v1/models", models))
-    access.mark(Access.CLIENT, r.add_post("/{provider}/v1/chat/completions", chat_completions))
+    protocols = app[ROUTE_PROTOCOLS] = {}
+    for prefix in ("", "/{provider}"):
+        access.mark(Access.CLIENT, r.add_get(f"{prefix}/v1/models", models))
+        access.mark(Access.CLIENT, r.add_post(f"{prefix}/v1/chat/completions", chat_completions))
+        for path, handler, name in (
+            (f"{prefix}/v1/messages", messages, "claude"),
+            (f"{prefix}/v1/messages/count_tokens", count_tokens, "claude"),
+            (f"{prefix}/v1/responses", responses, "openaiResponses"),
+            (f"{prefix}/v1beta/models/{{target}}", gemini_generate, "gemini"),
+            (f"{prefix}/v1/models/{{target}}", gemini_generate, "gemini"),  # google-genai's default
+        ):
+            route = r.add_post(path, handler)
+            access.mark(Access.CLIENT, route)
+            protocols[route] = client_protocol(name)
+        gemini_models = r.add_get(f"{prefix}/v1beta/models", gemini_model_list)
+        access.mark(Access.CLIENT, gemini_models)
+        protocols[gemini_models] = client_protocol("gemini")
     add_admin(app, SessionGate(store), access)
     return app
 
@@ -153,31 +181,52 @@ def load_adapters(plugins: PluginSet) -> AdapterRegistry:
     implementation isolated: one that raises is reported in one line (with the traceback
     at debug level) and its adapters are skipped; an adapter that does not implement the
     protocol is skipped alone, the line naming what it lacks."""
+    registry = AdapterRegistry()
+    for origin, adapter in _registered(plugins, "cfgstore_gateway_adapters", "adapters"):
+        try:
+            registry.register(adapter)
+        except TypeError as exc:
+            log.error("plugin %s: adapter skipped: %s", origin, exc)
+    if not registry.adapters:
+        log.warning("no upstream adapter is installed: every chat request will fail")
+    return registry
+
+
+def load_converters(plugins: PluginSet) -> ConverterRegistry:
+    """The built-in protocol converters, then every plugin's (the
+    ``cfgstore_gateway_converters`` hook), isolated like adapters."""
+    registry = ConverterRegistry()
+    for origin, converter in _registered(plugins, "cfgstore_gateway_converters", "converters"):
+        try:
+            registry.register(converter)
+        except TypeError as exc:
+            log.error("plugin %s: converter skipped: %s", origin, exc)
+    return registry
+
+
+def _registered(plugins: PluginSet, hook: str, what: str) -> Iterator[tuple[str, Any]]:
+    """``(plugin origin, object)`` for every object the implementations of the register
+    hook ``hook`` offer; an implementation that raises is reported in one line (the
+    traceback at debug level) and what it offered is skipped."""
     manager = plugins.manager
     add_gateway_hookspecs(manager)
-    registry = AdapterRegistry()
-    for impl in manager.hook.cfgstore_gateway_adapters.get_hookimpls():
+    for impl in getattr(manager.hook, hook).get_hookimpls():
         origin = plugins.origin(impl.plugin_name)
-        offered: list[Adapter] = []
+        offered: list[Any] = []
         arguments = {"register": offered.append}
         try:
             impl.function(*[arguments[name] for name in impl.argnames])
         except Exception as exc:
             log.error(
-                "plugin %s could not register its adapters: %s",
+                "plugin %s could not register its %s: %s",
                 origin,
+                what,
                 one_line(exc),
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             continue
-        for adapter in offered:
-            try:
-                registry.register(adapter)
-            except TypeError as exc:
-                log.error("plugin %s: adapter skipped: %s", origin, exc)
-    if not registry.adapters:
-        log.warning("no upstream adapter is installed: every chat request will fail")
-    return registry
+        for item in offered:
+            yield origin, item
 
 
 def _default_refresher(store: Store, session: aiohttp.ClientSession) -> RefresherLike:
@@ -218,6 +267,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         session=session,
         refresher=refresher,
         options=options,
+        converters=setup.converters,
         metrics=gateway_metrics,
     )
     required = required_key(await config.get())
@@ -272,8 +322,9 @@ async def _middleware(
             services.store.traffic.record(
                 info.provider_type, ok=response.status < 400, latency_ms=elapsed_ms
             )
+    usage = info.usage
     log.info(
-        "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f",
+        "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f tokens=%s",
         info.request_id,
         escaped(request.method),
         escaped(request.path),
@@ -282,6 +333,7 @@ async def _middleware(
         info.attempts,
         response.status,
         elapsed_ms,
+        f"{usage.input_tokens}/{usage.output_tokens}" if usage is not None else "-",
         extra={  # the same facts as fields, for --log-format json
             "request_id": info.request_id,
             "method": request.method,
@@ -291,6 +343,8 @@ async def _middleware(
             "attempts": info.attempts,
             "status": response.status,
             "ms": elapsed_ms,
+            "input_tokens": usage.input_tokens if usage is not None else None,
+            "output_tokens": usage.output_tokens if usage is not None else None,
         },
     )
     return response
@@ -314,7 +368,7 @@ async def _admitted(
         if access.needs_client_key(metrics_require_key) and not key_matches(
             request, required_key(config)
         ):
-            return unauthorized()
+            return _unauthorized(request)
     if access.is_open(metrics_require_key) and (request.content_length or 0) > PUBLIC_BODY_MAX:
         return error_response(
             413,
@@ -367,70 +421,226 @@ async def _storage_mode(services: Services) -> str:
     return mode
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    config = await services.config.get()
-    view = await services.store.pools.view()
-    path_type = request.match_info.get("provider")
-    if path_type is not None and not _routable(services, path_type, view.keys()):
-        return _unknown_type(path_type)  # before reading a body that could go nowhere
+def _protocol_of(request: web.Request) -> ClientProtocol:
+    """The client protocol of the matched route (OpenAI chat when it has none)."""
+    return request.config_dict[ROUTE_PROTOCOLS].get(request.match_info.route, OPENAI_CLIENT)
+
+
+def _unauthorized(request: web.Request) -> web.Response:
+    protocol = _protocol_of(request)
+    if protocol.is_openai_chat:
+        return unauthorized()
+    return protocol.error_response(
+        401,
+        "Unauthorized: API key is invalid or missing.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _json_object(
+    request: web.Request, protocol: ClientProtocol
+) -> tuple[dict[str, object] | None, bytes, web.Response | None]:
+    """The request's JSON object body and its bytes, or the error answer."""
     raw = await request.read()
     try:
         body = parse_client_json(raw)
     except ValueError:
-        return error_response(400, "Request body is not valid JSON", "invalid_request_error")
+        return None, raw, protocol.error_response(400, "Request body is not valid JSON")
     if not isinstance(body, dict):
-        return error_response(400, "Request body must be a JSON object", "invalid_request_error")
+        return None, raw, protocol.error_response(400, "Request body must be a JSON object")
+    return body, raw, None
+
+
+def _path_type_refused(
+    request: web.Request, services: Services, pool_types: Collection[str]
+) -> web.Response | None:
+    """The answer for a ``/{provider}/...`` path that goes nowhere, checked before any body
+    is read."""
+    path_type = request.match_info.get("provider")
+    if path_type is None or _routable(services, path_type, pool_types):
+        return None
+    return _protocol_of(request).error_response(
+        404, f"Unknown provider type {path_type!r}", "unknown_provider"
+    )
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``: the upstream's protocol, passed through."""
+    services = request.app[SERVICES]
+    refused = _path_type_refused(request, services, (await services.store.pools.view()).keys())
+    if refused is not None:
+        return refused
+    body, raw, error = await _json_object(request, OPENAI_CLIENT)
+    if body is None:
+        return error or OPENAI_CLIENT.error_response(400, "Request body is not valid JSON")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         return error_response(
             400, "you must provide a model parameter", "invalid_request_error", "missing_model"
         )
+    client = ClientRequest(raw, body, model, body.get("stream") is True)
+    return await _generate(request, client)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages`` (Anthropic Messages)."""
+    return await _converted(request)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/responses`` (OpenAI Responses)."""
+    return await _converted(request)
+
+
+GEMINI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}
+
+
+async def gemini_generate(request: web.Request) -> web.StreamResponse:
+    """``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``
+    (always answered as SSE, whatever ``alt`` says, as the Node service does)."""
+    model, _, action = request.match_info["target"].rpartition(":")
+    if not model or action not in GEMINI_ACTIONS:
+        return _protocol_of(request).error_response(
+            404, f"Unknown method {request.match_info['target']!r}: use <model>:generateContent"
+        )
+    return await _converted(request, model=model, stream=GEMINI_ACTIONS[action])
+
+
+async def _converted(
+    request: web.Request, *, model: str | None = None, stream: bool | None = None
+) -> web.StreamResponse:
+    """A generation request of a converted client protocol: read into the neutral model,
+    sent as the upstream's body; the answer comes back in the client's protocol."""
+    services = request.app[SERVICES]
+    protocol = _protocol_of(request)
+    refused = _path_type_refused(request, services, (await services.store.pools.view()).keys())
+    if refused is not None:
+        return refused
+    body, raw, error = await _json_object(request, protocol)
+    if body is None:
+        return error or protocol.error_response(400, "Request body is not valid JSON")
+    parsed = protocol.converter.parse_request(body, model)
+    if stream is not None:
+        parsed = attrs.evolve(parsed, stream=stream)
+    if not parsed.model.strip():
+        return protocol.error_response(400, "you must provide a model parameter")
+    client = ClientRequest(
+        raw, body, parsed.model, parsed.stream, protocol=protocol, neutral=parsed
+    )
+    return await _generate(request, client)
+
+
+async def _generate(request: web.Request, client: ClientRequest) -> web.StreamResponse:
+    """Route and proxy one generation (the upstream body is ready in ``client``)."""
+    services = request.app[SERVICES]
+    config = await services.config.get()
+    view = await services.store.pools.view()
     route = resolve(
         header_type=request.headers.get("model-provider"),
-        path_type=path_type,
-        model=model,
+        path_type=request.match_info.get("provider"),
+        model=client.model,
         config=config,
         pool_types=view.keys(),
         static_models=lambda t: _static_models(services, t),
     )
-    client = ClientRequest(raw, body, model, body.get("stream") is True)
     return await proxy_chat(services, request, client, route, config, _CURRENT.get())
 
 
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages/count_tokens``: an estimate (about four characters a token, as
+    no upstream is asked), ``{"input_tokens": N}``."""
+    protocol = _protocol_of(request)
+    body, _, error = await _json_object(request, protocol)
+    if body is None:
+        return error or protocol.error_response(400, "Request body is not valid JSON")
+    return web.json_response(
+        {"input_tokens": estimated_tokens(protocol.converter.parse_request(body))}
+    )
+
+
+def estimated_tokens(request: neutral.ChatRequest) -> int:
+    """A rough input size: characters of text, tool arguments and schemas over four, plus
+    a fixed cost per image and per message."""
+    characters = len(request.system or "")
+    extra = 0
+    for message in request.messages:
+        extra += 4
+        for part in message.parts:
+            if isinstance(part, neutral.Text | neutral.Thinking):
+                characters += len(part.text)
+            elif isinstance(part, neutral.ToolCall):
+                characters += len(part.name) + len(part.arguments)
+            elif isinstance(part, neutral.ToolResult):
+                characters += len(part.text())
+            else:
+                extra += 256
+    for tool in request.tools:
+        characters += len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+    return max(1, (characters + 3) // 4 + extra)
+
+
 async def models(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/models``: the OpenAI model list."""
+    listing = await _model_listing(request)
+    if isinstance(listing, web.StreamResponse):
+        return listing
+    created = now_ms() // 1000
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [
+                {"id": model_id, "object": "model", "created": created, "owned_by": owner}
+                for model_id, owner in listing
+            ],
+        }
+    )
+
+
+async def gemini_model_list(request: web.Request) -> web.StreamResponse:
+    """``GET /v1beta/models``: the same models in Gemini's list shape."""
+    listing = await _model_listing(request)
+    if isinstance(listing, web.StreamResponse):
+        return listing
+    methods = ["generateContent", "streamGenerateContent", "countTokens"]
+    return web.json_response(
+        {
+            "models": [
+                {
+                    "name": f"models/{model_id}",
+                    "baseModelId": model_id,
+                    "version": "001",
+                    "displayName": model_id,
+                    "description": f"{model_id} ({owner})",
+                    "supportedGenerationMethods": methods,
+                }
+                for model_id, owner in listing
+            ]
+        }
+    )
+
+
+async def _model_listing(request: web.Request) -> list[tuple[str, str]] | web.StreamResponse:
+    """``(model id, owner type)`` of every model the request's route lists, each once."""
     services = request.app[SERVICES]
     config = await services.config.get()
     view = await services.store.pools.view()
+    refused = _path_type_refused(request, services, view.keys())
+    if refused is not None:
+        return refused
     path_type = request.match_info.get("provider")
-    if path_type is not None and not _routable(services, path_type, view.keys()):
-        return _unknown_type(path_type)
     wanted = request.headers.get("model-provider") or path_type
     if wanted and wanted != AUTO:
         types = [wanted]
     else:
         types = [t for t in view if services.registry.for_type(t) is not None]
-    created = now_ms() // 1000
-    data: list[dict[str, object]] = []
-    seen: set[str] = set()
+    listing: dict[str, str] = {}
     for provider_type in types:
         nodes = view.get(provider_type, ())
         for model_id in await _models_of(services, provider_type, nodes, config, _CURRENT.get()):
-            if model_id not in seen:
-                seen.add(model_id)
-                data.append(
-                    {
-                        "id": model_id,
-                        "object": "model",
-                        "created": created,
-                        "owned_by": provider_type,
-                    }
-                )
+            listing.setdefault(model_id, provider_type)
     for model_id, owner in await _custom_models(services, wanted if wanted != AUTO else None):
-        if model_id not in seen:
-            seen.add(model_id)
-            data.append({"id": model_id, "object": "model", "created": created, "owned_by": owner})
-    return web.json_response({"object": "list", "data": data})
+        listing.setdefault(model_id, owner)
+    return list(listing.items())
 
 
 async def _custom_models(services: Services, wanted: str | None) -> list[tuple[str, str]]:
@@ -454,12 +664,6 @@ def _routable(services: Services, provider_type: str, pool_types: Collection[str
     return (
         is_known_type(provider_type, pool_types)
         or services.registry.for_type(provider_type) is not None
-    )
-
-
-def _unknown_type(provider_type: str) -> web.Response:
-    return error_response(
-        404, f"Unknown provider type {provider_type!r}", "invalid_request_error", "unknown_provider"
     )
 
 

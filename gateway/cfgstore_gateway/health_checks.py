@@ -66,7 +66,15 @@ from cfgstore.errors import CfgStoreError, CredentialPathOutside
 from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms, parse_time_ms
-from cfgstore_gateway.adapters import Adapter, AdapterRegistry, UpstreamCall, UpstreamUnavailable
+from cfgstore_gateway.adapters import (
+    Adapter,
+    AdapterRegistry,
+    UpstreamCall,
+    UpstreamUnavailable,
+    upstream_protocol,
+)
+from cfgstore_gateway.protocols import ConverterRegistry
+from cfgstore_gateway.protocols.neutral import ChatRequest, Message, Text
 from cfgstore_gateway.refresh import RefreshFailed
 from cfgstore_gateway.serviceability import unserved_reason
 from cfgstore_gateway.services import RefresherLike, Services
@@ -184,8 +192,10 @@ class HealthChecker:
         clock: Callable[[], int] = now_ms,
         concurrency: int = CHECK_CONCURRENCY,
         timeout_s: float = CHECK_TIMEOUT_S,
+        converters: ConverterRegistry | None = None,
     ) -> None:
         self._store = store
+        self._converters = converters or ConverterRegistry()
         self._registry = registry
         self._session = session
         self._refresher = refresher
@@ -204,6 +214,7 @@ class HealthChecker:
             services.session,
             services.refresher,
             config=services.config.get,
+            converters=services.converters,
         )
 
     # -- one pass ------------------------------------------------------------------------
@@ -316,12 +327,7 @@ class HealthChecker:
                 credential = await self._refresher.credential_for(provider_type, node)
                 if credential is not None:
                     secrets |= _secrets_of(credential.document)
-            body = {
-                "model": model,
-                "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": 1,
-                "stream": False,
-            }
+            body = self._check_body(adapter, model)
             call = UpstreamCall(
                 provider_type=provider_type,
                 node=node,
@@ -347,6 +353,15 @@ class HealthChecker:
             return CheckResult(provider_type, node.uuid, True, model, status=status)
         text = _masked(answer.decode("utf-8", "replace"), secrets)[:MESSAGE_LIMIT]
         return failed(f"Health check failed: HTTP {status}: {text}", status)
+
+    def _check_body(self, adapter: Adapter, model: str) -> dict[str, object]:
+        """ "Hi", one token at most, in the adapter's protocol."""
+        protocol = upstream_protocol(adapter)
+        converter = self._converters.get(protocol)
+        if converter is None:
+            raise UpstreamUnavailable(f"no converter installed for the protocol {protocol!r}")
+        hello = Message("user", (Text("Hi"),))
+        return converter.render_request(ChatRequest(model, (hello,), max_tokens=1))
 
     # -- asked for by the admin UI (§3.7) --------------------------------------------------
 

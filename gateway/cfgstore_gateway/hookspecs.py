@@ -1,4 +1,4 @@
-"""The gateway's plugin hook: upstream protocol adapters (DESIGN §7).
+"""The gateway's plugin hooks: upstream protocol adapters (DESIGN §7) and protocol converters.
 
 An adapter speaks one upstream wire protocol for some provider types (the first one,
 :mod:`cfgstore_gateway.adapters.openai_compat`, speaks the OpenAI chat-completions protocol
@@ -30,6 +30,7 @@ from cfgstore.hookspecs import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from cfgstore_gateway.adapters import Adapter
+    from cfgstore_gateway.protocols import Converter
 
 adapters_hookimpl = hookimpl(optionalhook=True)
 """The marker adapter plugins use for :func:`cfgstore_gateway_adapters`."""
@@ -50,6 +51,23 @@ def cfgstore_gateway_adapters(register: Callable[[Adapter], None]) -> None:
     request. When two adapters serve the same type, the one registered last wins and the
     gateway logs the conflict. Nothing is returned; an implementation that raises is
     reported and its adapters are skipped.
+    """
+
+
+converters_hookimpl = hookimpl(optionalhook=True)
+"""The marker converter plugins use for :func:`cfgstore_gateway_converters`."""
+
+
+@hookspec
+def cfgstore_gateway_converters(register: Callable[[Converter], None]) -> None:
+    """Register protocol converters: call ``register(converter)`` once per protocol.
+
+    ``converter`` implements :class:`cfgstore_gateway.protocols.Converter`: a ``name`` (the
+    protocol an adapter names in its ``protocol`` attribute) and the functions that read
+    and write that protocol's requests, responses, streams and errors to and from the
+    neutral model. One registered under a built-in name (``openai``, ``claude``,
+    ``gemini``, ``openaiResponses``) replaces the built-in. Called once when a gateway
+    application is built; an implementation that raises is reported and skipped.
     """
 
 

@@ -104,3 +104,16 @@ def apply_system_prompt(
     if changed == messages:
         return body
     return {**body, "messages": changed}
+
+
+def apply_to_system(system: str | None, prompt: str | None, config: MainConfig) -> str | None:
+    """A converted request's system text after the same rules: the replacements, then the
+    prompt appended (after a newline) or, in ``overwrite`` mode, in its place."""
+    pairs = replacements(config)
+    prompt = prompt if prompt is not None and prompt.strip() else None
+    text = _replace(system, pairs) if system is not None and pairs else system
+    if prompt is None:
+        return text
+    mode = OVERWRITE if config.get("SYSTEM_PROMPT_MODE") == OVERWRITE else APPEND
+    combined: str = _with_prompt(text or "", prompt, mode)
+    return combined

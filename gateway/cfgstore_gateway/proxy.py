@@ -91,9 +91,13 @@ from cfgstore_gateway.adapters import (
     UpstreamCall,
     UpstreamReply,
     UpstreamUnavailable,
+    upstream_protocol,
 )
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
-from cfgstore_gateway.prompting import apply_system_prompt
+from cfgstore_gateway.prompting import apply_system_prompt, apply_to_system
+from cfgstore_gateway.protocols import Converter, StreamFailed, StreamTranslator
+from cfgstore_gateway.protocols import neutral as n
+from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol
 from cfgstore_gateway.refresh import RefreshFailed
 from cfgstore_gateway.route_report import Skip, no_provider_message, pool_skip_reason, types_listing
 from cfgstore_gateway.routing import Route, Target, with_custom_model
@@ -133,6 +137,8 @@ class RequestInfo:
     provider_type: str | None = None
     uuid: str | None = None
     attempts: int = 0
+    usage: n.Usage | None = None
+    """The upstream's token usage, when its answer said it."""
 
 
 @attrs.frozen
@@ -143,6 +149,9 @@ class Failed:
     body: bytes | None
     content_type: str | None
     message: str
+    client_shaped: bool = True
+    """Whether ``body`` is in the client's protocol (the upstream speaks it): then it goes
+    back as it came; otherwise the client gets its own error shape with the message."""
 
     @property
     def switch(self) -> bool:
@@ -151,7 +160,8 @@ class Failed:
 
 @attrs.frozen
 class ClientRequest:
-    """The parsed client request: the body as sent and as an object."""
+    """The parsed client request: the body as sent (in the client's protocol) and as an
+    object, and, for a client whose request is converted, the neutral request."""
 
     raw: bytes
     body: Mapping[str, Any]
@@ -159,20 +169,49 @@ class ClientRequest:
     stream: bool
     pristine: bool = True
     """Whether ``body`` is still what ``raw`` holds (no system prompt applied)."""
+    protocol: ClientProtocol = OPENAI_CLIENT
+    neutral: n.ChatRequest | None = None
+    """The request in the neutral model (read from ``body`` when ``None`` and needed)."""
+    body_stale: bool = False
+    """Whether ``neutral`` holds a change ``body`` lacks (the system prompt of a converted
+    client): then even an upstream of the client's protocol gets a body rendered anew."""
 
-    def for_target(self, target: Target) -> tuple[Mapping[str, Any], bytes | None]:
-        """The body for ``target`` and the raw bytes when it needs no rewrite."""
-        if target.model == self.model and self.pristine:
-            return self.body, self.raw
-        if target.model == self.model:
-            return self.body, None
-        return {**self.body, "model": target.model}, None
+    def for_target(
+        self, target: Target, upstream: Converter
+    ) -> tuple[Mapping[str, Any], bytes | None]:
+        """The body for ``target`` in the ``upstream``'s protocol, and the raw bytes when
+        it is the client's own, unchanged: one conversion at most."""
+        if self.protocol.speaks(upstream) and not self.body_stale:
+            if target.model == self.model or "model" not in self.body:
+                return self.body, self.raw if self.pristine else None
+            return {**self.body, "model": target.model}, None
+        request = attrs.evolve(self.as_neutral(), model=target.model, stream=self.stream)
+        return upstream.render_request(request), None
+
+    def as_neutral(self) -> n.ChatRequest:
+        if self.neutral is not None:
+            return self.neutral
+        return self.protocol.converter.parse_request(self.body, self.model)
 
     def with_body(self, body: Mapping[str, Any]) -> ClientRequest:
         """This request with a rewritten body (itself when ``body`` is its body)."""
         if body is self.body:
             return self
         return attrs.evolve(self, body=body, pristine=False)
+
+    def with_system_prompt(self, prompt: str | None, config: MainConfig) -> ClientRequest:
+        """The operator's system prompt and replacements applied
+        (:mod:`cfgstore_gateway.prompting`): to an OpenAI chat body as such, to the neutral
+        request of any other protocol."""
+        if self.protocol.is_openai_chat:
+            return self.with_body(apply_system_prompt(self.body, prompt, config))
+        request = self.as_neutral()
+        system = apply_to_system(request.system, prompt, config)
+        if system == request.system:
+            return self
+        return attrs.evolve(
+            self, neutral=attrs.evolve(request, system=system), body_stale=True, pristine=False
+        )
 
 
 async def prepare(
@@ -199,7 +238,7 @@ async def prepare(
     except CfgStoreError as exc:
         log.error("system prompt unavailable: %s", exc)
         prompt = None
-    return client.with_body(apply_system_prompt(client.body, prompt, config)), route
+    return client.with_system_prompt(prompt, config), route
 
 
 def _static_models(services: Services, provider_type: str) -> tuple[str, ...]:
@@ -288,7 +327,7 @@ async def proxy_chat(
                 return outcome
             last = outcome
             if not outcome.switch or switches >= max_switches:
-                return _failure_response(outcome)
+                return _failure_response(outcome, client.protocol)
             switches += 1
             log.info(
                 "req=%s type=%s node=%s failed (%s); switching (%d/%d)",
@@ -299,20 +338,24 @@ async def proxy_chat(
                 switches,
                 max_switches,
             )
+    protocol = client.protocol
     if last is not None:
-        return _failure_response(last)
+        return _failure_response(last, protocol)
     if busy:
-        return error_response(
+        return protocol.error_response(
             429,
             f"{NO_HEALTHY_PROVIDER}: every candidate is at its concurrency limit",
-            "rate_limit_error",
             "provider_busy",
         )
-    return await _no_provider(services, route, skips, config)
+    return await _no_provider(services, route, skips, config, protocol)
 
 
 async def _no_provider(
-    services: Services, route: Route, skips: list[Skip], config: MainConfig
+    services: Services,
+    route: Route,
+    skips: list[Skip],
+    config: MainConfig,
+    protocol: ClientProtocol,
 ) -> web.Response:
     """``503``: no target gave a node; the message says why (see the module docstring)."""
     view = await services.store.pools.view()
@@ -323,7 +366,7 @@ async def _no_provider(
     message = no_provider_message(route, skips, config, view.keys(), elsewhere)
     log.warning("no provider: %s", message)
     code = "provider_unsupported" if all(s.no_adapter for s in skips) else "no_healthy_provider"
-    return error_response(503, message, "server_error", code)
+    return protocol.error_response(503, message, code)
 
 
 async def _record_pick(
@@ -471,7 +514,11 @@ async def _attempt(
             )
         if attempt.credential is None:
             return await attempt.failure("no credential stored for the node")
-    body, raw = client.for_target(target)
+    protocol = upstream_protocol(adapter)
+    upstream = services.converters.get(protocol)
+    if upstream is None:
+        return await attempt.failure(f"no converter installed for the protocol {protocol!r}")
+    body, raw = client.for_target(target, upstream)
     refreshed = False
     retries, base_delay_s = same_node_retries(config)
     retried = 0
@@ -528,50 +575,73 @@ async def _attempt(
         )
     if 200 <= reply.status < 300:
         if client.stream:
-            return await _deliver_stream(attempt, request, reply)
-        return await _deliver_whole(attempt, reply)
-    return await _upstream_error(attempt, reply)
+            return await _deliver_stream(attempt, request, reply, client, upstream)
+        return await _deliver_whole(attempt, reply, client.protocol, upstream)
+    return await _upstream_error(attempt, reply, client.protocol.speaks(upstream))
 
 
-async def _deliver_whole(attempt: _Attempt, reply: UpstreamReply) -> web.StreamResponse | Failed:
+async def _deliver_whole(
+    attempt: _Attempt, reply: UpstreamReply, protocol: ClientProtocol, upstream: Converter
+) -> web.StreamResponse | Failed:
     try:
         data = await reply.read()
     except UpstreamUnavailable as exc:
         return await attempt.failure(str(exc))
     finally:
         reply.close()
+    content_type = reply.headers.get("Content-Type", "application/json")
+    try:
+        data, attempt.info.usage = protocol.client_body(data, upstream)
+        content_type = "application/json"
+    except ValueError as exc:
+        if not protocol.speaks(upstream):  # nothing to convert: the upstream misbehaved
+            return await attempt.failure(f"unreadable answer: {exc}", 502)
     await attempt.success()
-    return web.Response(
-        body=data,
-        status=reply.status,
-        headers={"Content-Type": reply.headers.get("Content-Type", "application/json")},
-    )
+    return web.Response(body=data, status=reply.status, headers={"Content-Type": content_type})
 
 
 async def _deliver_stream(
-    attempt: _Attempt, request: web.Request, reply: UpstreamReply
+    attempt: _Attempt,
+    request: web.Request,
+    reply: UpstreamReply,
+    client: ClientRequest,
+    upstream: Converter,
 ) -> web.StreamResponse | Failed:
+    """The upstream's stream to the client, converted event by event for a client of
+    another protocol (see :class:`~cfgstore_gateway.protocols.client.ClientProtocol`)."""
     info = attempt.info
+    translator = client.protocol.translator(client.model, upstream)
     chunks = reply.chunks()
     try:
         first = await _first_chunk(chunks)
     except UpstreamUnavailable as exc:
         reply.close()
         return await attempt.failure(str(exc))
+    content_type = reply.headers.get("Content-Type", "text/event-stream")
     response = web.StreamResponse(
         status=reply.status,
         headers={
-            "Content-Type": reply.headers.get("Content-Type", "text/event-stream"),
+            "Content-Type": content_type if translator is None else "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Request-Id": info.request_id,
         },
     )
     try:
         await response.prepare(request)
-        if first:
-            await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
+        if translator is None:
+            if first:
+                await response.write(first)
+            async for chunk in chunks:
+                await response.write(chunk)
+        else:
+            await _write_translated(response, translator, first, chunks)
+            info.usage = translator.usage
+    except StreamFailed as exc:
+        failed = await attempt.failure(attempt.scrub(f"stream error: {exc}"), exc.status)
+        await _end_quietly(
+            response, client.protocol.stream_error(exc.status, failed.message, client.model)
+        )
+        return response
     except UpstreamUnavailable as exc:
         failed = await attempt.failure(f"stream broke: {exc}")
         log.warning(
@@ -581,8 +651,14 @@ async def _deliver_stream(
             attempt.node.uuid,
             failed.message,
         )
-        payload = error_body("upstream stream interrupted", "upstream_error", "stream_interrupted")
-        await _end_quietly(response, b"data: " + json.dumps(payload).encode() + b"\n\n")
+        if client.protocol.is_openai_chat:
+            payload = error_body(
+                "upstream stream interrupted", "upstream_error", "stream_interrupted"
+            )
+            last = b"data: " + json.dumps(payload).encode() + b"\n\n"
+        else:
+            last = client.protocol.stream_error(502, "upstream stream interrupted", client.model)
+        await _end_quietly(response, last)
         return response
     except ConnectionError:
         log.info("req=%s: client went away during the stream", info.request_id)
@@ -592,6 +668,25 @@ async def _deliver_stream(
     await attempt.success()
     await _end_quietly(response)
     return response
+
+
+async def _write_translated(
+    response: web.StreamResponse,
+    translator: StreamTranslator,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+) -> None:
+    """Each upstream chunk's events as soon as they are complete, then the end."""
+    out = translator.feed(first)
+    if out:
+        await response.write(out)
+    async for chunk in chunks:
+        out = translator.feed(chunk)
+        if out:
+            await response.write(out)
+    out = translator.close()
+    if out:
+        await response.write(out)
 
 
 async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
@@ -610,7 +705,7 @@ async def _end_quietly(response: web.StreamResponse, last: bytes = b"") -> None:
         await response.write_eof()
 
 
-async def _upstream_error(attempt: _Attempt, reply: UpstreamReply) -> Failed:
+async def _upstream_error(attempt: _Attempt, reply: UpstreamReply, client_shaped: bool) -> Failed:
     status = reply.status
     content_type = reply.headers.get("Content-Type")
     retry_after = reply.headers.get("Retry-After")
@@ -630,21 +725,33 @@ async def _upstream_error(attempt: _Attempt, reply: UpstreamReply) -> Failed:
         await attempt.cooldown(retry_after)
     else:
         await attempt.failure(message, status)
-    return Failed(status, body, content_type, message)
+    return Failed(status, body, content_type, message, client_shaped)
 
 
-def _failure_response(failed: Failed) -> web.Response:
-    if failed.status is not None and failed.body is not None:
+def _failure_response(failed: Failed, protocol: ClientProtocol) -> web.Response:
+    """The last failure for the client: the upstream's error body as it came (scrubbed)
+    when the upstream speaks the client's protocol, else the client's own error shape with
+    the upstream's message."""
+    if failed.status is not None and failed.body is not None and failed.client_shaped:
         return web.Response(
             body=failed.body,
             status=failed.status,
             headers={"Content-Type": failed.content_type or "application/json"},
         )
+    if failed.status is not None and failed.body is not None:
+        detail = _error_detail(failed.body) or failed.message
+        return protocol.error_response(failed.status, detail)
     if failed.status is not None:
-        return error_response(failed.status, f"Upstream error: {failed.message}", "upstream_error")
-    return error_response(
-        502, f"Upstream unavailable: {failed.message}", "upstream_error", "upstream_unavailable"
-    )
+        if protocol.is_openai_chat:
+            return error_response(
+                failed.status, f"Upstream error: {failed.message}", "upstream_error"
+            )
+        return protocol.error_response(failed.status, f"Upstream error: {failed.message}")
+    if protocol.is_openai_chat:
+        return error_response(
+            502, f"Upstream unavailable: {failed.message}", "upstream_error", "upstream_unavailable"
+        )
+    return protocol.error_response(502, f"Upstream unavailable: {failed.message}")
 
 
 def _error_detail(body: bytes | None) -> str:

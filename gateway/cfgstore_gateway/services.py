@@ -33,6 +33,7 @@ from cfgstore.model.events import ChangeEvent
 from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import AdapterRegistry
 from cfgstore_gateway.metrics import GatewayMetrics
+from cfgstore_gateway.protocols import ConverterRegistry
 from cfgstore_gateway.selection import Selector, SlotTable
 
 log = logging.getLogger("cfgstore_gateway.config")
@@ -153,6 +154,9 @@ class Services:
     session: aiohttp.ClientSession
     refresher: RefresherLike
     options: GatewayOptions
+    converters: ConverterRegistry = attrs.Factory(ConverterRegistry)
+    """Protocol converters by name: the built-ins and the plugins' (requests and answers
+    between a client's protocol and an adapter's)."""
     metrics: GatewayMetrics = attrs.Factory(GatewayMetrics)
     """This application's Prometheus metrics (its own registry)."""
     models_cache: dict[str, tuple[float, list[str]]] = attrs.Factory(dict)

@@ -754,13 +754,6 @@ def codex_document(access_token: str) -> dict[str, Any]:
 
 PASS_THROUGH = [
     pytest.param(
-        "claude-custom",
-        {"CLAUDE_API_KEY": "sk-claude-0001", "CLAUDE_BASE_URL": "{url}"},
-        None,
-        "sk-claude-0001",
-        id="claude-custom",
-    ),
-    pytest.param(
         "claude-kiro-oauth",
         {"KIRO_OAUTH_CREDS_FILE_PATH": "./configs/kiro/a.json", "KIRO_BASE_URL": "{url}"},
         kiro_document,
@@ -798,13 +791,6 @@ PASS_THROUGH = [
         codex_document,
         "codex-access-0001",
         id="openai-codex-oauth",
-    ),
-    pytest.param(
-        "openaiResponses-custom",
-        {"OPENAI_API_KEY": "sk-responses-0001", "OPENAI_BASE_URL": "{url}"},
-        None,
-        "sk-responses-0001",
-        id="openaiResponses-custom",
     ),
 ]
 
@@ -859,24 +845,24 @@ async def test_upstream_base_urls_in_config_serve_nodes_without_their_own_key(
     closed = f"http://127.0.0.1:{free_port()}/v1"
     pools = {
         "claude-kiro-oauth": [{"uuid": A, "KIRO_OAUTH_CREDS_FILE_PATH": "./configs/kiro/a.json"}],
-        "claude-custom-spare": [{"uuid": B, "CLAUDE_API_KEY": "sk-spare-0001"}],
-        "claude-custom": [
-            {"uuid": C, "CLAUDE_API_KEY": "sk-own-0001", "CLAUDE_BASE_URL": upstream.base_url}
+        "atlascloud-spare": [{"uuid": B, "OPENAI_API_KEY": "sk-spare-0001"}],
+        "atlascloud": [
+            {"uuid": C, "OPENAI_API_KEY": "sk-own-0001", "OPENAI_BASE_URL": upstream.base_url}
         ],
     }
-    table = {"claude-kiro-oauth": upstream.base_url + "/", "claude-custom": closed}
+    table = {"claude-kiro-oauth": upstream.base_url + "/", "atlascloud": closed}
     settings = make_deployment(tmp_path, pools, UPSTREAM_BASE_URLS=table)
     async with running_gateway(settings) as gw:
         kiro = await gw.chat("m", headers={"model-provider": "claude-kiro-oauth"})
         assert kiro.status == 200, await kiro.text()
-        own = await gw.chat("m", headers={"model-provider": "claude-custom"})
+        own = await gw.chat("m", headers={"model-provider": "atlascloud"})
         assert own.status == 200, await own.text()
         assert upstream.tokens() == ["kiro-access-a", "sk-own-0001"]
         # The suffixed type's base entry is the closed port: tried there, no answer.
-        spare = await gw.chat("m", headers={"model-provider": "claude-custom-spare"})
+        spare = await gw.chat("m", headers={"model-provider": "atlascloud-spare"})
         assert spare.status == 502
         assert len(upstream.chat_requests()) == 2
-        assert (await gw.node(B, "claude-custom-spare")).state.error_count == 1
+        assert (await gw.node(B, "atlascloud-spare")).state.error_count == 1
 
 
 async def test_a_pass_through_node_without_a_base_url_is_left_alone_with_a_clear_error(
@@ -916,7 +902,7 @@ def test_base_url_precedence_for_pass_through_types() -> None:
     adapter = OpenAICompatAdapter()
     table = {
         "claude-kiro-oauth": "https://table.example/kiro/v1/",
-        "claude-custom": "https://table.example/claude/v1",
+        "atlascloud": "https://table.example/atlas/v1",
     }
 
     def url(provider_type: str, node_fields: dict[str, Any], **config: Any) -> str:
@@ -932,7 +918,7 @@ def test_base_url_precedence_for_pass_through_types() -> None:
         "https://table.example/kiro/v1"
     )
     assert url("claude-kiro-oauth-eu", {}) == "https://table.example/kiro/v1"
-    assert url("claude-custom-spare", {}) == "https://table.example/claude/v1"
+    assert url("atlascloud-spare", {}) == "https://table.example/atlas/v1"
     gemini = {"GEMINI_BASE_URL": "https://gemini.example/v1"}
     assert url("gemini-antigravity", gemini) == "https://gemini.example/v1"
     assert url("openai-codex-oauth", {"CODEX_BASE_URL": "https://codex.example/v1"}) == (
@@ -945,7 +931,7 @@ def test_base_url_precedence_for_pass_through_types() -> None:
     assert not adapter.serves("grok-web")
     assert not adapter.serves("claude-kiro-oauth-eu")  # suffixes go through the registry
     assert adapter.needs_credential("claude-kiro-oauth")
-    assert not adapter.needs_credential("claude-custom")
+    assert not adapter.needs_credential("atlascloud")
 
 
 class DedicatedAdapter:

@@ -1,6 +1,6 @@
 """Upstream protocol adapters: the contract, the call and reply values, the registry.
 
-An :class:`Adapter` turns one proxied request (the client's OpenAI-format body, the chosen
+An :class:`Adapter` turns one proxied request (the body in the adapter's protocol, the chosen
 pool node, its credential) into an upstream call and hands back an :class:`UpstreamReply`
 whose body the gateway streams to the client as it arrives. Adapters do no bookkeeping and
 no retries: selection, slots, credentials refresh, health records and switching to another
@@ -11,9 +11,8 @@ timeout); any HTTP answer, error statuses included, is a reply.
 Contract of a reply: ``status`` and ``headers`` are known when the call returns; the body
 is read once, either whole (:meth:`UpstreamReply.read`) or chunk by chunk
 (:meth:`UpstreamReply.chunks`), and :meth:`UpstreamReply.close` is always called (it
-returns the pooled connection). For a successful reply the body is in the OpenAI format
-(JSON, or ``text/event-stream`` when the request asked for ``stream``): a protocol
-adapter converts on the fly.
+returns the pooled connection). For a successful reply the body is in the adapter's
+protocol (JSON, or ``text/event-stream`` when the request asked for ``stream``).
 
 :class:`AdapterRegistry` resolves which adapter serves a provider type once per type and
 caches the answer (no pluggy call and no scan per request). An adapter may declare itself
@@ -23,6 +22,13 @@ only when no other adapter does, whatever the registration order. An adapter may
 the provider types it serves (a ``provider_types`` collection of strings, outside the
 protocol too): the web UI offers them (``GET /api/providers/supported``) before any pool of
 that type exists, since ``serves`` alone cannot be enumerated.
+
+The wire protocol of an adapter's bodies is OpenAI chat completions unless it names another
+in an optional ``protocol`` attribute (``claude``, ``gemini``, ``openaiResponses``, or a
+protocol a converter plugin adds: :mod:`cfgstore_gateway.protocols`): the gateway converts a
+client's request into that protocol before the call (or passes it through when the client
+speaks it) and the answer back, so the call's ``body`` and a successful reply's body are in
+the adapter's protocol.
 """
 
 from __future__ import annotations
@@ -246,6 +252,12 @@ def declared_types(adapter: Adapter) -> tuple[str, ...]:
     if isinstance(listed, str) or not isinstance(listed, Collection):
         return ()
     return tuple(t for t in listed if isinstance(t, str) and t)
+
+
+def upstream_protocol(adapter: Adapter) -> str:
+    """The protocol ``adapter``'s bodies are in (its optional ``protocol``; ``openai``)."""
+    protocol = getattr(adapter, "protocol", None)
+    return protocol if isinstance(protocol, str) and protocol else "openai"
 
 
 def is_generic(adapter: Adapter) -> bool:

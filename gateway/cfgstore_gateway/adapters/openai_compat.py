@@ -5,14 +5,18 @@ Serves every provider type whose calls can go to an upstream speaking OpenAI's
 (``openai-custom-deepseek``, ``claude-kiro-oauth-eu``). Bodies pass through unchanged
 (streams chunk by chunk, as they arrive); no protocol is converted.
 
-* **OpenAI-protocol types**: the API-key types ``openai-custom``, ``openaiResponses-custom``,
-  ``atlascloud`` and ``forward-api``, and the OAuth types ``openai-qwen-oauth`` (Qwen's
-  portal) and ``openai-iflow``.
-* **Pass-through types** (issue 6): ``claude-custom``, ``claude-kiro-oauth``,
-  ``gemini-cli-oauth``, ``gemini-antigravity`` and ``openai-codex-oauth`` speak another
-  protocol at their vendor; here they are served as an OpenAI-compatible pass-through to
-  the upstream the operator configured for the node (an OpenAI-compatible relay in front
-  of the vendor), with the node's own key or OAuth token. They have no built-in upstream.
+* **OpenAI-protocol types**: the API-key types ``openai-custom``, ``atlascloud`` and
+  ``forward-api``, and the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and
+  ``openai-iflow``.
+* **Pass-through types** (issue 6): ``claude-kiro-oauth``, ``gemini-cli-oauth``,
+  ``gemini-antigravity`` and ``openai-codex-oauth`` speak another protocol at their vendor;
+  here they are served as an OpenAI-compatible pass-through to the upstream the operator
+  configured for the node (an OpenAI-compatible relay in front of the vendor), with the
+  node's own key or OAuth token. They have no built-in upstream.
+
+``claude-custom`` (Anthropic Messages) and ``openaiResponses-custom`` (Responses) have
+adapters of their own, speaking their vendor's protocol
+(:mod:`cfgstore_gateway.adapters.vendor_api`).
 
 ``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
 with a cookie session, never an OpenAI-compatible endpoint.
@@ -21,7 +25,7 @@ Where a call goes, first found wins:
 
 1. the node's own base-URL key for its type (the ``base_url_key`` of :data:`PROFILES`:
    ``OPENAI_BASE_URL``, ``FORWARD_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
-   ``CLAUDE_BASE_URL``, ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
+   ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
    ``CODEX_BASE_URL``), else the same key at the root of ``config.json``: every node's
    effective config is ``{...config.json, ...node}``, so a node's empty string wins over
    the root value and means "not set", as in the Node service;
@@ -42,7 +46,7 @@ node's token may still be refreshed first.
 
 Authentication is ``Authorization: Bearer <secret>`` (``forward-api`` honours
 ``FORWARD_HEADER_NAME`` / ``FORWARD_HEADER_VALUE_PREFIX``). API-key types send the node's
-key (``OPENAI_API_KEY`` / ``FORWARD_API_KEY`` / ``CLAUDE_API_KEY``, or the root key of
+key (``OPENAI_API_KEY`` / ``FORWARD_API_KEY``, or the root key of
 ``config.json``). OAuth types send the credential's token, refreshed by the
 gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Google (Gemini,
 Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
@@ -112,13 +116,11 @@ class TypeProfile:
 PROFILES: dict[str, TypeProfile] = {
     # OpenAI-protocol types.
     "openai-custom": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY", "https://api.openai.com/v1"),
-    "openaiResponses-custom": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
     "atlascloud": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
     "forward-api": TypeProfile("FORWARD_BASE_URL", "FORWARD_API_KEY"),
     "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
-    "claude-custom": TypeProfile("CLAUDE_BASE_URL", "CLAUDE_API_KEY", pass_through=True),
     "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
     "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
     "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
@@ -133,10 +135,10 @@ SUPPORTED_PROXY_SCHEMES = ("http://", "https://")
 def proxy_for(provider_type: str, node: ProviderNode, config: MainConfig) -> str | None:
     """The outbound proxy URL of a node's calls (see the module docstring), ``None`` for
     a direct call; :class:`UpstreamUnavailable` for an unsupported proxy scheme."""
-    url = _text(_effective(node, config, "PROXY_URL"))
+    url = setting_text(effective_setting(node, config, "PROXY_URL"))
     if url is None:
         return None
-    enabled = _effective(node, config, "PROXY_ENABLED_PROVIDERS")
+    enabled = effective_setting(node, config, "PROXY_ENABLED_PROVIDERS")
     if isinstance(enabled, str):
         enabled = [item.strip() for item in enabled.split(",")]
     if not isinstance(enabled, list):
@@ -163,7 +165,7 @@ def base_type(provider_type: str, known: Mapping[str, object]) -> str | None:
         candidate = candidate.rsplit("-", 1)[0]
 
 
-def _text(value: object) -> str | None:
+def setting_text(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
@@ -217,7 +219,7 @@ class OpenAICompatAdapter:
                 url + "/chat/completions", data=data, headers=headers, proxy=proxy
             )
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise UpstreamUnavailable(_describe(exc)) from None
+            raise UpstreamUnavailable(describe_error(exc)) from None
         return AiohttpReply(response)
 
     async def list_models(self, call: ModelsCall) -> list[str]:
@@ -232,11 +234,13 @@ class OpenAICompatAdapter:
                     raise UpstreamUnavailable(f"GET /models answered HTTP {response.status}")
                 document = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise UpstreamUnavailable(_describe(exc)) from None
+            raise UpstreamUnavailable(describe_error(exc)) from None
         items = document.get("data") if isinstance(document, dict) else None
         if not isinstance(items, list):
             return []
-        return [item["id"] for item in items if isinstance(item, dict) and _text(item.get("id"))]
+        return [
+            item["id"] for item in items if isinstance(item, dict) and setting_text(item.get("id"))
+        ]
 
     # -- where and how ------------------------------------------------------------------
 
@@ -250,14 +254,9 @@ class OpenAICompatAdapter:
         """The upstream base URL (no trailing slash); raises :class:`UpstreamUnavailable`
         when none is configured."""
         profile = self._profile(provider_type)
-        url = _text(_effective(node, config, profile.base_url_key))
-        if url is None:
-            table = config.get(UPSTREAM_BASE_URLS_KEY)
-            if isinstance(table, dict):
-                key = base_type(provider_type, table)
-                url = _text(table.get(key)) if key is not None else None
+        url = configured_base_url(provider_type, profile, node, config)
         if url is None and profile.base_url_key == "QWEN_BASE_URL" and credential is not None:
-            resource = _text(credential.effective().get("resource_url"))
+            resource = setting_text(credential.effective().get("resource_url"))
             if resource is not None:
                 url = resource if resource.startswith("http") else f"https://{resource}/v1"
         url = url or profile.default_base_url
@@ -279,20 +278,38 @@ class OpenAICompatAdapter:
     ) -> dict[str, str]:
         profile = self._profile(provider_type)
         if profile.api_key_key is not None:
-            secret = _text(_effective(node, config, profile.api_key_key))
+            secret = setting_text(effective_setting(node, config, profile.api_key_key))
         else:
             secret = _token_of(credential)
         if secret is None:
             raise UpstreamUnavailable(f"no API key or token for this {provider_type} node")
         if base_type(provider_type, {"forward-api": None}) is not None:
-            name = _text(_effective(node, config, "FORWARD_HEADER_NAME")) or "Authorization"
-            prefix = _effective(node, config, "FORWARD_HEADER_VALUE_PREFIX")
+            name = (
+                setting_text(effective_setting(node, config, "FORWARD_HEADER_NAME"))
+                or "Authorization"
+            )
+            prefix = effective_setting(node, config, "FORWARD_HEADER_VALUE_PREFIX")
             prefix_text = prefix if isinstance(prefix, str) else "Bearer "
             return {name: prefix_text + secret}
         return {"Authorization": f"Bearer {secret}"}
 
 
-def _effective(node: ProviderNode, config: MainConfig, key: str) -> object:
+def configured_base_url(
+    provider_type: str, profile: TypeProfile, node: ProviderNode, config: MainConfig
+) -> str | None:
+    """The base URL the operator configured for a node: its profile's key in the node's
+    effective config, else ``UPSTREAM_BASE_URLS`` (a suffixed type falls back to its base
+    type's entry); ``None`` when neither sets one."""
+    url = setting_text(effective_setting(node, config, profile.base_url_key))
+    if url is None:
+        table = config.get(UPSTREAM_BASE_URLS_KEY)
+        if isinstance(table, dict):
+            key = base_type(provider_type, table)
+            url = setting_text(table.get(key)) if key is not None else None
+    return url
+
+
+def effective_setting(node: ProviderNode, config: MainConfig, key: str) -> object:
     """A key of the node's effective config (``{...config.json, ...node}``)."""
     return node.settings[key] if key in node.settings else config.get(key)
 
@@ -302,13 +319,13 @@ def _token_of(credential: Credential | None) -> str | None:
         return None
     document = credential.effective()
     for key in ("apiKey", "api_key", "access_token", "accessToken"):
-        value = _text(document.get(key))
+        value = setting_text(document.get(key))
         if value is not None:
             return value
     return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """The cause, for logs and ``lastErrorMessage``: user info in URLs is hidden."""
     if isinstance(exc, TimeoutError):
         return "upstream timed out"
@@ -337,14 +354,14 @@ class AiohttpReply:
         try:
             return await self._response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(_describe(exc)) from None
+            raise UpstreamUnavailable(describe_error(exc)) from None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for data in self._response.content.iter_any():
                 yield data
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(_describe(exc)) from None
+            raise UpstreamUnavailable(describe_error(exc)) from None
 
     def close(self) -> None:
         self._response.release()
