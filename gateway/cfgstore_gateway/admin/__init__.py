@@ -4,7 +4,8 @@
 whose middleware requires a session (every route but ``POST /api/login``, and any path
 under ``/api`` that matches none) before any handler runs, and answers errors in the admin
 shape (storage degraded → ``503 storage_degraded``, missing → ``404``, conflicts →
-``409``/``412``, bad input → ``422`` with field errors), and the static UI (``/`` and
+``409``/``412``, bad input → ``422`` with field errors; JSON answers of 1 KiB or more go
+gzip-encoded to a client that accepts it), and the static UI (``/`` and
 ``/ui/*``, public: it holds no data, it asks the API for it). Every UI answer, a missing
 file's included, carries the same security headers (strict CSP, no framing, ``nosniff``).
 The routes are marked in the gateway's :class:`~cfgstore_gateway.access.RouteAccess`.
@@ -29,6 +30,7 @@ from cfgstore.errors import (
 from cfgstore_gateway.access import ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.admin import (
     config_api,
+    console_api,
     custom_models_api,
     login_api,
     plugins_api,
@@ -36,7 +38,9 @@ from cfgstore_gateway.admin import (
     storage_api,
     usage_api,
 )
+from cfgstore_gateway.admin.compression import compress_json
 from cfgstore_gateway.admin.http import ApiError
+from cfgstore_gateway.admin.last_hour import LAST_HOUR, CounterSamples
 from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
 from cfgstore_gateway.log_text import escaped
@@ -61,9 +65,10 @@ _UI_HEADERS = {
 def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> None:
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
     routes marked in ``access``."""
-    api = web.Application(middlewares=[_admin_middleware])
+    api = web.Application(middlewares=[compress_json, _admin_middleware])
     state = AdminState(gate)
     api[ADMIN] = state
+    api[LAST_HOUR] = CounterSamples()
 
     async def close_password_work(_: web.Application) -> None:
         state.password_work.close()
@@ -114,6 +119,9 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_put("/custom-models/{id}", custom_models_api.update_model)
     r.add_delete("/custom-models/{id}", custom_models_api.delete_model)
     r.add_get("/storage/status", storage_api.storage_status)
+    # The console's own reads, beside the Node service's paths (console_api).
+    r.add_get("/cfgstore/pools/summary", console_api.pools_summary)
+    r.add_get("/cfgstore/pools/{type}", console_api.pool_page)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:

@@ -49,9 +49,9 @@ async def storage_status(request: web.Request) -> web.StreamResponse:
         {
             "mode": mode,
             "degraded": mode in DEGRADED_MODES,
-            # The id this instance's heartbeat announces (persistent in its state
-            # directory), so it can be found in "instances"; else this store's own id.
-            "instance": details.get("instance id", store.instance_id),
+            # The id /health states too: the one this instance's heartbeat announces
+            # (persistent in its state directory) when it has one, found in "instances".
+            "instance": store.instance_id,
             "layers": [_layer(s) for s in statuses],
             "instances": instances,
             "journalDepth": int(depth) if depth and depth.isdigit() else 0,
