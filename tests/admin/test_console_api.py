@@ -281,3 +281,68 @@ async def test_health_and_the_console_name_one_instance(namespace: Namespace) ->
     # The id is the persistent one: a restart over the same state directory keeps it.
     async with Store.open(namespace.instance_settings("one")) as store:
         assert store.instance_id == health["instance"]
+
+
+async def poll(admin: Admin, body: dict[str, Any]) -> tuple[int, Any]:
+    return await admin.call("POST", "/api/cfgstore/pools/poll", json=body)
+
+
+async def test_one_poll_answers_only_what_changed(console: Admin) -> None:
+    shown = {"type": TYPE, "q": "", "health": "unhealthy", "per_page": 5, "page": 1}
+    other = {"type": OTHER}
+    status, first = await poll(console, {"summary": None, "pages": [shown, other]})
+    assert status == 200
+    summary_tag = first["summary"]["etag"]
+    assert first["summary"]["totals"]["nodes"] == SIZE + 1
+    tags = {p["type"]: p["etag"] for p in first["pages"]}
+    mine = next(p for p in first["pages"] if p["type"] == TYPE)
+    assert [n["uuid"] for n in mine["nodes"]] == ["n000", "n010", "n020", "n030", "n040"]
+    # The tags are the GET answers' tags: a console may mix both.
+    _, get_tag, _ = await conditional_get(
+        console, f"/api/cfgstore/pools/{TYPE}?health=unhealthy&per_page=5", None
+    )
+    assert get_tag == tags[TYPE]
+
+    watched = {
+        "summary": summary_tag,
+        "pages": [{**shown, "etag": tags[TYPE]}, {**other, "etag": tags[OTHER]}],
+    }
+    async with console.client.post(
+        "/api/cfgstore/pools/poll", json=watched, headers=console.headers()
+    ) as response:
+        assert response.status == 204 and await response.read() == b""
+
+    # A node of the other type serves a request: its page and the summary come, not mine.
+    await console.store.pools.record_success(OTHER, "c1")
+    status, changed = await poll(console, watched)
+    assert status == 200
+    assert changed["summary"]["etag"] != summary_tag
+    assert [p["type"] for p in changed["pages"]] == [OTHER]
+    assert changed["pages"][0]["nodes"][0]["usageCount"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"summary": 3}, "summary"),
+        ({"pages": {}}, "pages"),
+        ({"pages": [{"type": TYPE}] * 101}, "pages"),
+        ({"pages": ["x"]}, "pages[0]"),
+        ({"pages": [{"type": "../x"}]}, "pages[0].type"),
+        ({"pages": [{"type": TYPE, "etag": 1}]}, "pages[0].etag"),
+        ({"pages": [{"type": TYPE, "health": "sick"}]}, "pages[0].health"),
+        ({"pages": [{"type": TYPE, "per_page": 0}]}, "pages[0].per_page"),
+    ],
+)
+async def test_a_bad_poll_is_a_422_naming_the_field(
+    console: Admin, body: dict[str, Any], field: str
+) -> None:
+    status, answer = await poll(console, body)
+    assert status == 422 and field in answer["error"]["fields"], answer
+
+
+async def test_the_storage_mode_is_cheap_and_conditional(console: Admin) -> None:
+    status, tag, body = await conditional_get(console, "/api/cfgstore/storage/mode", None)
+    assert status == 200 and json.loads(body) == {"mode": "file", "degraded": False}
+    status, _, body = await conditional_get(console, "/api/cfgstore/storage/mode", tag)
+    assert (status, body) == (304, b"")

@@ -121,6 +121,8 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/storage/status", storage_api.storage_status)
     # The console's own reads, beside the Node service's paths (console_api).
     r.add_get("/cfgstore/pools/summary", console_api.pools_summary)
+    r.add_post("/cfgstore/pools/poll", console_api.pools_poll)
+    r.add_get("/cfgstore/storage/mode", console_api.storage_mode)
     r.add_get("/cfgstore/pools/{type}", console_api.pool_page)
 
 

@@ -16,14 +16,19 @@ from aiohttp import hdrs, web
 
 
 def etag_of(body: bytes) -> str:
-    return 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    return 'W/"' + hashlib.blake2b(body, digest_size=8).hexdigest() + '"'
+
+
+def encoded(payload: Any) -> tuple[bytes, str]:
+    """``payload`` as the JSON bytes these answers send, and their tag."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return body, etag_of(body)
 
 
 def json_with_etag(request: web.Request, payload: Any) -> web.Response:
     """``payload`` as JSON with its ``ETag`` (``Cache-Control: no-cache``: always asked
     again), or ``304`` when ``If-None-Match`` already names it."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    tag = etag_of(body)
+    body, tag = encoded(payload)
     headers = {hdrs.ETAG: tag, hdrs.CACHE_CONTROL: "no-cache"}
     if _listed(request.headers.get(hdrs.IF_NONE_MATCH, ""), tag):
         return web.Response(status=304, headers=headers)

@@ -108,7 +108,10 @@
       const error = new ApiError(response.status, err.code || "", message, err.fields || null);
       error.retryAfter = response.headers.get("Retry-After");
       if (response.status === 401 && path !== "/api/login") sessionEnded();
-      if (response.status === 503 && err.code === "storage_degraded") setDegraded(true);
+      if (response.status === 503 && err.code === "storage_degraded") {
+        setDegraded(true);
+        storageTag = modeTag = null; // the next poll draws the banner from the status again
+      }
       throw error;
     }
     return { data, response };
@@ -234,6 +237,7 @@
 
   function resetViews() {
     if (pools) pools.reset();
+    storageTag = modeTag = null;
     configState = null;
     providerEditor.close();
     modelEditor.close();
@@ -288,7 +292,8 @@
     clearTimeout(pollTimer);
     if (!polling || !token) return;
     if (!document.hidden) {
-      const work = [pollStorage()];
+      // The full status makes the shared storage read every node: only on its own tab.
+      const work = [currentView === "storage" ? pollStorage() : pollMode()];
       if (currentView === "providers") work.push(pollProviders());
       await Promise.allSettled(work);
     }
@@ -302,6 +307,8 @@
   // ---------------------------------------------------------------- storage status
 
   let storageInFlight = false;
+  let storageTag = null;
+  let modeTag = null;
 
   function setDegraded(degraded) {
     show($("degraded-banner"), degraded && Boolean(token));
@@ -312,13 +319,41 @@
     if (storageInFlight || !token) return;
     storageInFlight = true;
     try {
-      const { data } = await api("GET", "/api/storage/status");
-      renderStorage(data || {});
+      const headers = storageTag ? { "If-None-Match": storageTag } : {};
+      const { data, response, notModified } = await api("GET", "/api/storage/status", { headers });
+      if (!notModified) {
+        renderStorage(data || {});
+        storageTag = response.headers.get("ETag");
+      }
     } catch {
       // A failed poll leaves the last status shown; the next one tries again.
     } finally {
       storageInFlight = false;
     }
+  }
+
+  /** The pill and the banner from the storage mode alone (cheap: the top layer answers). */
+  async function pollMode() {
+    if (!token) return;
+    try {
+      const headers = modeTag ? { "If-None-Match": modeTag } : {};
+      const { data, response, notModified } = await api("GET", "/api/cfgstore/storage/mode", { headers });
+      if (!notModified) {
+        showMode(data || {});
+        modeTag = response.headers.get("ETag");
+      }
+    } catch {
+      // A failed poll leaves the last mode shown; the next one tries again.
+    }
+  }
+
+  function showMode(status) {
+    const degraded = status.degraded === true;
+    setDegraded(degraded);
+    const pill = $("storage-pill");
+    pill.textContent = degraded ? "degraded" : String(status.mode || "unknown");
+    pill.className = "pill " + (degraded ? "pill-warn" : "pill-ok");
+    pill.dataset.mode = String(status.mode || "");
   }
 
   function fmtLayer(layer) {
@@ -329,11 +364,8 @@
 
   function renderStorage(status) {
     const degraded = status.degraded === true;
-    setDegraded(degraded);
-    const pill = $("storage-pill");
-    pill.textContent = degraded ? "degraded" : String(status.mode || "unknown");
-    pill.className = "pill " + (degraded ? "pill-warn" : "pill-ok");
-    pill.dataset.mode = String(status.mode || "");
+    showMode(status);
+    modeTag = null;
 
     const redis = status.redis || null;
     const facts = [

@@ -1,8 +1,8 @@
 // The Providers view for pools of any size (issue 15 point 6): a summary of every type at
 // the top, then one section per type whose search, health filter, sort and paging are done
-// by the gateway (GET /api/cfgstore/pools/summary and /api/cfgstore/pools/{type}, see
-// gateway/admin-api.md). Every poll sends the ETag of what is shown (If-None-Match): while
-// nothing changed the gateway answers 304 without a body. Under 600 px the node rows are
+// by the gateway (/api/cfgstore/pools/…, see gateway/admin-api.md). A new query asks for its
+// page (GET, If-None-Match); the 2-second poll is one POST /api/cfgstore/pools/poll naming
+// the ETags of everything shown, answered with only what changed (204 when nothing did). Under 600 px the node rows are
 // cards (style.css) so every node action stays on screen.
 //
 // app.js creates it with its helpers: window.cfgstorePools(ui) -> {poll, reset}. Every
@@ -43,8 +43,9 @@ window.cfgstorePools = function createPools(ui) {
     return { data: data || {}, etag: response.headers.get("ETag") };
   }
 
-  /** One poll: the summary, then every section's page; only what changed is re-drawn. A
-   * poll asked while one runs runs once more after it (an action's refresh is never lost). */
+  /** One poll: a single exchange naming the summary and every page shown with their
+   * ETags; the gateway answers only what changed (204 when nothing did). A poll asked
+   * while one runs runs once more after it (an action's refresh is never lost). */
   async function poll() {
     if (inFlight) {
       again = true;
@@ -54,12 +55,30 @@ window.cfgstorePools = function createPools(ui) {
     try {
       do {
         again = false;
-        const summary = await changedSince("/api/cfgstore/pools/summary", summaryTag);
-        if (summary) {
-          renderSummary(summary.data);
-          summaryTag = summary.etag;
+        const shown = [...sections.values()].map((section) => ({
+          section, path: pagePath(section), asked: section.asked,
+        }));
+        const pages = shown.map(({ section, path }) => ({
+          type: section.type, q: section.query.q, health: section.query.health,
+          sort: section.query.sort, order: section.query.order, page: section.query.page,
+          per_page: section.query.perPage, etag: section.shownPath === path ? section.etag : null,
+        }));
+        const { data } = await api("POST", "/api/cfgstore/pools/poll", {
+          json: { summary: summaryTag, pages },
+        });
+        if (data && data.summary) {
+          renderSummary(data.summary);
+          summaryTag = data.summary.etag || null;
         }
-        await Promise.all([...sections.values()].map((section) => refresh(section)));
+        for (const page of (data && Array.isArray(data.pages) ? data.pages : [])) {
+          const sent = shown.find((s) => s.section.type === page.type);
+          // Dropped: a section gone meanwhile, or one whose query changed since it was sent.
+          if (!sent || sections.get(page.type) !== sent.section || sent.asked !== sent.section.asked) continue;
+          if (pagePath(sent.section) !== sent.path) continue;
+          applyPage(sent.section, sent.path, page);
+        }
+        const added = [...sections.values()].filter((s) => !s.shownPath);
+        await Promise.all(added.map((section) => refresh(section))); // types new in the summary
         $("providers-updated").textContent = "updated " + new Date().toLocaleTimeString();
       } while (again);
     } catch (error) {
@@ -86,11 +105,15 @@ window.cfgstorePools = function createPools(ui) {
     const asked = ++section.asked;
     const answer = await changedSince(path, section.shownPath === path ? section.etag : null);
     if (asked !== section.asked || !answer) return;
-    section.etag = answer.etag;
+    applyPage(section, path, { ...answer.data, etag: answer.etag });
+  }
+
+  function applyPage(section, path, page) {
+    section.etag = page.etag || null;
     section.shownPath = path;
-    renderPage(section, answer.data);
-    if (answer.data.page && answer.data.page !== section.query.page) {
-      section.query.page = answer.data.page; // past the last page: the gateway served the last
+    renderPage(section, page);
+    if (page.page && page.page !== section.query.page) {
+      section.query.page = page.page; // past the last page: the gateway served the last
       section.shownPath = pagePath(section);
     }
   }
