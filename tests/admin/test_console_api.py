@@ -346,3 +346,10 @@ async def test_the_storage_mode_is_cheap_and_conditional(console: Admin) -> None
     assert status == 200 and json.loads(body) == {"mode": "file", "degraded": False}
     status, _, body = await conditional_get(console, "/api/cfgstore/storage/mode", tag)
     assert (status, body) == (304, b"")
+
+
+async def test_the_storage_status_is_conditional_too(console: Admin) -> None:
+    status, tag, body = await conditional_get(console, "/api/storage/status", None)
+    assert status == 200 and json.loads(body)["mode"] == "file"
+    status, _, body = await conditional_get(console, "/api/storage/status", tag)
+    assert (status, body) == (304, b"")
