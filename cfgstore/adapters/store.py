@@ -7,6 +7,7 @@ the settings name, opens it, and exposes one typed facade per entity (``store.po
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ from cfgstore.adapters.facades import (
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN, Settings
 from cfgstore.adapters.traffic import Traffic
-from cfgstore.errors import NotInitialised, StorageUnavailable
+from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
 from cfgstore.model.status import BackendStatus, EntityCounts
 
 log = logging.getLogger("cfgstore.store")
@@ -45,6 +46,7 @@ class Store:
         self.settings = settings
         self.plugins = plugins
         self._chain = chain
+        self._announced_id: str | None = None
         ops = chain.operations
         self.pools = Pools(ops)
         self.credentials = Credentials(ops)
@@ -68,7 +70,11 @@ class Store:
 
     @property
     def instance_id(self) -> str:
-        return self._chain.instance_id
+        """This instance's id: the one its heartbeat announces when a layer keeps one (the
+        memory fallback's, persistent in its state directory; status detail
+        ``instance id``), else the chain's own for this process. ``/health``, the storage
+        status and the instances list all name the instance by it."""
+        return self._announced_id or self._chain.instance_id
 
     @classmethod
     @asynccontextmanager
@@ -114,10 +120,21 @@ class Store:
                 if "cfgstore_open" in layer.lifecycle:
                     await layer.lifecycle["cfgstore_open"]()
                 opened.append(layer)
+            store._announced_id = await store._announced_instance_id()
         except BaseException:
             await store._close(opened)
             raise
         return store
+
+    async def _announced_instance_id(self) -> str | None:
+        """The ``instance id`` the top reporting layer states (read once: it never changes
+        while the store is open)."""
+        with contextlib.suppress(CfgStoreError):
+            for status in await self.top_status():
+                announced = status.details.get("instance id")
+                if announced:
+                    return announced
+        return None
 
     async def flush(self) -> None:
         """Wait until every write accepted so far is durable in every layer (the traffic

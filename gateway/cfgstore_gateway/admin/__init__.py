@@ -5,7 +5,8 @@ whose middleware requires a session (every route but ``POST /api/login``, and an
 under ``/api`` that matches none) before any handler runs, and answers errors in the admin
 shape (storage degraded → ``503 storage_degraded``, missing → ``404``, conflicts →
 ``409``/``412``, bad input → ``422`` with field errors; a read-only session signed in
-during an outage is refused every change: ``503 storage_degraded``), and the static UI (``/`` and
+during an outage is refused every change: ``503 storage_degraded``; JSON answers of 1 KiB
+or more go gzip-encoded to a client that accepts it), and the static UI (``/`` and
 ``/ui/*``, public: it holds no data, it asks the API for it). Every UI answer, a missing
 file's included, carries the same security headers (strict CSP, no framing, ``nosniff``).
 The routes are marked in the gateway's :class:`~cfgstore_gateway.access.RouteAccess`.
@@ -31,6 +32,7 @@ from cfgstore_gateway.access import ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.admin import (
     adapters_api,
     config_api,
+    console_api,
     custom_models_api,
     login_api,
     plugins_api,
@@ -39,7 +41,9 @@ from cfgstore_gateway.admin import (
     traffic_api,
     usage_api,
 )
+from cfgstore_gateway.admin.compression import compress_json
 from cfgstore_gateway.admin.http import ApiError
+from cfgstore_gateway.admin.last_hour import LAST_HOUR, StoredTraffic
 from cfgstore_gateway.admin.outage_sign_in import READ_ONLY_REFUSAL
 from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
@@ -65,9 +69,10 @@ _UI_HEADERS = {
 def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> None:
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
     routes marked in ``access``."""
-    api = web.Application(middlewares=[_admin_middleware])
+    api = web.Application(middlewares=[compress_json, _admin_middleware])
     state = AdminState(gate)
     api[ADMIN] = state
+    api[LAST_HOUR] = StoredTraffic(gate.store.traffic)
 
     async def close_password_work(_: web.Application) -> None:
         state.password_work.close()
@@ -120,6 +125,11 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/storage/status", storage_api.storage_status)
     r.add_get("/cfgstore/traffic", traffic_api.traffic)
     r.add_get("/adapters", adapters_api.adapters)
+    # The console's own reads, beside the Node service's paths (console_api).
+    r.add_get("/cfgstore/pools/summary", console_api.pools_summary)
+    r.add_post("/cfgstore/pools/poll", console_api.pools_poll)
+    r.add_get("/cfgstore/storage/mode", console_api.storage_mode)
+    r.add_get("/cfgstore/pools/{type}", console_api.pool_page)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:

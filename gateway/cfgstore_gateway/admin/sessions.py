@@ -53,6 +53,10 @@ class SessionGate:
         self._default_password: tuple[str | None, bool] | None = None
         self.outage = OutageSignIn()
 
+    @property
+    def store(self) -> Store:
+        return self._store
+
     async def require(self, request: web.Request) -> tuple[str, UiSession]:
         """The request's token and session, or :func:`unauthorized`."""
         token = bearer_token(request)

@@ -4,7 +4,8 @@ operators (mode, instances, journal depth, Redis version and memory policy).
 Built from the backends' own status reports (``store.status()``), which never carry a
 secret (Redis locations have no password), and ``configProblems``: the stored config's
 keys this instance ignores because their values are unusable (key → what is wrong; their
-defaults are used). Answers while degraded: that is when it matters most.
+defaults are used). Answers while degraded: that is when it matters most. With an
+``ETag``: a poll naming it in ``If-None-Match`` is a ``304`` while nothing changed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.status import BackendStatus
+from cfgstore_gateway.admin.conditional import json_with_etag
 from cfgstore_gateway.services import SERVICES
 
 STATUS_TIMEOUT_S = 5.0
@@ -45,13 +47,14 @@ async def storage_status(request: web.Request) -> web.StreamResponse:
             "maxmemoryPolicy": details.get("maxmemory-policy"),
         }
     depth = details.get("journal depth")
-    return web.json_response(
+    return json_with_etag(
+        request,
         {
             "mode": mode,
             "degraded": mode in DEGRADED_MODES,
-            # The id this instance's heartbeat announces (persistent in its state
-            # directory), so it can be found in "instances"; else this store's own id.
-            "instance": details.get("instance id", store.instance_id),
+            # The id /health states too: the one this instance's heartbeat announces
+            # (persistent in its state directory) when it has one, found in "instances".
+            "instance": store.instance_id,
             "layers": [_layer(s) for s in statuses],
             "instances": instances,
             "journalDepth": int(depth) if depth and depth.isdigit() else 0,
@@ -59,7 +62,7 @@ async def storage_status(request: web.Request) -> web.StreamResponse:
             "degradedSince": details.get("degraded since"),
             "redis": redis,
             "configProblems": config_problems,
-        }
+        },
     )
 
 

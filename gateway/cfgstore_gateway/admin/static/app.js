@@ -93,6 +93,7 @@
       throw new ApiError(0, "network", "The gateway did not answer (" + exc.message + ").", null);
     }
     const text = await response.text();
+    if (response.status === 304) return { data: null, response, notModified: true };
     let data = null;
     if (text) {
       try {
@@ -109,7 +110,10 @@
       if (response.status === 401 && path !== "/api/login") {
         sessionEnded(err.code === "read_only_ended" ? message : null);
       }
-      if (response.status === 503 && err.code === "storage_degraded") setDegraded(true);
+      if (response.status === 503 && err.code === "storage_degraded") {
+        setDegraded(true);
+        storageTag = modeTag = null; // the next poll draws the banner from the status again
+      }
       throw error;
     }
     return { data, response };
@@ -241,8 +245,8 @@
   }
 
   function resetViews() {
-    poolSections.clear();
-    $("pools").replaceChildren();
+    if (pools) pools.reset();
+    storageTag = modeTag = null;
     configState = null;
     providerEditor.close();
     modelEditor.close();
@@ -297,7 +301,8 @@
     clearTimeout(pollTimer);
     if (!polling || !token) return;
     if (!document.hidden) {
-      const work = [pollStorage()];
+      // The full status makes the shared storage read every node: only on its own tab.
+      const work = [currentView === "storage" ? pollStorage() : pollMode()];
       if (currentView === "providers") work.push(pollProviders());
       await Promise.allSettled(work);
     }
@@ -311,6 +316,8 @@
   // ---------------------------------------------------------------- storage status
 
   let storageInFlight = false;
+  let storageTag = null;
+  let modeTag = null;
 
   function setDegraded(degraded) {
     show($("degraded-banner"), degraded && Boolean(token));
@@ -321,13 +328,42 @@
     if (storageInFlight || !token) return;
     storageInFlight = true;
     try {
-      const { data } = await api("GET", "/api/storage/status");
-      renderStorage(data || {});
+      const headers = storageTag ? { "If-None-Match": storageTag } : {};
+      const { data, response, notModified } = await api("GET", "/api/storage/status", { headers });
+      if (!notModified) {
+        renderStorage(data || {});
+        storageTag = response.headers.get("ETag");
+      }
     } catch {
       // A failed poll leaves the last status shown; the next one tries again.
     } finally {
       storageInFlight = false;
     }
+  }
+
+  /** The pill and the banner from the storage mode alone (cheap: the top layer answers). */
+  async function pollMode() {
+    if (!token) return;
+    try {
+      const headers = modeTag ? { "If-None-Match": modeTag } : {};
+      const { data, response, notModified } = await api("GET", "/api/cfgstore/storage/mode", { headers });
+      if (!notModified) {
+        showMode(data || {});
+        modeTag = response.headers.get("ETag");
+      }
+    } catch {
+      // A failed poll leaves the last mode shown; the next one tries again.
+    }
+  }
+
+  function showMode(status) {
+    const degraded = status.degraded === true;
+    setDegraded(degraded);
+    announce("storage", status);
+    const pill = $("storage-pill");
+    pill.textContent = degraded ? "degraded" : String(status.mode || "unknown");
+    pill.className = "pill " + (degraded ? "pill-warn" : "pill-ok");
+    pill.dataset.mode = String(status.mode || "");
   }
 
   function fmtLayer(layer) {
@@ -338,12 +374,8 @@
 
   function renderStorage(status) {
     const degraded = status.degraded === true;
-    setDegraded(degraded);
-    announce("storage", status);
-    const pill = $("storage-pill");
-    pill.textContent = degraded ? "degraded" : String(status.mode || "unknown");
-    pill.className = "pill " + (degraded ? "pill-warn" : "pill-ok");
-    pill.dataset.mode = String(status.mode || "");
+    showMode(status);
+    modeTag = null;
 
     const redis = status.redis || null;
     const facts = [
@@ -366,10 +398,12 @@
         for (const key of Object.keys(instance)) if (!columns.includes(key)) columns.push(key);
       }
     }
-    $("storage-instances-head").replaceChildren(...columns.map((c) => el("th", { text: c })));
+    const labels = window.cfgstoreLabels;
+    $("storage-instances-head").replaceChildren(...columns.map((c) => el("th", { text: labels.field(c) })));
     $("storage-instances-body").replaceChildren(
       ...instances.map((instance) =>
-        el("tr", {}, ...columns.map((c) => el("td", { text: fmtValue(instance ? instance[c] : null) }))),
+        el("tr", {}, ...columns.map((c) =>
+          el("td", { "data-field": c, text: labels.value(c, instance ? instance[c] : null, fmtValue) }))),
       ),
     );
     if (!instances.length) {
@@ -381,215 +415,11 @@
 
   // ---------------------------------------------------------------- providers
 
-  /** type -> {section, tbody, summary, rows: Map(uuid -> row parts)} */
-  const poolSections = new Map();
-  let providersInFlight = false;
+  /** The pools (summary, per-type pages): pools.js, created in init. */
+  let pools = null;
 
-  async function pollProviders() {
-    if (providersInFlight || !token) return;
-    providersInFlight = true;
-    try {
-      const { data } = await api("GET", "/api/providers");
-      renderPools(data && typeof data === "object" ? data : {});
-      $("providers-updated").textContent = "updated " + new Date().toLocaleTimeString();
-    } catch (error) {
-      if (error.status !== 401) {
-        $("providers-updated").textContent = "update failed: " + describe(error);
-      }
-    } finally {
-      providersInFlight = false;
-    }
-  }
-
-  function healthOf(node) {
-    if (node.isDisabled === true) return "disabled";
-    if (node.isHealthy === false) return "unhealthy";
-    return "healthy";
-  }
-
-  function renderPools(pools) {
-    const container = $("pools");
-    const types = Object.keys(pools).filter((t) => Array.isArray(pools[t]));
-    for (const [type, parts] of poolSections) {
-      if (!types.includes(type)) {
-        parts.section.remove();
-        poolSections.delete(type);
-      }
-    }
-    types.forEach((type, index) => {
-      let parts = poolSections.get(type);
-      if (!parts) {
-        parts = makePoolSection(type);
-        poolSections.set(type, parts);
-      }
-      if (container.children[index] !== parts.section) {
-        container.insertBefore(parts.section, container.children[index] || null);
-      }
-      renderPool(parts, pools[type]);
-    });
-    show($("pools-empty"), types.length === 0);
-    rememberTypes(types);
-    announce("pools", types);
-  }
-
-  function makePoolSection(type) {
-    const summary = el("span", { className: "muted small", "data-testid": "pool-summary" });
-    const reset = el("button", {
-      type: "button", className: "btn btn-small", "data-testid": "reset-health", "data-type": type,
-      text: "Reset health",
-      onclick: () => act(reset, () => api("POST", `/api/providers/${seg(type)}/reset-health`),
-        (data) => `Health reset for ${type} (${data && data.count !== undefined ? data.count : "?"} nodes).`),
-    });
-    const checkUnhealthy = el("button", {
-      type: "button", className: "btn btn-small", "data-testid": "check-unhealthy", "data-type": type,
-      text: "Check unhealthy",
-      onclick: () => act(checkUnhealthy, () => api("POST", `/api/providers/${seg(type)}/health-check`),
-        (data) => checkSummary(type, data)),
-    });
-    const deleteUnhealthy = el("button", {
-      type: "button", className: "btn btn-small btn-danger", "data-testid": "delete-unhealthy",
-      "data-type": type, text: "Delete unhealthy",
-      onclick: () => {
-        if (!window.confirm(`Delete every unhealthy node of ${type}? This cannot be undone.`)) return;
-        act(deleteUnhealthy, () => api("DELETE", `/api/providers/${seg(type)}/delete-unhealthy`),
-          (data) => {
-            const count = data && Array.isArray(data.removed) ? data.removed.length : 0;
-            return `Deleted ${count} unhealthy node${count === 1 ? "" : "s"} from ${type}.`;
-          });
-      },
-    });
-    const head = el("tr", {},
-      ...["Node", "Health", "Usage", "Errors", "Last used", "Last error", ""].map((name, i) =>
-        el("th", { text: name, className: i >= 2 && i <= 3 ? "num" : undefined })),
-    );
-    const tbody = el("tbody");
-    const section = el("section", { className: "pool card", "data-testid": "pool", "data-type": type },
-      el("div", { className: "pool-head" },
-        el("h3", { className: "pool-title", text: type }), summary, el("span", { className: "spacer" }),
-        el("div", { className: "pool-actions" }, checkUnhealthy, reset, deleteUnhealthy)),
-      el("div", { className: "table-wrap" },
-        el("table", { className: "table" }, el("thead", {}, head), tbody)),
-    );
-    return { type, section, tbody, summary, rows: new Map() };
-  }
-
-  function renderPool(parts, nodes) {
-    const seen = new Set();
-    let healthy = 0;
-    nodes.forEach((node, index) => {
-      if (!node || typeof node !== "object") return;
-      const uuid = String(node.uuid || "");
-      seen.add(uuid);
-      if (healthOf(node) === "healthy") healthy += 1;
-      let row = parts.rows.get(uuid);
-      if (!row) {
-        row = makeRow(parts.type, uuid);
-        parts.rows.set(uuid, row);
-      }
-      if (parts.tbody.children[index] !== row.tr) {
-        parts.tbody.insertBefore(row.tr, parts.tbody.children[index] || null);
-      }
-      updateRow(row, node);
-    });
-    for (const [uuid, row] of parts.rows) {
-      if (!seen.has(uuid)) {
-        row.tr.remove();
-        parts.rows.delete(uuid);
-      }
-    }
-    parts.summary.textContent = `${nodes.length} node${nodes.length === 1 ? "" : "s"} · ${healthy} healthy`;
-  }
-
-  function makeRow(type, uuid) {
-    const cell = (testid, className) => el("td", { "data-testid": testid, className });
-    const name = el("div", { className: "node-name", "data-testid": "provider-name" });
-    const id = el("div", { className: "node-uuid mono small muted", text: uuid });
-    const badge = el("span", { className: "badge", "data-testid": "health-badge" });
-    const row = {
-      type, uuid, node: null, name, badge,
-      usage: cell("usage-count", "num"),
-      errors: cell("error-count", "num"),
-      lastUsed: cell("last-used", "nowrap"),
-      lastError: cell("last-error", "last-error"),
-    };
-    const edit = el("button", {
-      type: "button", className: "btn btn-small", "data-testid": "provider-edit", text: "Edit",
-      onclick: () => openEdit(row),
-    });
-    row.toggle = el("button", {
-      type: "button", className: "btn btn-small", "data-testid": "provider-toggle-disabled",
-      onclick: () => {
-        const action = row.node && row.node.isDisabled ? "enable" : "disable";
-        act(row.toggle, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/${action}`),
-          () => `${label(row)} ${action}d.`);
-      },
-    });
-    const check = el("button", {
-      type: "button", className: "btn btn-small", "data-testid": "provider-check", text: "Check",
-      onclick: () => act(check, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/health-check`),
-        (data) => {
-          const result = data && Array.isArray(data.results) ? data.results[0] : null;
-          if (!result) return `${label(row)}: no result.`;
-          const text = `${label(row)}: ${result.healthy ? "healthy" : "unhealthy"}`
-            + (result.message ? ` (${result.message})` : "") + ".";
-          return { text, kind: result.healthy ? "ok" : "error" };
-        }),
-    });
-    const newUuid = el("button", {
-      type: "button", className: "btn btn-small", "data-testid": "provider-refresh-uuid", text: "New uuid",
-      onclick: () => {
-        if (!window.confirm(`Give ${label(row)} a new uuid? Anything that names it by ${uuid} loses it.`)) return;
-        const edited = providerEditor.target();
-        if (edited && edited.type === type && edited.uuid === uuid) providerEditor.close();
-        act(newUuid, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/refresh-uuid`),
-          (data) => `${label(row)} is now ${data && data.uuid ? data.uuid : "?"}.`);
-      },
-    });
-    const remove = el("button", {
-      type: "button", className: "btn btn-small btn-danger", "data-testid": "provider-delete", text: "Delete",
-      onclick: () => {
-        if (!window.confirm(`Delete ${label(row)} from ${type}? This cannot be undone.`)) return;
-        act(remove, () => api("DELETE", `/api/providers/${seg(type)}/${seg(uuid)}`),
-          () => `${label(row)} deleted.`);
-      },
-    });
-    row.tr = el("tr", { "data-testid": "provider-row", "data-type": type, "data-uuid": uuid },
-      el("td", { className: "node-cell" }, name, id),
-      el("td", {}, badge),
-      row.usage, row.errors, row.lastUsed, row.lastError,
-      el("td", { className: "row-actions" },
-        el("div", { className: "row-buttons node-buttons" }, check, edit, row.toggle, newUuid, remove)),
-    );
-    return row;
-  }
-
-  function label(row) {
-    const custom = row.node && row.node.customName;
-    return custom ? `${custom} (${row.uuid.slice(0, 8)})` : row.uuid;
-  }
-
-  function setText(node, text, title) {
-    if (node.textContent !== text) node.textContent = text;
-    if (title !== undefined && node.title !== title) node.title = title;
-  }
-
-  function updateRow(row, node) {
-    row.node = node;
-    const health = healthOf(node);
-    row.tr.dataset.health = health;
-    setText(row.name, node.customName ? String(node.customName) : "(unnamed)");
-    row.name.classList.toggle("muted", !node.customName);
-    setText(row.badge, health);
-    row.badge.className = "badge badge-" + health;
-    row.badge.title = node.scheduledRecoveryTime
-      ? "cooling down until " + fmtTime(node.scheduledRecoveryTime) : "";
-    setText(row.usage, String(node.usageCount ?? 0));
-    setText(row.errors, String(node.errorCount ?? 0));
-    setText(row.lastUsed, fmtTime(node.lastUsed), node.lastUsed ? String(node.lastUsed) : "");
-    const message = node.lastErrorMessage ? String(node.lastErrorMessage) : "";
-    setText(row.lastError, message || "—",
-      message ? message + (node.lastErrorTime ? " (" + node.lastErrorTime + ")" : "") : "");
-    setText(row.toggle, node.isDisabled ? "Enable" : "Disable");
+  function pollProviders() {
+    return pools ? pools.poll() : Promise.resolve();
   }
 
   /** Run one mutation from ``button``: busy while it runs, a notice after (``success`` gives
@@ -607,18 +437,6 @@
       button.disabled = false;
       refresh();
     }
-  }
-
-  /** The notice of a type's health check: how many nodes were checked, how many are healthy. */
-  function checkSummary(type, data) {
-    const results = data && Array.isArray(data.results) ? data.results : [];
-    if (!results.length) return { text: `${type}: no unhealthy node to check.`, kind: "info" };
-    const healthy = results.filter((r) => r.healthy).length;
-    const lines = [`${type}: ${results.length} checked, ${healthy} healthy.`];
-    for (const r of results.filter((x) => !x.healthy).slice(0, 5)) {
-      lines.push(`• ${r.uuid}: ${r.message || "unhealthy"}`);
-    }
-    return { text: lines.join("\n"), kind: healthy === results.length ? "ok" : "info" };
   }
 
   // ---- provider types for the datalists
@@ -700,12 +518,18 @@
 
   let providerEditor = null;
 
-  function openEdit(row) {
+  /** Open the edit form on a node (its settings without the live state fields). */
+  function editNode(type, uuid, title, node) {
     const config = {};
-    for (const [key, value] of Object.entries(row.node || {})) {
+    for (const [key, value] of Object.entries(node)) {
       if (!STATE_FIELDS.has(key)) config[key] = value;
     }
-    providerEditor.open({ type: row.type, uuid: row.uuid }, `${row.type} / ${label(row)}`, config);
+    providerEditor.open({ type, uuid }, title, config);
+  }
+
+  function closeEditorOf(type, uuid) {
+    const edited = providerEditor.target();
+    if (edited && edited.type === type && edited.uuid === uuid) providerEditor.close();
   }
 
   async function saveProvider({ type, uuid }, providerConfig) {
@@ -1122,6 +946,10 @@
     }
     $("add-provider-form").addEventListener("submit", addProvider);
     providerEditor = jsonEditor("edit-provider", "Provider config", saveProvider);
+    pools = window.cfgstorePools({
+      api, el, show, seg, fmtTime, notify, describe, act, editNode, closeEditorOf, rememberTypes,
+      announce,
+    });
     $("upload-form").addEventListener("submit", upload);
     $("add-model-form").addEventListener("submit", addModel);
     modelEditor = jsonEditor("edit-model", "The fields", saveModel, modelError);
