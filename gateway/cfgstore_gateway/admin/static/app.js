@@ -14,7 +14,7 @@
     "uuid", "isHealthy", "isDisabled", "usageCount", "errorCount", "lastUsed",
     "lastErrorTime", "lastErrorMessage", "lastHealthCheckTime", "lastHealthCheckModel",
     "needsRefresh", "refreshCount", "lastRefreshTime", "_lastSelectionSeq",
-    "scheduledRecoveryTime",
+    "scheduledRecoveryTime", "activeRequests", "waitingRequests",
   ]);
 
   const $ = (id) => document.getElementById(id);
@@ -102,7 +102,9 @@
       }
     }
     if (!response.ok) {
-      const err = (data && typeof data === "object" && data.error) || {};
+      // The admin API's {error: {...}}, or the login's {success: false, message, messageCode}.
+      const err = (data && typeof data === "object" && (data.error
+        || (data.success === false && { message: data.message, code: data.messageCode }))) || {};
       const message = err.message || response.statusText || "HTTP " + response.status;
       const error = new ApiError(response.status, err.code || "", message, err.fields || null);
       error.retryAfter = response.headers.get("Retry-After");
@@ -113,14 +115,14 @@
     return { data, response };
   }
 
-  /** A human sentence for an API error (with the 422 field problems when there are some). */
+  /** A human sentence for an API error (with the 400 field problems when there are some). */
   function describe(error) {
     if (!(error instanceof ApiError)) return String(error && error.message ? error.message : error);
     const lines = [error.message];
     if (error.status === 503 && error.code === "storage_degraded" && !/degraded/i.test(error.message)) {
       lines[0] = "Storage degraded: " + error.message;
     }
-    if (error.code === "locked_out" && error.retryAfter) {
+    if ((error.code === "locked_out" || error.code === "login.error.locked") && error.retryAfter) {
       lines.push("Try again in " + error.retryAfter + " s.");
     }
     if (error.fields) {
@@ -197,7 +199,7 @@
       await enterApp();
     } catch (error) {
       let message = describe(error);
-      if (error.code === "invalid_password") message = "Wrong password.";
+      if (String(error.code).startsWith("login.error.incorrect")) message = "Wrong password. " + message;
       showFormError($("login-error"), message);
     } finally {
       button.disabled = false;
@@ -380,7 +382,7 @@
     providersInFlight = true;
     try {
       const { data } = await api("GET", "/api/providers");
-      renderPools(data && typeof data === "object" ? data : {});
+      renderPools(data && data.providers && typeof data.providers === "object" ? data.providers : {});
       $("providers-updated").textContent = "updated " + new Date().toLocaleTimeString();
     } catch (error) {
       if (error.status !== 401) {
@@ -427,7 +429,7 @@
       type: "button", className: "btn btn-small", "data-testid": "reset-health", "data-type": type,
       text: "Reset health",
       onclick: () => act(reset, () => api("POST", `/api/providers/${seg(type)}/reset-health`),
-        (data) => `Health reset for ${type} (${data && data.count !== undefined ? data.count : "?"} nodes).`),
+        (data) => `Health reset for ${type} (${data && data.resetCount !== undefined ? data.resetCount : "?"} nodes).`),
     });
     const checkUnhealthy = el("button", {
       type: "button", className: "btn btn-small", "data-testid": "check-unhealthy", "data-type": type,
@@ -442,7 +444,7 @@
         if (!window.confirm(`Delete every unhealthy node of ${type}? This cannot be undone.`)) return;
         act(deleteUnhealthy, () => api("DELETE", `/api/providers/${seg(type)}/delete-unhealthy`),
           (data) => {
-            const count = data && Array.isArray(data.removed) ? data.removed.length : 0;
+            const count = data && typeof data.deletedCount === "number" ? data.deletedCount : 0;
             return `Deleted ${count} unhealthy node${count === 1 ? "" : "s"} from ${type}.`;
           });
       },
@@ -517,7 +519,7 @@
       type: "button", className: "btn btn-small", "data-testid": "provider-check", text: "Check",
       onclick: () => act(check, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/health-check`),
         (data) => {
-          const result = data && Array.isArray(data.results) ? data.results[0] : null;
+          const result = data && typeof data.healthy === "boolean" ? data : null;
           if (!result) return `${label(row)}: no result.`;
           const text = `${label(row)}: ${result.healthy ? "healthy" : "unhealthy"}`
             + (result.message ? ` (${result.message})` : "") + ".";
@@ -531,7 +533,7 @@
         const edited = providerEditor.target();
         if (edited && edited.type === type && edited.uuid === uuid) providerEditor.close();
         act(newUuid, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/refresh-uuid`),
-          (data) => `${label(row)} is now ${data && data.uuid ? data.uuid : "?"}.`);
+          (data) => `${label(row)} is now ${data && data.newUuid ? data.newUuid : "?"}.`);
       },
     });
     const remove = el("button", {
@@ -602,9 +604,9 @@
   function checkSummary(type, data) {
     const results = data && Array.isArray(data.results) ? data.results : [];
     if (!results.length) return { text: `${type}: no unhealthy node to check.`, kind: "info" };
-    const healthy = results.filter((r) => r.healthy).length;
+    const healthy = results.filter((r) => r.success).length;
     const lines = [`${type}: ${results.length} checked, ${healthy} healthy.`];
-    for (const r of results.filter((x) => !x.healthy).slice(0, 5)) {
+    for (const r of results.filter((x) => !x.success).slice(0, 5)) {
       lines.push(`• ${r.uuid}: ${r.message || "unhealthy"}`);
     }
     return { text: lines.join("\n"), kind: healthy === results.length ? "ok" : "info" };
@@ -630,7 +632,7 @@
   async function loadSupportedTypes() {
     try {
       const { data } = await api("GET", "/api/providers/supported");
-      if (data && Array.isArray(data.types)) rememberTypes(data.types.map(String));
+      if (Array.isArray(data)) rememberTypes(data.map(String));
     } catch {
       // The list only helps typing; the field accepts any type.
     }
@@ -721,7 +723,7 @@
     const button = $("upload-form").querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const { data } = await api("POST", "/api/upload-oauth-credentials", { body: form });
+      const { data } = await api("POST", "/api/cfgstore/upload-oauth-credentials", { body: form });
       const uuid = data && data.provider ? data.provider.uuid : "";
       $("upload-form").reset();
       notify(`Credential uploaded: new ${provider} node${uuid ? " " + uuid : ""}.`, "ok");
@@ -775,13 +777,13 @@
     show($("models-empty"), rows.length === 0);
   }
 
-  /** The add form's 409/422 answers, said plainly. */
+  /** The add form's 400/409 answers, said plainly. */
   function modelError(error, id) {
-    if (error.status === 409) {
+    if (error.status === 409 || (error.fields && error.fields.id === "taken")) {
       return `A custom model with the id “${id}” already exists: edit it, or choose another id.`;
     }
     if (error.status === 404) return `The custom model “${id}” no longer exists.`;
-    if (error.status === 422) {
+    if (error.code === "invalid") {
       return "Nothing was saved; fix these fields:\n"
         + Object.entries(error.fields || {}).map(([f, p]) => `• ${f}: ${p}`).join("\n")
         + (error.fields ? "" : error.message);
@@ -855,7 +857,7 @@
   async function loadConfig() {
     showFormError($("config-error"), null);
     try {
-      const { data, response } = await api("GET", "/api/config");
+      const { data, response } = await api("GET", "/api/cfgstore/config");
       applyConfig(data, response);
     } catch (error) {
       if (error.status !== 401) showFormError($("config-error"), error);
@@ -895,7 +897,7 @@
     const button = $("config-form").querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const { data, response } = await api("POST", "/api/config", { json: changes, headers });
+      const { data, response } = await api("POST", "/api/cfgstore/config", { json: changes, headers });
       applyConfig(data, response);
       notify(`Saved ${count} change${count === 1 ? "" : "s"}.`, "ok");
     } catch (error) {
@@ -903,7 +905,7 @@
         showFormError(errorBox,
           "The configuration was changed elsewhere since you loaded it (version conflict). "
           + "Nothing was saved. Use “Reload from server” and apply your edits again.");
-      } else if (error.status === 422) {
+      } else if (error.code === "invalid") {
         showFormError(errorBox, "Nothing was saved; fix these fields:\n"
           + Object.entries(error.fields || {}).map(([f, p]) => `• ${f}: ${p}`).join("\n")
           + (error.fields ? "" : error.message));
@@ -965,7 +967,7 @@
         toggle.disabled = true;
         try {
           const { data } = await api("POST", `/api/plugins/${seg(name)}/toggle`, { json: { enabled: wanted } });
-          const now = data && typeof data.enabled === "boolean" ? data.enabled : wanted;
+          const now = data && data.plugin && typeof data.plugin.enabled === "boolean" ? data.plugin.enabled : wanted;
           toggle.checked = now;
           state.textContent = now ? "enabled" : "disabled";
           state.className = "plugin-state " + (now ? "on" : "off");
