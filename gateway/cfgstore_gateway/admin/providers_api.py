@@ -30,6 +30,7 @@ from aiohttp import web
 from cfgstore.adapters import Store
 from cfgstore.credential_paths import confine_for, is_credential_path_key
 from cfgstore.errors import CredentialPathOutside, InvalidData
+from cfgstore.model.convert import converter
 from cfgstore.model.credentials import Credential, credential_path_of, token_format_for
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import HOT_KEYS, ProviderNode, node_from_settings, node_to_json
@@ -60,8 +61,29 @@ _KEPT_ON_ADD = frozenset({"isDisabled"})
 """Hot-path fields a new node may set; the others start at their defaults."""
 
 
+ANSWERED_STATE = (
+    "isHealthy",
+    "isDisabled",
+    "lastUsed",
+    "usageCount",
+    "errorCount",
+    "lastErrorTime",
+    "lastHealthCheckTime",
+    "lastHealthCheckModel",
+    "lastErrorMessage",
+)
+"""Health fields every node in an answer has, defaults included (the Node service writes
+them into each new node; cfgstore stores only those that differ from the defaults)."""
+
+
 def node_answer(node: ProviderNode) -> dict[str, Any]:
-    return masked(node_to_json(node))
+    """The node as the Node service shows it: its object with the health fields, secrets
+    masked."""
+    answer = masked(node_to_json(node))
+    state = converter.unstructure(node.state)
+    for key in ANSWERED_STATE:
+        answer.setdefault(key, state[key])
+    return answer
 
 
 # -- reads ------------------------------------------------------------------------------

@@ -198,9 +198,7 @@
       $("login-password").value = "";
       await enterApp();
     } catch (error) {
-      let message = describe(error);
-      if (String(error.code).startsWith("login.error.incorrect")) message = "Wrong password. " + message;
-      showFormError($("login-error"), message);
+      showFormError($("login-error"), describe(error));
     } finally {
       button.disabled = false;
     }
