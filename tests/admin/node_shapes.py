@@ -154,6 +154,12 @@ CONFIG_FILE = {
     "preview": str,
 }
 
+# -- src/ui-modules/upload-config-api.js ----------------------------------------------------
+VIEWED = {"path": str, "content": str, "size": int, "modified": OPT_STR, "name": str}
+FILE_DELETED = {"success": bool, "message": str, "filePath": str}  # handleDeleteConfigFile
+NONE_UNBOUND = {"success": bool, "message": str, "deletedCount": int, "deletedFiles": [str]}
+UNBOUND_DELETED = {**NONE_UNBOUND, "failedCount": int, "failedFiles": [dict]}
+
 # -- src/ui-modules/plugin-api.js, src/core/plugin-manager.js: getPluginList ----------------
 PLUGINS = {"plugins": [dict]}
 TOGGLED = {"success": bool, "message": str, "plugin": {"name": str, "enabled": bool}}

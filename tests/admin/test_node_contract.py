@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -328,6 +329,56 @@ async def test_upload_list_and_quick_link(admin: Admin) -> None:
     assert body["success"] is False
     assert body["results"][0]["error"] == "This config file is already linked"
     await expect(admin, "POST", "/api/quick-link-provider", 400, shapes.ERROR, json={})
+
+
+async def test_view_and_delete_uploaded_files(admin: Admin) -> None:
+    raw = json.dumps(GEMINI_TOKEN).encode()
+    form = node_ui_upload(raw, "gemini")
+    linked = (await admin.call("POST", "/api/upload-oauth-credentials", data=form))[1]["filePath"]
+    await admin.call("POST", "/api/quick-link-provider", json={"filePath": linked})
+    loose = [
+        (await admin.call("POST", "/api/upload-oauth-credentials", data=node_ui_upload(raw, d)))[1][
+            "filePath"
+        ]
+        for d in ("gemini", "qwen", "codex")
+    ]
+    # upload-config-manager.js: the path URI-encoded after /view/ and /delete/
+    body = await expect(
+        admin, "GET", f"/api/upload-configs/view/{quote(loose[0], safe='')}", 200, shapes.VIEWED
+    )
+    assert body["path"] == loose[0] and body["size"] == len(raw)
+    assert json.loads(body["content"])["expiry_date"] == GEMINI_TOKEN["expiry_date"]
+    assert GEMINI_TOKEN["access_token"] not in body["content"]  # Node shows the file as is
+    for verb, method in (("view", "GET"), ("delete", "DELETE")):
+        body = await expect(
+            admin, method, f"/api/upload-configs/{verb}/..%2Fpyproject.toml", 403, shapes.ERROR
+        )
+        assert body["error"]["message"].startswith("Access denied")
+        await expect(
+            admin, method, f"/api/upload-configs/{verb}/configs%2Fnone.json", 404, shapes.ERROR
+        )
+    body = await expect(
+        admin,
+        "DELETE",
+        f"/api/upload-configs/delete/{quote(loose[0], safe='')}",
+        200,
+        shapes.FILE_DELETED,
+    )
+    assert body["filePath"] == loose[0]
+    # A file a node reads is not deleted from under it (Node deletes it).
+    body = await expect(
+        admin, "DELETE", f"/api/upload-configs/delete/{quote(linked, safe='')}", 409, shapes.ERROR
+    )
+    body = await expect(
+        admin, "DELETE", "/api/upload-configs/delete-unbound", 200, shapes.UNBOUND_DELETED
+    )
+    assert sorted(body["deletedFiles"]) == sorted(loose[1:])
+    body = await expect(
+        admin, "DELETE", "/api/upload-configs/delete-unbound", 200, shapes.NONE_UNBOUND
+    )
+    assert body["deletedCount"] == 0
+    listed = (await admin.call("GET", "/api/upload-configs"))[1]
+    assert [e["path"] for e in listed] == [linked]
 
 
 @pytest.mark.parametrize(

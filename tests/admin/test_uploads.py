@@ -95,3 +95,13 @@ async def test_over_redis_an_upload_is_seen_and_linked_by_another_instance(
         assert await one.store.kept_files.get() == {}
         status, listed = await one.call("GET", "/api/upload-configs")
         assert [(e["path"], e["isUsed"]) for e in listed] == [(path, True)]
+
+
+async def test_deleting_an_upload_removes_its_file(admin: Admin) -> None:
+    path = await upload(admin, "qwen", TOKEN)
+    on_disk = settings_root(admin) / path
+    assert on_disk.is_file()
+    status, _ = await admin.call("DELETE", f"/api/upload-configs/delete/{path}")
+    assert status == 200
+    assert not on_disk.exists()
+    assert await admin.store.kept_files.get() == {}

@@ -194,6 +194,18 @@ def usage_info(path: str, config: Mapping[str, Any], holders: Sequence[Holder]) 
     return {"isUsed": bool(details), "usageType": usage_type, "usageDetails": details}
 
 
+def masked_text(content: bytes, path: str) -> str:
+    """A file's text as an answer may show it: a JSON object with its secrets masked
+    (indented, as the Node service writes token files), anything else withheld (``""``)."""
+    try:
+        document = jsjson.loads(content, path)
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    return json.dumps(masked(document), indent=2, ensure_ascii=False)
+
+
 def describe(path: str, content: bytes, usage: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
     """A listing entry in the Node service's shape (``analyzeOAuthFile``); ``modified``
     is ``None``: the store keeps no file times."""
@@ -214,7 +226,7 @@ def describe(path: str, content: bytes, usage: Mapping[str, Any], now_ms: int) -
             if isinstance(document, dict):
                 file_type, provider = _by_content(document, file_type, provider)
                 expires = _expiry_ms(document)
-                shown = json.dumps(masked(document), indent=2, ensure_ascii=False)
+                shown = masked_text(content, path)
                 preview = shown[:PREVIEW_CHARS] + ("..." if len(shown) > PREVIEW_CHARS else "")
     elif extension in (".key", ".pem"):
         if "-----BEGIN" in text and "PRIVATE KEY-----" in text:

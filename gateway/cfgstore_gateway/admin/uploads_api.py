@@ -25,6 +25,7 @@ import time
 import uuid as uuidlib
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from cfgstore.adapters import Store
@@ -39,6 +40,7 @@ from cfgstore_gateway.admin.credential_files import (
     describe,
     is_listed,
     kind_of,
+    masked_text,
     normal_path,
     system_path,
     usage_info,
@@ -103,11 +105,23 @@ async def upload(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def list_configs(request: web.Request) -> web.StreamResponse:
-    """The credential files under ``configs/``: uploads not yet linked, and the files nodes
-    name, each once (Node's ``scanConfigFiles`` entries)."""
-    store = request.config_dict[SERVICES].store
-    config = (await store.config.get()).document
+@attrs.frozen
+class _Scan:
+    """The credential files under ``configs/`` and who names each (normalised paths)."""
+
+    contents: dict[str, bytes]
+    """Path → bytes: the loose uploads, then the documents of the files nodes name."""
+    loose: dict[str, str]
+    """Normalised path → kept-file key of each loose upload."""
+    holders: dict[str, list[Holder]]
+    config: dict[str, Any]
+
+    def usage(self, path: str) -> dict[str, Any]:
+        return usage_info(path, self.config, self.holders.get(path, []))
+
+
+async def _scan(store: Store) -> _Scan:
+    config = dict((await store.config.get()).document)
     pools = (await store.pools.list()).types
     holders: dict[str, list[Holder]] = {}
     readers: dict[str, tuple[str, str]] = {}
@@ -120,21 +134,100 @@ async def list_configs(request: web.Request) -> web.StreamResponse:
                     path = normal_path(value)
                     holders.setdefault(path, []).append(Holder(provider_type, index, key, answer))
                     readers.setdefault(path, (provider_type, node.uuid))
-    contents: dict[str, bytes] = {
-        normal_path(key): data for key, data in (await store.kept_files.get()).items()
-    }
+    kept = await store.kept_files.get()
+    loose = {normal_path(key): key for key in kept}
+    contents = {normal_path(key): data for key, data in kept.items()}
     for path, (provider_type, node_uuid) in readers.items():
         if path not in contents and is_listed(path):
             credential = await store.credentials.get(provider_type, node_uuid)
             if credential is not None:
                 contents[path] = jsjson.dump_bytes(credential.document)
+    return _Scan(contents, loose, holders, config)
+
+
+async def list_configs(request: web.Request) -> web.StreamResponse:
+    """The credential files under ``configs/``: uploads not yet linked, and the files nodes
+    name, each once (Node's ``scanConfigFiles`` entries)."""
+    scan = await _scan(request.config_dict[SERVICES].store)
     now = now_ms()
     entries = [
-        describe(path, data, usage_info(path, config, holders.get(path, [])), now)
-        for path, data in sorted(contents.items())
+        describe(path, data, scan.usage(path), now)
+        for path, data in sorted(scan.contents.items())
         if is_listed(path)
     ]
     return web.json_response(entries)
+
+
+def _path_in_configs(request: web.Request, verb: str) -> str:
+    path = normal_path(request.match_info["path"])
+    if not path.startswith("configs/") or ".." in path.split("/"):
+        message = f"Access denied: can only {verb} files in configs directory"
+        raise ApiError(403, "forbidden", message)
+    return path
+
+
+async def view_config(request: web.Request) -> web.StreamResponse:
+    """``{"path", "content", "size", "modified", "name"}``; the content with its secrets
+    masked (a JSON document), or empty (any other file: a key, a certificate)."""
+    path = _path_in_configs(request, "view")
+    scan = await _scan(request.config_dict[SERVICES].store)
+    data = scan.contents.get(path)
+    if data is None:
+        raise ApiError(404, "not_found", "File does not exist")
+    return web.json_response(
+        {
+            "path": path,
+            "content": masked_text(data, path),
+            "size": len(data),
+            "modified": None,
+            "name": posixpath.basename(path),
+        }
+    )
+
+
+async def delete_config(request: web.Request) -> web.StreamResponse:
+    """Delete a loose upload; a file a node names is ``409`` (delete the node first)."""
+    path = _path_in_configs(request, "delete")
+    store = request.config_dict[SERVICES].store
+    async with admin_state(request).uploads:
+        scan = await _scan(store)
+        if path in scan.holders:
+            count = len(scan.holders[path])
+            message = f"{path} is used by {count} node(s): delete or relink them first"
+            raise ApiError(409, "conflict", message)
+        if path not in scan.loose:
+            raise ApiError(404, "not_found", "File does not exist")
+        files = await store.kept_files.get()
+        files.pop(scan.loose[path], None)
+        await store.kept_files.put(files)
+    return success(message="File deleted successfully", filePath=path)
+
+
+async def delete_unbound(request: web.Request) -> web.StreamResponse:
+    """Delete every loose upload under a ``configs/`` sub-folder that no node names."""
+    store = request.config_dict[SERVICES].store
+    async with admin_state(request).uploads:
+        scan = await _scan(store)
+        unbound = sorted(
+            path
+            for path in scan.loose
+            if is_listed(path) and path.count("/") >= 2 and not scan.usage(path)["isUsed"]
+        )
+        if not unbound:
+            return success(
+                message="No unbound config files to delete", deletedCount=0, deletedFiles=[]
+            )
+        files = await store.kept_files.get()
+        for path in unbound:
+            files.pop(scan.loose[path], None)
+        await store.kept_files.put(files)
+    return success(
+        message=f"Deleted {len(unbound)} unbound config files",
+        deletedCount=len(unbound),
+        deletedFiles=unbound,
+        failedCount=0,
+        failedFiles=[],
+    )
 
 
 async def quick_link(request: web.Request) -> web.StreamResponse:
