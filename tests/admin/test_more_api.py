@@ -136,7 +136,8 @@ async def test_no_secret_reaches_a_log_line(
 
 async def test_ui_enabled_false_turns_the_ui_and_the_admin_api_off(tmp_path: Path) -> None:
     async with admin_gateway(file_deployment(tmp_path, UI_ENABLED=False)) as anonymous:
-        for method, path in (("GET", "/"), ("GET", "/ui/app.js"), ("POST", "/api/login")):
+        off = (("GET", "/"), ("GET", "/ui/app.js"), ("POST", "/api/login"), ("GET", "/api/health"))
+        for method, path in off:
             status, _ = await anonymous.call(method, path, json={"password": PASSWORD})
             assert status == 404, path
         async with anonymous.client.get("/health") as response:

@@ -84,7 +84,8 @@ async def test_log_in_add_a_provider_and_watch_its_usage_rise(
     await page.get_by_test_id("login-password").fill("not-the-password")
     await page.get_by_test_id("login-submit").click()
     await expect(page.get_by_test_id("login-error")).to_have_text(
-        "Incorrect password. 4 attempts remaining.", timeout=UI_WAIT_MS  # the Node wording
+        "Incorrect password. 4 attempts remaining.",
+        timeout=UI_WAIT_MS,  # the Node wording
     )
     await page.screenshot(path=artifacts / "desktop-login.png")
 

@@ -148,8 +148,9 @@ async def _ui_headers(request: web.Request, response: web.StreamResponse) -> Non
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_ROUTE_ACCESS: dict[Handler, Access] = {login_api.login: Access.LOGIN, _health: Access.PUBLIC}
-"""Admin routes anyone may call (the others need a session)."""
+_ROUTE_ACCESS: dict[Handler, Access] = {login_api.login: Access.LOGIN, _health: Access.UI}
+"""Admin routes anyone may call (the others need a session). ``/api/health`` is the Node
+UI's probe: public as there, and off with the UI (``UI_ENABLED``)."""
 
 
 @web.middleware
@@ -157,7 +158,7 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
     access = request.config_dict[ROUTE_ACCESS].of(request)
     is_login = access is Access.LOGIN
     try:
-        if access is not Access.LOGIN and access is not Access.PUBLIC:
+        if access is not Access.LOGIN and access is not Access.UI:
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
         return await handler(request)
     except ApiError as exc:
