@@ -105,3 +105,44 @@ async def test_deleting_an_upload_removes_its_file(admin: Admin) -> None:
     assert status == 200
     assert not on_disk.exists()
     assert await admin.store.kept_files.get() == {}
+
+
+async def test_over_redis_a_node_form_naming_an_upload_takes_its_token(
+    namespace: Namespace,  # noqa: F811 (the fixture)
+) -> None:
+    """The Node UI's provider form: upload (the path lands in the form), then add the node
+    with that path; later upload another file and save the node with the new path."""
+    gemini, key = "gemini-cli-oauth", "GEMINI_OAUTH_CREDS_FILE_PATH"
+    async with two(namespace) as (one, other):
+        one, other = await one.login(), await other.login()
+        first = await upload(one, "gemini", TOKEN)
+        status, body = await other.call(
+            "POST", "/api/providers", json={"providerType": gemini, "providerConfig": {key: first}}
+        )
+        assert status == 200, body
+        uuid = body["provider"]["uuid"]
+        credential = await one.store.credentials.get(gemini, uuid)
+        assert credential is not None and credential.document == TOKEN
+        fresh = {**TOKEN, "access_token": "ya29.fresh-0123456789abcdef"}
+        second = await upload(one, "gemini", fresh)
+        status, body = await other.call(
+            "PUT", f"/api/providers/{gemini}/{uuid}", json={"providerConfig": {key: second}}
+        )
+        assert status == 200, body
+        credential = await one.store.credentials.get(gemini, uuid)
+        assert credential is not None and credential.document == fresh
+        assert await one.store.kept_files.get() == {}
+
+
+async def test_in_files_a_node_form_naming_an_upload_reads_the_file(admin: Admin) -> None:
+    gemini, key = "gemini-cli-oauth", "GEMINI_OAUTH_CREDS_FILE_PATH"
+    path = await upload(admin, "gemini", TOKEN)
+    status, body = await admin.call(
+        "POST", "/api/providers", json={"providerType": gemini, "providerConfig": {key: path}}
+    )
+    assert status == 200, body
+    credential = await admin.store.credentials.get(gemini, body["provider"]["uuid"])
+    assert credential is not None and credential.document == TOKEN
+    on_disk = settings_root(admin) / path
+    assert json.loads(on_disk.read_bytes()) == TOKEN  # the uploaded file is the token file
+    assert await admin.store.kept_files.get() == {}

@@ -12,9 +12,10 @@ overwritten: the store merges admin edits atomically with them), so they reach e
 instance through its change events. A new OAuth account is a node plus its credential
 document: the node is added first (the file backend gives it its token file path), then
 the credential; if storing the credential fails the node is removed again, so nothing
-half-made is left behind. A credential path outside the folders credential files may live
-in (:mod:`cfgstore.credential_paths`) is a ``422`` naming the field, checked before
-anything is stored, in every storage mode.
+half-made is left behind. A node whose path names an uploaded file takes that file's
+document as its credential (:mod:`.upload_adoption`). A credential path outside the
+folders credential files may live in (:mod:`cfgstore.credential_paths`) is a ``400``
+naming the field, checked before anything is stored, in every storage mode.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from cfgstore_gateway.admin.http import (
     success,
 )
 from cfgstore_gateway.admin.masking import masked, without_masked_echoes
+from cfgstore_gateway.admin.state import admin_state
+from cfgstore_gateway.admin.upload_adoption import adopt_upload
 from cfgstore_gateway.health_checks import CheckResult, HealthChecker
 from cfgstore_gateway.routing import BUILTIN_PROVIDER_TYPES, RESERVED_TYPE_NAMES, is_reserved_type
 from cfgstore_gateway.services import SERVICES
@@ -163,7 +166,15 @@ async def add_provider(request: web.Request) -> web.StreamResponse:
     if fields:
         raise invalid(fields)
     assert isinstance(provider_type, str) and isinstance(node_uuid, str)
-    node = await _add_node(_store(request), provider_type, node_uuid, config, credential)
+    store = _store(request)
+    node = await _add_node(store, provider_type, node_uuid, config, credential)
+    if credential is None:  # a path the Node UI's form got from an upload: its document
+        try:
+            if await adopt_upload(store, provider_type, node_uuid, admin_state(request).uploads):
+                node = await store.pools.get_node(provider_type, node_uuid) or node
+        except BaseException:
+            await store.pools.delete_node(provider_type, node_uuid)
+            raise
     return success(
         message="Provider added successfully",
         provider=node_answer(node),
@@ -189,6 +200,8 @@ async def update_provider(request: web.Request) -> web.StreamResponse:
         node = await store.pools.update_node(provider_type, node_uuid, changes)
     except InvalidData as exc:
         raise invalid({"providerConfig": _where(exc)}) from None
+    if any(is_credential_path_key(key) for key in changes):  # perhaps a fresh upload's path
+        await adopt_upload(store, provider_type, node_uuid, admin_state(request).uploads)
     return success(message="Provider updated successfully", provider=node_answer(node))
 
 

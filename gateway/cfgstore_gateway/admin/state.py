@@ -18,6 +18,8 @@ class AdminState:
     password_work: PasswordWork = attrs.Factory(PasswordWork)
     uploads: asyncio.Lock = attrs.Factory(asyncio.Lock)
     """Serialises this instance's edits of the uploaded files (a set replaced whole)."""
+    links: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    """Serialises this instance's quick links (a path linked once)."""
 
 
 ADMIN = web.AppKey("cfgstore_gateway.admin", AdminState)

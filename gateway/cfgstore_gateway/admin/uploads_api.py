@@ -9,16 +9,18 @@ path ``configs/<provider>/<ms>_<name>``; Kiro's in a folder of its own), so ever
 sees it and the file backend writes it where the Node service would. The path is checked
 as every credential path is (:mod:`cfgstore.credential_paths`). Linking a path adds a node
 of the type the path names (Node's mappings, :mod:`.credential_files`) whose path key names
-it; the file's document becomes the node's credential (on Redis, the store's copy; in
-files, the file itself) and the file stops being a loose upload. Several links in one
-instance are serialised; two instances uploading at the same moment may lose one of the
-uploads (the kept files are replaced as a set): the second one then answers an error.
+it; the file's document becomes the node's credential (:mod:`.upload_adoption`) and the
+file stops being a loose upload. A loose upload may be viewed (secrets masked) and
+deleted; a file a node names is not deleted (``409``). Edits of the uploads are serialised
+per instance; two instances uploading at the same moment may lose one of the uploads (the
+kept files are replaced as a set, with no version to compare).
 
 Nothing here shows a secret: listings preview documents with secrets masked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import re
 import time
@@ -29,9 +31,7 @@ import attrs
 from aiohttp import web
 
 from cfgstore.adapters import Store
-from cfgstore.errors import InvalidData
 from cfgstore.model import jsjson
-from cfgstore.model.credentials import Credential, token_format_for
 from cfgstore.model.pools import node_from_settings
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.admin.credential_files import (
@@ -47,7 +47,6 @@ from cfgstore_gateway.admin.credential_files import (
 )
 from cfgstore_gateway.admin.http import (
     ApiError,
-    check_document,
     invalid,
     read_form,
     read_json_object,
@@ -55,6 +54,7 @@ from cfgstore_gateway.admin.http import (
 )
 from cfgstore_gateway.admin.providers_api import node_answer, outside_paths
 from cfgstore_gateway.admin.state import admin_state
+from cfgstore_gateway.admin.upload_adoption import adopt_upload
 from cfgstore_gateway.services import SERVICES
 
 UPLOAD_EXTENSIONS = (".json", ".txt", ".key", ".pem", ".p12", ".pfx")
@@ -244,18 +244,9 @@ async def quick_link(request: web.Request) -> web.StreamResponse:
     ):
         raise invalid({"filePaths": f"a list of at most {MAX_LINKS} paths"})
     store = request.config_dict[SERVICES].store
-    results: list[dict[str, Any]] = []
-    async with admin_state(request).uploads:
-        kept = {normal_path(key): key for key in await store.kept_files.get()}
-        linked: list[str] = []
-        for path in paths:
-            result = await _link_one(store, path, kept)
-            results.append(result)
-            if result["success"] and normal_path(path) in kept:
-                linked.append(kept[normal_path(path)])
-        if linked:
-            files = await store.kept_files.get()
-            await store.kept_files.put({k: v for k, v in files.items() if k not in linked})
+    state = admin_state(request)
+    async with state.links:  # one batch at a time: "already linked" holds
+        results = [await _link_one(store, path, state.uploads) for path in paths]
     done = sum(1 for r in results if r["success"])
     failed = len(results) - done
     if done:
@@ -276,7 +267,7 @@ async def quick_link(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _link_one(store: Store, path: str, kept: dict[str, str]) -> dict[str, Any]:
+async def _link_one(store: Store, path: str, lock: asyncio.Lock) -> dict[str, Any]:
     kind = kind_of(path)
     if kind is None:
         return {
@@ -307,7 +298,7 @@ async def _link_one(store: Store, path: str, kept: dict[str, str]) -> dict[str, 
         kind.provider_type, node_from_settings(settings, node_uuid, "providerConfig")
     )
     try:
-        await _adopt_document(store, kind.provider_type, node_uuid, kept.get(wanted))
+        await adopt_upload(store, kind.provider_type, node_uuid, lock)
     except BaseException:
         await store.pools.delete_node(kind.provider_type, node_uuid)
         raise
@@ -319,29 +310,3 @@ async def _link_one(store: Store, path: str, kept: dict[str, str]) -> dict[str, 
         "displayName": kind.display_name,
         "provider": node_answer(node),
     }
-
-
-async def _adopt_document(
-    store: Store, provider_type: str, node_uuid: str, kept_key: str | None
-) -> None:
-    """Make the uploaded file's document the node's credential where the store does not
-    already read it from the file (Redis keeps its own copy)."""
-    if kept_key is None or await store.credentials.get(provider_type, node_uuid) is not None:
-        return
-    raw = (await store.kept_files.get()).get(kept_key)
-    if raw is None:
-        return
-    try:
-        document = jsjson.loads(raw, kept_key)
-    except ValueError:
-        return  # not a token document: the node names the file, as in the Node service
-    if not isinstance(document, dict):
-        return
-    check_document(document, "file")
-    credential = Credential(
-        provider_type, node_uuid, document, token_format=token_format_for(provider_type)
-    )
-    try:
-        await store.credentials.put(credential, None)
-    except InvalidData as exc:
-        raise invalid({"file": exc.problem}) from None

@@ -109,7 +109,9 @@
       const error = new ApiError(response.status, err.code || "", message, err.fields || null);
       error.retryAfter = response.headers.get("Retry-After");
       if (response.status === 401 && path !== "/api/login") sessionEnded();
-      if (response.status === 503 && err.code === "storage_degraded") setDegraded(true);
+      if (response.status === 503 && /^(storage_degraded|login\.error\.storageDegraded)$/.test(err.code)) {
+        setDegraded(true);
+      }
       throw error;
     }
     return { data, response };
