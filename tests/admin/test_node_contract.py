@@ -196,6 +196,25 @@ async def test_provider_reads(admin: Admin) -> None:
     assert (body["totalCount"], body["healthyCount"]) == (1, 1)
 
 
+async def test_what_the_node_service_masks_is_masked(admin: Admin) -> None:
+    # provider-api.js sanitizeProviderData(): API_KEY|TOKEN|SSO|SECRET|PASSWORD|CLEARANCE|
+    # ACCESS_KEY|credentials, not paths, URLs or regions.
+    secrets = {
+        "GROK_COOKIE_TOKEN": "sso=cookie-value-0123456789",
+        "GROK_CF_CLEARANCE": "cf-clearance-0123456789",
+        "AWS_ACCESS_KEY": "AKIA0123456789ABCDEF",
+    }
+    config = {**secrets, "KIRO_SSO_REGION": "us-east-1", "GROK_BASE_URL": "https://grok.com"}
+    added = {"providerType": "grok-web", "providerConfig": config}
+    assert (await admin.call("POST", "/api/providers", json=added))[0] == 200
+    _, body = await admin.call("GET", "/api/providers")
+    (node,) = body["providers"]["grok-web"]
+    for key, value in secrets.items():
+        assert node[key] == value[:4] + "****" + value[-4:], key
+    assert node["KIRO_SSO_REGION"] == "us-east-1"
+    assert node["GROK_BASE_URL"] == "https://grok.com"
+
+
 async def test_provider_edits(admin: Admin) -> None:
     # modal.js addProvider(): {providerType, providerConfig}
     config = {"customName": "two", "OPENAI_API_KEY": "sk-two-0123456789", "OPENAI_BASE_URL": "x"}
