@@ -245,8 +245,15 @@ async def test_provider_edits(admin: Admin) -> None:
     path = f"/api/providers/{TYPE}/{body['newUuid']}"
     body = await expect(admin, "DELETE", path, 200, shapes.DELETED)
     assert body["deletedProvider"]["OPENAI_API_KEY"] == "sk-t****6789"  # Node: in clear
-    body = await expect(admin, "DELETE", path, 404, shapes.ERROR)
-    assert body["error"]["message"] == "Provider not found"
+    for method, missing in (
+        ("DELETE", path),
+        ("PUT", path),
+        ("POST", f"{path}/disable"),
+        ("POST", f"{path}/refresh-uuid"),
+        ("POST", f"{path}/health-check"),
+    ):
+        body = await expect(admin, method, missing, 404, shapes.ERROR, json={"providerConfig": {}})
+        assert body["error"]["message"] == "Provider not found", method
 
 
 async def test_pool_wide_actions(admin: Admin) -> None:

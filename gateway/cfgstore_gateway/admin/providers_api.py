@@ -193,9 +193,8 @@ async def update_provider(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     if fields := await outside_paths(store, changes, "providerConfig."):
         raise invalid(fields)
-    current = await store.pools.get_node(provider_type, node_uuid)
-    if current is not None:  # else the store answers 404
-        check_document({**node_to_json(current), **changes}, "providerConfig")
+    current = await _existing(store, provider_type, node_uuid)
+    check_document({**node_to_json(current), **changes}, "providerConfig")
     try:
         node = await store.pools.update_node(provider_type, node_uuid, changes)
     except InvalidData as exc:
@@ -222,6 +221,7 @@ async def enable_provider(request: web.Request) -> web.StreamResponse:
 
 async def _set_disabled(request: web.Request, disabled: bool) -> web.StreamResponse:
     store, provider_type, node_uuid = _store(request), _type_of(request), _uuid_of(request)
+    await _existing(store, provider_type, node_uuid)
     await store.pools.set_disabled(provider_type, node_uuid, disabled)
     node = await _existing(store, provider_type, node_uuid)
     action = "disable" if disabled else "enable"
@@ -265,6 +265,7 @@ async def delete_unhealthy(request: web.Request) -> web.StreamResponse:
 async def refresh_uuid(request: web.Request) -> web.StreamResponse:
     store, provider_type, old_uuid = _store(request), _type_of(request), _uuid_of(request)
     new_uuid = str(uuidlib.uuid4())
+    await _existing(store, provider_type, old_uuid)
     await store.pools.rename_node(provider_type, old_uuid, new_uuid)
     node = await _existing(store, provider_type, new_uuid)
     return success(
