@@ -140,7 +140,7 @@ STORED_RULES: Mapping[str, Rule] = {
     "SYSTEM_PROMPT_MODE": one_of("append", "overwrite"),
     "SYSTEM_PROMPT_REPLACEMENTS": objects,
     "PROMPT_LOG_BASE_NAME": string,
-    "PROMPT_LOG_MODE": one_of("none", "console", "file"),
+    "PROMPT_LOG_MODE": one_of("none", "console", "file", ""),  # "": the Node form unset
     **dict.fromkeys(
         (
             "REQUEST_MAX_RETRIES",
@@ -219,7 +219,7 @@ RULES: Mapping[str, Rule] = {
     "MODEL_PROVIDER": _providers,
     "SYSTEM_PROMPT_FILE_PATH": _safe_path,
     "SYSTEM_PROMPT_MODE": one_of("append", "overwrite"),
-    "PROMPT_LOG_MODE": one_of("none", "console", "file"),
+    "PROMPT_LOG_MODE": one_of("none", "console", "file", ""),  # "": the Node form unset
     "REQUEST_MAX_RETRIES": integer(0, 100),
     "REQUEST_BASE_DELAY": _NON_NEGATIVE,
     "CREDENTIAL_SWITCH_MAX_RETRIES": integer(0, 100),

@@ -32,9 +32,10 @@ def js_trim(text: str) -> str:
     return text.strip(JS_WHITESPACE)
 
 
-MIN_PASSWORD_LENGTH = 8
-"""The shortest Web-UI password accepted, counted after trimming: the one rule of the
-admin API (``POST /api/admin-password``) and ``cfgctl init --password-file``."""
+MIN_PASSWORD_LENGTH = 12
+"""The shortest Web-UI password accepted, counted after trimming (the Node service's
+``PASSWORD.MIN_LENGTH``): the one rule of the admin API (``POST /api/admin-password``),
+the web UI's form and ``cfgctl init --password-file``."""
 
 PASSWORD_RULE = f"at least {MIN_PASSWORD_LENGTH} characters (spaces around trimmed)"
 

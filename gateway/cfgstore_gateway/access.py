@@ -29,7 +29,8 @@ class Access(enum.Enum):
     METRICS = "metrics"
     """Anyone, unless ``METRICS_REQUIRE_API_KEY`` is true in the config: then the client key."""
     UI = "ui"
-    """Anyone: the web UI's files (the UI's security headers; off with ``UI_ENABLED``)."""
+    """Anyone: the web UI's files and ``GET /api/health`` (the UI's security headers; off
+    with ``UI_ENABLED``)."""
     LOGIN = "login"
     """Anyone: ``POST /api/login`` (off with ``UI_ENABLED``)."""
     ADMIN = "admin"

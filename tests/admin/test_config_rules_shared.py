@@ -1,5 +1,5 @@
 """The admin API and ``cfgctl migrate`` judge ``config.json`` values by the same rules
-(:mod:`cfgstore.model.config_rules`): what migrate warns about is a 422 here, and what
+(:mod:`cfgstore.model.config_rules`): what migrate warns about is a 400 here, and what
 the sample deployment holds is accepted here."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.admin.conftest import Admin
 )
 async def test_values_migrate_warns_about_are_refused(admin: Admin, change: dict[str, Any]) -> None:
     status, body = await admin.call("POST", "/api/config", json=change)
-    assert status == 422, body
+    assert status == 400, body
     assert list(body["error"]["fields"]) == list(change)
 
 
@@ -32,4 +32,4 @@ async def test_model_provider_may_be_a_list_as_in_the_node_service(
 
 async def test_an_empty_provider_list_is_refused(admin: Admin) -> None:
     status, body = await admin.call("POST", "/api/config", json={"MODEL_PROVIDER": []})
-    assert status == 422, body
+    assert status == 400, body

@@ -3,7 +3,7 @@ credential file outside the deployment's working directory.
 
 The attack: an admin names a token file elsewhere (absolute, ``..``, ``configs/../..``, a
 symlink inside ``configs/`` pointing out) in a node's ``*_CREDS_FILE_PATH``, on an add, an
-update or a credential ``PUT``. Each is ``422`` naming the field, the pools are unchanged,
+update or a credential ``PUT``. Each is ``400`` naming the field, the pools are unchanged,
 and the file system shows nothing created or overwritten outside. A folder an operator
 lists in ``credential_roots`` (``CFGSTORE_CREDENTIAL_ROOTS``) is allowed.
 """
@@ -118,7 +118,7 @@ def assert_nothing_outside(site: Site) -> None:
         "symlinked-file",
     ],
 )
-async def test_an_account_added_with_an_outside_path_is_422(
+async def test_an_account_added_with_an_outside_path_is_400(
     admin: Admin, site: Site, attack: str
 ) -> None:
     path = site.attacks()[attack]
@@ -128,7 +128,7 @@ async def test_an_account_added_with_an_outside_path_is_422(
         "/api/providers",
         json={"providerType": KIRO, "providerConfig": {PATH_KEY: path}, "credential": kiro_token()},
     )
-    assert status == 422, body
+    assert status == 400, body
     assert path in body["error"]["fields"][FIELD]
     assert await pools(admin) == before
     assert_nothing_outside(site)
@@ -137,7 +137,7 @@ async def test_an_account_added_with_an_outside_path_is_422(
 @pytest.mark.parametrize(
     "attack", ["absolute", "etc", "dotdot", "configs-dotdot", "symlinked-file"]
 )
-async def test_a_node_edited_to_an_outside_path_is_422_and_the_next_put_writes_inside(
+async def test_a_node_edited_to_an_outside_path_is_400_and_the_next_put_writes_inside(
     admin: Admin, site: Site, attack: str
 ) -> None:
     path = site.attacks()[attack]
@@ -145,7 +145,7 @@ async def test_a_node_edited_to_an_outside_path_is_422_and_the_next_put_writes_i
     status, body = await admin.call(
         "PUT", f"/api/providers/{KIRO}/{EXISTING}", json={"providerConfig": {PATH_KEY: path}}
     )
-    assert status == 422, body
+    assert status == 400, body
     assert FIELD in body["error"]["fields"]
     assert await pools(admin) == before
     token = kiro_token("after")
@@ -158,7 +158,7 @@ async def test_a_node_edited_to_an_outside_path_is_422_and_the_next_put_writes_i
 
 
 @pytest.mark.parametrize("attack", ["absolute", "sibling", "configs-dotdot", "symlinked-file"])
-async def test_a_credential_put_to_a_hand_edited_outside_path_is_422_and_writes_nothing(
+async def test_a_credential_put_to_a_hand_edited_outside_path_is_400_and_writes_nothing(
     site: Site, attack: str
 ) -> None:
     path = site.attacks()[attack]
@@ -167,7 +167,7 @@ async def test_a_credential_put_to_a_hand_edited_outside_path_is_422_and_writes_
         status, body = await admin.call(
             "PUT", f"/api/providers/{KIRO}/{EXISTING}/credential", json=kiro_token()
         )
-        assert status == 422, body
+        assert status == 400, body
         assert PATH_KEY in body["error"]["fields"]
     assert_nothing_outside(site)
 
@@ -186,7 +186,7 @@ async def test_equivalent_spellings_inside_the_working_directory_are_accepted(
                 "credential": token,
             },
         )
-        assert status == 201, body
+        assert status == 200, body
     assert json.loads((site.configs / "kiro/a/a.json").read_bytes()) == token
     assert json.loads((site.configs / "kiro/b/b.json").read_bytes()) == token
     assert_nothing_outside(site)
@@ -207,7 +207,7 @@ async def test_a_folder_listed_in_credential_roots_is_allowed(site: Site) -> Non
                 "credential": token,
             },
         )
-        assert status == 201, body
+        assert status == 200, body
         stored = await admin.store.credentials.get(KIRO, "rooted")
         assert stored is not None and stored.document == token
         # Still nothing beyond the listed root.
@@ -216,7 +216,7 @@ async def test_a_folder_listed_in_credential_roots_is_allowed(site: Site) -> Non
             "/api/providers",
             json={"providerType": KIRO, "providerConfig": {PATH_KEY: site.attacks()["dotdot"]}},
         )
-        assert status == 422 and FIELD in body["error"]["fields"], body
+        assert status == 400 and FIELD in body["error"]["fields"], body
     assert json.loads(target.read_bytes()) == token
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     for escaped in site.escape_targets():
@@ -232,8 +232,8 @@ def test_the_roots_setting_reads_the_environment_variable(tmp_path: Path) -> Non
 async def test_uploads_land_in_private_convention_folders(admin: Admin, site: Site) -> None:
     """Issue 13, 7: the token's folders are 0700 and the file 0600, whatever the umask."""
     form = upload({"file": json.dumps(kiro_token("up")).encode(), "provider": KIRO})
-    status, body = await admin.call("POST", "/api/upload-oauth-credentials", data=form)
-    assert status == 201, body
+    status, body = await admin.call("POST", "/api/cfgstore/upload-oauth-credentials", data=form)
+    assert status == 200, body
     named = body["provider"][PATH_KEY]  # the Node upload convention: under configs/kiro/
     assert named.startswith("./configs/kiro/"), named
     token_file = site.root / named

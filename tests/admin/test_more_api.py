@@ -1,5 +1,6 @@
 """``/api/plugins``, ``/api/usage``, ``/api/custom-models``, ``/api/storage/status`` and the
-UI's files, over the file backend."""
+UI's files, over the file backend (the Node service's answer shapes in detail:
+``tests/admin/test_node_contract.py``)."""
 
 from __future__ import annotations
 
@@ -25,50 +26,60 @@ async def test_plugins_are_listed_and_toggled(admin: Admin) -> None:
         {"name": "ai-monitor", "enabled": False, "description": "watch", "extra": 1}
     ]
     status, body = await admin.call("POST", "/api/plugins/ai-monitor/toggle")
-    assert status == 200 and body == {"success": True, "name": "ai-monitor", "enabled": True}
+    assert status == 400  # as in the Node service: "enabled" is required
+    assert not (await admin.store.plugin_config.get()).is_enabled("ai-monitor")
     status, body = await admin.call(
         "POST", "/api/plugins/ai-monitor/toggle", json={"enabled": True}
     )
-    assert body["enabled"] is True
+    assert body["plugin"] == {"name": "ai-monitor", "enabled": True}
     stored = await admin.store.plugin_config.get()
     assert stored.plugins["ai-monitor"] == {"enabled": True, "description": "watch", "extra": 1}
     status, body = await admin.call("POST", "/api/plugins/ai-monitor/toggle", json={"enabled": 1})
-    assert status == 422 and "enabled" in body["error"]["fields"]
+    assert status == 400 and "enabled" in body["error"]["fields"]
     assert (await admin.store.plugin_config.get()).is_enabled("ai-monitor")
 
 
 async def test_usage_is_read_and_refreshed_per_type(admin: Admin) -> None:
-    status, body = await admin.call("GET", "/api/usage")
-    assert status == 200 and body["providers"] == {}
-    status, _ = await admin.call("GET", f"/api/usage/{TYPE}")
-    assert status == 404
     await admin.store.pools.record_success(TYPE, NODE)
     await admin.store.flush()
     status, entry = await admin.call("GET", f"/api/usage/{TYPE}?refresh=true")
-    assert status == 200
+    assert status == 200 and "fromCache" not in entry and entry["serverTime"]
     assert entry["providerType"] == TYPE and entry["totalCount"] == 1
     (instance,) = entry["instances"]
     assert instance["uuid"] == NODE and instance["usage"]["summary"]["totalUsed"] == 1
     cache = await admin.store.usage_cache.get()
+    del entry["serverTime"]
     assert cache is not None and cache.providers[TYPE] == entry
+    status, again = await admin.call("GET", f"/api/usage/{TYPE}")
+    assert status == 200 and again["fromCache"] is True
     status, _ = await admin.call("GET", "/api/usage/openai-none?refresh=true")
     assert status == 404
+
+
+async def test_usage_is_computed_when_nothing_is_cached(admin: Admin) -> None:
+    assert await admin.store.usage_cache.get() is None
+    status, body = await admin.call("GET", "/api/usage")
+    assert status == 200 and "fromCache" not in body
+    assert body["providers"][TYPE]["instances"][0]["uuid"] == NODE
+    status, body = await admin.call("GET", "/api/usage")
+    assert status == 200 and body["fromCache"] is True
 
 
 async def test_custom_models_crud(admin: Admin) -> None:
     model = {"id": "fast", "actualProvider": TYPE, "actualModel": "gpt-4o-mini", "name": "Fast"}
     status, body = await admin.call("POST", "/api/custom-models", json=model)
-    assert status == 201 and body == model
+    assert status == 200 and body == {"success": True, "model": model}
     status, body = await admin.call("POST", "/api/custom-models", json=model)
-    assert status == 409
+    assert status == 400 and body["error"]["message"] == "Model ID 'fast' already exists"
     status, body = await admin.call("PUT", "/api/custom-models/fast", json={"name": "Quick"})
-    assert status == 200 and body == {**model, "name": "Quick"}
+    assert status == 200 and body == {"success": True, "model": {**model, "name": "Quick"}}
     status, body = await admin.call("GET", "/api/custom-models")
     assert status == 200 and body == [{**model, "name": "Quick"}]
     status, _ = await admin.call("PUT", "/api/custom-models/fast", json={"id": "other"})
-    assert status == 422
-    status, _ = await admin.call("DELETE", "/api/custom-models/fast")
+    assert status == 400
+    status, body = await admin.call("DELETE", "/api/custom-models/fast")
     assert status == 200 and await admin.store.custom_models.list() == []
+    assert body["deletedModel"] == {**model, "name": "Quick"}
     assert (await admin.call("DELETE", "/api/custom-models/fast"))[0] == 404
     assert (await admin.call("PUT", "/api/custom-models/fast", json={"a": 1}))[0] == 404
 
@@ -76,7 +87,7 @@ async def test_custom_models_crud(admin: Admin) -> None:
 @pytest.mark.parametrize("payload", [{}, {"id": ""}, {"id": 5}, {"id": "x" * 300}])
 async def test_a_custom_model_needs_an_id(admin: Admin, payload: dict[str, Any]) -> None:
     status, body = await admin.call("POST", "/api/custom-models", json=payload)
-    assert status == 422 and "id" in body["error"]["fields"]
+    assert status == 400 and "id" in body["error"]["fields"]
     assert await admin.store.custom_models.list() == []
 
 
@@ -125,7 +136,8 @@ async def test_no_secret_reaches_a_log_line(
 
 async def test_ui_enabled_false_turns_the_ui_and_the_admin_api_off(tmp_path: Path) -> None:
     async with admin_gateway(file_deployment(tmp_path, UI_ENABLED=False)) as anonymous:
-        for method, path in (("GET", "/"), ("GET", "/ui/app.js"), ("POST", "/api/login")):
+        off = (("GET", "/"), ("GET", "/ui/app.js"), ("POST", "/api/login"), ("GET", "/api/health"))
+        for method, path in off:
             status, _ = await anonymous.call(method, path, json={"password": PASSWORD})
             assert status == 404, path
         async with anonymous.client.get("/health") as response:

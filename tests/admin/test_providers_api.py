@@ -1,5 +1,6 @@
-"""``/api/providers…`` and ``/api/upload-oauth-credentials`` over the file backend: every
-endpoint, its storage effect, secrets masked, bad input refused with nothing changed."""
+"""``/api/providers…`` and ``/api/cfgstore/upload-oauth-credentials`` over the file
+backend: every endpoint, its storage effect, secrets masked, bad input refused with nothing
+changed (the Node service's answer shapes: ``tests/admin/test_node_contract.py``)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ async def pools_json(admin: Admin) -> dict[str, Any]:
 async def test_the_pools_are_listed_with_secrets_masked(admin: Admin) -> None:
     status, body = await admin.call("GET", "/api/providers")
     assert status == 200
-    (node,) = body[TYPE]
+    (node,) = body["providers"][TYPE]
     assert node["uuid"] == NODE and node["customName"] == "first"
     assert node["OPENAI_API_KEY"] == SECRET_KEY[:4] + "****" + SECRET_KEY[-4:]
     assert SECRET_KEY not in json.dumps(body)
@@ -48,7 +49,7 @@ async def test_the_pools_are_listed_with_secrets_masked(admin: Admin) -> None:
 
 async def test_supported_types_name_what_the_gateway_can_serve(admin: Admin) -> None:
     status, body = await admin.call("GET", "/api/providers/supported")
-    assert status == 200 and TYPE in body["types"] and KIRO in body["types"]
+    assert status == 200 and TYPE in body and KIRO in body
 
 
 async def test_a_node_is_added_with_a_generated_uuid_and_default_counters(admin: Admin) -> None:
@@ -60,7 +61,7 @@ async def test_a_node_is_added_with_a_generated_uuid_and_default_counters(admin:
     status, body = await admin.call(
         "POST", "/api/providers", json={"providerType": TYPE, "providerConfig": config}
     )
-    assert status == 201, body
+    assert status == 200, body
     new = body["provider"]
     assert new["uuid"] and new["uuid"] != NODE and new["OPENAI_API_KEY"] == "sk-n****6789"
     stored = await admin.store.pools.get_node(TYPE, new["uuid"])
@@ -75,7 +76,7 @@ async def test_an_oauth_account_is_added_with_its_credential(admin: Admin) -> No
         "/api/providers",
         json={"providerType": KIRO, "providerConfig": {"customName": "k"}, "credential": token},
     )
-    assert status == 201, body
+    assert status == 200, body
     uuid = body["provider"]["uuid"]
     credential = await admin.store.credentials.get(KIRO, uuid)
     assert credential is not None and credential.document == token
@@ -89,7 +90,7 @@ async def test_a_credential_the_backend_cannot_keep_leaves_no_node_behind(admin:
         "/api/providers",
         json={"providerType": TYPE, "providerConfig": {}, "credential": kiro_token()},
     )
-    assert status == 422 and "credential" in body["error"]["fields"]
+    assert status == 400 and "credential" in body["error"]["fields"]
     assert await pools_json(admin) == before
 
 
@@ -104,12 +105,12 @@ async def test_a_credential_the_backend_cannot_keep_leaves_no_node_behind(admin:
         ({"providerType": KIRO, "providerConfig": {}, "credential": "tok"}, "credential"),
     ],
 )
-async def test_a_bad_add_is_422_and_changes_nothing(
+async def test_a_bad_add_is_400_and_changes_nothing(
     admin: Admin, payload: dict[str, Any], field: str
 ) -> None:
     before = await pools_json(admin)
     status, body = await admin.call("POST", "/api/providers", json=payload)
-    assert status == 422, body
+    assert status == 400, body
     assert field in body["error"]["fields"]
     assert await pools_json(admin) == before
 
@@ -123,7 +124,8 @@ async def test_a_taken_uuid_is_409(admin: Admin) -> None:
 
 async def test_an_update_merges_and_ignores_masked_echoes_and_counters(admin: Admin) -> None:
     _, listed = await admin.call("GET", "/api/providers")
-    echoed = {**listed[TYPE][0], "customName": "renamed", "usageCount": 99, "checkModelName": "m"}
+    echoed = {**listed["providers"][TYPE][0], "customName": "renamed", "usageCount": 99}
+    echoed["checkModelName"] = "m"
     status, body = await admin.call(
         "PUT", f"/api/providers/{TYPE}/{NODE}", json={"providerConfig": echoed}
     )
@@ -138,7 +140,8 @@ async def test_an_update_merges_and_ignores_masked_echoes_and_counters(admin: Ad
     )
     assert status == 404
     status, body = await admin.call("PUT", f"/api/providers/{TYPE}/{NODE}", json={"x": 1})
-    assert status == 422 and "providerConfig" in body["error"]["fields"]
+    assert status == 400 and "providerConfig" in body["error"]["fields"]
+    assert "activeRequests" not in node.settings  # an echoed answer field is not stored
 
 
 async def test_disable_enable_and_delete(admin: Admin) -> None:
@@ -163,13 +166,13 @@ async def add_unhealthy(admin: Admin, uuid: str) -> None:
 async def test_reset_health_and_delete_unhealthy(admin: Admin) -> None:
     await add_unhealthy(admin, "sick-1")
     status, body = await admin.call("POST", f"/api/providers/{TYPE}/reset-health")
-    assert status == 200 and body["count"] >= 1
+    assert status == 200 and body["resetCount"] >= 1
     node = await admin.store.pools.get_node(TYPE, "sick-1")
     assert node is not None and node.state.is_healthy and node.state.error_count == 0
     await admin.store.pools.record_failure(TYPE, "sick-1", message="boom", max_error_count=1)
     await admin.store.flush()
     status, body = await admin.call("DELETE", f"/api/providers/{TYPE}/delete-unhealthy")
-    assert status == 200 and body["removed"] == ["sick-1"]
+    assert status == 200 and [d["uuid"] for d in body["deletedProviders"]] == ["sick-1"]
     assert await admin.store.pools.get_node(TYPE, NODE) is not None
 
 
@@ -182,17 +185,18 @@ async def test_refresh_uuid_moves_the_credential_with_the_node(admin: Admin) -> 
     )
     old = added["provider"]["uuid"]
     status, body = await admin.call("POST", f"/api/providers/{KIRO}/{old}/refresh-uuid")
-    assert status == 200 and body["uuid"] != old
+    assert status == 200 and body["oldUuid"] == old and body["newUuid"] != old
     assert await admin.store.pools.get_node(KIRO, old) is None
-    moved = await admin.store.credentials.get(KIRO, body["uuid"])
+    moved = await admin.store.credentials.get(KIRO, body["newUuid"])
     assert moved is not None and moved.document == token
 
 
 async def test_refresh_unhealthy_uuids_renames_only_unhealthy_nodes(admin: Admin) -> None:
     await add_unhealthy(admin, "sick-2")
     status, body = await admin.call("POST", f"/api/providers/{TYPE}/refresh-unhealthy-uuids")
-    assert status == 200 and list(body["renamed"]) == ["sick-2"]
-    assert await admin.store.pools.get_node(TYPE, body["renamed"]["sick-2"]) is not None
+    (renamed,) = body["refreshedProviders"]
+    assert status == 200 and renamed["oldUuid"] == "sick-2"
+    assert await admin.store.pools.get_node(TYPE, renamed["newUuid"]) is not None
     assert await admin.store.pools.get_node(TYPE, NODE) is not None
     status, _ = await admin.call("POST", "/api/providers/openai-none/refresh-unhealthy-uuids")
     assert status == 404
@@ -213,7 +217,7 @@ async def test_a_credential_is_replaced_for_an_existing_node(admin: Admin) -> No
     status, _ = await admin.call("PUT", f"/api/providers/{KIRO}/nobody/credential", json=fresh)
     assert status == 404
     status, _ = await admin.call("PUT", f"/api/providers/{KIRO}/{uuid}/credential", json={})
-    assert status == 422
+    assert status == 400
 
 
 def upload(fields: dict[str, Any]) -> aiohttp.FormData:
@@ -226,11 +230,14 @@ def upload(fields: dict[str, Any]) -> aiohttp.FormData:
     return form
 
 
+UPLOAD = "/api/cfgstore/upload-oauth-credentials"
+
+
 async def test_an_uploaded_token_file_becomes_a_new_account(admin: Admin) -> None:
     token = kiro_token("up")
     form = upload({"file": json.dumps(token).encode(), "provider": KIRO, "customName": "Ann"})
-    status, body = await admin.call("POST", "/api/upload-oauth-credentials", data=form)
-    assert status == 201, body
+    status, body = await admin.call("POST", UPLOAD, data=form)
+    assert status == 200, body
     uuid = body["provider"]["uuid"]
     assert body["provider"]["customName"] == "Ann"
     stored = await admin.store.credentials.get(KIRO, uuid)
@@ -246,15 +253,15 @@ async def test_an_uploaded_token_file_becomes_a_new_account(admin: Admin) -> Non
         ({"file": b'{"accessToken": "a"}', "provider": "bad type"}, "provider"),
     ],
 )
-async def test_a_bad_upload_is_422_and_changes_nothing(
+async def test_a_bad_upload_is_400_and_changes_nothing(
     admin: Admin, fields: dict[str, Any], field: str
 ) -> None:
     before = await pools_json(admin)
-    status, body = await admin.call("POST", "/api/upload-oauth-credentials", data=upload(fields))
-    assert status == 422 and field in body["error"]["fields"]
+    status, body = await admin.call("POST", UPLOAD, data=upload(fields))
+    assert status == 400 and field in body["error"]["fields"]
     assert await pools_json(admin) == before
-    status, body = await admin.call("POST", "/api/upload-oauth-credentials", json={"a": 1})
-    assert status == 422
+    status, body = await admin.call("POST", UPLOAD, json={"a": 1})
+    assert status == 400
 
 
 async def test_a_health_check_from_the_ui_marks_the_node(
@@ -263,10 +270,11 @@ async def test_a_health_check_from_the_ui_marks_the_node(
     await admin.store.pools.update_node(TYPE, NODE, {"OPENAI_BASE_URL": upstream.base_url})
     status, body = await admin.call("POST", f"/api/providers/{TYPE}/{NODE}/health-check")
     assert status == 200, body
-    assert body["results"] == [{"uuid": NODE, "healthy": True, "message": None}]
+    assert (body["uuid"], body["healthy"], body["message"]) == (NODE, True, "Healthy")
     node = await admin.store.pools.get_node(TYPE, NODE)
     assert node is not None and node.state.last_health_check_time is not None
     status, _ = await admin.call("POST", f"/api/providers/{TYPE}/nobody/health-check")
     assert status == 404
     status, body = await admin.call("POST", f"/api/providers/{TYPE}/health-check")
     assert status == 200 and body["results"] == []  # no unhealthy node to check
+    assert body["message"] == "No unhealthy providers to check"

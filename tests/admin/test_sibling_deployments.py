@@ -29,11 +29,13 @@ async def test_sibling_configs_folders_keep_their_own_system_prompt(tmp_path: Pa
     async with admin_gateway(a) as anonymous:
         admin = await anonymous.login()
         status, body = await admin.call("POST", "/api/config", json={"systemPrompt": "only A"})
+        assert status == 200, body
+        status, body = await admin.call("GET", "/api/config")
         assert status == 200 and body["systemPrompt"] == "only A", body
     async with admin_gateway(b) as anonymous:
         admin = await anonymous.login()
         status, body = await admin.call("GET", "/api/config")
-        assert status == 200 and body["systemPrompt"] is None, body
+        assert status == 200 and body["systemPrompt"] == "", body  # Node's: "" when none
         status, body = await admin.call("POST", "/api/config", json={"systemPrompt": "only B"})
         assert status == 200, body
     assert (tmp_path / "deploy-a" / "input_system_prompt.txt").read_text() == "only A"

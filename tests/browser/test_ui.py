@@ -11,7 +11,7 @@
   the bound and a mutation is refused with the storage message; restarting it clears the
   banner. Screenshot of the banner.
 * :func:`test_custom_models_add_edit_delete`: the Models tab adds a model (it shows in
-  the table and in ``GET /v1/models``), refuses a taken id (409) and an id change (422) on
+  the table and in ``GET /v1/models``), refuses a taken id and an id change (400) on
   the form, edits it (a merge the store keeps), deletes it (confirmed). Desktop screenshot.
 * :func:`test_node_check_new_uuid_and_unhealthy_actions`: a node's Check asks its upstream
   stub and says healthy; New uuid (confirmed) renames it in the table and the store; the
@@ -84,7 +84,8 @@ async def test_log_in_add_a_provider_and_watch_its_usage_rise(
     await page.get_by_test_id("login-password").fill("not-the-password")
     await page.get_by_test_id("login-submit").click()
     await expect(page.get_by_test_id("login-error")).to_have_text(
-        "Wrong password.", timeout=UI_WAIT_MS
+        "Incorrect password. 4 attempts remaining.",
+        timeout=UI_WAIT_MS,  # the Node wording
     )
     await page.screenshot(path=artifacts / "desktop-login.png")
 
@@ -305,7 +306,7 @@ async def test_config_editor_upload_and_usage(
     assert config["REQUEST_MAX_RETRIES"] == 2
     assert config["REQUIRED_API_KEY"] == CLIENT_KEY
 
-    # Bad input: 422, the field named, nothing changed.
+    # Bad input: 400, the field named, nothing changed.
     shown = json.loads(await editor.input_value())
     shown["SERVER_PORT"] = 70000
     await editor.fill(json.dumps(shown, indent=2))
@@ -406,7 +407,7 @@ async def test_custom_models_add_edit_delete(
     await expect(add_error).to_contain_text("already exists", timeout=UI_WAIT_MS)
     await expect(page.get_by_test_id("model-row")).to_have_count(2)
 
-    # Edit: the fields other than the id, as JSON; an id change is refused (422).
+    # Edit: the fields other than the id, as JSON; an id change is refused (400).
     await added.get_by_test_id("model-edit").click()
     fields_box = page.get_by_test_id("edit-model-fields")
     await expect(fields_box).to_be_visible()

@@ -363,12 +363,14 @@ def test_accounts_added_through_the_admin_api_are_exported_with_their_tokens(
                 "credential": GEMINI_NEW,
             },
         )
-        assert status == 201, added
+        assert status == 200, added
         form = aiohttp.FormData()
         form.add_field("file", json.dumps(QWEN_TOKEN).encode(), filename="t.json")
         form.add_field("provider", "openai-qwen-oauth")
-        status, uploaded = await admin.call("POST", "/api/upload-oauth-credentials", data=form)
-        assert status == 201, uploaded
+        status, uploaded = await admin.call(
+            "POST", "/api/cfgstore/upload-oauth-credentials", data=form
+        )
+        assert status == 200, uploaded
         moved = {"GEMINI_OAUTH_CREDS_FILE_PATH": "configs/gemini/moved_oauth_creds.json"}
         status, body = await admin.call(
             "PUT", f"/api/providers/gemini-cli-oauth/{GEMINI_UUID}", json={"providerConfig": moved}

@@ -4,12 +4,14 @@
 whose middleware requires a session (every route but ``POST /api/login``, and any path
 under ``/api`` that matches none) before any handler runs, and answers errors in the admin
 shape (storage degraded → ``503 storage_degraded``, missing → ``404``, conflicts →
-``409``/``412``, bad input → ``422`` with field errors; a read-only session signed in
-during an outage is refused every change: ``503 storage_degraded``; JSON answers of 1 KiB
-or more go gzip-encoded to a client that accepts it), and the static UI (``/`` and
-``/ui/*``, public: it holds no data, it asks the API for it). Every UI answer, a missing
-file's included, carries the same security headers (strict CSP, no framing, ``nosniff``).
-The routes are marked in the gateway's :class:`~cfgstore_gateway.access.RouteAccess`.
+``409``/``412``, bad input → ``400 invalid`` with field errors; a read-only session
+signed in during an outage is refused every change: ``503 storage_degraded``; JSON answers
+of 1 KiB or more go gzip-encoded to a client that accepts it; ``POST /api/login`` answers in
+the Node service's login shape, :mod:`~cfgstore_gateway.admin.login_shape`), and the static
+UI (``/`` and ``/ui/*``, public: it holds no data, it asks the API for it). Every UI answer,
+a missing file's included, carries the same security headers (strict CSP, no framing,
+``nosniff``). The routes are marked in the gateway's
+:class:`~cfgstore_gateway.access.RouteAccess`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cfgstore.errors import (
     StorageDegraded,
     VersionConflict,
 )
+from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.access import ROUTE_ACCESS, Access, RouteAccess
 from cfgstore_gateway.admin import (
     adapters_api,
@@ -39,11 +42,13 @@ from cfgstore_gateway.admin import (
     providers_api,
     storage_api,
     traffic_api,
+    uploads_api,
     usage_api,
 )
 from cfgstore_gateway.admin.compression import compress_json
 from cfgstore_gateway.admin.http import ApiError
 from cfgstore_gateway.admin.last_hour import LAST_HOUR, StoredTraffic
+from cfgstore_gateway.admin.login_shape import login_refusal
 from cfgstore_gateway.admin.outage_sign_in import READ_ONLY_REFUSAL
 from cfgstore_gateway.admin.sessions import SessionGate
 from cfgstore_gateway.admin.state import ADMIN, SESSION, AdminState
@@ -81,7 +86,7 @@ def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> N
     api_routes(api.router)
     access.default(api, Access.ADMIN)
     for route in api.router.routes():
-        access.mark(Access.LOGIN if route.handler is login_api.login else Access.ADMIN, route)
+        access.mark(_ROUTE_ACCESS.get(route.handler, Access.ADMIN), route)
     app.add_subapp("/api", api)
     access.mark(Access.UI, app.router.add_get("/", _index))
     access.mark_resource(Access.UI, app.router.add_static("/ui/", STATIC_DIR, append_version=False))
@@ -89,14 +94,14 @@ def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> N
 
 
 def api_routes(r: web.UrlDispatcher) -> None:
+    """The Node service's paths with its shapes (aiclient-formats §7), then the paths only
+    cfgstore has (its console's richer answers under ``/api/cfgstore/``)."""
     p = providers_api
     r.add_post("/login", login_api.login)
-    r.add_post("/logout", login_api.logout)
-    r.add_get("/session", login_api.session_info)
+    r.add_get("/health", _health)
     r.add_post("/admin-password", login_api.change_password)
-    r.add_get("/config", config_api.get_config)
-    r.add_post("/config", config_api.update_config)
-    r.add_put("/config", config_api.update_config)
+    r.add_get("/config", config_api.get_node_config)
+    r.add_post("/config", config_api.update_node_config)
     r.add_post("/reload-config", config_api.reload_config)
     r.add_get("/providers", p.list_providers)
     r.add_post("/providers", p.add_provider)
@@ -112,8 +117,12 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/providers/{type}/{uuid}/enable", p.enable_provider)
     r.add_post("/providers/{type}/{uuid}/refresh-uuid", p.refresh_uuid)
     r.add_post("/providers/{type}/{uuid}/health-check", p.health_check)
-    r.add_put("/providers/{type}/{uuid}/credential", p.put_credential)
-    r.add_post("/upload-oauth-credentials", p.upload_credential)
+    r.add_post("/upload-oauth-credentials", uploads_api.upload)
+    r.add_get("/upload-configs", uploads_api.list_configs)
+    r.add_get("/upload-configs/view/{path:.+}", uploads_api.view_config)
+    r.add_delete("/upload-configs/delete-unbound", uploads_api.delete_unbound)
+    r.add_delete("/upload-configs/delete/{path:.+}", uploads_api.delete_config)
+    r.add_post("/quick-link-provider", uploads_api.quick_link)
     r.add_get("/plugins", plugins_api.list_plugins)
     r.add_post("/plugins/{name}/toggle", plugins_api.toggle_plugin)
     r.add_get("/usage", usage_api.usage)
@@ -122,6 +131,10 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/custom-models", custom_models_api.add_model)
     r.add_put("/custom-models/{id}", custom_models_api.update_model)
     r.add_delete("/custom-models/{id}", custom_models_api.delete_model)
+    # cfgstore's own
+    r.add_post("/logout", login_api.logout)
+    r.add_get("/session", login_api.session_info)
+    r.add_put("/providers/{type}/{uuid}/credential", p.put_credential)
     r.add_get("/storage/status", storage_api.storage_status)
     r.add_get("/cfgstore/traffic", traffic_api.traffic)
     r.add_get("/adapters", adapters_api.adapters)
@@ -130,6 +143,15 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/cfgstore/pools/poll", console_api.pools_poll)
     r.add_get("/cfgstore/storage/mode", console_api.storage_mode)
     r.add_get("/cfgstore/pools/{type}", console_api.pool_page)
+    r.add_get("/cfgstore/config", config_api.get_config)
+    r.add_post("/cfgstore/config", config_api.update_config)
+    r.add_put("/cfgstore/config", config_api.update_config)
+    r.add_post("/cfgstore/upload-oauth-credentials", p.upload_credential)
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    """``GET /api/health``: the Node UI's liveness probe, public as there."""
+    return web.json_response({"status": "ok", "timestamp": now_ms()})
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -142,27 +164,33 @@ async def _ui_headers(request: web.Request, response: web.StreamResponse) -> Non
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ROUTE_ACCESS: dict[Handler, Access] = {login_api.login: Access.LOGIN, _health: Access.UI}
+"""Admin routes anyone may call (the others need a session). ``/api/health`` is the Node
+UI's probe: public as there, and off with the UI (``UI_ENABLED``)."""
 
 
 @web.middleware
 async def _admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    access = request.config_dict[ROUTE_ACCESS].of(request)
+    is_login = access is Access.LOGIN
     try:
-        if request.config_dict[ROUTE_ACCESS].of(request) is not Access.LOGIN:
+        if access is not Access.LOGIN and access is not Access.UI:
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
             _refuse_read_only_change(request)
         return await handler(request)
     except ApiError as exc:
-        if exc.status == 400:  # a body no handler could take: say so once, no traceback
+        if exc.status == 400 and exc.code == "bad_request":  # say so once, no traceback
             log.warning("%s %s refused: %s", request.method, escaped(request.path), exc)
-        return exc.response()
+        error = exc
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return ApiError(exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason).response()
+        error = ApiError(exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason)
     except CfgStoreError as exc:
-        return _storage_error(exc).response()
+        error = _storage_error(exc)
     except TimeoutError:
-        return ApiError(503, "storage_error", "The storage did not answer in time").response()
+        error = ApiError(503, "storage_error", "The storage did not answer in time")
+    return login_refusal(error) if is_login else error.response()
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -196,5 +224,5 @@ def _storage_error(exc: CfgStoreError) -> ApiError:
     if isinstance(exc, VersionConflict):
         return ApiError(409, "conflict", f"Changed concurrently, retry: {exc}")
     if isinstance(exc, InvalidData):
-        return ApiError(422, "invalid", str(exc), fields={"body": exc.problem})
+        return ApiError(400, "invalid", str(exc), fields={"body": exc.problem})
     return ApiError(503, "storage_error", f"Storage error: {exc}")

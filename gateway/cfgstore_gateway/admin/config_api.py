@@ -1,4 +1,12 @@
-"""``GET/POST/PUT /api/config`` and ``POST /api/reload-config``.
+"""``GET/POST /api/config`` and ``POST /api/reload-config`` (the Node service's shapes), and
+``GET/POST/PUT /api/cfgstore/config`` (the console's: the whole document and its version).
+
+``GET /api/config`` answers as the Node service does: the keys its UI edits, flat, with
+their values (defaults filled in), ``REQUIRED_API_KEY`` as ``******`` (or ``""`` when
+unset), ``systemPrompt`` and ``isDefaultPassword``; other secrets are masked too (the
+Node service shows ``PROXY_URL`` in clear). ``POST /api/config`` answers ``{"success":
+true, "message", "details"}``. ``/api/cfgstore/config`` answers ``{"config", "systemPrompt",
+"isDefaultPassword", "version"}`` with every key of the document.
 
 The config is read fresh from the store (not the request path's cache), answered with its
 version as ``ETag`` and secrets masked. An update is a shallow merge of the body's keys
@@ -18,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from cfgstore.errors import VersionConflict
-from cfgstore.model.config import MainConfig
+from cfgstore.model.config import DEFAULTS, MainConfig
 from cfgstore.model.config_rules import field_errors
 from cfgstore.model.jsjson import JSONValue
 from cfgstore_gateway.admin.http import (
@@ -36,12 +44,89 @@ PROMPT_KEY = "systemPrompt"
 MERGE_ATTEMPTS = 5
 
 
+NODE_CONFIG_KEYS = (
+    "HOST",
+    "SERVER_PORT",
+    "MODEL_PROVIDER",
+    "DEFAULT_MODEL_PROVIDERS",
+    "SYSTEM_PROMPT_FILE_PATH",
+    "SYSTEM_PROMPT_MODE",
+    "PROMPT_LOG_BASE_NAME",
+    "PROMPT_LOG_MODE",
+    "REQUEST_MAX_RETRIES",
+    "REQUEST_BASE_DELAY",
+    "CREDENTIAL_SWITCH_MAX_RETRIES",
+    "RATE_LIMIT_COOLDOWN_ENABLED",
+    "RATE_LIMIT_COOLDOWN_MS",
+    "RATE_LIMIT_COOLDOWN_JITTER_MS",
+    "RATE_LIMIT_COOLDOWN_MAX_MS",
+    "CRON_NEAR_MINUTES",
+    "CRON_REFRESH_TOKEN",
+    "LOGIN_EXPIRY",
+    "TRUST_PROXY",
+    "TRUSTED_PROXY_IPS",
+    "PROVIDER_POOLS_FILE_PATH",
+    "MAX_ERROR_COUNT",
+    "SYSTEM_PROMPT_REPLACEMENTS",
+    "WARMUP_TARGET",
+    "REFRESH_CONCURRENCY_PER_PROVIDER",
+    "providerFallbackChain",
+    "modelFallbackMapping",
+    "PROXY_URL",
+    "PROXY_ENABLED_PROVIDERS",
+    "TLS_SIDECAR_ENABLED",
+    "TLS_SIDECAR_ENABLED_PROVIDERS",
+    "TLS_SIDECAR_PORT",
+    "TLS_SIDECAR_PROXY_URL",
+    "LOG_ENABLED",
+    "LOG_OUTPUT_MODE",
+    "LOG_LEVEL",
+    "LOG_DIR",
+    "LOG_INCLUDE_REQUEST_ID",
+    "LOG_INCLUDE_TIMESTAMP",
+    "LOG_MAX_FILE_SIZE",
+    "LOG_MAX_FILES",
+    "SCHEDULED_HEALTH_CHECK",
+)
+"""The keys ``GET /api/config`` answers, in the Node service's order (its
+``handleGetConfig`` whitelist, ``src/ui-modules/config-api.js``); ``REQUIRED_API_KEY``,
+``systemPrompt`` and ``isDefaultPassword`` follow."""
+
+
+async def get_node_config(request: web.Request) -> web.StreamResponse:
+    services = request.config_dict[SERVICES]
+    config = await services.store.config.get()
+    flat: dict[str, Any] = {}
+    for key in NODE_CONFIG_KEYS:
+        if key in config.document or key in DEFAULTS:  # Node's JSON drops undefined keys
+            flat[key] = config.get(key)
+    flat = masked(flat)
+    flat["REQUIRED_API_KEY"] = API_KEY_MASK if config.get("REQUIRED_API_KEY") else ""
+    flat[PROMPT_KEY] = await services.store.system_prompt.get() or ""
+    flat["isDefaultPassword"] = await admin_state(request).gate.is_default_password()
+    return web.json_response(flat)
+
+
+async def update_node_config(request: web.Request) -> web.StreamResponse:
+    await _update(request)
+    return success(
+        message="Configuration updated successfully",
+        details="Configuration has been updated in both memory and config.json file",
+    )
+
+
 async def get_config(request: web.Request) -> web.StreamResponse:
     services = request.config_dict[SERVICES]
     return await _answer(request, services, await services.store.config.get())
 
 
 async def update_config(request: web.Request) -> web.StreamResponse:
+    services = request.config_dict[SERVICES]
+    return await _answer(request, services, await _update(request))
+
+
+async def _update(request: web.Request) -> MainConfig:
+    """Apply the body to the stored config (see the module docstring); the config now."""
     services = request.config_dict[SERVICES]
     store = services.store
     body = await read_json_object(request)
@@ -71,7 +156,7 @@ async def update_config(request: web.Request) -> web.StreamResponse:
     if isinstance(prompt, str):
         await store.system_prompt.put(prompt)
     services.config.invalidate()
-    return await _answer(request, services, await store.config.get())
+    return await store.config.get()
 
 
 async def reload_config(request: web.Request) -> web.StreamResponse:
@@ -80,7 +165,15 @@ async def reload_config(request: web.Request) -> web.StreamResponse:
     services.config.invalidate()
     services.models_cache.clear()
     services.health_cache = None
-    return success()
+    config = await services.store.config.get()
+    return success(
+        message="Configuration files reloaded successfully",
+        details={
+            "configReloaded": True,
+            "configPath": "configs/config.json",
+            "providerPoolsPath": config.document.get("PROVIDER_POOLS_FILE_PATH") or None,
+        },
+    )
 
 
 def _merged(document: dict[str, JSONValue], changes: dict[str, Any]) -> dict[str, JSONValue]:

@@ -1,16 +1,18 @@
 """The admin API's answers and request bodies: the error shape, bounded JSON reads, and
 the limits of what an admin write may store.
 
-Errors are ``{"error": {"message", "code"[, "fields"]}}`` (``gateway/admin-api.md``).
+Errors are ``{"error": {"message", "code"[, "fields"]}}`` (``gateway/admin-api.md``): the
+Node service's ``{"error": {"message"}}`` with a machine code (and the fields at fault).
 Handlers raise :class:`ApiError`; the admin middleware turns it (and storage errors) into
 the answer. Bodies are read whole up to :data:`MAX_BODY_BYTES` and refused (``413``) past
 it without reading further, whatever ``Content-Length`` claims. Every JSON body is parsed
 by :func:`parse_json`: deeper than the JSON parser goes, or (a request body) holding a
 lone UTF-16 surrogate escape such as ``"\\ud800"`` (which no UTF-8 file or hash can take),
 it is a ``400 bad_request`` (the admin middleware logs one line, never a traceback);
-deeper than the document depth limit, ``422``. Every document an admin write stores
-passes :func:`check_document` first (depth and size, :mod:`cfgstore.model.limits`): over
-a limit, ``422`` naming it, nothing stored.
+deeper than the document depth limit, ``400 invalid``. Every document an admin write
+stores passes :func:`check_document` first (depth and size, :mod:`cfgstore.model.limits`):
+over a limit, ``400 invalid`` naming it, nothing stored. Bad input is ``400`` as in the
+Node service (which answers every refused body with ``400``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from cfgstore.model.limits import document_problem
@@ -32,7 +35,7 @@ KiB; a system prompt may be larger)."""
 
 class ApiError(Exception):
     """An answer other than success: ``status``, a machine ``code`` and a human message;
-    ``fields`` maps a request field to what is wrong with it (``422``)."""
+    ``fields`` maps a request field to what is wrong with it (``400 invalid``)."""
 
     def __init__(
         self,
@@ -42,8 +45,15 @@ class ApiError(Exception):
         *,
         fields: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+        message_code: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.message_code = message_code
+        """The Node service's ``messageCode`` for this refusal, where it has one."""
+        self.details = dict(details or {})
+        """Facts for an answer in another shape (the Node login's counts), never shown as
+        such."""
         self.status = status
         self.code = code
         self.message = message
@@ -52,14 +62,16 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         error: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.message_code:
+            error["messageCode"] = self.message_code
         if self.fields:
             error["fields"] = self.fields
         return web.json_response({"error": error}, status=self.status, headers=self.headers)
 
 
 def invalid(fields: Mapping[str, str], message: str = "Invalid request") -> ApiError:
-    """``422``: the request named fields wrong; nothing was changed."""
-    return ApiError(422, "invalid", message, fields=fields)
+    """``400 invalid``: the request named fields wrong; nothing was changed."""
+    return ApiError(400, "invalid", message, fields=fields)
 
 
 def not_found(what: str) -> ApiError:
@@ -93,9 +105,41 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
+@attrs.frozen
+class FormPart:
+    """One part of a multipart form: its file name (``None`` for a plain field) and bytes."""
+
+    filename: str | None
+    data: bytes
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace").strip()
+
+
+async def read_form(request: web.Request) -> dict[str, FormPart]:
+    """A ``multipart/form-data`` body's parts by name (``400`` for another body); ``413``
+    once the body (framing included) passes :data:`MAX_BODY_BYTES`, without reading on."""
+    if not request.content_type.startswith("multipart/"):
+        raise invalid({"body": "expected multipart/form-data"})
+    refuse_declared_oversize(request)
+    reader = await request.multipart()
+    parts: dict[str, FormPart] = {}
+    while (part := await reader.next()) is not None:
+        refuse_received_oversize(request)
+        data = bytearray()
+        while chunk := await part.read_chunk():  # type: ignore[union-attr]
+            refuse_received_oversize(request)
+            data += chunk
+        if part.name:  # type: ignore[union-attr]
+            parts[part.name] = FormPart(part.filename, bytes(data))  # type: ignore[union-attr]
+    refuse_received_oversize(request)
+    return parts
+
+
 def parse_json(raw: bytes, field: str) -> Any:
-    """``raw`` as JSON: ``400`` when it is nested deeper than the parser follows, ``422`` on
-    ``field`` when it is not JSON or is nested deeper than a stored document may be."""
+    """``raw`` as JSON: ``400 bad_request`` when it is nested deeper than the parser
+    follows, ``400 invalid`` on ``field`` when it is not JSON or is nested deeper than a
+    stored document may be."""
     try:
         value = parse_client_json(raw)
     except JSONTooDeep:
@@ -109,7 +153,7 @@ def parse_json(raw: bytes, field: str) -> Any:
 
 
 def check_document(value: Any, field: str) -> None:
-    """``422`` on ``field`` when ``value``, a document about to be stored, is deeper or
+    """``400 invalid`` on ``field`` when ``value``, a document about to be stored, is deeper or
     larger than the limits (:mod:`cfgstore.model.limits`). Every admin write calls this
     on what it stores, so nothing stored can break a later read."""
     problem = document_problem(value)

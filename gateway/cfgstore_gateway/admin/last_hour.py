@@ -24,8 +24,8 @@ import attrs
 from aiohttp import web
 
 from cfgstore.adapters.traffic import Traffic as StoreTraffic
-from cfgstore.model.traffic import MINUTE_MS, minute_of
 from cfgstore.model.pools import ProviderNode
+from cfgstore.model.traffic import MINUTE_MS, minute_of
 
 HOUR_MS = 3_600_000
 SAMPLE_EVERY_MS = 60_000

@@ -22,6 +22,14 @@ While the storage is degraded (the reservation cannot reach it), the login is ch
 against the last confirmed password with a lockout counted in memory, and gives a
 read-only session local to this instance (:mod:`~cfgstore_gateway.admin.outage_sign_in`):
 the answer then carries ``"readOnly": true`` and a ``message`` saying so.
+
+Answers have the Node service's shapes: a login's are rendered by
+:mod:`~cfgstore_gateway.admin.login_shape` (the wrong password that locks the client out
+is a ``401`` naming the lock, as there); a password change takes Node's ``{"password"}``
+(the session is the proof, as there) or cfgstore's ``{"currentPassword", "newPassword"}``
+(the current password then checked as a login), at least :data:`MIN_PASSWORD_LENGTH`
+characters, and answers ``{"success": true, "message"}``; too short or empty is ``400``
+with Node's ``messageCode``.
 """
 
 from __future__ import annotations
@@ -35,12 +43,13 @@ from cfgstore.adapters import Store
 from cfgstore.errors import StorageUnavailable
 from cfgstore.model.config import MainConfig
 from cfgstore.model.login_guard import LoginAttempt, Refusal
-from cfgstore.model.password import PASSWORD_RULE, password_problem
+from cfgstore.model.password import MIN_PASSWORD_LENGTH, js_trim
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.access import PUBLIC_BODY_MAX
 from cfgstore_gateway.admin.client_address import client_address
 from cfgstore_gateway.admin.http import ApiError, invalid, read_json_object, success
+from cfgstore_gateway.admin.login_shape import login_success
 from cfgstore_gateway.admin.outage_sign_in import NO_CONFIRMED_PASSWORD, READ_ONLY_NOTE
 from cfgstore_gateway.admin.password_work import HashingBusy, HashSlot
 from cfgstore_gateway.admin.state import admin_state, current_session
@@ -70,7 +79,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             log.warning("admin login from %s checked locally: %s", client, exc)
             return await _read_only_login(request, slot, password, stored, config, client)
         if not await slot.verify(password, stored):
-            raise _wrong(attempt, "Wrong password")
+            raise _wrong(attempt, config, "Wrong password")
     await store.logins.clear(client)
     token = secrets.token_hex(32)
     now = now_ms()
@@ -82,7 +91,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         # perhaps before this one was stored.
         await store.sessions.delete(token)
         raise ApiError(401, "invalid_password", "The password changed meanwhile: sign in again")
-    return success(token=token, expiresAt=session.expiry_time, expiresIn=lifetime_s)
+    return login_success(token, lifetime_s)
 
 
 async def _read_only_login(
@@ -104,20 +113,14 @@ async def _read_only_login(
     )
     _refuse(attempt, client)
     if not await slot.verify(password, stored):
-        raise _wrong(attempt, "Wrong password")
+        raise _wrong(attempt, config, "Wrong password")
     outage.clear(client)
     now = now_ms()
     lifetime_s = max(1, config.int_value("LOGIN_EXPIRY"))
     session = UiSession(USERNAME, now, now + lifetime_s * 1000)
     token = outage.issue(session)
     log.warning("admin signed in read-only from %s: the storage is degraded", client)
-    return success(
-        token=token,
-        expiresAt=session.expiry_time,
-        expiresIn=lifetime_s,
-        readOnly=True,
-        message=READ_ONLY_NOTE,
-    )
+    return login_success(token, lifetime_s, READ_ONLY_NOTE)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -146,33 +149,40 @@ async def session_info(request: web.Request) -> web.StreamResponse:
 
 
 async def change_password(request: web.Request) -> web.StreamResponse:
-    """Check the current password as a login would (same count and lockout), store the
-    new one, and end every session but the caller's."""
+    """Store a new password and end every session but the caller's. Node's body is
+    ``{"password"}``; cfgstore's console sends ``{"currentPassword", "newPassword"}``, and a
+    current password, when sent, is checked as a login would be (same count and lockout)."""
     token, _ = current_session(request)
     store = request.config_dict[SERVICES].store
     body = await read_json_object(request)
-    current, new = body.get("currentPassword"), body.get("newPassword")
-    fields: dict[str, str] = {}
-    if not isinstance(current, str) or not current:
-        fields["currentPassword"] = "required (a non-empty string)"
-    if not isinstance(new, str) or password_problem(new):
-        fields["newPassword"] = PASSWORD_RULE
-    if fields:
-        raise invalid(fields)
-    assert isinstance(current, str) and isinstance(new, str)
+    field = "password" if "password" in body else "newPassword"
+    new, current = body.get(field), body.get("currentPassword")
+    if not isinstance(new, str) or not js_trim(new):
+        raise _password_refused(field, "Password cannot be empty", "common.passwordEmpty")
+    if len(js_trim(new)) < MIN_PASSWORD_LENGTH:
+        message = f"Password must be at least {MIN_PASSWORD_LENGTH} characters"
+        raise _password_refused(field, message, "common.passwordTooShort")
+    if current is not None and (not isinstance(current, str) or not current):
+        raise invalid({"currentPassword": "a non-empty string when sent"})
     config = await store.config.get()
     client = client_address(request, config)
     with _hashing_slot(request) as slot:
-        attempt = await _reserve(store, config, client)
-        if not await slot.verify(current, await store.password.get_stored()):
-            raise _wrong(attempt, "The current password is wrong")
+        if current is not None:
+            attempt = await _reserve(store, config, client)
+            if not await slot.verify(current, await store.password.get_stored()):
+                raise _wrong(attempt, config, "The current password is wrong")
         stored = await slot.hash(new)
-    await store.logins.clear(client)
+    if current is not None:
+        await store.logins.clear(client)
     await store.password.put_stored(stored)
     ended = await store.sessions.delete_others(token)
     admin_state(request).gate.forget_all_but(token)
     log.info("admin password changed; %d other sessions ended", ended)
-    return success(otherSessionsEnded=ended)
+    return success(message="Admin password updated successfully")
+
+
+def _password_refused(field: str, message: str, message_code: str) -> ApiError:
+    return ApiError(400, "invalid", message, fields={field: message}, message_code=message_code)
 
 
 def _hashing_slot(request: web.Request) -> HashSlot:
@@ -208,17 +218,28 @@ def _refuse(attempt: LoginAttempt, client: str) -> None:
         )
 
 
-def _wrong(attempt: LoginAttempt, message: str) -> ApiError:
-    """A wrong password: ``401``, or ``429`` when this attempt was the last one allowed."""
+def _wrong(attempt: LoginAttempt, config: MainConfig, message: str) -> ApiError:
+    """A wrong password: ``401`` with the attempts left, or, when this attempt was the
+    last one allowed, with the lock it set (``Retry-After``), as the Node service answers."""
     if attempt.locked(now_ms()):
-        return _locked_out(attempt.locked_until_ms)
-    return ApiError(401, "invalid_password", message)
+        wait_s = _wait_s(attempt.locked_until_ms)
+        minutes = -(-max(1, config.int_value("LOGIN_LOCKOUT_DURATION")) // 60)
+        return ApiError(
+            401,
+            "invalid_password",
+            f"{message}: locked out for {wait_s} s",
+            headers={"Retry-After": str(wait_s)},
+            details={"lockedMinutes": minutes},
+        )
+    remaining = max(0, max(1, config.int_value("LOGIN_MAX_ATTEMPTS")) - attempt.failures)
+    return ApiError(401, "invalid_password", message, details={"remaining": remaining})
 
 
 def _locked_out(until_ms: int | None) -> ApiError:
-    return _too_many(
-        "locked_out", "Too many failed logins: try again in {wait} s", _wait_s(until_ms)
-    )
+    wait_s = _wait_s(until_ms)
+    error = _too_many("locked_out", "Too many failed logins: try again in {wait} s", wait_s)
+    error.details["waitSeconds"] = wait_s
+    return error
 
 
 def _too_many(code: str, message: str, wait_s: int) -> ApiError:

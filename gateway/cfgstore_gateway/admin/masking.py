@@ -1,7 +1,8 @@
 """Secrets in admin answers: which values are secret and how they are shown.
 
 A value is secret when its key names one (``apiKey``, ``OPENAI_API_KEY``, ``token``,
-``secret``, ``password``, ``cookie``, ``authorization``, base64 credential blobs…) or when
+``secret``, ``password``, ``cookie``, ``authorization``, base64 credential blobs, and what
+the Node service masks: ``ACCESS_KEY``, ``CLEARANCE``, ``SSO``, ``credentials``) or when
 it is a URL with a password in it. A secret string is shown as ``abcd****wxyz`` (``****``
 when 8 characters or fewer); the client API key reads as ``******``. A value containing
 ``****`` that comes back in an update is a masked echo and is ignored.
@@ -17,10 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "****"
 API_KEY_MASK = "******"
 _SECRET_KEY = re.compile(
-    r"(api[_-]?key|token|secret|password|passwd|cookie|authorization|creds_base64|private[_-]?key)",
+    r"(api[_-]?key|token|secret|password|passwd|cookie|authorization|creds_base64|private[_-]?key"
+    r"|access[_-]?key|clearance|sso|credentials)",  # the Node service masks these too
     re.IGNORECASE,
 )
-_PATH_KEY = re.compile(r"(_PATH|_FILE|_DIR)$", re.IGNORECASE)
+_PATH_KEY = re.compile(r"(_PATH|_FILE|_DIR|_REGION)$", re.IGNORECASE)
 
 
 def is_secret_key(key: str) -> bool:

@@ -1,4 +1,8 @@
-"""``GET /api/plugins`` and ``POST /api/plugins/{name}/toggle`` (``plugins.json``, US8).
+"""``GET /api/plugins`` and ``POST /api/plugins/{name}/toggle`` (``plugins.json``, US8), in
+the Node service's shapes (``src/ui-modules/plugin-api.js``): a list of ``{"name",
+"description", "enabled", ...}`` (the entry's other fields too), and a toggle that takes
+``{"enabled": bool}`` (``400`` otherwise) and answers ``{"success", "message", "plugin":
+{"name", "enabled"}}``.
 
 A toggle is one store operation (``set_enabled``: atomic, other fields kept), so two
 instances toggling different plugins lose neither change, and every instance sees it.
@@ -21,7 +25,12 @@ async def list_plugins(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {
             "plugins": [
-                {**entry, "name": name, "enabled": config.is_enabled(name)}
+                {
+                    **entry,
+                    "name": name,
+                    "description": entry.get("description", ""),
+                    "enabled": config.is_enabled(name),
+                }
                 for name, entry in config.plugins.items()
             ]
         }
@@ -35,9 +44,10 @@ async def toggle_plugin(request: web.Request) -> web.StreamResponse:
         raise invalid({"name": "expected a plugin name"})
     body = await read_json_object(request, optional=True)
     wanted = body.get("enabled")
-    if wanted is not None and not isinstance(wanted, bool):
-        raise invalid({"enabled": "expected true or false"})
-    if wanted is None:
-        wanted = not (await store.plugin_config.get()).is_enabled(name)
+    if not isinstance(wanted, bool):
+        raise invalid({"enabled": "expected true or false"}, "Enabled status must be a boolean")
     await store.plugin_config.set_enabled(name, wanted)
-    return success(name=name, enabled=wanted)
+    return success(
+        message=f"Plugin {name} {'enabled' if wanted else 'disabled'} successfully",
+        plugin={"name": name, "enabled": wanted},
+    )

@@ -1,15 +1,21 @@
-"""``/api/providers…`` and ``/api/upload-oauth-credentials``: the pools, edited through the
-store (aiclient-formats §7).
+"""``/api/providers…`` and ``/api/cfgstore/upload-oauth-credentials``: the pools, edited
+through the store (aiclient-formats §7).
 
-Answers show nodes as ``provider_pools.json`` objects with secrets masked. Edits go
+Answers have the Node service's shapes (``src/ui-modules/provider-api.js``): ``{"success":
+true, "message", …}`` with the fields its UI reads, ``200`` for an add, and nodes as
+``provider_pools.json`` objects with secrets masked (also where the Node service shows
+them in clear: a deleted, disabled or renamed node). ``GET /api/providers`` adds each
+node's ``activeRequests``/``waitingRequests`` (this instance's slots), as the Node service
+does; an update never stores them back. Edits go
 through the same store as the request path (the hot path's counters are never
 overwritten: the store merges admin edits atomically with them), so they reach every
 instance through its change events. A new OAuth account is a node plus its credential
 document: the node is added first (the file backend gives it its token file path), then
 the credential; if storing the credential fails the node is removed again, so nothing
-half-made is left behind. A credential path outside the folders credential files may live
-in (:mod:`cfgstore.credential_paths`) is a ``422`` naming the field, checked before
-anything is stored, in every storage mode.
+half-made is left behind. A node whose path names an uploaded file takes that file's
+document as its credential (:mod:`.upload_adoption`). A credential path outside the
+folders credential files may live in (:mod:`cfgstore.credential_paths`) is a ``400``
+naming the field, checked before anything is stored, in every storage mode.
 """
 
 from __future__ import annotations
@@ -25,52 +31,100 @@ from aiohttp import web
 from cfgstore.adapters import Store
 from cfgstore.credential_paths import confine_for, is_credential_path_key
 from cfgstore.errors import CredentialPathOutside, InvalidData
+from cfgstore.model.convert import converter
 from cfgstore.model.credentials import Credential, credential_path_of, token_format_for
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import HOT_KEYS, ProviderNode, node_from_settings, node_to_json
 from cfgstore_gateway.admin.http import (
+    ApiError,
     check_document,
     invalid,
     not_found,
     parse_json,
+    read_form,
     read_json_object,
-    refuse_declared_oversize,
-    refuse_received_oversize,
     success,
 )
 from cfgstore_gateway.admin.masking import masked, without_masked_echoes
-from cfgstore_gateway.health_checks import HealthChecker
+from cfgstore_gateway.admin.state import admin_state
+from cfgstore_gateway.admin.upload_adoption import adopt_upload
+from cfgstore_gateway.health_checks import CheckResult, HealthChecker
 from cfgstore_gateway.routing import BUILTIN_PROVIDER_TYPES, RESERVED_TYPE_NAMES, is_reserved_type
 from cfgstore_gateway.services import SERVICES
 
 _TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_ANSWER_ONLY = frozenset({"activeRequests", "waitingRequests"})
+"""Fields answers add to a node (this instance's slots): never stored from an update."""
+_AUTH_ERROR = re.compile(
+    r"\b(401|403)\b|\b(Unauthorized|Forbidden|AccessDenied|InvalidToken|ExpiredToken)\b",
+    re.IGNORECASE,
+)
 _KEPT_ON_ADD = frozenset({"isDisabled"})
 """Hot-path fields a new node may set; the others start at their defaults."""
 
 
+ANSWERED_STATE = (
+    "isHealthy",
+    "isDisabled",
+    "lastUsed",
+    "usageCount",
+    "errorCount",
+    "lastErrorTime",
+    "lastHealthCheckTime",
+    "lastHealthCheckModel",
+    "lastErrorMessage",
+)
+"""Health fields every node in an answer has, defaults included (the Node service writes
+them into each new node; cfgstore stores only those that differ from the defaults)."""
+
+
 def node_answer(node: ProviderNode) -> dict[str, Any]:
-    return masked(node_to_json(node))
+    """The node as the Node service shows it: its object with the health fields, secrets
+    masked."""
+    answer = masked(node_to_json(node))
+    state = converter.unstructure(node.state)
+    for key in ANSWERED_STATE:
+        answer.setdefault(key, state[key])
+    return answer
 
 
 # -- reads ------------------------------------------------------------------------------
 
 
 async def list_providers(request: web.Request) -> web.StreamResponse:
-    pools = await _store(request).pools.list()
-    return web.json_response(
-        {t: [node_answer(n) for n in nodes] for t, nodes in pools.types.items()}
-    )
+    """``{"providers": {type: [node…]}, "supportedProviders": [type…]}``."""
+    services = request.config_dict[SERVICES]
+    pools = await services.store.pools.list()
+    slots = services.slots
+    providers = {
+        t: [
+            {
+                **node_answer(n),
+                "activeRequests": slots.active(t, n.uuid),
+                "waitingRequests": slots.waiting(t, n.uuid),
+            }
+            for n in nodes
+        ]
+        for t, nodes in pools.types.items()
+    }
+    supported = await _supported(request)
+    supported.extend(t for t in providers if t not in supported)
+    return web.json_response({"providers": providers, "supportedProviders": supported})
 
 
 async def supported_types(request: web.Request) -> web.StreamResponse:
+    """The types the gateway can serve, as a JSON array."""
+    return web.json_response(await _supported(request))
+
+
+async def _supported(request: web.Request) -> list[str]:
     services = request.config_dict[SERVICES]
     pools = await services.store.pools.view()
     # Built-in ids, then the types adapters list (a plugin's own), then the pools' types.
     candidates = dict.fromkeys([*BUILTIN_PROVIDER_TYPES, *services.registry.declared_types()])
     candidates.update(dict.fromkeys(pools))
-    types = [t for t in candidates if services.registry.for_type(t) is not None]
-    return web.json_response({"types": types})
+    return [t for t in candidates if services.registry.for_type(t) is not None]
 
 
 async def providers_of_type(request: web.Request) -> web.StreamResponse:
@@ -95,7 +149,10 @@ async def add_provider(request: web.Request) -> web.StreamResponse:
     provider_type = body.get("providerType")
     if problem := _new_type_problem(provider_type):
         fields["providerType"] = problem
-    config = body.get("providerConfig", {})
+    config = body.get("providerConfig")
+    if not provider_type or config is None:
+        missing = {k: "required" for k in ("providerType", "providerConfig") if not body.get(k)}
+        raise invalid(missing, "providerType and providerConfig are required")
     if not isinstance(config, dict):
         fields["providerConfig"] = "expected an object"
         config = {}
@@ -105,12 +162,24 @@ async def add_provider(request: web.Request) -> web.StreamResponse:
     node_uuid = config.get("uuid") or str(uuidlib.uuid4())
     if not isinstance(node_uuid, str) or not _UUID.fullmatch(node_uuid):
         fields["providerConfig.uuid"] = "expected letters, digits, . _ - (at most 128)"
-    fields.update(await _outside_paths(_store(request), config, "providerConfig."))
+    fields.update(await outside_paths(_store(request), config, "providerConfig."))
     if fields:
         raise invalid(fields)
     assert isinstance(provider_type, str) and isinstance(node_uuid, str)
-    node = await _add_node(_store(request), provider_type, node_uuid, config, credential)
-    return success(201, provider=node_answer(node))
+    store = _store(request)
+    node = await _add_node(store, provider_type, node_uuid, config, credential)
+    if credential is None:  # a path the Node UI's form got from an upload: its document
+        try:
+            if await adopt_upload(store, provider_type, node_uuid, admin_state(request).uploads):
+                node = await store.pools.get_node(provider_type, node_uuid) or node
+        except BaseException:
+            await store.pools.delete_node(provider_type, node_uuid)
+            raise
+    return success(
+        message="Provider added successfully",
+        provider=node_answer(node),
+        providerType=provider_type,
+    )
 
 
 async def update_provider(request: web.Request) -> web.StreamResponse:
@@ -119,63 +188,115 @@ async def update_provider(request: web.Request) -> web.StreamResponse:
     config = body.get("providerConfig")
     if not isinstance(config, dict):
         raise invalid({"providerConfig": "expected an object of the fields to change"})
-    changes = without_masked_echoes(config)
+    changes = {k: v for k, v in without_masked_echoes(config).items() if k not in _ANSWER_ONLY}
     changes.pop("uuid", None)
     store = _store(request)
-    if fields := await _outside_paths(store, changes, "providerConfig."):
+    if fields := await outside_paths(store, changes, "providerConfig."):
         raise invalid(fields)
-    current = await store.pools.get_node(provider_type, node_uuid)
-    if current is not None:  # else the store answers 404
-        check_document({**node_to_json(current), **changes}, "providerConfig")
+    current = await _existing(store, provider_type, node_uuid)
+    check_document({**node_to_json(current), **changes}, "providerConfig")
     try:
         node = await store.pools.update_node(provider_type, node_uuid, changes)
     except InvalidData as exc:
         raise invalid({"providerConfig": _where(exc)}) from None
-    return success(provider=node_answer(node))
+    if any(is_credential_path_key(key) for key in changes):  # perhaps a fresh upload's path
+        await adopt_upload(store, provider_type, node_uuid, admin_state(request).uploads)
+    return success(message="Provider updated successfully", provider=node_answer(node))
 
 
 async def delete_provider(request: web.Request) -> web.StreamResponse:
-    await _store(request).pools.delete_node(_type_of(request), _uuid_of(request))
-    return success()
+    store, provider_type, node_uuid = _store(request), _type_of(request), _uuid_of(request)
+    node = await _existing(store, provider_type, node_uuid)
+    await store.pools.delete_node(provider_type, node_uuid)
+    return success(message="Provider deleted successfully", deletedProvider=node_answer(node))
 
 
 async def disable_provider(request: web.Request) -> web.StreamResponse:
-    await _store(request).pools.set_disabled(_type_of(request), _uuid_of(request), True)
-    return success()
+    return await _set_disabled(request, True)
 
 
 async def enable_provider(request: web.Request) -> web.StreamResponse:
-    await _store(request).pools.set_disabled(_type_of(request), _uuid_of(request), False)
-    return success()
+    return await _set_disabled(request, False)
+
+
+async def _set_disabled(request: web.Request, disabled: bool) -> web.StreamResponse:
+    store, provider_type, node_uuid = _store(request), _type_of(request), _uuid_of(request)
+    await _existing(store, provider_type, node_uuid)
+    await store.pools.set_disabled(provider_type, node_uuid, disabled)
+    node = await _existing(store, provider_type, node_uuid)
+    action = "disable" if disabled else "enable"
+    return success(message=f"Provider {action}d successfully", provider=node_answer(node))
 
 
 async def reset_health(request: web.Request) -> web.StreamResponse:
-    count = await _store(request).pools.reset_health(_type_of(request))
-    return success(count=count)
+    store, provider_type = _store(request), _type_of(request)
+    nodes = await _nodes_of(store, provider_type)
+    reset = sum(
+        1
+        for n in nodes
+        if not n.state.is_healthy or n.state.needs_refresh or n.state.error_count > 0
+    )
+    await store.pools.reset_health(provider_type)
+    return success(
+        message=f"Successfully reset health status for {reset} providers",
+        resetCount=reset,
+        totalCount=len(nodes),
+        providerType=provider_type,
+    )
 
 
 async def delete_unhealthy(request: web.Request) -> web.StreamResponse:
-    removed = await _store(request).pools.delete_unhealthy(_type_of(request))
-    return success(removed=removed)
+    store, provider_type = _store(request), _type_of(request)
+    nodes = await _nodes_of(store, provider_type)
+    if all(n.state.is_healthy for n in nodes):
+        return success(
+            message="No unhealthy providers to delete", deletedCount=0, remainingCount=len(nodes)
+        )
+    removed = set(await store.pools.delete_unhealthy(provider_type))
+    deleted = [{"uuid": n.uuid, "customName": n.custom_name} for n in nodes if n.uuid in removed]
+    return success(
+        message=f"Successfully deleted {len(deleted)} unhealthy providers",
+        deletedCount=len(deleted),
+        remainingCount=len(nodes) - len(deleted),
+        deletedProviders=deleted,
+    )
 
 
 async def refresh_uuid(request: web.Request) -> web.StreamResponse:
+    store, provider_type, old_uuid = _store(request), _type_of(request), _uuid_of(request)
     new_uuid = str(uuidlib.uuid4())
-    await _store(request).pools.rename_node(_type_of(request), _uuid_of(request), new_uuid)
-    return success(uuid=new_uuid)
+    await _existing(store, provider_type, old_uuid)
+    await store.pools.rename_node(provider_type, old_uuid, new_uuid)
+    node = await _existing(store, provider_type, new_uuid)
+    return success(
+        message="UUID refreshed successfully",
+        oldUuid=old_uuid,
+        newUuid=new_uuid,
+        provider=node_answer(node),
+    )
 
 
 async def refresh_unhealthy_uuids(request: web.Request) -> web.StreamResponse:
     store, provider_type = _store(request), _type_of(request)
-    nodes = (await store.pools.list()).types.get(provider_type)
-    if nodes is None:
-        raise not_found(f"Provider type {provider_type}")
-    renamed: dict[str, str] = {}
+    nodes = await _nodes_of(store, provider_type)
+    refreshed: list[dict[str, Any]] = []
     for node in nodes:
         if not node.state.is_healthy:
-            renamed[node.uuid] = str(uuidlib.uuid4())
-            await store.pools.rename_node(provider_type, node.uuid, renamed[node.uuid])
-    return success(renamed=renamed)
+            new_uuid = str(uuidlib.uuid4())
+            await store.pools.rename_node(provider_type, node.uuid, new_uuid)
+            refreshed.append(
+                {"oldUuid": node.uuid, "newUuid": new_uuid, "customName": node.custom_name}
+            )
+    if not refreshed:
+        return success(
+            message="No unhealthy providers to refresh", refreshedCount=0, totalCount=len(nodes)
+        )
+    return success(
+        message=f"Successfully refreshed UUIDs for {len(refreshed)} unhealthy providers",
+        refreshedCount=len(refreshed),
+        totalCount=len(nodes),
+        refreshedProviders=refreshed,
+    )
 
 
 async def health_check(request: web.Request) -> web.StreamResponse:
@@ -183,15 +304,59 @@ async def health_check(request: web.Request) -> web.StreamResponse:
     services = request.config_dict[SERVICES]
     provider_type = _type_of(request)
     node_uuid = request.match_info.get("uuid")
-    if (
-        node_uuid is not None
-        and await services.store.pools.get_node(provider_type, node_uuid) is None
-    ):
-        raise not_found(f"Provider {provider_type}/{node_uuid}")
-    results = await HealthChecker.for_services(services).check_now(provider_type, node_uuid)
+    checker = HealthChecker.for_services(services)
+    if node_uuid is not None:
+        await _existing(services.store, provider_type, node_uuid)
+        results = await checker.check_now(provider_type, node_uuid)
+        if not results:
+            raise not_found("Provider")
+        one = results[0]
+        return success(
+            providerType=provider_type,
+            uuid=node_uuid,
+            healthy=one.ok,
+            modelName=one.model or None,
+            message=_check_message(one),
+            isAuthError=_is_auth_error(one),
+        )
+    nodes = await _nodes_of(services.store, provider_type)
+    results = await checker.check_now(provider_type)
+    if not results:
+        return success(
+            message="No unhealthy providers to check",
+            successCount=0,
+            failCount=0,
+            totalCount=len(nodes),
+            results=[],
+        )
+    answers: list[dict[str, Any]] = []
+    for r in results:
+        answer = {"uuid": r.uuid, "success": r.ok, "modelName": r.model or None}
+        answer["message"] = _check_message(r)
+        if not r.ok:
+            answer["isAuthError"] = _is_auth_error(r)
+        answers.append(answer)
+    ok = sum(1 for r in results if r.ok)
     return success(
-        results=[{"uuid": r.uuid, "healthy": r.ok, "message": r.message} for r in results]
+        message=f"Health check completed: {ok} healthy, {len(results) - ok} unhealthy",
+        successCount=ok,
+        failCount=len(results) - ok,
+        totalCount=len(nodes),
+        results=answers,
     )
+
+
+def _check_message(result: CheckResult) -> str:
+    return "Healthy" if result.ok else (result.message or "Check failed")
+
+
+def _is_auth_error(result: CheckResult) -> bool:
+    """The Node service's test: a 401/403 or an auth word in the failure."""
+    if result.ok:
+        return False
+    if result.status in (401, 403):
+        return True
+    return bool(_AUTH_ERROR.search(result.message or ""))
 
 
 # -- credentials ------------------------------------------------------------------------
@@ -207,7 +372,7 @@ async def put_credential(request: web.Request) -> web.StreamResponse:
     if node is None:
         raise not_found(f"Provider {provider_type}/{node_uuid}")
     carrier = credential_path_of(provider_type, node)
-    if carrier is not None and (fields := await _outside_paths(store, dict([carrier]))):
+    if carrier is not None and (fields := await outside_paths(store, dict([carrier]))):
         raise invalid(fields)
     current = await store.credentials.get(provider_type, node_uuid)
     await _put_credential(store, provider_type, node_uuid, document, current)
@@ -215,8 +380,9 @@ async def put_credential(request: web.Request) -> web.StreamResponse:
 
 
 async def upload_credential(request: web.Request) -> web.StreamResponse:
-    """Multipart ``file`` (the token JSON) and ``provider`` (the type): a new node holding
-    that credential (optional ``customName``)."""
+    """``/api/cfgstore/upload-oauth-credentials``: multipart ``file`` (the token JSON) and
+    ``provider`` (the type): a new node holding that credential (optional ``customName``),
+    in one step (the Node path stores a file to link later: :mod:`.uploads_api`)."""
     parts = await _multipart(request)
     fields: dict[str, str] = {}
     provider_type = parts.get("provider", b"").decode("utf-8", "replace").strip()
@@ -236,7 +402,7 @@ async def upload_credential(request: web.Request) -> web.StreamResponse:
         raise invalid(fields)
     config: dict[str, Any] = {"customName": name} if name else {}
     node = await _add_node(_store(request), provider_type, str(uuidlib.uuid4()), config, document)
-    return success(201, provider=node_answer(node))
+    return success(message="Provider added successfully", provider=node_answer(node))
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -285,7 +451,7 @@ async def _put_credential(
         raise invalid({"credential": _where(exc)}) from None
 
 
-async def _outside_paths(
+async def outside_paths(
     store: Store, settings: Mapping[str, Any], prefix: str = ""
 ) -> dict[str, str]:
     """``{prefix + key: problem}`` for each credential path among ``settings`` that leads
@@ -311,22 +477,23 @@ async def _outside_paths(
 
 
 async def _multipart(request: web.Request) -> dict[str, bytes]:
-    """The form's parts by name; ``413`` once the body (framing included) passes the cap."""
-    if not request.content_type.startswith("multipart/"):
-        raise invalid({"body": "expected multipart/form-data with file and provider"})
-    refuse_declared_oversize(request)
-    reader = await request.multipart()
-    parts: dict[str, bytes] = {}
-    while (part := await reader.next()) is not None:
-        refuse_received_oversize(request)
-        data = bytearray()
-        while chunk := await part.read_chunk():  # type: ignore[union-attr]
-            refuse_received_oversize(request)
-            data += chunk
-        if part.name:  # type: ignore[union-attr]
-            parts[part.name] = bytes(data)  # type: ignore[union-attr]
-    refuse_received_oversize(request)
-    return parts
+    """The form's parts by name (:func:`~cfgstore_gateway.admin.http.read_form`)."""
+    return {name: part.data for name, part in (await read_form(request)).items()}
+
+
+async def _existing(store: Store, provider_type: str, node_uuid: str) -> ProviderNode:
+    node = await store.pools.get_node(provider_type, node_uuid)
+    if node is None:
+        raise not_found("Provider")
+    return node
+
+
+async def _nodes_of(store: Store, provider_type: str) -> list[ProviderNode]:
+    """The type's nodes; ``404`` when it has none (the Node service's answer)."""
+    nodes = (await store.pools.list()).types.get(provider_type)
+    if not nodes:
+        raise ApiError(404, "not_found", "No providers found for this type")
+    return list(nodes)
 
 
 def _store(request: web.Request) -> Store:

@@ -40,8 +40,12 @@ def bearer_token(request: web.Request) -> str | None:
     return token if scheme.lower() == "bearer" and token and token.isascii() else None
 
 
-def unauthorized(message: str = "Sign in first: no valid session") -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+UNAUTHORIZED = "UNAUTHORIZED"
+"""The code of a refused session, the Node service's (its UI and scripts test for it)."""
+
+
+def unauthorized(message: str = "Unauthorized access, please login first") -> ApiError:
+    return ApiError(401, UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 class SessionGate:
@@ -71,7 +75,7 @@ class SessionGate:
                     ENDED_AT_RECOVERY,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            raise unauthorized("Session expired or unknown: sign in again")
+            raise unauthorized("Unauthorized access, please login first (session expired)")
         return token, session
 
     def is_read_only(self, token: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import attrs
 from aiohttp import web
 
@@ -14,6 +16,10 @@ from cfgstore_gateway.admin.sessions import SessionGate
 class AdminState:
     gate: SessionGate
     password_work: PasswordWork = attrs.Factory(PasswordWork)
+    uploads: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    """Serialises this instance's edits of the uploaded files (a set replaced whole)."""
+    links: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    """Serialises this instance's quick links (a path linked once)."""
 
 
 ADMIN = web.AppKey("cfgstore_gateway.admin", AdminState)

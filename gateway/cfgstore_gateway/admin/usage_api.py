@@ -1,7 +1,9 @@
 """``GET /api/usage`` and ``GET /api/usage/{type}``: the usage cache (US7, §6.3).
 
-Reads answer the stored cache, shared by every instance. ``?refresh=true`` recomputes
-(every type, or one) and stores the result, so the other instances read it next. An
+Reads answer the stored cache, shared by every instance, with ``fromCache: true``;
+``?refresh=true``, or no cache yet, recomputes (every type, or one) and stores the result,
+so the other instances read it next. Every answer carries ``serverTime`` (ISO), as the Node
+service's (``src/ui-modules/usage-api.js``). An
 entry has the Node service's shape (``providerType``, ``instances`` with ``uuid``,
 ``name``, ``isHealthy``, ``isDisabled``, ``success``, ``usage``, ``error``, and the counts).
 Usage comes from what the gateway itself counted for each account (``usageCount``,
@@ -10,7 +12,7 @@ Usage comes from what the gateway itself counted for each account (``usageCount`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -26,24 +28,38 @@ from cfgstore_gateway.services import SERVICES
 
 async def usage(request: web.Request) -> web.StreamResponse:
     store = request.config_dict[SERVICES].store
-    if _refresh_asked(request):
-        await _refresh(store, None)
-    cache = await store.usage_cache.get()
+    cache = None if _refresh_asked(request) else await store.usage_cache.get()
+    from_cache = cache is not None
     if cache is None:
-        return web.json_response({"timestamp": None, "providers": {}})
-    return web.json_response(cache.to_json())
+        await _refresh(store, None)
+        cache = await store.usage_cache.get()
+    answer = cache.to_json() if cache is not None else {"timestamp": None, "providers": {}}
+    return _answer(answer, from_cache)
 
 
 async def usage_of_type(request: web.Request) -> web.StreamResponse:
     store = request.config_dict[SERVICES].store
     provider_type = request.match_info["type"]
-    if _refresh_asked(request):
-        await _refresh(store, provider_type)
-    cache = await store.usage_cache.get()
-    entry = cache.providers.get(provider_type) if cache is not None else None
+    entry = None
+    if not _refresh_asked(request):
+        cache = await store.usage_cache.get()
+        entry = cache.providers.get(provider_type) if cache is not None else None
+    from_cache = entry is not None
     if entry is None:
-        raise not_found(f"Usage of {provider_type[:64]} (refresh it first)")
-    return web.json_response(entry)
+        await _refresh(store, provider_type)
+        cache = await store.usage_cache.get()
+        entry = cache.providers.get(provider_type) if cache is not None else None
+    if not isinstance(entry, dict):
+        raise not_found(f"Usage of {provider_type[:64]}")
+    return _answer(entry, from_cache)
+
+
+def _answer(document: Mapping[str, Any], from_cache: bool) -> web.Response:
+    body = dict(document)
+    if from_cache:
+        body["fromCache"] = True
+    body["serverTime"] = iso_ms(now_ms())
+    return web.json_response(body, headers={"Cache-Control": "no-cache, no-store, must-revalidate"})
 
 
 def _refresh_asked(request: web.Request) -> bool:

@@ -14,7 +14,7 @@
     "uuid", "isHealthy", "isDisabled", "usageCount", "errorCount", "lastUsed",
     "lastErrorTime", "lastErrorMessage", "lastHealthCheckTime", "lastHealthCheckModel",
     "needsRefresh", "refreshCount", "lastRefreshTime", "_lastSelectionSeq",
-    "scheduledRecoveryTime",
+    "scheduledRecoveryTime", "activeRequests", "waitingRequests",
   ]);
 
   const $ = (id) => document.getElementById(id);
@@ -103,14 +103,16 @@
       }
     }
     if (!response.ok) {
-      const err = (data && typeof data === "object" && data.error) || {};
+      // The admin API's {error: {...}}, or the login's {success: false, message, messageCode}.
+      const err = (data && typeof data === "object" && (data.error
+        || (data.success === false && { message: data.message, code: data.messageCode }))) || {};
       const message = err.message || response.statusText || "HTTP " + response.status;
       const error = new ApiError(response.status, err.code || "", message, err.fields || null);
       error.retryAfter = response.headers.get("Retry-After");
       if (response.status === 401 && path !== "/api/login") {
         sessionEnded(err.code === "read_only_ended" ? message : null);
       }
-      if (response.status === 503 && err.code === "storage_degraded") {
+      if (response.status === 503 && /^(storage_degraded|login\.error\.storageDegraded)$/.test(err.code)) {
         setDegraded(true);
         storageTag = modeTag = null; // the next poll draws the banner from the status again
       }
@@ -119,14 +121,14 @@
     return { data, response };
   }
 
-  /** A human sentence for an API error (with the 422 field problems when there are some). */
+  /** A human sentence for an API error (with the 400 field problems when there are some). */
   function describe(error) {
     if (!(error instanceof ApiError)) return String(error && error.message ? error.message : error);
     const lines = [error.message];
     if (error.status === 503 && error.code === "storage_degraded" && !/degraded/i.test(error.message)) {
       lines[0] = "Storage degraded: " + error.message;
     }
-    if (error.code === "locked_out" && error.retryAfter) {
+    if ((error.code === "locked_out" || error.code === "login.error.locked") && error.retryAfter) {
       lines.push("Try again in " + error.retryAfter + " s.");
     }
     if (error.fields) {
@@ -208,9 +210,7 @@
       $("login-password").value = "";
       await enterApp();
     } catch (error) {
-      let message = describe(error);
-      if (error.code === "invalid_password") message = "Wrong password.";
-      showFormError($("login-error"), message);
+      showFormError($("login-error"), describe(error));
     } finally {
       button.disabled = false;
     }
@@ -459,7 +459,7 @@
   async function loadSupportedTypes() {
     try {
       const { data } = await api("GET", "/api/providers/supported");
-      if (data && Array.isArray(data.types)) rememberTypes(data.types.map(String));
+      if (Array.isArray(data)) rememberTypes(data.map(String));
     } catch {
       // The list only helps typing; the field accepts any type.
     }
@@ -556,7 +556,7 @@
     const button = $("upload-form").querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const { data } = await api("POST", "/api/upload-oauth-credentials", { body: form });
+      const { data } = await api("POST", "/api/cfgstore/upload-oauth-credentials", { body: form });
       const uuid = data && data.provider ? data.provider.uuid : "";
       $("upload-form").reset();
       notify(`Credential uploaded: new ${provider} node${uuid ? " " + uuid : ""}.`, "ok");
@@ -610,13 +610,13 @@
     show($("models-empty"), rows.length === 0);
   }
 
-  /** The add form's 409/422 answers, said plainly. */
+  /** The add form's 400/409 answers, said plainly. */
   function modelError(error, id) {
-    if (error.status === 409) {
+    if (error.status === 409 || (error.fields && error.fields.id === "taken")) {
       return `A custom model with the id “${id}” already exists: edit it, or choose another id.`;
     }
     if (error.status === 404) return `The custom model “${id}” no longer exists.`;
-    if (error.status === 422) {
+    if (error.code === "invalid") {
       return "Nothing was saved; fix these fields:\n"
         + Object.entries(error.fields || {}).map(([f, p]) => `• ${f}: ${p}`).join("\n")
         + (error.fields ? "" : error.message);
@@ -690,7 +690,7 @@
   async function loadConfig() {
     showFormError($("config-error"), null);
     try {
-      const { data, response } = await api("GET", "/api/config");
+      const { data, response } = await api("GET", "/api/cfgstore/config");
       applyConfig(data, response);
     } catch (error) {
       if (error.status !== 401) showFormError($("config-error"), error);
@@ -730,7 +730,7 @@
     const button = $("config-form").querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const { data, response } = await api("POST", "/api/config", { json: changes, headers });
+      const { data, response } = await api("POST", "/api/cfgstore/config", { json: changes, headers });
       applyConfig(data, response);
       notify(`Saved ${count} change${count === 1 ? "" : "s"}.`, "ok");
     } catch (error) {
@@ -738,7 +738,7 @@
         showFormError(errorBox,
           "The configuration was changed elsewhere since you loaded it (version conflict). "
           + "Nothing was saved. Use “Reload from server” and apply your edits again.");
-      } else if (error.status === 422) {
+      } else if (error.code === "invalid") {
         showFormError(errorBox, "Nothing was saved; fix these fields:\n"
           + Object.entries(error.fields || {}).map(([f, p]) => `• ${f}: ${p}`).join("\n")
           + (error.fields ? "" : error.message));
@@ -800,7 +800,7 @@
         toggle.disabled = true;
         try {
           const { data } = await api("POST", `/api/plugins/${seg(name)}/toggle`, { json: { enabled: wanted } });
-          const now = data && typeof data.enabled === "boolean" ? data.enabled : wanted;
+          const now = data && data.plugin && typeof data.plugin.enabled === "boolean" ? data.plugin.enabled : wanted;
           toggle.checked = now;
           state.textContent = now ? "enabled" : "disabled";
           state.className = "plugin-state " + (now ? "on" : "off");

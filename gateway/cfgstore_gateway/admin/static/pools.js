@@ -280,7 +280,7 @@ window.cfgstorePools = function createPools(ui) {
       type: "button", className: "btn btn-small", "data-testid": "reset-health", "data-type": type,
       text: "Reset health",
       onclick: () => act(reset, () => api("POST", `/api/providers/${seg(type)}/reset-health`),
-        (data) => `Health reset for ${type} (${data && data.count !== undefined ? data.count : "?"} nodes).`),
+        (data) => `Health reset for ${type} (${data && data.resetCount !== undefined ? data.resetCount : "?"} nodes).`),
     });
     const checkUnhealthy = el("button", {
       type: "button", className: "btn btn-small", "data-testid": "check-unhealthy", "data-type": type,
@@ -295,7 +295,7 @@ window.cfgstorePools = function createPools(ui) {
         if (!window.confirm(`Delete every unhealthy node of ${type}? This cannot be undone.`)) return;
         act(deleteUnhealthy, () => api("DELETE", `/api/providers/${seg(type)}/delete-unhealthy`),
           (data) => {
-            const removed = data && Array.isArray(data.removed) ? data.removed.length : 0;
+            const removed = data && typeof data.deletedCount === "number" ? data.deletedCount : 0;
             return `Deleted ${removed} unhealthy node${removed === 1 ? "" : "s"} from ${type}.`;
           });
       },
@@ -307,9 +307,9 @@ window.cfgstorePools = function createPools(ui) {
   function checkSummary(type, data) {
     const results = data && Array.isArray(data.results) ? data.results : [];
     if (!results.length) return { text: `${type}: no unhealthy node to check.`, kind: "info" };
-    const healthy = results.filter((r) => r.healthy).length;
+    const healthy = results.filter((r) => r.success).length;
     const lines = [`${type}: ${results.length} checked, ${healthy} healthy.`];
-    for (const r of results.filter((x) => !x.healthy).slice(0, 5)) {
+    for (const r of results.filter((x) => !x.success).slice(0, 5)) {
       lines.push(`• ${r.uuid}: ${r.message || "unhealthy"}`);
     }
     return { text: lines.join("\n"), kind: healthy === results.length ? "ok" : "info" };
@@ -392,7 +392,7 @@ window.cfgstorePools = function createPools(ui) {
       type: "button", className: "btn btn-small", "data-testid": "provider-check", text: "Check",
       onclick: () => act(check, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/health-check`),
         (data) => {
-          const result = data && Array.isArray(data.results) ? data.results[0] : null;
+          const result = data && typeof data.healthy === "boolean" ? data : null;
           if (!result) return `${label(row)}: no result.`;
           const text = `${label(row)}: ${result.healthy ? "healthy" : "unhealthy"}`
             + (result.message ? ` (${result.message})` : "") + ".";
@@ -405,7 +405,7 @@ window.cfgstorePools = function createPools(ui) {
         if (!window.confirm(`Give ${label(row)} a new uuid? Anything that names it by ${uuid} loses it.`)) return;
         ui.closeEditorOf(type, uuid);
         act(newUuid, () => api("POST", `/api/providers/${seg(type)}/${seg(uuid)}/refresh-uuid`),
-          (data) => `${label(row)} is now ${data && data.uuid ? data.uuid : "?"}.`);
+          (data) => `${label(row)} is now ${data && data.newUuid ? data.newUuid : "?"}.`);
       },
     });
     const remove = el("button", {
