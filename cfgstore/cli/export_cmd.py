@@ -154,8 +154,11 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
             plan.moved.append(Moved(path_string, relocated, provider_type=provider_type, uuid=uuid))
         plan.files[target] = jsjson.dump_bytes(credential.document)
         for name, sibling in credential.siblings.items():
-            plan.files.setdefault(target.parent / name, jsjson.dump_bytes(sibling))
-            (plan.in_place if relocated is None else plan.relocated_files).add(target.parent / name)
+            # Every token of a folder has the others as siblings: each file written once.
+            sibling_path = target.parent / name
+            if sibling_path not in plan.files:
+                plan.files[sibling_path] = jsjson.dump_bytes(sibling)
+                (plan.in_place if relocated is None else plan.relocated_files).add(sibling_path)
     if snapshot.password is not None:
         plan.files[configs / "pwd"] = snapshot.password.encode("utf-8")
     plan.files[configs / "plugins.json"] = jsjson.dump_bytes(snapshot.plugins.to_json())

@@ -47,6 +47,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
         self.warnings: list[str] = []
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_revision = 0  # the last revision the change feed carried
+        self.sibling_folders = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps):
                 "LOGIN_ATTEMPT",
                 "DELETE_SESSIONS_EXCEPT",
                 "UPGRADE_NODE",
+                "UPGRADE_SIBLINGS",
                 "FINISH_UPGRADE",
             )
         }
