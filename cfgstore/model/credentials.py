@@ -178,7 +178,9 @@ class Credential:
     ``siblings`` holds, for Kiro, the other ``*.json`` files of the token's folder (the
     IDE keeps its client registration there): file name → document, in directory order;
     kept so that an export can write them back (the file backend writes them beside a new
-    token file, never over an existing one).
+    token file, never over an existing one). The tokens of one folder are each other's
+    siblings; backends keep each file once (the file backend reads a folder once for all
+    its tokens, Redis stores it once, schema 3).
     """
 
     provider_type: str
