@@ -81,9 +81,7 @@ async def seed(store: Store) -> None:
     ]
     await store.pools.import_all(pools_from_json({KIRO: nodes}, "test"), keep_live_state=False)
     for i in range(TOKENS):
-        credential = Credential(
-            KIRO, f"k{i}", token(i), f"./{FOLDER}/{name(i)}", TokenFormat.KIRO
-        )
+        credential = Credential(KIRO, f"k{i}", token(i), f"./{FOLDER}/{name(i)}", TokenFormat.KIRO)
         credential.siblings = siblings_of(i)
         await store.credentials.put(credential, ANY_VERSION)
 
@@ -176,9 +174,7 @@ def to_schema_2(raw: redis.Redis, prefix: str) -> None:
     """Rewrite a namespace as schema 2 kept it: a copy of the siblings (JSON, name →
     document) in every credential, no folder hashes."""
     keys = Keys(prefix)
-    files = {
-        k: json.loads(v) for k, v in raw.hgetall(keys.folder(FOLDER)).items() if k[0] != "@"
-    }
+    files = {k: json.loads(v) for k, v in raw.hgetall(keys.folder(FOLDER)).items() if k[0] != "@"}
     for key in credential_keys(keys):
         own = key.rsplit("/", 1)[1]
         copy = {n: d for n, d in sorted(files.items()) if n != own}
