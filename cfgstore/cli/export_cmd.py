@@ -140,6 +140,7 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
     if snapshot.config.version != ABSENT_VERSION:
         plan.files[configs / "config.json"] = jsjson.dump_bytes(document)
     plan.files[pools_path] = jsjson.dump_bytes(pools_to_json(snapshot.pools))
+    siblings_planned: dict[Path, set[str]] = {}
     for (provider_type, uuid), credential in snapshot.credentials.items():
         # The path the node names now (an edited path moves the file), else the one the
         # credential was stored with.
@@ -153,8 +154,12 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
         if relocated is not None and carrier is None:
             plan.moved.append(Moved(path_string, relocated, provider_type=provider_type, uuid=uuid))
         plan.files[target] = jsjson.dump_bytes(credential.document)
+        # Every token of a folder has the others as siblings: each file planned once.
+        planned = siblings_planned.setdefault(target.parent, set())
         for name, sibling in credential.siblings.items():
-            # Every token of a folder has the others as siblings: each file written once.
+            if name in planned:
+                continue
+            planned.add(name)
             sibling_path = target.parent / name
             if sibling_path not in plan.files:
                 plan.files[sibling_path] = jsjson.dump_bytes(sibling)

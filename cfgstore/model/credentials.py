@@ -179,8 +179,10 @@ class Credential:
     IDE keeps its client registration there): file name → document, in directory order;
     kept so that an export can write them back (the file backend writes them beside a new
     token file, never over an existing one). The tokens of one folder are each other's
-    siblings; backends keep each file once (the file backend reads a folder once for all
-    its tokens, Redis stores it once, schema 3).
+    siblings, and backends keep each file once (the file backend reads a folder once for
+    all its tokens, Redis stores it once, schema 3): the sibling *documents* returned may
+    be shared by the credentials of a folder and by later reads, so they are read-only —
+    to change one, put a new dict in its place (``siblings[name] = {...}``).
     """
 
     provider_type: str

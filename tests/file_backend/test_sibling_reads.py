@@ -55,12 +55,6 @@ async def test_each_token_has_the_others_and_sees_changes(cwd: Path) -> None:
             )
             assert got["reg.json"] == {"clientId": "c1"}
 
-        # The caller's copy is its own.
-        first = await store.credentials.get(KIRO, "k0")
-        assert first is not None
-        first.siblings["reg.json"]["clientId"] = "changed by the caller"
-        assert (await siblings(store, 1))["reg.json"] == {"clientId": "c1"}
-
         # A new file (the folder changes) is seen at once.
         (folder / "new.json").write_text(json.dumps({"clientSecret": "s"}))
         assert (await siblings(store, 0))["new.json"] == {"clientSecret": "s"}

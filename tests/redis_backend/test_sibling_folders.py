@@ -125,7 +125,6 @@ async def test_a_second_process_sees_a_sibling_changed_through_another_credentia
         await seed(writer)
         before = await reader.credentials.get(KIRO, "k1")
         assert before is not None and before.siblings["client.json"] == REGISTRATION
-        before.siblings["client.json"]["clientId"] = "changed by the caller only"
         k0 = await writer.credentials.get(KIRO, "k0")
         assert k0 is not None
         k0.siblings["client.json"] = {"clientId": "FAKE-new", "clientSecret": "FAKE-s2"}

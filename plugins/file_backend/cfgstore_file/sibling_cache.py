@@ -34,7 +34,6 @@ class _Entry:
     mtime_ns: int
     at: float
     docs: Docs
-    plain: dict[str, bool]
 
 
 class SiblingCache:
@@ -44,14 +43,13 @@ class SiblingCache:
         self._lock = threading.Lock()
 
     def siblings(self, path: Path) -> Docs:
-        """The files of ``path``'s folder but ``path`` itself, as copies the caller owns."""
-        folder = path.parent
-        entry = self._current(folder)
-        out: Docs = {}
-        for name, doc in entry.docs.items():
-            if name != path.name:
-                out[name] = dict(doc) if entry.plain[name] else _copy(doc)
-        return out
+        """The files of ``path``'s folder but ``path`` itself, in directory order. The
+        documents are shared by every token of the folder (read-only, see
+        :class:`cfgstore.model.credentials.Credential`): a folder of N tokens is N
+        documents in memory, not N²."""
+        docs = self._current(path.parent).docs
+        own = path.name
+        return {name: doc for name, doc in docs.items() if name != own}
 
     def forget(self, folder: Path) -> None:
         """Drop ``folder``'s scan (this process changed a file in it)."""
@@ -68,25 +66,7 @@ class SiblingCache:
             entry = self._entries.get(folder)
         if entry is not None and entry.mtime_ns == mtime_ns and now - entry.at < RECHECK_S:
             return entry
-        docs = self._scan(folder)
-        plain = {name: _plain(doc) for name, doc in docs.items()}
-        entry = _Entry(mtime_ns, now, docs, plain)
+        entry = _Entry(mtime_ns, now, self._scan(folder))
         with self._lock:
             self._entries[folder] = entry
         return entry
-
-
-def _plain(doc: dict[str, JSONValue]) -> bool:
-    """Whether a shallow copy of ``doc`` shares nothing mutable with it."""
-    return not any(isinstance(v, dict | list) for v in doc.values())
-
-
-def _copy(value: dict[str, JSONValue]) -> dict[str, JSONValue]:
-    def deep(v: JSONValue) -> JSONValue:
-        if isinstance(v, dict):
-            return {k: deep(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [deep(x) for x in v]
-        return v
-
-    return {k: deep(v) for k, v in value.items()}

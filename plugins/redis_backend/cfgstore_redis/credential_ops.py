@@ -200,10 +200,10 @@ class CredentialOps(RedisParts):
             token_format = token_format_for(provider_type)
         document = json.dumps(credential.document, ensure_ascii=False)
         siblings = credential.siblings
-        check_names(siblings, ident)
         expected = ABSENT_VERSION if expected_version is None else expected_version
         source_path = await self._file_identity(provider_type, uuid)
         users = _member(provider_type, uuid)  # the common case: the file is this node's alone
+        stale: str | None = None  # a sibling folder found changed by another writer
         for _ in range(ATTEMPTS):
             file_key = same_file_key(source_path)
             keys = [
@@ -230,8 +230,12 @@ class CredentialOps(RedisParts):
                 # One folder's files, stored once: send only what differs from them.
                 reference = folder_reference(file_key)
                 name, excluded = split_reference(reference)
-                folder = (await self._folders({name}))[name]
+                # The version held here is checked by the script ('folder': read again).
+                folder = self.sibling_folders.get(name) if stale is None else None
+                if folder is None:
+                    folder = (await self._folders({name}))[name]
                 sets, removed = folder.diff(siblings, excluded)
+                check_names(sets, ident)  # the names stored already were checked
                 keys.append(self.keys.folder(name))
                 args += [reference, folder.version, self._head("credentials"), len(sets)]
                 for pair in sets.items():
@@ -250,7 +254,7 @@ class CredentialOps(RedisParts):
                         self._changed("credentials", *_ids(users))
                     return str(result[1])
                 case "folder":
-                    continue  # another writer changed the folder: read it again
+                    stale = name  # another writer changed the folder: read it again
                 case "notfound":
                     raise NotFound("provider node", ident)
                 case "conflict":

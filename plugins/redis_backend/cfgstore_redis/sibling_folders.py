@@ -55,20 +55,20 @@ def check_names(siblings: Mapping[str, object], ident: str) -> None:
             raise InvalidData("credential", f"{ident}: siblings.{name}", problem)
 
 
-def _plain(document: Mapping[str, JSONValue]) -> bool:
-    """Whether a shallow copy of ``document`` shares nothing mutable with it."""
-    return not any(isinstance(v, dict | list) for v in document.values())
-
-
 @attrs.define
 class Folder:
-    """What this process last read or wrote of one folder hash, at ``version``."""
+    """What this process last read or wrote of one folder hash, at ``version``. The
+    documents are shared with the credentials read from it (read-only, see
+    :class:`cfgstore.model.credentials.Credential`), so that a folder of N tokens costs N
+    documents in this process too, and a credential read and written back is recognised
+    by identity, without comparing its N - 1 siblings."""
 
     version: str
     docs: Docs
     texts: dict[str, str]
-    """The stored JSON of each file (what a write compares against is ``docs``)."""
-    plain: dict[str, bool] = attrs.Factory(dict)
+    """The stored JSON of each file."""
+    names: list[str] = attrs.Factory(list)
+    """The files in directory (name) order."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str], key: str) -> Folder:
@@ -78,41 +78,36 @@ class Folder:
             document = jsjson.loads(text, f"redis {key} {name}")
             if isinstance(document, dict):
                 docs[name] = document
-        folder = cls(fields.get(VERSION, "0"), docs, texts)
-        folder.plain = {name: _plain(doc) for name, doc in docs.items()}
-        return folder
+        return cls(fields.get(VERSION, "0"), docs, texts, sorted(docs))
 
     def siblings(self, excluded: str) -> Docs:
-        """The files but ``excluded``, in directory (name) order, as copies the caller
-        may change."""
-        out: Docs = {}
-        for name in sorted(self.docs):
-            if name != excluded:
-                doc = self.docs[name]
-                out[name] = dict(doc) if self.plain[name] else _deep(doc)
-        return out
+        """The files but ``excluded``, in directory (name) order (shared documents)."""
+        docs = self.docs
+        return {name: docs[name] for name in self.names if name != excluded}
 
     def diff(
         self, siblings: Mapping[str, dict[str, JSONValue]], excluded: str
     ) -> tuple[dict[str, str], list[str]]:
         """What makes the files but ``excluded`` exactly ``siblings``: (name → JSON to
         set, names to remove)."""
-        sets = {
-            name: json.dumps(doc, ensure_ascii=False)
-            for name, doc in siblings.items()
-            if name != excluded and not self._holds(name, doc)
-        }
+        docs = self.docs
+        sets: dict[str, str] = {}
+        for name, doc in siblings.items():
+            if name == excluded or docs.get(name) is doc:
+                continue
+            if self._holds(name, doc):
+                docs[name] = doc  # the same content: recognised by identity from now on
+            else:
+                sets[name] = json.dumps(doc, ensure_ascii=False)
         removed = [n for n in self.texts if n != excluded and n not in siblings]
         return sets, removed
 
     def _holds(self, name: str, doc: dict[str, JSONValue]) -> bool:
-        """Whether file ``name`` is stored as ``doc``: same keys in the same order, same
-        values of the same JSON types (``True`` is not ``1``)."""
+        """Whether file ``name`` is stored as ``doc``: the same JSON text (same keys in
+        the same order, same values of the same JSON types: ``True`` is not ``1``)."""
         stored = self.docs.get(name)
         if stored is None or list(stored.items()) != list(doc.items()):
             return False
-        if self.plain[name]:
-            return list(map(type, stored.values())) == list(map(type, doc.values()))
         return self.texts[name] == json.dumps(doc, ensure_ascii=False)
 
     def apply(
@@ -124,27 +119,13 @@ class Folder:
     ) -> None:
         """Record a write the server acknowledged at folder ``version``."""
         for name, text in sets.items():
-            doc = _deep(siblings[name])
-            self.docs[name], self.texts[name], self.plain[name] = doc, text, _plain(doc)
+            self.docs[name], self.texts[name] = siblings[name], text
         for name in removed:
             self.docs.pop(name, None)
             self.texts.pop(name, None)
-            self.plain.pop(name, None)
+        if sets or removed:
+            self.names = sorted(self.docs)
         self.version = version
-
-
-def _deep(value: dict[str, JSONValue]) -> dict[str, JSONValue]:
-    copied = _copy(value)
-    assert isinstance(copied, dict)
-    return copied
-
-
-def _copy(value: JSONValue) -> JSONValue:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def legacy_siblings(text: str, key: str) -> Docs:
