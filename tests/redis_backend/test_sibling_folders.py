@@ -141,6 +141,38 @@ async def test_a_second_process_sees_a_sibling_changed_through_another_credentia
         )
 
 
+async def test_a_write_from_a_process_holding_an_older_folder_reads_it_again(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """A process whose copy of the folder is older than Redis's (another one changed a
+    file since) has its write refused by the folder's version, reads the folder again and
+    writes what it was given: the folder's other files are then exactly those (the last
+    writer's, as for files on disk), for both processes."""
+    async with (
+        Store.open(settings(redis_url, prefix, tmp_path)) as first,
+        Store.open(settings(redis_url, prefix, tmp_path)) as second,
+    ):
+        await seed(first)
+        k3 = await second.credentials.get(KIRO, "k3")  # second's copy: the seeded folder
+        assert k3 is not None
+        k0 = await first.credentials.get(KIRO, "k0")
+        assert k0 is not None
+        k0.siblings["client.json"] = {"clientId": "FAKE-by-first"}
+        await first.credentials.put(k0, k0.version)
+
+        k3.document = {**k3.document, "accessToken": "refreshed"}
+        k3.siblings["client.json"] = {"clientId": "FAKE-by-second"}
+        version = await second.credentials.put(k3, k3.version)
+        for store in (first, second):
+            got = await store.credentials.get(KIRO, "k3")
+            assert got is not None and got.version == version
+            assert got.document["accessToken"] == "refreshed"
+            assert got.siblings == k3.siblings
+            other = await store.credentials.get(KIRO, "k1")
+            assert other is not None
+            assert other.siblings["client.json"] == {"clientId": "FAKE-by-second"}
+
+
 async def test_the_folder_goes_with_its_last_credential(
     redis_url: str, prefix: str, raw: redis.Redis, tmp_path: Path
 ) -> None:
