@@ -232,7 +232,7 @@ class SchemaOps(PoolOps, CredentialOps):
         sent: dict[str, dict[str, str]] = {}  # folder → name → JSON already set this pass
         calls: list[tuple[list[str], list[Any]]] = []
         for file_key, copy in zip(file_keys, copies, strict=True):
-            if copy is None:
+            if not copy:
                 continue
             reference = folder_reference(file_key)
             folder, _ = split_reference(reference)
