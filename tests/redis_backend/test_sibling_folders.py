@@ -7,6 +7,7 @@ the raw keys inspected."""
 from __future__ import annotations
 
 import json
+import posixpath
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from cfgstore.model.versions import ANY_VERSION, SCHEMA_VERSION
 from cfgstore_redis.keys import Keys
 from tests.cli.deployments import Namespace
 from tests.redis_backend.namespaces import CHAINS
+from tests.redis_backend.test_schema_upgrade import SHARED, write_schema_1
 
 KIRO = "claude-kiro-oauth"
 FOLDER = "configs/kiro/tokens"
@@ -240,3 +242,25 @@ async def test_a_schema_2_namespace_is_upgraded_in_place(
     async with Store.open(settings(redis_url, prefix, tmp_path)) as store:
         assert await store.credentials.get(KIRO, "k0") is not None
     assert raw.hget(keys.folder(FOLDER), "@refs") == str(TOKENS)
+
+
+async def test_a_schema_1_namespace_with_sibling_copies_reaches_schema_3(
+    redis_url: str, prefix: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    """Schema 1 kept the sibling copy in the node's credential: the upgrade moves it to the
+    file's credential (1 → 2), then into the folder (2 → 3), in one open."""
+    write_schema_1(raw, prefix)
+    registration = {"clientId": "FAKE-reg", "clientSecret": "FAKE-reg-secret"}
+    kept = Keys(prefix).legacy_credential(KIRO, "b")  # the one kept for the shared file
+    raw.hset(kept, "siblings", json.dumps({"reg.json": registration}))
+    async with Store.open(settings(redis_url, prefix, tmp_path)) as store:
+        for uuid in ("a", "b"):
+            got = await store.credentials.get(KIRO, uuid)
+            assert got is not None and got.siblings == {"reg.json": registration}
+            assert got.effective()["clientId"] == "FAKE-reg"
+    keys = Keys(prefix)
+    assert raw.hget(keys.meta, "schema") == "3"
+    folder = keys.folder(posixpath.dirname(SHARED))
+    assert json.loads(raw.hget(folder, "reg.json") or "null") == registration
+    assert raw.hget(folder, "@refs") == "1"
+    assert not raw.hexists(keys.credential(SHARED), "siblings")
