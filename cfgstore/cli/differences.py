@@ -9,6 +9,8 @@ delete what an operator set (for the password it would mean the well-known defau
 
 from __future__ import annotations
 
+from typing import Any
+
 from cfgstore.cli.kept_files import opaque
 from cfgstore.cli.snapshot import Snapshot
 from cfgstore.model import jsjson
@@ -22,6 +24,31 @@ def _settings(node: ProviderNode) -> dict[str, object]:
 
 def _same(a: object, b: object) -> bool:
     return jsjson.dumps(a) == jsjson.dumps(b)
+
+
+class _SiblingComparer:
+    """Compares Kiro sibling files, each pair of documents once: the tokens of one folder
+    are each other's siblings, and backends share a folder's documents between its
+    credentials, so 1,000 tokens in one folder are a million sibling entries but only
+    about a thousand distinct pairs."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int], tuple[object, object, bool]] = {}
+        # (keeps both documents alive: their ids are not reused while remembered)
+
+    def all(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
+        """Whether ``a`` and ``b`` hold the same files, in the same order, with the same
+        documents (key order included)."""
+        if list(a) != list(b):
+            return False
+        return all(self._same(a[name], b[name]) for name in a)
+
+    def _same(self, x: object, y: object) -> bool:
+        key = (id(x), id(y))
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = (x, y, _same(x, y))
+        return seen[2]
 
 
 def differences(
@@ -43,6 +70,7 @@ def differences(
             "config: " + (", ".join(changed) + " differ" if changed else "key order differs")
         )
     out += _pool_differences(files, store)
+    same_sibling = _SiblingComparer()
     for key, credential in files.credentials.items():
         other = store.credentials.get(key)
         name = "/".join(key)
@@ -50,7 +78,7 @@ def differences(
             out.append(f"credential {name}: not in the store")
         elif not _same(credential.document, other.document):
             out.append(f"credential {name}: differs")
-        elif credential.siblings and not _same(credential.siblings, other.siblings):
+        elif credential.siblings and not same_sibling.all(credential.siblings, other.siblings):
             out.append(f"credential {name}: sibling files differ")
     for key in store.credentials.keys() - files.credentials.keys():
         out.append(f"credential {'/'.join(key)}: only in the store")

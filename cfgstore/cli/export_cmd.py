@@ -142,6 +142,7 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
     if snapshot.config.version != ABSENT_VERSION:
         plan.files[configs / "config.json"] = jsjson.dump_bytes(document)
     plan.files[pools_path] = jsjson.dump_bytes(pools_to_json(snapshot.pools))
+    siblings_planned: dict[Path, set[str]] = {}
     for (provider_type, uuid), credential in snapshot.credentials.items():
         # The path the node names now (an edited path moves the file), else the one the
         # credential was stored with.
@@ -155,9 +156,16 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
         if relocated is not None and carrier is None:
             plan.moved.append(Moved(path_string, relocated, provider_type=provider_type, uuid=uuid))
         plan.files[target] = jsjson.dump_bytes(credential.document)
+        # Every token of a folder has the others as siblings: each file planned once.
+        planned = siblings_planned.setdefault(target.parent, set())
         for name, sibling in credential.siblings.items():
-            plan.files.setdefault(target.parent / name, jsjson.dump_bytes(sibling))
-            (plan.in_place if relocated is None else plan.relocated_files).add(target.parent / name)
+            if name in planned:
+                continue
+            planned.add(name)
+            sibling_path = target.parent / name
+            if sibling_path not in plan.files:
+                plan.files[sibling_path] = jsjson.dump_bytes(sibling)
+                (plan.in_place if relocated is None else plan.relocated_files).add(sibling_path)
     if snapshot.password is not None:
         plan.files[configs / "pwd"] = snapshot.password.encode("utf-8")
     plan.files[configs / "plugins.json"] = jsjson.dump_bytes(snapshot.plugins.to_json())

@@ -66,6 +66,12 @@ async def cfgstore_credentials_put(credential: Credential, expected_version: str
     that names no token path yet is given one first, in the Node service's upload
     convention (:func:`cfgstore.model.credentials.new_credential_path`), so that export
     writes the credential back to a file.
+
+    ``credential.siblings`` (Kiro: the other files of the token's folder) are stored with
+    it; empty keeps the stored ones. A backend may keep a folder's files once for all its
+    tokens (the Redis backend does): then putting one token's siblings makes them the
+    folder's other files for every token of the folder, as on disk. A sibling name that
+    is not a plain ``*.json`` file name may be refused (:class:`InvalidData`).
     """
 
 

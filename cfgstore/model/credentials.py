@@ -178,7 +178,11 @@ class Credential:
     ``siblings`` holds, for Kiro, the other ``*.json`` files of the token's folder (the
     IDE keeps its client registration there): file name → document, in directory order;
     kept so that an export can write them back (the file backend writes them beside a new
-    token file, never over an existing one).
+    token file, never over an existing one). The tokens of one folder are each other's
+    siblings, and backends keep each file once (the file backend reads a folder once for
+    all its tokens, Redis stores it once, schema 3): the sibling *documents* returned may
+    be shared by the credentials of a folder and by later reads, so they are read-only —
+    to change one, put a new dict in its place (``siblings[name] = {...}``).
     """
 
     provider_type: str

@@ -17,8 +17,8 @@ def content_version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=10).hexdigest()
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout version of stored data that this cfgstore reads and writes. ``cfgctl init``
 and ``migrate`` record it in the store's meta ``schema`` field; a backend refuses to open
 data written with a newer one and upgrades an older one in place (Redis: schema 1 kept one
-credential per node, 2 one per token file)."""
+credential per node, 2 one per token file, 3 stores Kiro sibling files once per folder)."""

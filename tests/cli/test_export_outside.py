@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
+from cfgstore.errors import InvalidData
 from cfgstore.model import jsjson
 from tests.cli.deployments import (
     EMPTY_TOKEN_STORE,
@@ -369,17 +370,24 @@ def test_a_relocated_kiro_token_keeps_its_sibling_files(
 def test_a_stored_sibling_name_leading_outside_is_refused_before_any_write(
     tmp_path: Path, ns: Namespace
 ) -> None:
-    """Whoever can write the store names a Kiro sibling file ``../../escape.json``: export
-    refuses (exit 2) before writing anything, and the file outside is not created."""
+    """Whoever can write the Redis keys names a Kiro sibling file ``../../escape.json``
+    (the store API refuses such a name): export refuses (exit 2) before writing anything,
+    and the file outside is not created."""
     root = copy_deployment(EXAMPLE, tmp_path)
     migrate(ns, root / "configs")
 
-    async def plant(store: Any) -> None:
+    async def plant_through_the_api(store: Any) -> None:
         credential = await store.credentials.get("gemini-cli-oauth", GEMINI_UUID)
         credential.siblings = {"../../../escape.json": {"planted": True}}
-        await store.credentials.put(credential, credential.version)
+        with pytest.raises(InvalidData, match="plain"):
+            await store.credentials.put(credential, credential.version)
 
-    ns.run(plant)
+    ns.run(plant_through_the_api)
+    folder = ns.key("folder:configs/kiro/ide-cache")  # the example's Kiro token folder
+    with ns.client() as client:
+        assert client.exists(folder)
+        client.hset(folder, "../../../escape.json", json.dumps({"planted": True}))
+        client.hincrby(folder, "@ver", 1)
     out = tmp_path / "out"
     result = export(ns, out)
     assert result.exit_code == 2, describe(result)

@@ -276,6 +276,47 @@ async def test_kiro_idc_posts_the_oidc_grant_and_merges(
     same((await stored(store, KIRO, "k1")).document, expected)
 
 
+async def test_kiro_idc_token_sharing_a_folder_writes_only_its_own_file(
+    store: Store, http: aiohttp.ClientSession, stub: TokenStub
+) -> None:
+    """Two IdC tokens and the IDE's client registration in one folder (stored once, schema
+    3): the refresh takes the client from the registration and writes what the Node
+    service writes, its own file merged with the answer; the folder's files (the other
+    token's view) are left as they were."""
+    registration = {"clientId": "sib-id", "clientSecret": "sib-secret", "expiresAt": "x"}
+    mine = {k: v for k, v in kiro_idc_doc().items() if not k.startswith("client")}
+    other = {**mine, "accessToken": "other-access"}
+    folder = "./configs/kiro/shared"
+    files = {"k1.json": mine, "k2.json": other, "reg.json": registration}
+    for uuid in ("k1", "k2"):
+        path = f"{folder}/{uuid}.json"
+        fields = {"uuid": uuid, PATH_KEYS[KIRO]: path}
+        fields["KIRO_REFRESH_IDC_URL"] = stub.url("/oidc/{{region}}/token")
+        await store.pools.add_node(KIRO, node_from_json(fields, "test"))
+        siblings = {n: d for n, d in files.items() if n != f"{uuid}.json"}
+        await store.credentials.put(
+            Credential(KIRO, uuid, files[f"{uuid}.json"], path, siblings=siblings), None
+        )
+    k2_before = await stored(store, KIRO, "k2")
+    node = await store.pools.get_node(KIRO, "k1")
+    assert node is not None
+    answer_fields = {"accessToken": "new-access", "expiresIn": 600, "refreshToken": "new-r"}
+    request = await refresh_once(store, http, stub, KIRO, node, answer_fields)
+    assert request.fields["clientId"] == "sib-id"  # merged in from the registration file
+    expected = {
+        **mine,
+        "accessToken": "new-access",
+        "refreshToken": "new-r",
+        "expiresAt": iso_ms(NOW + 600_000),
+    }
+    after = await stored(store, KIRO, "k1")
+    same(after.document, expected)
+    assert after.siblings == {"k2.json": other, "reg.json": registration}
+    k2_after = await stored(store, KIRO, "k2")
+    assert k2_after.version == k2_before.version
+    assert k2_after.siblings == k2_before.siblings == {"k1.json": mine, "reg.json": registration}
+
+
 async def test_kiro_answer_without_refresh_token_keeps_the_old_one(
     store: Store, http: aiohttp.ClientSession, stub: TokenStub
 ) -> None:

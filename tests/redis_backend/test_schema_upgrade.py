@@ -157,7 +157,7 @@ async def test_every_credential_is_read_again_through_its_node(
     assert len(refs) == 3  # the shared file once
 
     keys = Keys(prefix)
-    assert raw.hget(keys.meta, "schema") == str(SCHEMA_VERSION) == "2"
+    assert raw.hget(keys.meta, "schema") == str(SCHEMA_VERSION) == "3"
     assert legacy_keys(raw, prefix) == []
     assert raw.hget(keys.credential(SHARED), "users") == f"{KIRO}:a\x1f{KIRO}:b"
     assert raw.hget(keys.node(KIRO, "a"), "@cred") == SHARED
@@ -215,7 +215,7 @@ async def test_an_interrupted_upgrade_is_finished_by_the_next_open(
         assert await access(store, KIRO, "b") == "b-newer"
         assert await access(store, KIRO, "c") == "c-pathless"
         assert await access(store, GEMINI, "g") == "g"
-    assert raw.hget(keys.meta, "schema") == "2"
+    assert raw.hget(keys.meta, "schema") == "3"
     assert legacy_keys(raw, prefix) == []
     assert sorted(raw.hget(keys.credential(SHARED), "users").split("\x1f")) == [
         f"{KIRO}:a",
@@ -239,7 +239,7 @@ async def test_an_open_waits_for_the_instance_holding_the_upgrade_lock(
     assert not done and raw.hget(keys.meta, "schema") == "1"  # nothing moved meanwhile
     raw.delete(keys.upgrade_lock)  # that instance stopped
     assert await asyncio.wait_for(opening, 30) == "b-newer"
-    assert raw.hget(keys.meta, "schema") == "2"
+    assert raw.hget(keys.meta, "schema") == "3"
 
 
 def test_cfgctl_export_and_status_over_a_schema_1_namespace(
@@ -262,7 +262,7 @@ def test_cfgctl_export_and_status_over_a_schema_1_namespace(
         assert sorted(t["accessToken"] for t in tokens) == ["b-newer", "c-pathless"]
         status = cfgctl("status", "--redis-url", redis_url)
         assert status.exit_code == 0, describe(status)
-        assert "schema: 2" in [line.strip() for line in status.stdout.splitlines()], status.stdout
+        assert "schema: 3" in [line.strip() for line in status.stdout.splitlines()], status.stdout
 
 
 async def test_a_namespace_holding_no_schema_1_credential_is_only_marked(
@@ -273,7 +273,7 @@ async def test_a_namespace_holding_no_schema_1_credential_is_only_marked(
     write_schema_1(raw, prefix, skip=frozenset({"a", "b", "c", "g"}))
     async with Store.open(settings(redis_url, prefix, "redis", tmp_path)) as store:
         assert await store.credentials.list() == []
-    assert raw.hget(Keys(prefix).meta, "schema") == "2"
+    assert raw.hget(Keys(prefix).meta, "schema") == "3"
 
 
 async def test_the_upgrade_runs_as_the_documented_least_privileged_user(
@@ -291,7 +291,7 @@ async def test_the_upgrade_runs_as_the_documented_least_privileged_user(
         with caplog.at_level(logging.INFO, logger="cfgstore.redis"):
             async with Store.open(settings(url, "upns", "memory+redis", tmp_path)) as store:
                 assert await access(store, KIRO, "c") == "c-pathless"
-        assert admin.hget("{upns}:meta", "schema") == "2"
+        assert admin.hget("{upns}:meta", "schema") == "3"
         refused = [e["object"] for e in admin.execute_command("ACL", "LOG")]
         assert [r for r in refused if r != "client|setinfo"] == []
     finally:

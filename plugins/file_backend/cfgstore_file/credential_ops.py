@@ -31,6 +31,7 @@ from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION, ANY_VERSION, content_version
 from cfgstore_file.atomic import atomic_write, read_bytes
 from cfgstore_file.layout import configs_prefix
+from cfgstore_file.sibling_cache import SiblingCache
 
 if TYPE_CHECKING:
     from cfgstore.adapters.settings import Settings
@@ -102,16 +103,27 @@ class CredentialOps:
             provider_type, uuid, document, source_path, fmt, content_version(raw), siblings
         )
 
+    @property
+    def _sibling_cache(self) -> SiblingCache:
+        cache: SiblingCache | None = getattr(self, "_siblings_read", None)
+        if cache is None:
+            cache = self._siblings_read = SiblingCache(self._scan_folder)
+        return cache
+
     def _kiro_siblings(self, path: Path) -> dict[str, dict[str, jsjson.JSONValue]]:
         """The other ``*.json`` files of a Kiro token's folder (the IDE keeps its client
-        registration there), by file name. Never the configs folder itself, and never a
-        sibling that is a symlink to a file outside the allowed folders."""
+        registration there), by file name; each folder is read once for all its tokens
+        (:mod:`cfgstore_file.sibling_cache`). Never the configs folder itself."""
         if path.parent == self.layout.configs_dir.resolve():
             return {}
-        siblings: dict[str, dict[str, jsjson.JSONValue]] = {}
-        for sibling in sorted(path.parent.glob("*.json")):
-            if sibling.name == path.name:
-                continue
+        return self._sibling_cache.siblings(path)
+
+    def _scan_folder(self, folder: Path) -> dict[str, dict[str, jsjson.JSONValue]]:
+        """Every ``*.json`` file of ``folder`` holding a JSON object, by name, in
+        directory order; never one that is a symlink to a file outside the allowed
+        folders."""
+        found: dict[str, dict[str, jsjson.JSONValue]] = {}
+        for sibling in sorted(folder.glob("*.json")):
             try:
                 real = self._confined(str(sibling))
             except CredentialPathOutside as exc:
@@ -123,8 +135,8 @@ class CredentialOps:
             except InvalidData:
                 continue  # the Node adapter tolerates a corrupt sibling too
             if isinstance(doc, dict):
-                siblings[sibling.name] = doc
-        return siblings
+                found[sibling.name] = doc
+        return found
 
     @hookimpl
     async def cfgstore_credentials_put(
@@ -190,6 +202,7 @@ class CredentialOps:
             if wanted != ANY_VERSION and wanted != (actual or ABSENT_VERSION):
                 raise VersionConflict("credential", ident, expected, actual)
             atomic_write(path, data)
+        self._sibling_cache.forget(path.parent)
         if current is None:
             for name, sibling in (siblings or {}).items():
                 self._create_sibling(path.parent / name, sibling)
@@ -200,6 +213,7 @@ class CredentialOps:
         with self.locks.lock_for(real):
             if read_bytes(real) is None:
                 atomic_write(real, data)
+        self._sibling_cache.forget(path.parent)
 
     @hookimpl
     async def cfgstore_credentials_delete(self, provider_type: str, uuid: str) -> bool:
@@ -214,7 +228,8 @@ class CredentialOps:
                     os.unlink(path)
                 except FileNotFoundError:
                     return False
-                return True
+            self._sibling_cache.forget(path.parent)
+            return True
 
         existed = await asyncio.to_thread(remove)
         if existed:

@@ -48,6 +48,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
         self.warnings: list[str] = []
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_revision = 0  # the last revision the change feed carried
+        self.sibling_folders = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
                 "LOGIN_ATTEMPT",
                 "DELETE_SESSIONS_EXCEPT",
                 "UPGRADE_NODE",
+                "UPGRADE_SIBLINGS",
                 "FINISH_UPGRADE",
                 "TRAFFIC_ADD",
             )

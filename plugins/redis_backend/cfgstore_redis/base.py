@@ -14,6 +14,7 @@ from cfgstore.adapters.settings import Settings
 from cfgstore.model.events import ChangeEvent
 from cfgstore_redis.connection import RedisConnection
 from cfgstore_redis.keys import Keys
+from cfgstore_redis.sibling_folders import Folder
 from cfgstore_redis.translate import translated
 from cfgstore_redis.writer import GroupCommitWriter
 
@@ -27,6 +28,9 @@ class RedisParts:
     redis: Any
     scripts: dict[str, Any]
     writer: GroupCommitWriter[Any]
+    sibling_folders: dict[str, Folder]
+    """Kiro sibling folders as this process last read or wrote them, each at its
+    ``@ver`` (:mod:`cfgstore_redis.sibling_folders`)."""
 
     def _head(self, entity: str, *ids: str) -> str:
         """A change message up to its revision (scripts append the number and ``}``)."""

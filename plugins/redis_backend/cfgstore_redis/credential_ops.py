@@ -1,7 +1,8 @@
 """Credential operations of the Redis backend: one hash per token file (``{p}:cred:<file
 key>``: ``doc`` (the token document as JSON), ``ver``, ``source`` (a path string naming
-the file), ``format``, ``siblings``, ``users`` (the nodes naming it)), reached from a node
-through its ``@cred`` field. See ``redis-keys.md``."""
+the file), ``format``, ``folder`` (Kiro: where its sibling files are, stored once per
+folder, :mod:`cfgstore_redis.sibling_folders`), ``users`` (the nodes naming it)), reached
+from a node through its ``@cred`` field. See ``redis-keys.md``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_redis.base import RedisParts
 from cfgstore_redis.codec import CRED
 from cfgstore_redis.keys import SEPARATOR
+from cfgstore_redis.sibling_folders import (
+    Docs,
+    Folder,
+    check_names,
+    folder_reference,
+    legacy_siblings,
+    split_reference,
+)
 from cfgstore_redis.translate import translated
 
 ATTEMPTS = 8
@@ -86,7 +95,9 @@ class CredentialOps(RedisParts):
 
     async def _read_credentials(self, pairs: list[tuple[str, str]]) -> list[Credential | None]:
         """Credentials by ``(provider_type, uuid)``: the nodes' file keys, then the files'
-        credentials (two round trips for any number); ``None`` when absent."""
+        credentials (two round trips for any number), then the versions of the sibling
+        folders they reference (one more, and one to read those this process has not
+        cached at that version); ``None`` when absent."""
         with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type, uuid in pairs:
@@ -102,23 +113,66 @@ class CredentialOps(RedisParts):
                             "source",
                             "format",
                             "siblings",
+                            "folder",
                         )
-                rows = iter(await pipe.execute())
+                rows = await pipe.execute()
+        folders = await self._folders(
+            {split_reference(row[5])[0] for row in rows if row[0] is not None and row[5]}
+        )
+        found = iter(rows)
         return [
-            self._credential(provider_type, uuid, file_key, next(rows)) if file_key else None
+            self._credential(provider_type, uuid, file_key, next(found), folders)
+            if file_key
+            else None
             for (provider_type, uuid), file_key in zip(pairs, file_keys, strict=True)
         ]
 
+    async def _folders(self, names: set[str]) -> dict[str, Folder]:
+        """The sibling folders ``names`` at their current version: checked by ``@ver``
+        (one round trip), read again only when this process holds another version."""
+        if not names:
+            return {}
+        ordered = sorted(names)
+        cache = self.sibling_folders
+        with translated(self.connection):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in ordered:
+                    pipe.hget(self.keys.folder(name), "@ver")
+                versions = await pipe.execute()
+            stale = [
+                name
+                for name, version in zip(ordered, versions, strict=True)
+                if name not in cache or cache[name].version != (version or "0")
+            ]
+            if stale:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for name in stale:
+                        pipe.hgetall(self.keys.folder(name))
+                    for name, fields in zip(stale, await pipe.execute(), strict=True):
+                        cache[name] = Folder.from_hash(fields, self.keys.folder(name))
+        return {name: cache[name] for name in ordered}
+
     def _credential(
-        self, provider_type: str, uuid: str, file_key: str, row: list[str | None]
+        self,
+        provider_type: str,
+        uuid: str,
+        file_key: str,
+        row: list[str | None],
+        folders: dict[str, Folder],
     ) -> Credential | None:
-        doc, version, source, token_format, siblings = row
+        doc, version, source, token_format, legacy, reference = row
         if doc is None:
             return None
         key = self.keys.credential(file_key)
         document = jsjson.loads(doc, f"redis {key}")
         if not isinstance(document, dict):
             raise InvalidData(f"redis {key}", "$", "a credential must be a JSON object")
+        siblings: Docs = {}
+        if reference:
+            folder, excluded = split_reference(reference)
+            siblings = folders[folder].siblings(excluded)
+        elif legacy:
+            siblings = legacy_siblings(legacy, key)
         return Credential(
             provider_type,
             uuid,
@@ -126,7 +180,7 @@ class CredentialOps(RedisParts):
             source,
             _format(token_format, provider_type),
             version,
-            jsjson.loads(siblings, f"redis {key}") if siblings else {},
+            siblings,
         )
 
     @hookimpl
@@ -145,37 +199,62 @@ class CredentialOps(RedisParts):
         if token_format is TokenFormat.UNKNOWN:
             token_format = token_format_for(provider_type)
         document = json.dumps(credential.document, ensure_ascii=False)
-        siblings = (
-            json.dumps(credential.siblings, ensure_ascii=False) if credential.siblings else ""
-        )
+        siblings = credential.siblings
         expected = ABSENT_VERSION if expected_version is None else expected_version
         source_path = await self._file_identity(provider_type, uuid)
         users = _member(provider_type, uuid)  # the common case: the file is this node's alone
+        stale: str | None = None  # a sibling folder found changed by another writer
         for _ in range(ATTEMPTS):
             file_key = same_file_key(source_path)
-            result = await self._run(
-                "CAS_CREDENTIAL",
-                [
-                    self.keys.node(provider_type, uuid),
-                    self.keys.credential(file_key),
-                    self.keys.revision,
-                ],
-                [
-                    self.keys.channel,
-                    self._head("credentials", *_ids(users)),
-                    expected,
-                    document,
-                    source_path,
-                    token_format.value,
-                    siblings,
-                    file_key,
-                    users,
-                ],
-            )
+            keys = [
+                self.keys.node(provider_type, uuid),
+                self.keys.credential(file_key),
+                self.keys.revision,
+            ]
+            args: list[str | int] = [
+                self.keys.channel,
+                self._head("credentials", *_ids(users)),
+                expected,
+                document,
+                source_path,
+                token_format.value,
+                "",
+                file_key,
+                users,
+            ]
+            folder: Folder | None = None
+            reference = ""
+            sets: dict[str, str] = {}
+            removed: list[str] = []
+            if siblings:
+                # One folder's files, stored once: send only what differs from them.
+                reference = folder_reference(file_key)
+                name, excluded = split_reference(reference)
+                # The version held here is checked by the script ('folder': read again).
+                folder = self.sibling_folders.get(name) if stale is None else None
+                if folder is None:
+                    folder = (await self._folders({name}))[name]
+                sets, removed = folder.diff(siblings, excluded)
+                check_names(sets, ident)  # the names stored already were checked
+                keys.append(self.keys.folder(name))
+                args += [reference, folder.version, self._head("credentials"), len(sets)]
+                for pair in sets.items():
+                    args += pair
+                args += removed
+            else:
+                args += ["", "", "", 0]
+            result = await self._run("CAS_CREDENTIAL", keys, args)
             match result[0]:
                 case "ok":
-                    self._changed("credentials", *_ids(users))
+                    if folder is not None:
+                        folder.apply(sets, removed, siblings, str(result[2]))
+                    if int(result[3]) if len(result) > 3 else 0:
+                        self._changed("credentials")  # the folder's other credentials too
+                    else:
+                        self._changed("credentials", *_ids(users))
                     return str(result[1])
+                case "folder":
+                    stale = name  # another writer changed the folder: read it again
                 case "notfound":
                     raise NotFound("provider node", ident)
                 case "conflict":

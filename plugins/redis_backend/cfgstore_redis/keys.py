@@ -47,6 +47,11 @@ class Keys:
         """The credential of one token file (``file_key``: its ``same_file_key``)."""
         return self.credential_base + file_key
 
+    def folder(self, folder: str) -> str:
+        """The sibling files of one token folder (``folder``: the ``same_file_key`` of
+        its path), stored once for every Kiro credential of the folder."""
+        return f"{self.tag}:folder:{folder}"
+
     def legacy_credential(self, provider_type: str, uuid: str) -> str:
         """Where schema 1 kept a node's credential (one hash per node); read only by the
         upgrade to schema 2, which moves it to its file's key."""

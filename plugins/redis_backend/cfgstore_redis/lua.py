@@ -175,9 +175,31 @@ function C.members(record)
   return list
 end
 
+-- Sibling folders (schema 3): a Kiro credential's 'folder' field is '<folder>\31<name>':
+-- its sibling files are those of the hash {p}:folder:<folder> but <name>; the folder counts
+-- the credentials referencing it in '@refs' and goes with the last one.
+function C.folder_key(record, ref)
+  return string.match(record, '^{[^}]*}') .. ':folder:' .. string.match(ref, '^[^\31]*')
+end
+
+function C.unref(record)
+  local ref = redis.call('HGET', record, 'folder')
+  if not ref then return end
+  redis.call('HDEL', record, 'folder')
+  local key = C.folder_key(record, ref)
+  if redis.call('HINCRBY', key, '@refs', -1) <= 0 then redis.call('DEL', key) end
+end
+
+function C.ref(record, ref)
+  C.unref(record)
+  redis.call('HSET', record, 'folder', ref)
+  redis.call('HINCRBY', C.folder_key(record, ref), '@refs', 1)
+end
+
 -- Store the member list; the last member gone, the credential goes with it.
 function C.store(record, list)
   if #list == 0 then
+    C.unref(record)
     redis.call('DEL', record)
   else
     redis.call('HSET', record, 'users', table.concat(list, '\31'))
@@ -217,12 +239,13 @@ function C.relink(base, member, old, new, source, revision_key)
   if new ~= '' then
     local target = base .. new
     if old ~= '' and redis.call('HEXISTS', target, 'doc') == 0 then
-      local from = redis.call('HMGET', base .. old, 'doc', 'format', 'siblings')
+      local from = redis.call('HMGET', base .. old, 'doc', 'format', 'siblings', 'folder')
       if from[1] then
         local version = tonumber(redis.call('GET', revision_key) or '0') + 1
         redis.call('HSET', target, 'doc', from[1], 'ver', version, 'source', source)
         if from[2] then redis.call('HSET', target, 'format', from[2]) end
         if from[3] then redis.call('HSET', target, 'siblings', from[3]) end
+        if from[4] then C.ref(target, from[4]) end
       end
     end
     C.join(target, member)
@@ -629,15 +652,22 @@ return {'ok', tostring(version)}
 """
 )
 
-# A credential write through one node. KEYS: node, credential, revision. ARGV: channel,
-# head, expected version, document, source path, format, siblings JSON ('' keeps them),
-# the node's file key (the credential key's suffix), the members the head names.
+# A credential write through one node. KEYS: node, credential, revision[, sibling folder].
+# ARGV: channel, head, expected version, document, source path, format, (unused: '', the
+# schema-2 siblings JSON), the node's file key (the credential key's suffix), the members
+# the head names, the folder reference ('<folder>\31<own name>'; '' keeps the siblings),
+# the folder's expected '@ver', the head of a change message naming no ids (sent instead
+# when the folder's files change: other credentials see them too), the number n of
+# sibling files to set, n (name, document JSON) pairs, then the names of files to remove.
 # Replies {'notfound'}; {'moved', @cred} when the node names another file now;
 # {'members', users} when other nodes share the file than the head names (the change
-# message must name them all); {'conflict', version}; {'ok', version}. The version is the
-# write's revision: never reused, for this file or another.
+# message must name them all); {'conflict', version}; {'folder', @ver} when the folder is
+# not at the expected version (the client reads it again); {'ok', version, folder @ver,
+# 1 when the folder's files changed}. The version is the write's revision: never reused,
+# for this file or another.
 CAS_CREDENTIAL = (
     SHEBANG
+    + CRED_PRELUDE
     + r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
 local cred = redis.call('HGET', KEYS[1], '@cred') or ''
@@ -646,11 +676,31 @@ local users = redis.call('HGET', KEYS[2], 'users') or ''
 if users ~= ARGV[9] then return {'members', users} end
 local current = redis.call('HGET', KEYS[2], 'ver') or '0'
 if ARGV[3] ~= '*' and ARGV[3] ~= current then return {'conflict', current} end
+local fver = '0'
+if ARGV[10] ~= '' then
+  fver = redis.call('HGET', KEYS[4], '@ver') or '0'
+  if fver ~= ARGV[11] then return {'folder', fver} end
+end
 local revision = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[2], 'doc', ARGV[4], 'format', ARGV[6], 'source', ARGV[5], 'ver', revision)
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'siblings', ARGV[7]) end
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
-return {'ok', tostring(revision)}
+local changed = 0
+if ARGV[10] ~= '' then
+  redis.call('HDEL', KEYS[2], 'siblings')
+  local n = tonumber(ARGV[13])
+  for i = 0, n - 1 do
+    redis.call('HSET', KEYS[4], ARGV[14 + 2 * i], ARGV[15 + 2 * i])
+    changed = 1
+  end
+  for i = 14 + 2 * n, #ARGV do
+    changed = math.max(changed, redis.call('HDEL', KEYS[4], ARGV[i]))
+  end
+  if changed == 1 then fver = tostring(redis.call('HINCRBY', KEYS[4], '@ver', 1)) end
+  if redis.call('HGET', KEYS[2], 'folder') ~= ARGV[10] then C.ref(KEYS[2], ARGV[10]) end
+end
+local head = ARGV[2]
+if changed == 1 then head = ARGV[12] end
+redis.call('PUBLISH', ARGV[1], head .. revision .. '}')
+return {'ok', tostring(revision), fver, changed}
 """
 )
 
@@ -659,11 +709,13 @@ return {'ok', tostring(revision)}
 # Replies {'moved', @cred}, {'members', users}, {'ok', 1|0} (whether one existed).
 DELETE_CREDENTIAL = (
     SHEBANG
+    + CRED_PRELUDE
     + r"""
 local cred = redis.call('HGET', KEYS[1], '@cred') or ''
 if cred ~= ARGV[3] then return {'moved', cred} end
 local users = redis.call('HGET', KEYS[2], 'users') or ''
 if users ~= ARGV[4] then return {'members', users} end
+C.unref(KEYS[2])
 if redis.call('HDEL', KEYS[2], 'doc', 'ver', 'source', 'format', 'siblings') == 0 then
   return {'ok', 0}
 end
@@ -942,6 +994,27 @@ if old[2] then
 end
 if KEYS[2] ~= KEYS[3] and (old[1] or old[2]) then redis.call('DEL', KEYS[2]) end
 return {'ok', moved, dropped}
+"""
+)
+
+# Schema 2 → 3, one credential (see cfgstore_redis.schema_ops): its copy of the sibling
+# files ('siblings', JSON) becomes a reference to its folder's files, stored once.
+# KEYS: credential, folder. ARGV: the 'siblings' JSON read (compare-and-set), the folder
+# reference, then (name, document JSON) pairs of files to set in the folder (those an
+# earlier credential of this run did not set already). Replies {'changed'} (the field is
+# not what the client read: it reads again) or {'ok'}.
+UPGRADE_SIBLINGS = (
+    SHEBANG
+    + CRED_PRELUDE
+    + r"""
+if redis.call('HGET', KEYS[1], 'siblings') ~= ARGV[1] then return {'changed'} end
+if #ARGV > 2 then
+  for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  redis.call('HINCRBY', KEYS[2], '@ver', 1)
+end
+C.ref(KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[1], 'siblings')
+return {'ok'}
 """
 )
 

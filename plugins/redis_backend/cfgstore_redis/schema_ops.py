@@ -19,6 +19,12 @@ schema 2 finds no credential in a schema-1 namespace, so opening one upgrades it
 * last, while the lock is still this run's, ``schema`` becomes the new one, the revision
   is bumped and the change feed says that all pools and all credentials changed.
 
+Schema 3 stores the sibling files of Kiro credentials once per folder (``{p}:folder:
+<folder>``) where schema 2 kept a copy in every credential of the folder (``siblings``,
+JSON): the upgrade from 2 (also run after the one from 1) converts every credential
+holding a copy, one script per credential (``UPGRADE_SIBLINGS``), sending each file of a
+folder once.
+
 Every step reads what it changes and is skipped when done, so a run interrupted anywhere
 is finished by the next open, and an upgraded namespace costs one ``HGET`` per open.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from collections import Counter
@@ -40,12 +47,16 @@ from cfgstore.model.versions import SCHEMA_VERSION
 from cfgstore_redis.codec import CRED, DOC_VERSION
 from cfgstore_redis.credential_ops import CredentialOps, _format
 from cfgstore_redis.pool_ops import PoolOps
+from cfgstore_redis.sibling_folders import folder_reference, legacy_siblings, split_reference
 from cfgstore_redis.translate import translated
 
 log = logging.getLogger("cfgstore.redis")
 
 PER_NODE_CREDENTIALS = "1"
 """The schema that kept one credential per node: upgraded in place."""
+SIBLING_COPIES = "2"
+"""The schema that kept a copy of the Kiro sibling files in every credential: upgraded."""
+UPGRADABLE = (PER_NODE_CREDENTIALS, SIBLING_COPIES)
 
 LOCK_TTL_MS = 60_000
 WAIT_S = 120.0
@@ -78,13 +89,13 @@ class SchemaOps(PoolOps, CredentialOps):
         they write the current one when they do."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_S
-        while await self._stored_schema() == PER_NODE_CREDENTIALS:
+        while (stored := await self._stored_schema()) in UPGRADABLE:
             token = secrets.token_hex(16)
             with translated(self.connection):
                 taken = await self.redis.set(self.keys.upgrade_lock, token, nx=True, px=LOCK_TTL_MS)
             if taken:
                 try:
-                    await self._upgrade(token)
+                    await self._upgrade(token, str(stored))
                 finally:
                     with contextlib.suppress(CfgStoreError):  # else it expires
                         await self._run("RELEASE_LOCK", [self.keys.upgrade_lock], [token])
@@ -92,17 +103,19 @@ class SchemaOps(PoolOps, CredentialOps):
             if loop.time() > deadline:
                 raise StorageServerError(
                     f"namespace {self.keys.tag} at {self.connection.describe()} is being "
-                    f"upgraded from schema {PER_NODE_CREDENTIALS} by another instance, "
+                    f"upgraded from schema {stored} by another instance, "
                     f"still after {WAIT_S:.0f}s: try again when it is done (`cfgctl status` "
                     "shows the schema)"
                 )
             await asyncio.sleep(POLL_S)
 
-    async def _upgrade(self, token: str) -> None:
-        """Upgrade schema 1 to the current one under the upgrade lock ``token``."""
+    async def _upgrade(self, token: str, stored: str) -> None:
+        """Upgrade schema ``stored`` (1 or 2) to the current one under the upgrade lock
+        ``token``."""
         counts: Counter[str] = Counter()
         for _ in range(PASSES):
-            if await self._upgrade_pass(counts):
+            nodes_done = stored != PER_NODE_CREDENTIALS or await self._upgrade_pass(counts)
+            if nodes_done and await self._siblings_pass(counts):
                 break
         else:
             raise StorageServerError(
@@ -113,7 +126,7 @@ class SchemaOps(PoolOps, CredentialOps):
         result = await self._run(
             "FINISH_UPGRADE",
             [self.keys.meta, self.keys.upgrade_lock, self.keys.revision],
-            [token, PER_NODE_CREDENTIALS, str(SCHEMA_VERSION), self.keys.channel, *heads],
+            [token, stored, str(SCHEMA_VERSION), self.keys.channel, *heads],
         )
         if result[0] == "lost":
             raise StorageServerError(
@@ -127,15 +140,17 @@ class SchemaOps(PoolOps, CredentialOps):
                 "upgraded namespace %s from schema %s to %d: %d nodes linked to their token "
                 "files, %d credentials moved, %d duplicates of a shared file dropped, %d "
                 "token paths given to nodes naming none, %d credentials left in place "
-                "(their provider type keeps no token files)",
+                "(their provider type keeps no token files), %d copies of Kiro sibling "
+                "files replaced by their folder's files, stored once",
                 self.keys.tag,
-                PER_NODE_CREDENTIALS,
+                stored,
                 SCHEMA_VERSION,
                 counts["linked"],
                 counts["moved"],
                 counts["dropped"],
                 counts["paths"],
                 counts["left"],
+                counts["siblings"],
             )
 
     async def _upgrade_pass(self, counts: Counter[str]) -> bool:
@@ -201,6 +216,46 @@ class SchemaOps(PoolOps, CredentialOps):
                 counts["linked"] += 1
                 counts["moved"] += int(reply[1])
                 counts["dropped"] += int(reply[2])
+        return clean
+
+    async def _siblings_pass(self, counts: Counter[str]) -> bool:
+        """Schema 2 → 3: every credential holding its own copy of its folder's sibling
+        files references the folder's files instead, each file sent once; ``False`` when
+        one changed before it was written (the caller passes again)."""
+        pools = await self.cfgstore_pools_list()
+        file_keys = sorted({k for t, n in pools if (k := credential_file_key(t, n)) is not None})
+        with translated(self.connection):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for file_key in file_keys:
+                    pipe.hget(self.keys.credential(file_key), "siblings")
+                copies = await pipe.execute()
+        sent: dict[str, dict[str, str]] = {}  # folder → name → JSON already set this pass
+        calls: list[tuple[list[str], list[Any]]] = []
+        for file_key, copy in zip(file_keys, copies, strict=True):
+            if not copy:
+                continue
+            reference = folder_reference(file_key)
+            folder, _ = split_reference(reference)
+            done = sent.setdefault(folder, {})
+            pairs: list[str] = []
+            for name, document in legacy_siblings(copy, self.keys.credential(file_key)).items():
+                text = json.dumps(document, ensure_ascii=False)
+                if done.get(name) != text:
+                    done[name] = text
+                    pairs += [name, text]
+            calls.append(
+                (
+                    [self.keys.credential(file_key), self.keys.folder(folder)],
+                    [copy, reference, *pairs],
+                )
+            )
+        clean = True
+        for start in range(0, len(calls), CHUNK):
+            for reply in await self._run_many("UPGRADE_SIBLINGS", calls[start : start + CHUNK]):
+                if reply[0] == "ok":
+                    counts["siblings"] += 1
+                else:
+                    clean = False
         return clean
 
     async def _upgrade_rows(
