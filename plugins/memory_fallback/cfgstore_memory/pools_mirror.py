@@ -8,18 +8,30 @@ every read, and therefore provider selection, sees. Records are applied with the
 own :func:`~cfgstore.model.records.apply_record`, which a property test holds equal to
 the Redis script, so the view computes what Redis will store.
 
+The view's nodes share their ``settings`` dicts with the confirmed nodes (records change
+only ``state`` and ``layout``; a node whose settings change is replaced, never edited in
+place): a node costs memory for its settings once, not twice. Rebuilding either side
+after a full read (:meth:`rebuild`, :meth:`confirmed_copy`) goes :data:`CHUNK` nodes at a
+time and lets the event loop run in between: 50,000 nodes must not stop the service.
+
 Not thread-safe; event-loop only. Reads return copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+
+import attrs
 
 from cfgstore.model.credentials import credential_file_key
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.records import NodeRecord, apply_record, apply_run, fold_runs
 
 NodeKey = tuple[str, str]
+
+CHUNK = 500
+"""Nodes copied or indexed between two yields to the event loop (~1–2 ms of work)."""
 
 
 class PoolsMirror:
@@ -28,6 +40,7 @@ class PoolsMirror:
         self.view = ProviderPools()
         self._confirmed_index: dict[NodeKey, ProviderNode] = {}
         self._view_index: dict[NodeKey, ProviderNode] = {}
+        self._positions: dict[NodeKey, int] = {}  # a node's index in its type's list
         self._renamed: dict[NodeKey, str] = {}  # old → new uuid, as the storage forwards
 
     def renamed(self, provider_type: str, old_uuid: str, new_uuid: str) -> None:
@@ -37,12 +50,63 @@ class PoolsMirror:
 
     def reset(self, confirmed: ProviderPools, unconfirmed: Iterable[NodeRecord]) -> None:
         """Take ``confirmed`` (the caller hands it over) as the acknowledged state and
-        rebuild the view with ``unconfirmed`` on top."""
-        self.confirmed = confirmed
-        self._confirmed_index = _index(confirmed)
-        self.view = confirmed.copy()
-        self._view_index = _index(self.view)
+        rebuild the view with ``unconfirmed`` on top, in one go (small pools, tests;
+        :meth:`rebuild` for a full read)."""
+        view = ProviderPools({t: [_view_copy(n) for n in ns] for t, ns in confirmed.types.items()})
+        self._take(confirmed, view, _index(confirmed), _index(view), _positions(confirmed))
         self._apply(self._view_index, unconfirmed)
+
+    async def rebuild(
+        self, confirmed: ProviderPools, unconfirmed: Callable[[], Iterable[NodeRecord]]
+    ) -> None:
+        """:meth:`reset`, yielding to the event loop every :data:`CHUNK` nodes. Reads see
+        the old state until the new one is complete; ``unconfirmed()`` is asked at the
+        switch, so records made meanwhile are on top. The caller must keep the confirmed
+        state from changing meanwhile (the replicator holds its I/O lock)."""
+        confirmed_index: dict[NodeKey, ProviderNode] = {}
+        view_index: dict[NodeKey, ProviderNode] = {}
+        positions: dict[NodeKey, int] = {}
+        view = ProviderPools()
+        done = 0
+        for provider_type, nodes in confirmed.types.items():
+            shown = view.types[provider_type] = []
+            for position, node in enumerate(nodes):
+                key = (provider_type, node.uuid)
+                copy = _view_copy(node)
+                shown.append(copy)
+                confirmed_index[key], view_index[key], positions[key] = node, copy, position
+                done += 1
+                if done % CHUNK == 0:
+                    await asyncio.sleep(0)
+        self._take(confirmed, view, confirmed_index, view_index, positions)
+        self._apply(self._view_index, unconfirmed())
+
+    def _take(
+        self,
+        confirmed: ProviderPools,
+        view: ProviderPools,
+        confirmed_index: dict[NodeKey, ProviderNode],
+        view_index: dict[NodeKey, ProviderNode],
+        positions: dict[NodeKey, int],
+    ) -> None:
+        self.confirmed, self.view = confirmed, view
+        self._confirmed_index, self._view_index = confirmed_index, view_index
+        self._positions = positions
+
+    async def confirmed_copy(self) -> ProviderPools:
+        """A copy of the confirmed state that later records do not change (for the
+        snapshot file), made :data:`CHUNK` nodes at a time. Settings are shared (never
+        edited in place); the caller keeps the confirmed state from changing meanwhile."""
+        copied = ProviderPools()
+        done = 0
+        for provider_type, nodes in self.confirmed.types.items():
+            out = copied.types[provider_type] = []
+            for node in nodes:
+                out.append(_view_copy(node))
+                done += 1
+                if done % CHUNK == 0:
+                    await asyncio.sleep(0)
+        return copied
 
     def apply_local(self, records: Sequence[NodeRecord]) -> None:
         """Records this instance just made: visible to reads at once."""
@@ -65,14 +129,18 @@ class PoolsMirror:
     ) -> None:
         """Nodes re-read from the shared storage (another instance changed them); each
         must already exist here (structure changes need :meth:`reset`). The view gets the
-        fresh node with this instance's unconfirmed records for it on top."""
+        fresh node with this instance's unconfirmed records for it on top. Costs the
+        nodes named and the records, never the size of the pool."""
+        mine: dict[NodeKey, list[NodeRecord]] = {}
+        for record in unconfirmed:
+            mine.setdefault((record.provider_type, record.uuid), []).append(record)
         for key, fresh in nodes:
-            _replace(self.confirmed, self._confirmed_index, key, fresh)
-            mine = [r for r in unconfirmed if (r.provider_type, r.uuid) == key]
-            shown = fresh.copy()
-            for record in mine:
+            position = self._positions[key]
+            _replace(self.confirmed, self._confirmed_index, key, fresh, position)
+            shown = _view_copy(fresh)
+            for record in mine.get(key, ()):
                 apply_record(shown, record)
-            _replace(self.view, self._view_index, key, shown)
+            _replace(self.view, self._view_index, key, shown, position)
 
     def _find(self, index: dict[NodeKey, ProviderNode], key: NodeKey) -> ProviderNode | None:
         """The node of ``key``, following renames (at most 8, as the storage does)."""
@@ -108,10 +176,25 @@ def _index(pools: ProviderPools) -> dict[NodeKey, ProviderNode]:
     return {(provider_type, node.uuid): node for provider_type, node in pools}
 
 
+def _positions(pools: ProviderPools) -> dict[NodeKey, int]:
+    return {
+        (provider_type, node.uuid): position
+        for provider_type, nodes in pools.types.items()
+        for position, node in enumerate(nodes)
+    }
+
+
+def _view_copy(node: ProviderNode) -> ProviderNode:
+    """A copy records may change: its own state and layout, the same settings dict."""
+    return ProviderNode(node.uuid, attrs.evolve(node.state), node.settings, list(node.layout))
+
+
 def _replace(
-    pools: ProviderPools, index: dict[NodeKey, ProviderNode], key: NodeKey, fresh: ProviderNode
+    pools: ProviderPools,
+    index: dict[NodeKey, ProviderNode],
+    key: NodeKey,
+    fresh: ProviderNode,
+    position: int,
 ) -> None:
-    nodes = pools.types[key[0]]
-    position = nodes.index(index[key])
-    nodes[position] = fresh
+    pools.types[key[0]][position] = fresh
     index[key] = fresh
