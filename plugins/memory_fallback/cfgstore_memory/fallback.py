@@ -67,7 +67,7 @@ from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
-from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror
+from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror, release
 from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
@@ -379,7 +379,11 @@ class MemoryFallback(GuardedOps, ReadCache):
 
     async def _save_snapshot(self) -> None:
         with collector_paused(freeze=False):  # encoding 50,000 nodes would trigger full
-            await self.state.save_snapshot(await self._confirmed_snapshot())  # collections
+            snapshot = await self._confirmed_snapshot()  # collections
+            await self.state.save_snapshot(snapshot)
+            copies = [node for _, node in snapshot.pools]
+            snapshot.pools.types.clear()
+            await release(copies)
 
     async def _save_loop(self) -> None:
         """Save the confirmed state when asked (resync, outage) and every
