@@ -378,12 +378,11 @@ class MemoryFallback(GuardedOps, ReadCache):
         )
 
     async def _save_snapshot(self) -> None:
-        with collector_paused(freeze=False):  # encoding 50,000 nodes would trigger full
-            snapshot = await self._confirmed_snapshot()  # collections
-            await self.state.save_snapshot(snapshot)
-            copies = [node for _, node in snapshot.pools]
-            snapshot.pools.types.clear()
-            await release(copies)
+        snapshot = await self._confirmed_snapshot()
+        await self.state.save_snapshot(snapshot)
+        copies = [node for _, node in snapshot.pools]
+        snapshot.pools.types.clear()
+        await release(copies)
 
     async def _save_loop(self) -> None:
         """Save the confirmed state when asked (resync, outage) and every
