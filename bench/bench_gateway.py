@@ -100,6 +100,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import importlib.util
 import json
 import logging
@@ -129,10 +130,11 @@ from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN
 from cfgstore.model import jsjson
 from cfgstore.model.config import MainConfig
 from cfgstore.model.jsjson import JSONValue
-from cfgstore.model.pools import ProviderPools, node_from_json
+from cfgstore.model.pools import ProviderNode, ProviderPools, node_from_json
 from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_gateway.app import create_app
-from cfgstore_gateway.services import GatewayOptions
+from cfgstore_gateway.selection import Choice, Selector
+from cfgstore_gateway.services import SERVICES, GatewayOptions
 from tests.support.namespace_seed import seed_namespace
 from tests.support.redis_server import (
     RedisServerProcess,
@@ -499,8 +501,8 @@ class _Series:
 # ============================================================================ deployments
 
 
-def _node_documents(stub_url: str) -> list[dict[str, JSONValue]]:
-    """The pool: :data:`NODES` API-key nodes pointing at the stub."""
+def _node_documents(stub_url: str, count: int = NODES) -> list[dict[str, JSONValue]]:
+    """The pool: ``count`` API-key nodes pointing at the stub."""
     return [
         {
             "customName": f"bench node {index}",
@@ -514,7 +516,7 @@ def _node_documents(stub_url: str) -> list[dict[str, JSONValue]]:
             "errorCount": 0,
             "lastErrorTime": None,
         }
-        for index in range(NODES)
+        for index in range(count)
     ]
 
 
@@ -526,13 +528,15 @@ def _redis_only(url: str, prefix: str) -> Settings:
     return Settings(backends=("redis",), redis_url=url, redis_prefix=prefix)
 
 
-async def _seed_redis(url: str, prefix: str, stub_url: str) -> None:
-    """Initialise namespace ``{prefix}`` and write the config and the nodes."""
+async def _seed_redis(url: str, prefix: str, stub_url: str, nodes: int = NODES) -> None:
+    """Initialise namespace ``{prefix}`` and write the config and ``nodes`` nodes (one
+    import: what ``cfgctl migrate`` does with a ``provider_pools.json``)."""
     await asyncio.to_thread(seed_namespace, url, prefix)
     async with Store.open(_redis_only(url, prefix)) as admin:
         await admin.config.put(_config_document(), ABSENT_VERSION)
-        for document in _node_documents(stub_url):
-            await admin.pools.add_node(TYPE, node_from_json(document, "bench"))
+        documents = _node_documents(stub_url, nodes)
+        pools = ProviderPools({TYPE: [node_from_json(d, "bench") for d in documents]})
+        await admin.pools.import_all(pools, keep_live_state=False)
 
 
 async def _redis_usage(url: str, prefix: str) -> int:
@@ -556,7 +560,8 @@ def _gateway_spec(context: _Context, kind: str, **extra: Any) -> dict[str, Any]:
     elif kind == "redis":
         spec["redis_url"] = context.server.url
         spec["prefix"] = f"bench-gw-{uuidlib.uuid4().hex[:8]}"
-        asyncio.run(_seed_redis(context.server.url, spec["prefix"], context.stub_url))
+        nodes = int(spec.get("nodes", NODES))
+        asyncio.run(_seed_redis(context.server.url, spec["prefix"], context.stub_url, nodes))
     else:
         configs = context.root / f"configs-{uuidlib.uuid4().hex[:6]}"
         configs.mkdir()
@@ -1009,7 +1014,12 @@ def _gateway_store(spec: dict[str, Any]) -> tuple[Settings, PluginSet | None]:
     kind = spec["kind"]
     if kind == NOOP:
         pools = ProviderPools(
-            {TYPE: [node_from_json(d, "bench") for d in _node_documents(spec["stub_url"])]}
+            {
+                TYPE: [
+                    node_from_json(d, "bench")
+                    for d in _node_documents(spec["stub_url"], int(spec.get("nodes", NODES)))
+                ]
+            }
         )
         config = MainConfig(_config_document(), "1")
         return Settings(backends=(NOOP,), state_dir=state_dir), noop_plugins(pools, config)
@@ -1038,6 +1048,35 @@ async def _sample_pending(store: Store, period_s: float) -> None:
         await asyncio.sleep(period_s)
 
 
+def _window_selection(selector: Selector, window: int) -> None:
+    """Make ``selector`` pick among ``window`` nodes of the pool, a window sliding one
+    node per pick (so the picks still spread over every node): the rest of the gateway
+    sees the whole pool, selection costs what it costs at ``window`` nodes. Isolates what
+    else a large pool costs a request (``gateway-scale``'s ``…-window`` variant)."""
+    select = selector.select
+    offset = [0]
+
+    def windowed(
+        provider_type: str, nodes: Sequence[ProviderNode], model: str | None, **kw: Any
+    ) -> Choice | None:
+        if len(nodes) > window:
+            start = offset[0] = (offset[0] + 1) % len(nodes)
+            nodes = [*nodes[start : start + window], *nodes[: max(0, start + window - len(nodes))]]
+        return select(provider_type, nodes, model, **kw)
+
+    selector.select = windowed  # type: ignore[method-assign]
+
+
+def _profiler(spec: Mapping[str, Any]) -> cProfile.Profile | None:
+    """A running :mod:`cProfile` profiler when ``spec`` names a ``profile`` file (the
+    stats are dumped there at the stop): how the per-request costs were found."""
+    if not spec.get("profile"):
+        return None
+    profile = cProfile.Profile()
+    profile.enable()
+    return profile
+
+
 async def _gateway_main(spec: dict[str, Any]) -> None:
     stop = _stop_event()
     settings, plugins = _gateway_store(spec)
@@ -1045,6 +1084,8 @@ async def _gateway_main(spec: dict[str, Any]) -> None:
         app = create_app(store, options=GatewayOptions())
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
         await runner.setup()
+        if spec.get("select_window"):
+            _window_selection(app[SERVICES].selector, int(spec["select_window"]))
         try:
             sock = _listening_socket()
             await web.SockSite(runner, sock).start()
@@ -1052,8 +1093,12 @@ async def _gateway_main(spec: dict[str, Any]) -> None:
             sampler = None
             if spec.get("sample_ms"):
                 sampler = asyncio.create_task(_sample_pending(store, spec["sample_ms"] / 1000))
+            profile = _profiler(spec)
             _say(f"READY {port}")
             await stop.wait()
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(spec["profile"])
             if sampler is not None:
                 sampler.cancel()
         finally:

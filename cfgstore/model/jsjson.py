@@ -43,7 +43,7 @@ def loads(text: str | bytes, source: str) -> JSONValue:
     """
     text = _as_text(text, source)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise _syntax_error(source, exc) from None
     except RecursionError:
@@ -135,6 +135,11 @@ def _syntax_error(source: str, exc: json.JSONDecodeError) -> InvalidData:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+"""What ``json.loads(text, parse_constant=…)`` builds on every call (a decoder and its
+scanner, a few µs: a full read of a large pool parses several values per node)."""
 
 
 def format_number(value: float) -> str:

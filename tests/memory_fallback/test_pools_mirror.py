@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from cfgstore.model import records as rec
 from cfgstore.model.pools import ProviderPools, node_from_json
-from cfgstore_memory.pools_mirror import PoolsMirror
+from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror
 
 T = "openai-custom"
 
@@ -81,3 +83,84 @@ def test_records_made_under_a_renamed_uuid_count_on_the_renamed_node() -> None:
     assert usage(mirror, "new") == 2 and mirror.get(T, "old") is None
     mirror.confirm(queued)
     assert usage(mirror, "new", confirmed=True) == 2
+
+
+async def test_a_rebuild_yields_to_the_loop_and_switches_with_the_records_made_meanwhile() -> None:
+    """A full read of a large pool is taken in chunks (the event loop runs between them);
+    reads see the old state until the new one is complete, and a record made meanwhile
+    is on top of the new state."""
+    uuids = [f"n{i:05d}" for i in range(3 * CHUNK + 7)]
+    mirror = PoolsMirror()
+    mirror.reset(pools(*uuids), [])
+    unconfirmed: list[rec.NodeRecord] = []
+    turns: list[tuple[int, int]] = []  # view usage of n00000, and of the last node, per turn
+
+    async def watch() -> None:
+        while True:
+            turns.append((usage(mirror, uuids[0]), usage(mirror, uuids[-1])))
+            if usage(mirror, uuids[0]) >= 10:
+                return
+            if len(turns) == 1:  # a request served while the rebuild runs
+                mirror.apply_local([success(uuids[0])])
+                unconfirmed.append(success(uuids[0]))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(watch())
+    await mirror.rebuild(pools(*uuids, usage=9), lambda: list(unconfirmed))
+    await asyncio.wait_for(watcher, 5)
+    assert len(turns) >= 3  # the loop ran during the rebuild
+    assert turns[1] == (1, 0)  # old state (with the new record) until the switch
+    assert (usage(mirror, uuids[0]), usage(mirror, uuids[-1])) == (10, 9)
+    assert usage(mirror, uuids[0], confirmed=True) == 9
+
+
+def test_view_and_confirmed_share_settings_but_not_state() -> None:
+    mirror = PoolsMirror()
+    mirror.reset(pools("a"), [])
+    mirror.apply_local([success("a")])
+    view, confirmed = mirror.view.find(T, "a"), mirror.confirmed.find(T, "a")
+    assert view is not None and confirmed is not None
+    assert view.settings is confirmed.settings
+    assert (view.state.usage_count, confirmed.state.usage_count) == (1, 0)
+    copied = mirror.get(T, "a")
+    assert copied is not None and copied.settings is not view.settings  # reads get copies
+
+
+def test_replacing_nodes_keeps_their_places_and_this_instances_records() -> None:
+    mirror = PoolsMirror()
+    mirror.reset(pools("a", "b", "c"), [])
+    mine = [success("b"), success("b"), success("c")]
+    mirror.apply_local(mine)
+    fresh = node_from_json({"uuid": "b", "usageCount": 40, "customName": "renamed"}, "test")
+    mirror.replace_nodes([((T, "b"), fresh)], mine)
+    assert [n.uuid for n in mirror.view.types[T]] == ["a", "b", "c"]
+    assert [n.uuid for n in mirror.confirmed.types[T]] == ["a", "b", "c"]
+    assert (usage(mirror, "b"), usage(mirror, "b", confirmed=True)) == (42, 40)
+    node = mirror.view.find(T, "b")
+    assert node is not None and node.custom_name == "renamed"
+    assert usage(mirror, "c") == 1
+
+
+def test_the_views_state_copy_is_whole_and_separate() -> None:
+    """Every field of a node's state reaches the view (a field added to ``NodeState``
+    must be copied too), and changing the view leaves the confirmed state alone."""
+    document = {
+        "uuid": "a",
+        "usageCount": 7,
+        "errorCount": 2,
+        "isHealthy": False,
+        "isDisabled": True,
+        "lastUsed": "2026-03-15T12:00:00.000Z",
+        "lastErrorTime": "2026-03-15T12:01:00.000Z",
+        "lastErrorMessage": "boom",
+        "needsRefresh": True,
+        "_lastSelectionSeq": 12,
+    }
+    mirror = PoolsMirror()
+    mirror.reset(ProviderPools({T: [node_from_json(document, "test")]}), [])
+    view, confirmed = mirror.view.find(T, "a"), mirror.confirmed.find(T, "a")
+    assert view is not None and confirmed is not None
+    assert view.state == confirmed.state and view.state is not confirmed.state
+    assert view.layout == confirmed.layout and view.layout is not confirmed.layout
+    mirror.apply_local([success("a")])
+    assert confirmed.state.usage_count == 7 and confirmed.state.is_healthy is False

@@ -63,11 +63,12 @@ from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.traffic import TrafficCount
 from cfgstore_memory.admin_tail import CredentialEdit
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
+from cfgstore_memory.collector import collector_paused
 from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
-from cfgstore_memory.pools_mirror import PoolsMirror
+from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror, release
 from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
@@ -193,6 +194,10 @@ class MemoryFallback(GuardedOps, ReadCache):
         await self.state.remember(prefix, head.namespace_id)
 
     async def _start_from_snapshot(self, mode: Mode, reason: str) -> None:
+        with collector_paused():
+            await self._load_snapshot(mode, reason)
+
+    async def _load_snapshot(self, mode: Mode, reason: str) -> None:
         snapshot = await self.state.load_snapshot()
         if snapshot is None:
             raise StorageUnavailable(
@@ -201,7 +206,7 @@ class MemoryFallback(GuardedOps, ReadCache):
             )
         self._replicator = self._make_replicator(snapshot.namespace_id)
         journaled = journaled_records(self.journal)
-        self.mirror.reset(snapshot.pools, journaled)
+        await self.mirror.rebuild(snapshot.pools, lambda: journaled)
         self._load(snapshot)
         self._replicator.start_degraded(mode, reason, journaled)
         log.warning(
@@ -365,26 +370,40 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._stale_credentials.clear()
         self._confirmed_absent.clear()
 
-    def _confirmed_snapshot(self) -> StoreSnapshot:
-        """The confirmed state as a snapshot; copies, so it can be saved off the loop."""
+    async def _confirmed_snapshot(self) -> StoreSnapshot:
+        """The confirmed state as a snapshot; copies, so it can be saved off the loop.
+        The pools are copied in chunks with the replicator's I/O lock held, so that no
+        acknowledgement lands half-way through the copy."""
+        async with self._replicator.io_lock:
+            pools = await self.mirror.confirmed_copy()
+            revision = self._revision
+        credentials = []
+        for done, credential in enumerate(list(self._credentials.values()), 1):
+            credentials.append(copy.deepcopy(credential))
+            if done % CHUNK == 0:
+                await asyncio.sleep(0)
         good = self._last_good
         return StoreSnapshot(
             namespace_id=self._replicator.namespace_id,
             prefix=self.settings.redis_prefix,
-            revision=self._revision,
+            revision=revision,
             saved_at_ms=now_ms(),
-            pools=self.mirror.confirmed.copy(),
+            pools=pools,
             config=copy.deepcopy(good.get("config", MainConfig())),
             system_prompt=good.get("system_prompt"),
             custom_models=copy.deepcopy(good.get("custom_models", [])),
             plugins=copy.deepcopy(good.get("plugin_config", PluginConfig())),
             password=good.get("password"),
             usage_cache=copy.deepcopy(good.get("usage_cache")),
-            credentials=[copy.deepcopy(c) for c in self._credentials.values()],
+            credentials=credentials,
         )
 
     async def _save_snapshot(self) -> None:
-        await self.state.save_snapshot(self._confirmed_snapshot())
+        snapshot = await self._confirmed_snapshot()
+        await self.state.save_snapshot(snapshot)
+        copies = [node for _, node in snapshot.pools]
+        snapshot.pools.types.clear()
+        await release(copies)
 
     async def _save_loop(self) -> None:
         """Save the confirmed state when asked (resync, outage) and every

@@ -75,6 +75,7 @@ from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore_memory.admin_tail import AdminTail, Outcome, reconcile
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
+from cfgstore_memory.collector import collector_paused
 from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.journal import Journal
 from cfgstore_memory.pools_mirror import PoolsMirror
@@ -207,6 +208,13 @@ class Replicator:
         if self.mode is Mode.NORMAL:
             mode = Mode.DATA_LOST if isinstance(exc, NamespaceMismatch) else Mode.DEGRADED
             self._enter(mode, str(exc) or type(exc).__name__)
+
+    @property
+    def io_lock(self) -> asyncio.Lock:
+        """Held while the replicator talks to the storage or changes the confirmed state
+        (a batch's acknowledgement is applied right after it is released, without
+        yielding): whoever holds it sees the confirmed state stand still."""
+        return self._io
 
     def unconfirmed(self) -> list[NodeRecord]:
         """This instance's records the storage has not acknowledged, oldest first."""
@@ -563,10 +571,15 @@ class Replicator:
     # -- reading the storage ----------------------------------------------------------------
 
     async def _resync(self, *, pools_only: bool) -> None:
-        """Under ``_io``: re-read the storage and rebuild the view."""
+        """Under ``_io``: re-read the storage and rebuild the view (without cyclic garbage
+        collections meanwhile: :mod:`~cfgstore_memory.collector`)."""
+        with collector_paused():
+            await self._read_everything(pools_only=pools_only)
+
+    async def _read_everything(self, *, pools_only: bool) -> None:
         if pools_only:
             pools = await self._ops["cfgstore_pools_list"]()
-            self.mirror.reset(pools, self.unconfirmed())
+            await self.mirror.rebuild(pools, self.unconfirmed)
             return
         snapshot: StoreSnapshot = await self._ops["cfgstore_replica_snapshot"]()
         if snapshot.namespace_id != self.namespace_id:
@@ -577,7 +590,7 @@ class Replicator:
             if snapshot.namespace_id != self.namespace_id:
                 raise NamespaceMismatch(self.namespace_id, snapshot.namespace_id or None)
         self.confirmed_revision = max(self.confirmed_revision, snapshot.revision)
-        self.mirror.reset(snapshot.pools, self.unconfirmed())
+        await self.mirror.rebuild(snapshot.pools, self.unconfirmed)
         self._on_resync(snapshot)
         self.last_resync = iso_ms(now_ms())
         self._save_snapshot()

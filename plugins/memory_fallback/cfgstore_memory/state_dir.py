@@ -36,8 +36,9 @@ import attrs
 from cfgstore.errors import InvalidData
 from cfgstore.fileio import atomic_write, read_bytes
 from cfgstore.model.batch_ids import instance_problem
-from cfgstore.model.snapshot import StoreSnapshot, snapshot_from_bytes, snapshot_to_bytes
+from cfgstore.model.snapshot import StoreSnapshot, snapshot_from_bytes
 from cfgstore.model.timefmt import now_ms
+from cfgstore_memory.snapshot_writer import snapshot_pieces
 
 IDENTITY_FILE = "instance.json"
 SNAPSHOT_FILE = "snapshot.json"
@@ -141,9 +142,11 @@ class StateDir:
         return await asyncio.to_thread(snapshot_from_bytes, raw, str(self.snapshot_path))
 
     async def save_snapshot(self, snapshot: StoreSnapshot) -> None:
-        """Write the snapshot atomically (0600), encoding and writing off the event loop.
-        The caller hands over ``snapshot``: it must not change it afterwards."""
-        await asyncio.to_thread(self._save_sync, snapshot)
+        """Write the snapshot atomically (0600): encoded on the event loop a chunk of
+        nodes per turn (:mod:`~cfgstore_memory.snapshot_writer`), joined and written
+        off it. The caller hands over ``snapshot``: it must not change it afterwards."""
+        pieces = await snapshot_pieces(snapshot)
+        await asyncio.to_thread(self._save_sync, pieces)
 
-    def _save_sync(self, snapshot: StoreSnapshot) -> None:
-        atomic_write(self.snapshot_path, snapshot_to_bytes(snapshot))
+    def _save_sync(self, pieces: list[bytes]) -> None:
+        atomic_write(self.snapshot_path, b"".join(pieces))

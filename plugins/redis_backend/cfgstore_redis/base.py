@@ -18,6 +18,12 @@ from cfgstore_redis.sibling_folders import Folder
 from cfgstore_redis.translate import translated
 from cfgstore_redis.writer import GroupCommitWriter
 
+READ_CHUNK = 100
+"""Nodes (or credentials) per pipelined round trip of a bulk read. Each chunk is sent,
+parsed and decoded before the next (~50–80 µs of client CPU per node): a full read of a
+large pool gives the event loop a turn every few milliseconds, for ~0.1 ms of extra round
+trip per chunk."""
+
 
 class RedisParts:
     context: BackendContext

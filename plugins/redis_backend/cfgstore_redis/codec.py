@@ -16,6 +16,7 @@ import json
 
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_file_key
+from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import HOT_KEYS, STATE_KEYS, ProviderNode, node_from_json, node_to_json
 from cfgstore.model.timefmt import parse_time_ms
 from cfgstore_redis.keys import SEPARATOR
@@ -55,6 +56,16 @@ def node_to_fields(provider_type: str, node: ProviderNode) -> dict[str, str]:
     return fields
 
 
+_COMMON_SCALARS: dict[str, JSONValue] = {"true": True, "false": False, "null": None, "0": 0}
+"""Hot-field values most nodes hold: taken as they are, not parsed (a full read decodes
+several hot fields per node)."""
+
+
+def _hot_value(raw: str, source: str) -> JSONValue:
+    value = _COMMON_SCALARS.get(raw, _COMMON_SCALARS)
+    return jsjson.loads(raw, source) if value is _COMMON_SCALARS else value
+
+
 def node_from_fields(uuid: str, fields: dict[str, str | None], source: str) -> ProviderNode:
     """Rebuild a node from the values of :data:`READ_FIELDS` (``None`` = absent field)."""
     settings = jsjson.loads(fields.get(DOC) or "{}", source)
@@ -66,7 +77,7 @@ def node_from_fields(uuid: str, fields: dict[str, str | None], source: str) -> P
         elif key in HOT_KEYS:
             raw = fields.get(key)
             if raw is not None:
-                doc[key] = jsjson.loads(raw, source)
+                doc[key] = _hot_value(raw, source)
         elif key in settings:
             doc[key] = settings[key]
     for key, value in settings.items():
@@ -75,5 +86,5 @@ def node_from_fields(uuid: str, fields: dict[str, str | None], source: str) -> P
     for key in HOT_ORDER:
         raw = fields.get(key)
         if raw is not None and key not in doc:
-            doc[key] = jsjson.loads(raw, source)
+            doc[key] = _hot_value(raw, source)
     return node_from_json(doc, source)

@@ -28,7 +28,7 @@ from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.versions import ABSENT_VERSION
-from cfgstore_redis.base import RedisParts
+from cfgstore_redis.base import READ_CHUNK, RedisParts
 from cfgstore_redis.codec import CRED
 from cfgstore_redis.keys import SEPARATOR
 from cfgstore_redis.sibling_folders import (
@@ -94,10 +94,18 @@ class CredentialOps(RedisParts):
         return (await self._read_credentials([(provider_type, uuid)]))[0]
 
     async def _read_credentials(self, pairs: list[tuple[str, str]]) -> list[Credential | None]:
-        """Credentials by ``(provider_type, uuid)``: the nodes' file keys, then the files'
-        credentials (two round trips for any number), then the versions of the sibling
-        folders they reference (one more, and one to read those this process has not
-        cached at that version); ``None`` when absent."""
+        """Credentials by ``(provider_type, uuid)``; ``None`` when absent. Read
+        :data:`~cfgstore_redis.base.READ_CHUNK` nodes at a time, so that a full read of a
+        large pool never holds the event loop for long."""
+        found: list[Credential | None] = []
+        for start in range(0, len(pairs), READ_CHUNK):
+            found += await self._read_credential_chunk(pairs[start : start + READ_CHUNK])
+        return found
+
+    async def _read_credential_chunk(self, pairs: list[tuple[str, str]]) -> list[Credential | None]:
+        """The nodes' file keys, then the files' credentials (two round trips), then the
+        versions of the sibling folders they reference (one more, and one to read those
+        this process has not cached at that version)."""
         with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type, uuid in pairs:

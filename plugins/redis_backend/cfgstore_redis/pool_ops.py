@@ -18,7 +18,7 @@ from cfgstore.model.pools import (
     node_to_json,
 )
 from cfgstore.model.records import NodeRecord
-from cfgstore_redis.base import RedisParts
+from cfgstore_redis.base import READ_CHUNK, RedisParts
 from cfgstore_redis.codec import (
     CRED,
     DOC,
@@ -42,6 +42,15 @@ class PoolOps(RedisParts):
     # -- reads -------------------------------------------------------------------------
 
     async def _read_nodes(self, pairs: list[tuple[str, str]]) -> list[ProviderNode | None]:
+        """The nodes of ``pairs`` (``None``: absent), one pipelined round trip per
+        :data:`~cfgstore_redis.base.READ_CHUNK` nodes, each chunk decoded before the next is
+        sent: a full read of 50,000 nodes lets the event loop run every few milliseconds."""
+        nodes: list[ProviderNode | None] = []
+        for start in range(0, len(pairs), READ_CHUNK):
+            nodes += await self._read_node_chunk(pairs[start : start + READ_CHUNK])
+        return nodes
+
+    async def _read_node_chunk(self, pairs: list[tuple[str, str]]) -> list[ProviderNode | None]:
         with translated(self.connection):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider_type, uuid in pairs:
