@@ -188,11 +188,11 @@ async def test_secrets_are_masked_in_a_page(console: Admin) -> None:
         ("q=" + "x" * 201, "q"),
     ],
 )
-async def test_a_bad_query_is_a_422_naming_the_parameter(
+async def test_a_bad_query_is_a_400_naming_the_parameter(
     console: Admin, query: str, field: str
 ) -> None:
     status, body = await console.call("GET", f"/api/cfgstore/pools/{TYPE}?{query}")
-    assert status == 422
+    assert status == 400
     assert body["error"]["code"] == "invalid" and field in body["error"]["fields"]
 
 
@@ -253,7 +253,7 @@ async def test_large_answers_go_gzip_encoded_when_accepted(console: Admin) -> No
     async with console.client.get(
         f"{path}&health=sick", headers=console.headers({"Accept-Encoding": "gzip"})
     ) as response:
-        assert response.status == 422 and "Content-Encoding" not in response.headers
+        assert response.status == 400 and "Content-Encoding" not in response.headers
 
 
 @pytest_asyncio.fixture
@@ -337,11 +337,11 @@ async def test_one_poll_answers_only_what_changed(console: Admin) -> None:
         ({"pages": [{"type": TYPE, "per_page": 0}]}, "pages[0].per_page"),
     ],
 )
-async def test_a_bad_poll_is_a_422_naming_the_field(
+async def test_a_bad_poll_is_a_400_naming_the_field(
     console: Admin, body: dict[str, Any], field: str
 ) -> None:
     status, answer = await poll(console, body)
-    assert status == 422 and field in answer["error"]["fields"], answer
+    assert status == 400 and field in answer["error"]["fields"], answer
 
 
 async def test_the_storage_mode_is_cheap_and_conditional(console: Admin) -> None:

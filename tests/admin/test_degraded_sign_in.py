@@ -65,7 +65,7 @@ async def test_a_login_while_redis_is_down_gives_a_read_only_session_on_that_ins
         await stop_redis(one, aof_server)
 
         status, body = await one.call("POST", "/api/login", json={"password": "wrong one"})
-        assert (status, body["error"]["code"]) == (401, "invalid_password")
+        assert (status, body["messageCode"]) == (401, "login.error.incorrectWithRemaining")
         status, body = await one.call("POST", "/api/login", json={"password": PASSWORD})
         assert status == 200, body
         assert body["readOnly"] is True and "read-only" in body["message"]
@@ -114,9 +114,9 @@ async def test_the_lockout_still_counts_during_the_outage(
         await stop_redis(one, aof_server)
         assert (await one.call("POST", "/api/login", json={"password": "guess 1"}))[0] == 401
         status, body = await one.call("POST", "/api/login", json={"password": "guess 2"})
-        assert (status, body["error"]["code"]) == (429, "locked_out")
+        assert (status, body["messageCode"]) == (401, "login.error.incorrectWithLock")
         status, body = await one.call("POST", "/api/login", json={"password": PASSWORD})
-        assert (status, body["error"]["code"]) == (429, "locked_out")
+        assert (status, body["messageCode"]) == (429, "login.error.locked")
 
 
 @pytest.mark.parametrize("ending", ["logout", "expiry"])
@@ -139,4 +139,4 @@ async def test_a_read_only_session_ends_at_its_logout_or_expiry(
 
         await until(refused, f"the read-only session refused after its {ending}")
         _, body = await read_only.call("GET", "/api/session")
-        assert body["error"]["code"] == "unauthorized"  # not "the storage is back"
+        assert body["error"]["code"] == "UNAUTHORIZED"  # not "the storage is back"

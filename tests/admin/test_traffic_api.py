@@ -4,7 +4,7 @@ Chat requests through the gateway (two failing upstream) are counted per provide
 the hour range answers 60 one-minute points ending now, the day range 96 quarter hours,
 both with the same totals; the counts are in the configs folder's
 ``.cfgstore-traffic.json``; ``store.traffic.last_hour()`` (what a summary shows) agrees; an
-unknown range is a 422 naming the field, and the route needs a session like every admin
+unknown range is a 400 naming the field, and the route needs a session like every admin
 route.
 """
 
@@ -70,7 +70,7 @@ async def test_requests_show_in_the_hour_and_the_day(tmp_path: Path) -> None:
         assert (tmp_path / "configs" / ".cfgstore-traffic.json").is_file()
 
         status, body = await admin.call("GET", "/api/cfgstore/traffic?range=week")
-        assert status == 422 and body["error"]["fields"] == {"range": "must be hour or day"}
+        assert status == 400 and body["error"]["fields"] == {"range": "must be hour or day"}
 
 
 async def test_the_route_needs_a_session(anonymous: Admin) -> None:

@@ -554,12 +554,12 @@ def test_init_force_over_data_asks_on_a_terminal(
 
 def test_init_password_file_follows_the_admin_api_rule(ns: Namespace, tmp_path: Path) -> None:
     secret = tmp_path / "pw"
-    secret.write_text(" abcde \n")
+    secret.write_text(" abcdefghijk \n")  # 11 once trimmed: the Node service's minimum is 12
     result = cfgctl("init", "--redis-url", ns.url, "--password-file", secret)
     assert result.exit_code == 2, describe(result)
-    assert "at least 8 characters" in one_error_line(result.stderr)
+    assert "at least 12 characters" in one_error_line(result.stderr)
     assert ns.key_names() == []
-    secret.write_text(" abcdefgh \n")
+    secret.write_text(" abcdefghijkl \n")
     assert cfgctl("init", "--redis-url", ns.url, "--password-file", secret).exit_code == 0
 
 

@@ -194,13 +194,14 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_NOT_CHANGES = (login_api.logout, console_api.pools_poll)
 
 
 def _refuse_read_only_change(request: web.Request) -> None:
-    """``503 storage_degraded`` for a change asked with a read-only session (its logout
-    excepted)."""
+    """``503 storage_degraded`` for a change asked with a read-only session (its logout,
+    and the console's poll, a read sent as a POST, excepted)."""
     token, _ = request[SESSION]
-    if request.method in _READS or request.match_info.handler is login_api.logout:
+    if request.method in _READS or request.match_info.handler in _NOT_CHANGES:
         return
     if request.config_dict[ADMIN].gate.is_read_only(token):
         raise ApiError(503, "storage_degraded", READ_ONLY_REFUSAL)

@@ -11,7 +11,7 @@ true, "message", "details"}``. ``/api/cfgstore/config`` answers ``{"config", "sy
 The config is read fresh from the store (not the request path's cache), answered with its
 version as ``ETag`` and secrets masked. An update is a shallow merge of the body's keys
 (``null`` removes a key, masked echoes are ignored, ``systemPrompt`` is the prompt text,
-stored apart); it is validated as a whole first (``422``, nothing changed; the merged
+stored apart); it is validated as a whole first (``400``, nothing changed; the merged
 document within the stored-document limits too), then written
 compare-and-set: against ``If-Match`` when given (``412`` when stale), else against the
 version just read, re-merged on a concurrent change. The store's writes are asynchronous

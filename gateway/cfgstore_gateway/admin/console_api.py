@@ -118,7 +118,7 @@ _QUERY_FIELDS = ("q", "health", "sort", "order", "page", "per_page")
 
 
 def _watched(body: dict[str, Any]) -> tuple[str | None, list[tuple[str, PageQuery, str | None]]]:
-    """The poll body's summary tag and shown pages; ``422`` naming what is wrong."""
+    """The poll body's summary tag and shown pages; ``400`` naming what is wrong."""
     summary_tag = body.get("summary")
     if summary_tag is not None and not isinstance(summary_tag, str):
         raise invalid({"summary": "expected the summary's ETag (a string) or null"})
@@ -154,7 +154,7 @@ async def _summary(
         "totals": {key: sum(entry[key] for entry in types) for key in _COUNTS},
         "lastHour": {
             "source": last_hour.source,
-            "since": iso_ms(last_hour.since_ms),
+            "since": iso_ms(last_hour.since_ms) if last_hour.since_ms is not None else None,
             "complete": last_hour.complete,
         },
     }

@@ -4,7 +4,8 @@ The summary asks one :class:`LastHourSource` (kept on the admin application unde
 :data:`LAST_HOUR`) for a :class:`LastHour`. :class:`StoredTraffic`, the one installed,
 reads the per-minute traffic the store keeps (:mod:`cfgstore.hookspecs.traffic`: every
 instance's requests, exact). A storage that keeps no traffic (a third-party backend
-without the capability) falls back to :class:`CounterSamples`, which estimates the figures
+without the capability), or that cannot be read (an outage), falls back to
+:class:`CounterSamples`, which estimates the figures
 from the pools' own counters (``usageCount``, ``errorCount``, shared
 by every instance): each time the summary is asked it adds every node's counter growth
 since the previous ask to its type's running total, keeps a sample of those totals at most
@@ -24,8 +25,8 @@ import attrs
 from aiohttp import web
 
 from cfgstore.adapters.traffic import Traffic as StoreTraffic
+from cfgstore.errors import CfgStoreError
 from cfgstore.model.pools import ProviderNode
-from cfgstore.model.traffic import MINUTE_MS, minute_of
 
 HOUR_MS = 3_600_000
 SAMPLE_EVERY_MS = 60_000
@@ -44,8 +45,9 @@ class LastHour:
     by_type: Mapping[str, Traffic]
     source: str
     """``counters`` (estimated from the pools' counters) or the installed source's name."""
-    since_ms: int
-    """Start of the window the figures cover (epoch ms)."""
+    since_ms: int | None
+    """Start of the window the figures cover (epoch ms); ``None`` for a whole hour that
+    slides with the clock (so an unchanged summary keeps its ETag)."""
     complete: bool
     """Whether the window is a whole hour."""
 
@@ -125,9 +127,9 @@ class StoredTraffic:
     async def last_hour(self, pools: Mapping[str, Sequence[ProviderNode]], now_ms: int) -> LastHour:
         if not self._traffic.available:
             return await self._fallback.last_hour(pools, now_ms)
-        totals = await self._traffic.last_hour(now_ms)
+        try:
+            totals = await self._traffic.last_hour(now_ms)
+        except CfgStoreError:  # the shared storage is out: the summary still answers
+            return await self._fallback.last_hour(pools, now_ms)
         by_type = {t: Traffic(total.requests, total.errors) for t, total in totals.items()}
-        # The window the store's minutes cover: it moves once a minute, so an unchanged
-        # summary keeps its ETag between two minutes.
-        since = minute_of(now_ms) + MINUTE_MS - HOUR_MS
-        return LastHour(by_type, "traffic", since, True)
+        return LastHour(by_type, "traffic", None, True)

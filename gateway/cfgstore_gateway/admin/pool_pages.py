@@ -1,7 +1,7 @@
 """One page of a provider pool for the console: search, health filter, sort, paging.
 
 :func:`parse_page_query` turns ``?q=&health=&sort=&order=&page=&per_page=`` into a
-:class:`PageQuery` or raises ``422`` naming every bad parameter (nothing is guessed).
+:class:`PageQuery` or raises ``400`` naming every bad parameter (nothing is guessed).
 :func:`select_page` applies it to a type's nodes (read-only; the nodes are not copied):
 
 * ``q``: case-insensitive substring of the node's uuid, ``customName`` or last error
@@ -88,7 +88,7 @@ class Page:
 
 
 def parse_page_query(params: Mapping[str, str]) -> PageQuery:
-    """The query of ``params`` (the request's query string); ``422`` naming every field
+    """The query of ``params`` (the request's query string); ``400`` naming every field
     that is wrong."""
     fields: dict[str, str] = {}
     q = params.get("q", "").strip()

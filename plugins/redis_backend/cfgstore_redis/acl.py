@@ -33,6 +33,7 @@ COMMANDS = (
     "hdel",
     "hexists",
     "hincrby",
+    "pexpireat",  # the traffic buckets expire (a day after their minute)
     "lrange",
     "llen",
     "lpos",
