@@ -535,6 +535,9 @@ async def _generate(request: web.Request, client: ClientRequest) -> web.StreamRe
     services = request.app[SERVICES]
     config = await services.config.get()
     view = await services.store.pools.view()
+    path_type = request.match_info.get("provider")
+    path = request.path[len(path_type) + 1 :] if path_type else request.path
+    client = attrs.evolve(client, path=path)
     route = resolve(
         header_type=request.headers.get("model-provider"),
         path_type=request.match_info.get("provider"),
