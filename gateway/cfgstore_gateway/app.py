@@ -78,7 +78,7 @@ from cfgstore_gateway.log_text import escaped
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
 from cfgstore_gateway.proactive_refresh import Background
 from cfgstore_gateway.protocols import ConverterRegistry, neutral
-from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol, client_protocol
+from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol
 from cfgstore_gateway.proxy import ClientRequest, RequestInfo, proxy_chat
 from cfgstore_gateway.refresh import Refresher, RefreshFailed
 from cfgstore_gateway.routing import (
@@ -141,13 +141,10 @@ def create_app(
         registry = AdapterRegistry()
         for adapter in adapters:
             registry.register(adapter)
+    converters = load_converters(store.plugins)
     app = web.Application(middlewares=[_middleware], client_max_size=options.client_max_size)
     app[SETUP] = _Setup(
-        store,
-        registry,
-        options,
-        refresher_factory or _default_refresher,
-        load_converters(store.plugins),
+        store, registry, options, refresher_factory or _default_refresher, converters
     )
     app.cleanup_ctx.append(_services)
     access = app[ROUTE_ACCESS] = RouteAccess()
@@ -168,10 +165,10 @@ def create_app(
         ):
             route = r.add_post(path, handler)
             access.mark(Access.CLIENT, route)
-            protocols[route] = client_protocol(name)
+            protocols[route] = ClientProtocol(converters[name])
         gemini_models = r.add_get(f"{prefix}/v1beta/models", gemini_model_list)
         access.mark(Access.CLIENT, gemini_models)
-        protocols[gemini_models] = client_protocol("gemini")
+        protocols[gemini_models] = ClientProtocol(converters["gemini"])
     add_admin(app, SessionGate(store), access)
     return app
 
@@ -535,6 +532,9 @@ async def _generate(request: web.Request, client: ClientRequest) -> web.StreamRe
     services = request.app[SERVICES]
     config = await services.config.get()
     view = await services.store.pools.view()
+    path_type = request.match_info.get("provider")
+    path = request.path[len(path_type) + 1 :] if path_type else request.path
+    client = attrs.evolve(client, path=path)
     route = resolve(
         header_type=request.headers.get("model-provider"),
         path_type=request.match_info.get("provider"),

@@ -67,6 +67,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms, parse_time_ms
 from cfgstore_gateway.adapters import (
+    SAME_AS_CLIENT,
     Adapter,
     AdapterRegistry,
     UpstreamCall,
@@ -357,7 +358,7 @@ class HealthChecker:
     def _check_body(self, adapter: Adapter, model: str) -> dict[str, object]:
         """ "Hi", one token at most, in the adapter's protocol."""
         protocol = upstream_protocol(adapter)
-        converter = self._converters.get(protocol)
+        converter = self._converters.get("openai" if protocol == SAME_AS_CLIENT else protocol)
         if converter is None:
             raise UpstreamUnavailable(f"no converter installed for the protocol {protocol!r}")
         hello = Message("user", (Text("Hi"),))

@@ -86,6 +86,7 @@ from cfgstore.model.node_changes import changes_of
 from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.adapters import (
+    SAME_AS_CLIENT,
     Adapter,
     NotServed,
     UpstreamCall,
@@ -175,6 +176,8 @@ class ClientRequest:
     body_stale: bool = False
     """Whether ``neutral`` holds a change ``body`` lacks (the system prompt of a converted
     client): then even an upstream of the client's protocol gets a body rendered anew."""
+    path: str = "/v1/chat/completions"
+    """The client's path after any ``/{provider}`` prefix."""
 
     def for_target(
         self, target: Target, upstream: Converter
@@ -515,7 +518,10 @@ async def _attempt(
         if attempt.credential is None:
             return await attempt.failure("no credential stored for the node")
     protocol = upstream_protocol(adapter)
-    upstream = services.converters.get(protocol)
+    if protocol == SAME_AS_CLIENT:
+        upstream: Converter | None = client.protocol.converter
+    else:
+        upstream = services.converters.get(protocol)
     if upstream is None:
         return await attempt.failure(f"no converter installed for the protocol {protocol!r}")
     body, raw = client.for_target(target, upstream)
@@ -533,6 +539,8 @@ async def _attempt(
             stream=client.stream,
             session=services.session,
             request_id=info.request_id,
+            model=target.model,
+            path=client.path,
         )
         started = time.perf_counter()
         try:

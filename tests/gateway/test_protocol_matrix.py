@@ -146,11 +146,11 @@ async def openai_responses(url: str) -> tuple[dict[str, Any], str]:
     return json.loads(call.arguments), final.output_text
 
 
-CLIENTS: dict[str, tuple[Turn, str]] = {
-    "openai": (openai_chat, "/v1/chat/completions"),
-    "claude": (anthropic_messages, "/v1/messages"),
-    "gemini": (gemini, "/v1beta/models"),
-    "openaiResponses": (openai_responses, "/v1/responses"),
+CLIENTS: dict[str, Turn] = {
+    "openai": openai_chat,
+    "claude": anthropic_messages,
+    "gemini": gemini,
+    "openaiResponses": openai_responses,
 }
 
 
@@ -168,7 +168,7 @@ async def test_tool_round_trip_for_every_client_and_upstream(
     fields, base_key, vendor_path = UPSTREAMS[upstream_type]
     node = {"uuid": NODE, **fields, base_key: f"{stub.url}/v1"}
     settings = make_deployment(tmp_path, {upstream_type: [node]}, MODEL_PROVIDER=upstream_type)
-    turn, _ = CLIENTS[client_protocol]
+    turn = CLIENTS[client_protocol]
     async with running_gateway(settings) as gw:
         url = str(gw.client._base_url).rstrip("/")
         arguments, text = await turn(url)
@@ -214,3 +214,32 @@ async def test_a_client_of_the_upstreams_protocol_is_passed_through_byte_for_byt
         assert (await response.json())["content"][0]["type"] == "tool_use"
     (received,) = stub.received
     assert received.raw == sent  # not even re-serialized: one protocol, no conversion
+
+
+@pytest.mark.parametrize(
+    ("client_protocol", "vendor_path"),
+    [
+        ("openai", "/v1/chat/completions"),
+        ("claude", "/v1/messages"),
+        ("openaiResponses", "/v1/responses"),
+    ],
+)
+async def test_forward_api_sends_every_protocol_to_the_clients_own_path(
+    tmp_path: Path, stub: ProtocolStub, client_protocol: str, vendor_path: str
+) -> None:
+    """``forward-api`` converts nothing: each client reaches ``<base><its own path>``
+    with the configured header, and its answers come back as the upstream sent them."""
+    node = {
+        "uuid": NODE,
+        "FORWARD_API_KEY": "relay-key",
+        "FORWARD_BASE_URL": stub.url,  # the root, as the Node service takes it
+        "FORWARD_HEADER_NAME": "x-relay-key",
+        "FORWARD_HEADER_VALUE_PREFIX": "",
+    }
+    settings = make_deployment(tmp_path, {"forward-api": [node]}, MODEL_PROVIDER="forward-api")
+    async with running_gateway(settings) as gw:
+        arguments, text = await CLIENTS[client_protocol](str(gw.client._base_url).rstrip("/"))
+        assert (arguments, text) == ({"city": "Paris"}, ANSWER)
+        assert await usage_count(gw) == 2
+    assert [r.path for r in stub.received] == [vendor_path, vendor_path]
+    assert all(r.headers["x-relay-key"] == "relay-key" for r in stub.received)

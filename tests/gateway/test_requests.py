@@ -213,7 +213,12 @@ async def test_provider_type_from_header_path_model_prefix_and_default(
         "openai-custom": [api_node(A, upstream.base_url, "key-custom")],
         "openai-custom-deepseek": [api_node(B, upstream.base_url, "key-deepseek")],
         "forward-api": [
-            {"uuid": C, "FORWARD_API_KEY": "key-forward", "FORWARD_BASE_URL": upstream.base_url}
+            # The Node service's forward base is the upstream's root: + the client's path.
+            {
+                "uuid": C,
+                "FORWARD_API_KEY": "key-forward",
+                "FORWARD_BASE_URL": upstream.base_url[:-3],
+            }
         ],
     }
     settings = make_deployment(tmp_path, pools, MODEL_PROVIDER="OpenAI-Custom-Deepseek,bogus")

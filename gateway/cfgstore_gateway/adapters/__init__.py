@@ -28,7 +28,8 @@ in an optional ``protocol`` attribute (``claude``, ``gemini``, ``openaiResponses
 protocol a converter plugin adds: :mod:`cfgstore_gateway.protocols`): the gateway converts a
 client's request into that protocol before the call (or passes it through when the client
 speaks it) and the answer back, so the call's ``body`` and a successful reply's body are in
-the adapter's protocol.
+the adapter's protocol. An adapter whose ``protocol`` is :data:`SAME_AS_CLIENT` gets the
+client's body in the client's protocol, and its reply goes back as it came.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ class UpstreamCall:
     stream: bool
     session: aiohttp.ClientSession
     request_id: str
+    model: str = ""
+    """The model asked for (also in ``body`` for protocols that carry it there; Gemini's
+    carries it in the URL)."""
+    path: str = "/v1/chat/completions"
+    """The client's path after any ``/{provider}`` prefix (``/v1/messages``, …): where an
+    adapter of :data:`SAME_AS_CLIENT` sends the body."""
 
 
 @attrs.frozen
@@ -254,8 +261,14 @@ def declared_types(adapter: Adapter) -> tuple[str, ...]:
     return tuple(t for t in listed if isinstance(t, str) and t)
 
 
+SAME_AS_CLIENT = "*"
+"""The ``protocol`` of an adapter that forwards whatever the client speaks, unchanged, to
+the client's own path (``forward-api``)."""
+
+
 def upstream_protocol(adapter: Adapter) -> str:
-    """The protocol ``adapter``'s bodies are in (its optional ``protocol``; ``openai``)."""
+    """The protocol ``adapter``'s bodies are in (its optional ``protocol``; ``openai``;
+    :data:`SAME_AS_CLIENT` for a forwarder)."""
     protocol = getattr(adapter, "protocol", None)
     return protocol if isinstance(protocol, str) and protocol else "openai"
 

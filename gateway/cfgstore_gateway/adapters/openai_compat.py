@@ -5,17 +5,16 @@ Serves every provider type whose calls can go to an upstream speaking OpenAI's
 (``openai-custom-deepseek``, ``claude-kiro-oauth-eu``). Bodies pass through unchanged
 (streams chunk by chunk, as they arrive); no protocol is converted.
 
-* **OpenAI-protocol types**: the API-key types ``openai-custom``, ``atlascloud`` and
-  ``forward-api``, and the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and
-  ``openai-iflow``.
+* **OpenAI-protocol types**: the API-key types ``openai-custom`` and ``atlascloud``, and
+  the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and ``openai-iflow``.
 * **Pass-through types** (issue 6): ``claude-kiro-oauth``, ``gemini-cli-oauth``,
   ``gemini-antigravity`` and ``openai-codex-oauth`` speak another protocol at their vendor;
   here they are served as an OpenAI-compatible pass-through to the upstream the operator
   configured for the node (an OpenAI-compatible relay in front of the vendor), with the
   node's own key or OAuth token. They have no built-in upstream.
 
-``claude-custom`` (Anthropic Messages) and ``openaiResponses-custom`` (Responses) have
-adapters of their own, speaking their vendor's protocol
+``claude-custom`` (Anthropic Messages), ``openaiResponses-custom`` (Responses) and
+``forward-api`` (any protocol, forwarded as it is) have adapters of their own
 (:mod:`cfgstore_gateway.adapters.vendor_api`).
 
 ``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
@@ -24,7 +23,7 @@ with a cookie session, never an OpenAI-compatible endpoint.
 Where a call goes, first found wins:
 
 1. the node's own base-URL key for its type (the ``base_url_key`` of :data:`PROFILES`:
-   ``OPENAI_BASE_URL``, ``FORWARD_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
+   ``OPENAI_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
    ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
    ``CODEX_BASE_URL``), else the same key at the root of ``config.json``: every node's
    effective config is ``{...config.json, ...node}``, so a node's empty string wins over
@@ -44,9 +43,8 @@ out of selection, health checks and refresh. The gateway fetches
 an OAuth node's credential (refreshed when due) before it calls the adapter, so such a
 node's token may still be refreshed first.
 
-Authentication is ``Authorization: Bearer <secret>`` (``forward-api`` honours
-``FORWARD_HEADER_NAME`` / ``FORWARD_HEADER_VALUE_PREFIX``). API-key types send the node's
-key (``OPENAI_API_KEY`` / ``FORWARD_API_KEY``, or the root key of
+Authentication is ``Authorization: Bearer <secret>``. API-key types send the node's
+key (``OPENAI_API_KEY``, or the root key of
 ``config.json``). OAuth types send the credential's token, refreshed by the
 gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Google (Gemini,
 Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
@@ -117,7 +115,6 @@ PROFILES: dict[str, TypeProfile] = {
     # OpenAI-protocol types.
     "openai-custom": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY", "https://api.openai.com/v1"),
     "atlascloud": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
-    "forward-api": TypeProfile("FORWARD_BASE_URL", "FORWARD_API_KEY"),
     "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
@@ -283,14 +280,6 @@ class OpenAICompatAdapter:
             secret = _token_of(credential)
         if secret is None:
             raise UpstreamUnavailable(f"no API key or token for this {provider_type} node")
-        if base_type(provider_type, {"forward-api": None}) is not None:
-            name = (
-                setting_text(effective_setting(node, config, "FORWARD_HEADER_NAME"))
-                or "Authorization"
-            )
-            prefix = effective_setting(node, config, "FORWARD_HEADER_VALUE_PREFIX")
-            prefix_text = prefix if isinstance(prefix, str) else "Bearer "
-            return {name: prefix_text + secret}
         return {"Authorization": f"Bearer {secret}"}
 
 

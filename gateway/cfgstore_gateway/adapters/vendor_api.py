@@ -10,6 +10,13 @@
 * ``openaiResponses-custom``: OpenAI Responses. ``POST <OPENAI_BASE_URL>/responses`` with
   ``Authorization: Bearer <OPENAI_API_KEY>``; base default ``https://api.openai.com/v1``;
   models from ``GET <base>/models``.
+* ``forward-api``: whatever the client speaks, forwarded unchanged (no conversion either
+  way) to ``<FORWARD_BASE_URL><the client's path>`` — the base is the upstream's root, as
+  in the Node service (``https://relay.example`` + ``/v1/messages``) — with the header
+  ``FORWARD_HEADER_NAME`` (default ``Authorization``) set to ``FORWARD_HEADER_VALUE_PREFIX``
+  (default ``Bearer ``) + ``FORWARD_API_KEY``. No default base. Models from
+  ``GET <base>/models``. (The Node service also adds an ``endpoint`` field to the body;
+  this adapter sends the client's bytes as they are.)
 
 The base URL may also come from ``UPSTREAM_BASE_URLS[type]`` in ``config.json``, and the
 outbound proxy rules are those of the OpenAI-compatible adapter
@@ -33,6 +40,7 @@ from cfgstore.hookspecs import hookimpl
 from cfgstore.model.config import MainConfig
 from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import (
+    SAME_AS_CLIENT,
     Adapter,
     ModelsCall,
     UpstreamCall,
@@ -87,6 +95,8 @@ class VendorApiAdapter:
     """A fixed model list; empty: ``GET <base>/models`` is asked."""
     version_path: str | None = None
     """Added to a base URL that has no path at all (``/v1``)."""
+    forwards: bool = False
+    """Post to the client's own path (``call.path``) instead of :attr:`path`."""
 
     @property
     def provider_types(self) -> tuple[str, ...]:
@@ -106,7 +116,8 @@ class VendorApiAdapter:
         return self.models
 
     async def chat_completions(self, call: UpstreamCall) -> UpstreamReply:
-        url = self.base_url(call.provider_type, call.node, call.config) + self.path
+        url = self.base_url(call.provider_type, call.node, call.config)
+        url += call.path if self.forwards else self.path
         body = dict(call.body)
         if call.stream:
             body["stream"] = True
@@ -116,7 +127,7 @@ class VendorApiAdapter:
             else None
         )
         headers = {
-            **self.auth(self._key(call.provider_type, call.node, call.config)),
+            **self.auth_headers(call.provider_type, call.node, call.config),
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if call.stream else "application/json",
             "X-Request-Id": call.request_id,
@@ -137,7 +148,7 @@ class VendorApiAdapter:
         if self.models:
             return list(self.models)
         url = self.base_url(call.provider_type, call.node, call.config) + "/models"
-        headers = {**self.auth(self._key(call.provider_type, call.node, call.config))}
+        headers = self.auth_headers(call.provider_type, call.node, call.config)
         headers["Accept"] = "application/json"
         proxy = proxy_for(call.provider_type, call.node, call.config)
         try:
@@ -161,6 +172,16 @@ class VendorApiAdapter:
         if self.version_path and urlsplit(url).path in ("", "/"):
             url += self.version_path
         return url
+
+    def auth_headers(
+        self, provider_type: str, node: ProviderNode, config: MainConfig
+    ) -> dict[str, str]:
+        key = self._key(provider_type, node, config)
+        if not self.forwards:
+            return self.auth(key)
+        name = setting_text(effective_setting(node, config, "FORWARD_HEADER_NAME"))
+        prefix = effective_setting(node, config, "FORWARD_HEADER_VALUE_PREFIX")
+        return {name or "Authorization": (prefix if isinstance(prefix, str) else "Bearer ") + key}
 
     def _key(self, provider_type: str, node: ProviderNode, config: MainConfig) -> str:
         key_name = self.profile.api_key_key or ""
@@ -189,8 +210,19 @@ RESPONSES_CUSTOM = VendorApiAdapter(
     auth=bearer,
 )
 
+FORWARD_API = VendorApiAdapter(
+    name="forward",
+    protocol=SAME_AS_CLIENT,
+    provider_type="forward-api",
+    profile=TypeProfile("FORWARD_BASE_URL", "FORWARD_API_KEY"),
+    path="",
+    auth=bearer,
+    forwards=True,
+)
+
 
 @hookimpl
 def cfgstore_gateway_adapters(register: Callable[[Adapter], None]) -> None:
     register(CLAUDE_CUSTOM)
     register(RESPONSES_CUSTOM)
+    register(FORWARD_API)

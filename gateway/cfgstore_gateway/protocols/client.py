@@ -82,11 +82,3 @@ class ClientProtocol:
 OPENAI: Converter = BUILT_IN[0]
 OPENAI_CLIENT = ClientProtocol(OPENAI)
 """OpenAI chat completions, the protocol of ``/v1/chat/completions``."""
-
-
-def client_protocol(name: str) -> ClientProtocol:
-    """The built-in protocol ``name`` as a client protocol."""
-    for converter in BUILT_IN:
-        if converter.name == name:
-            return ClientProtocol(converter)
-    raise KeyError(name)
