@@ -9,10 +9,18 @@ slot table, the refresher, the adapters (from the ``cfgstore_gateway_adapters`` 
 given), and a config cache fed by the store's change events; on clean-up it cancels pending
 refreshes and closes the session.
 
-Endpoints (OpenAI-compatible; errors in the OpenAI error shape):
+Endpoints (each also under ``/{type}/``; errors in the client protocol's own shape):
 
-* ``POST /v1/chat/completions`` and ``POST /{type}/v1/chat/completions``: proxied, streaming
-  or not (:mod:`cfgstore_gateway.proxy`, routing in :mod:`cfgstore_gateway.routing`);
+* ``POST /v1/chat/completions`` (OpenAI chat), ``POST /v1/messages`` (Anthropic Messages),
+  ``POST /v1/responses`` (OpenAI Responses), ``POST /v1beta/models/{model}:generateContent``
+  and ``:streamGenerateContent`` (Gemini; also under ``/v1/models/``, google-genai's default
+  with a custom base URL; always answered as SSE when streaming, whatever ``alt`` says):
+  proxied, streaming or not (:mod:`cfgstore_gateway.proxy`, routing in
+  :mod:`cfgstore_gateway.routing`), converted to and from the adapter's protocol when it
+  differs (:mod:`cfgstore_gateway.protocols`);
+* ``POST /v1/messages/count_tokens``: an estimate (about four characters a token), no
+  upstream asked;
+* ``GET /v1beta/models``: the model list below in Gemini's shape;
 * ``GET /v1/models`` and ``GET /{type}/v1/models``: the models of the pools' types (one
   type with a ``model-provider`` header or a path prefix): the ``supportedModels`` of the
   type's enabled nodes, else the adapter's static list, else the upstream's own ``/models``
