@@ -409,7 +409,14 @@ def serve_workers(config: ServeConfig) -> int:
             child_end.close()
             workers.append(process)
             channels.append(parent_end)
-        modes = _await_ready(workers, channels, received)
+        try:
+            modes = _await_ready(workers, channels, received)
+        except WorkerFailed as failed:
+            _stop_all(workers)
+            if any(w.exitcode == 2 for w in workers):  # the worker's own one-line error
+                raise ServeError(str(failed)) from None
+            say(str(failed))
+            return 1
         if modes is None:
             _stop_all(workers)
             return 1
@@ -454,13 +461,18 @@ def _supervise(workers: list[multiprocessing.process.BaseProcess], received: lis
     return 0
 
 
+class WorkerFailed(Exception):
+    """A worker reported that it could not start (the message says why)."""
+
+
 def _await_ready(
     workers: list[multiprocessing.process.BaseProcess],
     channels: list[multiprocessing.connection.Connection],
     received: list[int],
 ) -> list[str] | None:
     """Wait until every worker listens: their storage modes; ``[]`` when a stop signal
-    came first; ``None`` (after saying why) when one failed or none started in time."""
+    came first; ``None`` (after logging why) when one died or none started in time;
+    :class:`WorkerFailed` when one reported why it could not start."""
     modes: dict[int, str] = {}
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while len(modes) < len(workers):
@@ -485,8 +497,7 @@ def _await_ready(
             if message[0] == "ready":
                 modes[index] = str(message[2])
             else:
-                say(f"worker {index} failed: {message[1]}")
-                return None
+                raise WorkerFailed(f"worker {index} failed: {message[1]}")
     return [modes[i] for i in range(len(workers))]
 
 

@@ -169,13 +169,23 @@ def test_export_onto_a_full_disk_leaves_only_whole_files(
         assert data == expected[name], f"{name} is half-written"
 
 
-def test_serve_on_a_read_only_configs_folder_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_read_only_configs_folder_is_one_line(tmp_path: Path, workers: str) -> None:
+    """With workers too: the worker's one line, exit 2, as a single process says it."""
     with tmpfs(tmp_path / "ro", "size=1m") as mount:
         shutil.copytree(EXAMPLE, mount / "deployment")
         remount_read_only(mount)
         configs = mount / "deployment" / "configs"
         result = subprocess.run(
-            [cfgctl_script(), "serve", "--configs", str(configs), *QUIET_SERVE],
+            [
+                cfgctl_script(),
+                "serve",
+                "--configs",
+                str(configs),
+                "--workers",
+                workers,
+                *QUIET_SERVE,
+            ],
             env=clean_env(),
             capture_output=True,
             text=True,

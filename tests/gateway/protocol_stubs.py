@@ -1,7 +1,8 @@
-"""One local upstream speaking three vendor protocols, written from their public API
+"""One local upstream speaking four vendor protocols, written from their public API
 references (never produced by our converters): OpenAI chat completions
-(``/v1/chat/completions``), Anthropic Messages (``/v1/messages``) and OpenAI Responses
-(``/v1/responses``), whole or streamed.
+(``/v1/chat/completions``), Anthropic Messages (``/v1/messages``), OpenAI Responses
+(``/v1/responses``) and Gemini (``/v1beta/models/{model}:generateContent`` and
+``:streamGenerateContent``), whole or streamed.
 
 Each plays the same scene: offered tools and no tool result yet, it calls ``get_weather``
 with ``{"city": "Paris"}``; given the tool's result, it answers "It is <result> in Paris.".
@@ -307,6 +308,42 @@ def responses_stream(result: str | None) -> list[bytes]:
     return [*out, event("response.completed", response=responses_whole(result))]
 
 
+# ---------------------------------------------------------------------------- Gemini
+
+
+def gemini_result(body: dict[str, Any]) -> str | None:
+    for part in body["contents"][-1]["parts"]:
+        answer = part.get("functionResponse")
+        if answer:
+            response = answer["response"]
+            return str(response.get("content", response.get("output", json.dumps(response))))
+    return None
+
+
+USAGE_METADATA = {"promptTokenCount": 11, "candidatesTokenCount": 7, "totalTokenCount": 18}
+
+
+def gemini_whole(result: str | None) -> dict[str, Any]:
+    if result is not None:
+        parts: list[dict[str, Any]] = [{"text": answer_text(result)}]
+    else:
+        parts = [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]
+    candidate = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+    return {"candidates": [candidate], "usageMetadata": USAGE_METADATA, "modelVersion": MODEL}
+
+
+def gemini_stream(result: str | None) -> list[bytes]:
+    if result is None:
+        return [sse(gemini_whole(None))]
+    chunks = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}]}
+        for p in pieces(answer_text(result))
+    ]
+    last = {"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP"}
+    chunks.append({"candidates": [last], "usageMetadata": USAGE_METADATA})
+    return [sse(chunk) for chunk in chunks]
+
+
 PROTOCOLS = {
     "/v1/chat/completions": (openai_result, openai_whole, openai_stream),
     "/v1/messages": (anthropic_result, anthropic_whole, anthropic_stream),
@@ -330,6 +367,7 @@ class ProtocolStub:
         app = web.Application()
         for path in PROTOCOLS:
             app.router.add_post(path, self._serve)
+        app.router.add_post("/v1beta/models/{target}", self._serve_gemini)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -355,6 +393,19 @@ class ProtocolStub:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for chunk in stream(result):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _serve_gemini(self, request: web.Request) -> web.StreamResponse:
+        received = Received(request.path, dict(request.headers), await request.read())
+        self.received.append(received)
+        result = gemini_result(received.body)
+        if not request.path.endswith(":streamGenerateContent"):
+            return web.json_response(gemini_whole(result))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in gemini_stream(result):
             await response.write(chunk)
         await response.write_eof()
         return response

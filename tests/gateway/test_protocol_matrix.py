@@ -1,10 +1,11 @@
-"""Every client protocol against every API-key upstream protocol: the official SDKs of
-OpenAI (chat and Responses), Anthropic and Google GenAI as clients; ``openai-custom``,
-``claude-custom`` and ``openaiResponses-custom`` nodes in front of one stub speaking each
-vendor's protocol (:mod:`tests.gateway.protocol_stubs`). Each pair makes a tool round trip:
-a whole answer that calls ``get_weather``, then a streamed answer to the tool's result;
-each request counts once on the node, reaches the vendor's path with the vendor's
-authentication, and a client of the upstream's own protocol is passed through untouched."""
+"""Every client protocol against every API-key upstream: the official SDKs of OpenAI
+(chat and Responses), Anthropic and Google GenAI as clients; ``openai-custom``,
+``claude-custom``, ``openaiResponses-custom`` and ``forward-api`` nodes in front of one
+stub speaking each vendor's protocol (:mod:`tests.gateway.protocol_stubs`). Each pair makes
+a tool round trip: a whole answer that calls ``get_weather``, then a streamed answer to the
+tool's result; each request counts once on the node, reaches the vendor's path with the
+vendor's authentication, and a client of the upstream's own protocol is passed through
+untouched."""
 
 from __future__ import annotations
 
@@ -216,16 +217,20 @@ async def test_a_client_of_the_upstreams_protocol_is_passed_through_byte_for_byt
     assert received.raw == sent  # not even re-serialized: one protocol, no conversion
 
 
+GEMINI_PATH = f"/v1beta/models/{MODEL}"
+
+
 @pytest.mark.parametrize(
-    ("client_protocol", "vendor_path"),
+    ("client_protocol", "vendor_paths"),
     [
-        ("openai", "/v1/chat/completions"),
-        ("claude", "/v1/messages"),
-        ("openaiResponses", "/v1/responses"),
+        ("openai", ["/v1/chat/completions"] * 2),
+        ("claude", ["/v1/messages"] * 2),
+        ("openaiResponses", ["/v1/responses"] * 2),
+        ("gemini", [f"{GEMINI_PATH}:generateContent", f"{GEMINI_PATH}:streamGenerateContent"]),
     ],
 )
 async def test_forward_api_sends_every_protocol_to_the_clients_own_path(
-    tmp_path: Path, stub: ProtocolStub, client_protocol: str, vendor_path: str
+    tmp_path: Path, stub: ProtocolStub, client_protocol: str, vendor_paths: list[str]
 ) -> None:
     """``forward-api`` converts nothing: each client reaches ``<base><its own path>``
     with the configured header, and its answers come back as the upstream sent them."""
@@ -241,5 +246,5 @@ async def test_forward_api_sends_every_protocol_to_the_clients_own_path(
         arguments, text = await CLIENTS[client_protocol](str(gw.client._base_url).rstrip("/"))
         assert (arguments, text) == ({"city": "Paris"}, ANSWER)
         assert await usage_count(gw) == 2
-    assert [r.path for r in stub.received] == [vendor_path, vendor_path]
+    assert [r.path for r in stub.received] == vendor_paths
     assert all(r.headers["x-relay-key"] == "relay-key" for r in stub.received)
