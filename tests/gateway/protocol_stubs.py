@@ -7,12 +7,15 @@ references (never produced by our converters): OpenAI chat completions
 Each plays the same scene: offered tools and no tool result yet, it calls ``get_weather``
 with ``{"city": "Paris"}``; given the tool's result, it answers "It is <result> in Paris.".
 Usage is always 11 input and 7 output tokens. Every request is kept (:class:`Received`).
+Streams go out cut at random byte boundaries (a seeded generator per stub, its seed in
+the failure message): inside events, lines and UTF-8 characters, as networks deliver them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 from types import TracebackType
 from typing import Any
@@ -36,7 +39,7 @@ class Received:
 
 
 def answer_text(result: str) -> str:
-    return f"It is {result} in Paris."
+    return f"It is {result} in Paris ☀."  # a character of three UTF-8 bytes
 
 
 def pieces(text: str, size: int = 4) -> list[str]:
@@ -45,7 +48,7 @@ def pieces(text: str, size: int = 4) -> list[str]:
 
 def sse(data: Any, event: str | None = None) -> bytes:
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data)}\n\n".encode()
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 # ------------------------------------------------------------------------ OpenAI chat
@@ -354,10 +357,24 @@ PROTOCOLS = {
 class ProtocolStub:
     """``async with ProtocolStub() as stub``: serves the three protocols on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self.received: list[Received] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        self._random = random.Random(self.seed)
+
+    def __repr__(self) -> str:
+        return f"ProtocolStub(seed={self.seed})"
+
+    async def _write_cut(self, response: web.StreamResponse, chunks: list[bytes]) -> None:
+        """The stream's bytes in pieces of 1 to 40 bytes, wherever they fall."""
+        data = b"".join(chunks)
+        start = 0
+        while start < len(data):
+            end = start + self._random.randint(1, 40)
+            await response.write(data[start:end])
+            start = end
 
     @property
     def url(self) -> str:
@@ -392,8 +409,7 @@ class ProtocolStub:
             return web.json_response(whole(result))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for chunk in stream(result):
-            await response.write(chunk)
+        await self._write_cut(response, stream(result))
         await response.write_eof()
         return response
 
@@ -405,7 +421,6 @@ class ProtocolStub:
             return web.json_response(gemini_whole(result))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for chunk in gemini_stream(result):
-            await response.write(chunk)
+        await self._write_cut(response, gemini_stream(result))
         await response.write_eof()
         return response

@@ -27,7 +27,7 @@ from tests.gateway.protocol_stubs import MODEL, ProtocolStub
 NODE = "abcdabcd-0000-4000-8000-00000000abcd"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 QUESTION = "Weather in Paris?"
-ANSWER = "It is 18 C in Paris."
+ANSWER = "It is 18 C in Paris ☀."
 
 UPSTREAMS = {
     "openai-custom": (
@@ -173,8 +173,8 @@ async def test_tool_round_trip_for_every_client_and_upstream(
     async with running_gateway(settings) as gw:
         url = str(gw.client._base_url).rstrip("/")
         arguments, text = await turn(url)
-        assert arguments == {"city": "Paris"}
-        assert text == ANSWER
+        assert arguments == {"city": "Paris"}, stub
+        assert text == ANSWER, stub  # reassembled from pieces cut anywhere
         assert await usage_count(gw) == 2
     assert [r.path for r in stub.received] == [vendor_path, vendor_path]
     secret = next(iter(fields.values()))

@@ -71,6 +71,9 @@ async def test_store_runs_as_the_least_privileged_user(
         await store.custom_models.add(CustomModel("m", {"id": "m"}))
         await store.plugin_config.set_enabled("x", True)
         await store.usage_cache.put_type(kiro, {"n": 1}, "2026-05-30T08:00:00.000Z")
+        store.traffic.record(kiro, ok=True, latency_ms=12.0)  # the console's charts
+        await store.flush()  # the tally, then the batch, reach Redis
+        assert (await store.traffic.last_hour())[kiro].requests == 1
         await store.password.set("pw-123456789")
         await store.sessions.add("t" * 64, UiSession("admin", now_ms(), now_ms() + 60_000))
         assert await store.sessions.count() == 1
