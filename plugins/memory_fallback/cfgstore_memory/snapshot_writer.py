@@ -12,6 +12,7 @@ loop every :data:`ENCODE_CHUNK` nodes; the worker thread then only joins and wri
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import secrets
 
@@ -57,6 +58,7 @@ async def snapshot_pieces(snapshot: StoreSnapshot) -> list[bytes]:
                     batch = nodes[start : start + ENCODE_CHUNK]
                     pieces.append(_utf8(_nodes_text(batch)))
                     pieces.append(b"\n" if start + ENCODE_CHUNK >= len(nodes) else b",\n")
+                    gc.collect(0)  # the encoder's cycles, now (also while the collector is paused)
                     await asyncio.sleep(0)
                 pieces.append(_utf8(_TYPE_INDENT + "]"))
             pieces.append(b",\n" if index < len(types) - 1 else b"\n")
