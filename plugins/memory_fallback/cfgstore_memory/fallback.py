@@ -399,11 +399,16 @@ class MemoryFallback(GuardedOps, ReadCache):
         )
 
     async def _save_snapshot(self) -> None:
-        snapshot = await self._confirmed_snapshot()
-        await self.state.save_snapshot(snapshot)
-        copies = [node for _, node in snapshot.pools]
-        snapshot.pools.types.clear()
-        await release(copies)
+        """Copy the confirmed state, write it, free the copies; with the collector paused
+        (:mod:`~cfgstore_memory.collector`): the copies do not outlive the save (nor form
+        reference cycles), yet as they accumulate they made the collector walk them all
+        again and again, 25–40 ms per full collection at 25,000 nodes."""
+        with collector_paused(freeze=False):
+            snapshot = await self._confirmed_snapshot()
+            await self.state.save_snapshot(snapshot)
+            copies = [node for _, node in snapshot.pools]
+            snapshot.pools.types.clear()
+            await release(copies)
 
     async def _save_loop(self) -> None:
         """Save the confirmed state when asked (resync, outage) and every
