@@ -7,7 +7,6 @@ writes are added in and ``cache_read_input_tokens`` becomes ``cached_tokens``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ from cfgstore_gateway.protocols.common import (
     new_id,
     parse_arguments,
 )
-from cfgstore_gateway.protocols.sse import SseParser, frame
+from cfgstore_gateway.protocols.sse import SseJsonReader, frame
 
 NAME = "claude"
 
@@ -293,33 +292,23 @@ def render_response(response: n.ChatResponse) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ streams
 
 
-class StreamReader:
+class StreamReader(SseJsonReader):
     """Messages stream events to neutral events."""
 
+    protocol = NAME
+
     def __init__(self) -> None:
-        self._sse = SseParser()
+        super().__init__()
         self._started = False
-        self._finished = False
         self._stop: n.StopReason = "end"
         self._input = n.Usage()
         self._output = 0
         self._tools: dict[int, int] = {}  # content block index -> tool call index
 
-    def feed(self, chunk: bytes) -> list[n.StreamEvent]:
-        return [e for event in self._sse.feed(chunk) for e in self._event(event.data)]
+    def _end(self) -> list[n.StreamEvent]:
+        return self._finish()
 
-    def close(self) -> list[n.StreamEvent]:
-        events = [e for event in self._sse.close() for e in self._event(event.data)]
-        return events + self._finish()
-
-    def _event(self, data: str) -> list[n.StreamEvent]:
-        if self._finished:
-            return []
-        try:
-            event = as_dict(json.loads(data))
-        except ValueError:
-            n.dropped(NAME, "a stream event that is not JSON")
-            return []
+    def _read(self, event: Mapping[str, Any]) -> list[n.StreamEvent]:
         kind = event.get("type")
         if kind == "message_start":
             message = as_dict(event.get("message"))

@@ -28,7 +28,7 @@ from cfgstore_gateway.protocols.common import (
     parse_arguments,
     pick,
 )
-from cfgstore_gateway.protocols.sse import SseParser, frame
+from cfgstore_gateway.protocols.sse import SseJsonReader, frame
 
 NAME = "gemini"
 
@@ -357,33 +357,23 @@ def render_response(response: n.ChatResponse) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ streams
 
 
-class StreamReader:
+class StreamReader(SseJsonReader):
     """``GenerateContentResponse`` chunks (SSE ``data:`` lines) to neutral events."""
 
+    protocol = NAME
+
     def __init__(self) -> None:
-        self._sse = SseParser()
+        super().__init__()
         self._ids = _CallIds()
         self._started = False
-        self._finished = False
         self._stop: n.StopReason = "end"
         self._usage: n.Usage | None = None
         self._calls = 0
 
-    def feed(self, chunk: bytes) -> list[n.StreamEvent]:
-        return [e for event in self._sse.feed(chunk) for e in self._event(event.data)]
+    def _end(self) -> list[n.StreamEvent]:
+        return self._finish()
 
-    def close(self) -> list[n.StreamEvent]:
-        events = [e for event in self._sse.close() for e in self._event(event.data)]
-        return events + self._finish()
-
-    def _event(self, data: str) -> list[n.StreamEvent]:
-        if self._finished:
-            return []
-        try:
-            chunk = as_dict(json.loads(data))
-        except ValueError:
-            n.dropped(NAME, "a stream event that is not JSON")
-            return []
+    def _read(self, chunk: Mapping[str, Any]) -> list[n.StreamEvent]:
         if "error" in chunk:
             error = as_dict(chunk["error"])
             raise StreamFailed(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +19,7 @@ from cfgstore_gateway.protocols.common import (
     new_id,
     now_s,
 )
-from cfgstore_gateway.protocols.sse import SseParser, frame
+from cfgstore_gateway.protocols.sse import SseJsonReader, frame
 
 NAME = "openai"
 
@@ -315,39 +314,27 @@ def render_response(response: n.ChatResponse) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ streams
 
 
-class StreamReader:
+class StreamReader(SseJsonReader):
     """``chat.completion.chunk`` events (and ``[DONE]``) to neutral events."""
 
+    protocol = NAME
+
     def __init__(self) -> None:
-        self._sse = SseParser()
+        super().__init__()
         self._started = False
-        self._finished = False
         self._stop: n.StopReason = "end"
         self._usage: n.Usage | None = None
         self._calls: set[int] = set()
 
-    def feed(self, chunk: bytes) -> list[n.StreamEvent]:
-        events: list[n.StreamEvent] = []
-        for event in self._sse.feed(chunk):
-            events += self._event(event.data)
-        return events
-
-    def close(self) -> list[n.StreamEvent]:
-        events: list[n.StreamEvent] = []
-        for event in self._sse.close():
-            events += self._event(event.data)
-        return events + self._finish()
-
-    def _event(self, data: str) -> list[n.StreamEvent]:
-        if self._finished:
-            return []
+    def _data(self, data: str) -> list[n.StreamEvent]:
         if data.strip() == "[DONE]":
             return self._finish()
-        try:
-            chunk = as_dict(json.loads(data))
-        except ValueError:
-            n.dropped(NAME, "a stream event that is not JSON")
-            return []
+        return super()._data(data)
+
+    def _end(self) -> list[n.StreamEvent]:
+        return self._finish()
+
+    def _read(self, chunk: Mapping[str, Any]) -> list[n.StreamEvent]:
         if "error" in chunk:
             error = as_dict(chunk["error"])
             raise StreamFailed(as_str(error.get("message")) or "upstream stream error")

@@ -9,7 +9,6 @@ gateway that stores no responses: it is dropped, so clients must send the whole 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +26,7 @@ from cfgstore_gateway.protocols.common import (
     new_id,
     now_s,
 )
-from cfgstore_gateway.protocols.sse import SseParser, frame
+from cfgstore_gateway.protocols.sse import SseJsonReader, frame
 
 NAME = "openaiResponses"
 
@@ -360,30 +359,20 @@ def render_response(response: n.ChatResponse) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ streams
 
 
-class StreamReader:
+class StreamReader(SseJsonReader):
     """Responses stream events (``response.*``) to neutral events."""
 
+    protocol = NAME
+
     def __init__(self) -> None:
-        self._sse = SseParser()
+        super().__init__()
         self._started = False
-        self._finished = False
         self._calls: dict[int, int] = {}  # output index -> tool call index
 
-    def feed(self, chunk: bytes) -> list[n.StreamEvent]:
-        return [e for event in self._sse.feed(chunk) for e in self._event(event.data)]
+    def _end(self) -> list[n.StreamEvent]:
+        return self._finish("tool_use" if self._calls else "end", None)
 
-    def close(self) -> list[n.StreamEvent]:
-        events = [e for event in self._sse.close() for e in self._event(event.data)]
-        return events + self._finish("tool_use" if self._calls else "end", None)
-
-    def _event(self, data: str) -> list[n.StreamEvent]:
-        if self._finished:
-            return []
-        try:
-            event = as_dict(json.loads(data))
-        except ValueError:
-            n.dropped(NAME, "a stream event that is not JSON")
-            return []
+    def _read(self, event: Mapping[str, Any]) -> list[n.StreamEvent]:
         kind = as_str(event.get("type"))
         response = as_dict(event.get("response"))
         if kind == "response.created":

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
+
+from cfgstore_gateway.protocols.neutral import dropped
 
 
 @attrs.frozen
@@ -93,3 +96,38 @@ def frame(data: Any, event: str | None = None) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {text}\n\n".encode()
+
+
+class SseJsonReader:
+    """What every stream reader shares: SSE bytes in, each event's data read as a JSON
+    object by :meth:`_read` (the protocol's), once the stream is finished nothing more, and
+    :meth:`_end` at the end of the bytes. Data that is not JSON is left out with a debug
+    line (:data:`protocol` names the protocol in it)."""
+
+    protocol = ""
+
+    def __init__(self) -> None:
+        self._sse = SseParser()
+        self._finished = False
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        return [e for event in self._sse.feed(chunk) for e in self._data(event.data)]
+
+    def close(self) -> list[Any]:
+        return [e for event in self._sse.close() for e in self._data(event.data)] + self._end()
+
+    def _data(self, data: str) -> list[Any]:
+        if self._finished:
+            return []
+        try:
+            value = json.loads(data)
+        except ValueError:
+            dropped(self.protocol, "a stream event that is not JSON")
+            return []
+        return self._read(value if isinstance(value, Mapping) else {})
+
+    def _read(self, event: Mapping[str, Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def _end(self) -> list[Any]:
+        raise NotImplementedError
