@@ -474,6 +474,13 @@ class MemoryFallback(GuardedOps, ReadCache):
 
     # -- documents: last good copy ------------------------------------------------------------
 
+    def _written(self, entity: str, value: Any) -> None:
+        """A write this instance made and the storage confirmed: an outage that comes before
+        anything read it back serves it (a read begun before it must not replace it)."""
+        self._generation[entity] = self._generation.get(entity, 0) + 1
+        self._values.pop(entity, None)
+        self._last_good[entity] = value
+
     async def _cached(self, entity: str, load: Callable[[], Awaitable[Any]]) -> Any:
         value = self._values.get(entity, _MISSING)
         if value is not _MISSING:
@@ -487,7 +494,9 @@ class MemoryFallback(GuardedOps, ReadCache):
             else:
                 if self._generation.get(entity, 0) == generation:
                     self._values[entity] = value
-                self._last_good[entity] = value
+                    self._last_good[entity] = value
+                else:  # older than a change seen meanwhile: a last good copy, not a newer one
+                    self._last_good.setdefault(entity, value)
                 return copy.deepcopy(value)
         if entity in self._last_good:
             return copy.deepcopy(self._last_good[entity])

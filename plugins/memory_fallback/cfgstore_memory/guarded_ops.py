@@ -21,6 +21,7 @@ from typing import Any
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import Operations
 from cfgstore.errors import StorageDegraded, StorageUnavailable
+from cfgstore.model.config import config_from_json
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.login_guard import LoginAttempt, LoginGuard
@@ -52,6 +53,10 @@ class GuardedOps:
 
     def _credentials_moved(self) -> None:
         """A pool edit may delete or rename nodes, and their credentials with them."""
+        raise NotImplementedError
+
+    def _written(self, entity: str, value: Any) -> None:
+        """``value`` of ``entity`` was just confirmed by the storage: the last good copy."""
         raise NotImplementedError
 
     async def _edit(self, operation: str, what: str, **kwargs: Any) -> Any:
@@ -175,6 +180,7 @@ class GuardedOps:
             expected_version=expected_version,
         )
         self._replicator.admin.add(ConfigEdit(document, expected_version, version))
+        self._written("config", config_from_json(document, "config.json (written)", version))
         return version
 
     @hookimpl
