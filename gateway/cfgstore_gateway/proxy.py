@@ -30,7 +30,10 @@ For each target of the route (the effective type, then its fallbacks), until one
 5. **Bookkeeping**: ``Success`` once the answer was delivered (a stream: after its last
    chunk); ``Cooldown`` for a 429 when ``RATE_LIMIT_COOLDOWN_ENABLED`` (recovery at now +
    ``min(Retry-After or RATE_LIMIT_COOLDOWN_MS, max(RATE_LIMIT_COOLDOWN_MS,
-   RATE_LIMIT_COOLDOWN_MAX_MS)) + random(0..RATE_LIMIT_COOLDOWN_JITTER_MS)``); ``Failure``
+   RATE_LIMIT_COOLDOWN_MAX_MS)) + random(0..RATE_LIMIT_COOLDOWN_JITTER_MS)``); a cooldown
+   until the moment the upstream named for an answer that says the account's quota is spent
+   (:func:`~cfgstore_gateway.adapters.quota_reset_of`: never retried on the same node, always
+   switched, whatever the cooldown settings); ``Failure``
    (with the config's ``MAX_ERROR_COUNT``) for every other error answer or missing answer,
    **except 400** (the client's request was bad: passed through, nothing recorded).
 6. **Switch**: a failure before any byte reached the client, with status 401, 402, 403,
@@ -84,7 +87,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.node_changes import changes_of
 from cfgstore.model.pools import ProviderNode
-from cfgstore.model.timefmt import now_ms
+from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore_gateway.adapters import (
     SAME_AS_CLIENT,
     Adapter,
@@ -92,6 +95,7 @@ from cfgstore_gateway.adapters import (
     UpstreamCall,
     UpstreamReply,
     UpstreamUnavailable,
+    quota_reset_of,
     upstream_protocol,
 )
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
@@ -109,6 +113,7 @@ from cfgstore_gateway.services import Services
 log = logging.getLogger("cfgstore_gateway.proxy")
 
 COOLDOWN_MESSAGE = "429 Too Many Requests - short cooldown"
+QUOTA_MESSAGE = "Quota exhausted"
 MAX_ERROR_DETAIL = 200
 MAX_SAME_NODE_RETRIES = 100
 
@@ -456,6 +461,20 @@ class _Attempt:
             ),
         )
 
+    async def quota_spent(self, reset_at_ms: int) -> None:
+        """Cooldown until the moment the upstream said the account's quota comes back."""
+        await _book(
+            self.info,
+            "a quota cooldown",
+            self._pools.record_cooldown(
+                self.provider_type,
+                self.node.uuid,
+                f"{QUOTA_MESSAGE} until {iso_ms(reset_at_ms)}",
+                max_error_count=self.config.max_error_count,
+                recovery_at_ms=reset_at_ms,
+            ),
+        )
+
     async def need_refresh(self) -> None:
         await _book(
             self.info,
@@ -548,7 +567,8 @@ async def _attempt(
         except UpstreamUnavailable as exc:
             return await attempt.failure(str(exc))
         services.metrics.upstream_latency(provider_type, time.perf_counter() - started)
-        if retried_on_same_node(reply.status) and retried < retries:
+        spent = quota_reset_of(reply) is not None
+        if retried_on_same_node(reply.status) and retried < retries and not spent:
             reply.close()
             delay = base_delay_s * 2**retried
             retried += 1
@@ -727,7 +747,10 @@ async def _upstream_error(attempt: _Attempt, reply: UpstreamReply, client_shaped
         body = attempt.scrub_bytes(body)  # it goes back to the client
     detail = _error_detail(body)
     message = attempt.scrub(f"HTTP {status}" + (f": {detail}" if detail else ""))
-    if status == 400:
+    quota_reset = quota_reset_of(reply)
+    if quota_reset is not None:
+        await attempt.quota_spent(quota_reset)
+    elif status == 400:
         pass  # the client's request was bad: nothing to hold against the node
     elif status == 429 and attempt.config.get("RATE_LIMIT_COOLDOWN_ENABLED") is True:
         await attempt.cooldown(retry_after)

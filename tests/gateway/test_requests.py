@@ -530,6 +530,47 @@ async def test_429_without_cooldown_counts_a_failure(
         assert node.state.scheduled_recovery_time is None
 
 
+class _SpentReply:
+    """A reply that says the account's quota is spent until ``quota_reset_ms``."""
+
+    def __init__(self, reply: UpstreamReply, reset_ms: int) -> None:
+        self._reply = reply
+        self.quota_reset_ms = reset_ms
+        self.status, self.headers = reply.status, reply.headers
+        self.read, self.chunks, self.close = reply.read, reply.chunks, reply.close
+
+
+class QuotaSayingAdapter(OpenAICompatAdapter):
+    """The OpenAI-compatible adapter, reading a 429's reset time as an account adapter does."""
+
+    def __init__(self, reset_ms: int) -> None:
+        super().__init__()
+        self.reset_ms = reset_ms
+
+    async def chat_completions(self, call: UpstreamCall) -> UpstreamReply:
+        reply = await super().chat_completions(call)
+        return _SpentReply(reply, self.reset_ms) if reply.status == 429 else reply
+
+
+async def test_a_spent_quota_cools_the_node_down_until_the_upstreams_reset_time(
+    tmp_path: Path, upstream: UpstreamStub
+) -> None:
+    upstream.responder = by_token({"key-a": error(429, "monthly quota used up")})
+    pools = {
+        TYPE: [api_node(A, upstream.base_url, "key-a"), api_node(B, upstream.base_url, "key-b")]
+    }
+    reset = now_ms() + 7 * 86_400_000  # far beyond RATE_LIMIT_COOLDOWN_MAX_MS
+    settings = make_deployment(tmp_path, pools, RATE_LIMIT_COOLDOWN_ENABLED=False)
+    async with running_gateway(settings, adapters=[QuotaSayingAdapter(reset)]) as gw:
+        for _ in range(3):
+            assert (await gw.chat("gpt-4o")).status == 200  # switched to key-b, then only b
+        a = await gw.node(A)
+        assert a.state.is_healthy is False
+        assert parse_time_ms(a.state.scheduled_recovery_time) == reset
+        assert a.state.last_error_message == f"Quota exhausted until {iso_ms(reset)}"
+        assert upstream.tokens().count("key-a") == 1  # not retried on the same node
+
+
 async def test_a_node_at_its_concurrency_limit_is_skipped_and_429_when_all_are(
     tmp_path: Path, upstream: UpstreamStub
 ) -> None:

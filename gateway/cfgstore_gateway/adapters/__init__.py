@@ -30,6 +30,18 @@ client's request into that protocol before the call (or passes it through when t
 speaks it) and the answer back, so the call's ``body`` and a successful reply's body are in
 the adapter's protocol. An adapter whose ``protocol`` is :data:`SAME_AS_CLIENT` gets the
 client's body in the client's protocol, and its reply goes back as it came.
+
+Two optional members, outside the protocol, carry what only an account's upstream knows:
+
+* a reply's ``quota_reset_ms`` (epoch ms, :func:`quota_reset_of`): set on an error reply
+  when the upstream said the account's quota is spent until then (Kiro's monthly limit,
+  Gemini's ``quotaResetDelay``, Codex's ``resets_at``). The gateway then puts the node in
+  cooldown until that moment (whatever ``RATE_LIMIT_COOLDOWN_*`` say: the upstream named
+  the time), does not retry it on the same node, and switches to another.
+* an adapter's ``async usage(call: ModelsCall) -> dict``: the account's limits as the
+  upstream reports them, in the shape of a usage-cache instance's ``usage`` (aiclient-formats
+  §6.3: ``{"summary": {"usedPercent", "status", "resetAt", "plan", "unit", …}, "user",
+  "items", "raw"}``); raises :class:`UpstreamUnavailable` when it cannot say.
 """
 
 from __future__ import annotations
@@ -271,6 +283,13 @@ def upstream_protocol(adapter: Adapter) -> str:
     :data:`SAME_AS_CLIENT` for a forwarder)."""
     protocol = getattr(adapter, "protocol", None)
     return protocol if isinstance(protocol, str) and protocol else "openai"
+
+
+def quota_reset_of(reply: UpstreamReply) -> int | None:
+    """The epoch ms until which ``reply`` says the account's quota is spent (its optional
+    ``quota_reset_ms``), ``None`` when it says nothing of the kind."""
+    reset = getattr(reply, "quota_reset_ms", None)
+    return reset if isinstance(reset, int) and not isinstance(reset, bool) else None
 
 
 def is_generic(adapter: Adapter) -> bool:
