@@ -30,6 +30,7 @@ from cfgstore.hookspecs import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from cfgstore_gateway.adapters import Adapter
+    from cfgstore_gateway.plugin_api import GatewayPlugin
     from cfgstore_gateway.protocols import Converter
 
 adapters_hookimpl = hookimpl(optionalhook=True)
@@ -67,6 +68,19 @@ def cfgstore_gateway_converters(register: Callable[[Converter], None]) -> None:
     and write that protocol's requests, responses, streams and errors to and from the
     neutral model. One registered under a built-in name (``openai``, ``claude``,
     ``gemini``, ``openaiResponses``) replaces the built-in. Called once when a gateway
+    application is built; an implementation that raises is reported and skipped.
+    """
+
+
+plugins_hookimpl = hookimpl(optionalhook=True)
+"""The marker gateway plugins use for :func:`cfgstore_gateway_plugins`."""
+
+
+@hookspec
+def cfgstore_gateway_plugins(register: Callable[[GatewayPlugin], None]) -> None:
+    """Register gateway plugins (request middleware, admin routes, console tabs): call
+    ``register(plugin)`` once per plugin. ``plugin`` implements
+    :class:`cfgstore_gateway.plugin_api.GatewayPlugin`. Called once when a gateway
     application is built; an implementation that raises is reported and skipped.
     """
 
