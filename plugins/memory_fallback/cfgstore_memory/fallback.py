@@ -68,7 +68,7 @@ from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
-from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror, release
+from cfgstore_memory.pools_mirror import PoolsMirror, release
 from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
@@ -377,11 +377,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         async with self._replicator.io_lock:
             pools = await self.mirror.confirmed_copy()
             revision = self._revision
-        credentials = []
-        for done, credential in enumerate(list(self._credentials.values()), 1):
-            credentials.append(_handed_out(credential))
-            if done % CHUNK == 0:
-                await asyncio.sleep(0)
+        # The held credentials themselves: they are replaced, never changed in place.
+        credentials = list(self._credentials.values())
         good = self._last_good
         return StoreSnapshot(
             namespace_id=self._replicator.namespace_id,
