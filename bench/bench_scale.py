@@ -7,8 +7,11 @@
     :mod:`bench.bench_gateway`'s ``gateway-storage`` ``redis`` variant (same processes,
     pinning, load generator, 200 keep-alive connections, checks: every request answered
     200, the ``usageCount`` sum in Redis equal to the responses after the stop), in
-    interleaved rounds (50, 5000, 50, …). The note gives the per-round rates and the
-    gateway CPU per request. ``CFGSTORE_BENCH_PROFILE=<dir>`` writes each gateway's
+    interleaved rounds (50, 5000, … then the reverse order, :data:`ROUNDS` of them). The
+    note gives the per-round rates, the gateway CPU per request and, for the large
+    pools, the median (and range) of the per-round ratios against the 50-node phase of
+    the same round, for the rate and for the CPU per request: the figures to quote on a
+    shared machine. ``CFGSTORE_BENCH_PROFILE=<dir>`` writes each gateway's
     cProfile stats there (``scale-<n>.prof``; profiled rates are not comparable).
 
 ``resync-lag`` — the event loop during a full resync of 50,000 nodes
@@ -34,6 +37,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import statistics
 import tempfile
 import time
 import uuid as uuidlib
@@ -58,7 +62,7 @@ WINDOW_VARIANT = f"{LARGE}-nodes-select-{SMALL}"
 taken out, everything else a large pool costs left in."""
 NODES = {SMALL_VARIANT: SMALL, LARGE_VARIANT: LARGE, WINDOW_VARIANT: LARGE}
 VARIANTS: tuple[str, ...] = (SMALL_VARIANT, LARGE_VARIANT, WINDOW_VARIANT)
-ROUNDS = 3
+ROUNDS = 5
 REQUESTS_PER_PHASE = 6_000
 RESYNC_NODES = 50_000
 RESYNC_TYPES = 10
@@ -107,8 +111,10 @@ def _gateway_scale(scale: float) -> list[Row]:
             for size in sizes
         }
         ports = {size: int(gateways[size].expect("READY").split()[1]) for size in sizes}
-        for _ in range(ROUNDS):
-            for size in sizes:
+        for round_no in range(ROUNDS):
+            # Alternate the order (50, 5000, … then …, 5000, 50): a machine getting busier
+            # or quieter during a round favours neither variant.
+            for size in sizes if round_no % 2 == 0 else tuple(reversed(sizes)):
                 phase = gw._phase(
                     context, gateways[size], ports[size], per_phase, redis_pid=server.pid
                 )
@@ -137,6 +143,8 @@ def _gateway_scale(scale: float) -> list[Row]:
             f"({s.core_share:.0%} of a core); {2 * s.ok / max(calls, 1):,.1f} records/batch; "
             f"usageCount {counted[size]:,} = responses"
         )
+        if size != SMALL_VARIANT:
+            note += "; " + _round_ratios(series[SMALL_VARIANT], s)
         if size == WINDOW_VARIANT:
             note += f"; selection among a sliding window of {SMALL}"
         rows.append(s.row(GATEWAY, size, SMALL_VARIANT, note))
@@ -158,6 +166,27 @@ PROVIDER_TYPES = (
     "gemini-antigravity",
     "claude-orchids-oauth",
 )
+
+
+def _round_ratios(baseline: gw._Series, measured: gw._Series) -> str:
+    """The per-round ratios against the baseline measured in the same round (rate, and
+    baseline CPU per request over this one's): median and range. Rounds are interleaved,
+    so a ratio compares two phases minutes apart at most; the median of the rounds is
+    the figure to quote on a shared machine (the total-time ratio of the table mixes
+    rounds of different machine load)."""
+    rates = sorted(
+        m.rate / b.rate for b, m in zip(baseline.phases, measured.phases, strict=True) if b.rate
+    )
+    cpus = sorted(
+        (b.cpu / max(b.ok, 1)) / (m.cpu / max(m.ok, 1))
+        for b, m in zip(baseline.phases, measured.phases, strict=True)
+        if m.cpu
+    )
+    return (
+        f"per-round rate ratio median {statistics.median(rates):.2f}× "
+        f"({rates[0]:.2f}–{rates[-1]:.2f}), CPU/request ratio median "
+        f"{statistics.median(cpus):.2f}× ({cpus[0]:.2f}–{cpus[-1]:.2f})"
+    )
 
 
 def _large_pools(nodes: int) -> ProviderPools:
