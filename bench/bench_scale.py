@@ -282,6 +282,39 @@ class _LagMeter:
         return taken
 
 
+class _GcMeter:
+    """The cyclic collector's runs (``gc.callbacks``): generation and duration of each,
+    to tell a long loop turn that is a collection from one that is work."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, float]] = []
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.runs.append((info["generation"], time.perf_counter() - self._began))
+
+    def __enter__(self) -> _GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def take(self) -> str:
+        runs, self.runs = self.runs, []
+        longest = [
+            max((seconds for g, seconds in runs if g == generation), default=0.0) * 1000
+            for generation in range(3)
+        ]
+        counts = [sum(1 for g, _ in runs if g == generation) for generation in range(3)]
+        return "collections (gen 0/1/2) " + ", ".join(
+            f"{count} longest {ms:.1f} ms" for count, ms in zip(counts, longest, strict=True)
+        )
+
+
 def _lag_row(
     variant: str, nodes: int, seconds: float, measured: tuple[list[float], list[float]], note: str
 ) -> Row:
@@ -302,7 +335,11 @@ def _lag_row(
 
 
 async def _resync_lag(nodes: int) -> list[Row]:
-    with private_redis(LAG) as server, tempfile.TemporaryDirectory() as root:
+    with (
+        contextlib.ExitStack() as stack,
+        private_redis(LAG) as server,
+        tempfile.TemporaryDirectory() as root,
+    ):
         prefix = f"bench-lag-{uuidlib.uuid4().hex[:8]}"
         await asyncio.to_thread(seed_namespace, server.url, prefix)
         async with Store.open(_seeding(server.url, prefix)) as admin:
@@ -321,14 +358,18 @@ async def _resync_lag(nodes: int) -> list[Row]:
         meter.start()
         await asyncio.sleep(0.05)
         meter.take()
+        collections = stack.enter_context(_GcMeter())
+        collections.take()
         began = time.perf_counter()
         async with Store.open(settings) as store:
             opened = time.perf_counter() - began
             startup = meter.take()
+            startup_gc = collections.take()
             await _snapshot_saved(store)
             gc.collect()
             held = _resident_bytes() - before
             meter.take()
+            collections.take()
             layer = store._chain.layers[0].instance
             began = time.perf_counter()
             await layer._replicator.resync()
@@ -336,12 +377,19 @@ async def _resync_lag(nodes: int) -> list[Row]:
             resynced = time.perf_counter() - began
             await asyncio.sleep(0.05)
             resync = meter.take()
+            resync_gc = collections.take()
             if (await store.top_status())[0].counts.nodes != nodes:
                 raise BenchFailure(f"{LAG}: the memory layer does not hold {nodes:,} nodes")
         await meter.stop()
     per_node = held / nodes
     memory = f"resident memory +{held / 2**20:,.0f} MiB = {per_node / 1024:,.2f} KiB/node"
     return [
-        _lag_row("start-up", nodes, opened, startup, f"Store.open, first full read; {memory}"),
-        _lag_row("resync", nodes, resynced, resync, "full resync + snapshot save"),
+        _lag_row(
+            "start-up",
+            nodes,
+            opened,
+            startup,
+            f"Store.open, first full read; {memory}; {startup_gc}",
+        ),
+        _lag_row("resync", nodes, resynced, resync, f"full resync + snapshot save; {resync_gc}"),
     ]
