@@ -26,6 +26,7 @@ from cfgstore.adapters.facades import (
     Password,
     PluginConfigs,
     Pools,
+    Potluck,
     Replicas,
     Sessions,
     SystemPrompt,
@@ -63,6 +64,7 @@ class Store:
         self.replicas = Replicas(ops)
         self.kept_files = KeptFiles(ops)
         self.traffic = Traffic(ops)
+        self.potluck = Potluck(ops)
 
     @property
     def backend_names(self) -> list[str]:

@@ -31,12 +31,15 @@ from cfgstore_file.layout import Layout
 from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
+from cfgstore_file.potluck_ops import PotluckOps
 from cfgstore_file.traffic_ops import TrafficOps
 
 log = logging.getLogger("cfgstore.file")
 
 
-class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps, TrafficOps):
+class FileBackend(
+    PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps, TrafficOps, PotluckOps
+):
     """Every storage operation on the AIClient-2-API folder layout.
 
     Pools live in memory and are written coalesced (debounce with a maximum wait); every
@@ -90,6 +93,12 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
             settings.write_debounce_ms / 1000,
             settings.write_max_wait_ms / 1000,
         )
+        await self._open_potluck(
+            configs_dir,
+            self.locks,
+            settings.write_debounce_ms / 1000,
+            settings.write_max_wait_ms / 1000,
+        )
         for doc in self.docs.values():
             await doc.changed_on_disk()
         if settings.watch_interval_ms > 0:
@@ -98,6 +107,7 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
     @hookimpl
     async def cfgstore_flush(self) -> None:
         await self.writer.durable()
+        await self.potluck_writer.durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
@@ -105,7 +115,10 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
-        await self.writer.close()
+        try:
+            await self.potluck_writer.close()
+        finally:
+            await self.writer.close()
 
     @hookimpl
     async def cfgstore_status(self) -> BackendStatus:
@@ -146,6 +159,7 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
             try:
                 if await self.pools_file.reload_if_changed():
                     self._publish("pools", remote=True)
+                await self.potluck_file.reload_if_changed()
                 for name, doc in self.docs.items():
                     if await doc.changed_on_disk():
                         self._publish(entity_of.get(name, name), remote=True)

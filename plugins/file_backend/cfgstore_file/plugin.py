@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED, TRAFFIC
+    from cfgstore.adapters.backend import POTLUCK, SHARED, TRAFFIC
     from cfgstore_file.backend import FileBackend
 
     register(
@@ -30,6 +30,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="file",
             description="AIClient-2-API JSON files in a configs folder (the embedded default)",
             factory=FileBackend,
-            capabilities=frozenset({SHARED, TRAFFIC}),
+            capabilities=frozenset({SHARED, TRAFFIC, POTLUCK}),
         )
     )

@@ -24,6 +24,7 @@ from cfgstore_redis.batch import encode, touched_nodes
 from cfgstore_redis.connection import RedisConnection, build_connection, connect
 from cfgstore_redis.keys import Keys
 from cfgstore_redis.login_guard_ops import LoginGuardOps
+from cfgstore_redis.potluck_ops import PotluckOps
 from cfgstore_redis.replica_ops import ReplicaOps
 from cfgstore_redis.traffic_ops import TrafficOps
 from cfgstore_redis.translate import translated
@@ -37,7 +38,7 @@ UNKNOWN = "unknown"
 """A server fact (version, memory policy) in a status when the server will not tell."""
 
 
-class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
+class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, PotluckOps):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:
@@ -95,10 +96,16 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
                 "UPGRADE_SIBLINGS",
                 "FINISH_UPGRADE",
                 "TRAFFIC_ADD",
+                *(
+                    name
+                    for name in dir(lua)
+                    if name.startswith("POTLUCK_") and name != "POTLUCK_PRELUDE"
+                ),
             )
         }
         self.writer = GroupCommitWriter(self._send_records)  # the schema upgrade reads pools
         self._start_traffic()
+        self._start_potluck()
         if reachable:
             try:
                 await self._check_schema()
@@ -120,6 +127,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
         await self.writer.durable()
         try:
             await self.traffic_writer.durable()
+            await self.potluck_writer.durable()
         except StorageUnavailable:
             # Above a memory fallback a flush succeeds through an outage (the records are
             # in its journal); traffic counts wait in memory for Redis instead.
@@ -132,8 +140,9 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
             try:
                 async with asyncio.timeout(self.settings.redis_socket_timeout_ms / 1000 * 3):
                     await self._close_traffic()
+                    await self._close_potluck()
             except (CfgStoreError, TimeoutError) as exc:
-                log.error("closing with traffic counts not stored in Redis: %s", exc)
+                log.error("closing with traffic or potluck counts not stored in Redis: %s", exc)
             await self.writer.close()
             if self.writer.batches:
                 await self._forget_writer()

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS, TRAFFIC
+    from cfgstore.adapters.backend import (
+        POTLUCK,
+        SHARED,
+        SHARED_LOGINS,
+        SHARED_POTLUCK,
+        TRAFFIC,
+    )
     from cfgstore_redis.backend import RedisBackend
 
     register(
@@ -38,6 +44,8 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="redis",
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
-            capabilities=frozenset({SHARED, SHARED_LOGINS, TRAFFIC, "change-feed", "replica"}),
+            capabilities=frozenset(
+                {SHARED, SHARED_LOGINS, TRAFFIC, POTLUCK, SHARED_POTLUCK, "change-feed", "replica"}
+            ),
         )
     )

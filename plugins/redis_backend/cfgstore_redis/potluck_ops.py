@@ -1,0 +1,231 @@
+"""api-potluck keys on Redis (``redis-keys.md``): ``{p}:potluck`` lists the key ids in
+creation order; ``{p}:potluck:key:<id>`` is one hash per key: ``@doc`` the key's JSON
+skeleton (field order, arrays), and every scalar a field named by its JSON pointer
+(``/todayUsage``, ``/usageHistory/2026-01-02/models/gpt-4o/totalTokens``) holding its JSON
+text. Counters change by ``HINCRBY`` only, never by rewriting JSON.
+
+An admission is one script (``POTLUCK_ADMIT``): check and count are atomic across every
+instance, so no more than ``dailyLimit`` are admitted per Beijing day. Token counts queue
+in a group-commit writer of their own (ids ``k…``), one script per batch, exactly once per
+batch id: through an outage the batch in hand is re-sent under its id, uses arriving
+meanwhile wait in memory (not journaled). History dates older than the newest 100 are
+dropped when read, not deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from cfgstore import hookimpl
+from cfgstore.errors import AlreadyExists, InvalidData, NotFound
+from cfgstore.model import jsjson
+from cfgstore.model import potluck as pl
+from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.timefmt import iso_ms
+from cfgstore_redis.base import RedisParts
+from cfgstore_redis.translate import translated
+from cfgstore_redis.writer import GroupCommitWriter
+
+TODAY_POINTERS = [pl.pointer([name]) for name in pl.TODAY_FIELDS]
+TOKEN_POINTERS = [pl.pointer([name]) for name in pl.TOKEN_FIELDS]
+
+
+class PotluckOps(RedisParts):
+    potluck_writer: GroupCommitWriter[pl.TokenUse]
+
+    def _start_potluck(self) -> None:
+        self.potluck_writer = GroupCommitWriter(
+            self._send_tokens, id_prefix="k", what="potluck tokens"
+        )
+
+    @property
+    def _potluck_index(self) -> str:
+        return f"{self.keys.tag}:potluck"
+
+    @property
+    def _potluck_base(self) -> str:
+        return f"{self.keys.tag}:potluck:key:"
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_potluck_list(self) -> list[pl.KeyDocument]:
+        with translated(self.connection):
+            ids = await self.redis.lrange(self._potluck_index, 0, -1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key_id in ids:
+                    pipe.hgetall(self._potluck_base + key_id)
+                replies = await pipe.execute()
+        return [
+            self._assemble(key_id, fields)
+            for key_id, fields in zip(ids, replies, strict=True)
+            if fields
+        ]
+
+    @hookimpl
+    async def cfgstore_potluck_get(self, key_id: str) -> pl.KeyDocument | None:
+        with translated(self.connection):
+            fields = await self.redis.hgetall(self._potluck_base + key_id)
+        return self._assemble(key_id, fields) if fields else None
+
+    def _assemble(self, key_id: str, fields: dict[str, str]) -> pl.KeyDocument:
+        source = f"redis {self._potluck_base}{key_id}"
+        skeleton = jsjson.loads(fields.pop("@doc", "{}"), source)
+        if not isinstance(skeleton, dict):
+            raise InvalidData(source, "@doc", "must be a JSON object")
+        return pl.assemble(skeleton, fields, source)
+
+    async def _must_get(self, key_id: str) -> pl.KeyDocument:
+        key = await self.cfgstore_potluck_get(key_id)
+        if key is None:
+            raise NotFound("potluck key", pl.masked(key_id))
+        return key
+
+    # -- admin edits ----------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_potluck_create(self, key: pl.KeyDocument) -> None:
+        key_id = str(key.get("id", ""))
+        if not key_id:
+            raise InvalidData("potluck key", "$.id", "a key needs an id")
+        args: list[str] = [key_id, jsjson.dumps(key)]
+        for name, text in pl.flatten(key).items():
+            args += [name, text]
+        reply = await self._run(
+            "POTLUCK_CREATE", [self._potluck_index, self._potluck_base + key_id], args
+        )
+        if reply[0] == "exists":
+            raise AlreadyExists("potluck key", pl.masked(key_id))
+
+    @hookimpl
+    async def cfgstore_potluck_update(
+        self, key_id: str, changes: Mapping[str, JSONValue]
+    ) -> pl.KeyDocument:
+        args: list[str] = []
+        for name, value in changes.items():
+            if isinstance(value, dict | list):
+                raise InvalidData("potluck key", name, "only scalar fields can be set")
+            args += [pl.pointer([name]), pl.jsjson_scalar(value)]
+        reply = await self._run("POTLUCK_UPDATE", [self._potluck_base + key_id], args)
+        if reply[0] == "not_found":
+            raise NotFound("potluck key", pl.masked(key_id))
+        return await self._must_get(key_id)
+
+    @hookimpl
+    async def cfgstore_potluck_toggle(self, key_id: str) -> pl.KeyDocument:
+        reply = await self._run("POTLUCK_TOGGLE", [self._potluck_base + key_id], [])
+        if reply[0] == "not_found":
+            raise NotFound("potluck key", pl.masked(key_id))
+        return await self._must_get(key_id)
+
+    @hookimpl
+    async def cfgstore_potluck_apply_limit(self, daily_limit: int) -> tuple[int, int]:
+        total, changed = await self._run(
+            "POTLUCK_APPLY_LIMIT",
+            [self._potluck_index],
+            [self._potluck_base, json.dumps(daily_limit)],
+        )
+        return int(total), int(changed)
+
+    @hookimpl
+    async def cfgstore_potluck_reset(
+        self, key_id: str | None, what: Literal["today", "tokens"], today: str
+    ) -> int:
+        keys = [self._potluck_index]
+        if key_id is not None:
+            keys.append(self._potluck_base + key_id)
+        top = TODAY_POINTERS if what == "today" else TOKEN_POINTERS
+        bucket = pl.BUCKET_FIELDS if what == "today" else pl.BUCKET_TOKEN_FIELDS
+        history = pl.pointer(["usageHistory", today]) + "/" if what == "today" else ""
+        args = [self._potluck_base, what, json.dumps(today), history, len(top), *top, *bucket]
+        return int(await self._run("POTLUCK_RESET", keys, args))
+
+    @hookimpl
+    async def cfgstore_potluck_regenerate(
+        self, old_id: str, new_id: str, now_ms: int
+    ) -> pl.KeyDocument:
+        fields = {
+            "/id": json.dumps(new_id),
+            "/regeneratedAt": json.dumps(iso_ms(now_ms)),
+            "/regeneratedFrom": json.dumps(old_id[:12] + "..."),
+        }
+        args: list[str] = [old_id, new_id]
+        for name, text in fields.items():
+            args += [name, text]
+        reply = await self._run(
+            "POTLUCK_REGENERATE",
+            [self._potluck_index, self._potluck_base + old_id, self._potluck_base + new_id],
+            args,
+        )
+        if reply[0] == "not_found":
+            raise NotFound("potluck key", pl.masked(old_id))
+        if reply[0] == "exists":
+            raise AlreadyExists("potluck key", pl.masked(new_id))
+        return await self._must_get(new_id)
+
+    @hookimpl
+    async def cfgstore_potluck_delete(self, key_id: str) -> bool:
+        gone = await self._run(
+            "POTLUCK_DELETE", [self._potluck_index, self._potluck_base + key_id], [key_id]
+        )
+        return bool(int(gone))
+
+    @hookimpl
+    async def cfgstore_potluck_import(self, keys: pl.PotluckKeys) -> None:
+        await self._run("POTLUCK_CLEAR", [self._potluck_index], [self._potluck_base])
+        for key_id, key in keys.keys.items():
+            stored = {**key}
+            if stored.get("id") != key_id:
+                raise InvalidData("api-potluck-keys.json", f"$.keys.{key_id}.id", "must be the key")
+            await self.cfgstore_potluck_create(stored)
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_potluck_admit(self, key_id: str, today: str, now_ms: int) -> pl.Admission:
+        verdict, used, limit = await self._run(
+            "POTLUCK_ADMIT",
+            [self._potluck_base + key_id],
+            [json.dumps(today), json.dumps(iso_ms(now_ms)), *TODAY_POINTERS],
+        )
+        return pl.Admission(verdict, int(used), int(limit), today)
+
+    @hookimpl
+    async def cfgstore_potluck_add_tokens(self, uses: Sequence[pl.TokenUse]) -> None:
+        self.potluck_writer.submit(list(uses))
+
+    async def _send_tokens(self, uses: Sequence[pl.TokenUse], op_id: str) -> None:
+        from cfgstore.model.batch_ids import parse_batch_id
+
+        batch_id = parse_batch_id(op_id)
+        assert batch_id is not None
+        keys = [self.keys.batches]
+        index: dict[str, int] = {}
+        args: list[str | int] = [batch_id.instance, batch_id.epoch, batch_id.seq]
+        for use in uses:
+            if use.key_id not in index:
+                keys.append(self._potluck_base + use.key_id)
+                index[use.key_id] = len(keys)
+            always: list[str | int] = []
+            today_only: list[str | int] = []
+            for name, amount in pl.key_increments(use).items():
+                (today_only if name.startswith("today") else always).extend(
+                    [pl.pointer([name]), amount]
+                )
+            peaks: list[str | int] = []
+            for path in pl.history_paths(use):
+                for name, amount in pl.bucket_increments(use).items():
+                    always.extend([pl.pointer(["usageHistory", *path, name]), amount])
+                peaks += [pl.pointer(["usageHistory", *path, n]) for n in pl.BUCKET_FIELDS[5:]]
+            args += [index[use.key_id], json.dumps(use.day)]
+            args += [len(always) // 2, *always, len(today_only) // 2, *today_only]
+            args += [len(peaks), *peaks]
+        await self._run("POTLUCK_TOKENS", keys, args)
+
+    async def _close_potluck(self) -> None:
+        await self.potluck_writer.close()
+        if self.potluck_writer.batches:
+            with translated(self.connection):
+                await self.redis.hdel(self.keys.batches, self.potluck_writer.ids.instance)
