@@ -11,7 +11,8 @@ compare::
 
 :class:`StorageBackend` is every storage operation a complete chain needs (a bottom
 backend alone must implement it); a layer implements some groups and delegates the rest.
-:class:`ReplicaBackend`, :class:`KeptFilesBackend` and :class:`TrafficBackend` are optional
+:class:`ReplicaBackend`, :class:`KeptFilesBackend`, :class:`TrafficBackend` and
+:class:`PotluckBackend` are optional
 operations; :class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
 simply is not opened).
 
@@ -23,7 +24,7 @@ docstrings of the specs are the contracts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from cfgstore.model.config import MainConfig
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from cfgstore.model.login_guard import LoginAttempt, LoginGuard
     from cfgstore.model.plugin_config import PluginConfig
     from cfgstore.model.pools import ProviderNode, ProviderPools
+    from cfgstore.model.potluck import Admission, KeyDocument, PotluckKeys, TokenUse
     from cfgstore.model.records import NodeRecord
     from cfgstore.model.replica import AppliedBatch, InstanceInfo, ReplicaHead
     from cfgstore.model.sessions import UiSession
@@ -258,6 +260,40 @@ class TrafficBackend(Protocol):
     async def cfgstore_traffic_read(self, since_ms: int) -> list[TrafficCount]: ...
 
 
+class PotluckBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.potluck`."""
+
+    async def cfgstore_potluck_list(self) -> list[KeyDocument]: ...
+
+    async def cfgstore_potluck_get(self, key_id: str) -> KeyDocument | None: ...
+
+    async def cfgstore_potluck_create(self, key: KeyDocument) -> None: ...
+
+    async def cfgstore_potluck_update(
+        self, key_id: str, changes: Mapping[str, JSONValue]
+    ) -> KeyDocument: ...
+
+    async def cfgstore_potluck_toggle(self, key_id: str) -> KeyDocument: ...
+
+    async def cfgstore_potluck_apply_limit(self, daily_limit: int) -> tuple[int, int]: ...
+
+    async def cfgstore_potluck_reset(
+        self, key_id: str | None, what: Literal["today", "tokens"], today: str
+    ) -> int: ...
+
+    async def cfgstore_potluck_regenerate(
+        self, old_id: str, new_id: str, now_ms: int
+    ) -> KeyDocument: ...
+
+    async def cfgstore_potluck_delete(self, key_id: str) -> bool: ...
+
+    async def cfgstore_potluck_admit(self, key_id: str, today: str, now_ms: int) -> Admission: ...
+
+    async def cfgstore_potluck_add_tokens(self, uses: Sequence[TokenUse]) -> None: ...
+
+    async def cfgstore_potluck_import(self, keys: PotluckKeys) -> None: ...
+
+
 class LifecycleBackend(Protocol):
     """The operations of :mod:`cfgstore.hookspecs.lifecycle`."""
 
@@ -302,6 +338,7 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.replica": ReplicaBackend,
     "cfgstore.hookspecs.kept_files": KeptFilesBackend,
     "cfgstore.hookspecs.traffic": TrafficBackend,
+    "cfgstore.hookspecs.potluck": PotluckBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }
 """The protocol of each hookspec module (``cfgstore_register_backends`` of the lifecycle

@@ -29,7 +29,6 @@ COMMANDS = (
     "hget",
     "hmget",
     "hset",
-    "hsetnx",  # api-potluck history buckets: a peak field starts at 0
     "hgetall",
     "hdel",
     "hexists",

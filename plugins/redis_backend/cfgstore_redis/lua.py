@@ -1074,7 +1074,8 @@ return {'ok', used + 1, limit}
 # Token uses, exactly once per batch id. KEYS: [1] batch marks hash, then key hashes.
 # ARGV: instance, epoch, seq, then per use: key index (into KEYS), day (JSON text),
 # field count and field/increment pairs (always), field count and pairs (only while the
-# key's lastResetDate is the day), field count and fields set to 0 when absent (peaks). Uses of absent keys are dropped. Replies {'ok'}/{'dup'}.
+# key's lastResetDate is the day), field count and fields set to 0 when absent (peaks).
+# Uses of absent keys are dropped. Replies {'ok'}/{'dup'}.
 POTLUCK_TOKENS = (
     SHEBANG
     + MARKS_PRELUDE
@@ -1109,7 +1110,9 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i])
   i = i + 1
   for _ = 1, n do
-    if exists then redis.call('HSETNX', key, ARGV[i], '0') end
+    if exists and redis.call('HEXISTS', key, ARGV[i]) == 0 then
+      redis.call('HSET', key, ARGV[i], '0')
+    end
     i = i + 1
   end
 end
