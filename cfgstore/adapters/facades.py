@@ -584,5 +584,13 @@ class Potluck(_Facade):
         if uses:
             await self._op("cfgstore_potluck_add_tokens", uses=uses)
 
+    async def stored(self) -> pl.PotluckKeys | None:
+        """Every key exactly as stored (no day rolled over), for migrate and export;
+        ``None`` when the chain keeps no keys or holds none."""
+        if not self.available:
+            return None
+        keys: builtins.list[pl.KeyDocument] = await self._call("cfgstore_potluck_list")
+        return pl.PotluckKeys({str(k.get("id", "")): k for k in keys}) if keys else None
+
     async def import_keys(self, keys: pl.PotluckKeys) -> None:
         await self._op("cfgstore_potluck_import", keys=keys)

@@ -47,6 +47,7 @@ from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.pools import pools_to_json
+from cfgstore.model.potluck import keys_to_bytes
 from cfgstore.model.versions import ABSENT_VERSION
 
 SESSIONS_NOTE = (
@@ -174,6 +175,8 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
         plan.files[prompt_path] = snapshot.system_prompt.encode("utf-8")
     if snapshot.usage_cache is not None:
         plan.files[configs / "usage-cache.json"] = jsjson.dump_bytes(snapshot.usage_cache.to_json())
+    if snapshot.potluck is not None:
+        plan.files[configs / "api-potluck-keys.json"] = keys_to_bytes(snapshot.potluck)
     plan.files[configs / "token-store.json"] = jsjson.dump_bytes({"tokens": {}})
     return plan
 

@@ -24,6 +24,7 @@ from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.names import check_pools, check_type_names
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderPools
+from cfgstore.model.potluck import PotluckKeys, keys_from_bytes
 from cfgstore.model.sessions import UiSession, sessions_from_json
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.usage_cache import UsageCache
@@ -47,6 +48,9 @@ class Snapshot:
     sessions: dict[str, UiSession] = attrs.Factory(dict)
     kept: dict[str, bytes] = attrs.Factory(dict)
     """Files kept as bytes (:mod:`cfgstore.cli.kept_files`): relative path → bytes."""
+    potluck: PotluckKeys | None = None
+    """The api-potluck keys (``configs/api-potluck-keys.json``), ``None`` when there are
+    none or the file holds what the entity cannot (then it is a kept file)."""
 
     def credential_files(self) -> list[Credential]:
         """The credentials once per token file (nodes naming one file share one
@@ -103,6 +107,7 @@ async def read_store(store: Store, label: str = "reading") -> Snapshot:
         password=await store.password.get_stored(),
         usage_cache=await store.usage_cache.get(),
         kept=await store.kept_files.get(),
+        potluck=await store.potluck.stored(),
     )
 
 
@@ -156,6 +161,7 @@ async def read_folder(
             usage_cache=await store.usage_cache.get() if "usage-cache" in include else None,
         )
     _check_storable(snapshot, configs, cwd)
+    snapshot.potluck = await asyncio.to_thread(_potluck_keys, configs / POTLUCK_FILE)
     if "sessions" in include:
         snapshot.sessions = _live_sessions(configs / "token-store.json")
     root = cwd or configs.parent
@@ -163,6 +169,26 @@ async def read_folder(
     if "sessions" not in include and (configs / "token-store.json").exists():
         report.not_migrated = [f"token-store.json ({SESSIONS_REASON})"]
     return snapshot, report
+
+
+POTLUCK_FILE = "api-potluck-keys.json"
+
+
+def _potluck_keys(path: Path) -> PotluckKeys | None:
+    """The keys of an api-potluck file the entity holds as they are (a ``keys`` object
+    first and alone); ``None`` when absent, empty or holding more (it is kept as bytes).
+    Blocking."""
+    from cfgstore.fileio import read_bytes
+
+    raw = read_bytes(path)
+    if raw is None:
+        return None
+    keys = keys_from_bytes(raw, str(path))
+    if not keys.keys or keys.extra or not keys.keys_first:
+        return None
+    if any(k.get("id") != key_id for key_id, k in keys.keys.items()):
+        return None
+    return keys
 
 
 def _check_storable(snapshot: Snapshot, configs: Path, cwd: Path | None) -> None:

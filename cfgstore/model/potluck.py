@@ -79,6 +79,11 @@ def beijing_date(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(BEIJING).strftime("%Y-%m-%d")
 
 
+def parse_day_ms(day: str) -> int:
+    """Epoch ms of the start of Beijing date ``day`` (``YYYY-MM-DD``)."""
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=BEIJING).timestamp() * 1000)
+
+
 def new_key_id() -> str:
     """``maki_`` + 32 lowercase hex digits (16 random bytes)."""
     return KEY_PREFIX + secrets.token_hex(16)

@@ -190,7 +190,8 @@ class PotluckOps(RedisParts):
             [self._potluck_base + key_id],
             [json.dumps(today), json.dumps(iso_ms(now_ms)), *TODAY_POINTERS],
         )
-        return pl.Admission(verdict, int(used), int(limit), today)
+        counted_day = today if verdict in ("ok", "quota_exceeded") else ""
+        return pl.Admission(verdict, int(used), int(limit), counted_day)
 
     @hookimpl
     async def cfgstore_potluck_add_tokens(self, uses: Sequence[pl.TokenUse]) -> None:
