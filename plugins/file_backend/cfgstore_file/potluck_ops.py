@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from cfgstore import hookimpl
-from cfgstore.errors import AlreadyExists, NotFound
+from cfgstore.errors import AlreadyExists, CfgStoreError, NotFound
 from cfgstore.model import jsjson
 from cfgstore.model import potluck as pl
 from cfgstore.model.jsjson import JSONValue
@@ -27,6 +28,8 @@ from cfgstore_file.atomic import LockDir, Signature, atomic_write, read_bytes, s
 from cfgstore_file.coalescer import CoalescingWriter
 
 FILE_NAME = "api-potluck-keys.json"
+
+log = logging.getLogger("cfgstore.file.potluck")
 
 T = TypeVar("T")
 Change = Callable[[pl.PotluckKeys], Any]
@@ -45,25 +48,41 @@ class PotluckFile:
         self.pending: list[Change] = []
         self.seen: Signature | None = None
         self._io = asyncio.Lock()
+        self.problem: Exception | None = None
+        """Why the file could not be read at start (operations raise it)."""
 
     async def load(self) -> None:
+        """Read the file. One that cannot be read (malformed, a folder) does not stop the
+        store: the api-potluck operations raise its error until it is fixed (the plugin
+        is optional; the Node service starts with no keys then)."""
         async with self._io:
-            data, sig = await asyncio.to_thread(self._read_sync)
+            try:
+                data, sig = await asyncio.to_thread(self._read_sync)
+            except (CfgStoreError, OSError) as exc:
+                log.error("api-potluck keys not loaded: %s", exc)
+                self.problem = exc
+                return
             self._confirm(data, sig)
+
+    def check(self) -> None:
+        if self.problem is not None:
+            raise self.problem
 
     async def reload_if_changed(self) -> bool:
         if self._io.locked() or await asyncio.to_thread(signature, self.path) == self.seen:
             return False
         async with self._io:
             data, sig = await asyncio.to_thread(self._read_sync)
-            if sig == self.seen:
+            if sig == self.seen and self.problem is None:
                 return False
+            self.problem = None
             self._confirm(data, sig)
             return True
 
     def change(self, now: Callable[[pl.PotluckKeys], T], replay: Change | None = None) -> T:
         """Apply ``now`` to the copy (raising changes nothing) and queue ``replay`` (default
         ``now``) for the next write."""
+        self.check()
         result = now(self.view)
         self.pending.append(replay or now)
         return result
@@ -135,10 +154,12 @@ class PotluckOps:
 
     @hookimpl
     async def cfgstore_potluck_list(self) -> list[pl.KeyDocument]:
+        self.potluck_file.check()
         return [_copy(k) for k in self.potluck_file.view.keys.values()]
 
     @hookimpl
     async def cfgstore_potluck_get(self, key_id: str) -> pl.KeyDocument | None:
+        self.potluck_file.check()
         key = self.potluck_file.view.keys.get(key_id)
         return None if key is None else _copy(key)
 
@@ -257,6 +278,7 @@ class PotluckOps:
                 pl.count_admission(key, today, now_ms)
 
         file = self.potluck_file
+        file.check()
         admission = admit(file.view)
         if admission.admitted:
             file.pending.append(count)
