@@ -33,6 +33,7 @@ from cfgstore_gateway.plugin_api import (
 )
 from tests.gateway.conftest import WAIT_S, scaled, serving
 from tests.gateway.redis_instances import Namespace, seeded_namespace
+from tests.support.redis_server import RedisServerProcess
 
 BEFORE_MIDNIGHT = 1_767_196_799_000  # 2025-12-31T23:59:59 Beijing (15:59:59 UTC)
 MIDNIGHT = BEFORE_MIDNIGHT + 1_000  # 2026-01-01 in Beijing
@@ -324,3 +325,34 @@ async def test_unlimited_keys_are_counted(
     assert all(isinstance(a, Admit) for a in answers)
     stored = await one.store.potluck.get(key["id"], one.clock())
     assert stored is not None and stored["todayUsage"] == 20
+
+
+async def test_an_outage_refuses_potluck_keys_and_counts_nothing(
+    aof_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    """With Redis gone the limit is unknown: ``maki_`` keys are refused (503), never
+    admitted on a guess; tokens of requests finished before wait and land once after."""
+    namespace = await seeded_namespace(aof_server.url, tmp_path, "plo")
+    clock = Clock(BEFORE_MIDNIGHT - 60_000)
+    async with AsyncExitStack() as stack:
+        plugins = []
+        for name in ("a", "b"):
+            store = await stack.enter_async_context(Store.open(namespace.instance_settings(name)))
+            plugin = PotluckPlugin(clock)
+            await plugin.start(PluginContext(store, store.instance_id, lambda: True))
+            plugins.append(plugin)
+        one, two = plugins
+        key = await one.store.potluck.create("outage", 5, now=clock())
+        admitted = await one.admit(call(key["id"]))
+        assert isinstance(admitted, Admit)
+        await aof_server.astop()
+        for plugin in (one, two, one):
+            refused = await asyncio.wait_for(plugin.admit(call(key["id"])), WAIT_S)
+            assert isinstance(refused, Refuse)
+            assert (refused.status, refused.code) == (503, "storage_unavailable")
+        await one.finished(outcome(admitted, TokenUsage(7, 3)))  # queued, not lost
+        await aof_server.arestart()
+    async with Store.open(namespace.redis_settings()) as direct:
+        stored = await direct.potluck.get(key["id"], clock())
+    assert stored is not None
+    assert (stored["todayUsage"], stored["totalUsage"], stored["totalTokens"]) == (1, 1, 10)
