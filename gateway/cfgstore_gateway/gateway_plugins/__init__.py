@@ -1,2 +1,2 @@
-"""Gateway plugins shipped with the gateway (``plugin_api``), one module each, each
-registered by its own entry point."""
+"""The gateway plugins shipped with the gateway (:mod:`cfgstore_gateway.plugin_api`), each
+registered through the ``cfgstore_gateway_plugins`` hook from its own entry point."""

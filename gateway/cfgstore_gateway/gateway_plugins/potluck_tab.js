@@ -1,10 +1,10 @@
 // The api-potluck console tab: every key with today's usage against its limit.
 export async function render(element, api) {
-  const reply = await api("/api/potluck/keys");
-  const body = await reply.json();
-  element.replaceChildren();
-  if (!body.success) {
-    element.textContent = (body.error && body.error.message) || "unavailable";
+  let data;
+  try {
+    data = (await api("/api/potluck/keys")).data;
+  } catch (error) {
+    element.textContent = `API Potluck unavailable: ${error.message || error}`;
     return;
   }
   const table = document.createElement("table");
@@ -15,15 +15,15 @@ export async function render(element, api) {
     head.appendChild(cell);
   }
   const rows = table.createTBody();
-  for (const key of body.data.keys) {
+  for (const key of data.keys) {
     const row = rows.insertRow();
     const values = [key.name, key.maskedKey, key.enabled ? "yes" : "no", key.todayUsage,
       key.dailyLimit || "∞", key.totalUsage, key.totalTokens || 0, key.lastUsedAt || "—"];
     for (const value of values) row.insertCell().textContent = String(value);
   }
-  const stats = body.data.stats;
+  const stats = data.stats;
   const summary = document.createElement("p");
   summary.textContent = `${stats.totalKeys} keys (${stats.enabledKeys} enabled), ` +
     `${stats.todayTotalUsage} requests today, ${stats.totalUsage} in total`;
-  element.append(summary, table);
+  element.replaceChildren(summary, table);
 }
