@@ -147,10 +147,29 @@ class TokenUse:
     completion: int = 0
     cached: int = 0
     day: str = ""
+    qps: float = 0
+    rpm: float = 0
+    tps: float = 0
+    """The key's rates when the request finished (the caller's sliding window): the
+    stored peaks (``maxQps``… of the key and of its buckets) rise to them."""
 
     @property
     def total(self) -> int:
         return self.prompt + self.completion
+
+    def peaks(self) -> dict[str, float]:
+        return {"maxQps": self.qps, "maxRpm": self.rpm, "maxTps": self.tps}
+
+
+def raise_peak(node: dict[str, JSONValue], name: str, value: float, create: bool) -> None:
+    """``node[name] = max(node[name], value)``; an absent peak is added when ``create`` or
+    ``value`` is above 0."""
+    current = node.get(name)
+    if name not in node:
+        if create or value > 0:
+            node[name] = value
+    elif not isinstance(current, int | float) or isinstance(current, bool) or current < value:
+        node[name] = value
 
 
 def as_int(value: JSONValue) -> int:
@@ -241,10 +260,14 @@ def add_tokens(doc: KeyDocument, use: TokenUse) -> None:
     history = doc.get("usageHistory")
     if not isinstance(history, dict):
         history = doc["usageHistory"] = {}
+    for name, value in use.peaks().items():
+        raise_peak(doc, name, value, create=False)
     for path in history_paths(use):
         bucket = _bucket_at(history, path)
         for name, amount in bucket_increments(use).items():
             bucket[name] = as_int(bucket.get(name)) + amount
+        for name, value in use.peaks().items():
+            raise_peak(bucket, name, value, create=True)
     trim_history(history)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
+import attrs
 import pytest
 
 from cfgstore.adapters import Store
@@ -147,12 +148,26 @@ async def test_tokens_history_and_resets(store: Store) -> None:
             "maxRpm": 0,
             "maxTps": 0,
         }
+    with rule("cfgstore_potluck_add_tokens", "peaks of the key and its buckets only rise"):
+        fast = attrs.evolve(use(kid, "2026-01-01"), qps=0.5, rpm=30, tps=12.5)
+        slow = attrs.evolve(use(kid, "2026-01-01"), qps=0.25, rpm=15, tps=2)
+        await potluck.add_tokens([fast])
+        await potluck.add_tokens([slow])
+        await store.flush()
+        key = await potluck.get(kid, T0)
+        assert key is not None
+        assert (key["maxQps"], key["maxRpm"], key["maxTps"]) == (0.5, 30, 12.5)
+        bucket = key["usageHistory"]["2026-01-01"]["models"]["gpt-4o"]
+        assert (bucket["maxQps"], bucket["maxTps"], bucket["requestCount"]) == (0.5, 12.5, 3)
+        assert key["usageHistory"]["2026-01-01"]["models"]["o1"]["maxQps"] == 0
+        key_before_reset = key
     with rule("cfgstore_potluck_reset", "tokens: zeroed, request counts kept"):
         assert await potluck.reset_tokens(kid) == 1
         key = await potluck.get(kid, T0)
         assert key is not None
-        assert key["totalTokens"] == 0 and key["totalUsage"] == 1
-        assert key["usageHistory"]["2026-01-01"]["summary"]["requestCount"] == 2
+        assert key["totalTokens"] == 0 and key["totalUsage"] == 1 and key["maxTps"] == 0
+        assert key["usageHistory"]["2026-01-01"]["summary"]["requestCount"] == 4
+        assert key_before_reset["usageHistory"]["2026-01-01"]["summary"]["requestCount"] == 4
         assert key["usageHistory"]["2026-01-01"]["models"]["o1"]["totalTokens"] == 0
     with rule("cfgstore_potluck_reset", "today: today's counters and bucket zeroed"):
         assert await potluck.reset_today(kid, T0) is True

@@ -25,6 +25,8 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from cfgstore.adapters import Store
 from cfgstore.errors import CfgStoreError, StorageUnavailable
 from cfgstore.hookspecs import hookimpl
@@ -161,6 +163,8 @@ class PotluckPlugin:
             day=day if isinstance(day, str) and day else pl.beijing_date(now),
         )
         self.rates.note(key_id, use.total, now)
+        qps, rpm, tps = self.rates.of(key_id, now)
+        use = attrs.evolve(use, qps=qps, rpm=rpm, tps=tps)
         try:
             await self.store.potluck.add_tokens([use])
         except CfgStoreError as exc:

@@ -1074,7 +1074,8 @@ return {'ok', used + 1, limit}
 # Token uses, exactly once per batch id. KEYS: [1] batch marks hash, then key hashes.
 # ARGV: instance, epoch, seq, then per use: key index (into KEYS), day (JSON text),
 # field count and field/increment pairs (always), field count and pairs (only while the
-# key's lastResetDate is the day), field count and fields set to 0 when absent (peaks).
+# key's lastResetDate is the day), then peaks: field count and field/value pairs raised to
+# the value (the key's: added when absent only above 0; the buckets': added when absent).
 # Uses of absent keys are dropped. Replies {'ok'}/{'dup'}.
 POTLUCK_TOKENS = (
     SHEBANG
@@ -1107,13 +1108,22 @@ while i <= #ARGV do
       i = i + 2
     end
   end
-  local n = tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, n do
-    if exists and redis.call('HEXISTS', key, ARGV[i]) == 0 then
-      redis.call('HSET', key, ARGV[i], '0')
-    end
+  for pass = 1, 2 do
+    local n = tonumber(ARGV[i])
     i = i + 1
+    for _ = 1, n do
+      if exists then
+        local current = redis.call('HGET', key, ARGV[i])
+        local value = tonumber(ARGV[i + 1])
+        if current then
+          local number = tonumber(current)
+          if not number or number < value then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+        elseif pass == 2 or value > 0 then
+          redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+        end
+      end
+      i = i + 2
+    end
   end
 end
 return {'ok'}

@@ -215,14 +215,19 @@ class PotluckOps(RedisParts):
                 (today_only if name.startswith("today") else always).extend(
                     [pl.pointer([name]), amount]
                 )
-            peaks: list[str | int] = []
+            key_peaks: list[str | int] = []
+            bucket_peaks: list[str | int] = []
+            for name, value in use.peaks().items():
+                key_peaks += [pl.pointer([name]), pl.jsjson_scalar(value)]
             for path in pl.history_paths(use):
                 for name, amount in pl.bucket_increments(use).items():
                     always.extend([pl.pointer(["usageHistory", *path, name]), amount])
-                peaks += [pl.pointer(["usageHistory", *path, n]) for n in pl.BUCKET_FIELDS[5:]]
+                for name, value in use.peaks().items():
+                    field = pl.pointer(["usageHistory", *path, name])
+                    bucket_peaks += [field, pl.jsjson_scalar(value)]
             args += [index[use.key_id], json.dumps(use.day)]
             args += [len(always) // 2, *always, len(today_only) // 2, *today_only]
-            args += [len(peaks), *peaks]
+            args += [len(key_peaks) // 2, *key_peaks, len(bucket_peaks) // 2, *bucket_peaks]
         await self._run("POTLUCK_TOKENS", keys, args)
 
     async def _close_potluck(self) -> None:
