@@ -230,3 +230,16 @@ async def test_concurrent_admissions_never_pass_the_limit(deployment: Deployment
             await two.flush()
             key = await two.potluck.get(kid, T0 + requests)
             assert key is not None and key["todayUsage"] == limit and key["totalUsage"] == limit
+
+
+async def test_history_keeps_the_newest_days(store: Store) -> None:
+    needs_potluck_store(store)
+    kid = (await store.potluck.create("long", 0, now=T0))["id"]
+    days = [pl.beijing_date(T0 + n * DAY) for n in range(pl.HISTORY_DAYS + 2)]
+    with rule("cfgstore_potluck_add_tokens", "history keeps the newest 100 dates"):
+        await store.potluck.add_tokens([use(kid, day) for day in days])
+        await store.flush()
+        key = await store.potluck.get(kid, T0)
+        assert key is not None
+        assert sorted(key["usageHistory"]) == days[2:]
+        assert key["totalPromptTokens"] == 10 * len(days)

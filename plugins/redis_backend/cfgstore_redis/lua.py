@@ -1072,7 +1072,8 @@ return {'ok', used + 1, limit}
 )
 
 # Token uses, exactly once per batch id. KEYS: [1] batch marks hash, then key hashes.
-# ARGV: instance, epoch, seq, then per use: key index (into KEYS), day (JSON text),
+# ARGV: instance, epoch, seq, history days kept (a use opening a new day drops the
+# oldest past it), then per use: key index (into KEYS), day (JSON text),
 # field count and field/increment pairs (always), field count and pairs (only while the
 # key's lastResetDate is the day), then peaks: field count and field/value pairs raised to
 # the value (the key's: added when absent only above 0; the buckets': added when absent).
@@ -1091,12 +1092,32 @@ end
 if tonumber(ARGV[3]) <= current then return {'dup'} end
 kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
 redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
-local i = 4
+local keep_days = tonumber(ARGV[4])
+local function trim_history(key)
+  local all = redis.call('HGETALL', key)
+  local dates, seen = {}, {}
+  for j = 1, #all, 2 do
+    local d = string.match(all[j], '^/usageHistory/([^/]+)')
+    if d and not seen[d] then seen[d] = true; dates[#dates + 1] = d end
+  end
+  if #dates <= keep_days then return end
+  table.sort(dates)
+  local drop = {}
+  for j = 1, #dates - keep_days do drop[dates[j]] = true end
+  for j = 1, #all, 2 do
+    local d = string.match(all[j], '^/usageHistory/([^/]+)')
+    if d and drop[d] then redis.call('HDEL', key, all[j]) end
+  end
+end
+local i = 5
 while i <= #ARGV do
   local key = KEYS[tonumber(ARGV[i])]
   local day = ARGV[i + 1]
   local exists = redis.call('HEXISTS', key, '@doc') == 1
   local same_day = exists and redis.call('HGET', key, '/lastResetDate') == day
+  local history = '/usageHistory/' .. string.sub(day, 2, -2)
+  local new_day = exists and redis.call('HEXISTS', key, history .. '/summary/requestCount') == 0
+    and redis.call('HEXISTS', key, history .. '/summary') == 0
   i = i + 2
   for pass = 1, 2 do
     local n = tonumber(ARGV[i])
@@ -1125,6 +1146,7 @@ while i <= #ARGV do
       i = i + 2
     end
   end
+  if new_day then trim_history(key) end
 end
 return {'ok'}
 """

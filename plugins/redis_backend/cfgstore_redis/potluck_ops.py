@@ -8,8 +8,8 @@ An admission is one script (``POTLUCK_ADMIT``): check and count are atomic acros
 instance, so no more than ``dailyLimit`` are admitted per Beijing day. Token counts queue
 in a group-commit writer of their own (ids ``k…``), one script per batch, exactly once per
 batch id: through an outage the batch in hand is re-sent under its id, uses arriving
-meanwhile wait in memory (not journaled). History dates older than the newest 100 are
-dropped when read, not deleted.
+meanwhile wait in memory (not journaled). A use that opens a new history day deletes the
+dates past the newest 100 (the file's rule).
 """
 
 from __future__ import annotations
@@ -204,7 +204,12 @@ class PotluckOps(RedisParts):
         assert batch_id is not None
         keys = [self.keys.batches]
         index: dict[str, int] = {}
-        args: list[str | int] = [batch_id.instance, batch_id.epoch, batch_id.seq]
+        args: list[str | int] = [
+            batch_id.instance,
+            batch_id.epoch,
+            batch_id.seq,
+            pl.HISTORY_DAYS,
+        ]
         for use in uses:
             if use.key_id not in index:
                 keys.append(self._potluck_base + use.key_id)
