@@ -137,6 +137,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, PotluckOps):
     @hookimpl
     async def cfgstore_close(self) -> None:
         try:
+            await self.admissions.close()
             try:
                 async with asyncio.timeout(self.settings.redis_socket_timeout_ms / 1000 * 3):
                     await self._close_traffic()

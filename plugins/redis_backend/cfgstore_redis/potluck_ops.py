@@ -5,7 +5,11 @@ skeleton (field order, arrays), and every scalar a field named by its JSON point
 text. Counters change by ``HINCRBY`` only, never by rewriting JSON.
 
 An admission is one script (``POTLUCK_ADMIT``): check and count are atomic across every
-instance, so no more than ``dailyLimit`` are admitted per Beijing day. Token counts queue
+instance, so no more than ``dailyLimit`` are admitted per Beijing day. Concurrent
+admissions share a round trip (:class:`Admissions`: what is pending goes as one pipeline
+of script calls, each atomic on its own, the next as soon as it returns), so a burst
+needs one connection, not one per request; a failed round trip fails its callers (their
+requests are refused) and is never re-sent. Token counts queue
 in a group-commit writer of their own (ids ``k…``), one script per batch, exactly once per
 batch id: through an outage the batch in hand is re-sent under its id, uses arriving
 meanwhile wait in memory (not journaled). A use that opens a new history day deletes the
@@ -14,12 +18,14 @@ dates past the newest 100 (the file's rule).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
 
 from cfgstore import hookimpl
-from cfgstore.errors import AlreadyExists, InvalidData, NotFound
+from cfgstore.errors import AlreadyExists, InvalidData, NotFound, StorageUnavailable
 from cfgstore.model import jsjson
 from cfgstore.model import potluck as pl
 from cfgstore.model.jsjson import JSONValue
@@ -32,13 +38,71 @@ TODAY_POINTERS = [pl.pointer([name]) for name in pl.TODAY_FIELDS]
 TOKEN_POINTERS = [pl.pointer([name]) for name in pl.TOKEN_FIELDS]
 
 
+AdmitCall = tuple[list[str], list[str]]
+
+
+class Admissions:
+    """Pending admissions sent together: callers wait for their own reply."""
+
+    def __init__(self, send: Callable[[list[AdmitCall]], Awaitable[list[Any]]]) -> None:
+        self._send = send
+        self._pending: list[tuple[AdmitCall, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def call(self, call: AdmitCall) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((call, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(StorageUnavailable("the store is closing"))
+        self._pending = []
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    replies = await self._send([call for call, _ in batch])
+                except asyncio.CancelledError:
+                    self._pending = batch + self._pending
+                    raise
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), reply in zip(batch, replies, strict=True):
+                    if not future.done():
+                        future.set_result(reply)
+
+
 class PotluckOps(RedisParts):
     potluck_writer: GroupCommitWriter[pl.TokenUse]
+    admissions: Admissions
 
     def _start_potluck(self) -> None:
         self.potluck_writer = GroupCommitWriter(
             self._send_tokens, id_prefix="k", what="potluck tokens"
         )
+        self.admissions = Admissions(self._send_admissions)
+
+    async def _send_admissions(self, calls: list[AdmitCall]) -> list[Any]:
+        if len(calls) == 1:
+            return [await self._run("POTLUCK_ADMIT", *calls[0])]
+        return await self._run_many("POTLUCK_ADMIT", calls)
 
     @property
     def _potluck_index(self) -> str:
@@ -185,10 +249,11 @@ class PotluckOps(RedisParts):
 
     @hookimpl
     async def cfgstore_potluck_admit(self, key_id: str, today: str, now_ms: int) -> pl.Admission:
-        verdict, used, limit = await self._run(
-            "POTLUCK_ADMIT",
-            [self._potluck_base + key_id],
-            [json.dumps(today), json.dumps(iso_ms(now_ms)), *TODAY_POINTERS],
+        verdict, used, limit = await self.admissions.call(
+            (
+                [self._potluck_base + key_id],
+                [json.dumps(today), json.dumps(iso_ms(now_ms)), *TODAY_POINTERS],
+            )
         )
         counted_day = today if verdict in ("ok", "quota_exceeded") else ""
         return pl.Admission(verdict, int(used), int(limit), counted_day)
