@@ -488,7 +488,8 @@ class Potluck(_Facade):
 
     def __init__(self, ops: Operations) -> None:
         super().__init__(ops)
-        self.available = "cfgstore_potluck_admit" in ops
+        # A layer may pass admissions through; the keys need a backend that creates them.
+        self.available = "cfgstore_potluck_create" in ops
 
     async def _op(self, operation: str, /, **kwargs: Any) -> Any:
         if not self.available:

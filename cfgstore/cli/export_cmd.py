@@ -41,7 +41,7 @@ from cfgstore.cli.kept_files import equivalent, safe_key
 from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.cli.readiness import Readiness
 from cfgstore.cli.relocation import Moved
-from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
+from cfgstore.cli.snapshot import Snapshot, potluck_as_kept, read_folder, read_store
 from cfgstore.fileio import atomic_write, make_private_dirs
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of
@@ -344,4 +344,6 @@ async def read_back(root: Path, snapshot: Snapshot) -> list[str]:
     and the snapshot it was written from (``verify``'s comparison, both ways)."""
     include = frozenset({"usage-cache"}) if snapshot.usage_cache is not None else frozenset()
     files, _ = await read_folder(root / "configs", root, include, strict=False)
+    if snapshot.potluck is None:  # a store keeping no keys kept their file as bytes
+        files = potluck_as_kept(files)
     return differences(files, snapshot, complete=True)

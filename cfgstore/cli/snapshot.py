@@ -24,7 +24,7 @@ from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.names import check_pools, check_type_names
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderPools
-from cfgstore.model.potluck import PotluckKeys, keys_from_bytes
+from cfgstore.model.potluck import PotluckKeys, keys_from_bytes, keys_to_bytes
 from cfgstore.model.sessions import UiSession, sessions_from_json
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.usage_cache import UsageCache
@@ -189,6 +189,23 @@ def _potluck_keys(path: Path) -> PotluckKeys | None:
     if any(k.get("id") != key_id for key_id, k in keys.keys.items()):
         return None
     return keys
+
+
+def for_store(files: Snapshot, store: Store) -> Snapshot:
+    """``files`` as ``store`` can hold it: a chain keeping no api-potluck keys keeps their
+    file as bytes instead (the original ones when they were kept)."""
+    if store.potluck.available:
+        return files
+    return potluck_as_kept(files)
+
+
+def potluck_as_kept(files: Snapshot) -> Snapshot:
+    """``files`` with its api-potluck keys as a kept file (the bytes the folder holds)."""
+    if files.potluck is None:
+        return files
+    key = f"configs/{POTLUCK_FILE}"
+    kept = {**files.kept, key: files.kept.get(key, keys_to_bytes(files.potluck))}
+    return attrs.evolve(files, potluck=None, kept=kept)
 
 
 def _check_storable(snapshot: Snapshot, configs: Path, cwd: Path | None) -> None:
