@@ -17,6 +17,12 @@ Serves every provider type whose calls can go to an upstream speaking OpenAI's
 ``forward-api`` (any protocol, forwarded as it is) have adapters of their own
 (:mod:`cfgstore_gateway.adapters.vendor_api`).
 
+``gemini-cli-oauth`` and ``gemini-antigravity`` are no longer served here: their own
+adapters speak Google Code Assist (:mod:`cfgstore_gateway.adapters.gemini_cli`,
+:mod:`cfgstore_gateway.adapters.antigravity`), ``GEMINI_BASE_URL`` and
+``ANTIGRAVITY_BASE_URL`` being Code Assist base URLs as in the Node service; the Gemini
+mentions below no longer apply to them.
+
 ``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
 with a cookie session, never an OpenAI-compatible endpoint.
 
@@ -119,8 +125,6 @@ PROFILES: dict[str, TypeProfile] = {
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
     "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
-    "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
-    "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
     "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None, pass_through=True),
 }
 """The types this adapter serves (suffixed variants included) and their keys."""

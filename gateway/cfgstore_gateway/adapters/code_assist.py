@@ -1,0 +1,775 @@
+"""Google Code Assist (``v1internal``): what ``gemini-cli-oauth`` and ``gemini-antigravity``
+share (:mod:`~cfgstore_gateway.adapters.gemini_cli`, :mod:`~cfgstore_gateway.adapters.antigravity`).
+
+Every call is ``POST <base>/v1internal:<method>`` with the account's OAuth bearer token
+(the credential's ``access_token``, refreshed by the gateway; a 401 answer makes the gateway
+refresh and call again). A generation wraps the Gemini ``generateContent`` request in an
+envelope, ``{"model", "project", "request": {...}}`` (plus what a type adds), and the answer,
+whole or each ``data:`` event of ``streamGenerateContent?alt=sse``, comes wrapped as
+``{"response": {...}}``. :class:`UnwrappedReply` gives the gateway plain Gemini JSON or
+Gemini SSE, unwrapped as the bytes arrive (events cut anywhere are reassembled), keeping
+only ``candidates``, ``usageMetadata``, ``promptFeedback`` and
+``automaticFunctionCallingHistory`` as the Node service does.
+
+Errors (§3.0): an error answer is read whole and handed on as it came. When it says the
+account's quota is spent until some time (``error.details[].retryDelay``,
+``details[].metadata.quotaResetDelay`` or ``quotaResetTimeStamp``, a top-level
+``retryDelay``, "… after N s" in the message, or a ``Retry-After`` header on a 429 or
+``RESOURCE_EXHAUSTED``), the reply carries ``quota_reset_ms`` and the gateway cools the node
+down until then.
+
+**Project discovery** (:class:`ProjectDirectory`): a node's project is its ``PROJECT_ID``
+(node key, else ``config.json``). Without one, ``loadCodeAssist`` names it, or, for an
+account that has none yet, ``onboardUser`` creates it (a long-running operation polled
+every :data:`ONBOARD_POLL_S` until ``done``, at most :data:`ONBOARD_POLLS` times). The
+project found is written to the node (``PROJECT_ID``, through the store's
+``update_node``), so every gateway instance sharing the store reuses it instead of
+discovering it again; within one instance concurrent requests of a node share one
+discovery (single flight), and the result is remembered until the node's own value shows
+up. The tier and account e-mail that ``loadCodeAssist`` reports are kept in memory only
+(as in the Node service) for :func:`usage_document`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+import attrs
+
+from cfgstore.adapters.facades import Pools
+from cfgstore.errors import CfgStoreError
+from cfgstore.model.config import MainConfig
+from cfgstore.model.credentials import Credential
+from cfgstore.model.pools import ProviderNode
+from cfgstore_gateway.adapters import (
+    ModelsCall,
+    UpstreamCall,
+    UpstreamReply,
+    UpstreamUnavailable,
+)
+from cfgstore_gateway.adapters.openai_compat import (
+    describe_error,
+    effective_setting,
+    proxy_for,
+    setting_text,
+)
+from cfgstore_gateway.protocols.sse import SseParser, frame
+
+log = logging.getLogger("cfgstore_gateway.code_assist")
+
+VERSION = "v1internal"
+PROJECT_KEY = "PROJECT_ID"
+ONBOARD_POLL_S = 2.0
+"""Pause between two ``onboardUser`` polls (the Node service's 2 s)."""
+ONBOARD_POLLS = 30
+KEPT_FIELDS = ("candidates", "usageMetadata", "promptFeedback", "automaticFunctionCallingHistory")
+CLIENT_METADATA = {
+    "ideType": "IDE_UNSPECIFIED",
+    "platform": "PLATFORM_UNSPECIFIED",
+    "pluginType": "GEMINI",
+    "duetProject": "",
+}
+
+Adjust = Callable[[dict[str, Any]], dict[str, Any]]
+"""A type's change to each unwrapped answer or stream event (Antigravity's usage rule)."""
+
+
+# ----------------------------------------------------------------------- request envelope
+
+
+def inner_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Gemini ``generateContent`` body made ready for ``request``: a copy without
+    ``model``, ``system_instruction`` renamed ``systemInstruction``, every content given a
+    role (``user`` when missing)."""
+    request: dict[str, Any] = json.loads(json.dumps(body))
+    request.pop("model", None)
+    if "system_instruction" in request:
+        request.setdefault("systemInstruction", request.pop("system_instruction"))
+    for content in request.get("contents") or ():
+        if isinstance(content, dict) and not content.get("role"):
+            content["role"] = "user"
+    return request
+
+
+def envelope(model: str, project: str, request: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """``{"model", "project", **extra, "request"}``: a generation as Code Assist takes it."""
+    return {"model": model, "project": project, **extra, "request": dict(request)}
+
+
+def unwrap(document: object, adjust: Adjust | None = None) -> dict[str, Any]:
+    """The Gemini answer inside a Code Assist answer (``{"response": {...}}``; an answer
+    without the wrapper is taken as it is), with the four kept fields only."""
+    inner = document.get("response", document) if isinstance(document, Mapping) else {}
+    kept = {k: inner[k] for k in KEPT_FIELDS if isinstance(inner, Mapping) and k in inner}
+    return adjust(kept) if adjust is not None else kept
+
+
+def method_url(base: str, method: str, *, stream: bool = False) -> str:
+    return f"{base.rstrip('/')}/{VERSION}:{method}" + ("?alt=sse" if stream else "")
+
+
+def access_token(credential: Credential | None, provider_type: str) -> str:
+    token = setting_text(credential.effective().get("access_token")) if credential else None
+    if token is None:
+        raise UpstreamUnavailable(f"no access_token in the credential of this {provider_type} node")
+    return token
+
+
+# ------------------------------------------------------------------------------ replies
+
+
+class BufferedReply:
+    """An answer read whole (error answers, and replies the adapter built itself)."""
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        quota_reset_ms: int | None = None,
+    ) -> None:
+        self._status = status
+        self._headers = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
+        self._body = body
+        self.quota_reset_ms = quota_reset_ms
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        pass
+
+
+_KEPT_HEADERS = {"content-type", "retry-after"}
+
+
+class UnwrappedReply:
+    """A successful Code Assist answer as plain Gemini: JSON (:meth:`read`) or SSE frames
+    (:meth:`chunks`), unwrapped event by event as the bytes arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse, adjust: Adjust | None = None) -> None:
+        self._response = response
+        self._adjust = adjust
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        kind = self._response.headers.get("Content-Type", "application/json")
+        return {"Content-Type": kind}
+
+    async def read(self) -> bytes:
+        try:
+            data = await self._response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(describe_error(exc)) from None
+        try:
+            document = json.loads(data)
+        except ValueError:
+            raise UpstreamUnavailable("Code Assist answered something that is not JSON") from None
+        return json.dumps(unwrap(document, self._adjust), ensure_ascii=False).encode()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        parser = SseParser()
+        try:
+            async for data in self._response.content.iter_any():
+                out = self._frames(e.data for e in parser.feed(data))
+                if out:
+                    yield out
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(describe_error(exc)) from None
+        out = self._frames(e.data for e in parser.close())
+        if out:
+            yield out
+
+    def _frames(self, datas: Iterable[str]) -> bytes:
+        out = bytearray()
+        for data in datas:
+            try:
+                document = json.loads(data)
+            except ValueError:
+                continue  # "[DONE]" or noise: nothing a Gemini client reads
+            out += frame(unwrap(document, self._adjust))
+        return bytes(out)
+
+    def close(self) -> None:
+        self._response.release()
+
+
+async def reply_of(
+    response: aiohttp.ClientResponse, adjust: Adjust | None = None, now_ms: int | None = None
+) -> BufferedReply | UnwrappedReply:
+    """The reply for a generation's HTTP answer: unwrapped when successful, else read
+    whole with its quota reset (if it names one)."""
+    if 200 <= response.status < 300:
+        return UnwrappedReply(response, adjust)
+    try:
+        body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise UpstreamUnavailable(describe_error(exc)) from None
+    finally:
+        response.release()
+    reset = quota_reset(response.status, body, response.headers, now_ms)
+    return BufferedReply(response.status, response.headers, body, reset)
+
+
+# --------------------------------------------------------------------------- quota reset
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_AFTER = re.compile(r"after\s+(\d+(?:\.\d+)?)\s*(ms|s)?\b", re.IGNORECASE)
+
+
+def duration_ms(value: object) -> int | None:
+    """A delay as Google writes it (``"3.5s"``, ``"1h2m3.5s"``, ``"250ms"``) or a number of
+    ms; ``None`` when it is none of these."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return max(0, round(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return round(float(text))
+    if not text or _DURATION.sub("", text):
+        return None
+    scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+    return round(sum(float(n) * scale[u] for n, u in _DURATION.findall(text)))
+
+
+def quota_reset(
+    status: int, body: bytes, headers: Mapping[str, str], now_ms: int | None = None
+) -> int | None:
+    """Epoch ms until which an error answer says the account's quota is spent (see the
+    module docstring), ``None`` when it says no such thing."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    error = document.get("error") if isinstance(document, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    if status != 429 and error.get("status") != "RESOURCE_EXHAUSTED":
+        return None
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, Mapping):
+            continue
+        metadata = detail.get("metadata")
+        metadata = metadata if isinstance(metadata, Mapping) else {}
+        delay = duration_ms(detail.get("retryDelay")) or duration_ms(
+            metadata.get("quotaResetDelay")
+        )
+        if delay is not None:
+            return now + delay
+        stamp = _epoch_ms(metadata.get("quotaResetTimeStamp"))
+        if stamp is not None:
+            return stamp
+    if isinstance(document, Mapping):
+        delay = duration_ms(document.get("retryDelay"))
+        if delay is not None:
+            return now + delay
+    found = _AFTER.search(str(error.get("message") or ""))
+    if found:
+        amount = float(found.group(1))
+        return now + round(amount if (found.group(2) or "s").lower() == "ms" else amount * 1000)
+    retry_after = headers.get("Retry-After")
+    if retry_after and retry_after.strip().isdigit():
+        return now + int(retry_after.strip()) * 1000
+    return None
+
+
+def _epoch_ms(value: object) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------ calling
+
+
+@attrs.frozen
+class JsonAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def document(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.body)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    proxy: str | None,
+) -> JsonAnswer:
+    """POST a JSON body and read the answer whole; :class:`UpstreamUnavailable` when no
+    answer came."""
+    try:
+        async with session.post(
+            url, data=json.dumps(body).encode(), headers=dict(headers), proxy=proxy
+        ) as response:
+            data = await response.read()
+            return JsonAnswer(response.status, dict(response.headers), data)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise UpstreamUnavailable(describe_error(exc)) from None
+
+
+def bearer_json(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **extra}
+
+
+# --------------------------------------------------------------------- project discovery
+
+
+class DiscoveryFailed(Exception):
+    """``loadCodeAssist`` / ``onboardUser`` gave no project; ``answer`` is the HTTP answer
+    that stopped it when there was one (a 401 goes to the gateway for a refresh)."""
+
+    def __init__(self, message: str, answer: JsonAnswer | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+@attrs.frozen
+class Account:
+    """What ``loadCodeAssist`` tells of an account."""
+
+    project: str | None
+    tier: str | None = None
+    email: str | None = None
+
+
+def account_of(answer: Mapping[str, Any]) -> tuple[Account, str]:
+    """The account a ``loadCodeAssist`` answer describes, and the base tier id to onboard
+    with (the default of ``allowedTiers``, else ``free-tier``)."""
+    tiers = answer.get("allowedTiers")
+    default = (
+        next((t for t in tiers if isinstance(t, Mapping) and t.get("isDefault")), None)
+        if isinstance(tiers, list)
+        else None
+    )
+    base_tier = setting_text(default.get("id")) if default else None
+    base_tier = base_tier or "free-tier"
+    paid = answer.get("paidTier")
+    paid_name = setting_text(paid.get("name")) if isinstance(paid, Mapping) else None
+    tier = f"{paid_name}({base_tier.replace('-tier', '')})" if paid_name else base_tier
+    email = None
+    uri = answer.get("manageSubscriptionUri")
+    if isinstance(uri, str):
+        found = re.search(r"Email=([^&]+)", uri)
+        email = unquote(found.group(1)) if found else None
+    project = answer.get("cloudaicompanionProject")
+    if isinstance(project, Mapping):
+        project = project.get("id")
+    return Account(setting_text(project), tier, email), base_tier
+
+
+async def discover(call: Callable[[str, Mapping[str, Any]], Any]) -> Account:
+    """Find (or onboard) the account's project with ``call(method, body)`` →
+    :class:`JsonAnswer`; :class:`DiscoveryFailed` when no usable project comes out."""
+    load_body = {"cloudaicompanionProject": "", "metadata": dict(CLIENT_METADATA)}
+    loaded: JsonAnswer = await call("loadCodeAssist", load_body)
+    if loaded.status != 200:
+        raise DiscoveryFailed(f"loadCodeAssist answered HTTP {loaded.status}", loaded)
+    account, base_tier = account_of(loaded.document())
+    if account.project is not None:
+        return account
+    onboard_body = {
+        "tierId": base_tier,
+        "cloudaicompanionProject": "",
+        "metadata": dict(CLIENT_METADATA),
+    }
+    for poll in range(ONBOARD_POLLS + 1):
+        if poll:
+            await asyncio.sleep(ONBOARD_POLL_S)
+        operation: JsonAnswer = await call("onboardUser", onboard_body)
+        if operation.status != 200:
+            raise DiscoveryFailed(f"onboardUser answered HTTP {operation.status}", operation)
+        document = operation.document()
+        if document.get("done"):
+            response = document.get("response")
+            project = (
+                response.get("cloudaicompanionProject") if isinstance(response, Mapping) else None
+            )
+            if isinstance(project, Mapping):
+                project = project.get("id")
+            found = setting_text(project)
+            if found is None or found == "default":
+                raise DiscoveryFailed("onboarding finished without a project")
+            return attrs.evolve(account, project=found)
+    raise DiscoveryFailed("onboarding did not finish in time")
+
+
+class ProjectDirectory:
+    """Projects of one adapter's nodes (see the module docstring). Keyed by the store's
+    pools and the node, so gateway applications sharing a process stay apart."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[int, str, str], Account] = {}
+        self._flights: dict[tuple[int, str, str], asyncio.Future[Account]] = {}
+
+    def configured(self, node: ProviderNode, config: MainConfig) -> str | None:
+        return setting_text(effective_setting(node, config, PROJECT_KEY))
+
+    def account(self, pools: Pools | None, provider_type: str, uuid: str) -> Account | None:
+        return self._known.get((id(pools), provider_type, uuid))
+
+    async def project(
+        self,
+        pools: Pools | None,
+        provider_type: str,
+        node: ProviderNode,
+        config: MainConfig,
+        call: Callable[[str, Mapping[str, Any]], Any],
+    ) -> str:
+        """The node's project: configured, remembered, or discovered once (and stored)."""
+        configured = self.configured(node, config)
+        if configured is not None:
+            return configured
+        key = (id(pools), provider_type, node.uuid)
+        known = self._known.get(key)
+        if known is not None and known.project is not None:
+            return known.project
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._discover(pools, provider_type, node, call))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        account = await asyncio.shield(flight)
+        assert account.project is not None
+        return account.project
+
+    async def _discover(
+        self,
+        pools: Pools | None,
+        provider_type: str,
+        node: ProviderNode,
+        call: Callable[[str, Mapping[str, Any]], Any],
+    ) -> Account:
+        account = await discover(call)
+        assert account.project is not None
+        self._known[(id(pools), provider_type, node.uuid)] = account
+        log.info("%s node %s: project discovered", provider_type, node.uuid)
+        if pools is not None:
+            try:
+                await pools.update_node(provider_type, node.uuid, {PROJECT_KEY: account.project})
+            except CfgStoreError as exc:  # still served from memory; next instance rediscovers
+                log.warning(
+                    "%s node %s: discovered project not stored: %s", provider_type, node.uuid, exc
+                )
+        return account
+
+    def remember(
+        self, pools: Pools | None, provider_type: str, uuid: str, account: Account
+    ) -> None:
+        self._known[(id(pools), provider_type, uuid)] = account
+
+
+# ------------------------------------------------------------------------------- usage
+
+
+def _status(percent: float) -> str:
+    return "danger" if percent > 90 else "warning" if percent > 70 else "normal"
+
+
+def iso_time(value: object) -> str | None:
+    """An ISO timestamp (ms, ``Z``) from a number (s below 1e10, else ms) or a date text."""
+    if not value:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        ms = value * 1000 if value < 10_000_000_000 else value
+        stamp = datetime.fromtimestamp(ms / 1000, UTC)
+    elif isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return stamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plan_of(tier: object) -> str:
+    """The plan name shown for a tier id (the Node service's reading)."""
+    if not tier:
+        return "FREE"
+    if not isinstance(tier, str):
+        return str(tier)
+    if "-" in tier:
+        return tier
+    words = tier.split()
+    if len(words) >= 2 and words[-2].lower() == "for":
+        return " ".join(words[max(0, len(words) - 3) :])
+    return words[-1] if words else "FREE"
+
+
+def plan_class(plan: str) -> str:
+    p = plan.lower()
+    for needle, name in (
+        ("ultra", "plan-ultra"),
+        ("team", "plan-team"),
+        ("ent", "plan-team"),
+        ("pro+", "plan-pro-plus"),
+        ("pro +", "plan-pro-plus"),
+        ("pro", "plan-pro"),
+        ("plus", "plan-plus"),
+        ("+", "plan-plus"),
+        ("free", "plan-free"),
+        ("basic", "plan-basic"),
+        ("super", "plan-super"),
+        ("heavy", "plan-heavy"),
+        ("standard", "plan-standard"),
+    ):
+        if needle in p:
+            return name
+    return "plan-default"
+
+
+def usage_document(
+    quotas: Iterable[tuple[str, float, object]], raw: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The usage object (aiclient-protocols §4.2) from ``(model id, remaining fraction,
+    reset time)`` per model and the raw answer (with ``tierId`` and ``account`` added):
+    per-model percent used, the mean as the summary, the latest reset."""
+    items: list[dict[str, Any]] = []
+    latest: object = None
+    for model, remaining, reset in quotas:
+        percent = (1 - remaining) * 100
+        if reset and (latest is None or str(reset) > str(latest)):
+            latest = reset
+        items.append(
+            {
+                "id": model,
+                "label": model,
+                "used": percent,
+                "limit": 100,
+                "percent": percent,
+                "unit": "percent",
+                "status": _status(percent),
+                "resetAt": iso_time(reset),
+            }
+        )
+    items.sort(key=lambda item: item["id"])
+    mean = sum(i["percent"] for i in items) / len(items) if items else 0
+    plan = plan_of(raw.get("tierId"))
+    return {
+        "summary": {
+            "usedPercent": mean,
+            "status": _status(mean),
+            "resetAt": iso_time(latest),
+            "plan": plan,
+            "planClass": plan_class(plan),
+            "unit": "percent",
+        },
+        "user": {"email": raw.get("account") or None},
+        "items": items,
+        "raw": dict(raw),
+    }
+
+
+def fraction(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+# ------------------------------------------------------------------------------ adapter
+
+
+class CodeAssistAdapter:
+    """What both Code Assist types do; a type says where (:meth:`base_urls`), with which
+    headers, model and envelope, and whether it falls back to its next base URL."""
+
+    name = "code-assist"
+    protocol = "gemini"
+    provider_type = ""
+    models: tuple[str, ...] = ()
+    falls_back = False
+    """Try the next base URL after a network error or a 429 that names no reset."""
+    quota_method = ""
+
+    def __init__(self) -> None:
+        self.projects = ProjectDirectory()
+
+    # -- what a type says ----------------------------------------------------------------
+
+    def base_urls(self, provider_type: str, node: ProviderNode, config: MainConfig) -> list[str]:
+        raise NotImplementedError
+
+    def upstream_model(self, model: str) -> str:
+        return model
+
+    def headers(self, token: str, model: str | None, stream: bool) -> dict[str, str]:
+        """Headers of a call; ``model`` is ``None`` for the account calls."""
+        return bearer_json(token)
+
+    def wrap(self, model: str, project: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return envelope(model, project, inner_request(body))
+
+    def adjust(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return answer
+
+    def project_after_failure(self) -> str | None:
+        """The project used when discovery fails (``None``: the call fails)."""
+        return None
+
+    def quotas(self, raw: Mapping[str, Any]) -> list[tuple[str, float, object]]:
+        raise NotImplementedError
+
+    # -- Adapter ---------------------------------------------------------------------------
+
+    @property
+    def provider_types(self) -> tuple[str, ...]:
+        return (self.provider_type,)
+
+    def serves(self, provider_type: str) -> bool:
+        return provider_type == self.provider_type
+
+    def needs_credential(self, provider_type: str) -> bool:
+        return True
+
+    def check_node(self, provider_type: str, node: ProviderNode, config: MainConfig) -> None:
+        self.base_urls(provider_type, node, config)
+
+    def static_models(self, provider_type: str) -> tuple[str, ...]:
+        return self.models
+
+    async def chat_completions(self, call: UpstreamCall) -> UpstreamReply:
+        token = access_token(call.credential, call.provider_type)
+        urls = self.base_urls(call.provider_type, call.node, call.config)
+        proxy = proxy_for(call.provider_type, call.node, call.config)
+        account = self._account_caller(call.session, urls, token, proxy)
+        try:
+            project = await self.projects.project(
+                call.pools, call.provider_type, call.node, call.config, account
+            )
+        except DiscoveryFailed as exc:
+            if exc.answer is not None:
+                answer = exc.answer
+                reset = quota_reset(answer.status, answer.body, answer.headers)
+                return BufferedReply(answer.status, answer.headers, answer.body, reset)
+            fallback = self.project_after_failure()
+            if fallback is None:
+                raise UpstreamUnavailable(
+                    f"Could not discover a valid Google Cloud Project ID: {exc}"
+                ) from None
+            log.warning(
+                "%s node %s: %s; using %s", call.provider_type, call.node.uuid, exc, fallback
+            )
+            project = fallback
+        model = self.upstream_model(call.model or str(call.body.get("model") or ""))
+        method = "streamGenerateContent" if call.stream else "generateContent"
+        data = json.dumps(self.wrap(model, project, call.body), ensure_ascii=False).encode()
+        headers = self.headers(token, model, call.stream)
+        for index, base in enumerate(urls):
+            last = index == len(urls) - 1
+            try:
+                response = await call.session.post(
+                    method_url(base, method, stream=call.stream),
+                    data=data,
+                    headers=headers,
+                    proxy=proxy,
+                )
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if last or not self.falls_back:
+                    raise UpstreamUnavailable(describe_error(exc)) from None
+                log.info("%s: %s unreachable, trying the next base URL", call.provider_type, base)
+                continue
+            reply = await reply_of(response, self.adjust)
+            if self.falls_back and not last and _unnamed_limit(reply):
+                log.info("%s: %s answered 429, trying the next base URL", call.provider_type, base)
+                continue
+            return reply
+        raise UpstreamUnavailable(f"no base URL for {call.provider_type}")  # urls never empty
+
+    async def list_models(self, call: ModelsCall) -> list[str]:
+        return list(self.models)
+
+    async def usage(self, call: ModelsCall) -> dict[str, Any]:
+        """The account's quota per model in the usage object's shape (§4.2)."""
+        token = access_token(call.credential, call.provider_type)
+        urls = self.base_urls(call.provider_type, call.node, call.config)
+        proxy = proxy_for(call.provider_type, call.node, call.config)
+        caller = self._account_caller(call.session, urls, token, proxy)
+        known = self.projects.account(call.pools, call.provider_type, call.node.uuid)
+        if known is None:  # tier and e-mail: loadCodeAssist says them (memory only)
+            load_body = {"cloudaicompanionProject": "", "metadata": dict(CLIENT_METADATA)}
+            loaded: JsonAnswer = await caller("loadCodeAssist", load_body)
+            if loaded.status != 200:
+                raise UpstreamUnavailable(f"loadCodeAssist answered HTTP {loaded.status}")
+            known, _ = account_of(loaded.document())
+            if known.project is not None:
+                self.projects.remember(call.pools, call.provider_type, call.node.uuid, known)
+        project = self.projects.configured(call.node, call.config) or known.project
+        if project is None:
+            try:
+                project = await self.projects.project(
+                    call.pools, call.provider_type, call.node, call.config, caller
+                )
+            except DiscoveryFailed as exc:
+                raise UpstreamUnavailable(f"no project for the quota: {exc}") from None
+        answer: JsonAnswer = await caller(self.quota_method, {"project": project})
+        if answer.status != 200:
+            raise UpstreamUnavailable(f"{self.quota_method} answered HTTP {answer.status}")
+        raw = {**answer.document(), "tierId": known.tier, "account": known.email}
+        return usage_document(self.quotas(raw), raw)
+
+    # -- calling ---------------------------------------------------------------------------
+
+    def _account_caller(
+        self, session: aiohttp.ClientSession, urls: list[str], token: str, proxy: str | None
+    ) -> Callable[[str, Mapping[str, Any]], Any]:
+        """``call(method, body)`` → :class:`JsonAnswer`: an account call (discovery, models,
+        quota), over the base URLs as a generation would be."""
+
+        async def call(method: str, body: Mapping[str, Any]) -> JsonAnswer:
+            headers = self.headers(token, None, False)
+            for index, base in enumerate(urls):
+                last = index == len(urls) - 1
+                try:
+                    answer = await post_json(
+                        session, method_url(base, method), headers, body, proxy
+                    )
+                except UpstreamUnavailable:
+                    if last or not self.falls_back:
+                        raise
+                    continue
+                if self.falls_back and not last and answer.status in (429, 500, 502, 503, 504):
+                    continue
+                return answer
+            raise UpstreamUnavailable("no base URL")
+
+        return call
+
+
+def _unnamed_limit(reply: BufferedReply | UnwrappedReply) -> bool:
+    """A 429 that names no reset (Antigravity then tries its next base URL)."""
+    return reply.status == 429 and getattr(reply, "quota_reset_ms", None) is None
