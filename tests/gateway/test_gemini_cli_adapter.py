@@ -129,6 +129,38 @@ async def test_a_node_with_a_project_id_skips_discovery(
     assert stub.calls[0].body["model"] == "gemini-2.5-pro"
 
 
+async def test_a_refused_token_is_refreshed_and_the_discovery_retried(
+    tmp_path: Path, stub: CodeAssistStub
+) -> None:
+    """``loadCodeAssist`` answering 401 is the request's answer: the gateway refreshes the
+    credential and calls again, which discovers the project with the new token."""
+    async with TokenStub() as tokens:
+        tokens.responder = lambda received, n: (
+            200,
+            {"access_token": stub.token, "expires_in": 3599},
+        )
+        write_json(tmp_path / TOKEN_PATH, google_document("ya29.revoked", now_ms() + HOUR_MS))
+        node = gemini_node(stub, GEMINI_OAUTH_TOKEN_URL=tokens.url("/token"))
+        settings = make_deployment(tmp_path, {TYPE: [node]}, MODEL_PROVIDER=TYPE)
+        async with running_gateway(settings) as gw:
+            response = await gw.chat("gemini-2.5-pro", stream=True)
+            assert response.status == 200, await response.text()
+            await response.read()
+            assert (await gw.node(NODE, TYPE)).settings.get("PROJECT_ID") == PROJECT
+        assert tokens.count == 1
+    assert [c.headers["Authorization"] for c in stub.calls[:2]] == [
+        "Bearer ya29.revoked",
+        f"Bearer {stub.token}",
+    ]
+    assert stub.methods() == [
+        "loadCodeAssist",
+        "loadCodeAssist",
+        "onboardUser",
+        "onboardUser",
+        "streamGenerateContent",
+    ]
+
+
 async def test_a_spent_quota_cools_the_node_down_until_the_reset_it_names(
     tmp_path: Path, stub: CodeAssistStub
 ) -> None:

@@ -37,6 +37,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -430,19 +431,36 @@ async def discover(call: Callable[[str, Mapping[str, Any]], Any]) -> Account:
     raise DiscoveryFailed("onboarding did not finish in time")
 
 
+@attrs.define
+class _Memory:
+    """One store's remembered accounts and discoveries in flight, by (type, node)."""
+
+    known: dict[tuple[str, str], Account] = attrs.Factory(dict)
+    flights: dict[tuple[str, str], asyncio.Future[Account]] = attrs.Factory(dict)
+
+
 class ProjectDirectory:
-    """Projects of one adapter's nodes (see the module docstring). Keyed by the store's
-    pools and the node, so gateway applications sharing a process stay apart."""
+    """Projects of one adapter's nodes (see the module docstring), kept per store (its
+    pools, weakly) and node, so gateway applications sharing a process stay apart."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[int, str, str], Account] = {}
-        self._flights: dict[tuple[int, str, str], asyncio.Future[Account]] = {}
+        self._by_store: weakref.WeakKeyDictionary[Pools, _Memory] = weakref.WeakKeyDictionary()
+        self._outside = _Memory()
+        """For calls without a store (``pools`` is ``None``)."""
+
+    def _memory(self, pools: Pools | None) -> _Memory:
+        if pools is None:
+            return self._outside
+        memory = self._by_store.get(pools)
+        if memory is None:
+            memory = self._by_store[pools] = _Memory()
+        return memory
 
     def configured(self, node: ProviderNode, config: MainConfig) -> str | None:
         return setting_text(effective_setting(node, config, PROJECT_KEY))
 
     def account(self, pools: Pools | None, provider_type: str, uuid: str) -> Account | None:
-        return self._known.get((id(pools), provider_type, uuid))
+        return self._memory(pools).known.get((provider_type, uuid))
 
     async def project(
         self,
@@ -456,15 +474,16 @@ class ProjectDirectory:
         configured = self.configured(node, config)
         if configured is not None:
             return configured
-        key = (id(pools), provider_type, node.uuid)
-        known = self._known.get(key)
+        memory = self._memory(pools)
+        key = (provider_type, node.uuid)
+        known = memory.known.get(key)
         if known is not None and known.project is not None:
             return known.project
-        flight = self._flights.get(key)
+        flight = memory.flights.get(key)
         if flight is None:
             flight = asyncio.ensure_future(self._discover(pools, provider_type, node, call))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+            memory.flights[key] = flight
+            flight.add_done_callback(lambda _: memory.flights.pop(key, None))
         account = await asyncio.shield(flight)
         assert account.project is not None
         return account.project
@@ -478,7 +497,7 @@ class ProjectDirectory:
     ) -> Account:
         account = await discover(call)
         assert account.project is not None
-        self._known[(id(pools), provider_type, node.uuid)] = account
+        self._memory(pools).known[(provider_type, node.uuid)] = account
         log.info("%s node %s: project discovered", provider_type, node.uuid)
         if pools is not None:
             try:
@@ -492,7 +511,7 @@ class ProjectDirectory:
     def remember(
         self, pools: Pools | None, provider_type: str, uuid: str, account: Account
     ) -> None:
-        self._known[(id(pools), provider_type, uuid)] = account
+        self._memory(pools).known[(provider_type, uuid)] = account
 
 
 # ------------------------------------------------------------------------------- usage
