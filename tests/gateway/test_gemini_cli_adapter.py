@@ -13,6 +13,7 @@ node down until then; ``usage()`` gives the usage object; the health check goes 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ from cfgstore_gateway.adapters.gemini_cli import GEMINI_CLI
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.health_checks import HealthChecker
 from cfgstore_gateway.refresh import Refresher
-from tests.gateway.code_assist_stub import EMAIL, PROJECT, TIER, CodeAssistStub
+from tests.gateway.code_assist_stub import EMAIL, PROJECT, TIER, CodeAssistStub, exhausted
 from tests.gateway.conftest import (
     CLIENT_KEY,
     WAIT_S,
@@ -326,3 +327,40 @@ async def test_an_expired_token_is_refreshed_once_for_concurrent_requests_on_two
         assert tokens.received[0].fields["refresh_token"] == "1//google-refresh-0001"
     assert len(stub.calls) == callers  # every call carried the new token
     assert stub.problems == []
+
+
+# ------------------------------------------------------------------- reading quota resets
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "reset"),
+    [
+        (429, {"error": exhausted("3600s")}, {}, 3_600_000),
+        (429, {"error": exhausted("1h2m3.5s")}, {}, 3_723_500),
+        (429, {"error": exhausted("250ms")}, {}, 250),
+        (429, {"error": {"details": [{"retryDelay": "12s"}]}}, {}, 12_000),
+        (429, {"error": {"message": "Please retry after 7s."}}, {}, 7_000),
+        (429, {"error": {"message": "busy"}}, {"Retry-After": "30"}, 30_000),
+        (200, {"error": exhausted("3600s")}, {}, None),  # not an error answer
+        (
+            403,
+            {"error": {"status": "RESOURCE_EXHAUSTED", "details": [{"retryDelay": "5s"}]}},
+            {},
+            5_000,
+        ),
+        (429, {"error": {"message": "Too many requests"}}, {}, None),  # no reset named
+        (500, {"error": exhausted("3600s") | {"status": "INTERNAL"}}, {}, None),
+    ],
+)
+def test_the_reset_an_error_answer_names(
+    status: int, body: dict[str, Any], headers: dict[str, str], reset: int | None
+) -> None:
+    now = 1_000_000
+    found = code_assist.quota_reset(status, json.dumps(body).encode(), headers, now)
+    assert found == (None if reset is None else now + reset)
+
+
+def test_a_reset_timestamp_is_taken_as_it_is() -> None:
+    stamp = {"metadata": {"quotaResetTimeStamp": "2030-01-01T00:00:00Z"}}
+    body = json.dumps({"error": {"code": 429, "details": [stamp]}}).encode()
+    assert code_assist.quota_reset(429, body, {}, 0) == parse_time_ms("2030-01-01T00:00:00.000Z")

@@ -269,7 +269,7 @@ def quota_reset(
         document = None
     error = document.get("error") if isinstance(document, Mapping) else None
     error = error if isinstance(error, Mapping) else {}
-    if status != 429 and error.get("status") != "RESOURCE_EXHAUSTED":
+    if status < 400 or (status != 429 and error.get("status") != "RESOURCE_EXHAUSTED"):
         return None
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     details = error.get("details")
