@@ -139,13 +139,25 @@ async def test_a_429_naming_a_reset_is_not_passed_to_the_next_base_url(
     assert [(c.prefix, c.method) for c in stub.calls] == [("/sandbox", "generateContent")]
 
 
-async def test_a_claude_model_goes_upstream_by_its_own_name_without_tools(
+TOOL_ROUND = [
+    {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
+    {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
+    {
+        "role": "user",
+        "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "18 C"}}}],
+    },
+]
+
+
+async def test_a_claude_model_goes_by_its_own_name_without_tools_and_streams_a_whole_answer(
     tmp_path: Path, stub: CodeAssistStub
 ) -> None:
+    """``gemini-claude-X`` is ``claude-X`` upstream, with the persona and no tools; its
+    whole answer is asked for as a stream and merged."""
     stub.onboarded = True
     settings = deployment(tmp_path, stub, ANTIGRAVITY_BASE_URL=stub.base(), PROJECT_ID=PROJECT)
     body = {
-        "contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}],
+        "contents": TOOL_ROUND,
         "systemInstruction": {"parts": [{"text": "Be brief."}]},
         "tools": [{"functionDeclarations": [{"name": "get_weather"}]}],
         "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
@@ -157,8 +169,12 @@ async def test_a_claude_model_goes_upstream_by_its_own_name_without_tools(
         )
         assert response.status == 200, await response.text()
         answer = await response.json()
-    assert "response" not in answer and answer["candidates"][0]["finishReason"] == "STOP"
+    (candidate,) = answer["candidates"]
+    assert candidate["content"]["parts"] == [{"text": ANSWER}]  # merged from many pieces
+    assert candidate["finishReason"] == "STOP"
+    assert answer["usageMetadata"]["totalTokenCount"] == 18
     (call,) = stub.calls
+    assert (call.method, call.query) == ("streamGenerateContent", "alt=sse")
     assert call.body["model"] == "claude-sonnet-4-6"
     request = call.body["request"]
     assert "tools" not in request and "toolConfig" not in request
@@ -178,18 +194,7 @@ async def test_a_stream_keeps_usage_metadata_on_its_finishing_event_only(
 ) -> None:
     stub.onboarded = True
     settings = deployment(tmp_path, stub, ANTIGRAVITY_BASE_URL=stub.base(), PROJECT_ID=PROJECT)
-    body = {
-        "contents": [
-            {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
-            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
-            {
-                "role": "user",
-                "parts": [
-                    {"functionResponse": {"name": "get_weather", "response": {"content": "18 C"}}}
-                ],
-            },
-        ]
-    }
+    body = {"contents": TOOL_ROUND}
     async with running_gateway(settings) as gw:
         response = await gw.client.post(
             "/v1beta/models/gemini-3-flash:streamGenerateContent?alt=sse",
@@ -244,3 +249,40 @@ async def test_models_and_usage_come_from_fetch_available_models(
     assert stub.methods() == ["loadCodeAssist", "fetchAvailableModels", "fetchAvailableModels"]
     assert stub.calls[1].body == {"project": PROJECT}
     assert stub.calls[2].body == {"project": PROJECT}  # remembered from loadCodeAssist
+
+
+def test_merging_a_stream_joins_neighbouring_texts_and_thoughts() -> None:
+    def chunk(*parts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        candidate = {"content": {"role": "model", "parts": list(parts)}, **fields}
+        return {"candidates": [candidate]}
+
+    merged = code_assist.merge(
+        [
+            chunk({"thought": True, "text": "Let me "}),
+            chunk({"thought": True, "text": "think.", "thought_signature": "sig-1"}),
+            chunk({"text": "It is "}),
+            chunk({"text": "sunny."}),
+            chunk({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}),
+            chunk({"text": " "}),
+            chunk({"text": ""}, finishReason="STOP")
+            | {"usageMetadata": {"totalTokenCount": 5}, "modelVersion": "claude-x"},
+        ]
+    )
+    assert merged == {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {"thought": True, "text": "Let me think.", "thoughtSignature": "sig-1"},
+                        {"text": "It is sunny."},
+                        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+                    ],
+                },
+                "index": 0,
+                "finishReason": "STOP",
+            }
+        ],
+        "usageMetadata": {"totalTokenCount": 5},
+        "modelVersion": "claude-x",
+    }

@@ -27,8 +27,10 @@ project discovery are :mod:`~cfgstore_gateway.adapters.code_assist`'s.
   when no URL answers. Quota (:meth:`usage`): the same call's ``models[id].quotaInfo``.
 * Discovery that fails uses a random ``<adjective>-<noun>-<5 hex>`` project.
 
-Not done: Claude unary answers through a merged stream, and the schema clean-up of tool
-parameters.
+* A whole answer of a Claude model is asked for as a stream and merged
+  (:class:`~cfgstore_gateway.adapters.code_assist.MergedReply`), as the Node service does.
+
+Not done: the clean-up of tool parameter schemas (keywords Google refuses).
 """
 
 from __future__ import annotations
@@ -199,6 +201,9 @@ class AntigravityAdapter(CodeAssistAdapter):
 
     def project_after_failure(self) -> str | None:
         return random_project()
+
+    def streams_only(self, model: str) -> bool:
+        return is_claude(model)
 
     async def list_models(self, call: ModelsCall) -> list[str]:
         try:

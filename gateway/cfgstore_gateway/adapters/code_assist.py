@@ -219,6 +219,97 @@ class UnwrappedReply:
         self._response.release()
 
 
+class MergedReply:
+    """A whole Gemini answer made of a streamed one (Antigravity answers Claude models only
+    as streams): adjacent text parts joined, adjacent thought parts joined with their last
+    ``thoughtSignature``, other parts kept in order; the last ``finishReason``,
+    ``usageMetadata`` and ``modelVersion``."""
+
+    def __init__(self, stream: UnwrappedReply) -> None:
+        self._stream = stream
+
+    @property
+    def status(self) -> int:
+        return self._stream.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Content-Type": "application/json"}
+
+    async def read(self) -> bytes:
+        parser = SseParser()
+        events = []
+        async for data in self._stream.chunks():
+            events += parser.feed(data)
+        events += parser.close()
+        return json.dumps(merge([json.loads(e.data) for e in events]), ensure_ascii=False).encode()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield await self.read()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def merge(chunks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One answer from a stream's unwrapped events (see :class:`MergedReply`)."""
+    parts: list[dict[str, Any]] = []
+    role, finish, usage, version = "model", None, None, None
+    for chunk in chunks:
+        candidates = chunk.get("candidates")
+        first = candidates[0] if isinstance(candidates, list) and candidates else {}
+        first = first if isinstance(first, Mapping) else {}
+        content = first.get("content")
+        if isinstance(content, Mapping):
+            role = content.get("role") or role
+            for part in content.get("parts") or ():
+                if isinstance(part, Mapping):
+                    _add_part(parts, dict(part))
+        finish = first.get("finishReason") or finish
+        usage = chunk.get("usageMetadata") or usage
+        version = chunk.get("modelVersion") or version
+    kept = [p for p in parts if not _blank(p)]
+    candidate: dict[str, Any] = {"content": {"role": role, "parts": kept}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    answer: dict[str, Any] = {"candidates": [candidate]}
+    if usage:
+        answer["usageMetadata"] = usage
+    if version:
+        answer["modelVersion"] = version
+    return answer
+
+
+def _add_part(parts: list[dict[str, Any]], part: dict[str, Any]) -> None:
+    signature = part.pop("thought_signature", None) or part.get("thoughtSignature")
+    if signature:
+        part["thoughtSignature"] = signature
+    last = parts[-1] if parts else None
+    if (
+        last is not None
+        and _textual(part)
+        and _textual(last)
+        and bool(last.get("thought")) == bool(part.get("thought"))
+    ):
+        last["text"] += part["text"]
+        if signature:
+            last["thoughtSignature"] = signature
+        return
+    parts.append(part)
+
+
+def _textual(part: Mapping[str, Any]) -> bool:
+    return "text" in part and set(part) <= {"text", "thought", "thoughtSignature"}
+
+
+def _blank(part: Mapping[str, Any]) -> bool:
+    """A text part with only white space (a thought with a signature is kept)."""
+    if set(part) - {"text", "thought", "thoughtSignature"}:
+        return False
+    text = part.get("text")
+    return isinstance(text, str) and not text.strip() and not part.get("thoughtSignature")
+
+
 async def reply_of(
     response: aiohttp.ClientResponse, adjust: Adjust | None = None, now_ms: int | None = None
 ) -> BufferedReply | UnwrappedReply:
@@ -660,6 +751,10 @@ class CodeAssistAdapter:
         """The project used when discovery fails (``None``: the call fails)."""
         return None
 
+    def streams_only(self, model: str) -> bool:
+        """Whether ``model`` answers only as a stream (a whole answer is then merged)."""
+        return False
+
     def quotas(self, raw: Mapping[str, Any]) -> list[tuple[str, float, object]]:
         raise NotImplementedError
 
@@ -705,14 +800,15 @@ class CodeAssistAdapter:
             )
             project = fallback
         model = self.upstream_model(call.model or str(call.body.get("model") or ""))
-        method = "streamGenerateContent" if call.stream else "generateContent"
+        stream = call.stream or self.streams_only(model)
+        method = "streamGenerateContent" if stream else "generateContent"
         data = json.dumps(self.wrap(model, project, call.body), ensure_ascii=False).encode()
-        headers = self.headers(token, model, call.stream)
+        headers = self.headers(token, model, stream)
         for index, base in enumerate(urls):
             last = index == len(urls) - 1
             try:
                 response = await call.session.post(
-                    method_url(base, method, stream=call.stream),
+                    method_url(base, method, stream=stream),
                     data=data,
                     headers=headers,
                     proxy=proxy,
@@ -726,6 +822,8 @@ class CodeAssistAdapter:
             if self.falls_back and not last and _unnamed_limit(reply):
                 log.info("%s: %s answered 429, trying the next base URL", call.provider_type, base)
                 continue
+            if stream and not call.stream and isinstance(reply, UnwrappedReply):
+                return MergedReply(reply)
             return reply
         raise UpstreamUnavailable(f"no base URL for {call.provider_type}")  # urls never empty
 
