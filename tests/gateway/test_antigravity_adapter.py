@@ -23,7 +23,7 @@ import pytest
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.model.timefmt import now_ms, parse_time_ms
-from cfgstore_gateway.adapters import ModelsCall, antigravity, code_assist
+from cfgstore_gateway.adapters import ModelsCall, antigravity, code_assist, code_assist_projects
 from cfgstore_gateway.adapters.antigravity import ANTIGRAVITY, PERSONA
 from cfgstore_gateway.protocols.sse import SseParser
 from tests.gateway.code_assist_stub import (
@@ -51,7 +51,7 @@ GEMINI_KEY = {"x-goog-api-key": CLIENT_KEY}
 
 @pytest.fixture(autouse=True)
 def quick_onboarding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(code_assist, "ONBOARD_POLL_S", 0.01)
+    monkeypatch.setattr(code_assist_projects, "ONBOARD_POLL_S", 0.01)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from cfgstore.adapters import Store
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import now_ms, parse_time_ms
-from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, code_assist
+from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, code_assist, code_assist_projects
 from cfgstore_gateway.adapters.gemini_cli import GEMINI_CLI
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.health_checks import HealthChecker
@@ -73,7 +73,7 @@ def gemini_node(stub: CodeAssistStub, **fields: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def quick_onboarding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll the onboarding operation without the real 2 s pause."""
-    monkeypatch.setattr(code_assist, "ONBOARD_POLL_S", 0.01)
+    monkeypatch.setattr(code_assist_projects, "ONBOARD_POLL_S", 0.01)
 
 
 @pytest.fixture

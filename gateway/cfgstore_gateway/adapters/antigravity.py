@@ -48,18 +48,18 @@ from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import Adapter, ModelsCall, UpstreamUnavailable
 from cfgstore_gateway.adapters.code_assist import (
     CodeAssistAdapter,
-    JsonAnswer,
     access_token,
     bearer_json,
     envelope,
-    fraction,
     inner_request,
 )
+from cfgstore_gateway.adapters.code_assist_projects import JsonAnswer
 from cfgstore_gateway.adapters.openai_compat import (
     TypeProfile,
     configured_base_url,
     proxy_for,
 )
+from cfgstore_gateway.adapters.usage_format import fraction
 
 BASE_URLS = (
     "https://daily-cloudcode-pa.sandbox.googleapis.com",
@@ -227,9 +227,7 @@ class AntigravityAdapter(CodeAssistAdapter):
         known = self.projects.account(call.pools, call.provider_type, call.node.uuid)
         project = project or (known.project if known else None)
         caller = self._account_caller(call.session, urls, token, proxy)
-        answer: JsonAnswer = await caller(
-            "fetchAvailableModels", {"project": project} if project else {}
-        )
+        answer = await caller("fetchAvailableModels", {"project": project} if project else {})
         return answer
 
     def quotas(self, raw: Mapping[str, Any]) -> list[tuple[str, float, object]]:

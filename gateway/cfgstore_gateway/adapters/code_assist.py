@@ -18,36 +18,23 @@ account's quota is spent until some time (``error.details[].retryDelay``,
 ``RESOURCE_EXHAUSTED``), the reply carries ``quota_reset_ms`` and the gateway cools the node
 down until then.
 
-**Project discovery** (:class:`ProjectDirectory`): a node's project is its ``PROJECT_ID``
-(node key, else ``config.json``). Without one, ``loadCodeAssist`` names it, or, for an
-account that has none yet, ``onboardUser`` creates it (a long-running operation polled
-every :data:`ONBOARD_POLL_S` until ``done``, at most :data:`ONBOARD_POLLS` times). The
-project found is written to the node (``PROJECT_ID``, through the store's
-``update_node``), so every gateway instance sharing the store reuses it instead of
-discovering it again; within one instance concurrent requests of a node share one
-discovery (single flight), and the result is remembered until the node's own value shows
-up. The tier and account e-mail that ``loadCodeAssist`` reports are kept in memory only
-(as in the Node service) for :func:`usage_document`.
+Project discovery is :mod:`~cfgstore_gateway.adapters.code_assist_projects`'s; the
+usage object (:meth:`CodeAssistAdapter.usage`) is built by
+:func:`~cfgstore_gateway.adapters.usage_format.percent_usage`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
 import aiohttp
-import attrs
 
-from cfgstore.adapters.facades import Pools
-from cfgstore.errors import CfgStoreError
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import ProviderNode
@@ -57,28 +44,26 @@ from cfgstore_gateway.adapters import (
     UpstreamReply,
     UpstreamUnavailable,
 )
+from cfgstore_gateway.adapters.code_assist_projects import (
+    AccountCall,
+    DiscoveryFailed,
+    JsonAnswer,
+    ProjectDirectory,
+    account_of,
+    load_body,
+)
 from cfgstore_gateway.adapters.openai_compat import (
     describe_error,
-    effective_setting,
     proxy_for,
     setting_text,
 )
+from cfgstore_gateway.adapters.usage_format import percent_usage
 from cfgstore_gateway.protocols.sse import SseParser, frame
 
 log = logging.getLogger("cfgstore_gateway.code_assist")
 
 VERSION = "v1internal"
-PROJECT_KEY = "PROJECT_ID"
-ONBOARD_POLL_S = 2.0
-"""Pause between two ``onboardUser`` polls (the Node service's 2 s)."""
-ONBOARD_POLLS = 30
 KEPT_FIELDS = ("candidates", "usageMetadata", "promptFeedback", "automaticFunctionCallingHistory")
-CLIENT_METADATA = {
-    "ideType": "IDE_UNSPECIFIED",
-    "platform": "PLATFORM_UNSPECIFIED",
-    "pluginType": "GEMINI",
-    "duetProject": "",
-}
 
 Adjust = Callable[[dict[str, Any]], dict[str, Any]]
 """A type's change to each unwrapped answer or stream event (Antigravity's usage rule)."""
@@ -403,20 +388,6 @@ def _epoch_ms(value: object) -> int | None:
 # ------------------------------------------------------------------------------ calling
 
 
-@attrs.frozen
-class JsonAnswer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def document(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.body)
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
-
-
 async def post_json(
     session: aiohttp.ClientSession,
     url: str,
@@ -438,277 +409,6 @@ async def post_json(
 
 def bearer_json(token: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **extra}
-
-
-# --------------------------------------------------------------------- project discovery
-
-
-class DiscoveryFailed(Exception):
-    """``loadCodeAssist`` / ``onboardUser`` gave no project; ``answer`` is the HTTP answer
-    that stopped it when there was one (a 401 goes to the gateway for a refresh)."""
-
-    def __init__(self, message: str, answer: JsonAnswer | None = None) -> None:
-        super().__init__(message)
-        self.answer = answer
-
-
-@attrs.frozen
-class Account:
-    """What ``loadCodeAssist`` tells of an account."""
-
-    project: str | None
-    tier: str | None = None
-    email: str | None = None
-
-
-def account_of(answer: Mapping[str, Any]) -> tuple[Account, str]:
-    """The account a ``loadCodeAssist`` answer describes, and the base tier id to onboard
-    with (the default of ``allowedTiers``, else ``free-tier``)."""
-    tiers = answer.get("allowedTiers")
-    default = (
-        next((t for t in tiers if isinstance(t, Mapping) and t.get("isDefault")), None)
-        if isinstance(tiers, list)
-        else None
-    )
-    base_tier = setting_text(default.get("id")) if default else None
-    base_tier = base_tier or "free-tier"
-    paid = answer.get("paidTier")
-    paid_name = setting_text(paid.get("name")) if isinstance(paid, Mapping) else None
-    tier = f"{paid_name}({base_tier.replace('-tier', '')})" if paid_name else base_tier
-    email = None
-    uri = answer.get("manageSubscriptionUri")
-    if isinstance(uri, str):
-        found = re.search(r"Email=([^&]+)", uri)
-        email = unquote(found.group(1)) if found else None
-    project = answer.get("cloudaicompanionProject")
-    if isinstance(project, Mapping):
-        project = project.get("id")
-    return Account(setting_text(project), tier, email), base_tier
-
-
-async def discover(call: Callable[[str, Mapping[str, Any]], Any]) -> Account:
-    """Find (or onboard) the account's project with ``call(method, body)`` →
-    :class:`JsonAnswer`; :class:`DiscoveryFailed` when no usable project comes out."""
-    load_body = {"cloudaicompanionProject": "", "metadata": dict(CLIENT_METADATA)}
-    loaded: JsonAnswer = await call("loadCodeAssist", load_body)
-    if loaded.status != 200:
-        raise DiscoveryFailed(f"loadCodeAssist answered HTTP {loaded.status}", loaded)
-    account, base_tier = account_of(loaded.document())
-    if account.project is not None:
-        return account
-    onboard_body = {
-        "tierId": base_tier,
-        "cloudaicompanionProject": "",
-        "metadata": dict(CLIENT_METADATA),
-    }
-    for poll in range(ONBOARD_POLLS + 1):
-        if poll:
-            await asyncio.sleep(ONBOARD_POLL_S)
-        operation: JsonAnswer = await call("onboardUser", onboard_body)
-        if operation.status != 200:
-            raise DiscoveryFailed(f"onboardUser answered HTTP {operation.status}", operation)
-        document = operation.document()
-        if document.get("done"):
-            response = document.get("response")
-            project = (
-                response.get("cloudaicompanionProject") if isinstance(response, Mapping) else None
-            )
-            if isinstance(project, Mapping):
-                project = project.get("id")
-            found = setting_text(project)
-            if found is None or found == "default":
-                raise DiscoveryFailed("onboarding finished without a project")
-            return attrs.evolve(account, project=found)
-    raise DiscoveryFailed("onboarding did not finish in time")
-
-
-@attrs.define
-class _Memory:
-    """One store's remembered accounts and discoveries in flight, by (type, node)."""
-
-    known: dict[tuple[str, str], Account] = attrs.Factory(dict)
-    flights: dict[tuple[str, str], asyncio.Future[Account]] = attrs.Factory(dict)
-
-
-class ProjectDirectory:
-    """Projects of one adapter's nodes (see the module docstring), kept per store (its
-    pools, weakly) and node, so gateway applications sharing a process stay apart."""
-
-    def __init__(self) -> None:
-        self._by_store: weakref.WeakKeyDictionary[Pools, _Memory] = weakref.WeakKeyDictionary()
-        self._outside = _Memory()
-        """For calls without a store (``pools`` is ``None``)."""
-
-    def _memory(self, pools: Pools | None) -> _Memory:
-        if pools is None:
-            return self._outside
-        memory = self._by_store.get(pools)
-        if memory is None:
-            memory = self._by_store[pools] = _Memory()
-        return memory
-
-    def configured(self, node: ProviderNode, config: MainConfig) -> str | None:
-        return setting_text(effective_setting(node, config, PROJECT_KEY))
-
-    def account(self, pools: Pools | None, provider_type: str, uuid: str) -> Account | None:
-        return self._memory(pools).known.get((provider_type, uuid))
-
-    async def project(
-        self,
-        pools: Pools | None,
-        provider_type: str,
-        node: ProviderNode,
-        config: MainConfig,
-        call: Callable[[str, Mapping[str, Any]], Any],
-    ) -> str:
-        """The node's project: configured, remembered, or discovered once (and stored)."""
-        configured = self.configured(node, config)
-        if configured is not None:
-            return configured
-        memory = self._memory(pools)
-        key = (provider_type, node.uuid)
-        known = memory.known.get(key)
-        if known is not None and known.project is not None:
-            return known.project
-        flight = memory.flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(self._discover(pools, provider_type, node, call))
-            memory.flights[key] = flight
-            flight.add_done_callback(lambda _: memory.flights.pop(key, None))
-        account = await asyncio.shield(flight)
-        assert account.project is not None
-        return account.project
-
-    async def _discover(
-        self,
-        pools: Pools | None,
-        provider_type: str,
-        node: ProviderNode,
-        call: Callable[[str, Mapping[str, Any]], Any],
-    ) -> Account:
-        account = await discover(call)
-        assert account.project is not None
-        self._memory(pools).known[(provider_type, node.uuid)] = account
-        log.info("%s node %s: project discovered", provider_type, node.uuid)
-        if pools is not None:
-            try:
-                await pools.update_node(provider_type, node.uuid, {PROJECT_KEY: account.project})
-            except CfgStoreError as exc:  # still served from memory; next instance rediscovers
-                log.warning(
-                    "%s node %s: discovered project not stored: %s", provider_type, node.uuid, exc
-                )
-        return account
-
-    def remember(
-        self, pools: Pools | None, provider_type: str, uuid: str, account: Account
-    ) -> None:
-        self._memory(pools).known[(provider_type, uuid)] = account
-
-
-# ------------------------------------------------------------------------------- usage
-
-
-def _status(percent: float) -> str:
-    return "danger" if percent > 90 else "warning" if percent > 70 else "normal"
-
-
-def iso_time(value: object) -> str | None:
-    """An ISO timestamp (ms, ``Z``) from a number (s below 1e10, else ms) or a date text."""
-    if not value:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        ms = value * 1000 if value < 10_000_000_000 else value
-        stamp = datetime.fromtimestamp(ms / 1000, UTC)
-    elif isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    return stamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def plan_of(tier: object) -> str:
-    """The plan name shown for a tier id (the Node service's reading)."""
-    if not tier:
-        return "FREE"
-    if not isinstance(tier, str):
-        return str(tier)
-    if "-" in tier:
-        return tier
-    words = tier.split()
-    if len(words) >= 2 and words[-2].lower() == "for":
-        return " ".join(words[max(0, len(words) - 3) :])
-    return words[-1] if words else "FREE"
-
-
-def plan_class(plan: str) -> str:
-    p = plan.lower()
-    for needle, name in (
-        ("ultra", "plan-ultra"),
-        ("team", "plan-team"),
-        ("ent", "plan-team"),
-        ("pro+", "plan-pro-plus"),
-        ("pro +", "plan-pro-plus"),
-        ("pro", "plan-pro"),
-        ("plus", "plan-plus"),
-        ("+", "plan-plus"),
-        ("free", "plan-free"),
-        ("basic", "plan-basic"),
-        ("super", "plan-super"),
-        ("heavy", "plan-heavy"),
-        ("standard", "plan-standard"),
-    ):
-        if needle in p:
-            return name
-    return "plan-default"
-
-
-def usage_document(
-    quotas: Iterable[tuple[str, float, object]], raw: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The usage object (aiclient-protocols §4.2) from ``(model id, remaining fraction,
-    reset time)`` per model and the raw answer (with ``tierId`` and ``account`` added):
-    per-model percent used, the mean as the summary, the latest reset."""
-    items: list[dict[str, Any]] = []
-    latest: object = None
-    for model, remaining, reset in quotas:
-        percent = (1 - remaining) * 100
-        if reset and (latest is None or str(reset) > str(latest)):
-            latest = reset
-        items.append(
-            {
-                "id": model,
-                "label": model,
-                "used": percent,
-                "limit": 100,
-                "percent": percent,
-                "unit": "percent",
-                "status": _status(percent),
-                "resetAt": iso_time(reset),
-            }
-        )
-    items.sort(key=lambda item: item["id"])
-    mean = sum(i["percent"] for i in items) / len(items) if items else 0
-    plan = plan_of(raw.get("tierId"))
-    return {
-        "summary": {
-            "usedPercent": mean,
-            "status": _status(mean),
-            "resetAt": iso_time(latest),
-            "plan": plan,
-            "planClass": plan_class(plan),
-            "unit": "percent",
-        },
-        "user": {"email": raw.get("account") or None},
-        "items": items,
-        "raw": dict(raw),
-    }
-
-
-def fraction(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 # ------------------------------------------------------------------------------ adapter
@@ -838,8 +538,7 @@ class CodeAssistAdapter:
         caller = self._account_caller(call.session, urls, token, proxy)
         known = self.projects.account(call.pools, call.provider_type, call.node.uuid)
         if known is None:  # tier and e-mail: loadCodeAssist says them (memory only)
-            load_body = {"cloudaicompanionProject": "", "metadata": dict(CLIENT_METADATA)}
-            loaded: JsonAnswer = await caller("loadCodeAssist", load_body)
+            loaded = await caller("loadCodeAssist", load_body())
             if loaded.status != 200:
                 raise UpstreamUnavailable(f"loadCodeAssist answered HTTP {loaded.status}")
             known, _ = account_of(loaded.document())
@@ -853,17 +552,17 @@ class CodeAssistAdapter:
                 )
             except DiscoveryFailed as exc:
                 raise UpstreamUnavailable(f"no project for the quota: {exc}") from None
-        answer: JsonAnswer = await caller(self.quota_method, {"project": project})
+        answer = await caller(self.quota_method, {"project": project})
         if answer.status != 200:
             raise UpstreamUnavailable(f"{self.quota_method} answered HTTP {answer.status}")
         raw = {**answer.document(), "tierId": known.tier, "account": known.email}
-        return usage_document(self.quotas(raw), raw)
+        return percent_usage(self.quotas(raw), raw)
 
     # -- calling ---------------------------------------------------------------------------
 
     def _account_caller(
         self, session: aiohttp.ClientSession, urls: list[str], token: str, proxy: str | None
-    ) -> Callable[[str, Mapping[str, Any]], Any]:
+    ) -> AccountCall:
         """``call(method, body)`` → :class:`JsonAnswer`: an account call (discovery, models,
         quota), over the base URLs as a generation would be."""
 

@@ -33,10 +33,10 @@ from cfgstore_gateway.adapters.code_assist import (
     CodeAssistAdapter,
     bearer_json,
     envelope,
-    fraction,
     inner_request,
 )
 from cfgstore_gateway.adapters.openai_compat import TypeProfile, configured_base_url
+from cfgstore_gateway.adapters.usage_format import fraction
 
 DEFAULT_BASE_URL = "https://cloudcode-pa.googleapis.com"
 CLI_VERSION = "0.31.0"
