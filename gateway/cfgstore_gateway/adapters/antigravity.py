@@ -3,9 +3,11 @@
 project discovery are :mod:`~cfgstore_gateway.adapters.code_assist`'s.
 
 * Base URLs, tried in order (:data:`BASE_URLS`); the node's ``ANTIGRAVITY_BASE_URL`` (else
-  ``config.json``'s, else ``UPSTREAM_BASE_URLS[type]``) replaces the whole list. A network
-  error or a 429 that names no quota reset moves on to the next URL; any other answer (a
-  5xx included: the gateway retries it) is the reply.
+  ``config.json``'s, else ``UPSTREAM_BASE_URLS[type]``) replaces the whole list. A
+  generation moves on to the next URL after a network error or a 429 that names no time
+  to wait (no quota reset, no ``Retry-After``); any other answer (a 5xx included: the
+  gateway retries it) is the reply. Account calls (discovery, models, quota) also move on
+  after a 5xx.
 * Every call sends ``User-Agent: antigravity/1.104.0 darwin/arm64``; a stream also
   ``Accept: text/event-stream``.
 * Model: ``gemini-claude-X`` is sent as ``claude-X``; a model neither in :data:`MODELS` nor

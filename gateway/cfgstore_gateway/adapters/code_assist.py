@@ -14,9 +14,9 @@ only ``candidates``, ``usageMetadata``, ``promptFeedback`` and
 Errors (§3.0): an error answer is read whole and handed on as it came. When it says the
 account's quota is spent until some time (``error.details[].retryDelay``,
 ``details[].metadata.quotaResetDelay`` or ``quotaResetTimeStamp``, a top-level
-``retryDelay``, "… after N s" in the message, or a ``Retry-After`` header on a 429 or
-``RESOURCE_EXHAUSTED``), the reply carries ``quota_reset_ms`` and the gateway cools the node
-down until then.
+``retryDelay``, or "… after N s" in the message, of a 429 or ``RESOURCE_EXHAUSTED``), the
+reply carries ``quota_reset_ms`` and the gateway cools the node down until then. A
+``Retry-After`` header alone is left to the gateway's own 429 handling.
 
 Project discovery is :mod:`~cfgstore_gateway.adapters.code_assist_projects`'s; the
 usage object (:meth:`CodeAssistAdapter.usage`) is built by
@@ -370,10 +370,7 @@ def quota_reset(
     if found:
         amount = float(found.group(1))
         return now + round(amount if (found.group(2) or "s").lower() == "ms" else amount * 1000)
-    retry_after = headers.get("Retry-After")
-    if retry_after and retry_after.strip().isdigit():
-        return now + int(retry_after.strip()) * 1000
-    return None
+    return None  # a Retry-After header alone is the gateway's (RATE_LIMIT_COOLDOWN_*)
 
 
 def _epoch_ms(value: object) -> int | None:
@@ -423,7 +420,7 @@ class CodeAssistAdapter:
     provider_type = ""
     models: tuple[str, ...] = ()
     falls_back = False
-    """Try the next base URL after a network error or a 429 that names no reset."""
+    """Try the next base URL after a network error or a 429 that names no time to wait."""
     quota_method = ""
 
     def __init__(self) -> None:
@@ -587,5 +584,10 @@ class CodeAssistAdapter:
 
 
 def _unnamed_limit(reply: BufferedReply | UnwrappedReply) -> bool:
-    """A 429 that names no reset (Antigravity then tries its next base URL)."""
-    return reply.status == 429 and getattr(reply, "quota_reset_ms", None) is None
+    """A 429 that names no time to wait, in its body or a ``Retry-After`` (Antigravity then
+    tries its next base URL)."""
+    return (
+        reply.status == 429
+        and getattr(reply, "quota_reset_ms", None) is None
+        and "Retry-After" not in reply.headers
+    )
