@@ -14,8 +14,11 @@ checked; whatever is wrong is listed in :attr:`CodeAssistStub.problems` and answ
 
 Generations play the scene of :mod:`tests.gateway.protocol_stubs` (a ``get_weather`` call,
 then an answer to its result), wrapped as ``{"response": …}``; streams go out as SSE cut at
-random byte boundaries (seeded, the seed in ``repr``). :attr:`CodeAssistStub.exhausted`
-makes generations answer 429 ``RESOURCE_EXHAUSTED`` with a ``quotaResetDelay``.
+random byte boundaries (seeded, the seed in ``repr``); every streamed event carries
+``usageMetadata``, as Antigravity's do. :attr:`CodeAssistStub.exhausted` makes generations
+answer 429 ``RESOURCE_EXHAUSTED`` with a ``quotaResetDelay``; :attr:`CodeAssistStub.truncated`
+cuts the next streams short (``MAX_TOKENS``), and a request ending with the continuation
+turn (:data:`CONTINUE`) is answered as the request before it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from tests.gateway.protocol_stubs import gemini_result, gemini_stream, gemini_wh
 PROJECT = "stub-project-4242"
 TIER = "standard-tier"
 EMAIL = "someone@example.com"
+CUT_TEXT = "Part one. "
+CONTINUE = "Please continue from where you left off."
 CLI = "cli"
 ANTIGRAVITY = "antigravity"
 
@@ -60,6 +65,8 @@ class CodeAssistStub:
         self.onboard_polls = 0
         self.broken: dict[str, int] = {}
         """prefix → status that prefix answers every call with (429: no reset named)."""
+        self.truncated = 0
+        """How many streams to cut short: text :data:`CUT_TEXT`, ``finishReason: MAX_TOKENS``."""
         self.exhausted: str | None = None
         """A ``quotaResetDelay`` (``"3600s"``): generations answer 429 naming it."""
         self.available = {
@@ -210,12 +217,22 @@ class CodeAssistStub:
             return web.json_response({"error": error}, status=403)
         if self.exhausted is not None:
             return web.json_response({"error": exhausted(self.exhausted)}, status=429)
-        result = gemini_result(call.body["request"])
+        contents = call.body["request"]["contents"]
+        if contents[-1]["parts"][0].get("text") == CONTINUE:  # an anti-truncation round
+            contents = contents[:-2]
+        result = gemini_result({"contents": contents})
         if call.method == "generateContent":
             return web.json_response({"response": gemini_whole(result), "traceId": "t1"})
+        events = [json.loads(f.decode().removeprefix("data: ")) for f in gemini_stream(result)]
+        if self.truncated > 0:
+            self.truncated -= 1
+            events = [
+                {"candidates": [{"content": {"role": "model", "parts": [{"text": t}]}}]}
+                for t in ("Part ", "one. ")
+            ]
+            events[-1]["candidates"][0]["finishReason"] = "MAX_TOKENS"
         chunks = []
-        for frame in gemini_stream(result):
-            inner = json.loads(frame.decode().removeprefix("data: "))
+        for inner in events:
             inner.setdefault("usageMetadata", {"promptTokenCount": 11})  # as Antigravity does
             wrapped = {"response": inner, "traceId": "t1"}
             chunks.append(f"data: {json.dumps(wrapped, ensure_ascii=False)}\r\n\r\n".encode())

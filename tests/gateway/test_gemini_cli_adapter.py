@@ -30,8 +30,9 @@ from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, code_assist, 
 from cfgstore_gateway.adapters.gemini_cli import GEMINI_CLI
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.health_checks import HealthChecker
+from cfgstore_gateway.protocols.sse import SseParser
 from cfgstore_gateway.refresh import Refresher
-from tests.gateway.code_assist_stub import EMAIL, PROJECT, TIER, CodeAssistStub, exhausted
+from tests.gateway.code_assist_stub import CUT_TEXT, EMAIL, PROJECT, TIER, CodeAssistStub, exhausted
 from tests.gateway.conftest import (
     CLIENT_KEY,
     WAIT_S,
@@ -160,6 +161,48 @@ async def test_a_refused_token_is_refreshed_and_the_discovery_retried(
         "onboardUser",
         "streamGenerateContent",
     ]
+
+
+async def test_an_anti_truncation_model_continues_a_stream_cut_at_max_tokens(
+    tmp_path: Path, stub: CodeAssistStub
+) -> None:
+    stub.onboarded = True
+    stub.truncated = 1
+    contents = [
+        {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"content": "18 C"}}}
+            ],
+        },
+    ]
+    settings = file_deployment(tmp_path, stub, PROJECT_ID=PROJECT)
+    async with running_gateway(settings) as gw:
+        response = await gw.client.post(
+            "/v1beta/models/anti-gemini-2.5-pro:streamGenerateContent?alt=sse",
+            json={"contents": contents},
+            headers={"x-goog-api-key": CLIENT_KEY},
+        )
+        assert response.status == 200, await response.text()
+        parser = SseParser()
+        events = [json.loads(e.data) for e in parser.feed(await response.read()) + parser.close()]
+    text = "".join(
+        p.get("text", "") for e in events for p in e["candidates"][0]["content"]["parts"]
+    )
+    assert text == CUT_TEXT + ANSWER, stub
+    assert [e["candidates"][0].get("finishReason") for e in events].count("MAX_TOKENS") == 1
+    first, second = stub.calls
+    assert first.method == second.method == "streamGenerateContent"
+    assert first.body["model"] == second.body["model"] == "gemini-2.5-pro"
+    assert first.body["request"]["contents"] == contents
+    assert second.body["request"]["contents"] == [
+        *contents,
+        {"role": "model", "parts": [{"text": CUT_TEXT}]},
+        {"role": "user", "parts": [{"text": "Please continue from where you left off."}]},
+    ]
+    assert stub.problems == []
 
 
 async def test_a_spent_quota_cools_the_node_down_until_the_reset_it_names(

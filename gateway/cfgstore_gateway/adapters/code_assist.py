@@ -74,12 +74,15 @@ Adjust = Callable[[dict[str, Any]], dict[str, Any]]
 
 def inner_request(body: Mapping[str, Any]) -> dict[str, Any]:
     """A Gemini ``generateContent`` body made ready for ``request``: a copy without
-    ``model``, ``system_instruction`` renamed ``systemInstruction``, every content given a
-    role (``user`` when missing)."""
+    ``model``, ``system_instruction`` renamed ``systemInstruction``, the system instruction
+    and every content given a role (``user`` when missing)."""
     request: dict[str, Any] = json.loads(json.dumps(body))
     request.pop("model", None)
     if "system_instruction" in request:
         request.setdefault("systemInstruction", request.pop("system_instruction"))
+    system = request.get("systemInstruction")
+    if isinstance(system, dict) and not system.get("role"):
+        system["role"] = "user"
     for content in request.get("contents") or ():
         if isinstance(content, dict) and not content.get("role"):
             content["role"] = "user"
