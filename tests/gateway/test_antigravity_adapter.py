@@ -286,3 +286,26 @@ def test_merging_a_stream_joins_neighbouring_texts_and_thoughts() -> None:
         "usageMetadata": {"totalTokenCount": 5},
         "modelVersion": "claude-x",
     }
+
+
+def test_tool_parameters_keep_only_googles_schema_subset() -> None:
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "city": {"type": ["string", "null"], "minLength": 1, "description": "Where"},
+            "days": {"type": "integer", "exclusiveMinimum": 0, "enum": [1, 2]},
+            "tags": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        },
+        "required": ["city"],
+    }
+    assert antigravity.gemini_schema(schema) == {
+        "type": "OBJECT",
+        "properties": {
+            "city": {"nullable": True, "type": "STRING", "description": "Where"},
+            "days": {"type": "INTEGER", "enum": [1, 2]},
+            "tags": {"type": "ARRAY", "items": {"type": "STRING"}},
+        },
+        "required": ["city"],
+    }

@@ -22,7 +22,8 @@ project discovery are :mod:`~cfgstore_gateway.adapters.code_assist`'s.
   ``thinkingBudget: -1`` for a ``thinkingLevel``; a requested thinking budget is held to
   1024…100000 (``-1`` kept), a Claude model below 1024 loses thinking, a model that does
   not think loses ``thinkingConfig``; ``gemini-3-pro*`` and Claude models get the
-  Antigravity persona before the client's system text.
+  Antigravity persona before the client's system text; a tool's ``parameters`` keep only
+  Google's schema subset (:func:`gemini_schema`; ``parametersJsonSchema`` is sent as it is).
 * Answers: ``usageMetadata`` only on an answer or event that has a ``finishReason``.
 * Models (:meth:`list_models`): ``fetchAvailableModels`` ``{"project"}`` over the base
   URLs, keeping listed ids and ``claude-*`` (shown as ``gemini-claude-*``); the static list
@@ -31,8 +32,6 @@ project discovery are :mod:`~cfgstore_gateway.adapters.code_assist`'s.
 
 * A whole answer of a Claude model is asked for as a stream and merged
   (:class:`~cfgstore_gateway.adapters.code_assist.MergedReply`), as the Node service does.
-
-Not done: the clean-up of tool parameter schemas (keywords Google refuses).
 """
 
 from __future__ import annotations
@@ -183,6 +182,12 @@ class AntigravityAdapter(CodeAssistAdapter):
         generation = request.get("generationConfig")
         if isinstance(generation, dict):
             generation.pop("maxOutputTokens", None)
+        for tool in request.get("tools") or ():
+            for declaration in (
+                (tool.get("functionDeclarations") or ()) if isinstance(tool, dict) else ()
+            ):
+                if isinstance(declaration, dict) and "parameters" in declaration:
+                    declaration["parameters"] = gemini_schema(declaration["parameters"])
         _thinking(model, request, claude=claude, image=image)
         if image:
             extra = {
@@ -247,6 +252,40 @@ class AntigravityAdapter(CodeAssistAdapter):
                 remaining = info.get("remaining")
             out.append((alias, fraction(remaining), info.get("resetTime")))
         return out
+
+
+SCHEMA_KEYS = frozenset(
+    ("type", "description", "properties", "required", "enum", "items", "nullable")
+)
+
+
+def gemini_schema(schema: Any) -> Any:
+    """A tool's ``parameters`` with only what Google's schema subset takes (the Node
+    service's clean-up): the keys of :data:`SCHEMA_KEYS`, ``type`` in capitals (a type list
+    naming ``null`` becomes its other type plus ``nullable``), nested schemas alike."""
+    if isinstance(schema, list):
+        return [gemini_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: gemini_schema(sub) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = gemini_schema(value)
+        elif key == "type":
+            if isinstance(value, list) and "null" in value:
+                out["nullable"] = True
+            named = (
+                next((t for t in value if t != "null"), None) if isinstance(value, list) else value
+            )
+            if isinstance(named, str):
+                out["type"] = named.upper()
+        else:
+            out[key] = value
+    return out
 
 
 def _thinking(model: str, request: dict[str, Any], *, claude: bool, image: bool) -> None:
