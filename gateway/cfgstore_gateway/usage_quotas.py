@@ -2,7 +2,7 @@
 
 **What is asked.** A provider type whose adapter has the optional ``usage(call)``
 (:mod:`cfgstore_gateway.adapters`) is a *quota type*: refreshing it asks every node of the
-type, at most :attr:`UsageQuotas.concurrency` at once over the whole refresh, each bounded
+type, at most :attr:`UsageQuotas.concurrency` at once in the process, each bounded
 by :attr:`UsageQuotas.node_timeout_s`. A node gets the credential a request would
 (``refresher.credential_for``); when the adapter says the upstream refused it
 (:class:`~cfgstore_gateway.adapters.CredentialRejected`) the credential is refreshed once,
@@ -213,6 +213,7 @@ class UsageQuotas:
         self.concurrency = concurrency
         self.node_timeout_s = node_timeout_s
         self._clock = clock
+        self._limit = asyncio.Semaphore(max(1, concurrency))
         self._flights: dict[str, asyncio.Task[Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self.passes: list[int] = []
@@ -286,9 +287,8 @@ class UsageQuotas:
         nodes = list((await self._store.pools.view()).get(provider_type, ()))
         if self.asks(provider_type):
             config = await self.services.config.get()
-            limit = asyncio.Semaphore(self.concurrency)
             instances: list[JSONValue] = list(
-                await asyncio.gather(*(self._ask(provider_type, n, config, limit) for n in nodes))
+                await asyncio.gather(*(self._ask(provider_type, n, config) for n in nodes))
             )
             entry = _counted(provider_type, instances)
         else:
@@ -302,8 +302,13 @@ class UsageQuotas:
         node = await self._store.pools.get_node(provider_type, uuid)
         if node is None:
             raise NotFound("provider", f"{provider_type}/{uuid}")
-        config = await self.services.config.get()
-        instance = await self._ask(provider_type, node, config, asyncio.Semaphore(1))
+        if self.asks(provider_type):
+            instance = await self._ask(provider_type, node, await self.services.config.get())
+        else:
+            counted = counters_entry(provider_type, [node])
+            assert isinstance(counted, dict) and isinstance(counted["instances"], list)
+            instance = counted["instances"][0]
+            assert isinstance(instance, dict)
         await self._patch(provider_type, instance)
         return instance
 
@@ -347,7 +352,6 @@ class UsageQuotas:
         provider_type: str,
         node: ProviderNode,
         config: MainConfig,
-        limit: asyncio.Semaphore,
     ) -> dict[str, JSONValue]:
         instance = _instance_base(provider_type, node)
         if node.state.is_disabled:
@@ -358,7 +362,7 @@ class UsageQuotas:
         if adapter is None or usage is None:
             instance["error"] = f"no adapter reports the usage of {provider_type}"
             return instance
-        async with limit:
+        async with self._limit:
             try:
                 async with asyncio.timeout(self.node_timeout_s):
                     found = await self._usage(provider_type, node, config, adapter, usage)

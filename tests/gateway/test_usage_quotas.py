@@ -341,6 +341,8 @@ async def test_a_node_refresh_patches_its_instance_and_recounts(world: World) ->
         assert by_uuid(after)["q1"] == by_uuid(before)["q1"]
         status, _ = await one.admin.call("GET", f"/api/usage/{QWEN}/nobody")
         assert status == 404
+        counted = await one.get(f"/api/usage/{OTHER}/k1")  # no usage(): its own counters
+        assert counted["success"] is True and counted["usage"]["summary"]["unit"] == "requests"
 
 
 async def test_a_spent_account_cools_down_until_its_reset_and_is_not_selected(
