@@ -12,8 +12,9 @@ habit the adapter repairs from the ``output_item.done`` items), cut at random by
 boundaries (seeded: the seed is in the stub's repr).
 
 Per account (:attr:`CodexStub.spent`): ``("429", reset_s)`` answers HTTP 429
-``usage_limit_reached`` with ``resets_at``; ``("event", reset_s)`` answers 200 with a
-``response.created`` then an ``error`` event ``insufficient_quota`` (``resets_at`` when
+``usage_limit_reached`` with ``resets_at``; ``("event", reset_s)`` answers 200 with
+``response.created``/``in_progress``, a rate-limit notice, then an ``error`` event
+``insufficient_quota`` (``resets_at`` when
 ``reset_s`` is set); ``("failed", None)`` the same with a ``server_error``. The usage
 endpoint answers :data:`USAGE` for a known token.
 """
@@ -241,7 +242,8 @@ class CodexStub:
             elif spent[1] is not None:
                 error["resets_at"] = spent[1]
             failure = sse({"type": "error", "sequence_number": 1, "error": error}, "error")
-            events = [*answer_events(None, body["model"])[:1], failure]
+            notice = sse({"type": "codex.rate_limits", "primary": {"used_percent": 100}})
+            events = [*answer_events(None, body["model"])[:2], notice, failure]
         else:
             events = answer_events(tool_result(body), body["model"])
         await self._write_cut(response, events)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,10 @@ from cfgstore_gateway.adapters.codex import (
     format_usage,
     upstream_model,
 )
+from cfgstore_gateway.adapters.codex_sse import CodexEvents
 from cfgstore_gateway.health_checks import HealthChecker
 from cfgstore_gateway.refresh import Refresher
-from tests.gateway.codex_stub import USAGE, CodexStub
+from tests.gateway.codex_stub import USAGE, CodexStub, answer_events
 from tests.gateway.conftest import (
     CLIENT_KEY,
     WAIT_S,
@@ -417,3 +419,67 @@ def test_the_account_comes_from_the_credential_or_its_id_token() -> None:
     assert account_id_of({"id_token": fake_jwt(claims)}) == "acct-2"
     assert account_id_of({"id_token": fake_jwt({"sub": "user-9"})}) == "user-9"
     assert account_id_of({"id_token": "not-a-jwt"}) is None
+
+
+# ------------------------------------------------------------------------ stream reading
+
+
+def cut(data: bytes, rng: random.Random) -> list[bytes]:
+    out, start = [], 0
+    while start < len(data):
+        end = start + rng.randint(1, 17)
+        out.append(data[start:end])
+        start = end
+    return out
+
+
+def collect(events: list[bytes], seed: int) -> dict[str, Any] | None:
+    reader = CodexEvents()
+    for piece in cut(b"".join(events), random.Random(seed)):
+        reader.feed(piece)
+    reader.close()
+    return reader.whole()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_stream_cut_anywhere_is_collected_with_the_done_items(seed: int) -> None:
+    whole = collect(answer_events("18 C", "gpt-5.4"), seed)
+    assert whole is not None and whole["status"] == "completed"
+    (message,) = whole["output"]  # completed came with [] and is filled from the items
+    assert message["content"][0]["text"] == ANSWER
+    called = collect(answer_events(None, "gpt-5.4"), seed)
+    assert called is not None
+    assert [(i["type"], i["call_id"], i["arguments"]) for i in called["output"]] == [
+        ("function_call", "call_c1", '{"city": "Paris"}')
+    ]
+
+
+def test_a_stream_without_completion_is_made_whole_or_is_nothing() -> None:
+    events = answer_events("18 C", "gpt-5.4")
+    without_end = collect(events[:-2], 1)  # no output_item.done, no completion
+    assert without_end is not None and without_end["status"] == "completed"
+    assert without_end["output"][0]["content"][0]["text"] == ANSWER  # from the deltas
+    assert collect(events[:2], 1) is None  # created and in_progress only
+
+
+def test_malformed_output_items_are_dropped_and_call_ids_completed() -> None:
+    reader = CodexEvents()
+    items = [
+        {"type": "function_call", "id": "fc_9", "name": "f", "arguments": "{}"},
+        {"type": "function_call", "id": "fc_8", "arguments": "{}"},  # no name: dropped
+        {"id": "x"},  # no type: dropped
+    ]
+    done = [
+        {"type": "response.output_item.done", "output_index": i, "item": item}
+        for i, item in enumerate(items)
+    ]
+    lines = [f"data: {json.dumps(event)}\n\n" for event in done]
+    lines.append("data: not json\n\n")
+    lines.append('data: {"type":"response.completed","response":{"id":"r","output":[]}}\n\n')
+    handed = reader.feed("".join(lines).encode()) + reader.close()
+    assert [e["type"] for e in handed] == ["response.output_item.done", "response.completed"]
+    whole = reader.whole()
+    assert whole is not None
+    assert whole["output"] == [
+        {"type": "function_call", "id": "fc_9", "call_id": "fc_9", "name": "f", "arguments": "{}"}
+    ]

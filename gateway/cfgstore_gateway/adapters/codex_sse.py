@@ -40,7 +40,14 @@ QUOTA_CODES = frozenset({"insufficient_quota", "usage_limit_reached"})
 """Error ``code``/``type`` values saying the account's quota is spent: the node is switched."""
 
 BEFORE_OUTPUT = frozenset({"response.created", "response.in_progress", "response.queued"})
-"""Events that come before any output: held back until the stream shows it will answer."""
+"""Events that come before any output: held back until the stream shows it will answer
+(as are events outside ``response.*``, such as the backend's rate-limit notices)."""
+
+
+def is_output(kind: str) -> bool:
+    """Whether an event of this type commits the stream (the answer has begun)."""
+    return kind.startswith("response.") and kind not in BEFORE_OUTPUT
+
 
 DISCONNECTED = "stream error: stream disconnected before completion: "
 MAX_ERROR_BYTES = 256 * 1024
@@ -76,7 +83,8 @@ class CodexEvents:
         self._added: dict[str, dict[str, Any]] = {}
         self._texts: dict[str, str] = {}
         self.completed: dict[str, Any] | None = None
-        """The ``response`` of the ``response.completed`` event, its output patched."""
+        """The ``response`` of the ``response.completed`` (or ``.incomplete``) event, its
+        output patched."""
 
     def feed(self, chunk: bytes) -> list[dict[str, Any]]:
         return self._read(self._sse.feed(chunk))
@@ -127,7 +135,7 @@ class CodexEvents:
             item_id, text = data.get("item_id"), data.get("text")
             if isinstance(item_id, str) and isinstance(text, str) and text:
                 self._texts[item_id] = text
-        elif kind == "response.completed":
+        elif kind in ("response.completed", "response.incomplete"):
             response = data.get("response")
             response = dict(response) if isinstance(response, Mapping) else {}
             self._patch(response)
@@ -345,7 +353,7 @@ async def stream_reply(response: aiohttp.ClientResponse) -> UpstreamReply:
                 if event["type"] in ("error", "response.failed"):
                     response.release()
                     return quota_error(error_of(event))
-                if event["type"] not in BEFORE_OUTPUT:
+                if is_output(event["type"]):
                     held += arrived[index:]
                     return CodexStream(response, chunks, events, held, ended)
                 held.append(event)
