@@ -30,7 +30,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
-from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall
+from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, UpstreamUnavailable
 from cfgstore_gateway.adapters.codex import (
     MODELS,
     CodexAdapter,
@@ -40,6 +40,7 @@ from cfgstore_gateway.adapters.codex import (
     upstream_model,
 )
 from cfgstore_gateway.adapters.codex_sse import CodexEvents
+from cfgstore_gateway.adapters.openai_compat import OpenAICompatAdapter
 from cfgstore_gateway.health_checks import HealthChecker
 from cfgstore_gateway.refresh import Refresher
 from tests.gateway.codex_stub import USAGE, CodexStub, answer_events
@@ -270,6 +271,63 @@ async def test_an_expired_token_is_refreshed_once_for_concurrent_requests_on_two
     assert len(received) == CALLERS
     assert {r.headers["Authorization"] for r in received} == {f"Bearer {new_token}"}
     assert {r.headers["chatgpt-account-id"] for r in received} == {"acct-new"}
+
+
+async def test_a_refused_token_is_refreshed_and_the_request_retried_once(
+    tmp_path: Path, stub: CodexStub
+) -> None:
+    """A 401 from the backend (a token revoked before its expiry): the gateway refreshes
+    the credential and retries the node with the new token."""
+    stub.accounts = {"tok-new": "acct-a"}
+
+    def answer(received: TokenRequest, number: int) -> tuple[int, Any]:
+        return 200, {"access_token": "tok-new", "refresh_token": "r2", "expires_in": 3600}
+
+    async with TokenStub(answer) as tokens:
+        settings = deployment(
+            tmp_path,
+            stub,
+            {A: ("tok-a", "acct-a")},
+            CODEX_OAUTH_TOKEN_URL=tokens.url("/oauth/token"),
+        )
+        async with running_gateway(settings) as gw:
+            response = await gw.chat("gpt-5.4")
+            assert response.status == 200, await response.text()
+            assert (await gw.node(A, CODEX)).state.error_count == 0
+    assert tokens.count == 1
+    assert tokens.received[0].fields is not None
+    assert tokens.received[0].fields["refresh_token"] == "refresh-tok-a"
+    tried = [r.headers["Authorization"] for r in stub.responses()]
+    assert tried == ["Bearer tok-a", "Bearer tok-new"]
+    # The account stays the id token's: the answer had no id token to say otherwise.
+    assert {r.headers["chatgpt-account-id"] for r in stub.responses()} == {"acct-a"}
+
+
+def test_where_calls_go() -> None:
+    adapter = CodexAdapter()
+
+    def node(**fields: Any) -> Any:
+        return node_from_json({"uuid": A, **fields}, "test")
+
+    empty = MainConfig({})
+    assert adapter.base_url(CODEX, node(), empty) == "https://chatgpt.com/backend-api/codex"
+    assert adapter.usage_url(CODEX, node(), empty) == "https://chatgpt.com/backend-api/wham/usage"
+    relay = node(CODEX_BASE_URL="https://relay.example/backend-api/codex/")
+    assert adapter.base_url(CODEX, relay, empty) == "https://relay.example/backend-api/codex"
+    assert adapter.usage_url(CODEX, relay, empty) == "https://relay.example/backend-api/wham/usage"
+    table = MainConfig({"UPSTREAM_BASE_URLS": {CODEX: "https://table.example/v1"}})
+    assert adapter.base_url(CODEX, node(), table) == "https://table.example/v1"
+    assert adapter.usage_url(CODEX, node(), table) == "https://chatgpt.com/backend-api/wham/usage"
+    socks = MainConfig({"PROXY_URL": "socks5://p:1080", "PROXY_ENABLED_PROVIDERS": [CODEX]})
+    with pytest.raises(UpstreamUnavailable, match="socks"):
+        adapter.check_node(CODEX, node(), socks)
+    assert adapter.static_models(CODEX)[:2] == ("gpt-5.2", "gpt-5.3-codex")
+    assert "gpt-5.5-fast" in adapter.static_models(CODEX)
+    registry = AdapterRegistry()
+    registry.register(OpenAICompatAdapter())
+    registry.register(adapter)
+    assert registry.for_type(CODEX) is adapter
+    assert registry.for_type(f"{CODEX}-plus") is adapter
 
 
 # ------------------------------------------------------------------------ health, usage
