@@ -32,8 +32,10 @@ from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
 from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, UpstreamUnavailable
 from cfgstore_gateway.adapters.codex import (
+    MAX_SESSIONS,
     MODELS,
     CodexAdapter,
+    PromptCacheKeys,
     account_id_of,
     codex_body,
     format_usage,
@@ -469,6 +471,19 @@ def test_the_body_is_rewritten_for_codex() -> None:
     assert image["tools"] == [{"type": "image_generation", "size": "1024x1024"}]
     assert image["instructions"] == "You are a helpful assistant."
     assert upstream_model("gpt-4o") == ("gpt-5.2", False)
+
+
+def test_prompt_cache_keys_last_an_hour_per_node_and_session() -> None:
+    now = [0]
+    keys = PromptCacheKeys(lambda: now[0])
+    first = keys.key("n1", "s")
+    assert keys.key("n1", "s") == first
+    assert keys.key("n2", "s") != first and keys.key("n1", "t") != first
+    now[0] = 3_600_001
+    assert keys.key("n1", "s") != first
+    for index in range(MAX_SESSIONS + 5):
+        keys.key("n1", f"many-{index}")
+    assert len(keys._keys) == MAX_SESSIONS
 
 
 def test_the_account_comes_from_the_credential_or_its_id_token() -> None:

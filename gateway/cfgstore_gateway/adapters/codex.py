@@ -29,16 +29,18 @@ clients into it), rewritten for Codex by :func:`codex_body`:
   summary ``auto`` by default; ``service_tier`` only when ``priority``;
 * dropped: ``max_output_tokens``, ``max_completion_tokens``, ``temperature``, ``top_p``,
   ``user``, ``metadata``, ``messages`` and the Node service's internal ``_…`` keys;
-* ``input``: a string becomes one user message; items without a ``type`` are messages;
-  role ``system`` becomes ``developer``. The backend requires ``instructions``: when the
-  request has none, its system/developer messages become them (taken out of ``input``),
-  else ``You are a helpful assistant.``; when it has some, system/developer messages are
-  dropped, as the Node service does;
+* ``input``: a string becomes one user message; items without a ``type`` are messages.
+  The backend requires ``instructions``: when the request has none, its system/developer
+  messages become them (taken out of ``input``; the Node service keeps them there as
+  ``developer`` messages and sends no instructions), else ``You are a helpful
+  assistant.``; when it has some, system/developer messages are dropped, as the Node
+  service does;
 * ``text.format`` given as a string becomes ``{"type": …}``; ``json_object`` is removed;
 * tools: the client's, plus ``web_search`` (not in JSON mode) and, except for ``*spark``
   models, ``image_generation`` (PNG), as the Node service adds them;
 * ``prompt_cache_key``: a UUID per node and session (``metadata.session_id``,
-  ``conversation_id`` or ``user_id``; else ``<model>-default``), kept for an hour.
+  ``conversation_id`` or ``user_id``; else ``<model>-default``), kept for an hour (at
+  most :data:`MAX_SESSIONS` per process, the oldest forgotten first).
 
 Errors: a 429 (or a 403 saying ``usage_limit_reached``/``insufficient_quota``) with
 ``resets_at`` or ``resets_in_seconds`` carries ``quota_reset_ms``: the gateway cools the
@@ -126,6 +128,7 @@ DROPPED_KEYS = (
 )
 SESSION_TTL_MS = 3_600_000
 SESSION_SWEEP_MS = 15 * 60_000
+MAX_SESSIONS = 10_000
 
 
 # ------------------------------------------------------------------------------ request
@@ -257,7 +260,8 @@ def _tools(raw: Any, base_model: str, json_mode: bool) -> list[Any]:
 
 class PromptCacheKeys:
     """A ``prompt_cache_key`` per node and session, kept :data:`SESSION_TTL_MS`; expired
-    ones are swept at most every :data:`SESSION_SWEEP_MS` (on use, no timer)."""
+    ones are swept at most every :data:`SESSION_SWEEP_MS` (on use, no timer), and beyond
+    :data:`MAX_SESSIONS` the oldest made is forgotten."""
 
     def __init__(self, clock: Callable[[], int] = now_ms) -> None:
         self._clock = clock
@@ -272,6 +276,9 @@ class PromptCacheKeys:
         found = self._keys.get((node, session))
         if found is None or found[1] < now:
             found = (str(uuid.uuid4()), now + SESSION_TTL_MS)
+            self._keys.pop((node, session), None)
+            while len(self._keys) >= MAX_SESSIONS:
+                del self._keys[next(iter(self._keys))]
             self._keys[(node, session)] = found
         return found[0]
 
