@@ -49,6 +49,7 @@ from tests.gateway.codex_stub import USAGE, CodexStub, answer_events
 from tests.gateway.conftest import (
     CLIENT_KEY,
     WAIT_S,
+    auth,
     make_deployment,
     running_gateway,
     scaled,
@@ -303,6 +304,16 @@ async def test_a_refused_token_is_refreshed_and_the_request_retried_once(
     assert tried == ["Bearer tok-a", "Bearer tok-new"]
     # The account stays the id token's: the answer had no id token to say otherwise.
     assert {r.headers["chatgpt-account-id"] for r in stub.responses()} == {"acct-a"}
+
+
+async def test_the_model_list_is_the_node_services(tmp_path: Path, stub: CodexStub) -> None:
+    settings = deployment(tmp_path, stub, {A: ("tok-a", "acct-a")})
+    async with running_gateway(settings) as gw:
+        response = await gw.client.get("/v1/models", headers=auth())
+        assert response.status == 200
+        ids = [m["id"] for m in (await response.json())["data"]]
+    assert set(MODELS) <= {i.split(":", 1)[-1] for i in ids}, ids
+    assert stub.received == []  # a fixed list: the backend is not asked
 
 
 def test_where_calls_go() -> None:
