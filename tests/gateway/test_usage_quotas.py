@@ -33,9 +33,19 @@ from cfgstore_gateway.adapters import (
 from cfgstore_gateway.adapters.openai_compat import PROFILES, OpenAICompatAdapter
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.usage_quotas import QUOTAS, UsageQuotas, spent_until
-from tests.admin.conftest import PASSWORD, Admin, set_password
-from tests.gateway.conftest import CLIENT_KEY, WAIT_S, api_node, auth, serving
+from tests.admin.conftest import PASSWORD, Admin, admin_gateway, set_password
+from tests.gateway.codex_stub import CodexStub
+from tests.gateway.conftest import (
+    CLIENT_KEY,
+    WAIT_S,
+    api_node,
+    auth,
+    make_deployment,
+    serving,
+    write_json,
+)
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
+from tests.gateway.test_codex_adapter import CODEX, codex_document, codex_node, fake_jwt
 from tests.gateway.token_stub import TokenStub
 from tests.gateway.upstream_stub import UpstreamStub
 from tests.support.waiting import until
@@ -415,3 +425,26 @@ def test_when_a_usage_says_the_account_is_spent() -> None:
     unknown = {"summary": {"usedPercent": 100}, "items": [item(5, 5, later)]}
     assert spent_until(unknown, now) == later
     assert spent_until(None, now) is None and spent_until({"summary": "x"}, now) is None
+
+
+async def test_the_codex_adapter_s_usage_refreshes_a_refused_token_once(tmp_path: Path) -> None:
+
+    claims = {"sub": "user-1", "https://api.openai.com/auth": {"chatgpt_account_id": "acct-a"}}
+    async with CodexStub({"tok-new": "acct-a"}) as codex, TokenStub() as tokens:
+        tokens.responder = lambda received, n: (
+            200,
+            {"id_token": fake_jwt(claims), "access_token": "tok-new", "expires_in": 3600},
+        )
+        write_json(tmp_path / "configs/codex/c1.json", codex_document("tok-stale", "acct-a"))
+        node = {**codex_node("c1", codex), "CODEX_OAUTH_TOKEN_URL": tokens.url("/token")}
+        settings = make_deployment(tmp_path, {CODEX: [node]}, MODEL_PROVIDER=CODEX)
+        async with admin_gateway(settings) as anonymous:
+            admin = await anonymous.login()
+            status, supported = await admin.call("GET", "/api/usage/supported-providers")
+            assert status == 200 and CODEX in supported
+            status, instance = await admin.call("GET", f"/api/usage/{CODEX}/c1")
+    assert status == 200 and instance["success"] is True, instance
+    assert instance["usage"]["items"][0]["label"] == "Request Quota (5h)"
+    assert tokens.count == 1
+    asked = [r.headers["Authorization"] for r in codex.received]
+    assert asked == ["Bearer tok-stale", "Bearer tok-new"]
