@@ -84,8 +84,6 @@ QUOTA_MESSAGE = "Quota exhausted"
 DISABLED_MESSAGE = "Provider is disabled"
 OFF_RECHECK_S = 60.0
 """While the scheduled refresh is off, how often the config is looked at again."""
-ALL_TTL_MS = 600_000
-"""The lease of a refresh of everything (its types' own leases bound each type's work)."""
 _POLL_S = (0.02, 0.05, 0.1, 0.2, 0.5)
 """Waiting for another instance's lease: the pauses between looks, then the last one."""
 
@@ -243,7 +241,11 @@ class UsageQuotas:
 
     async def refresh_all(self) -> None:
         """Refresh every pool type's entry (quota types asked, the others counted)."""
-        await self._flight("usage:all", self._refresh_all, self._ttl_ms(None))
+        pools = await self._store.pools.view()
+        nodes = sum(len(n) for n in pools.values())
+        # Its types' refreshes share this process's bound; one may wait for another
+        # instance's refresh of the same type (bounded by that lease) before its own.
+        await self._flight("usage:all", self._refresh_all, self._ttl_ms(nodes) * 2)
 
     async def refresh_type(self, provider_type: str) -> None:
         """Refresh one type's entry. Raises :class:`NotFound` for a type without nodes."""
@@ -452,11 +454,10 @@ class UsageQuotas:
 
     # -- single flight ---------------------------------------------------------------------
 
-    def _ttl_ms(self, nodes: int | None) -> int:
-        """A lease's time to live: long enough for the work it guards (a refresh of
-        ``nodes`` nodes; ``None``: of everything) to end, so a live holder keeps it."""
-        if nodes is None:
-            return ALL_TTL_MS
+    def _ttl_ms(self, nodes: int) -> int:
+        """A lease's time to live: long enough for the work it guards (asking ``nodes``
+        nodes) to end, so a live holder keeps it; short enough that a dead one blocks the
+        others' refreshes (they wait for it) no longer than that."""
         rounds = max(1, math.ceil(nodes / max(1, self.concurrency)))
         per_round_s = self.node_timeout_s * 2 + 5  # an ask, a forced refresh, a second ask
         return int((rounds * per_round_s + 30) * 1000)
