@@ -29,8 +29,9 @@ limit), unless it already is until at least then. Nothing else about a node is r
 **Scheduled refresh.** ``USAGE_REFRESH_INTERVAL_MS`` (config, default
 :data:`DEFAULT_INTERVAL_MS`, ``0`` off) refreshes every type once per interval. Periods are
 aligned on the epoch (period *k* starts at ``k × interval``) and the instance whose timer
-fires first in a period takes the period's lease (``usage:scheduled``, held half an
-interval and not released): with several instances, one asks per period. The first pass
+fires first in a period takes the period's lease (``usage:scheduled``, held for the period
+minus :data:`SCHEDULE_SKEW_MS` (at most half of it), not released): with several
+instances, one asks per period. The first pass
 comes one interval after the start at the earliest; the config is re-read every pass.
 """
 
@@ -82,6 +83,9 @@ DEFAULT_INTERVAL_MS = 600_000
 """Ten minutes: one quota query per account every ten minutes, whatever the instances."""
 QUOTA_MESSAGE = "Quota exhausted"
 DISABLED_MESSAGE = "Provider is disabled"
+SCHEDULE_SKEW_MS = 5_000
+"""How late (clock skew, a busy loop) another instance's timer may fire and still find the
+period's pass taken (at most half an interval)."""
 OFF_RECHECK_S = 60.0
 """While the scheduled refresh is off, how often the config is looked at again."""
 _POLL_S = (0.02, 0.05, 0.1, 0.2, 0.5)
@@ -510,7 +514,10 @@ class UsageQuotas:
     async def scheduled_pass(self, period: int, interval: int) -> bool:
         """Run the pass of period ``period`` (of ``interval`` ms) unless another instance
         took it; whether this instance ran it."""
-        token = await self._store.leases.take("usage:scheduled", max(1, interval // 2))
+        # Held nearly the whole period (not released): the other instances' timers for
+        # this period, late by their clocks' skew or a busy loop, find it taken.
+        hold_ms = interval - min(interval // 2, SCHEDULE_SKEW_MS)
+        token = await self._store.leases.take("usage:scheduled", max(1, hold_ms))
         if token is None:
             return False
         log.debug("scheduled quota refresh, period %d", period)

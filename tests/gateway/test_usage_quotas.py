@@ -395,7 +395,7 @@ async def test_a_spent_account_cools_down_until_its_reset_and_is_not_selected(
 async def test_the_scheduled_refresh_asks_once_per_period_across_instances(
     world: World,
 ) -> None:
-    await world.configure(USAGE_REFRESH_INTERVAL_MS=400)
+    await world.configure(USAGE_REFRESH_INTERVAL_MS=700)
     async with world.instances(2) as (one, two):
         await world.quota.wait_for(3 * 3)  # three passes over the three nodes
         passes = one.quotas.passes + two.quotas.passes
