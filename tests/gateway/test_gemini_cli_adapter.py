@@ -32,6 +32,7 @@ from cfgstore_gateway.app import create_app
 from cfgstore_gateway.health_checks import HealthChecker
 from cfgstore_gateway.protocols.sse import SseParser
 from cfgstore_gateway.refresh import Refresher
+from tests.admin.conftest import admin_gateway
 from tests.gateway.code_assist_stub import CUT_TEXT, EMAIL, PROJECT, TIER, CodeAssistStub, exhausted
 from tests.gateway.conftest import (
     CLIENT_KEY,
@@ -407,3 +408,34 @@ def test_a_reset_timestamp_is_taken_as_it_is() -> None:
     stamp = {"metadata": {"quotaResetTimeStamp": "2030-01-01T00:00:00Z"}}
     body = json.dumps({"error": {"code": 429, "details": [stamp]}}).encode()
     assert code_assist.quota_reset(429, body, {}, 0) == parse_time_ms("2030-01-01T00:00:00.000Z")
+
+
+async def test_the_usage_route_refreshes_a_refused_token_once_and_shows_the_quota(
+    tmp_path: Path, stub: CodeAssistStub
+) -> None:
+    """``GET /api/usage/<type>/<uuid>`` asks ``usage()``; Code Assist refusing the token
+    makes the gateway refresh it once and ask again."""
+    stub.onboarded = True
+    async with TokenStub() as tokens:
+        tokens.responder = lambda received, n: (
+            200,
+            {"access_token": stub.token, "expires_in": 3599},
+        )
+        write_json(tmp_path / TOKEN_PATH, google_document("ya29.revoked", now_ms() + HOUR_MS))
+        node = gemini_node(stub, GEMINI_OAUTH_TOKEN_URL=tokens.url("/token"))
+        settings = make_deployment(tmp_path, {TYPE: [node]}, MODEL_PROVIDER=TYPE)
+        async with admin_gateway(settings) as anonymous:
+            admin = await anonymous.login()
+            status, supported = await admin.call("GET", "/api/usage/supported-providers")
+            assert status == 200 and TYPE in supported and "gemini-antigravity" in supported
+            status, instance = await admin.call("GET", f"/api/usage/{TYPE}/{NODE}")
+        assert tokens.count == 1
+    assert status == 200 and instance["success"] is True, instance
+    assert instance["usage"]["summary"]["plan"] == TIER
+    assert [i["id"] for i in instance["usage"]["items"]] == ["gemini-2.5-flash", "gemini-2.5-pro"]
+    assert [c.headers["Authorization"] for c in stub.calls] == [
+        "Bearer ya29.revoked",
+        f"Bearer {stub.token}",
+        f"Bearer {stub.token}",
+    ]
+    assert stub.methods() == ["loadCodeAssist", "loadCodeAssist", "retrieveUserQuota"]

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -39,6 +37,7 @@ from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import (
+    CredentialRejected,
     ModelsCall,
     UpstreamCall,
     UpstreamReply,
@@ -57,6 +56,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     proxy_for,
     setting_text,
 )
+from cfgstore_gateway.adapters.quota_reset import epoch_ms, quota_reset_ms
 from cfgstore_gateway.adapters.usage_format import percent_usage
 from cfgstore_gateway.protocols.sse import SseParser, frame
 
@@ -317,31 +317,15 @@ async def reply_of(
 
 # --------------------------------------------------------------------------- quota reset
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_AFTER = re.compile(r"after\s+(\d+(?:\.\d+)?)\s*(ms|s)?\b", re.IGNORECASE)
-
-
-def duration_ms(value: object) -> int | None:
-    """A delay as Google writes it (``"3.5s"``, ``"1h2m3.5s"``, ``"250ms"``) or a number of
-    ms; ``None`` when it is none of these."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return max(0, round(value))
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return round(float(text))
-    if not text or _DURATION.sub("", text):
-        return None
-    scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-    return round(sum(float(n) * scale[u] for n, u in _DURATION.findall(text)))
-
 
 def quota_reset(
     status: int, body: bytes, headers: Mapping[str, str], now_ms: int | None = None
 ) -> int | None:
-    """Epoch ms until which an error answer says the account's quota is spent (see the
-    module docstring), ``None`` when it says no such thing."""
+    """Epoch ms until which an error answer (a 429, or ``RESOURCE_EXHAUSTED``) says the
+    account's quota is spent: what :func:`~cfgstore_gateway.adapters.quota_reset.quota_reset_ms`
+    reads in the body, else a detail's ``metadata.quotaResetTimeStamp``; ``None`` when it
+    says no such thing. A ``Retry-After`` header alone is left to the gateway's own 429
+    handling (``RATE_LIMIT_COOLDOWN_*``)."""
     try:
         document = json.loads(body)
     except ValueError:
@@ -351,38 +335,17 @@ def quota_reset(
     if status < 400 or (status != 429 and error.get("status") != "RESOURCE_EXHAUSTED"):
         return None
     now = now_ms if now_ms is not None else int(time.time() * 1000)
+    found = quota_reset_ms(now_ms=now, body=document)
+    if found is not None:
+        return found
     details = error.get("details")
     for detail in details if isinstance(details, list) else ():
-        if not isinstance(detail, Mapping):
-            continue
-        metadata = detail.get("metadata")
-        metadata = metadata if isinstance(metadata, Mapping) else {}
-        delay = duration_ms(detail.get("retryDelay")) or duration_ms(
-            metadata.get("quotaResetDelay")
-        )
-        if delay is not None:
-            return now + delay
-        stamp = _epoch_ms(metadata.get("quotaResetTimeStamp"))
-        if stamp is not None:
-            return stamp
-    if isinstance(document, Mapping):
-        delay = duration_ms(document.get("retryDelay"))
-        if delay is not None:
-            return now + delay
-    found = _AFTER.search(str(error.get("message") or ""))
-    if found:
-        amount = float(found.group(1))
-        return now + round(amount if (found.group(2) or "s").lower() == "ms" else amount * 1000)
-    return None  # a Retry-After header alone is the gateway's (RATE_LIMIT_COOLDOWN_*)
-
-
-def _epoch_ms(value: object) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
+        metadata = detail.get("metadata") if isinstance(detail, Mapping) else None
+        if isinstance(metadata, Mapping):
+            stamp = epoch_ms(metadata.get("quotaResetTimeStamp"))
+            if stamp is not None:
+                return stamp
+    return None
 
 
 # ------------------------------------------------------------------------------ calling
@@ -531,16 +494,15 @@ class CodeAssistAdapter:
         return list(self.models)
 
     async def usage(self, call: ModelsCall) -> dict[str, Any]:
-        """The account's quota per model in the usage object's shape (§4.2)."""
+        """The account's quota per model in the usage object's shape (§4.2); raises
+        :class:`CredentialRejected` when Code Assist refuses the token (HTTP 401)."""
         token = access_token(call.credential, call.provider_type)
         urls = self.base_urls(call.provider_type, call.node, call.config)
         proxy = proxy_for(call.provider_type, call.node, call.config)
         caller = self._account_caller(call.session, urls, token, proxy)
         known = self.projects.account(call.pools, call.provider_type, call.node.uuid)
         if known is None:  # tier and e-mail: loadCodeAssist says them (memory only)
-            loaded = await caller("loadCodeAssist", load_body())
-            if loaded.status != 200:
-                raise UpstreamUnavailable(f"loadCodeAssist answered HTTP {loaded.status}")
+            loaded = _answered(await caller("loadCodeAssist", load_body()))
             known, _ = account_of(loaded.document())
             if known.project is not None:
                 self.projects.remember(call.pools, call.provider_type, call.node.uuid, known)
@@ -551,10 +513,10 @@ class CodeAssistAdapter:
                     call.pools, call.provider_type, call.node, call.config, caller
                 )
             except DiscoveryFailed as exc:
+                if exc.answer is not None:
+                    _answered(exc.answer, "no project for the quota: ")
                 raise UpstreamUnavailable(f"no project for the quota: {exc}") from None
-        answer = await caller(self.quota_method, {"project": project})
-        if answer.status != 200:
-            raise UpstreamUnavailable(f"{self.quota_method} answered HTTP {answer.status}")
+        answer = _answered(await caller(self.quota_method, {"project": project}))
         raw = {**answer.document(), "tierId": known.tier, "account": known.email}
         return percent_usage(self.quotas(raw), raw)
 
@@ -584,6 +546,15 @@ class CodeAssistAdapter:
             raise UpstreamUnavailable("no base URL")
 
         return call
+
+
+def _answered(answer: JsonAnswer, context: str = "") -> JsonAnswer:
+    """``answer`` when it is a 200; else :class:`CredentialRejected` (401) or
+    :class:`UpstreamUnavailable` naming the status."""
+    if answer.status == 200:
+        return answer
+    kind = CredentialRejected if answer.status == 401 else UpstreamUnavailable
+    raise kind(f"{context}Code Assist answered HTTP {answer.status}")
 
 
 def _unnamed_limit(reply: BufferedReply | UnwrappedReply) -> bool:
