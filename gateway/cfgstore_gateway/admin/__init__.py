@@ -71,9 +71,10 @@ _UI_HEADERS = {
 }
 
 
-def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> None:
+def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> web.Application:
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
-    routes marked in ``access``."""
+    routes marked in ``access``; the API's sub-application (where the gateway plugins'
+    routes go)."""
     api = web.Application(middlewares=[compress_json, _admin_middleware])
     state = AdminState(gate)
     api[ADMIN] = state
@@ -91,6 +92,7 @@ def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> N
     access.mark(Access.UI, app.router.add_get("/", _index))
     access.mark_resource(Access.UI, app.router.add_static("/ui/", STATIC_DIR, append_version=False))
     app.on_response_prepare.append(_ui_headers)
+    return api
 
 
 def api_routes(r: web.UrlDispatcher) -> None:
@@ -125,6 +127,7 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/quick-link-provider", uploads_api.quick_link)
     r.add_get("/plugins", plugins_api.list_plugins)
     r.add_post("/plugins/{name}/toggle", plugins_api.toggle_plugin)
+    r.add_get("/cfgstore/plugin-tabs", plugins_api.console_tabs)
     r.add_get("/usage", usage_api.usage)
     r.add_get("/usage/{type}", usage_api.usage_of_type)
     r.add_get("/custom-models", custom_models_api.list_models)
@@ -174,7 +177,7 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
     access = request.config_dict[ROUTE_ACCESS].of(request)
     is_login = access is Access.LOGIN
     try:
-        if access is not Access.LOGIN and access is not Access.UI:
+        if access is Access.ADMIN:  # the others: open, or a gateway plugin's client route
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
             _refuse_read_only_change(request)
         return await handler(request)
