@@ -180,9 +180,9 @@ def create_app(
         gemini_models = r.add_get(f"{prefix}/v1beta/models", gemini_model_list)
         access.mark(Access.CLIENT, gemini_models)
         protocols[gemini_models] = ClientProtocol(converters["gemini"])
-    api = add_admin(app, SessionGate(store), access)
     app[PLUGINS] = plugins
-    plugins.mount(app, api, access)
+    add_admin(app, SessionGate(store), access, lambda api: plugins.mount(api, access))
+    plugins.mount_scripts(app, access)
     return app
 
 

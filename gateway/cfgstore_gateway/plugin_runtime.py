@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -257,9 +257,10 @@ class PluginRuntime:
                 self._changed = asyncio.Event()
                 return
 
-    async def changed(self) -> None:
-        """Wait for the next re-read of ``plugins.json`` (tests, diagnostics)."""
-        await self._changed.wait()
+    def changed(self) -> Coroutine[Any, Any, bool]:
+        """An awaitable of the next re-read of ``plugins.json`` after this call (tests,
+        diagnostics): take it before checking the state, then await it."""
+        return self._changed.wait()
 
     @hookimpl
     def cfgstore_changed(self, event: ChangeEvent) -> None:
@@ -439,9 +440,9 @@ class PluginRuntime:
 
     # ------------------------------------------------------------------ routes and tabs
 
-    def mount(self, app: web.Application, api: web.Application, access: RouteAccess) -> None:
-        """Add the plugins' routes to ``api`` (the admin sub-application at ``/api``) and
-        the console scripts' route to ``app``."""
+    def mount(self, api: web.Application, access: RouteAccess) -> None:
+        """Add the plugins' routes to ``api`` (the admin sub-application at ``/api``,
+        before it is mounted), marked in ``access``."""
         taken: dict[tuple[str, str], str] = {}
         for plugin in self.plugins:
             routes: Sequence[PluginRoute] = getattr(plugin, "routes", None) or ()
@@ -463,6 +464,9 @@ class PluginRuntime:
                 )
                 taken[(route.method.upper(), route.path)] = plugin.name
                 access.mark(_ACCESS[route.access], added)
+
+    def mount_scripts(self, app: web.Application, access: RouteAccess) -> None:
+        """``GET /static/plugins/<name>.js``: the console tabs' scripts."""
         access.mark(Access.UI, app.router.add_get("/static/plugins/{file}", self._script))
 
     async def _script(self, request: web.Request) -> web.StreamResponse:

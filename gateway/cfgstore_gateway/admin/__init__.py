@@ -71,10 +71,15 @@ _UI_HEADERS = {
 }
 
 
-def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> web.Application:
+def add_admin(
+    app: web.Application,
+    gate: SessionGate,
+    access: RouteAccess,
+    more_routes: Callable[[web.Application], None] | None = None,
+) -> None:
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
-    routes marked in ``access``; the API's sub-application (where the gateway plugins'
-    routes go)."""
+    routes marked in ``access``; ``more_routes(api)`` adds routes to the API's
+    sub-application (the gateway plugins') before it is mounted, marking them itself."""
     api = web.Application(middlewares=[compress_json, _admin_middleware])
     state = AdminState(gate)
     api[ADMIN] = state
@@ -88,11 +93,12 @@ def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> w
     access.default(api, Access.ADMIN)
     for route in api.router.routes():
         access.mark(_ROUTE_ACCESS.get(route.handler, Access.ADMIN), route)
+    if more_routes is not None:
+        more_routes(api)
     app.add_subapp("/api", api)
     access.mark(Access.UI, app.router.add_get("/", _index))
     access.mark_resource(Access.UI, app.router.add_static("/ui/", STATIC_DIR, append_version=False))
     app.on_response_prepare.append(_ui_headers)
-    return api
 
 
 def api_routes(r: web.UrlDispatcher) -> None:
