@@ -664,6 +664,7 @@ async def _deliver_stream(
     another protocol (see :class:`~cfgstore_gateway.protocols.client.ClientProtocol`)."""
     info = attempt.info
     translator = client.protocol.translator(client.model, upstream)
+    sniffer = UsageSniffer(upstream)  # a pass-through's usage, read once the client has all
     chunks = reply.chunks()
     try:
         first = await _first_chunk(chunks)
@@ -681,10 +682,10 @@ async def _deliver_stream(
     )
     try:
         await response.prepare(request)
-        sniffer = UsageSniffer(upstream)
         if info.exchange is not None:
             await _write_recorded(response, translator, sniffer, first, chunks, info.exchange)
-            info.usage = sniffer.usage() if translator is None else translator.usage
+            if translator is not None:
+                info.usage = translator.usage
         elif translator is None:
             if first:
                 sniffer.feed(first)
@@ -692,7 +693,6 @@ async def _deliver_stream(
             async for chunk in chunks:
                 sniffer.feed(chunk)
                 await response.write(chunk)
-            info.usage = sniffer.usage()
         else:
             await _write_translated(response, translator, first, chunks)
             info.usage = translator.usage
@@ -727,6 +727,8 @@ async def _deliver_stream(
         reply.close()
     await attempt.success()
     await _end_quietly(response)
+    if translator is None:
+        info.usage = sniffer.usage()
     return response
 
 

@@ -2,28 +2,29 @@
 
 A pass-through writes the upstream's bytes as they come; nothing parses them. The usage is
 still wanted (the access log, plugins' :class:`~cfgstore_gateway.plugin_api.Outcome`), so
-:class:`UsageSniffer` watches the passing bytes for the events that carry it, at the cost of
-one substring search per chunk: only the SSE ``data:`` lines that hold ``sage`` (OpenAI's
-and Claude's ``usage``, Gemini's ``usageMetadata``) are handed to the upstream converter's own
-:class:`~cfgstore_gateway.protocols.StreamReader`, whose ``Finish`` tells the usage at the
-end. Lines split between chunks are joined (only the unfinished tail is kept). A reader that
-raises (an error event) or a converter without a reader leaves the usage unknown; nothing
-here ever fails the stream.
+:class:`UsageSniffer` watches the passing bytes for the events that carry it at the cost of
+one substring search per chunk: the SSE ``data:`` lines that hold ``usage`` (OpenAI's,
+Claude's and Responses' ``usage``, Gemini's ``usageMetadata``) are kept, and only once the
+stream is over (:meth:`UsageSniffer.usage`, after the client has its last byte) handed to
+the upstream converter's own :class:`~cfgstore_gateway.protocols.StreamReader`, whose
+``Finish`` tells the usage. Lines split between chunks are joined (only the unfinished tail
+is kept). A reader that raises (an error event) leaves the usage unknown; nothing here ever
+fails the stream.
 """
 
 from __future__ import annotations
 
 import logging
 
-from cfgstore_gateway.protocols import Converter, StreamReader
+from cfgstore_gateway.protocols import Converter
 from cfgstore_gateway.protocols import neutral as n
 
 log = logging.getLogger("cfgstore_gateway.protocols")
 
-_MARK = b"sage"
-"""In ``usage``, ``usageMetadata`` and ``Usage``: the events worth reading."""
-_MAX_TAIL = 1 << 20
-"""An unfinished line longer than this is dropped (a stream that is not SSE)."""
+_MARK = b"usage"
+_MAX_KEPT = 1 << 20
+"""Bytes of usage lines (and of an unfinished line) kept at most: past it, a stream that is
+not SSE or one that repeats its usage endlessly gives what was kept."""
 
 
 class UsageSniffer:
@@ -31,57 +32,40 @@ class UsageSniffer:
 
     def __init__(self, upstream: Converter) -> None:
         self._upstream = upstream
-        self._reader: StreamReader | None = None
         self._tail = b""
-        self._broken = False
-        self._finished: n.Finish | None = None
+        self._lines: list[bytes] = []
+        self._kept = 0
 
     def feed(self, chunk: bytes) -> None:
-        if self._broken:
-            return
         data = self._tail + chunk if self._tail else chunk
         cut = data.rfind(b"\n")
         if cut < 0:
-            self._tail = data if len(data) <= _MAX_TAIL else b""
+            self._tail = data if len(data) <= _MAX_KEPT else b""
             return
         self._tail = data[cut + 1 :] if cut + 1 < len(data) else b""
-        if _MARK in data[: cut + 1]:
-            self._read(data[: cut + 1])
-
-    def _read(self, lines: bytes) -> None:
-        wanted = [
-            line.rstrip(b"\r")
-            for line in lines.split(b"\n")
-            if _MARK in line and line.startswith(b"data:")
-        ]
-        if not wanted:
-            return
-        try:
-            if self._reader is None:
-                self._reader = self._upstream.stream_reader()
-            self._seen(self._reader.feed(b"".join(line + b"\n\n" for line in wanted)))
-        except Exception as exc:  # an error event, a converter's bug: usage unknown
-            log.debug("no usage from a passed-through stream: %s", exc)
-            self._broken = True
+        found = data.find(_MARK, 0, cut)
+        while found >= 0 and self._kept < _MAX_KEPT:  # only the lines around a mark
+            start = data.rfind(b"\n", 0, found) + 1
+            end = data.find(b"\n", found)
+            if data.startswith(b"data:", start):
+                self._lines.append(data[start:end].rstrip(b"\r"))
+                self._kept += end - start
+            found = data.find(_MARK, end, cut)
 
     def usage(self) -> n.Usage | None:
         """The usage the stream reported (``None``: it said nothing readable)."""
-        if self._broken or (self._reader is None and self._finished is None):
+        if self._tail.startswith(b"data:") and _MARK in self._tail:
+            self._lines.append(self._tail.rstrip(b"\r"))
+        if not self._lines:
             return None
-        if self._tail and _MARK in self._tail:
-            self._read(self._tail)
-            self._tail = b""
-        if self._finished is None and self._reader is not None:
-            try:
-                self._seen(self._reader.close())
-            except Exception as exc:
-                log.debug("no usage from a passed-through stream: %s", exc)
-                return None
-            finally:
-                self._reader = None
-        return self._finished.usage if self._finished is not None else None
-
-    def _seen(self, events: list[n.StreamEvent]) -> None:
+        try:
+            reader = self._upstream.stream_reader()
+            events = reader.feed(b"".join(line + b"\n\n" for line in self._lines))
+            events += reader.close()
+        except Exception as exc:  # an error event, a converter's bug: usage unknown
+            log.debug("no usage from a passed-through stream: %s", exc)
+            return None
         for event in events:
-            if isinstance(event, n.Finish) and self._finished is None:
-                self._finished = event
+            if isinstance(event, n.Finish):
+                return event.usage
+        return None
