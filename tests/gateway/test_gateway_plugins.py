@@ -124,6 +124,20 @@ class Broken:
         raise RuntimeError("broken finished")
 
 
+class Hanging:
+    """Claims to authenticate; its ``admit`` never answers."""
+
+    name = "hanging"
+    description = "Never answers"
+    priority = 2
+    enabled_by_default = True
+    authenticates = True
+
+    async def admit(self, call: ClientCall) -> Admit:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
 class Offer:
     """A third party's distribution: registers its plugins through the hook."""
 
@@ -241,7 +255,8 @@ async def test_a_broken_plugin_neither_fails_a_request_nor_lets_one_in(
     gate = Gate()
     async with ProtocolStub() as stub:
         settings = make_deployment(tmp_path, {"openai-custom": [openai_node(stub.url)]})
-        async with gateway(settings, [Broken(), gate], {"gate": True}) as (gw, _):
+        async with gateway(settings, [Broken(), Hanging(), gate], {"gate": True}) as (gw, rt):
+            rt.admit_timeout_s = 0.1  # the bound of every admit (5 s by default)
             with caplog.at_level(logging.ERROR, "cfgstore_gateway.plugins"):
                 assert (await post(gw, "/v1/chat/completions", None))[0] == 401
                 assert (await post(gw, "/v1/chat/completions", "anything"))[0] == 401
@@ -254,6 +269,7 @@ async def test_a_broken_plugin_neither_fails_a_request_nor_lets_one_in(
     messages = [r.getMessage() for r in caplog.records]
     assert any("broken: admit failed, bypassed" in m for m in messages)
     assert any("broken: finished failed" in m for m in messages)
+    assert any("hanging: admit timed out" in m for m in messages)
 
 
 async def test_refusals_take_each_client_protocol_shape(tmp_path: Path) -> None:
