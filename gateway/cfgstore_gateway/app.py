@@ -451,18 +451,7 @@ def _refused(request: web.Request, refusal: Refuse) -> web.Response:
     """A plugin's refusal in the client protocol's error shape, its ``code`` and
     ``details`` in the error object where the shape has room (Gemini's numeric ``code``
     kept: the plugin's goes in an ``ErrorInfo`` of ``details``)."""
-    protocol = _protocol_of(request)
-    if protocol.is_openai_chat:
-        body: dict[str, Any] = {
-            "error": {
-                "message": refusal.message,
-                "type": "invalid_request_error" if refusal.status < 500 else "server_error",
-                "param": None,
-                "code": refusal.code,
-            }
-        }
-    else:
-        body = protocol.converter.error_body(refusal.status, refusal.message)
+    body = _protocol_of(request).converter.error_body(refusal.status, refusal.message)
     error = body.get("error")
     if isinstance(error, dict):
         if isinstance(error.get("code"), int):  # Gemini: the HTTP status

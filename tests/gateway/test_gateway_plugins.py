@@ -277,7 +277,7 @@ async def test_refusals_take_each_client_protocol_shape(tmp_path: Path) -> None:
     async with gateway(settings, [Gate()], {"gate": True}) as (gw, _):
         status, body = await post(gw, "/v1/chat/completions", "gate_over")
         assert status == 429
-        assert body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["type"] == "rate_limit_error"
         assert body["error"]["code"] == "quota_exceeded" and body["error"]["quota"] == QUOTA
         claude = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
         status, body = await post(gw, "/v1/messages", "gate_over", claude)
