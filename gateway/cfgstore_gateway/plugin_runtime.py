@@ -309,8 +309,9 @@ class PluginRuntime:
                 is_enabled=_enabled_check(self, plugin.name),
             )
             try:
-                await start(context)
-            except Exception:
+                async with asyncio.timeout(self.finished_timeout_s):
+                    await start(context)
+            except Exception:  # a timeout included: the gateway starts all the same
                 log.exception("gateway plugin %s failed to start", plugin.name)
 
     async def stop(self, drain_s: float = 10.0) -> None:
@@ -335,7 +336,8 @@ class PluginRuntime:
             if stop is None:
                 continue
             try:
-                await stop()
+                async with asyncio.timeout(self.finished_timeout_s):
+                    await stop()
             except Exception:
                 log.exception("gateway plugin %s failed to stop", plugin.name)
         self._store = None
@@ -445,8 +447,15 @@ class PluginRuntime:
         before it is mounted), marked in ``access``."""
         taken: dict[tuple[str, str], str] = {}
         for plugin in self.plugins:
-            routes: Sequence[PluginRoute] = getattr(plugin, "routes", None) or ()
+            try:
+                routes: Sequence[object] = tuple(getattr(plugin, "routes", None) or ())
+            except Exception:
+                log.exception("gateway plugin %s: its routes could not be read", plugin.name)
+                continue
             for route in routes:
+                if not isinstance(route, PluginRoute):
+                    log.error("gateway plugin %s: %r is not a PluginRoute", plugin.name, route)
+                    continue
                 problem = _route_problem(route, api, taken)
                 if problem is not None:
                     log.error(
