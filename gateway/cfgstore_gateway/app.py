@@ -36,7 +36,10 @@ Endpoints (each also under ``/{type}/``; errors in the client protocol's own sha
 The web UI (``/``, ``/ui/*``) and the admin API (``/api/*``, which checks its own sessions)
 are mounted by :mod:`cfgstore_gateway.admin`; with ``UI_ENABLED: false`` in the config they
 answer 404. Every other route, and a path that matches none, needs the client key
-(:mod:`cfgstore_gateway.auth`). Which is which is decided by the route the request matched
+(:mod:`cfgstore_gateway.auth`) or an authenticating gateway plugin's admission: the enabled
+gateway plugins (hook ``cfgstore_gateway_plugins``, :mod:`cfgstore_gateway.plugin_runtime`)
+decide in priority order, ``default-auth`` being the key check, and each admitted request's
+outcome goes to their ``finished`` off the request's path. Which is which is decided by the route the request matched
 (:mod:`cfgstore_gateway.access`), before any handler runs, so nothing reads the body of a
 request that is not let in. A request let in without any credential (``/health``, the
 UI's files) may not announce a body over :data:`~cfgstore_gateway.access.PUBLIC_BODY_MAX`
