@@ -61,6 +61,7 @@ class Gate:
         self.routes = (
             PluginRoute("GET", "/api/gate/stats", self._stats, "admin"),
             PluginRoute("GET", "/api/gateuser/me", self._me, "public"),
+            PluginRoute("POST", "/api/gate/client", self._me, "client"),
             PluginRoute("GET", "/api/plugins", self._stats, "admin"),  # the gateway's own
         )
         self.console = ConsoleTab("Gate", b"export function render(element) {}\n")
@@ -403,6 +404,9 @@ async def test_plugin_routes_and_console_tab_follow_the_plugin(
             await asyncio.wait_for(changed, WAIT_S)
             assert (await anonymous.call("GET", "/api/gateuser/me"))[1]["data"] == "me"
             assert (await anonymous.call("GET", "/api/gate/stats"))[0] == 401
+            assert (await anonymous.call("POST", "/api/gate/client"))[0] == 401  # no key
+            status, body = await post(anonymous, "/api/gate/client", "gate_ok")
+            assert status == 200 and body["data"] == "me"  # admitted, no admin session
             status, body = await admin.call("GET", "/api/gate/stats")
             assert status == 200 and body["data"] == {"plugin": "gate"}
             async with anonymous.client.get("/static/plugins/gate.js") as response:
