@@ -39,12 +39,12 @@ answer 404. Every other route, and a path that matches none, needs the client ke
 (:mod:`cfgstore_gateway.auth`) or an authenticating gateway plugin's admission: the enabled
 gateway plugins (hook ``cfgstore_gateway_plugins``, :mod:`cfgstore_gateway.plugin_runtime`)
 decide in priority order, ``default-auth`` being the key check, and each admitted request's
-outcome goes to their ``finished`` off the request's path. Which is which is decided by the route the request matched
-(:mod:`cfgstore_gateway.access`), before any handler runs, so nothing reads the body of a
-request that is not let in. A request let in without any credential (``/health``, the
-UI's files) may not announce a body over :data:`~cfgstore_gateway.access.PUBLIC_BODY_MAX`
-(``413``). The ``/{type}/...`` routes never take a reserved word
-(:data:`~cfgstore_gateway.routing.RESERVED_TYPE_NAMES`) as a type.
+outcome goes to their ``finished`` off the request's path. Which is which is decided by
+the route the request matched (:mod:`cfgstore_gateway.access`), before any handler runs,
+so nothing reads the body of a request that is not let in. A request let in without any
+credential (``/health``, the UI's files) may not announce a body over
+:data:`~cfgstore_gateway.access.PUBLIC_BODY_MAX` (``413``). The ``/{type}/...`` routes never
+take a reserved word (:data:`~cfgstore_gateway.routing.RESERVED_TYPE_NAMES`) as a type.
 
 Every response carries ``X-Request-Id`` (the client's, when it sent a sane one). One log
 line per request names the request id, method, path (never the query string: it may hold
