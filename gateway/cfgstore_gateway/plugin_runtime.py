@@ -238,6 +238,11 @@ class PluginRuntime:
         self.key_check_only = self.admitters == (self.default_auth,)
         if changed:
             log.info("gateway plugins enabled: %s", ", ".join(sorted(enabled)) or "none")
+            if not any(authenticates(p) for p in active):
+                log.warning(
+                    "no authenticating gateway plugin is enabled (default-auth is off in "
+                    "plugins.json): every client request is refused"
+                )
 
     async def reload(self) -> None:
         """Read ``plugins.json`` again (a read that a newer change overtakes is read
@@ -250,6 +255,9 @@ class PluginRuntime:
                 config = await self._store.plugin_config.get()
             except CfgStoreError as exc:
                 log.error("plugins.json unreadable, the plugins keep their state: %s", exc)
+                return
+            except Exception:
+                log.exception("plugins.json not read, the plugins keep their state")
                 return
             if generation == self._generation:
                 self._apply(config)
