@@ -21,6 +21,7 @@ from cfgstore.adapters.facades import (
     Credentials,
     CustomModels,
     KeptFiles,
+    Leases,
     Logins,
     Meta,
     Password,
@@ -65,6 +66,7 @@ class Store:
         self.kept_files = KeptFiles(ops)
         self.traffic = Traffic(ops)
         self.potluck = Potluck(ops)
+        self.leases = Leases(ops)
 
     @property
     def backend_names(self) -> list[str]:
