@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import anthropic
 import openai
-import pytest
 import pytest_asyncio
 
 from cfgstore.adapters import Settings, Store
@@ -25,15 +24,11 @@ from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import node_from_json
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.gateway_plugins.potluck import PotluckPlugin
+from cfgstore_gateway.plugin_runtime import PLUGINS, PluginRuntime
 from tests.admin.conftest import Admin, set_password
 from tests.gateway.conftest import CLIENT_KEY, WAIT_S, scaled, serving
 from tests.gateway.protocol_stubs import MODEL, ProtocolStub
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
-
-# The plugin runtime is built on another branch; until it is merged these tests wait.
-runtime_module = pytest.importorskip("cfgstore_gateway.plugin_runtime")
-PLUGINS = runtime_module.PLUGINS
-PluginRuntime = runtime_module.PluginRuntime
 
 TYPE = "openai-custom"
 NODE = "0b0b0b0b-0000-4000-8000-00000000000b"
@@ -144,6 +139,18 @@ async def test_two_gateways_admit_exactly_the_daily_limit(
             limit + 2,
             "2026-01-01",
         )
+    # Stopped gateways have handed every outcome to the plugin; the tokens are stored.
+    async with Store.open(namespace.redis_settings()) as direct:
+        stored = await direct.potluck.get(key["id"], clock())
+    assert stored is not None
+    assert (stored["totalPromptTokens"], stored["totalCompletionTokens"]) == (
+        11 * (limit + 2),
+        7 * (limit + 2),
+    )
+    history = stored["usageHistory"]
+    assert history["2025-12-31"]["summary"]["requestCount"] == limit
+    assert history["2026-01-01"]["models"][MODEL]["requestCount"] == 2
+    assert history["2026-01-01"]["providers"][TYPE]["totalTokens"] == 36
 
 
 async def test_a_key_disabled_on_one_gateway_is_refused_on_the_other(
