@@ -299,6 +299,10 @@ class PotluckBackend(Protocol):
 
     async def cfgstore_potluck_add_tokens(self, uses: Sequence[TokenUse]) -> None: ...
 
+    async def cfgstore_replica_add_potluck_tokens(
+        self, uses: Sequence[TokenUse], op_id: str
+    ) -> bool: ...
+
     async def cfgstore_potluck_import(self, keys: PotluckKeys) -> None: ...
 
 

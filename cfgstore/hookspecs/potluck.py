@@ -99,5 +99,14 @@ async def cfgstore_potluck_add_tokens(uses: Sequence[TokenUse]) -> None:
 
 
 @hookspec
+async def cfgstore_replica_add_potluck_tokens(uses: Sequence[TokenUse], op_id: str) -> bool:
+    """Optional, for the memory fallback: :func:`cfgstore_potluck_add_tokens` now, exactly
+    once per ``op_id`` (a sequenced batch id ``<instance>:<epoch>:<seq>`` checked against
+    the same per-instance marks as record batches; the fallback names its potluck batches
+    after its instance id with a ``-k`` suffix and journals them through outages). Returns
+    ``False`` when the batch had been applied already (nothing added)."""
+
+
+@hookspec
 async def cfgstore_potluck_import(keys: PotluckKeys) -> None:
     """Replace every key with ``keys`` (``cfgctl migrate``)."""

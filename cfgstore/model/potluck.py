@@ -160,6 +160,24 @@ class TokenUse:
     def peaks(self) -> dict[str, float]:
         return {"maxQps": self.qps, "maxRpm": self.rpm, "maxTps": self.tps}
 
+    def to_json(self) -> dict[str, JSONValue]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: JSONValue, source: str) -> TokenUse:
+        """A use as :meth:`to_json` wrote it; :class:`InvalidData` when malformed."""
+        names = [f.name for f in attrs.fields(cls)]
+        if not isinstance(doc, dict) or set(doc) != set(names):
+            raise InvalidData(source, "$", f"expected a token use {{{', '.join(names)}}}")
+        for name in ("key_id", "provider", "model", "day"):
+            if not isinstance(doc[name], str):
+                raise InvalidData(source, f"$.{name}", "expected a string")
+        for name in ("prompt", "completion", "cached", "qps", "rpm", "tps"):
+            value = doc[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidData(source, f"$.{name}", "expected a number")
+        return cls(**doc)
+
 
 def raise_peak(node: dict[str, JSONValue], name: str, value: float, create: bool) -> None:
     """``node[name] = max(node[name], value)``; an absent peak is added when ``create`` or

@@ -331,7 +331,8 @@ async def test_an_outage_refuses_potluck_keys_and_counts_nothing(
     aof_server: RedisServerProcess, tmp_path: Path
 ) -> None:
     """With Redis gone the limit is unknown: ``maki_`` keys are refused (503), never
-    admitted on a guess; tokens of requests finished before wait and land once after."""
+    admitted on a guess; tokens of requests finished meanwhile are journaled and land once
+    when the instance replays its journal."""
     namespace = await seeded_namespace(aof_server.url, tmp_path, "plo")
     clock = Clock(BEFORE_MIDNIGHT - 60_000)
     async with AsyncExitStack() as stack:
@@ -350,9 +351,48 @@ async def test_an_outage_refuses_potluck_keys_and_counts_nothing(
             refused = await asyncio.wait_for(plugin.admit(call(key["id"])), WAIT_S)
             assert isinstance(refused, Refuse)
             assert (refused.status, refused.code) == (503, "storage_unavailable")
-        await one.finished(outcome(admitted, TokenUsage(7, 3)))  # queued, not lost
+        await one.finished(outcome(admitted, TokenUsage(7, 3)))  # journaled, not lost
         await aof_server.arestart()
+    async with Store.open(namespace.instance_settings("a")) as again:  # replays its journal
+        await asyncio.wait_for(again.flush(), WAIT_S)
     async with Store.open(namespace.redis_settings()) as direct:
         stored = await direct.potluck.get(key["id"], clock())
     assert stored is not None
     assert (stored["todayUsage"], stored["totalUsage"], stored["totalTokens"]) == (1, 1, 10)
+
+
+async def test_tokens_of_an_instance_stopped_during_an_outage_land_once(
+    aof_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    """Tokens finished while Redis is down go to the instance's journal; the instance stops
+    before Redis is back; started again it replays them exactly once."""
+    namespace = await seeded_namespace(aof_server.url, tmp_path, "plj")
+    clock = Clock(BEFORE_MIDNIGHT - 60_000)
+    settings = namespace.instance_settings("a")
+    async with Store.open(settings) as store:
+        plugin = PotluckPlugin(clock)
+        await plugin.start(PluginContext(store, store.instance_id, lambda: True))
+        key = await store.potluck.create("journaled", 0, now=clock())
+        admitted = [await plugin.admit(call(key["id"])) for _ in range(3)]
+        assert all(isinstance(a, Admit) for a in admitted)
+        await store.flush()
+        await aof_server.astop()
+        for one in admitted:
+            assert isinstance(one, Admit)
+            await plugin.finished(outcome(one, TokenUsage(5, 2)))
+        await asyncio.wait_for(store.flush(), WAIT_S)  # journaled: durable without Redis
+        [status] = await store.top_status()
+        assert int(status.details["journal depth"]) >= 1  # the tokens wait in the journal
+        assert "api-potluck counts pending" not in status.details
+    await aof_server.arestart()
+    async with Store.open(settings) as store:
+        await asyncio.wait_for(store.flush(), WAIT_S)
+        async with Store.open(namespace.redis_settings()) as direct:
+            stored = await direct.potluck.get(key["id"], clock())
+    assert stored is not None
+    assert (stored["totalUsage"], stored["totalPromptTokens"], stored["totalTokens"]) == (
+        3,
+        15,
+        21,
+    )
+    assert stored["usageHistory"]["2025-12-31"]["summary"]["requestCount"] == 3

@@ -15,7 +15,8 @@
   admitting on a local guess could over-admit by any amount. Nothing is counted then.
 * :meth:`PotluckPlugin.finished`: the request's tokens (reasoning added to completion, as
   the Node service does) and one count in the day's history buckets (summary, provider,
-  model), coalesced by the store.
+  model), coalesced by the store; during an outage the memory fallback journals them and
+  replays them exactly once.
 * Live rates (``qps``/``rpm``/``tps``) are this instance's, over the last 60 s.
 """
 

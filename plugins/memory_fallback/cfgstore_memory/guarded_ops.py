@@ -346,8 +346,8 @@ class GuardedOps:
 
     # -- api-potluck keys: admissions are checked and counted in the storage (the limit
     # holds across instances), so while degraded they are refused, never admitted on a
-    # local guess: an outage cannot over-admit. Token counts pass through (the storage's
-    # writer re-sends them exactly once when it is back). ---------------------------------
+    # local guess: an outage cannot over-admit. Token counts go through the potluck relay
+    # (journaled through outages, :mod:`cfgstore_memory.potluck_relay`). ------------------
 
     async def _potluck(self, operation: str, what: str, **kwargs: Any) -> Any:
         if operation not in self._below:

@@ -12,7 +12,8 @@ needs one connection, not one per request; a failed round trip fails its callers
 requests are refused) and is never re-sent. Token counts queue
 in a group-commit writer of their own (ids ``k…``), one script per batch, exactly once per
 batch id: through an outage the batch in hand is re-sent under its id, uses arriving
-meanwhile wait in memory (not journaled). A use that opens a new history day deletes the
+meanwhile wait in memory (behind the memory fallback they come through its relay,
+journaled during outages, ``cfgstore_replica_add_potluck_tokens``). A use that opens a new history day deletes the
 dates past the newest 100 (the file's rule).
 """
 
@@ -28,6 +29,7 @@ from cfgstore import hookimpl
 from cfgstore.errors import AlreadyExists, InvalidData, NotFound, StorageUnavailable
 from cfgstore.model import jsjson
 from cfgstore.model import potluck as pl
+from cfgstore.model.batch_ids import parse_batch_id
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.timefmt import iso_ms
 from cfgstore_redis.base import RedisParts
@@ -262,9 +264,19 @@ class PotluckOps(RedisParts):
     async def cfgstore_potluck_add_tokens(self, uses: Sequence[pl.TokenUse]) -> None:
         self.potluck_writer.submit(list(uses))
 
-    async def _send_tokens(self, uses: Sequence[pl.TokenUse], op_id: str) -> None:
-        from cfgstore.model.batch_ids import parse_batch_id
+    @hookimpl
+    async def cfgstore_replica_add_potluck_tokens(
+        self, uses: Sequence[pl.TokenUse], op_id: str
+    ) -> bool:
+        if parse_batch_id(op_id) is None:
+            raise InvalidData("op_id", repr(op_id), "potluck batches need a sequenced batch id")
+        return await self._add_tokens_once(uses, op_id)
 
+    async def _send_tokens(self, uses: Sequence[pl.TokenUse], op_id: str) -> None:
+        await self._add_tokens_once(uses, op_id)
+
+    async def _add_tokens_once(self, uses: Sequence[pl.TokenUse], op_id: str) -> bool:
+        """``POTLUCK_TOKENS`` under ``op_id``; ``False`` when Redis had applied it already."""
         batch_id = parse_batch_id(op_id)
         assert batch_id is not None
         keys = [self.keys.batches]
@@ -298,7 +310,8 @@ class PotluckOps(RedisParts):
             args += [index[use.key_id], json.dumps(use.day)]
             args += [len(always) // 2, *always, len(today_only) // 2, *today_only]
             args += [len(key_peaks) // 2, *key_peaks, len(bucket_peaks) // 2, *bucket_peaks]
-        await self._run("POTLUCK_TOKENS", keys, args)
+        reply = await self._run("POTLUCK_TOKENS", keys, args)
+        return bool(reply) and reply[0] == "ok"
 
     async def _close_potluck(self) -> None:
         await self.potluck_writer.close()
