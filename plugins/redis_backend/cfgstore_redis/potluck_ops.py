@@ -13,8 +13,8 @@ requests are refused) and is never re-sent. Token counts queue
 in a group-commit writer of their own (ids ``k…``), one script per batch, exactly once per
 batch id: through an outage the batch in hand is re-sent under its id, uses arriving
 meanwhile wait in memory (behind the memory fallback they come through its relay,
-journaled during outages, ``cfgstore_replica_add_potluck_tokens``). A use that opens a new history day deletes the
-dates past the newest 100 (the file's rule).
+journaled during outages, ``cfgstore_replica_add_potluck_tokens``). A use that opens a
+new history day deletes the dates past the newest 100 (the file's rule).
 """
 
 from __future__ import annotations
