@@ -41,6 +41,7 @@ import base64
 import contextlib
 import importlib.util
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,10 @@ import pytest
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.model import jsjson
-from cfgstore.model.pools import node_to_json
+from cfgstore.model.pools import HOT_KEYS
 from cfgstore_gateway.app import load_adapters
 from tests.cli.deployments import (
+    EMPTY_TOKEN_STORE,
     EXAMPLE,
     copy_deployment,
     plugins,
@@ -63,7 +65,7 @@ from tests.cli.deployments import (
     write_json,
 )
 from tests.gateway.codex_stub import CodexStub
-from tests.gateway.processes import GatewayProcess, cfgctl, gateway_env, gateway_fleet
+from tests.gateway.processes import cfgctl, gateway_env, gateway_fleet
 from tests.gateway.protocol_stubs import ProtocolStub
 from tests.gateway.redis_instances import delete_namespace, new_prefix
 from tests.gateway.token_stub import Received, TokenStub
@@ -230,6 +232,7 @@ class Stubs:
 
                 self.gemini = await stack.enter_async_context(ca.CodeAssistStub(ca.CLI))
                 self.gemini.token = fresh(OAUTH_NODES[GEMINI, GEMINI_NODE])
+                self.gemini.onboarded = True  # by the Node service: the node has PROJECT_ID
                 self.antigravity = await stack.enter_async_context(
                     ca.CodeAssistStub(ca.ANTIGRAVITY)
                 )
@@ -258,7 +261,7 @@ class Stubs:
             node["IFLOW_BASE_URL"] = self.vendor_v1()
         for node in pools[CODEX]:
             node["CODEX_BASE_URL"] = self.codex.base_url
-        for provider_type in (*API_KEY_TYPES, "openaiResponses-custom"):
+        for provider_type in API_KEY_TYPES:
             for node in pools[provider_type]:
                 node["OPENAI_BASE_URL"] = self.vendor_v1()
         for node in pools[CLAUDE]:
@@ -352,8 +355,11 @@ async def serve_type(url: str, provider_type: str) -> None:
 async def refused(
     client: aiohttp.ClientSession, url: str, provider_type: str
 ) -> tuple[int, dict[str, Any]]:
-    body = {"model": MODELS.get(provider_type, "some-model"), "messages": []}
-    body["messages"] = conversation_openai()[0]
+    """A chat request for ``provider_type``: (status, JSON answer)."""
+    body = {
+        "model": MODELS.get(provider_type, "grok-4.1-mini"),
+        "messages": conversation_openai()[0],
+    }
     async with client.post(
         f"{url}/{provider_type}/v1/chat/completions",
         json=body,
@@ -427,8 +433,8 @@ async def test_the_migrated_sample_serves_every_account_type_it_holds(
     if HAS_CODE_ASSIST:
         from tests.gateway import code_assist_stub as ca
 
-        # The sample's Gemini CLI account was onboarded by the Node service: its project
-        # is the node's PROJECT_ID, which the stub knows as onboarded.
+        # The sample's Gemini CLI account was onboarded by the Node service: the stub knows
+        # its PROJECT_ID as the onboarded project (Antigravity's, empty, is discovered).
         monkeypatch.setattr(ca, "PROJECT", GEMINI_PROJECT)
     prefix = new_prefix("deploy")
     try:
@@ -442,7 +448,6 @@ async def scenario(stubs: Stubs, redis_url: str, prefix: str, tmp_path: Path) ->
     root = copy_deployment(EXAMPLE, tmp_path)
     configs = root / "configs"
     pools = read_json(configs / "provider_pools.json")
-    grok_before = json.dumps(pools[GROK])
     stubs.point_nodes(pools)
     write_json(configs / "provider_pools.json", pools)
     config = read_json(configs / "config.json")
@@ -460,19 +465,18 @@ async def scenario(stubs: Stubs, redis_url: str, prefix: str, tmp_path: Path) ->
             tmp_path / "gw", 1, redis_url=redis_url, redis_prefix=prefix, client=client
         ) as (gateway,):
             url = gateway.url
-            await refusals(client, url)
-
+            await check_refusals(client, url)
             for provider_type in (*API_KEY_TYPES, QWEN, IFLOW, CODEX):
                 await serve_type(url, provider_type)
                 served.append(provider_type)
-            if HAS_KIRO:
-                await serve_type(url, KIRO)
-                served.append(KIRO)
             if HAS_CODE_ASSIST:
                 await serve_type(url, GEMINI)
                 served.append(GEMINI)
+            if HAS_KIRO:
+                await serve_type(url, KIRO)  # the social and the recovered Builder ID node
+                served.append(KIRO)
 
-            # An operator brings back the disabled and the unhealthy node.
+            # An operator brings back the nodes the gateway keeps out, and they serve.
             session = await login(client, url)
             await admin_post(client, url, f"/providers/{CLAUDE}/{CLAUDE_NODE}/enable", session)
             await serve_type(url, CLAUDE)
@@ -484,21 +488,27 @@ async def scenario(stubs: Stubs, redis_url: str, prefix: str, tmp_path: Path) ->
                 assert reset["resetCount"] == 1, reset
                 await serve_type(url, ANTIGRAVITY)
                 served.append(ANTIGRAVITY)
+            if HAS_KIRO:
+                # The IDE cache node waits for a refresh (needsRefresh in the file, no
+                # proactive refresh in the sample): a health reset lets it be picked.
+                reset = await admin_post(client, url, f"/providers/{KIRO}/reset-health", session)
+                assert reset["resetCount"] >= 1, reset
+                await serve_type(url, KIRO)
             assert await gateway.terminate() == 0, gateway.log_tail()
         log = gateway.log_path.read_text()
+    assert CLIENT_KEY not in log and ADMIN_PASSWORD not in log
+    assert not [t for t in OAUTH_NODES.values() if t in log]
 
-    import time as _t; print("DBG tokens", [(r.path, r.fields) for r in stubs.tokens.received]); print("DBG codex", [r.headers.get("Authorization")[:30] for r in stubs.codex.received]); print("DBG log", log[-3000:])
-    await check_upstreams(stubs, served)
-    await check_store(redis_url, prefix, served)
-    assert CLIENT_KEY not in log and "FAKE-example-kiro-social-refresh" not in log
-
+    check_upstreams(stubs, served)
+    check_refreshes(stubs.tokens.received, served)
+    stored = await check_store(redis_url, prefix, served, stubs)
     out = tmp_path / "out"
     await run_cfgctl(prefix, "export", "--to", out, "--redis-url", redis_url)
-    check_export(before, tree_bytes(out), grok_before)
+    check_export(before, tree_bytes(out), stored)
 
 
-async def refusals(client: aiohttp.ClientSession, url: str) -> None:
-    """What the gateway tells a client of a type it cannot serve now, before any change."""
+async def check_refusals(client: aiohttp.ClientSession, url: str) -> None:
+    """What a client of a type the gateway cannot serve now is told."""
     status, body = await refused(client, url, GROK)
     message = body["error"]["message"]
     assert status == 503, body
@@ -515,54 +525,161 @@ async def refusals(client: aiohttp.ClientSession, url: str) -> None:
         assert reason in message, (provider_type, message)
 
 
-async def check_upstreams(stubs: Stubs, served: list[str]) -> None:
-    """Each upstream saw only the nodes' own keys and the refreshed tokens."""
-    vendor = [r for r in stubs.vendor.received]
-    seen = {r.headers.get("Authorization") for r in vendor}
-    for _, key in API_KEY_TYPES.values():
-        assert f"Bearer {key}" in seen, key
-    for (provider_type, _), refresh in OAUTH_NODES.items():
-        if provider_type == QWEN:
-            assert f"Bearer {fresh(refresh)}" in seen, refresh
-    assert {f"Bearer {key}" for key in IFLOW_KEYS} <= seen
+def check_upstreams(stubs: Stubs, served: list[str]) -> None:
+    """Each upstream saw the nodes' own API keys or their refreshed tokens, nothing else."""
+    seen = {r.headers.get("Authorization") for r in stubs.vendor.received}
+    expected = {f"Bearer {key}" for _, key in API_KEY_TYPES.values()}
+    expected |= {f"Bearer {key}" for key in IFLOW_KEYS}
+    expected |= {f"Bearer {fresh(r)}" for (t, _), r in OAUTH_NODES.items() if t == QWEN}
+    expected.add(None)  # claude-custom: x-api-key
+    assert seen == expected, seen
+    claude = {r.headers.get("x-api-key") for r in stubs.vendor.received if r.path == "/v1/messages"}
+    assert claude == {"sk-ant-FAKE-example-key-0001"}, claude
     sent = {r.headers["Authorization"] for r in stubs.codex.responses()}
     assert sent == {f"Bearer {fresh(OAUTH_NODES[CODEX, CODEX_BOB])}"}, sent
     if KIRO in served:
         tokens = set(stubs.kiro.tokens())
-        expected = {fresh(r) for (t, _), r in OAUTH_NODES.items() if t == KIRO}
-        assert tokens == expected, tokens
+        assert tokens == {fresh(r) for (t, _), r in OAUTH_NODES.items() if t == KIRO}, tokens
     if GEMINI in served:
         assert stubs.gemini.problems == [] and stubs.antigravity.problems == []
+        assert "onboardUser" not in stubs.gemini.methods()  # the node names its project
+        assert "onboardUser" in stubs.antigravity.methods()  # discovered, onboarded
 
 
-async def check_store(redis_url: str, prefix: str, served: list[str]) -> None:
-    """Each served OAuth node's token was refreshed once and stored; nothing else was."""
-    refreshed = [(r.path, (r.fields or {}).get("refreshToken") or (r.fields or {}).get("refresh_token")) for r in []]
-    del refreshed
+REFRESH_PATHS = {
+    GEMINI: "/google/gemini",
+    ANTIGRAVITY: "/google/antigravity",
+    QWEN: "/qwen/api/v1/oauth2/token",
+    IFLOW: "/iflow/token",
+    CODEX: "/codex/token",
+}
+KIRO_CLIENTS = {
+    KIRO_BUILDER_ID: "FAKE-example-clientId-builderid-0002",
+    KIRO_IDE: "FAKE-example-clientId-ide-0003",  # from the IDE's registration file
+}
+
+
+def check_refreshes(received: list[Received], served: list[str]) -> None:
+    """One refresh per OAuth node of a served type, at its format's endpoint, and no other
+    (the access-token-only Codex import has no refresh token: never sent)."""
+    expected: Counter[tuple[str, str, str | None]] = Counter()
+    for (provider_type, uuid), refresh in OAUTH_NODES.items():
+        if provider_type not in served:
+            continue
+        if provider_type == KIRO:
+            client = KIRO_CLIENTS.get(uuid)
+            path = "/kiro/social" if client is None else "/kiro/idc"
+            expected[path, refresh, client] += 1
+        else:
+            expected[REFRESH_PATHS[provider_type], refresh, None] += 1
+    actual: Counter[tuple[str, str, str | None]] = Counter()
+    for request in received:
+        fields = request.fields or {}
+        refresh = fields.get("refreshToken", fields.get("refresh_token"))
+        actual[request.path, refresh, fields.get("clientId")] += 1
+    assert actual == expected, actual
+
+
+async def check_store(
+    redis_url: str, prefix: str, served: list[str], stubs: Stubs
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The refreshed credentials are stored in their format; the nodes' states follow the
+    gateway's rules. Returns the stored credential documents."""
     settings = Settings(
         configs_dir=Path("unused"), backends=("redis",), redis_url=redis_url, redis_prefix=prefix
     )
+    documents: dict[tuple[str, str], dict[str, Any]] = {}
     async with Store.open(settings) as store:
         for (provider_type, uuid), refresh in OAUTH_NODES.items():
             if provider_type not in served:
                 continue
             credential = await store.credentials.get(provider_type, uuid)
             assert credential is not None, uuid
-            document = credential.effective()
+            document = dict(credential.document)
+            documents[provider_type, uuid] = document
+            assert list(document) == FORMAT_KEYS.get(provider_type, list(document)), document
             access = document.get("access_token", document.get("accessToken"))
-            assert access == fresh(refresh), (provider_type, uuid, document)
-        token_only = await store.credentials.get(CODEX, CODEX_TOKEN_ONLY)
-        assert token_only is not None
-        assert token_only.document["refresh_token"] == ""
+            assert access == fresh(refresh), (provider_type, uuid)
+        if CODEX in served:
+            assert documents[CODEX, CODEX_BOB]["account_id"] == BOB_ACCOUNT
+            token_only = await store.pools.get_node(CODEX, CODEX_TOKEN_ONLY)
+            assert token_only is not None
+            assert token_only.state.error_count == 1  # tried once, then left out
+            assert "has no refresh token" in (token_only.state.last_error_message or "")
+        if KIRO in served:
+            builder_id = await store.pools.get_node(KIRO, KIRO_BUILDER_ID)
+            assert builder_id is not None and builder_id.state.is_healthy
+            assert builder_id.state.usage_count > 41
+            ide = await store.pools.get_node(KIRO, KIRO_IDE)
+            assert ide is not None and ide.state.usage_count > 7
+        if ANTIGRAVITY in served:
+            node = await store.pools.get_node(ANTIGRAVITY, ANTIGRAVITY_NODE)
+            assert node is not None and node.state.is_healthy
+            assert node.settings["PROJECT_ID"] == GEMINI_PROJECT  # discovered and stored
         grok = await store.pools.get_node(GROK, GROK_NODE)
-        assert grok is not None
-        assert grok.state.usage_count == 0
+        assert grok is not None and grok.state.usage_count == 0
+    return documents
 
 
-def check_export(before: dict[str, bytes], after: dict[str, bytes], grok_before: str) -> None:
-    del grok_before
+FORMAT_KEYS = {
+    QWEN: ["access_token", "token_type", "refresh_token", "resource_url", "expiry_date"],
+    IFLOW: ["access_token", "refresh_token", "expiry_date", "token_type", "scope", "apiKey"],
+    CODEX: [
+        "id_token",
+        "access_token",
+        "refresh_token",
+        "account_id",
+        "last_refresh",
+        "email",
+        "type",
+        "expired",
+    ],
+    GEMINI: ["access_token", "token_type", "scope", "expiry_date", "refresh_token"],
+    ANTIGRAVITY: ["access_token", "token_type", "scope", "expiry_date", "refresh_token"],
+}
+"""The key order each format writes after a refresh (Kiro merges into the document)."""
+
+
+def check_export(
+    before: dict[str, bytes],
+    after: dict[str, bytes],
+    stored: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """The export is the Node layout: the same files, Node bytes, the pools' shape kept,
+    the refreshed token files in place and everything else byte for byte the input."""
     expected = {name for name in before if name != "README.md"}
     assert set(after) == expected, sorted(set(after) ^ expected)
     for name, raw in after.items():
         if name.endswith(".json"):
             assert is_node_bytes(raw), name
+    pools_before = json.loads(before[POOLS])
+    pools_after = json.loads(after[POOLS])
+    assert list(pools_after) == list(pools_before)
+    token_files: dict[str, tuple[str, str]] = {}
+    for provider_type, nodes in pools_before.items():
+        assert [n["uuid"] for n in pools_after[provider_type]] == [n["uuid"] for n in nodes]
+        for old, new in zip(nodes, pools_after[provider_type], strict=True):
+            assert list(new)[: len(old)] == list(old), old["uuid"]  # key order kept
+            changed = {
+                k for k in old.keys() | new.keys() if k not in HOT_KEYS and old.get(k) != new.get(k)
+            }
+            project = {"PROJECT_ID"} if old["uuid"] == ANTIGRAVITY_NODE and stored else set()
+            assert changed <= project, (old["uuid"], changed)
+            for key, value in old.items():
+                if key.endswith("_PATH") and isinstance(value, str):
+                    token_files["configs/" + value.split("configs/", 1)[1]] = (
+                        provider_type,
+                        old["uuid"],
+                    )
+    assert json.dumps(pools_after[GROK]) == json.dumps(pools_before[GROK])  # untouched
+    assert after[TOKEN_STORE] == EMPTY_TOKEN_STORE  # sessions are not exported
+    for name, raw in after.items():
+        owner = token_files.get(name)
+        if owner in stored:
+            assert json.loads(raw) == stored[owner], name
+        elif name not in (POOLS, TOKEN_STORE):
+            assert raw == before[name], name  # not refreshed, not written: the input
+
+
+POOLS = "configs/provider_pools.json"
+TOKEN_STORE = "configs/token-store.json"
