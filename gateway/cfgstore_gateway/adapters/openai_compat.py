@@ -118,7 +118,6 @@ PROFILES: dict[str, TypeProfile] = {
     "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
-    "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
     "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
     "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
     "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None, pass_through=True),
