@@ -14,8 +14,9 @@ payloads and UTF-8 characters.
 ``GET /getUsageLimits`` answers :attr:`KiroStub.usage_document`.
 
 Every request is kept (:class:`Received`); :attr:`KiroStub.failures` queues error answers
-(``(status, body, headers)``) served before the scene, and :attr:`KiroStub.exception`
-makes the next answer a 200 whose first frame is an ``exception``.
+(``(status, body, headers)``) served before the scene, :attr:`KiroStub.exception` makes
+the next answer a 200 whose first frame is an ``exception``, and :attr:`KiroStub.broken`
+one whose text is followed by an ``exception`` frame.
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ class KiroStub:
         self.received: list[Received] = []
         self.failures: list[Failure] = []
         self.exception: tuple[str, str] | None = None
+        self.broken: tuple[str, str] | None = None
+        """The next answer: :data:`HELLO`'s text frames, then this exception frame."""
         self.usage_document: dict[str, Any] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -184,6 +187,10 @@ class KiroStub:
             kind, message = self.exception
             self.exception = None
             frames = [exception_frame(kind, message)]
+        elif self.broken is not None:
+            kind, message = self.broken
+            self.broken = None
+            frames = [*text_events(HELLO), exception_frame(kind, message)]
         else:
             result = tool_result_of(body)
             if result is not None:

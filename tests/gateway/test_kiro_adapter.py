@@ -37,10 +37,11 @@ import pytest_asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cfgstore.adapters import Store
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
-from cfgstore_gateway.adapters import ModelsCall
+from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall
 from cfgstore_gateway.adapters.kiro import KIRO_ADAPTER, first_of_next_month_ms
 from cfgstore_gateway.adapters.kiro_envelope import build_envelope, short_tool_name
 from cfgstore_gateway.adapters.kiro_events import (
@@ -50,6 +51,9 @@ from cfgstore_gateway.adapters.kiro_events import (
     iter_events,
 )
 from cfgstore_gateway.adapters.kiro_reply import ClaudeAssembler
+from cfgstore_gateway.adapters.openai_compat import OpenAICompatAdapter
+from cfgstore_gateway.health_checks import HealthChecker
+from cfgstore_gateway.refresh import Refresher
 from tests.gateway.conftest import (
     CLIENT_KEY,
     WAIT_S,
@@ -598,6 +602,62 @@ async def test_an_exception_frame_before_any_content_is_an_http_error(
         assert "Improperly formed request." in await response.text()
 
 
+async def test_an_exception_frame_after_content_ends_the_answer_with_an_error(
+    tmp_path: Path, kiro: KiroStub
+) -> None:
+    """Streamed: the text so far, then the client protocol's stream error; whole: no
+    partial answer passes for a complete one (502, recorded on the node)."""
+    node = kiro_node(tmp_path, A, kiro.generate_url, "access-a")
+    settings = make_deployment(
+        tmp_path, {KIRO: [node]}, MODEL_PROVIDER=KIRO, CREDENTIAL_SWITCH_MAX_RETRIES=0
+    )
+    async with running_gateway(settings) as gw:
+        kiro.broken = ("InternalServerException", "Encountered an unexpected error.")
+        body = {
+            "model": MODEL,
+            "max_tokens": 20,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        response = await gw.client.post(
+            "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY}
+        )
+        assert response.status == 200
+        text = await asyncio.wait_for(response.text(), WAIT_S)
+        events = [
+            line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")
+        ]
+        assert events[0] == "message_start" and events[-1] == "error", text
+        assert "message_stop" not in events
+        assert "Encountered an unexpected error." in text
+        kiro.broken = ("InternalServerException", "Encountered an unexpected error.")
+        whole = await gw.chat(MODEL)
+        assert whole.status == 502, await whole.text()
+        await gw.store.flush()
+        state = (await gw.node(A, KIRO)).state
+        assert state.error_count == 2
+        assert "Encountered an unexpected error." in (state.last_error_message or "")
+
+
+async def test_a_health_check_renders_through_the_kiro_envelope(
+    tmp_path: Path, kiro: KiroStub, http: aiohttp.ClientSession
+) -> None:
+    node = kiro_node(tmp_path, A, kiro.generate_url, "access-a")
+    settings = make_deployment(tmp_path, {KIRO: [node]}, MODEL_PROVIDER=KIRO)
+    registry = AdapterRegistry()
+    registry.register(KIRO_ADAPTER)
+    async with Store.open(settings) as store:
+        checker = HealthChecker(store, registry, http, Refresher(store, http))
+        (ok,) = await checker.check_now(KIRO, A)
+        kiro.failures.append((500, {"message": "Internal error"}, {}))
+        (failed,) = await checker.check_now(KIRO, A)
+    assert (ok.healthy, ok.model) == (True, "claude-haiku-4-5")
+    assert not failed.healthy and "Internal error" in (failed.message or "")
+    current = kiro.generations()[0].body["conversationState"]["currentMessage"]
+    assert current["userInputMessage"]["modelId"] == "claude-haiku-4.5"
+    assert current["userInputMessage"]["content"]
+
+
 # -- usage -------------------------------------------------------------------------------------
 
 USAGE = {
@@ -772,8 +832,6 @@ async def test_an_expired_token_is_refreshed_once_for_concurrent_requests_on_two
 
 
 def test_the_gateway_resolves_kiro_to_this_adapter() -> None:
-    from cfgstore_gateway.adapters import AdapterRegistry
-    from cfgstore_gateway.adapters.openai_compat import OpenAICompatAdapter
 
     registry = AdapterRegistry()
     registry.register(OpenAICompatAdapter())

@@ -64,6 +64,7 @@ from cfgstore_gateway.adapters.kiro_reply import (
     KiroReply,
     estimate_tokens,
     exception_text,
+    status_of_exception,
 )
 from cfgstore_gateway.adapters.kiro_usage import format_usage
 from cfgstore_gateway.adapters.openai_compat import (
@@ -286,23 +287,14 @@ async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
 
 
 def _exception_reply(kind: str, message: str) -> ErrorReply:
-    lowered = f"{kind} {message}".lower()
+    text = f"{kind}: {message}" if kind else message
+    status = status_of_exception(text)
     reset = None
-    if "throttl" in lowered or "toomanyrequests" in lowered:
-        status = 429
-        if MONTHLY.search(lowered):
-            status, reset = 402, first_of_next_month_ms()
-    elif "quota" in lowered or MONTHLY.search(lowered):
+    if (status == 429 and MONTHLY.search(text)) or status == 402:
         status, reset = 402, first_of_next_month_ms()
-    elif "validation" in lowered:
-        status = 400
-    elif "accessdenied" in lowered:
-        status = 401 if TOKENISH.search(message) else 403
-    else:
-        status = 500
-    return ErrorReply(
-        status, _claude_error(status, f"{kind}: {message}" if kind else message), reset
-    )
+    elif status == 403 and TOKENISH.search(message):
+        status = 401
+    return ErrorReply(status, _claude_error(status, text), reset)
 
 
 def _message_of(raw: bytes) -> str | None:

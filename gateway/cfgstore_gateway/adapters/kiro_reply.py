@@ -18,8 +18,11 @@ one, else from the request's size.
 :class:`KiroReply` is the gateway's :class:`~cfgstore_gateway.adapters.UpstreamReply` over
 the upstream response: ``chunks()`` yields Claude SSE as frames arrive (whatever the
 network cut), ``read()`` the Claude JSON message. An ``exception``/``error`` frame in the
-middle of a stream ends it with a Claude ``error`` event (the gateway turns it into the
-client protocol's stream error).
+middle of a stream ends it: ``chunks()`` raises
+:class:`~cfgstore_gateway.protocols.common.StreamFailed` (the gateway records the failure
+and ends the client's stream with its protocol's error), ``read()``
+:class:`~cfgstore_gateway.adapters.UpstreamUnavailable` (no partial answer passes for a
+whole one).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import aiohttp
 from cfgstore_gateway.adapters import UpstreamUnavailable
 from cfgstore_gateway.adapters.kiro_events import Event, EventStreamDecoder, EventStreamError
 from cfgstore_gateway.adapters.openai_compat import describe_error
+from cfgstore_gateway.protocols.common import StreamFailed
 
 THINK_OPEN, THINK_CLOSE = "<thinking>", "</thinking>"
 LONG_CONTEXT = 1_000_000
@@ -328,6 +332,20 @@ def _partial_suffix(text: str, tag: str) -> int:
     return 0
 
 
+def status_of_exception(text: str) -> int:
+    """The HTTP status an ``exception`` frame stands for (by its type and message)."""
+    lowered = text.lower()
+    if "throttl" in lowered or "toomanyrequests" in lowered:
+        return 429
+    if "quota" in lowered or "monthly" in lowered:
+        return 402
+    if "validation" in lowered:
+        return 400
+    if "accessdenied" in lowered:
+        return 403
+    return 500
+
+
 def sse(events: Iterable[ClaudeEvent]) -> bytes:
     return b"".join(
         f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
@@ -400,9 +418,7 @@ class KiroReply:
         except EventStreamError as exc:
             raise UpstreamUnavailable(f"bad Kiro event stream: {exc}") from None
         if failed is not None:
-            error = {"type": "error", "error": {"type": "api_error", "message": failed}}
-            yield [("error", error)]
-            return
+            raise StreamFailed(failed, status_of_exception(failed))
         if self._decoder.pending:
             raise UpstreamUnavailable("Kiro event stream truncated")
         yield assembler.finish()
@@ -411,7 +427,8 @@ class KiroReply:
         out: list[ClaudeEvent] = []
         for event in events:
             if event.message_type != "event":
-                return out, exception_text(event)
+                kind = event.event_type or event.message_type
+                return out, f"{kind}: {exception_text(event)}"
             try:
                 payload = json.loads(event.payload) if event.payload else {}
             except ValueError:
@@ -426,13 +443,11 @@ class KiroReply:
                 yield sse(batch)
 
     async def read(self) -> bytes:
-        error: str | None = None
-        async for batch in self._events():
-            for name, data in batch:
-                if name == "error":
-                    error = data["error"]["message"]
-        if error is not None:
-            raise UpstreamUnavailable(f"Kiro stream error: {error}")
+        try:
+            async for _ in self._events():
+                pass
+        except StreamFailed as exc:
+            raise UpstreamUnavailable(f"Kiro answer broke off: {exc}") from None
         return json.dumps(self._assembler.message(), ensure_ascii=False).encode()
 
     def close(self) -> None:
