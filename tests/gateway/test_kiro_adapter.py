@@ -41,7 +41,7 @@ from cfgstore.adapters import Store
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
-from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall
+from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, UpstreamUnavailable
 from cfgstore_gateway.adapters.kiro import KIRO_ADAPTER, first_of_next_month_ms
 from cfgstore_gateway.adapters.kiro_envelope import build_envelope, short_tool_name
 from cfgstore_gateway.adapters.kiro_events import (
@@ -485,11 +485,12 @@ async def test_sdk_clients_make_a_tool_round_trip_through_kiro(
     ]
 
 
+@pytest.mark.parametrize("provider_type", [KIRO, f"{KIRO}-eu"])
 async def test_plain_answers_whole_and_streamed_and_the_model_list(
-    tmp_path: Path, kiro: KiroStub
+    tmp_path: Path, kiro: KiroStub, provider_type: str
 ) -> None:
     node = kiro_node(tmp_path, A, kiro.generate_url, "kiro-access-a")
-    settings = make_deployment(tmp_path, {KIRO: [node]}, MODEL_PROVIDER=KIRO)
+    settings = make_deployment(tmp_path, {provider_type: [node]}, MODEL_PROVIDER=provider_type)
     async with running_gateway(settings) as gw:
         client = anthropic.AsyncAnthropic(
             base_url=str(gw.client._base_url).rstrip("/"), api_key=CLIENT_KEY, max_retries=0
@@ -750,6 +751,27 @@ async def test_usage_reads_get_usage_limits_into_the_node_usage_object(
     }
     assert usage["user"] == {"email": "dev@example.com"}
     assert usage["raw"] == USAGE
+
+
+async def test_usage_of_an_idc_login_and_an_upstream_refusal(
+    kiro: KiroStub, http: aiohttp.ClientSession
+) -> None:
+    """IdC (builder-id) sends no ``profileArn``; an empty answer is a zero usage; a refusal
+    is :class:`UpstreamUnavailable` naming the status."""
+    kiro.usage_document = {}
+    node = node_from_json({"uuid": A, "KIRO_BASE_URL": kiro.generate_url}, "test")
+    document = credential_document(
+        "access-i", authMethod="builder-id", clientId="c", clientSecret="s"
+    )
+    credential = Credential(KIRO, A, document, "./configs/kiro/i.json")
+    call = ModelsCall(KIRO, node, {}, credential, http, "req-2")  # type: ignore[arg-type]
+    usage = await KIRO_ADAPTER.usage(call)
+    assert "profileArn" not in kiro.received[0].query
+    assert usage["items"] == [] and usage["summary"]["plan"] == "FREE"
+    assert usage["summary"]["usedPercent"] == 0 and usage["user"] == {"email": None}
+    kiro.failures.append((403, {"message": "AccessDeniedException"}, {}))
+    with pytest.raises(UpstreamUnavailable, match="HTTP 403"):
+        await KIRO_ADAPTER.usage(call)
 
 
 # -- SC-004 through the adapter ----------------------------------------------------------------

@@ -2,20 +2,22 @@
 
 Serves every provider type whose calls can go to an upstream speaking OpenAI's
 ``/chat/completions`` and ``/models``, each with its ``<type>-<suffix>`` variants
-(``openai-custom-deepseek``, ``claude-kiro-oauth-eu``). Bodies pass through unchanged
+(``openai-custom-deepseek``, ``openai-iflow-eu``). Bodies pass through unchanged
 (streams chunk by chunk, as they arrive); no protocol is converted.
 
 * **OpenAI-protocol types**: the API-key types ``openai-custom`` and ``atlascloud``, and
   the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and ``openai-iflow``.
-* **Pass-through types** (issue 6): ``claude-kiro-oauth``, ``gemini-cli-oauth``,
-  ``gemini-antigravity`` and ``openai-codex-oauth`` speak another protocol at their vendor;
+* **Pass-through types** (issue 6): ``gemini-cli-oauth``, ``gemini-antigravity`` and
+  ``openai-codex-oauth`` speak another protocol at their vendor;
   here they are served as an OpenAI-compatible pass-through to the upstream the operator
   configured for the node (an OpenAI-compatible relay in front of the vendor), with the
   node's own key or OAuth token. They have no built-in upstream.
 
 ``claude-custom`` (Anthropic Messages), ``openaiResponses-custom`` (Responses) and
 ``forward-api`` (any protocol, forwarded as it is) have adapters of their own
-(:mod:`cfgstore_gateway.adapters.vendor_api`).
+(:mod:`cfgstore_gateway.adapters.vendor_api`), as has ``claude-kiro-oauth``
+(:mod:`cfgstore_gateway.adapters.kiro`, where ``KIRO_BASE_URL`` is Kiro's generate URL, as
+in the Node service).
 
 ``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
 with a cookie session, never an OpenAI-compatible endpoint.
@@ -24,7 +26,7 @@ Where a call goes, first found wins:
 
 1. the node's own base-URL key for its type (the ``base_url_key`` of :data:`PROFILES`:
    ``OPENAI_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
-   ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
+   ``GEMINI_BASE_URL`` (both Gemini types),
    ``CODEX_BASE_URL``), else the same key at the root of ``config.json``: every node's
    effective config is ``{...config.json, ...node}``, so a node's empty string wins over
    the root value and means "not set", as in the Node service;
@@ -46,7 +48,7 @@ node's token may still be refreshed first.
 Authentication is ``Authorization: Bearer <secret>``. API-key types send the node's
 key (``OPENAI_API_KEY``, or the root key of
 ``config.json``). OAuth types send the credential's token, refreshed by the
-gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Google (Gemini,
+gateway first when needed: iFlow its ``apiKey``, Google (Gemini,
 Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
 upstream (the client's gateway key stays here).
 
@@ -60,7 +62,7 @@ adapter: the call fails with ``UpstreamUnavailable`` saying so (recorded for the
 Precedence over dedicated adapters: this adapter declares itself ``generic``, and
 :class:`~cfgstore_gateway.adapters.AdapterRegistry` lets a generic adapter serve a type only
 when no dedicated adapter serves it (the type itself or a base of it), whatever the
-registration order: a plugin that registers a protocol adapter for ``claude-kiro-oauth``
+registration order: a plugin that registers a protocol adapter for ``openai-iflow``
 (or any type here) takes that type over, suffixed variants included. This adapter claims
 base types only, never a suffixed type by itself. Its hook implementation is also
 ``trylast`` (registered before other plugins' adapters), so a plugin registering another
