@@ -41,6 +41,8 @@ class Event:
     """One decoded message."""
 
     headers: Mapping[str, HeaderValue]
+    """Shared between the events of one decoder that carry the same header block: read
+    it, never change it."""
     payload: bytes
 
     @property
@@ -55,10 +57,15 @@ class Event:
 
 
 class EventStreamDecoder:
-    """Incremental decoder: :meth:`feed` chunks, get the messages they complete."""
+    """Incremental decoder: :meth:`feed` chunks, get the messages they complete.
+
+    Header blocks repeat from message to message (the same event type, content type and
+    message type): each distinct block is parsed once per decoder (up to
+    :data:`HEADER_CACHE` of them) and its mapping shared by the events that carry it."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._headers: dict[bytes, Mapping[str, HeaderValue]] = {}
 
     @property
     def pending(self) -> int:
@@ -66,29 +73,41 @@ class EventStreamDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Event]:
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         events: list[Event] = []
         start = 0
-        buffer = self._buffer
-        while len(buffer) - start >= PRELUDE:
-            total, headers_length, prelude_crc = struct.unpack_from(">III", buffer, start)
-            if zlib.crc32(buffer[start : start + 8]) != prelude_crc:
-                raise EventStreamError("event stream prelude CRC mismatch")
-            if not MIN_MESSAGE <= total <= MAX_MESSAGE or headers_length > total - MIN_MESSAGE:
-                raise EventStreamError(f"event stream message length out of range ({total})")
-            if len(buffer) - start < total:
-                break
-            end = start + total
-            (message_crc,) = struct.unpack_from(">I", buffer, end - 4)
-            if zlib.crc32(buffer[start : end - 4]) != message_crc:
-                raise EventStreamError("event stream message CRC mismatch")
-            header_end = start + PRELUDE + headers_length
-            headers = _headers(bytes(buffer[start + PRELUDE : header_end]))
-            events.append(Event(headers, bytes(buffer[header_end : end - 4])))
-            start = end
+        size = len(buffer)
+        with memoryview(buffer) as view:
+            while size - start >= PRELUDE:
+                total, headers_length, prelude_crc = _PRELUDE.unpack_from(view, start)
+                if zlib.crc32(view[start : start + 8]) != prelude_crc:
+                    raise EventStreamError("event stream prelude CRC mismatch")
+                if not MIN_MESSAGE <= total <= MAX_MESSAGE or headers_length > total - MIN_MESSAGE:
+                    raise EventStreamError(f"event stream message length out of range ({total})")
+                if size - start < total:
+                    break
+                end = start + total
+                (message_crc,) = _CRC.unpack_from(view, end - 4)
+                if zlib.crc32(view[start : end - 4]) != message_crc:
+                    raise EventStreamError("event stream message CRC mismatch")
+                header_end = start + PRELUDE + headers_length
+                block = bytes(view[start + PRELUDE : header_end])
+                headers = self._headers.get(block)
+                if headers is None:
+                    headers = _headers(block)
+                    if len(self._headers) < HEADER_CACHE:
+                        self._headers[block] = headers
+                events.append(Event(headers, bytes(view[header_end : end - 4])))
+                start = end
         if start:
             del buffer[:start]
         return events
+
+
+_PRELUDE = struct.Struct(">III")
+_CRC = struct.Struct(">I")
+HEADER_CACHE = 64
 
 
 def _headers(block: bytes) -> dict[str, HeaderValue]:
