@@ -347,6 +347,23 @@ def test_assembler_cuts_thinking_out_and_restores_long_tool_names() -> None:
     names = [name for name, _ in events]
     assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
     assert names.count("content_block_start") == names.count("content_block_stop") == 3
+    # A thinking-only answer: a one-space text block, stop reason max_tokens.
+    only = ClaudeAssembler("m", thinking=True)
+    only.feed({"content": "<thinking>all thought</thinking>\n"})
+    only.finish()
+    assert [(b["type"], b.get("text")) for b in only.message()["content"]] == [
+        ("thinking", None),
+        ("text", " "),
+    ]
+    assert only.message()["stop_reason"] == "max_tokens"
+    # Without thinking asked for, the tags are text; an exact repeat of the previous text
+    # event is dropped (as the Node service does).
+    plain = ClaudeAssembler("m")
+    for piece in ["<thinking>x</thinking>", "ab", "ab", "c"]:
+        plain.feed({"content": piece})
+    plain.feed({"followupPrompt": {"content": "ignored"}})
+    plain.finish()
+    assert plain.message()["content"] == [{"type": "text", "text": "<thinking>x</thinking>abc"}]
 
 
 # -- through a gateway -------------------------------------------------------------------------

@@ -128,10 +128,11 @@ class ClaudeAssembler:
 
     def finish(self) -> list[ClaudeEvent]:
         events = self.start()
-        if self._pending:
-            pending, self._pending = self._pending, ""
-            kind = "thinking" if self._think_state == "inside" else "text"
-            events += self._delta(kind, pending)
+        pending, self._pending = self._pending, ""
+        if self._think_state == "after":
+            pending = ""  # the line break after </thinking>
+        if pending:
+            events += self._delta("thinking" if self._think_state == "inside" else "text", pending)
         events += self._close()
         only_thinking = bool(self.blocks) and all(b["type"] == "thinking" for b in self.blocks)
         if only_thinking:
