@@ -42,7 +42,7 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
 from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, UpstreamUnavailable
-from cfgstore_gateway.adapters.kiro import KIRO_ADAPTER, first_of_next_month_ms
+from cfgstore_gateway.adapters.kiro import KIRO_ADAPTER, first_of_next_month_ms, token_refusal
 from cfgstore_gateway.adapters.kiro_envelope import build_envelope, short_tool_name
 from cfgstore_gateway.adapters.kiro_events import (
     EventStreamDecoder,
@@ -366,6 +366,30 @@ def test_assembler_cuts_thinking_out_and_restores_long_tool_names() -> None:
     assert plain.message()["content"] == [{"type": "text", "text": "<thinking>x</thinking>abc"}]
 
 
+def test_tool_calls_written_as_text_become_tool_use_blocks() -> None:
+    assembler = ClaudeAssembler("m")
+    text = (
+        'Sure. [Called get_weather with args: {"city": "Paris", "opts": {"u": "C"}}] and '
+        '[Called get_weather with args: {"city": "Paris", "opts": {"u": "C"}}] '
+        "[Called broken with args: {not json}] done"
+    )
+    events = []
+    for i in range(0, len(text), 7):
+        events += assembler.feed({"content": text[i : i + 7]})
+    events += assembler.finish()
+    message = assembler.message()
+    assert [b["type"] for b in message["content"]] == ["text", "tool_use"]
+    assert message["content"][0]["text"] == "Sure.  and  [Called broken with args: {not json}] done"
+    assert message["content"][1]["name"] == "get_weather"
+    assert message["content"][1]["input"] == {"city": "Paris", "opts": {"u": "C"}}
+    assert message["stop_reason"] == "tool_use"
+    # The stream sent the text as it came, then the call.
+    starts = [
+        data["content_block"]["type"] for name, data in events if name == "content_block_start"
+    ]
+    assert starts == ["text", "tool_use"]
+
+
 # -- through a gateway -------------------------------------------------------------------------
 
 
@@ -552,6 +576,15 @@ async def test_a_token_ish_403_refreshes_once_and_retries(tmp_path: Path, kiro: 
         async with running_gateway(settings) as gw:
             assert (await gw.chat(MODEL)).status == 403
         assert tokens.count == 1
+
+
+def test_which_403s_blame_the_token() -> None:
+    assert token_refusal('{"message":"The bearer token included in the request is invalid."}')
+    assert token_refusal("Authorization expired")
+    assert not token_refusal("User is not authorized for this profile")
+    assert not token_refusal("Invalid token: account temporarily suspended, see appeal")
+    assert not token_refusal("token quota exceeded (invalid)")
+    assert not token_refusal("")
 
 
 @pytest.mark.parametrize(

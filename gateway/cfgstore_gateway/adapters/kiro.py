@@ -16,7 +16,7 @@ point ``gateway-kiro``, group ``cfgstore``).
 * **What**: the body is built by :mod:`cfgstore_gateway.adapters.kiro_envelope`; the answer
   (AWS event-stream frames) is decoded incrementally (:mod:`.kiro_events`) and given back as
   Claude JSON or Claude SSE (:mod:`.kiro_reply`).
-* **Errors** (§3.0): a 403 whose body speaks of the token (expired, invalid, bearer…) is
+* **Errors** (§3.0): a 403 whose body blames the token (:func:`token_refusal`) is
   answered as 401, so the gateway refreshes the credential and retries once; another 403
   stays 403. A 402 (Kiro's monthly quota) carries ``quota_reset_ms`` = the first of next
   month, 00:00 UTC, as does a 429 naming the monthly limit; a 429 with ``Retry-After`` (or a
@@ -83,9 +83,21 @@ PROFILE = TypeProfile("KIRO_BASE_URL", None, GENERATE_URL)
 SDK_VERSION = "1.0.34"
 KIRO_VERSION = "0.11.63"
 USAGE_QUERY = "isEmailRequired=true&origin=AI_EDITOR&resourceType=AGENTIC_REQUEST"
-TOKENISH = re.compile(
-    r"token|expired|unauthori[sz]ed|authenticat|bearer|invalid.{0,20}credential", re.I
+NOT_THE_TOKEN = (
+    "temporarily is suspended",
+    "temporarily suspended",
+    "disabled",
+    "violation of terms",
+    "terms of service",
+    "appeal",
+    "quota",
+    "limit exceeded",
+    "payment required",
+    "not authorized to access",
+    "not allowed",
 )
+"""A 403 saying any of these is about the account, never its token (the Node service's
+list)."""
 MONTHLY = re.compile(r"monthly|MONTHLY_REQUEST_COUNT|OVERAGE", re.I)
 CLAUDE_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -101,6 +113,17 @@ def first_of_next_month_ms(now_ms: int | None = None) -> int:
     now = datetime.fromtimestamp((now_ms if now_ms is not None else time.time() * 1000) / 1000, UTC)
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
     return calendar.timegm((year, month, 1, 0, 0, 0)) * 1000
+
+
+def token_refusal(text: str) -> bool:
+    """Whether a 403's text blames the token (so a refresh may cure it): it names the
+    token, authorization, authentication or credential *and* calls it expired, invalid or
+    unauthorized, and says none of :data:`NOT_THE_TOKEN`."""
+    lowered = text.lower()
+    if not lowered or any(pattern in lowered for pattern in NOT_THE_TOKEN):
+        return False
+    names = any(w in lowered for w in ("token", "authorization", "authenticate", "credential"))
+    return names and any(w in lowered for w in ("expired", "invalid", "unauthorized"))
 
 
 def machine_id(node: ProviderNode, document: Mapping[str, Any]) -> str:
@@ -276,7 +299,7 @@ async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
     text = raw.decode("utf-8", "replace")
     status = response.status
     reset: int | None = None
-    if status == 403 and TOKENISH.search(text):
+    if status == 403 and token_refusal(text):
         status = 401
     elif status == 402 or (status == 429 and MONTHLY.search(text)):
         reset = first_of_next_month_ms()
@@ -292,7 +315,7 @@ def _exception_reply(kind: str, message: str) -> ErrorReply:
     reset = None
     if (status == 429 and MONTHLY.search(text)) or status == 402:
         status, reset = 402, first_of_next_month_ms()
-    elif status == 403 and TOKENISH.search(message):
+    elif status == 403 and token_refusal(message):
         status = 401
     return ErrorReply(status, _claude_error(status, text), reset)
 

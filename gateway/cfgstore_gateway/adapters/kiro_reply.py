@@ -7,7 +7,9 @@ and ``tool_use`` with ``input_json_delta``; ``message_delta`` with ``stop_reason
 their keys as the Node service does (aiclient-protocols §3.2): ``content`` is text (an exact
 repeat of the previous text event is dropped; ``followupPrompt`` ones are ignored), ``name``
 + ``toolUseId`` start or continue a tool call, ``input`` continues it, ``stop`` ends it,
-``contextUsagePercentage`` gives the input token count; anything else is ignored. When the
+``contextUsagePercentage`` gives the input token count; anything else is ignored. Tool
+calls Kiro wrote as text (``[Called <name> with args: {…}]``) become ``tool_use`` blocks at
+the end (a whole answer drops their text). When the
 client asked for thinking, ``<thinking>…</thinking>`` at the start of the text becomes a
 ``thinking`` block (the blank line after it dropped).
 
@@ -28,6 +30,7 @@ whole one).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -134,6 +137,7 @@ class ClaudeAssembler:
         if pending:
             events += self._delta("thinking" if self._think_state == "inside" else "text", pending)
         events += self._close()
+        events += self._bracket_calls()
         only_thinking = bool(self.blocks) and all(b["type"] == "thinking" for b in self.blocks)
         if only_thinking:
             events += self._delta("text", " ")
@@ -162,10 +166,41 @@ class ClaudeAssembler:
             input_tokens = self._input_estimate
         return {"input_tokens": input_tokens, "output_tokens": output}
 
+    def _bracket_calls(self) -> list[ClaudeEvent]:
+        """Tool calls Kiro wrote as text become ``tool_use`` blocks after the text (once per
+        name and arguments, none repeating a structured call); a stream has sent their
+        text already, a whole answer drops it (:meth:`message`)."""
+        text = "".join(b["text"] for b in self.blocks if b["type"] == "text")
+        if "[Called" not in text:
+            return []
+        seen = {
+            (b["name"], self._tool_inputs.get(i, ""))
+            for i, b in enumerate(self.blocks)
+            if b["type"] == "tool_use"
+        }
+        events: list[ClaudeEvent] = []
+        for _, _, name, arguments in bracket_calls(text):
+            name = self._names.get(name, name)
+            raw = json.dumps(arguments, ensure_ascii=False)
+            if (name, raw) in seen:
+                continue
+            seen.add((name, raw))
+            tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
+            events += self._tool({"name": name, "toolUseId": tool_id, "input": raw})
+            events += self._close()
+        return events
+
     def message(self) -> dict[str, Any]:
         """The whole message (after :meth:`finish`)."""
         content: list[dict[str, Any]] = []
         for index, block in enumerate(self.blocks):
+            if block["type"] == "text" and "[Called" in block["text"]:
+                text = block["text"]
+                for start, end, _, _ in reversed(bracket_calls(text)):
+                    text = text[:start] + text[end:]
+                if text.strip():
+                    content.append({"type": "text", "text": text.strip()})
+                continue
             if block["type"] == "tool_use":
                 raw = self._tool_inputs.get(index, "")
                 try:
@@ -323,6 +358,32 @@ class ClaudeAssembler:
         if payload.get("stop") is True and self._open == "tool_use":
             events += self._close()
         return events
+
+
+_CALLED = re.compile(r"\[Called\s+(\w+)\s+with\s+args:\s*", re.IGNORECASE)
+_DECODER = json.JSONDecoder()
+
+
+def bracket_calls(text: str) -> list[tuple[int, int, str, dict[str, Any]]]:
+    """The legacy tool calls written as text, ``[Called <name> with args: {…}]``: each as
+    ``(start, end, name, arguments)`` (``text[start:end]`` is the whole bracket); ones whose
+    arguments are not a JSON object are left as text."""
+    found: list[tuple[int, int, str, dict[str, Any]]] = []
+    at = 0
+    while (match := _CALLED.search(text, at)) is not None:
+        at = match.end()
+        try:
+            arguments, end = _DECODER.raw_decode(text, at)
+        except ValueError:
+            continue
+        close = end
+        while close < len(text) and text[close].isspace():
+            close += 1
+        if not isinstance(arguments, dict) or close >= len(text) or text[close] != "]":
+            continue
+        found.append((match.start(), close + 1, match.group(1), arguments))
+        at = close + 1
+    return found
 
 
 def _partial_suffix(text: str, tag: str) -> int:
