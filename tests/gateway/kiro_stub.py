@@ -26,6 +26,7 @@ import json
 import random
 import socket
 import struct
+import time
 import zlib
 from types import TracebackType
 from typing import Any
@@ -46,6 +47,8 @@ class Received:
     headers: CIMultiDict[str]
     """Case-insensitive, as HTTP header names are."""
     raw: bytes
+    at: float = attrs.field(factory=time.monotonic, eq=False)
+    """When the request arrived (monotonic seconds)."""
 
     @property
     def body(self) -> Any:

@@ -709,6 +709,28 @@ async def test_a_health_check_renders_through_the_kiro_envelope(
     assert current["userInputMessage"]["content"]
 
 
+async def test_request_starts_are_spaced_by_the_minimum_interval(
+    tmp_path: Path, kiro: KiroStub
+) -> None:
+    """``KIRO_REQUEST_MIN_INTERVAL_MS``: concurrent requests over two accounts still reach
+    Kiro at least that far apart (a lower bound: a busy machine only widens the gaps)."""
+    pools = {
+        KIRO: [
+            kiro_node(tmp_path, A, kiro.generate_url, "access-a"),
+            kiro_node(tmp_path, B, kiro.generate_url, "access-b"),
+        ]
+    }
+    settings = make_deployment(
+        tmp_path, pools, MODEL_PROVIDER=KIRO, KIRO_REQUEST_MIN_INTERVAL_MS=150
+    )
+    async with running_gateway(settings) as gw:
+        responses = await asyncio.gather(*(gw.chat(MODEL) for _ in range(4)))
+        assert [r.status for r in responses] == [200] * 4
+    arrivals = sorted(r.at for r in kiro.generations())
+    assert len(arrivals) == 4
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.15 - 0.01
+
+
 # -- usage -------------------------------------------------------------------------------------
 
 USAGE = {

@@ -23,6 +23,8 @@ point ``gateway-kiro``, group ``cfgstore``).
   reset time in its body) carries that time. An ``exception`` frame before any content is
   answered as an HTTP error (throttling 429, quota 402, validation 400, access 403, else
   500).
+* **Pacing**: ``KIRO_REQUEST_MIN_INTERVAL_MS`` (node or ``config.json``) spaces the starts
+  of this process's generations at least that far apart, every account alike.
 * **Models**: the Node service's list (:data:`~.kiro_envelope.MODELS`), no call.
 * **Usage**: :meth:`KiroAdapter.usage` asks ``getUsageLimits`` and formats the answer into
   the Node service's usage object (:func:`format_usage`).
@@ -30,6 +32,7 @@ point ``gateway-kiro``, group ``cfgstore``).
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import hashlib
 import json
@@ -71,6 +74,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     TypeProfile,
     configured_base_url,
     describe_error,
+    effective_setting,
     proxy_for,
     setting_text,
 )
@@ -147,6 +151,25 @@ class KiroAdapter:
     protocol = "claude"
     provider_types = (KIRO,)
 
+    def __init__(self) -> None:
+        self._next_start = 0.0
+        """Monotonic time before which no generation starts (``KIRO_REQUEST_MIN_INTERVAL_MS``)."""
+
+    async def _paced(self, node: ProviderNode, config: MainConfig) -> None:
+        """Wait for this process's next start slot when ``KIRO_REQUEST_MIN_INTERVAL_MS`` (node
+        or config.json) spaces generations apart, all accounts alike, as in the Node
+        service. Slots are reserved on the event loop's thread, in call order."""
+        interval = effective_setting(node, config, "KIRO_REQUEST_MIN_INTERVAL_MS")
+        if isinstance(interval, str) and interval.strip().isdigit():
+            interval = int(interval)
+        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_start)
+        self._next_start = slot + interval / 1000
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
     def serves(self, provider_type: str) -> bool:
         return provider_type == KIRO
 
@@ -176,6 +199,7 @@ class KiroAdapter:
         headers = self.headers(call.node, document, "attempt=1; max=3")
         model = str(call.body.get("model") or "")
         proxy = proxy_for(call.provider_type, call.node, call.config)
+        await self._paced(call.node, call.config)
         try:
             response = await call.session.post(url, data=data, headers=headers, proxy=proxy)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
