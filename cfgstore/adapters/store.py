@@ -21,6 +21,7 @@ from cfgstore.adapters.facades import (
     Credentials,
     CustomModels,
     KeptFiles,
+    Leases,
     Logins,
     Meta,
     Password,
@@ -63,6 +64,7 @@ class Store:
         self.replicas = Replicas(ops)
         self.kept_files = KeptFiles(ops)
         self.traffic = Traffic(ops)
+        self.leases = Leases(ops)
 
     @property
     def backend_names(self) -> list[str]:

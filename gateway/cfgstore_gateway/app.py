@@ -107,6 +107,7 @@ from cfgstore_gateway.services import (
     RefresherLike,
     Services,
 )
+from cfgstore_gateway.usage_quotas import QUOTAS
 
 log = logging.getLogger("cfgstore_gateway.app")
 
@@ -282,7 +283,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.warning("REQUIRED_API_KEY is empty: every request but /health is refused")
     elif required == "123456":
         log.warning("REQUIRED_API_KEY is the well-known default 123456: change it")
-    background = Background.start(app[SERVICES])  # health checks, alerts, proactive refresh
+    background = Background.start(app[SERVICES])  # health checks, alerts, refresh, quotas
+    app[QUOTAS] = background.quotas
     try:
         yield
     finally:

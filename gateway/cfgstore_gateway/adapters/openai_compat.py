@@ -122,7 +122,6 @@ PROFILES: dict[str, TypeProfile] = {
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
     "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
     "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
-    "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None, pass_through=True),
 }
 """The types this adapter serves (suffixed variants included) and their keys."""
 
