@@ -41,7 +41,12 @@ from cfgstore.adapters import Store
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
-from cfgstore_gateway.adapters import AdapterRegistry, ModelsCall, UpstreamUnavailable
+from cfgstore_gateway.adapters import (
+    AdapterRegistry,
+    CredentialRejected,
+    ModelsCall,
+    UpstreamUnavailable,
+)
 from cfgstore_gateway.adapters.kiro import KIRO_ADAPTER, first_of_next_month_ms, token_refusal
 from cfgstore_gateway.adapters.kiro_envelope import build_envelope, short_tool_name
 from cfgstore_gateway.adapters.kiro_events import (
@@ -842,8 +847,40 @@ async def test_usage_of_an_idc_login_and_an_upstream_refusal(
     assert usage["items"] == [] and usage["summary"]["plan"] == "FREE"
     assert usage["summary"]["usedPercent"] == 0 and usage["user"] == {"email": None}
     kiro.failures.append((403, {"message": "AccessDeniedException"}, {}))
-    with pytest.raises(UpstreamUnavailable, match="HTTP 403"):
+    with pytest.raises(UpstreamUnavailable, match="HTTP 403") as refused:
         await KIRO_ADAPTER.usage(call)
+    assert not isinstance(refused.value, CredentialRejected)
+    kiro.failures.append((401, {"message": "Unauthorized"}, {}))
+    with pytest.raises(CredentialRejected, match="HTTP 401"):
+        await KIRO_ADAPTER.usage(call)
+
+
+async def test_usage_through_the_admin_api_refreshes_a_refused_token_once(
+    tmp_path: Path, kiro: KiroStub
+) -> None:
+    """``GET /api/usage/claude-kiro-oauth/<uuid>``: Kiro refuses the stale token (401), the
+    gateway refreshes it once and asks again; the instance carries the Node usage object."""
+    from tests.admin.conftest import admin_gateway
+
+    kiro.usage_document = USAGE
+    kiro.failures.append((401, {"message": "The bearer token is expired"}, {}))
+    async with TokenStub(
+        lambda received, n: (200, {"accessToken": "fresh", "refreshToken": "r2", "expiresIn": 3600})
+    ) as tokens:
+        node = kiro_node(
+            tmp_path, A, kiro.generate_url, "stale", KIRO_REFRESH_URL=tokens.url("/refreshToken")
+        )
+        settings = make_deployment(tmp_path, {KIRO: [node]}, MODEL_PROVIDER=KIRO)
+        async with admin_gateway(settings) as anonymous:
+            admin = await anonymous.login()
+            status, supported = await admin.call("GET", "/api/usage/supported-providers")
+            assert status == 200 and KIRO in supported
+            status, instance = await admin.call("GET", f"/api/usage/{KIRO}/{A}")
+        assert tokens.count == 1
+    assert status == 200 and instance["success"] is True, instance
+    assert instance["usage"]["summary"]["plan"] == "PRO+"
+    assert instance["usage"]["items"][0]["id"] == "CREDIT"
+    assert [r.token for r in kiro.received] == ["stale", "fresh"]
 
 
 # -- SC-004 through the adapter ----------------------------------------------------------------

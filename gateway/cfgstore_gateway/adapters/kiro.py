@@ -19,10 +19,11 @@ point ``gateway-kiro``, group ``cfgstore``).
 * **Errors** (§3.0): a 403 whose body blames the token (:func:`token_refusal`) is
   answered as 401, so the gateway refreshes the credential and retries once; another 403
   stays 403. A 402 (Kiro's monthly quota) carries ``quota_reset_ms`` = the first of next
-  month, 00:00 UTC, as does a 429 naming the monthly limit; a 429 with ``Retry-After`` (or a
-  reset time in its body) carries that time. An ``exception`` frame before any content is
-  answered as an HTTP error (throttling 429, quota 402, validation 400, access 403, else
-  500).
+  month, 00:00 UTC, as does a 429 naming the monthly limit; a 429 naming when it ends
+  (``Retry-After`` and the other forms of :mod:`~cfgstore_gateway.adapters.quota_reset`, or
+  a ``resetAt``/``nextDateReset``/``resetTime`` in its body) carries that time. An
+  ``exception`` frame before any content is answered as an HTTP error (throttling 429,
+  quota 402, validation 400, access 403, else 500).
 * **Pacing**: ``KIRO_REQUEST_MIN_INTERVAL_MS`` (node or ``config.json``) spaces the starts
   of this process's generations at least that far apart, every account alike.
 * **Models**: the Node service's list (:data:`~.kiro_envelope.MODELS`), no call.
@@ -42,7 +43,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -54,6 +54,7 @@ from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import ProviderNode
 from cfgstore_gateway.adapters import (
     Adapter,
+    CredentialRejected,
     ModelsCall,
     UpstreamCall,
     UpstreamReply,
@@ -78,6 +79,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     proxy_for,
     setting_text,
 )
+from cfgstore_gateway.adapters.quota_reset import quota_reset_ms
 from cfgstore_gateway.token_requests import kiro_auth_method
 
 KIRO = "claude-kiro-oauth"
@@ -272,7 +274,9 @@ class KiroAdapter:
     # -- usage --------------------------------------------------------------------------
 
     async def usage(self, call: ModelsCall) -> dict[str, Any]:
-        """``GET getUsageLimits`` formatted as the Node service's usage object."""
+        """``GET getUsageLimits`` formatted as the Node service's usage object;
+        :class:`CredentialRejected` when Kiro refused the token (401, or a 403 blaming it),
+        :class:`UpstreamUnavailable` when it cannot say."""
         document = _document(call.credential)
         url = self.generate_url(call.provider_type, call.node, call.config, document)
         if "generateAssistantResponse" in url:
@@ -293,9 +297,11 @@ class KiroAdapter:
             async with call.session.get(url, headers=headers, proxy=proxy) as response:
                 if response.status != 200:
                     text = (await response.text())[:200]
-                    raise UpstreamUnavailable(
-                        f"getUsageLimits answered HTTP {response.status}: {text}"
+                    refused = response.status == 401 or (
+                        response.status == 403 and token_refusal(text)
                     )
+                    failure = CredentialRejected if refused else UpstreamUnavailable
+                    raise failure(f"getUsageLimits answered HTTP {response.status}: {text}")
                 raw = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise UpstreamUnavailable(describe_error(exc)) from None
@@ -328,7 +334,10 @@ async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
     elif status == 402 or (status == 429 and MONTHLY.search(text)):
         reset = first_of_next_month_ms()
     elif status == 429:
-        reset = _retry_after_ms(response.headers.get("Retry-After")) or _reset_in_body(raw)
+        now = int(time.time() * 1000)
+        reset = quota_reset_ms(now_ms=now, headers=response.headers, body=raw) or _reset_in_body(
+            raw
+        )
     message = _message_of(raw) or f"Kiro answered HTTP {response.status}"
     return ErrorReply(status, _claude_error(status, message), reset)
 
@@ -358,18 +367,6 @@ def _message_of(raw: bytes) -> str | None:
         if isinstance(error, Mapping) and isinstance(error.get("message"), str):
             return str(error["message"])
     return raw.decode("utf-8", "replace")[:500]
-
-
-def _retry_after_ms(value: str | None) -> int | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(time.time() * 1000) + int(value) * 1000
-    try:
-        return int(parsedate_to_datetime(value).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return None
 
 
 def _reset_in_body(raw: bytes) -> int | None:
