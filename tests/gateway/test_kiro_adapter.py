@@ -225,6 +225,7 @@ def test_envelope_carries_history_tools_results_images_and_the_kiro_model() -> N
     short = short_tool_name(long_name)
     assert len(short) == 64 and short.startswith(long_name[:51] + "_")
     assert envelope.tool_names == {short: long_name}
+    assert envelope.image_chars == len("iVBOR")
     state = envelope.body["conversationState"]
     assert envelope.body["profileArn"] == ARN
     assert (state["agentTaskType"], state["chatTriggerType"], state["conversationId"]) == (

@@ -12,7 +12,8 @@ point ``gateway-kiro``, group ``cfgstore``).
   (:meth:`~cfgstore.model.credentials.Credential.effective`: siblings included):
   ``Authorization: Bearer <accessToken>``, ``profileArn`` in the body for social logins
   only, plus the Kiro IDE's headers (``amz-sdk-*``, ``x-amzn-*``, user agents naming a
-  machine id: the SHA-256 of the node's uuid).
+  machine id: the SHA-256 of the node's uuid). Unlike the Node service, no ``Connection:
+  close``: connections to Kiro are pooled (no TLS handshake per request).
 * **What**: the body is built by :mod:`cfgstore_gateway.adapters.kiro_envelope`; the answer
   (AWS event-stream frames) is decoded incrementally (:mod:`.kiro_events`) and given back as
   Claude JSON or Claude SSE (:mod:`.kiro_reply`).
@@ -66,7 +67,6 @@ from cfgstore_gateway.adapters.kiro_reply import (
     ClaudeAssembler,
     ErrorReply,
     KiroReply,
-    estimate_tokens,
     exception_text,
     status_of_exception,
 )
@@ -231,7 +231,7 @@ class KiroAdapter:
             model,
             tool_names=envelope.tool_names,
             thinking=envelope.thinking,
-            input_estimate=estimate_tokens(data.decode()),
+            input_estimate=(len(data) - envelope.image_chars + 3) // 4,
         )
         return KiroReply(response, decoder, first, assembler, call.stream)
 
@@ -268,7 +268,6 @@ class KiroAdapter:
                 f"lang/python md/python#{platform.python_version()} "
                 f"api/codewhispererstreaming#{SDK_VERSION} m/E {kiro_agent}"
             ),
-            "Connection": "close",
         }
 
     # -- usage --------------------------------------------------------------------------

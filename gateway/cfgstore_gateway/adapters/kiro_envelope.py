@@ -89,6 +89,8 @@ class Envelope:
     """Shortened tool name → the client's."""
     thinking: bool
     """The client asked for thinking (``<thinking>`` in the answer becomes a block)."""
+    image_chars: int = 0
+    """Characters of base64 image data in :attr:`body` (left out of token estimates)."""
 
 
 def kiro_model(model: str) -> str:
@@ -163,7 +165,13 @@ def build_envelope(
     envelope: dict[str, Any] = {"conversationState": state}
     if profile_arn:
         envelope["profileArn"] = profile_arn
-    return Envelope(envelope, names, thinking_prefix is not None)
+    turns = [*history, state["currentMessage"]]
+    image_chars = sum(
+        len(image["source"]["bytes"])
+        for turn in turns
+        for image in turn.get("userInputMessage", {}).get("images", ())
+    )
+    return Envelope(envelope, names, thinking_prefix is not None, image_chars)
 
 
 # -- pieces --------------------------------------------------------------------------------

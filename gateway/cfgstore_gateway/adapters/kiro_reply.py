@@ -49,10 +49,6 @@ DEFAULT_CONTEXT = 200_000
 ClaudeEvent = tuple[str, dict[str, Any]]
 
 
-def estimate_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
-
-
 def context_window(model: str) -> int:
     """Opus 4.5 to 4.8 have a million tokens of context; others 200 000."""
     if any(
@@ -76,9 +72,9 @@ class ClaudeAssembler:
         self.model = model
         self.message_id = f"msg_{uuid.uuid4().hex[:24]}"
         self._names = dict(tool_names or {})
-        self._thinking = thinking
         self._think_state = "start" if thinking else "text"
-        """start (may open with <thinking>), inside, text."""
+        """``start`` (the text may open with ``<thinking>``), ``inside`` (thinking),
+        ``after`` (right after ``</thinking>``: its line break is dropped), ``text``."""
         self._pending = ""
         self._input_estimate = input_estimate
         self._context_percent: float | None = None
@@ -92,6 +88,8 @@ class ClaudeAssembler:
         self.blocks: list[dict[str, Any]] = []
         self._tool_inputs: dict[int, str] = {}
         self._saw_tool = False
+        self.stop_reason = "end_turn"
+        """Set by :meth:`finish`."""
 
     # -- events ---------------------------------------------------------------------------
 
@@ -216,7 +214,7 @@ class ClaudeAssembler:
             "role": "assistant",
             "model": self.model,
             "content": content,
-            "stop_reason": getattr(self, "stop_reason", "end_turn"),
+            "stop_reason": self.stop_reason,
             "stop_sequence": None,
             "usage": self.usage(),
         }
