@@ -38,6 +38,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfgstore.adapters import Store
+from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
@@ -961,6 +962,33 @@ async def test_an_expired_token_is_refreshed_once_for_concurrent_requests_on_two
         "needsRefresh": False,
         "lastErrorMessage": None,
     }
+
+
+def test_where_a_generation_goes_and_when_a_month_ends() -> None:
+    def url(node_fields: dict[str, Any], region: str | None, **config: Any) -> str:
+        node = node_from_json({"uuid": A, **node_fields}, "test")
+        document = {"accessToken": "t"} | ({"region": region} if region else {})
+        return KIRO_ADAPTER.generate_url(KIRO, node, MainConfig(config), document)
+
+    assert url({}, None) == "https://q.us-east-1.amazonaws.com/generateAssistantResponse"
+    assert url({}, "eu-central-1") == (
+        "https://q.eu-central-1.amazonaws.com/generateAssistantResponse"
+    )
+    relay = "https://relay.example/{{region}}/generateAssistantResponse"
+    assert url({"KIRO_BASE_URL": relay}, "ap-1") == (
+        "https://relay.example/ap-1/generateAssistantResponse"
+    )
+    assert url({"KIRO_BASE_URL": ""}, None, KIRO_BASE_URL=relay) == (  # "" = not set
+        "https://q.us-east-1.amazonaws.com/generateAssistantResponse"
+    )
+    table = {"claude-kiro-oauth": "https://table.example/generateAssistantResponse"}
+    assert url({}, None, UPSTREAM_BASE_URLS=table) == table["claude-kiro-oauth"]
+    december = int(datetime(2026, 12, 31, 23, 59, tzinfo=UTC).timestamp() * 1000)
+    assert first_of_next_month_ms(december) == int(
+        datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1000
+    )
+    march = int(datetime(2026, 3, 1, 0, 0, tzinfo=UTC).timestamp() * 1000)
+    assert first_of_next_month_ms(march) == int(datetime(2026, 4, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_the_gateway_resolves_kiro_to_this_adapter() -> None:
