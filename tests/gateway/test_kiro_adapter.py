@@ -316,7 +316,7 @@ def test_envelope_edge_rules() -> None:
     assert state["history"][1]["assistantResponseMessage"]["content"] == "partial"
     assert state["currentMessage"]["userInputMessage"]["content"] == "Continue"
     assert state["currentMessage"]["userInputMessage"]["modelId"] == "claude-opus-4.5"
-    # Images older than the last five messages become a note.
+    # Images more than five messages before the last one are counted in a note.
     turns: list[dict[str, Any]] = []
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "x"}}
     for i in range(4):
@@ -326,7 +326,7 @@ def test_envelope_edge_rules() -> None:
     history = build_envelope({"model": "m", "messages": turns}).body["conversationState"]["history"]
     users = [t["userInputMessage"] for t in history if "userInputMessage" in t]
     assert ["images" in u for u in users] == [False, False, True, True]
-    assert users[0]["content"].startswith("[an earlier image was omitted]")
+    assert users[0]["content"] == "q0\n[1 image(s) of this message omitted from the history]"
     current = build_envelope({"model": "m", "messages": turns}).body["conversationState"]
     assert current["currentMessage"]["userInputMessage"]["images"] == [
         {"format": "jpeg", "source": {"bytes": "x"}}

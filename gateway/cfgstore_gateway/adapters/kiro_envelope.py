@@ -10,10 +10,11 @@ Anthropic Messages body (aiclient-protocols §3.2, "Request building").
   text), or as a user turn of its own when the conversation starts with the assistant. The
   Node service also adds a fixed preamble of its own; this adapter sends the client's system
   text only;
-* a final assistant turn that is only the prefill ``{`` is dropped; adjacent turns of one
-  role are merged;
-* user turns carry their text, images (``{"format": "png", "source": {"bytes": b64}}``, only
-  within the last :data:`IMAGE_WINDOW` messages; older ones become a text note) and tool
+* a final assistant turn that opens with the prefill ``{`` is dropped; adjacent turns of
+  one role are merged (two texts joined by a line break, else their blocks in order);
+* user turns carry their text (blocks joined as they are), images (``{"format": "png",
+  "source": {"bytes": b64}}``, only in the last :data:`IMAGE_WINDOW` history messages; older
+  ones are counted in a note after the text) and tool
   results (``{"content": [{"text"}], "status": "success", "toolUseId"}``, once per id);
   assistant turns their text (thinking re-wrapped as ``<thinking>…</thinking>`` first) and
   ``toolUses`` (``{"input", "name", "toolUseId"}``);
@@ -42,7 +43,7 @@ import attrs
 
 ORIGIN = "AI_EDITOR"
 IMAGE_WINDOW = 5
-"""Images are sent only within this many last messages."""
+"""Images are sent only in history messages at most this far from the last message."""
 TOOL_NAME_LIMIT = 64
 DESCRIPTION_LIMIT = 9216
 THINKING_MIN, THINKING_MAX, THINKING_DEFAULT = 1024, 24576, 20000
@@ -126,7 +127,7 @@ def build_envelope(
     for index, message in enumerate(messages):
         if index == last_index and ends_with_user:
             break
-        keep_images = index >= len(messages) - IMAGE_WINDOW
+        keep_images = last_index - index <= IMAGE_WINDOW
         if message["role"] == "user":
             text, images, results = _user_parts(message["content"], keep_images)
             if system:
@@ -141,10 +142,10 @@ def build_envelope(
             history.append({"assistantResponseMessage": {"content": "Continue"}})
     else:
         text, images, results = "", [], []
-    if system:
-        text = f"{system}\n\n{text}" if text else system
     if not text:
         text = "Tool results provided." if results else "Continue"
+    if system:
+        text = f"{system}\n\n{text}"
     context: dict[str, Any] = {}
     if results:
         context["toolResults"] = results
@@ -199,17 +200,16 @@ def _thinking_prefix(thinking: object) -> str | None:
 
 
 def _text_of(content: object) -> str:
-    """The text of a string or a list of blocks (text blocks only), joined by newlines."""
+    """The text of a string or a list of blocks (their ``text``), joined as they are."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         return ""
-    texts = [
-        str(block.get("text") or "")
+    return "".join(
+        block if isinstance(block, str) else str(block.get("text") or "")
         for block in content
-        if isinstance(block, Mapping) and block.get("type") == "text"
-    ]
-    return "\n".join(t for t in texts if t)
+        if isinstance(block, str | Mapping)
+    )
 
 
 def _blocks(content: object) -> list[Mapping[str, Any]]:
@@ -221,27 +221,37 @@ def _blocks(content: object) -> list[Mapping[str, Any]]:
 
 
 def _without_prefill(messages: object) -> list[dict[str, Any]]:
+    """The user and assistant messages, a final ``{`` prefill dropped (contents as sent)."""
     if not isinstance(messages, list):
         return []
     kept: list[dict[str, Any]] = [
-        {"role": m.get("role"), "content": _blocks(m.get("content"))}
+        {"role": m.get("role"), "content": m.get("content")}
         for m in messages
         if isinstance(m, Mapping) and m.get("role") in ("user", "assistant")
     ]
     if kept and kept[-1]["role"] == "assistant":
-        first = kept[-1]["content"][:1]
-        if first and first[0].get("type") == "text" and str(first[0].get("text")).strip() == "{":
+        first = _blocks(kept[-1]["content"])[:1]
+        if first and first[0].get("type") == "text" and first[0].get("text") == "{":
             kept.pop()
     return kept
 
 
 def _merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adjacent messages of one role as one: two texts joined by a line break, else their
+    blocks one after the other; every content as blocks."""
     merged: list[dict[str, Any]] = []
     for message in messages:
+        content = message["content"]
         if merged and merged[-1]["role"] == message["role"]:
-            merged[-1]["content"] = merged[-1]["content"] + message["content"]
+            last = merged[-1]
+            if isinstance(last["content"], str) and isinstance(content, str):
+                last["content"] += "\n" + content
+            else:
+                last["content"] = _blocks(last["content"]) + _blocks(content)
         else:
-            merged.append(message)
+            merged.append({"role": message["role"], "content": content})
+    for message in merged:
+        message["content"] = _blocks(message["content"])
     return merged
 
 
@@ -252,6 +262,7 @@ def _user_parts(
     images: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     seen: set[str] = set()
+    omitted = 0
     for block in blocks:
         kind = block.get("type")
         if kind == "text":
@@ -263,7 +274,7 @@ def _user_parts(
             if keep_images:
                 images.append(image)
             else:
-                texts.append("[an earlier image was omitted]")
+                omitted += 1
         elif kind == "tool_result":
             tool_id = str(block.get("tool_use_id") or "")
             if tool_id in seen:
@@ -271,7 +282,11 @@ def _user_parts(
             seen.add(tool_id)
             text = _result_text(block.get("content"))
             results.append({"content": [{"text": text}], "status": "success", "toolUseId": tool_id})
-    return "\n".join(t for t in texts if t), images, results
+    text = "".join(texts)
+    if omitted:
+        note = f"[{omitted} image(s) of this message omitted from the history]"
+        text = f"{text}\n{note}" if text else note
+    return text, images, results
 
 
 def _result_text(content: object) -> str:
@@ -307,7 +322,7 @@ def _assistant_turn(
 ) -> dict[str, Any]:
     shortened = {long: short for short, long in names.items()}
     thinking = "".join(str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking")
-    text = "\n".join(str(b.get("text") or "") for b in blocks if b.get("type") == "text")
+    text = "".join(str(b.get("text") or "") for b in blocks if b.get("type") == "text")
     if thinking:
         text = f"<thinking>{thinking}</thinking>\n\n{text}"
     uses = []
