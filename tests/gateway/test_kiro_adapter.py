@@ -533,6 +533,48 @@ async def test_sdk_clients_make_a_tool_round_trip_through_kiro(
     ]
 
 
+async def test_a_streamed_tool_call_reaches_both_sdks_whole(tmp_path: Path, kiro: KiroStub) -> None:
+    """The tool call's arguments, in fragments cut anywhere, accumulate into the call."""
+    node = kiro_node(tmp_path, A, kiro.generate_url, "kiro-access-a")
+    settings = make_deployment(tmp_path, {KIRO: [node]}, MODEL_PROVIDER=KIRO)
+    async with running_gateway(settings) as gw:
+        url = str(gw.client._base_url).rstrip("/")
+        claude = anthropic.AsyncAnthropic(base_url=url, api_key=CLIENT_KEY, max_retries=0)
+        tools: Any = [{"name": "get_weather", "description": "Weather", "input_schema": SCHEMA}]
+        async with claude.messages.stream(
+            model=MODEL,
+            max_tokens=100,
+            messages=[{"role": "user", "content": QUESTION}],
+            tools=tools,
+        ) as stream:
+            final = await stream.get_final_message()
+        assert final.stop_reason == "tool_use"
+        (use,) = [b for b in final.content if b.type == "tool_use"]
+        assert (use.id, use.name, use.input) == (TOOL_ID, "get_weather", {"city": "Paris"})
+        chat = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=CLIENT_KEY, max_retries=0)
+        functions: Any = [
+            {"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}
+        ]
+        chunks = await chat.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": QUESTION}],
+            tools=functions,
+            stream=True,
+        )
+        arguments, finish = "", None
+        async for chunk in chunks:
+            for choice in chunk.choices:
+                for call in choice.delta.tool_calls or []:
+                    if call.function is not None:
+                        arguments += call.function.arguments or ""
+                finish = choice.finish_reason or finish
+        assert json.loads(arguments) == {"city": "Paris"} and finish == "tool_calls"
+    # The OpenAI client gave no description: the tool's name stands in (Kiro wants one).
+    spec = kiro.generations()[1].body["conversationState"]["currentMessage"]["userInputMessage"]
+    (tool,) = spec["userInputMessageContext"]["tools"]
+    assert tool["toolSpecification"]["description"] == "get_weather"
+
+
 @pytest.mark.parametrize("provider_type", [KIRO, f"{KIRO}-eu"])
 async def test_plain_answers_whole_and_streamed_and_the_model_list(
     tmp_path: Path, kiro: KiroStub, provider_type: str
