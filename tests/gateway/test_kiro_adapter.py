@@ -3,16 +3,21 @@
 * The AWS event-stream decoder: property tests over random messages cut anywhere, and any
   corrupted byte refused.
 * The ``generateAssistantResponse`` envelope: system text, history, tools, tool results,
-  images, model names, ``profileArn`` (unit tests of the builder).
+  images, model names, ``profileArn`` (unit tests of the builder); the Claude answer built
+  from Kiro's payloads (thinking, long tool names, tool calls written as text).
 * Through a real gateway in front of a local Kiro stub (:mod:`tests.gateway.kiro_stub`,
   frames encoded there with their CRCs and cut at random bytes): the official ``anthropic``
-  and ``openai`` clients make a tool round trip (whole, then streamed); the stub checks the
-  headers and the envelope it receives.
+  and ``openai`` clients make a tool round trip (whole, then streamed) and stream a tool
+  call; the stub checks the headers and the envelope it receives. Health checks render
+  through the envelope; ``KIRO_REQUEST_MIN_INTERVAL_MS`` spaces request starts.
 * Errors: a token-ish 403 refreshes and retries once; a 402 and a 429 naming a reset time
-  cool the node down until then (its ``scheduledRecoveryTime``) and switch.
-* SC-004 through this adapter: an expired token, 200 concurrent requests over two gateway
-  instances on one real Redis → one refresh, every request served with the new token.
-* ``usage()`` against the stub: the Node service's usage object.
+  cool the node down until then (its ``scheduledRecoveryTime``) and switch; an exception
+  frame is an HTTP error before any content, a stream error after.
+* SC-004 through this adapter: an expired token, 200 concurrent requests (``scaled``) over
+  two gateway instances on one real Redis → one refresh, every request served with the new
+  token.
+* ``usage()`` against the stub: the Node service's usage object, directly and through
+  ``/api/usage/<type>/<uuid>`` (a refused token refreshed once).
 """
 
 from __future__ import annotations
