@@ -272,3 +272,18 @@ async def test_no_count_lost_across_instances(deployment: Deployment) -> None:
                 models = doc["providers"]["openai-custom"]["models"]
                 assert models["gpt-a"]["requestCount"] == PER_INSTANCE
                 assert models["gpt-b"]["requestCount"] == PER_INSTANCE
+
+
+async def test_non_integer_sums_of_an_imported_file_add_like_javascript(
+    store: Store, deployment: Deployment
+) -> None:
+    needs_usage_stats(deployment)
+    odd = copy.deepcopy(NODE_FILE)
+    odd["summary"]["promptTokens"] = 0.1
+    odd["summary"]["cachedTokens"] = 1.5
+    await store.usage_stats.replace(odd)
+    store.usage_stats.record("openai-custom", "zeta-model", prompt_tokens=2, cached_tokens=3)
+    await store.flush()
+    with rule("cfgstore_usage_stats_add", "sums add as JavaScript numbers (doubles) do"):
+        summary = (await store.usage_stats.read(live=False))["summary"]
+        assert (summary["promptTokens"], summary["cachedTokens"]) == (0.1 + 2, 4.5)

@@ -33,7 +33,6 @@ COMMANDS = (
     "hdel",
     "hexists",
     "hincrby",
-    "hincrbyfloat",  # model usage statistics holding non-integer sums (migrated files)
     "pexpireat",  # the traffic buckets expire (a day after their minute)
     "lrange",
     "llen",

@@ -1044,11 +1044,15 @@ local U = {}
 U.SUMS = {'requestCount', 'promptTokens', 'completionTokens', 'totalTokens', 'cachedTokens'}
 U.PEAKS = {'maxQps', 'maxRpm', 'maxTps'}
 
--- Add a text number: HINCRBY, or HINCRBYFLOAT when either side is not an integer.
+-- Add a text number: HINCRBY; when either side is not an integer (a migrated file's odd
+-- value), a double addition as JavaScript does it, kept with 17 digits (exact round trip).
 function U.add(hash, field, by)
   if by == '0' then return end
   local reply = redis.pcall('HINCRBY', hash, field, by)
-  if type(reply) == 'table' and reply.err then redis.call('HINCRBYFLOAT', hash, field, by) end
+  if type(reply) == 'table' and reply.err then
+    local held = tonumber(redis.call('HGET', hash, field) or '0') or 0
+    redis.call('HSET', hash, field, string.format('%.17g', held + tonumber(by)))
+  end
 end
 
 -- Keep the larger (numbers) or later (ISO text) value.
