@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -38,6 +39,8 @@ PEAKS = ("maxQps", "maxRpm", "maxTps")
 TOKEN_FIELDS = SUMS[1:] + PEAKS
 """What a token reset zeroes (request counts and ``lastUsedAt`` are kept)."""
 BLOCK_FIELDS = (*SUMS, *PEAKS, "lastUsedAt")
+USAGE_STATS_FILE = "model-usage-stats.json"
+"""Node's file, in ``<cwd>/configs``."""
 BEIJING_OFFSET_MS = 8 * 3600 * 1000
 RATE_WINDOW_S = 60
 """Node's sliding window for the live rates (60 one-second buckets)."""
@@ -320,3 +323,22 @@ def number_of(text: str | bytes | None) -> int | float:
     if text is None:
         return 0
     return _number(text.decode() if isinstance(text, bytes) else text)
+
+
+def read_node_file(path: Path) -> dict[str, Any] | None:
+    """The statistics of a Node file, when it holds them in Node's shape (as Node's writer
+    leaves it: :func:`normalise_document` changes nothing); ``None`` when it is absent,
+    not JSON, or shaped otherwise (an older or foreign format, which ``cfgctl migrate``
+    keeps as bytes instead). Blocking."""
+    from cfgstore.fileio import read_bytes
+    from cfgstore.model import jsjson
+
+    raw = read_bytes(path)
+    if raw is None:
+        return None
+    try:
+        doc = jsjson.loads(raw, str(path))
+        normal = normalise_document(doc, str(path))
+    except InvalidData:
+        return None
+    return normal if jsjson.dumps(normal) == jsjson.dumps(doc) else None
