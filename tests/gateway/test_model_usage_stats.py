@@ -30,6 +30,7 @@ from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.hookspecs import plugins_hookimpl
 from cfgstore_gateway.plugin_api import Outcome
+from tests.admin.conftest import PASSWORD, set_password
 from tests.gateway.conftest import CLIENT_KEY, TYPE, WAIT_S, auth, scaled, serving
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, completion
@@ -162,6 +163,7 @@ async def deploy(namespace: Namespace, upstream: UpstreamStub) -> None:
         node = {"uuid": NODE, "OPENAI_API_KEY": "sk-up", "OPENAI_BASE_URL": upstream.base_url}
         await store.pools.add_node(TYPE, node_from_json(node, "test"))
         await store.plugin_config.put(PluginConfig({"model-usage-stats": {"enabled": True}}))
+        await set_password(store)
 
 
 async def chat(gateway: Instance, index: int) -> int:
@@ -223,7 +225,12 @@ async def test_two_instances_count_every_request_and_token_the_upstream_reported
             assert sums(data["providers"][TYPE]["models"][MODEL]) == (2 * N, 0, 0, 0, 0)
             assert data["summary"]["lastUsedAt"] is not None
 
-            await one.stats("DELETE", f"{STATS}/reset", headers=auth())
+            async with two.client.post("/api/login", json={"password": PASSWORD}) as response:
+                session = (await response.json())["token"]  # an admin session, not the key
+            await one.stats("DELETE", f"{STATS}/reset", headers=auth(session))
             data = (await two.stats(headers=auth()))["data"]
             assert data["providers"] == {} and data["daily"] == {}
             assert sums(data["summary"]) == (0, 0, 0, 0, 0)
+            async with one.client.get(STATS, headers=auth("not-a-session-nor-the-key")) as refused:
+                assert refused.status == 401
+                assert (await refused.json())["error"]["code"] == "UNAUTHORIZED"
