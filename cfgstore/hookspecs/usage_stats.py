@@ -36,8 +36,8 @@ async def cfgstore_usage_stats_add(counts: Sequence[UsageCount]) -> None:
 async def cfgstore_usage_stats_read() -> dict[str, Any]:
     """The whole statistics document in Node's file shape and key order
     (:func:`~cfgstore.model.usage_stats.empty_document` when nothing is stored): scopes in
-    the order they were first counted. Counts this instance added are included once
-    durable (after ``cfgstore_flush``). Raises :class:`~cfgstore.errors.StorageUnavailable`
+    the order they were first counted. Counts this store added before the call are
+    included (the read waits for them). Raises :class:`~cfgstore.errors.StorageUnavailable`
     when the storage cannot answer."""
 
 

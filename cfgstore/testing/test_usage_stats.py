@@ -287,3 +287,14 @@ async def test_non_integer_sums_of_an_imported_file_add_like_javascript(
     with rule("cfgstore_usage_stats_add", "sums add as JavaScript numbers (doubles) do"):
         summary = (await store.usage_stats.read(live=False))["summary"]
         assert (summary["promptTokens"], summary["cachedTokens"]) == (0.1 + 2, 4.5)
+
+
+async def test_a_read_includes_what_this_store_counted(
+    store: Store, deployment: Deployment
+) -> None:
+    needs_usage_stats(deployment)
+    for _ in range(5):
+        store.usage_stats.record("openai-custom", "gpt-x", prompt_tokens=2, completion_tokens=1)
+    with rule("cfgstore_usage_stats_read", "counts this store added before a read are in it"):
+        doc = await store.usage_stats.read(live=False)  # no flush first
+        assert sums(doc["summary"]) == (5, 10, 5, 15, 0)

@@ -578,6 +578,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         empty document when it keeps none."""
         if "cfgstore_usage_stats_read" not in self._below:
             return empty_usage_document()
+        if self.usage is not None:
+            await self.usage.durable()  # this instance's counts first (or journaled)
         doc: dict[str, Any] = await self._below["cfgstore_usage_stats_read"]()
         return doc
 

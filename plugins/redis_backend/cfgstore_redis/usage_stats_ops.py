@@ -144,6 +144,7 @@ class UsageStatsOps(RedisParts):
 
     @hookimpl
     async def cfgstore_usage_stats_read(self) -> dict[str, Any]:
+        await self.usage_writer.durable()  # this store's counts first
         with translated(self.connection):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(self.keys.usage_stats)
