@@ -785,19 +785,6 @@ def google_document(access_token: str) -> dict[str, Any]:
     }
 
 
-def codex_document(access_token: str) -> dict[str, Any]:
-    return {
-        "id_token": "",
-        "access_token": access_token,
-        "refresh_token": "codex-refresh-0001",
-        "account_id": "acct-fake",
-        "last_refresh": iso_ms(now_ms()),
-        "email": "fake@example.com",
-        "type": "codex",
-        "expired": iso_ms(now_ms() + HOUR_MS),
-    }
-
-
 PASS_THROUGH = [
     pytest.param(
         "claude-kiro-oauth",
@@ -831,13 +818,6 @@ PASS_THROUGH = [
         "ya29.access-0001",
         id="gemini-antigravity",
     ),
-    pytest.param(
-        "openai-codex-oauth",
-        {"CODEX_OAUTH_CREDS_FILE_PATH": "./configs/codex/a.json", "CODEX_BASE_URL": "{url}"},
-        codex_document,
-        "codex-access-0001",
-        id="openai-codex-oauth",
-    ),
 ]
 
 
@@ -851,7 +831,7 @@ async def test_a_pass_through_type_reaches_its_configured_upstream_with_its_key_
     token: str,
 ) -> None:
     """Issue 6: the node's own ``*_BASE_URL`` for its type, its API key or its OAuth
-    credential's access token (Kiro ``accessToken``, Google/Codex ``access_token``) as
+    credential's access token (Kiro ``accessToken``, Google ``access_token``) as
     Bearer; bodies and streams pass through unchanged."""
     node = {
         "uuid": A,
@@ -967,9 +947,6 @@ def test_base_url_precedence_for_pass_through_types() -> None:
     assert url("atlascloud-spare", {}) == "https://table.example/atlas/v1"
     gemini = {"GEMINI_BASE_URL": "https://gemini.example/v1"}
     assert url("gemini-antigravity", gemini) == "https://gemini.example/v1"
-    assert url("openai-codex-oauth", {"CODEX_BASE_URL": "https://codex.example/v1"}) == (
-        "https://codex.example/v1"
-    )
     with pytest.raises(UpstreamUnavailable, match=r"GEMINI_BASE_URL or UPSTREAM_BASE_URLS"):
         url("gemini-cli-oauth", {})
     with pytest.raises(UpstreamUnavailable, match="does not serve grok-web"):

@@ -121,7 +121,6 @@ PROFILES: dict[str, TypeProfile] = {
     "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
     "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
     "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
-    "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None, pass_through=True),
 }
 """The types this adapter serves (suffixed variants included) and their keys."""
 
