@@ -231,6 +231,9 @@ async def test_two_instances_count_every_request_and_token_the_upstream_reported
             data = (await two.stats(headers=auth()))["data"]
             assert data["providers"] == {} and data["daily"] == {}
             assert sums(data["summary"]) == (0, 0, 0, 0, 0)
+            async with one.client.get("/static/plugins/model-usage-stats.js") as script:
+                assert script.status == 200  # the console tab's module
+                assert b"export async function render" in await script.read()
             async with one.client.get(STATS, headers=auth("not-a-session-nor-the-key")) as refused:
                 assert refused.status == 401
                 assert (await refused.json())["error"]["code"] == "UNAUTHORIZED"
