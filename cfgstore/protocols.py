@@ -11,7 +11,8 @@ compare::
 
 :class:`StorageBackend` is every storage operation a complete chain needs (a bottom
 backend alone must implement it); a layer implements some groups and delegates the rest.
-:class:`ReplicaBackend`, :class:`KeptFilesBackend` and :class:`TrafficBackend` are optional
+:class:`ReplicaBackend`, :class:`KeptFilesBackend`, :class:`TrafficBackend` and
+:class:`LeasesBackend` are optional
 operations; :class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
 simply is not opened).
 
@@ -263,6 +264,14 @@ class TrafficBackend(Protocol):
     async def cfgstore_traffic_read(self, since_ms: int) -> list[TrafficCount]: ...
 
 
+class LeasesBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.leases`."""
+
+    async def cfgstore_lease_take(self, name: str, ttl_ms: int) -> str | None: ...
+
+    async def cfgstore_lease_release(self, name: str, token: str) -> bool: ...
+
+
 class UsageStatsBackend(Protocol):
     """The operations of :mod:`cfgstore.hookspecs.usage_stats`."""
 
@@ -319,6 +328,7 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.replica": ReplicaBackend,
     "cfgstore.hookspecs.kept_files": KeptFilesBackend,
     "cfgstore.hookspecs.traffic": TrafficBackend,
+    "cfgstore.hookspecs.leases": LeasesBackend,
     "cfgstore.hookspecs.usage_stats": UsageStatsBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }

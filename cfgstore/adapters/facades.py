@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -477,3 +478,46 @@ class Replicas(_Facade):
         """The resolved table, for :func:`cfgstore_memory.replay.replay_journal`."""
         self._require("cfgstore_replica_apply")
         return self._ops
+
+
+class Leases(_Facade):
+    """Named leases (``cfgstore.hookspecs.leases``). A chain whose backends offer none gets
+    leases of this process only (:attr:`stored` is then false): the same contract within
+    one process, nothing across instances."""
+
+    def __init__(self, ops: Operations) -> None:
+        super().__init__(ops)
+        self._local: dict[str, tuple[str, float]] = {}
+
+    @property
+    def stored(self) -> bool:
+        """Whether the leases are the storage's (shared by every instance on it)."""
+        return "cfgstore_lease_take" in self._ops and "cfgstore_lease_release" in self._ops
+
+    async def take(self, name: str, ttl_ms: int) -> str | None:
+        """A token when the lease ``name`` was free (held for ``ttl_ms``), else ``None``."""
+        if not name:
+            raise ValueError("a lease needs a name")
+        if self.stored:
+            token: str | None = await self._call(
+                "cfgstore_lease_take", name=name, ttl_ms=max(1, ttl_ms)
+            )
+            return token
+        now = asyncio.get_running_loop().time()
+        held = self._local.get(name)
+        if held is not None and held[1] > now:
+            return None
+        token = "local-" + secrets.token_hex(16)
+        self._local[name] = (token, now + max(1, ttl_ms) / 1000)
+        return token
+
+    async def release(self, name: str, token: str) -> bool:
+        """Release the lease if ``token`` still holds it; whether it did."""
+        if self.stored:
+            released: bool = await self._call("cfgstore_lease_release", name=name, token=token)
+            return released
+        held = self._local.get(name)
+        if held is None or held[0] != token:
+            return False
+        del self._local[name]
+        return held[1] > asyncio.get_running_loop().time()

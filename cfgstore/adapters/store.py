@@ -21,6 +21,7 @@ from cfgstore.adapters.facades import (
     Credentials,
     CustomModels,
     KeptFiles,
+    Leases,
     Logins,
     Meta,
     Password,
@@ -64,6 +65,7 @@ class Store:
         self.replicas = Replicas(ops)
         self.kept_files = KeptFiles(ops)
         self.traffic = Traffic(ops)
+        self.leases = Leases(ops)
         self.usage_stats = UsageStats(ops)
 
     @property

@@ -185,7 +185,8 @@ class PluginRoute:
 class ConsoleTab:
     """A console tab: ``title`` in the navigation, ``script`` an ES module (bytes served at
     ``/static/plugins/<plugin>.js``) exporting ``render(element, api)``; ``api(path, init)``
-    is the console's authenticated fetch."""
+    is the console's authenticated fetch: ``init`` takes ``method`` and ``json`` (or
+    ``body``), and it resolves to the answer's parsed JSON (an error answer rejects)."""
 
     title: str
     script: bytes

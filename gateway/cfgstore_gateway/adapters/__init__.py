@@ -41,7 +41,15 @@ Two optional members, outside the protocol, carry what only an account's upstrea
 * an adapter's ``async usage(call: ModelsCall) -> dict``: the account's limits as the
   upstream reports them, in the shape of a usage-cache instance's ``usage`` (aiclient-formats
   §6.3: ``{"summary": {"usedPercent", "status", "resetAt", "plan", "unit", …}, "user",
-  "items", "raw"}``); raises :class:`UpstreamUnavailable` when it cannot say.
+  "items", "raw"}``); raises :class:`UpstreamUnavailable` when it cannot say, and its
+  subclass :class:`CredentialRejected` when the upstream refused the credential (HTTP 401):
+  the gateway then refreshes the credential once (forced) and asks again. The gateway
+  calls it for the usage cache (:mod:`cfgstore_gateway.usage_quotas`: the admin usage
+  routes and the scheduled refresh), with the credential a request would get.
+
+Adapters reading when a spent quota comes back from an error answer (``Retry-After``,
+``retryDelay``, ``quotaResetDelay``, ``resets_at``…) may use
+:func:`cfgstore_gateway.adapters.quota_reset.quota_reset_ms`.
 """
 
 from __future__ import annotations
@@ -64,6 +72,11 @@ log = logging.getLogger("cfgstore_gateway.adapters")
 class UpstreamUnavailable(Exception):
     """No HTTP answer from the upstream (refused, reset, timed out, bad base URL). The
     message names the cause, never a credential."""
+
+
+class CredentialRejected(UpstreamUnavailable):
+    """The upstream refused the call's credential (HTTP 401): raised by an adapter's
+    optional ``usage`` so that the gateway refreshes the credential and asks once more."""
 
 
 class NotServed(UpstreamUnavailable):

@@ -72,6 +72,7 @@ from cfgstore.model.pools import ProviderNode
 from cfgstore.model.timefmt import iso_ms, now_ms, parse_time_ms
 from cfgstore_gateway.adapters import (
     Adapter,
+    CredentialRejected,
     ModelsCall,
     UpstreamCall,
     UpstreamReply,
@@ -484,12 +485,15 @@ class CodexAdapter:
 
     async def usage(self, call: ModelsCall) -> dict[str, Any]:
         """The account's Codex limits (``GET …/wham/usage``) as the Node service shows them
-        (:func:`format_usage`); :class:`UpstreamUnavailable` when the backend cannot say."""
+        (:func:`format_usage`); :class:`UpstreamUnavailable` when the backend cannot say,
+        :class:`CredentialRejected` when it refused the token."""
         headers = {**auth_headers(call.credential), "Accept": "*/*"}
         url = self.usage_url(call.provider_type, call.node, call.config)
         proxy = proxy_for(call.provider_type, call.node, call.config)
         try:
             async with call.session.get(url, headers=headers, proxy=proxy) as response:
+                if response.status == 401:  # the gateway refreshes the token and asks again
+                    raise CredentialRejected("GET wham/usage answered HTTP 401")
                 if response.status != 200:
                     raise UpstreamUnavailable(f"GET wham/usage answered HTTP {response.status}")
                 document = await response.json(content_type=None)

@@ -28,6 +28,7 @@ from cfgstore_file.document_ops import DocumentOps
 from cfgstore_file.documents import DocumentFile
 from cfgstore_file.kept_file_ops import KeptFileOps
 from cfgstore_file.layout import Layout
+from cfgstore_file.lease_ops import LeaseOps
 from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
@@ -38,7 +39,14 @@ log = logging.getLogger("cfgstore.file")
 
 
 class FileBackend(
-    PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps, TrafficOps, UsageStatsOps
+    PoolOps,
+    CredentialOps,
+    DocumentOps,
+    LoginGuardOps,
+    KeptFileOps,
+    TrafficOps,
+    LeaseOps,
+    UsageStatsOps,
 ):
     """Every storage operation on the AIClient-2-API folder layout.
 

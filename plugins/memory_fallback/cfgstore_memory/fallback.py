@@ -767,3 +767,45 @@ class MemoryFallback(GuardedOps, ReadCache):
             self._replicator.note_outage(exc)
             return False
         return released
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_lease_take(self, name: str, ttl_ms: int) -> str | None:
+        """The storage's lease normally; while degraded (or when the storage below keeps
+        none) a lease of this process only. A lease taken below drops the cached copies of
+        the documents: the holder reads what an earlier holder wrote before releasing."""
+        if not self._replicator.serving_degraded and "cfgstore_lease_take" in self._below:
+            try:
+                token: str | None = await self._below["cfgstore_lease_take"](
+                    name=name, ttl_ms=ttl_ms
+                )
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+            else:
+                if token is not None:
+                    self.forget_cached()
+                return token
+        lease = ("lease", name)
+        held = self._local_locks.get(lease)
+        if held is not None and held[1] > time.monotonic():
+            return None
+        token = "local-" + secrets.token_hex(16)
+        self._local_locks[lease] = (token, time.monotonic() + max(1, ttl_ms) / 1000)
+        return token
+
+    @hookimpl
+    async def cfgstore_lease_release(self, name: str, token: str) -> bool:
+        lease = ("lease", name)
+        held = self._local_locks.get(lease)
+        if held is not None and held[0] == token:
+            del self._local_locks[lease]
+            return held[1] > time.monotonic()
+        if self._replicator.serving_degraded or "cfgstore_lease_release" not in self._below:
+            return False
+        try:
+            released: bool = await self._below["cfgstore_lease_release"](name=name, token=token)
+        except StorageUnavailable as exc:
+            self._replicator.note_outage(exc)
+            return False
+        return released

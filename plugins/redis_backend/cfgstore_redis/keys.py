@@ -66,6 +66,10 @@ class Keys:
         """Held by the one instance upgrading the namespace's schema."""
         return self.lock_base + "upgrade"
 
+    def lease(self, name: str) -> str:
+        """A named lease (:mod:`cfgstore.hookspecs.leases`): the holder's token."""
+        return f"{self.tag}:lease:{name}"
+
     @property
     def lock_base(self) -> str:
         """Prefix of the refresh locks: ``file:<file key>``, or ``node:<type>:<uuid>``
