@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import attrs
-import pytest
 import pytest_asyncio
 
 from cfgstore.adapters import Store
@@ -34,10 +33,6 @@ from tests.admin.conftest import PASSWORD, set_password
 from tests.gateway.conftest import CLIENT_KEY, TYPE, WAIT_S, auth, scaled, serving
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, completion
-
-pytest.importorskip(
-    "cfgstore_gateway.plugin_runtime", reason="the gateway plugin runtime is not merged yet"
-)
 
 N = scaled(200, minimum=10)
 """Requests per instance."""
