@@ -849,6 +849,7 @@ async def _models_of(
                 credential=credential,
                 session=services.session,
                 request_id=info.request_id,
+                pools=services.store.pools,
             )
         )
     except (UpstreamUnavailable, RefreshFailed) as exc:

@@ -580,6 +580,7 @@ async def _attempt(
             request_id=info.request_id,
             model=target.model,
             path=client.path,
+            pools=services.store.pools,
         )
         started = time.perf_counter()
         try:

@@ -415,6 +415,7 @@ class UsageQuotas:
                 credential=credential,
                 session=self.services.session,
                 request_id=f"usage-{node.uuid[:8]}",
+                pools=self.services.store.pools,
             )
             try:
                 return await usage(call)

@@ -776,15 +776,6 @@ def kiro_document(access_token: str) -> dict[str, Any]:
     }
 
 
-def google_document(access_token: str) -> dict[str, Any]:
-    return {
-        "access_token": access_token,
-        "refresh_token": "1//google-refresh-0001",
-        "token_type": "Bearer",
-        "expiry_date": now_ms() + HOUR_MS,
-    }
-
-
 PASS_THROUGH = [
     pytest.param(
         "claude-kiro-oauth",
@@ -799,24 +790,6 @@ PASS_THROUGH = [
         kiro_document,
         "kiro-access-0001",
         id="claude-kiro-oauth-suffixed",
-    ),
-    pytest.param(
-        "gemini-cli-oauth",
-        {
-            "GEMINI_OAUTH_CREDS_FILE_PATH": "./configs/gemini/a.json",
-            "GEMINI_BASE_URL": "{url}",
-            "PROJECT_ID": "fake-project",
-        },
-        google_document,
-        "ya29.access-0001",
-        id="gemini-cli-oauth",
-    ),
-    pytest.param(
-        "gemini-antigravity",
-        {"ANTIGRAVITY_OAUTH_CREDS_FILE_PATH": "./configs/ag/a.json", "GEMINI_BASE_URL": "{url}"},
-        google_document,
-        "ya29.access-0001",
-        id="gemini-antigravity",
     ),
 ]
 
@@ -945,10 +918,9 @@ def test_base_url_precedence_for_pass_through_types() -> None:
     )
     assert url("claude-kiro-oauth-eu", {}) == "https://table.example/kiro/v1"
     assert url("atlascloud-spare", {}) == "https://table.example/atlas/v1"
-    gemini = {"GEMINI_BASE_URL": "https://gemini.example/v1"}
-    assert url("gemini-antigravity", gemini) == "https://gemini.example/v1"
-    with pytest.raises(UpstreamUnavailable, match=r"GEMINI_BASE_URL or UPSTREAM_BASE_URLS"):
-        url("gemini-cli-oauth", {})
+    unset = node_from_json({"uuid": A}, "test")
+    with pytest.raises(UpstreamUnavailable, match=r"KIRO_BASE_URL or UPSTREAM_BASE_URLS"):
+        adapter.base_url("claude-kiro-oauth", unset, MainConfig({}), None)
     with pytest.raises(UpstreamUnavailable, match="does not serve grok-web"):
         url("grok-web", {"GROK_BASE_URL": "https://grok.example"})
     assert not adapter.serves("grok-web")
@@ -992,7 +964,7 @@ def test_a_dedicated_adapter_wins_over_the_generic_one_whatever_the_order() -> N
             registry.register(adapter)
         assert registry.for_type("claude-kiro-oauth") is kiro
         assert registry.for_type("claude-kiro-oauth-eu") is kiro
-        assert registry.for_type("gemini-cli-oauth") is generic
+        assert registry.for_type("openai-qwen-oauth") is generic
         assert registry.for_type("openai-custom-deepseek") is generic
         assert registry.for_type("grok-web") is None
     # A dedicated adapter for a base type wins for the types under it, even one the
@@ -1031,5 +1003,5 @@ def test_plugin_adapters_win_over_the_builtin_one_whatever_the_load_order() -> N
     registry = load_adapters(PluginSet(manager))
     assert registry.for_type("claude-kiro-oauth") is kiro
     assert registry.for_type("claude-custom") is relay
-    builtin = registry.for_type("gemini-cli-oauth")
+    builtin = registry.for_type("openai-qwen-oauth")
     assert isinstance(builtin, OpenAICompatAdapter) and builtin is not relay

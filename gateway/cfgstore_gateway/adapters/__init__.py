@@ -62,6 +62,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import attrs
 
+from cfgstore.adapters.facades import Pools
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import ProviderNode
@@ -113,6 +114,9 @@ class UpstreamCall:
     path: str = "/v1/chat/completions"
     """The client's path after any ``/{provider}`` prefix (``/v1/messages``, …): where an
     adapter of :data:`SAME_AS_CLIENT` sends the body."""
+    pools: Pools | None = None
+    """The store's pools, for an adapter that keeps what it learns of an account on its
+    node (Code Assist's discovered ``PROJECT_ID``); ``None`` outside a gateway."""
 
 
 @attrs.frozen
@@ -126,6 +130,8 @@ class ModelsCall:
     credential: Credential | None
     session: aiohttp.ClientSession
     request_id: str
+    pools: Pools | None = None
+    """As :attr:`UpstreamCall.pools`."""
 
 
 class UpstreamReply(Protocol):

@@ -7,15 +7,19 @@ Serves every provider type whose calls can go to an upstream speaking OpenAI's
 
 * **OpenAI-protocol types**: the API-key types ``openai-custom`` and ``atlascloud``, and
   the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and ``openai-iflow``.
-* **Pass-through types** (issue 6): ``claude-kiro-oauth``, ``gemini-cli-oauth``,
-  ``gemini-antigravity`` and ``openai-codex-oauth`` speak another protocol at their vendor;
-  here they are served as an OpenAI-compatible pass-through to the upstream the operator
+* **Pass-through types** (issue 6): ``claude-kiro-oauth`` speaks another protocol at its
+  vendor; here it is served as an OpenAI-compatible pass-through to the upstream the operator
   configured for the node (an OpenAI-compatible relay in front of the vendor), with the
-  node's own key or OAuth token. They have no built-in upstream.
+  node's OAuth token. It has no built-in upstream.
 
 ``claude-custom`` (Anthropic Messages), ``openaiResponses-custom`` (Responses) and
 ``forward-api`` (any protocol, forwarded as it is) have adapters of their own
 (:mod:`cfgstore_gateway.adapters.vendor_api`).
+
+``gemini-cli-oauth`` and ``gemini-antigravity`` (Google Code Assist:
+:mod:`cfgstore_gateway.adapters.gemini_cli`, :mod:`cfgstore_gateway.adapters.antigravity`)
+and ``openai-codex-oauth`` (:mod:`cfgstore_gateway.adapters.codex`) have adapters of their
+own too, speaking their vendor's protocol.
 
 ``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
 with a cookie session, never an OpenAI-compatible endpoint.
@@ -24,8 +28,7 @@ Where a call goes, first found wins:
 
 1. the node's own base-URL key for its type (the ``base_url_key`` of :data:`PROFILES`:
    ``OPENAI_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
-   ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
-   ``CODEX_BASE_URL``), else the same key at the root of ``config.json``: every node's
+   ``KIRO_BASE_URL``), else the same key at the root of ``config.json``: every node's
    effective config is ``{...config.json, ...node}``, so a node's empty string wins over
    the root value and means "not set", as in the Node service;
 2. ``UPSTREAM_BASE_URLS[type]`` in ``config.json`` (an object type → base URL; a suffixed
@@ -46,8 +49,8 @@ node's token may still be refreshed first.
 Authentication is ``Authorization: Bearer <secret>``. API-key types send the node's
 key (``OPENAI_API_KEY``, or the root key of
 ``config.json``). OAuth types send the credential's token, refreshed by the
-gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Google (Gemini,
-Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
+gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Qwen its
+``access_token``. No client header is ever forwarded
 upstream (the client's gateway key stays here).
 
 Outbound proxy: with ``PROXY_URL`` set (an ``http://`` or ``https://`` URL) and the
@@ -119,8 +122,6 @@ PROFILES: dict[str, TypeProfile] = {
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
     # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
     "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
-    "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
-    "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
 }
 """The types this adapter serves (suffixed variants included) and their keys."""
 
