@@ -32,7 +32,9 @@ from typing import Any
 import attrs
 
 from cfgstore.errors import InvalidData
-from cfgstore.model.jsjson import JSONValue
+from cfgstore.fileio import read_bytes
+from cfgstore.model import jsjson
+from cfgstore.model.jsjson import JSONValue, format_number
 
 SUMS = ("requestCount", "promptTokens", "completionTokens", "totalTokens", "cachedTokens")
 PEAKS = ("maxQps", "maxRpm", "maxTps")
@@ -313,8 +315,6 @@ def with_live_rates(
 
 def number_text(value: int | float) -> str:
     """How a number is kept as text (Redis hash fields): JavaScript's spelling."""
-    from cfgstore.model.jsjson import format_number
-
     return str(value) if isinstance(value, int) else format_number(value)
 
 
@@ -330,9 +330,6 @@ def read_node_file(path: Path) -> dict[str, Any] | None:
     leaves it: :func:`normalise_document` changes nothing); ``None`` when it is absent,
     not JSON, or shaped otherwise (an older or foreign format, which ``cfgctl migrate``
     keeps as bytes instead). Blocking."""
-    from cfgstore.fileio import read_bytes
-    from cfgstore.model import jsjson
-
     raw = read_bytes(path)
     if raw is None:
         return None
