@@ -72,6 +72,10 @@ TRAFFIC = "traffic"
 """Capability: the backend keeps per-minute traffic counts (:mod:`cfgstore.hookspecs.traffic`),
 summed over every instance on its storage. The contract suite then runs its traffic tests."""
 
+USAGE_STATS = "usage-stats"
+"""Capability: the backend keeps the model usage statistics (:mod:`cfgstore.hookspecs.usage_stats`),
+summed over every instance on its storage. The contract suite then runs its statistics tests."""
+
 
 @attrs.frozen
 class BackendDescriptor:

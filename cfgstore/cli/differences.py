@@ -103,6 +103,12 @@ def differences(
         or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
     ):
         out.append("usage cache: differs")
+    if (files.usage_stats is not None or (complete and store.usage_stats is not None)) and (
+        files.usage_stats is None
+        or store.usage_stats is None
+        or not _same(files.usage_stats, store.usage_stats)
+    ):
+        out.append("model usage statistics: differ")
     return out
 
 

@@ -47,6 +47,7 @@ from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.pools import pools_to_json
+from cfgstore.model.usage_stats import USAGE_STATS_FILE
 from cfgstore.model.versions import ABSENT_VERSION
 
 SESSIONS_NOTE = (
@@ -174,6 +175,8 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
         plan.files[prompt_path] = snapshot.system_prompt.encode("utf-8")
     if snapshot.usage_cache is not None:
         plan.files[configs / "usage-cache.json"] = jsjson.dump_bytes(snapshot.usage_cache.to_json())
+    if snapshot.usage_stats is not None:
+        plan.files[configs / USAGE_STATS_FILE] = jsjson.dump_bytes(snapshot.usage_stats)
     plan.files[configs / "token-store.json"] = jsjson.dump_bytes({"tokens": {}})
     return plan
 

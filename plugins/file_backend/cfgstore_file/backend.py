@@ -33,12 +33,20 @@ from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
 from cfgstore_file.traffic_ops import TrafficOps
+from cfgstore_file.usage_stats_ops import UsageStatsOps
 
 log = logging.getLogger("cfgstore.file")
 
 
 class FileBackend(
-    PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps, TrafficOps, LeaseOps
+    PoolOps,
+    CredentialOps,
+    DocumentOps,
+    LoginGuardOps,
+    KeptFileOps,
+    TrafficOps,
+    LeaseOps,
+    UsageStatsOps,
 ):
     """Every storage operation on the AIClient-2-API folder layout.
 

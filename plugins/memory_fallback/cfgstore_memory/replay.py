@@ -26,6 +26,11 @@ Four kinds of entry:
     id of the instance's traffic (``<instance id>-t:<epoch>:<seq>``). Replay adds them
     under that id (``cfgstore_replica_add_traffic``): a batch Redis had applied already
     (its reply was lost) is skipped, so no count is lost or doubled.
+``usage-stats``
+    ``data`` is a list of model usage counts (:class:`cfgstore.model.usage_stats.UsageCount`,
+    ``to_json``), ``op_id`` a batch id of the instance's usage writer
+    (``<instance id>-u:<epoch>:<seq>``); replayed like ``traffic``
+    (``cfgstore_replica_add_usage_stats``).
 
 Consecutive ``records`` entries are sent pipelined, many per round trip
 (:data:`PIPELINE_ENTRIES`), so a replay takes about as long as the outage that made the
@@ -52,6 +57,7 @@ from cfgstore.model.record_codec import record_from_json, record_to_json
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import credential_from_json, credential_to_json
 from cfgstore.model.traffic import TrafficCount
+from cfgstore.model.usage_stats import UsageCount
 from cfgstore_memory.journal import Journal, JournalEntry
 
 log = logging.getLogger("cfgstore.memory.replay")
@@ -60,6 +66,7 @@ RECORDS = "records"
 CREDENTIAL = "credential"
 LOGOUT = "logout"
 TRAFFIC = "traffic"
+USAGE_STATS = "usage-stats"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK_ENTRIES = 256
 """Entries replayed between two clears of the journal."""
@@ -108,6 +115,18 @@ def entry_traffic(entry: JournalEntry, source: str) -> list[TrafficCount]:
     return [TrafficCount.from_json(doc, where) for doc in entry.data]
 
 
+def usage_data(counts: Sequence[UsageCount]) -> JSONValue:
+    return [c.to_json() for c in counts]
+
+
+def entry_usage(entry: JournalEntry, source: str) -> list[UsageCount]:
+    """The counts of a ``usage-stats`` entry; :class:`InvalidData` when malformed."""
+    where = f"{source} entry {entry.seq}"
+    if not isinstance(entry.data, list):
+        raise InvalidData(where, "$", "expected a list of usage counts")
+    return [UsageCount.from_json(doc, where) for doc in entry.data]
+
+
 def logout_data(digest: str) -> JSONValue:
     return {"digest": digest}
 
@@ -135,6 +154,8 @@ class ReplayReport:
     logouts: int = 0
     traffic_batches: int = 0
     """Traffic batches added (those Redis had already applied are not counted)."""
+    usage_batches: int = 0
+    """Model usage batches added (likewise)."""
 
 
 OnRecords = Callable[[list[NodeRecord], str], None]
@@ -171,6 +192,12 @@ async def replay_entry(
             log.warning("journaled traffic dropped: the storage keeps no traffic counts")
         elif await ops["cfgstore_replica_add_traffic"](counts=counts, op_id=entry.op_id):
             report.traffic_batches += 1
+    elif entry.kind == USAGE_STATS:
+        counts_u = entry_usage(entry, source)
+        if "cfgstore_replica_add_usage_stats" not in ops:
+            log.warning("journaled usage statistics dropped: the storage keeps none")
+        elif await ops["cfgstore_replica_add_usage_stats"](counts=counts_u, op_id=entry.op_id):
+            report.usage_batches += 1
     else:
         raise InvalidData(f"{source} entry {entry.seq}", "kind", f"unknown kind {entry.kind!r}")
     report.entries += 1

@@ -28,6 +28,7 @@ from cfgstore_redis.login_guard_ops import LoginGuardOps
 from cfgstore_redis.replica_ops import ReplicaOps
 from cfgstore_redis.traffic_ops import TrafficOps
 from cfgstore_redis.translate import translated
+from cfgstore_redis.usage_stats_ops import UsageStatsOps
 from cfgstore_redis.writer import GroupCommitWriter
 
 log = logging.getLogger("cfgstore.redis")
@@ -38,7 +39,7 @@ UNKNOWN = "unknown"
 """A server fact (version, memory policy) in a status when the server will not tell."""
 
 
-class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps):
+class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps, UsageStatsOps):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:
@@ -96,10 +97,13 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps):
                 "UPGRADE_SIBLINGS",
                 "FINISH_UPGRADE",
                 "TRAFFIC_ADD",
+                "USAGE_STATS_ADD",
+                "USAGE_STATS_RESET_TOKENS",
             )
         }
         self.writer = GroupCommitWriter(self._send_records)  # the schema upgrade reads pools
         self._start_traffic()
+        self._start_usage_stats()
         if reachable:
             try:
                 await self._check_schema()
@@ -121,6 +125,7 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps):
         await self.writer.durable()
         try:
             await self.traffic_writer.durable()
+            await self.usage_writer.durable()
         except StorageUnavailable:
             # Above a memory fallback a flush succeeds through an outage (the records are
             # in its journal); traffic counts wait in memory for Redis instead.
@@ -135,6 +140,11 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps):
                     await self._close_traffic()
             except (CfgStoreError, TimeoutError) as exc:
                 log.error("closing with traffic counts not stored in Redis: %s", exc)
+            try:
+                async with asyncio.timeout(self.settings.redis_socket_timeout_ms / 1000 * 3):
+                    await self._close_usage_stats()
+            except (CfgStoreError, TimeoutError) as exc:
+                log.error("closing with usage statistics not stored in Redis: %s", exc)
             await self.writer.close()
             if self.writer.batches:
                 await self._forget_writer()
