@@ -24,7 +24,7 @@ docstrings of the specs are the contracts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from cfgstore.model.config import MainConfig
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from cfgstore.model.status import BackendStatus
     from cfgstore.model.traffic import TrafficCount
     from cfgstore.model.usage_cache import UsageCache
+    from cfgstore.model.usage_stats import UsageCount
 
 
 class MetaBackend(Protocol):
@@ -237,6 +238,10 @@ class ReplicaBackend(Protocol):
         self, counts: Sequence[TrafficCount], op_id: str
     ) -> bool: ...
 
+    async def cfgstore_replica_add_usage_stats(
+        self, counts: Sequence[UsageCount], op_id: str
+    ) -> bool: ...
+
     async def cfgstore_replica_forget_epochs(self, instance_id: str, epoch: int) -> int: ...
 
     async def cfgstore_replica_heartbeat(self, info: InstanceInfo, ttl_ms: int) -> None: ...
@@ -266,6 +271,18 @@ class LeasesBackend(Protocol):
     async def cfgstore_lease_take(self, name: str, ttl_ms: int) -> str | None: ...
 
     async def cfgstore_lease_release(self, name: str, token: str) -> bool: ...
+
+
+class UsageStatsBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.usage_stats`."""
+
+    async def cfgstore_usage_stats_add(self, counts: Sequence[UsageCount]) -> None: ...
+
+    async def cfgstore_usage_stats_read(self) -> dict[str, Any]: ...
+
+    async def cfgstore_usage_stats_reset(self, tokens_only: bool) -> None: ...
+
+    async def cfgstore_usage_stats_import(self, document: dict[str, Any]) -> None: ...
 
 
 class PotluckBackend(Protocol):
@@ -351,6 +368,7 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.kept_files": KeptFilesBackend,
     "cfgstore.hookspecs.traffic": TrafficBackend,
     "cfgstore.hookspecs.leases": LeasesBackend,
+    "cfgstore.hookspecs.usage_stats": UsageStatsBackend,
     "cfgstore.hookspecs.potluck": PotluckBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }

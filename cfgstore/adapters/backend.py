@@ -80,6 +80,10 @@ SHARED_POTLUCK = "shared-potluck"
 ``dailyLimit`` a day whatever the number of instances). Without it each store checks the
 limit against its own copy (the file backend: counts merge, the limit holds per process)."""
 
+USAGE_STATS = "usage-stats"
+"""Capability: the backend keeps the model usage statistics (:mod:`cfgstore.hookspecs.usage_stats`),
+summed over every instance on its storage. The contract suite then runs its statistics tests."""
+
 
 @attrs.frozen
 class BackendDescriptor:

@@ -110,6 +110,12 @@ def differences(
         or not _same(files.potluck.keys, store.potluck.keys)
     ):
         out.append("api-potluck keys: differ")
+    if (files.usage_stats is not None or (complete and store.usage_stats is not None)) and (
+        files.usage_stats is None
+        or store.usage_stats is None
+        or not _same(files.usage_stats, store.usage_stats)
+    ):
+        out.append("model usage statistics: differ")
     return out
 
 

@@ -48,6 +48,7 @@ from cfgstore.model.credentials import credential_path_of
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.pools import pools_to_json
 from cfgstore.model.potluck import keys_to_bytes
+from cfgstore.model.usage_stats import USAGE_STATS_FILE
 from cfgstore.model.versions import ABSENT_VERSION
 
 SESSIONS_NOTE = (
@@ -177,6 +178,8 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
         plan.files[configs / "usage-cache.json"] = jsjson.dump_bytes(snapshot.usage_cache.to_json())
     if snapshot.potluck is not None:
         plan.files[configs / "api-potluck-keys.json"] = keys_to_bytes(snapshot.potluck)
+    if snapshot.usage_stats is not None:
+        plan.files[configs / USAGE_STATS_FILE] = jsjson.dump_bytes(snapshot.usage_stats)
     plan.files[configs / "token-store.json"] = jsjson.dump_bytes({"tokens": {}})
     return plan
 

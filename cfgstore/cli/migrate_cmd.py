@@ -276,6 +276,7 @@ async def write(
         await step(_optional(store.password.put_stored, _stored_password(files.password)))
         await step(_optional(store.usage_cache.put, files.usage_cache))
         await step(_optional(store.potluck.import_keys, files.potluck))
+        await step(_optional(store.usage_stats.replace, files.usage_stats))
         await step(store.kept_files.put(files.kept))
         for token, session in files.sessions.items():
             await step(store.sessions.add(token, session))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -28,6 +29,7 @@ from cfgstore.model.potluck import PotluckKeys, keys_from_bytes, keys_to_bytes
 from cfgstore.model.sessions import UiSession, sessions_from_json
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.usage_cache import UsageCache
+from cfgstore.model.usage_stats import USAGE_STATS_FILE, empty_document, read_node_file
 from cfgstore.model.versions import ABSENT_VERSION
 
 INCLUDABLE = ("sessions", "usage-cache")
@@ -51,6 +53,9 @@ class Snapshot:
     potluck: PotluckKeys | None = None
     """The api-potluck keys (``configs/api-potluck-keys.json``), ``None`` when there are
     none or the file holds what the entity cannot (then it is a kept file)."""
+    usage_stats: dict[str, Any] | None = None
+    """The model usage statistics (Node's ``configs/model-usage-stats.json``), ``None`` when
+    there are none (or the file is not in Node's shape: then it is a kept file)."""
 
     def credential_files(self) -> list[Credential]:
         """The credentials once per token file (nodes naming one file share one
@@ -76,6 +81,8 @@ class Snapshot:
             and not self.custom_models
             and not self.plugins.plugins
             and self.password is None
+            and self.usage_stats is None
+            and self.potluck is None
         )
 
 
@@ -108,7 +115,16 @@ async def read_store(store: Store, label: str = "reading") -> Snapshot:
         usage_cache=await store.usage_cache.get(),
         kept=await store.kept_files.get(),
         potluck=await store.potluck.stored(),
+        usage_stats=await _stored_usage_stats(store),
     )
+
+
+async def _stored_usage_stats(store: Store) -> dict[str, Any] | None:
+    """The store's statistics, ``None`` when it keeps none (or nothing was ever counted)."""
+    if not store.usage_stats.available:
+        return None
+    doc = await store.usage_stats.read(live=False)
+    return None if doc == empty_document() else doc
 
 
 def file_settings(configs: Path, cwd: Path | None) -> Settings:
@@ -161,10 +177,13 @@ async def read_folder(
             usage_cache=await store.usage_cache.get() if "usage-cache" in include else None,
         )
     _check_storable(snapshot, configs, cwd)
-    snapshot.potluck = await asyncio.to_thread(_potluck_keys, configs / POTLUCK_FILE)
+    root = cwd or configs.parent
+    snapshot.potluck = await asyncio.to_thread(_potluck_keys, root / "configs" / POTLUCK_FILE)
+    snapshot.usage_stats = await asyncio.to_thread(
+        read_node_file, root / "configs" / USAGE_STATS_FILE
+    )
     if "sessions" in include:
         snapshot.sessions = _live_sessions(configs / "token-store.json")
-    root = cwd or configs.parent
     snapshot.kept = await asyncio.to_thread(kept_files.collect, snapshot, configs, root)
     if "sessions" not in include and (configs / "token-store.json").exists():
         report.not_migrated = [f"token-store.json ({SESSIONS_REASON})"]

@@ -96,9 +96,9 @@ def storage_spec_modules() -> list[ModuleType]:
 
 def optional_spec_modules() -> list[ModuleType]:
     """Modules of operations a backend may offer beyond the storage contract."""
-    from cfgstore.hookspecs import kept_files, leases, potluck, replica, traffic
+    from cfgstore.hookspecs import kept_files, leases, potluck, replica, traffic, usage_stats
 
-    return [replica, kept_files, traffic, leases, potluck]
+    return [replica, kept_files, traffic, leases, usage_stats, potluck]
 
 
 def spec_modules() -> list[ModuleType]:

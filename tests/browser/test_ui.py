@@ -172,6 +172,7 @@ async def test_a_plugin_toggle_is_persisted(
         "ai-monitor": True,
         "api-potluck": False,  # off by default, as in the Node service
         "default-auth": True,
+        "model-usage-stats": False,  # off by default, listed by the runtime
     }
     async with Store.open(ui_gateway.redis_only()) as redis_store:
         assert (await redis_store.plugin_config.get()).is_enabled("ai-monitor")

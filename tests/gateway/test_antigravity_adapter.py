@@ -22,6 +22,8 @@ import aiohttp
 import pytest
 
 from cfgstore.adapters import Settings, Store
+from cfgstore.model.config import MainConfig
+from cfgstore.model.pools import node_from_json
 from cfgstore.model.timefmt import now_ms, parse_time_ms
 from cfgstore_gateway.adapters import ModelsCall, antigravity, code_assist, code_assist_projects
 from cfgstore_gateway.adapters.antigravity import ANTIGRAVITY, PERSONA
@@ -309,3 +311,28 @@ def test_tool_parameters_keep_only_googles_schema_subset() -> None:
         },
         "required": ["city"],
     }
+
+
+def test_the_node_ui_daily_and_autopush_keys_replace_their_default_base_urls() -> None:
+    adapter = antigravity.AntigravityAdapter()
+    config = MainConfig()
+
+    def bases(**settings: str) -> list[str]:
+        node = node_from_json({"uuid": "n1", **settings}, "gemini-antigravity")
+        return adapter.base_urls("gemini-antigravity", node, config)
+
+    assert bases() == list(antigravity.BASE_URLS)
+    assert bases(ANTIGRAVITY_BASE_URL_DAILY="", ANTIGRAVITY_BASE_URL_AUTOPUSH="") == list(
+        antigravity.BASE_URLS
+    )
+    assert bases(ANTIGRAVITY_BASE_URL_DAILY="https://d.example/") == [
+        "https://d.example",
+        antigravity.BASE_URLS[2],
+    ]
+    assert bases(ANTIGRAVITY_BASE_URL_AUTOPUSH="https://a.example") == [
+        *antigravity.BASE_URLS[:2],
+        "https://a.example",
+    ]
+    assert bases(  # the one URL key still replaces the whole list
+        ANTIGRAVITY_BASE_URL="https://one.example/", ANTIGRAVITY_BASE_URL_DAILY="https://d.example"
+    ) == ["https://one.example"]

@@ -33,6 +33,7 @@ from cfgstore_gateway.adapters import (
     openai_compat,
 )
 from cfgstore_gateway.adapters.openai_compat import (
+    PROFILES,
     UPSTREAM_BASE_URLS_KEY,
     OpenAICompatAdapter,
     TypeProfile,
@@ -776,6 +777,13 @@ def kiro_document(access_token: str) -> dict[str, Any]:
     }
 
 
+RELAY = OpenAICompatAdapter(
+    {**PROFILES, "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True)}
+)
+"""The generic adapter with Kiro as a pass-through relay type, as it was before Kiro had an
+adapter of its own (:mod:`cfgstore_gateway.adapters.kiro`): these tests are about the
+pass-through mechanics, Kiro the example type."""
+
 PASS_THROUGH = [
     pytest.param(
         "claude-kiro-oauth",
@@ -814,7 +822,7 @@ async def test_a_pass_through_type_reaches_its_configured_upstream_with_its_key_
         (path,) = [value for key, value in fields.items() if key.endswith("_FILE_PATH")]
         write_json(tmp_path / path, document(token))
     settings = make_deployment(tmp_path, {provider_type: [node]}, MODEL_PROVIDER=provider_type)
-    async with running_gateway(settings) as gw:
+    async with running_gateway(settings, adapters=[RELAY]) as gw:
         plain = await gw.chat("some-model", temperature=0.2)
         assert plain.status == 200, await plain.text()
         assert await plain.json() == completion("some-model")
@@ -851,7 +859,7 @@ async def test_upstream_base_urls_in_config_serve_nodes_without_their_own_key(
     }
     table = {"claude-kiro-oauth": upstream.base_url + "/", "atlascloud": closed}
     settings = make_deployment(tmp_path, pools, UPSTREAM_BASE_URLS=table)
-    async with running_gateway(settings) as gw:
+    async with running_gateway(settings, adapters=[RELAY]) as gw:
         kiro = await gw.chat("m", headers={"model-provider": "claude-kiro-oauth"})
         assert kiro.status == 200, await kiro.text()
         own = await gw.chat("m", headers={"model-provider": "atlascloud"})
@@ -880,7 +888,7 @@ async def test_a_pass_through_node_without_a_base_url_is_left_alone_with_a_clear
         KIRO_BASE_URL=upstream.base_url,
         CREDENTIAL_SWITCH_MAX_RETRIES=0,
     )
-    async with running_gateway(settings) as gw:
+    async with running_gateway(settings, adapters=[RELAY]) as gw:
         before = await gw.node(A, kiro)
         response = await gw.chat("claude-sonnet-4-5")
         assert response.status == 503
@@ -898,7 +906,7 @@ async def test_a_pass_through_node_without_a_base_url_is_left_alone_with_a_clear
 
 
 def test_base_url_precedence_for_pass_through_types() -> None:
-    adapter = OpenAICompatAdapter()
+    adapter = RELAY
     table = {
         "claude-kiro-oauth": "https://table.example/kiro/v1/",
         "atlascloud": "https://table.example/atlas/v1",

@@ -3,7 +3,11 @@
 project discovery are :mod:`~cfgstore_gateway.adapters.code_assist`'s.
 
 * Base URLs, tried in order (:data:`BASE_URLS`); the node's ``ANTIGRAVITY_BASE_URL`` (else
-  ``config.json``'s, else ``UPSTREAM_BASE_URLS[type]``) replaces the whole list. A
+  ``config.json``'s, else ``UPSTREAM_BASE_URLS[type]``) replaces the whole list; without
+  it, the keys the Node service's UI form writes on a node, ``ANTIGRAVITY_BASE_URL_DAILY``
+  and ``ANTIGRAVITY_BASE_URL_AUTOPUSH``, replace the list's daily and autopush URLs when
+  they are not empty (the Node service itself no longer reads them; an operator who set
+  them meant them). A
   generation moves on to the next URL after a network error or a 429 that names no time
   to wait (no quota reset, no ``Retry-After``); any other answer (a 5xx included: the
   gateway retries it) is the reply. Account calls (discovery, models, quota) also move on
@@ -58,7 +62,9 @@ from cfgstore_gateway.adapters.code_assist_projects import JsonAnswer
 from cfgstore_gateway.adapters.openai_compat import (
     TypeProfile,
     configured_base_url,
+    effective_setting,
     proxy_for,
+    setting_text,
 )
 from cfgstore_gateway.adapters.usage_format import fraction
 
@@ -149,7 +155,12 @@ class AntigravityAdapter(CodeAssistAdapter):
 
     def base_urls(self, provider_type: str, node: ProviderNode, config: MainConfig) -> list[str]:
         url = configured_base_url(provider_type, PROFILE, node, config)
-        return [url.rstrip("/")] if url else list(BASE_URLS)
+        if url:
+            return [url.rstrip("/")]
+        daily = setting_text(effective_setting(node, config, "ANTIGRAVITY_BASE_URL_DAILY"))
+        autopush = setting_text(effective_setting(node, config, "ANTIGRAVITY_BASE_URL_AUTOPUSH"))
+        dailies = [daily.rstrip("/")] if daily else list(BASE_URLS[:2])
+        return dailies + ([autopush.rstrip("/")] if autopush else list(BASE_URLS[2:]))
 
     def upstream_model(self, model: str) -> str:
         if model.startswith("gemini-claude-"):

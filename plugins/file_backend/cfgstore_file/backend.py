@@ -34,6 +34,7 @@ from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
 from cfgstore_file.potluck_ops import PotluckOps
 from cfgstore_file.traffic_ops import TrafficOps
+from cfgstore_file.usage_stats_ops import UsageStatsOps
 
 log = logging.getLogger("cfgstore.file")
 
@@ -47,6 +48,7 @@ class FileBackend(
     TrafficOps,
     LeaseOps,
     PotluckOps,
+    UsageStatsOps,
 ):
     """Every storage operation on the AIClient-2-API folder layout.
 

@@ -62,6 +62,8 @@ from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.traffic import TrafficCount
+from cfgstore.model.usage_stats import UsageCount
+from cfgstore.model.usage_stats import empty_document as empty_usage_document
 from cfgstore_memory.admin_tail import CredentialEdit
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
 from cfgstore_memory.collector import collector_paused
@@ -76,6 +78,7 @@ from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
 from cfgstore_memory.state_dir import StateDir
 from cfgstore_memory.traffic_relay import TrafficRelay, traffic_instance
+from cfgstore_memory.usage_relay import UsageRelay, usage_instance
 
 log = logging.getLogger("cfgstore.memory")
 
@@ -120,6 +123,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         """Relays traffic counts when the storage below takes them exactly once."""
         self.potluck: PotluckRelay | None = None
         """Relays api-potluck token counts likewise."""
+        self.usage: UsageRelay | None = None
+        """Relays model usage counts likewise."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -158,6 +163,13 @@ class MemoryFallback(GuardedOps, ReadCache):
                 self._replicator,
                 self.settings,
                 BatchSequence(potluck_instance(self.state.instance_id), self.state.epoch),
+            )
+        if "cfgstore_replica_add_usage_stats" in self._below:
+            self.usage = UsageRelay(
+                self._below,
+                self._replicator,
+                self.settings,
+                BatchSequence(usage_instance(self.state.instance_id), self.state.epoch),
             )
         self._tasks = [
             loop.create_task(self._save_loop(), name="cfgstore-snapshot-saver"),
@@ -272,6 +284,8 @@ class MemoryFallback(GuardedOps, ReadCache):
             await self.traffic.durable()
         if self.potluck is not None:
             await self.potluck.durable()
+        if self.usage is not None:
+            await self.usage.durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
@@ -280,6 +294,8 @@ class MemoryFallback(GuardedOps, ReadCache):
                 await self.traffic.close()
             if self.potluck is not None:
                 await self.potluck.close()
+            if self.usage is not None:
+                await self.usage.close()
             await self._replicator.close()
             await stop_tasks(self._tasks, self._stop_waits)
             if not self._replicator.serving_degraded:
@@ -337,6 +353,10 @@ class MemoryFallback(GuardedOps, ReadCache):
             details["api-potluck counts pending"] = str(self.potluck.backlog)
             if self.potluck.last_error:
                 warnings.append(f"api-potluck counts not stored yet: {self.potluck.last_error}")
+        if self.usage is not None and self.usage.backlog:
+            details["usage counts pending"] = str(self.usage.backlog)
+            if self.usage.last_error:
+                warnings.append(f"usage counts not stored yet: {self.usage.last_error}")
         if r.admin_after_rollback:
             lines = [o.line for o in r.admin_after_rollback]
             details["admin edits after the last rollback"] = " | ".join(lines)
@@ -570,6 +590,48 @@ class MemoryFallback(GuardedOps, ReadCache):
             return []
         counts: list[TrafficCount] = await self._below["cfgstore_traffic_read"](since_ms=since_ms)
         return counts
+
+    # -- model usage statistics ---------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_usage_stats_add(self, counts: Sequence[UsageCount]) -> None:
+        """Through the relay (journaled during outages) when the storage offers
+        ``cfgstore_replica_add_usage_stats``; else as the storage below takes them."""
+        if self.usage is not None:
+            self.usage.submit(counts)
+        elif "cfgstore_usage_stats_add" in self._below:
+            await self._below["cfgstore_usage_stats_add"](counts=counts)
+
+    @hookimpl
+    async def cfgstore_usage_stats_read(self) -> dict[str, Any]:
+        """The storage's (not cached: every instance's counts change every second); the
+        empty document when it keeps none."""
+        if "cfgstore_usage_stats_read" not in self._below:
+            return empty_usage_document()
+        if self.usage is not None:
+            await self.usage.durable()  # this instance's counts first (or journaled)
+        doc: dict[str, Any] = await self._below["cfgstore_usage_stats_read"]()
+        return doc
+
+    @hookimpl
+    async def cfgstore_usage_stats_reset(self, tokens_only: bool) -> None:
+        """An admin edit: refused while degraded; this instance's relayed counts land
+        first (they were counted before the reset)."""
+        if self._replicator.serving_degraded:
+            raise self._refusal("a statistics reset")
+        if self.usage is not None:
+            await self.usage.durable()
+        if "cfgstore_usage_stats_reset" in self._below:
+            await self._edit(
+                "cfgstore_usage_stats_reset", "a statistics reset", tokens_only=tokens_only
+            )
+
+    @hookimpl
+    async def cfgstore_usage_stats_import(self, document: dict[str, Any]) -> None:
+        if "cfgstore_usage_stats_import" in self._below:
+            await self._edit(
+                "cfgstore_usage_stats_import", "a statistics import", document=document
+            )
 
     # -- credentials --------------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ class Keys:
         self.instances = f"{self.tag}:instances"
         self.batches = f"{self.tag}:batches"
         """Per writer instance, the ``<epoch>:<seq>`` of its last applied record batch."""
+        self.usage_stats = f"{self.tag}:ustats"
+        """The model usage statistics: every scope's block (:mod:`.usage_stats_ops`)."""
+        self.usage_stats_order = f"{self.tag}:ustats:order"
+        """The statistics' scopes in the order first counted (the document's key order)."""
 
     def nodes(self, provider_type: str) -> str:
         return f"{self.tag}:nodes:{provider_type}"

@@ -1036,6 +1036,99 @@ return {'ok', revision}
 """
 )
 
+# Model usage statistics (cfgstore.model.usage_stats): one hash of every scope's block
+# (fields '<scope>\31<name>'; scopes 's', 'p\31<type>', 'm\31<type>\31<model>', 'd\31<day>'),
+# a list of the scopes in the order first counted, the '@updatedAt' field. No JSON.
+USAGE_PRELUDE = r"""
+local U = {}
+U.SUMS = {'requestCount', 'promptTokens', 'completionTokens', 'totalTokens', 'cachedTokens'}
+U.PEAKS = {'maxQps', 'maxRpm', 'maxTps'}
+
+-- Add a text number: HINCRBY; when either side is not an integer (a migrated file's odd
+-- value), a double addition as JavaScript does it, kept with 17 digits (exact round trip).
+function U.add(hash, field, by)
+  if by == '0' then return end
+  local reply = redis.pcall('HINCRBY', hash, field, by)
+  if type(reply) == 'table' and reply.err then
+    local held = tonumber(redis.call('HGET', hash, field) or '0') or 0
+    redis.call('HSET', hash, field, string.format('%.17g', held + tonumber(by)))
+  end
+end
+
+-- Keep the larger (numbers) or later (ISO text) value.
+function U.max_number(hash, field, value)
+  local v = tonumber(value)
+  if not v or v <= 0 then return end
+  local held = tonumber(redis.call('HGET', hash, field) or '0') or 0
+  if v > held then redis.call('HSET', hash, field, value) end
+end
+
+function U.later(hash, field, value)
+  if value == '' then return end
+  local held = redis.call('HGET', hash, field)
+  if not held or value > held then redis.call('HSET', hash, field, value) end
+end
+"""
+
+# Add one batch of usage counts, exactly once per batch id. KEYS: [1] batch marks hash,
+# [2] statistics hash, [3] scope order list. ARGV: instance, epoch, seq, updatedAt, then
+# per scope: scope, the five sums, the three peaks, lastUsedAt ('' = none). A batch at or
+# below its writer's mark for its epoch is a duplicate ({'dup'}: nothing added). Nobody's
+# cached state: no revision, no change message. Replies {'ok'}.
+USAGE_STATS_ADD = (
+    SHEBANG
+    + MARKS_PRELUDE
+    + USAGE_PRELUDE
+    + r"""
+local marks = M.read(KEYS[1], ARGV[1])
+if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+local epoch = tonumber(ARGV[2])
+local kept, current = {}, 0
+for _, mark in ipairs(marks) do
+  if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
+end
+if tonumber(ARGV[3]) <= current then return {'dup'} end
+kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+local H = KEYS[2]
+local i = 5
+while i <= #ARGV do
+  local base = ARGV[i] .. '\31'
+  if redis.call('HEXISTS', H, base .. 'requestCount') == 0 then
+    redis.call('RPUSH', KEYS[3], ARGV[i])
+    redis.call('HSET', H, base .. 'requestCount', 0)
+  end
+  for k, name in ipairs(U.SUMS) do U.add(H, base .. name, ARGV[i + k]) end
+  for k, name in ipairs(U.PEAKS) do U.max_number(H, base .. name, ARGV[i + 5 + k]) end
+  U.later(H, base .. 'lastUsedAt', ARGV[i + 9])
+  i = i + 10
+end
+U.later(H, '@updatedAt', ARGV[4])
+return {'ok'}
+"""
+)
+
+# Zero every block's tokens and peaks (counts and lastUsedAt kept). KEYS: statistics hash.
+# ARGV: updatedAt. Replies the number of fields dropped (absent reads as 0).
+USAGE_STATS_RESET_TOKENS = (
+    SHEBANG
+    + r"""
+local RESET = {promptTokens = true, completionTokens = true, totalTokens = true,
+  cachedTokens = true, maxQps = true, maxRpm = true, maxTps = true}
+local all = redis.call('HGETALL', KEYS[1])
+local dropped = {}
+for i = 1, #all, 2 do
+  local name = string.match(all[i], '\31(%a+)$')
+  if name and RESET[name] then dropped[#dropped + 1] = all[i] end
+end
+for i = 1, #dropped, 500 do
+  redis.call('HDEL', KEYS[1], unpack(dropped, i, math.min(i + 499, #dropped)))
+end
+redis.call('HSET', KEYS[1], '@updatedAt', ARGV[1])
+return #dropped
+"""
+)
+
 # -- api-potluck keys (cfgstore_redis.potluck_ops): one hash per key, '@doc' the key's JSON
 # skeleton (order, arrays), every scalar a field named by its JSON pointer holding JSON text;
 # counters change by HINCRBY only. Key data is nobody's cached state: no revision, no message.

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         ReplicaBackend,
         StorageBackend,
         TrafficBackend,
+        UsageStatsBackend,
     )
     from cfgstore_redis.backend import RedisBackend
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
         type[ReplicaBackend],
         type[KeptFilesBackend],
         type[TrafficBackend],
-    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend)
+        type[UsageStatsBackend],
+    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend)
 
 
 @hookimpl
@@ -36,6 +38,7 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
         SHARED_LOGINS,
         SHARED_POTLUCK,
         TRAFFIC,
+        USAGE_STATS,
     )
     from cfgstore_redis.backend import RedisBackend
 
@@ -45,7 +48,16 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
             capabilities=frozenset(
-                {SHARED, SHARED_LOGINS, TRAFFIC, POTLUCK, SHARED_POTLUCK, "change-feed", "replica"}
+                {
+                    SHARED,
+                    SHARED_LOGINS,
+                    TRAFFIC,
+                    USAGE_STATS,
+                    POTLUCK,
+                    SHARED_POTLUCK,
+                    "change-feed",
+                    "replica",
+                }
             ),
         )
     )

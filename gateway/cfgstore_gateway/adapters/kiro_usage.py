@@ -1,0 +1,198 @@
+"""Kiro's ``getUsageLimits`` answer as the Node service's usage object (aiclient-protocols
+§4.2): ``{"summary": {usedPercent, status, resetAt, plan, planClass, unit, totalUsed,
+totalLimit}, "user": {"email"}, "items": [...], "raw": <the answer>}``.
+
+Items: each ``usageBreakdownList`` (or ``usageBreakdown``) entry, its ``bonuses`` and its
+``freeTrialInfo``, each only when its reset/expiry lies within 90 days of now (or has none).
+``…WithPrecision`` values win over the plain ones. Percentages are capped at 100; status is
+``danger`` above 90 %, ``warning`` above 70 %, else ``normal`` (an expired bonus or trial is
+``danger``). Totals count the items not expired. The plan is
+``subscriptionInfo.subscriptionTitle`` (or ``subscription.title``, else ``FREE``) without a
+leading ``KIRO``. Timestamps below 1e10 are seconds; times are given as ISO strings
+(``…Z``, milliseconds).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+WINDOW_MS = 90 * 24 * 3600 * 1000
+
+
+def status_of(percent: float) -> str:
+    if percent > 90:
+        return "danger"
+    if percent > 70:
+        return "warning"
+    return "normal"
+
+
+def iso_of(value: object) -> str | None:
+    """An ISO time (``2026-01-01T00:00:00.000Z``) of epoch seconds/ms or a date string."""
+    if value is None or value == "" or value == 0 or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        ms = value * 1000 if value < 1e10 else value
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    else:
+        return None
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def plan_class(plan: str) -> str:
+    p = plan.lower()
+    for needles, name in (
+        (("ultra",), "plan-ultra"),
+        (("team", "ent"), "plan-team"),
+        (("pro+", "pro +"), "plan-pro-plus"),
+        (("pro",), "plan-pro"),
+        (("plus", "+"), "plan-plus"),
+        (("free",), "plan-free"),
+        (("basic",), "plan-basic"),
+        (("super",), "plan-super"),
+        (("heavy",), "plan-heavy"),
+        (("standard",), "plan-standard"),
+    ):
+        if any(n in p for n in needles):
+            return name
+    return "plan-default"
+
+
+def _number(entry: Mapping[str, Any], key: str, default: float | None = 0) -> Any:
+    precise = entry.get(f"{key}WithPrecision")
+    if isinstance(precise, int | float) and not isinstance(precise, bool):
+        return precise
+    plain = entry.get(key)
+    if isinstance(plain, int | float) and not isinstance(plain, bool):
+        return plain
+    return default
+
+
+def _percent(used: Any, limit: Any) -> float:
+    if isinstance(used, int | float) and isinstance(limit, int | float) and limit > 0:
+        return min(100.0, used / limit * 100)
+    return 0
+
+
+def format_usage(raw: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+
+    def within(value: object) -> bool:
+        if not value:
+            return True
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            ms = value * 1000 if value < 1e10 else value
+        elif isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return True
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            ms = parsed.timestamp() * 1000
+        else:
+            return True
+        return abs(ms - now) <= WINDOW_MS
+
+    breakdowns = raw.get("usageBreakdownList") or raw.get("usageBreakdown") or []
+    items: list[dict[str, Any]] = []
+    for entry in breakdowns if isinstance(breakdowns, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        if within(entry.get("nextDateReset")):
+            used, limit = _number(entry, "currentUsage", None), _number(entry, "usageLimit", None)
+            percent = _percent(used, limit)
+            items.append(
+                {
+                    "id": entry.get("resourceType"),
+                    "label": entry.get("displayName"),
+                    "used": used,
+                    "limit": limit,
+                    "percent": percent,
+                    "unit": "tokens",
+                    "status": status_of(percent),
+                    "resetAt": iso_of(entry.get("nextDateReset")),
+                    "isExpired": False,
+                }
+            )
+        bonuses = entry.get("bonuses")
+        for bonus in bonuses if isinstance(bonuses, list) else []:
+            if not isinstance(bonus, Mapping) or not within(bonus.get("expiresAt")):
+                continue
+            used, limit = _number(bonus, "currentUsage"), _number(bonus, "usageLimit")
+            percent = _percent(used, limit)
+            expired = bonus.get("status") == "EXPIRED"
+            items.append(
+                {
+                    "id": f"bonus_{bonus.get('bonusCode') or bonus.get('displayName')}",
+                    "label": f"Bonus: {bonus.get('displayName')}"
+                    + (" (Expired)" if expired else ""),
+                    "used": used,
+                    "limit": limit,
+                    "percent": percent,
+                    "unit": "tokens",
+                    "status": "danger" if expired else status_of(percent),
+                    "resetAt": iso_of(bonus.get("expiresAt")),
+                    "isExpired": expired,
+                }
+            )
+        trial = entry.get("freeTrialInfo")
+        if isinstance(trial, Mapping) and within(trial.get("freeTrialExpiry")):
+            used, limit = _number(trial, "currentUsage"), _number(trial, "usageLimit")
+            percent = _percent(used, limit)
+            expired = trial.get("freeTrialStatus") == "EXPIRED"
+            items.append(
+                {
+                    "id": f"freetrial_{entry.get('resourceType')}",
+                    "label": "Free Trial" + (" (Expired)" if expired else ""),
+                    "used": used,
+                    "limit": limit,
+                    "percent": percent,
+                    "unit": "tokens",
+                    "status": "danger" if expired else status_of(percent),
+                    "resetAt": iso_of(trial.get("freeTrialExpiry")),
+                    "isExpired": expired,
+                }
+            )
+    active = [item for item in items if not item["isExpired"]]
+    total_used = sum(item["used"] or 0 for item in active)
+    total_limit = sum(item["limit"] or 0 for item in active)
+    used_percent = _percent(total_used, total_limit)
+    subscription = raw.get("subscriptionInfo")
+    legacy = raw.get("subscription")
+    plan = (
+        (subscription.get("subscriptionTitle") if isinstance(subscription, Mapping) else None)
+        or (legacy.get("title") if isinstance(legacy, Mapping) else None)
+        or "FREE"
+    )
+    plan = str(plan)
+    plan = re.sub(r"^KIRO\s+", "", plan, flags=re.IGNORECASE)
+    user = raw.get("userInfo")
+    return {
+        "summary": {
+            "usedPercent": used_percent,
+            "status": status_of(used_percent),
+            "resetAt": iso_of(raw.get("nextDateReset")),
+            "plan": plan,
+            "planClass": plan_class(plan),
+            "unit": items[0]["unit"] if items else "tokens",
+            "totalUsed": total_used,
+            "totalLimit": total_limit,
+        },
+        "user": {"email": user.get("email") if isinstance(user, Mapping) else None},
+        "items": items,
+        "raw": raw,
+    }
