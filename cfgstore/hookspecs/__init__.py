@@ -96,9 +96,16 @@ def storage_spec_modules() -> list[ModuleType]:
 
 def optional_spec_modules() -> list[ModuleType]:
     """Modules of operations a backend may offer beyond the storage contract."""
-    from cfgstore.hookspecs import kept_files, leases, replica, traffic, usage_stats
+    from cfgstore.hookspecs import (
+        kept_files,
+        leases,
+        plugin_logs,
+        replica,
+        traffic,
+        usage_stats,
+    )
 
-    return [replica, kept_files, traffic, leases, usage_stats]
+    return [replica, kept_files, traffic, leases, usage_stats, plugin_logs]
 
 
 def spec_modules() -> list[ModuleType]:
