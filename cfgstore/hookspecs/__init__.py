@@ -37,7 +37,7 @@ import pluggy
 
 PROJECT = "cfgstore"
 
-CFGSTORE_API_VERSION = "1.2"
+CFGSTORE_API_VERSION = "1.3"
 """The version of the hook specifications, ``MAJOR.MINOR``; a plugin may check it.
 
 A MINOR step only adds what no existing plugin has to implement: an optional hook (optional
