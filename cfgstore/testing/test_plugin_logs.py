@@ -45,8 +45,11 @@ async def test_a_log_is_newest_first_trimmed_to_keep_and_cleared_per_plugin(
         assert await store.plugin_logs.recent("other.plugin_2", 50) == [entry(100)]
     with rule("cfgstore_plugin_log_recent", "a log never written reads empty"):
         assert await store.plugin_logs.recent("never-written", 10) == []
-    await store.plugin_logs.append(PLUGIN, entry(8), keep=5)
-    assert await store.plugin_logs.recent(PLUGIN, 50) == [entry(8)]
+    reused = entry(8)
+    await store.plugin_logs.append(PLUGIN, reused, keep=5)
+    reused["nested"]["list"].append("changed after the append")
+    with rule("cfgstore_plugin_log_recent", "what was appended, not the caller's later edits"):
+        assert await store.plugin_logs.recent(PLUGIN, 50) == [entry(8)]
     with pytest.raises(ValueError):
         await store.plugin_logs.append("../escape", entry(0), keep=5)
     with pytest.raises(ValueError):

@@ -37,19 +37,20 @@ class PluginLogOps:
     layout: Layout
     locks: LockDir
     settings: Settings
-    _plog_pending: dict[str, tuple[list[Entry], int]]
-    """Per plugin: the entries not written yet (newest first) and the latest ``keep``."""
-    _plog_writer: CoalescingWriter | None
+    _plog_pending: dict[str, tuple[list[str], int]]
+    """Per plugin: the entries not written yet (their JSON lines, newest first) and the
+    latest ``keep``."""
+    _plog_writer: CoalescingWriter | None = None
+    """Made at the first append."""
     _plog_lock: asyncio.Lock
     """Held while waiting entries are written (a read never sees them twice or not at all)."""
 
     def _plog_path(self, plugin: str) -> Path:
         return self.layout.configs_dir / FOLDER / f"{plugin}.jsonl"
 
-    def _plog_state(self) -> dict[str, tuple[list[Entry], int]]:
-        if not hasattr(self, "_plog_pending"):
+    def _plog_state(self) -> dict[str, tuple[list[str], int]]:
+        if "_plog_pending" not in vars(self):  # the backend's __init__ is not this mixin's
             self._plog_pending = {}
-            self._plog_writer = None
             self._plog_lock = asyncio.Lock()
         return self._plog_pending
 
@@ -57,7 +58,7 @@ class PluginLogOps:
     async def cfgstore_plugin_log_append(self, plugin: str, entry: Entry, keep: int) -> None:
         pending = self._plog_state()
         waiting, _ = pending.get(plugin, ([], keep))
-        waiting.insert(0, entry)
+        waiting.insert(0, encode_entry(entry))  # a copy: the caller may reuse its dict
         del waiting[keep:]
         pending[plugin] = (waiting, keep)
         if self._plog_writer is None:
@@ -76,7 +77,7 @@ class PluginLogOps:
         async with self._plog_lock:
             stored = await asyncio.to_thread(self._plog_read, self._plog_path(plugin))
             waiting, keep = pending.get(plugin, ([], 0))
-        found = [*waiting, *stored]
+        found = [*(e for e in map(decode_entry, waiting) if e is not None), *stored]
         if waiting:
             del found[keep:]
         return found[:limit]
@@ -96,13 +97,11 @@ class PluginLogOps:
 
     async def plugin_logs_durable(self) -> None:
         """Write what waits now and wait for it (``cfgstore_flush``)."""
-        if getattr(self, "_plog_writer", None) is not None:
-            assert self._plog_writer is not None
+        if self._plog_writer is not None:
             await self._plog_writer.durable()
 
     async def plugin_logs_close(self) -> None:
-        if getattr(self, "_plog_writer", None) is not None:
-            assert self._plog_writer is not None
+        if self._plog_writer is not None:
             await self._plog_writer.close()
 
     async def _plog_flush(self) -> None:
@@ -120,12 +119,13 @@ class PluginLogOps:
                         pending[plugin] = ([*later[0], *taken[0]][: later[1]], later[1])
                     raise
 
-    def _plog_write(self, path: Path, newest: list[Entry], keep: int) -> None:
-        """Blocking: put ``newest`` first in the file and trim it to ``keep`` lines."""
+    def _plog_write(self, path: Path, newest: list[str], keep: int) -> None:
+        """Blocking: put the lines ``newest`` first in the file and trim it to ``keep``."""
         make_private_dirs(path.parent)
         with self.locks.lock_for(path):
-            lines = [*newest, *self._plog_read(path)][:keep]
-            atomic_write(path, "".join(encode_entry(e) + "\n" for e in lines).encode("utf-8"))
+            kept = [encode_entry(e) for e in self._plog_read(path)]
+            lines = [*newest, *kept][:keep]
+            atomic_write(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
     @staticmethod
     def _plog_read(path: Path) -> list[Entry]:
