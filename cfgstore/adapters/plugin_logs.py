@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import itertools
 
 from cfgstore.adapters.backend import Operations
 from cfgstore.model.jsjson import JSONValue
@@ -39,7 +40,7 @@ class PluginLogs:
             return
         log = self._local.get(plugin)
         if log is None or log.maxlen != keep:
-            log = collections.deque(log or (), maxlen=keep)
+            log = collections.deque(itertools.islice(log or (), keep), maxlen=keep)
             self._local[plugin] = log
         log.appendleft(copy.deepcopy(entry))
 
@@ -54,7 +55,7 @@ class PluginLogs:
             )
             return found
         log = self._local.get(plugin, ())
-        return [copy.deepcopy(e) for e, _ in zip(log, range(limit), strict=False)]
+        return [copy.deepcopy(e) for e in itertools.islice(log, limit)]
 
     async def clear(self, plugin: str) -> None:
         """Empty ``plugin``'s log."""

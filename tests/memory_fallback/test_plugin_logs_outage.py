@@ -41,6 +41,8 @@ async def test_appends_during_an_outage_stay_in_memory_and_are_not_journaled(
         await store.plugin_logs.append(PLUGIN, {"n": 4}, keep=5)
         assert await store.plugin_logs.recent(PLUGIN, 5) == [{"n": 4}, {"n": 3}]
         assert await journal_depth(store) == 0  # debug data: never journaled
+        await store.plugin_logs.append(PLUGIN, {"n": 6}, keep=2)  # trimmed to the newest
+        assert await store.plugin_logs.recent(PLUGIN, 5) == [{"n": 6}, {"n": 4}]
         with pytest.raises(StorageDegraded):
             await store.plugin_logs.clear(PLUGIN)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import itertools
 
 from cfgstore.model.jsjson import JSONValue
 
@@ -25,13 +26,13 @@ class LocalPluginLogs:
     def append(self, plugin: str, entry: Entry, keep: int) -> None:
         log = self._logs.get(plugin)
         if log is None or log.maxlen != keep:
-            log = collections.deque(log or (), maxlen=keep)
+            log = collections.deque(itertools.islice(log or (), keep), maxlen=keep)
             self._logs[plugin] = log
         log.appendleft(copy.deepcopy(entry))
 
     def recent(self, plugin: str, limit: int) -> list[Entry]:
         log = self._logs.get(plugin, ())
-        return [copy.deepcopy(e) for e, _ in zip(log, range(max(0, limit)), strict=False)]
+        return [copy.deepcopy(e) for e in itertools.islice(log, max(0, limit))]
 
     def clear(self, plugin: str) -> None:
         self._logs.pop(plugin, None)
