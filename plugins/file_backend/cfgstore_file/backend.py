@@ -30,6 +30,7 @@ from cfgstore_file.kept_file_ops import KeptFileOps
 from cfgstore_file.layout import Layout
 from cfgstore_file.lease_ops import LeaseOps
 from cfgstore_file.login_guard_ops import LoginGuardOps
+from cfgstore_file.plugin_log_ops import PluginLogOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
 from cfgstore_file.traffic_ops import TrafficOps
@@ -47,6 +48,7 @@ class FileBackend(
     TrafficOps,
     LeaseOps,
     UsageStatsOps,
+    PluginLogOps,
 ):
     """Every storage operation on the AIClient-2-API folder layout.
 
@@ -109,6 +111,7 @@ class FileBackend(
     @hookimpl
     async def cfgstore_flush(self) -> None:
         await self.writer.durable()
+        await self.plugin_logs_durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
@@ -116,7 +119,10 @@ class FileBackend(
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
-        await self.writer.close()
+        try:
+            await self.writer.close()
+        finally:
+            await self.plugin_logs_close()
 
     @hookimpl
     async def cfgstore_status(self) -> BackendStatus:
