@@ -11,8 +11,9 @@ compare::
 
 :class:`StorageBackend` is every storage operation a complete chain needs (a bottom
 backend alone must implement it); a layer implements some groups and delegates the rest.
-:class:`ReplicaBackend`, :class:`KeptFilesBackend`, :class:`TrafficBackend` and
-:class:`LeasesBackend` and :class:`PotluckBackend` are optional
+:class:`ReplicaBackend`, :class:`KeptFilesBackend`, :class:`TrafficBackend`,
+:class:`LeasesBackend`, :class:`UsageStatsBackend`, :class:`PluginLogsBackend` and
+:class:`PotluckBackend` are optional
 operations; :class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
 simply is not opened).
 
@@ -285,6 +286,20 @@ class UsageStatsBackend(Protocol):
     async def cfgstore_usage_stats_import(self, document: dict[str, Any]) -> None: ...
 
 
+class PluginLogsBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.plugin_logs`."""
+
+    async def cfgstore_plugin_log_append(
+        self, plugin: str, entry: dict[str, JSONValue], keep: int
+    ) -> None: ...
+
+    async def cfgstore_plugin_log_recent(
+        self, plugin: str, limit: int
+    ) -> list[dict[str, JSONValue]]: ...
+
+    async def cfgstore_plugin_log_clear(self, plugin: str) -> None: ...
+
+
 class PotluckBackend(Protocol):
     """The operations of :mod:`cfgstore.hookspecs.potluck`."""
 
@@ -369,6 +384,7 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.traffic": TrafficBackend,
     "cfgstore.hookspecs.leases": LeasesBackend,
     "cfgstore.hookspecs.usage_stats": UsageStatsBackend,
+    "cfgstore.hookspecs.plugin_logs": PluginLogsBackend,
     "cfgstore.hookspecs.potluck": PotluckBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }

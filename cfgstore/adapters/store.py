@@ -33,6 +33,7 @@ from cfgstore.adapters.facades import (
     SystemPrompt,
     UsageCaches,
 )
+from cfgstore.adapters.plugin_logs import PluginLogs
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN, Settings
 from cfgstore.adapters.traffic import Traffic
@@ -69,6 +70,7 @@ class Store:
         self.potluck = Potluck(ops)
         self.leases = Leases(ops)
         self.usage_stats = UsageStats(ops)
+        self.plugin_logs = PluginLogs(ops)
 
     @property
     def backend_names(self) -> list[str]:

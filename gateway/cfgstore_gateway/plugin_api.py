@@ -200,6 +200,10 @@ class PluginContext:
     instance_id: str
     is_enabled: Callable[[], bool]
     """Whether the plugin is enabled now (cheap: the gateway's live copy of ``plugins.json``)."""
+    entry: Callable[[], Mapping[str, JSONValue]] = attrs.field(default=lambda: {})
+    """The plugin's entry of ``plugins.json`` now (``enabled`` and its own settings, e.g.
+    ``ai-monitor``'s ``keepInStore``; empty when absent), from the same live copy: never
+    mutate it."""
 
 
 PluginsCallback = Callable[[GatewayPlugin], None]

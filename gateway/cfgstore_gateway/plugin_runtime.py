@@ -315,6 +315,7 @@ class PluginRuntime:
                 store=store,
                 instance_id=store.instance_id,
                 is_enabled=_enabled_check(self, plugin.name),
+                entry=_entry_of(self, plugin.name),
             )
             try:
                 async with asyncio.timeout(self.finished_timeout_s):
@@ -568,6 +569,10 @@ def _while_enabled(
 
 def _enabled_check(runtime: PluginRuntime, name: str) -> Callable[[], bool]:
     return lambda: runtime.is_enabled(name)
+
+
+def _entry_of(runtime: PluginRuntime, name: str) -> Callable[[], Mapping[str, JSONValue]]:
+    return lambda: runtime.config.plugins.get(name, {})
 
 
 PLUGINS = web.AppKey("cfgstore_gateway.plugins", PluginRuntime)

@@ -1,6 +1,8 @@
 """``ai-monitor``: off by default; enabled, it logs each exchange before and after conversion
 (streams aggregated) with no key, token or password left in the log, each body cut at its
-size limit, and keeps the last ones for its console tab (admin session only)."""
+size limit, and keeps the last ones for its console tab (admin session only). With
+``keepInStore`` (read live) two gateway instances on one Redis keep one capped log of
+both's exchanges, with no secret in what Redis holds."""
 
 from __future__ import annotations
 
@@ -14,15 +16,21 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
 
 from cfgstore.adapters import Store
 from cfgstore.model.plugin_config import PluginConfig
+from cfgstore.model.pools import node_from_json
+from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_gateway.app import create_app
 from cfgstore_gateway.hookspecs import plugins_hookimpl
 from cfgstore_gateway.plugin_api import Outcome
-from tests.admin.conftest import Admin, set_password
-from tests.gateway.conftest import CLIENT_KEY, WAIT_S, make_deployment, serving
+from cfgstore_gateway.plugin_runtime import PLUGINS, PluginRuntime
+from tests.admin.conftest import PASSWORD, Admin, set_password
+from tests.gateway.conftest import CLIENT_KEY, TYPE, WAIT_S, make_deployment, serving
 from tests.gateway.protocol_stubs import MODEL, ProtocolStub
+from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 
 NODE = "0b0b0b0b-0000-4000-8000-00000000000b"
 UPSTREAM_KEY = "sk-upstream-monitor-secret-0123456789"
@@ -162,3 +170,120 @@ async def test_bodies_are_cut_and_the_monitor_is_off_by_default(
     assert any("more characters" in line for line in lines)
     assert any("cut at the gateway's capture limit" in line for line in lines)
     assert CLIENT_KEY not in "\n".join(lines)
+
+
+# -- keepInStore: one log for every instance ------------------------------------------------
+
+HEADER_TOKEN = "hdr-session-token-5d1c2b9a"
+
+
+@pytest_asyncio.fixture
+async def namespace(redis_url: str, tmp_path: Path) -> AsyncIterator[Namespace]:
+    namespace = await seeded_namespace(redis_url, tmp_path, "aim-")
+    try:
+        yield namespace
+    finally:
+        await asyncio.to_thread(delete_namespace, redis_url, namespace.prefix)
+
+
+@asynccontextmanager
+async def instance(
+    namespace: Namespace, name: str
+) -> AsyncIterator[tuple[Admin, After, PluginRuntime]]:
+    """A gateway instance (memory fallback over the namespace), its admin signed in."""
+    async with Store.open(namespace.instance_settings(name)) as store:
+        after = After()
+        store.plugins.manager.register(after, name="after-monitor")
+        app = create_app(store)
+        async with (
+            serving(app) as url,
+            aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=WAIT_S * 3)) as client,
+        ):
+            admin = await Admin(client, store).login()
+            yield admin, after, app[PLUGINS]
+
+
+async def monitor_config(namespace: Namespace, entry: dict[str, Any]) -> None:
+    async with Store.open(namespace.redis_settings()) as store:
+        await store.plugin_config.put(PluginConfig({"ai-monitor": entry}))
+
+
+async def test_two_instances_keep_one_capped_log_of_both_in_the_store_with_no_secret(
+    namespace: Namespace, redis_url: str
+) -> None:
+    async with ProtocolStub() as stub:
+        async with Store.open(namespace.redis_settings()) as store:
+            config = {"REQUIRED_API_KEY": CLIENT_KEY, "MODEL_PROVIDER": TYPE}
+            await store.config.put({**config, "REQUEST_MAX_RETRIES": 0}, ABSENT_VERSION)
+            node = {
+                "uuid": NODE,
+                "OPENAI_API_KEY": UPSTREAM_KEY,
+                "OPENAI_BASE_URL": f"{stub.url}/v1",
+            }
+            await store.pools.add_node(TYPE, node_from_json(node, "test"))
+            await set_password(store)
+        await monitor_config(namespace, {"enabled": True})
+        key = "{" + namespace.prefix + "}:plog:ai-monitor"
+        direct = aioredis.Redis.from_url(redis_url)
+        try:
+            async with (
+                instance(namespace, "one") as (one, one_after, one_plugins),
+                instance(namespace, "two") as (two, two_after, two_plugins),
+            ):
+
+                async def through(gw: Admin, after: After, n: int) -> str:
+                    body = {
+                        "model": MODEL,
+                        "messages": [
+                            {
+                                "role": "user",
+                                "content": f"q{n}: my keys {CLIENT_KEY} {UPSTREAM_KEY}",
+                            }
+                        ],
+                        "metadata": {"api_key": BODY_SECRETS["api_key"]},
+                        "user_password": BODY_SECRETS["password"],
+                        "stream": n % 2 == 0,
+                    }
+                    headers = {
+                        "Authorization": f"Bearer {CLIENT_KEY}",
+                        "X-Session-Token": HEADER_TOKEN,
+                    }
+                    await ask(gw, "/v1/chat/completions", body, headers)
+                    return (await after.next()).request_id
+
+                # Off by default: memory only, nothing in Redis.
+                await through(one, one_after, 0)
+                assert await direct.llen(key) == 0
+                status, alone = await one.call("GET", "/api/ai-monitor/recent")
+                assert status == 200 and alone["source"] == "memory" and len(alone["data"]) == 1
+
+                # keepInStore 5, written once: both instances follow it live.
+                reloads = [one_plugins.changed(), two_plugins.changed()]
+                await monitor_config(namespace, {"enabled": True, "keepInStore": 5})
+                async with asyncio.timeout(WAIT_S):
+                    await asyncio.gather(*reloads)
+                ids = []
+                for n in range(1, 9):  # alternately through each instance
+                    gw, after = (one, one_after) if n % 2 else (two, two_after)
+                    ids.append(await through(gw, after, n))
+
+                newest = list(reversed(ids))[:5]
+                for gw in (one, two):
+                    status, recent = await gw.call("GET", "/api/ai-monitor/recent")
+                    assert status == 200 and recent["source"] == "store"
+                    assert [e["requestId"] for e in recent["data"]] == newest
+                    instances = {e["instance"] for e in recent["data"]}
+                    assert instances == {one.store.instance_id, two.store.instance_id}
+                stored = await direct.lrange(key, 0, -1)
+        finally:
+            await direct.aclose()
+    assert len(stored) == 5
+    entries = [json.loads(raw) for raw in stored]
+    assert [e["requestId"] for e in entries] == newest
+    assert all("clientRequest" in e and "upstreamReply" in e for e in entries)
+    assert any("q8: my keys ***" in e["clientRequest"] for e in entries)
+    raw_text = b"\n".join(stored)
+    secrets = (CLIENT_KEY, UPSTREAM_KEY, *BODY_SECRETS.values(), HEADER_TOKEN, PASSWORD)
+    for secret in secrets:
+        assert secret.encode() not in raw_text, secret
+        assert json.dumps(secret)[1:-1].encode() not in raw_text, secret

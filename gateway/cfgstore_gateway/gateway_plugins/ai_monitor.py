@@ -10,6 +10,13 @@ they are the same), the upstream's answer and the client's (a stream aggregated:
 of its events as one array). The last ``keep`` exchanges stay in memory for the console
 tab (``GET /api/ai-monitor/recent``, admin session).
 
+With ``"keepInStore": N`` (N > 0, at most 1000) in its ``plugins.json`` entry (read live,
+like ``enabled``), each exchange, masked and cut as below, is also appended to the store's
+plugin log ``ai-monitor`` (:mod:`cfgstore.hookspecs.plugin_logs`, trimmed to the N
+newest, each entry at most 64 KiB), and the console tab reads that log: every instance's
+exchanges, newest first, each naming its ``instance``. Nothing unmasked reaches the store.
+Without it (or 0, the default) the exchanges stay in this process's memory only.
+
 Masked (``***``): header values named like a key, token, secret, password, cookie or
 authorization; JSON string fields named so (token counts are numbers, kept); and wherever
 they appear, the keys the request offered, the configured client key and the secrets of
@@ -31,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from cfgstore.errors import CfgStoreError
+from cfgstore.model.plugin_logs import MAX_KEEP
 from cfgstore_gateway.hookspecs import plugins_hookimpl
 from cfgstore_gateway.plugin_api import (
     ClientCall,
@@ -117,6 +125,7 @@ class AiMonitor:
         log.info("%s request headers: %s", tag, shown_headers)
         entry: dict[str, Any] = {
             "requestId": outcome.request_id,
+            "instance": self._context.instance_id if self._context is not None else None,
             "at": time.time(),
             "summary": summary,
             "status": outcome.status,
@@ -131,6 +140,21 @@ class AiMonitor:
             if exchange.truncated:
                 log.info("%s (bodies cut at the gateway's capture limit)", tag)
         self.recent.append(entry)
+        keep = self.keep_in_store()
+        if keep and self._context is not None:
+            try:
+                await self._context.store.plugin_logs.append(NAME, entry, keep)
+            except CfgStoreError as exc:
+                log.warning("ai-monitor: exchange %s not kept in the store (%s)", tag, exc)
+
+    def keep_in_store(self) -> int:
+        """``keepInStore`` of the plugin's live ``plugins.json`` entry (0: memory only)."""
+        if self._context is None:
+            return 0
+        value = self._context.entry().get("keepInStore")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            return 0
+        return min(int(value), MAX_KEEP)
 
     async def _known_secrets(self) -> tuple[str, ...]:
         """The configured client key and the nodes' secrets (re-read every few seconds)."""
@@ -156,7 +180,18 @@ class AiMonitor:
         return self._secrets
 
     async def _recent(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"success": True, "data": list(reversed(self.recent))})
+        """The store's log with ``keepInStore`` (every instance's exchanges), else this
+        process's; newest first. A store that cannot answer: this process's, said so."""
+        keep = self.keep_in_store()
+        if keep and self._context is not None:
+            try:
+                stored = await self._context.store.plugin_logs.recent(NAME, keep)
+            except CfgStoreError as exc:
+                log.warning("ai-monitor: the stored exchanges unreadable (%s)", exc)
+            else:
+                return web.json_response({"success": True, "source": "store", "data": stored})
+        data = list(reversed(self.recent))
+        return web.json_response({"success": True, "source": "memory", "data": data})
 
 
 def _secret_values(document: Mapping[str, Any]) -> Iterator[str]:
@@ -254,7 +289,8 @@ export async function render(element, api) {
   for (const entry of entries) {
     const box = document.createElement("details");
     const head = document.createElement("summary");
-    head.textContent = entry.requestId + " | " + entry.summary;
+    head.textContent = entry.requestId + " | " +
+      (entry.instance ? entry.instance + " | " : "") + entry.summary;
     box.append(head);
     for (const key of ["headers", "clientRequest", "upstreamRequest", "upstreamReply",
                        "clientReply"]) {

@@ -30,6 +30,7 @@ from cfgstore_file.kept_file_ops import KeptFileOps
 from cfgstore_file.layout import Layout
 from cfgstore_file.lease_ops import LeaseOps
 from cfgstore_file.login_guard_ops import LoginGuardOps
+from cfgstore_file.plugin_log_ops import PluginLogOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
 from cfgstore_file.potluck_ops import PotluckOps
@@ -49,6 +50,7 @@ class FileBackend(
     LeaseOps,
     PotluckOps,
     UsageStatsOps,
+    PluginLogOps,
 ):
     """Every storage operation on the AIClient-2-API folder layout.
 
@@ -118,6 +120,7 @@ class FileBackend(
     async def cfgstore_flush(self) -> None:
         await self.writer.durable()
         await self.potluck_writer.durable()
+        await self.plugin_logs_durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
@@ -126,9 +129,12 @@ class FileBackend(
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         try:
-            await self.potluck_writer.close()
+            try:
+                await self.potluck_writer.close()
+            finally:
+                await self.writer.close()
         finally:
-            await self.writer.close()
+            await self.plugin_logs_close()
 
     @hookimpl
     async def cfgstore_status(self) -> BackendStatus:

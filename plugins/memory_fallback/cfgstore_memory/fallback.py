@@ -54,6 +54,7 @@ from cfgstore.model.credentials import (
     token_format_for,
 )
 from cfgstore.model.events import ChangeEvent
+from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
 from cfgstore.model.potluck import TokenUse
@@ -71,6 +72,7 @@ from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
+from cfgstore_memory.plugin_logs import LocalPluginLogs
 from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror, release
 from cfgstore_memory.potluck_relay import PotluckRelay, potluck_instance
 from cfgstore_memory.read_cache import _MISSING, ReadCache
@@ -125,6 +127,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         """Relays api-potluck token counts likewise."""
         self.usage: UsageRelay | None = None
         """Relays model usage counts likewise."""
+        self.plugin_logs = LocalPluginLogs()
+        """Plugin log entries appended while the storage could not take them."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -632,6 +636,48 @@ class MemoryFallback(GuardedOps, ReadCache):
             await self._edit(
                 "cfgstore_usage_stats_import", "a statistics import", document=document
             )
+
+    # -- plugin logs (debug data: never journaled) --------------------------------------------
+
+    @hookimpl
+    async def cfgstore_plugin_log_append(
+        self, plugin: str, entry: dict[str, JSONValue], keep: int
+    ) -> None:
+        """The storage's log; while degraded (or when the storage below keeps none), this
+        process's memory only (:mod:`cfgstore_memory.plugin_logs`)."""
+        operation = "cfgstore_plugin_log_append"
+        if not self._replicator.serving_degraded and operation in self._below:
+            try:
+                await self._below[operation](plugin=plugin, entry=entry, keep=keep)
+                return
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        self.plugin_logs.append(plugin, entry, keep)
+
+    @hookimpl
+    async def cfgstore_plugin_log_recent(
+        self, plugin: str, limit: int
+    ) -> list[dict[str, JSONValue]]:
+        """The storage's log; while degraded, what this process appended in memory."""
+        operation = "cfgstore_plugin_log_recent"
+        if not self._replicator.serving_degraded and operation in self._below:
+            try:
+                found: list[dict[str, JSONValue]] = await self._below[operation](
+                    plugin=plugin, limit=limit
+                )
+                return found
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        return self.plugin_logs.recent(plugin, limit)
+
+    @hookimpl
+    async def cfgstore_plugin_log_clear(self, plugin: str) -> None:
+        """An admin edit: refused while degraded."""
+        if self._replicator.serving_degraded:
+            raise self._refusal("a plugin log clear")
+        self.plugin_logs.clear(plugin)
+        if "cfgstore_plugin_log_clear" in self._below:
+            await self._edit("cfgstore_plugin_log_clear", "a plugin log clear", plugin=plugin)
 
     # -- credentials --------------------------------------------------------------------------
 

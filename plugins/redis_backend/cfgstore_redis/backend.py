@@ -25,6 +25,7 @@ from cfgstore_redis.connection import RedisConnection, build_connection, connect
 from cfgstore_redis.keys import Keys
 from cfgstore_redis.lease_ops import LeaseOps
 from cfgstore_redis.login_guard_ops import LoginGuardOps
+from cfgstore_redis.plugin_log_ops import PluginLogOps
 from cfgstore_redis.potluck_ops import PotluckOps
 from cfgstore_redis.replica_ops import ReplicaOps
 from cfgstore_redis.traffic_ops import TrafficOps
@@ -40,7 +41,9 @@ UNKNOWN = "unknown"
 """A server fact (version, memory policy) in a status when the server will not tell."""
 
 
-class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps, UsageStatsOps, PotluckOps):
+class RedisBackend(
+    ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps, UsageStatsOps, PluginLogOps, PotluckOps
+):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:

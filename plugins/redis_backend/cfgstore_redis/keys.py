@@ -70,6 +70,10 @@ class Keys:
         """A named lease (:mod:`cfgstore.hookspecs.leases`): the holder's token."""
         return f"{self.tag}:lease:{name}"
 
+    def plugin_log(self, plugin: str) -> str:
+        """A plugin log (:mod:`cfgstore.hookspecs.plugin_logs`): a list, newest first."""
+        return f"{self.tag}:plog:{plugin}"
+
     @property
     def lock_base(self) -> str:
         """Prefix of the refresh locks: ``file:<file key>``, or ``node:<type>:<uuid>``
