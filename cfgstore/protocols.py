@@ -12,7 +12,8 @@ compare::
 :class:`StorageBackend` is every storage operation a complete chain needs (a bottom
 backend alone must implement it); a layer implements some groups and delegates the rest.
 :class:`ReplicaBackend`, :class:`KeptFilesBackend`, :class:`TrafficBackend`,
-:class:`LeasesBackend`, :class:`UsageStatsBackend` and :class:`PluginLogsBackend` are optional
+:class:`LeasesBackend`, :class:`UsageStatsBackend`, :class:`PluginLogsBackend` and
+:class:`PotluckBackend` are optional
 operations; :class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
 simply is not opened).
 
@@ -24,7 +25,7 @@ docstrings of the specs are the contracts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from cfgstore.model.config import MainConfig
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from cfgstore.model.login_guard import LoginAttempt, LoginGuard
     from cfgstore.model.plugin_config import PluginConfig
     from cfgstore.model.pools import ProviderNode, ProviderPools
+    from cfgstore.model.potluck import Admission, KeyDocument, PotluckKeys, TokenUse
     from cfgstore.model.records import NodeRecord
     from cfgstore.model.replica import AppliedBatch, InstanceInfo, ReplicaHead
     from cfgstore.model.sessions import UiSession
@@ -298,6 +300,44 @@ class PluginLogsBackend(Protocol):
     async def cfgstore_plugin_log_clear(self, plugin: str) -> None: ...
 
 
+class PotluckBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.potluck`."""
+
+    async def cfgstore_potluck_list(self) -> list[KeyDocument]: ...
+
+    async def cfgstore_potluck_get(self, key_id: str) -> KeyDocument | None: ...
+
+    async def cfgstore_potluck_create(self, key: KeyDocument) -> None: ...
+
+    async def cfgstore_potluck_update(
+        self, key_id: str, changes: Mapping[str, JSONValue]
+    ) -> KeyDocument: ...
+
+    async def cfgstore_potluck_toggle(self, key_id: str) -> KeyDocument: ...
+
+    async def cfgstore_potluck_apply_limit(self, daily_limit: int) -> tuple[int, int]: ...
+
+    async def cfgstore_potluck_reset(
+        self, key_id: str | None, what: Literal["today", "tokens"], today: str
+    ) -> int: ...
+
+    async def cfgstore_potluck_regenerate(
+        self, old_id: str, new_id: str, now_ms: int
+    ) -> KeyDocument: ...
+
+    async def cfgstore_potluck_delete(self, key_id: str) -> bool: ...
+
+    async def cfgstore_potluck_admit(self, key_id: str, today: str, now_ms: int) -> Admission: ...
+
+    async def cfgstore_potluck_add_tokens(self, uses: Sequence[TokenUse]) -> None: ...
+
+    async def cfgstore_replica_add_potluck_tokens(
+        self, uses: Sequence[TokenUse], op_id: str
+    ) -> bool: ...
+
+    async def cfgstore_potluck_import(self, keys: PotluckKeys) -> None: ...
+
+
 class LifecycleBackend(Protocol):
     """The operations of :mod:`cfgstore.hookspecs.lifecycle`."""
 
@@ -345,6 +385,7 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.leases": LeasesBackend,
     "cfgstore.hookspecs.usage_stats": UsageStatsBackend,
     "cfgstore.hookspecs.plugin_logs": PluginLogsBackend,
+    "cfgstore.hookspecs.potluck": PotluckBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }
 """The protocol of each hookspec module (``cfgstore_register_backends`` of the lifecycle

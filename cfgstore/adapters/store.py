@@ -27,6 +27,7 @@ from cfgstore.adapters.facades import (
     Password,
     PluginConfigs,
     Pools,
+    Potluck,
     Replicas,
     Sessions,
     SystemPrompt,
@@ -66,6 +67,7 @@ class Store:
         self.replicas = Replicas(ops)
         self.kept_files = KeptFiles(ops)
         self.traffic = Traffic(ops)
+        self.potluck = Potluck(ops)
         self.leases = Leases(ops)
         self.usage_stats = UsageStats(ops)
         self.plugin_logs = PluginLogs(ops)

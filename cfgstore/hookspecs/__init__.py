@@ -37,7 +37,7 @@ import pluggy
 
 PROJECT = "cfgstore"
 
-CFGSTORE_API_VERSION = "1.3"
+CFGSTORE_API_VERSION = "1.4"
 """The version of the hook specifications, ``MAJOR.MINOR``; a plugin may check it.
 
 A MINOR step only adds what no existing plugin has to implement: an optional hook (optional
@@ -100,12 +100,13 @@ def optional_spec_modules() -> list[ModuleType]:
         kept_files,
         leases,
         plugin_logs,
+        potluck,
         replica,
         traffic,
         usage_stats,
     )
 
-    return [replica, kept_files, traffic, leases, usage_stats, plugin_logs]
+    return [replica, kept_files, traffic, leases, usage_stats, plugin_logs, potluck]
 
 
 def spec_modules() -> list[ModuleType]:

@@ -170,6 +170,7 @@ async def test_a_plugin_toggle_is_persisted(
     plugins = (await ui_gateway.api_get("/api/plugins", token))["plugins"]
     assert {p["name"]: p["enabled"] for p in plugins} == {
         "ai-monitor": True,
+        "api-potluck": False,  # off by default, as in the Node service
         "default-auth": True,
         "model-usage-stats": False,  # off by default, listed by the runtime
     }

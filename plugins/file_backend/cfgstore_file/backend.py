@@ -33,6 +33,7 @@ from cfgstore_file.login_guard_ops import LoginGuardOps
 from cfgstore_file.plugin_log_ops import PluginLogOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
+from cfgstore_file.potluck_ops import PotluckOps
 from cfgstore_file.traffic_ops import TrafficOps
 from cfgstore_file.usage_stats_ops import UsageStatsOps
 
@@ -47,6 +48,7 @@ class FileBackend(
     KeptFileOps,
     TrafficOps,
     LeaseOps,
+    PotluckOps,
     UsageStatsOps,
     PluginLogOps,
 ):
@@ -103,6 +105,12 @@ class FileBackend(
             settings.write_debounce_ms / 1000,
             settings.write_max_wait_ms / 1000,
         )
+        await self._open_potluck(
+            configs_dir,
+            self.locks,
+            settings.write_debounce_ms / 1000,
+            settings.write_max_wait_ms / 1000,
+        )
         for doc in self.docs.values():
             await doc.changed_on_disk()
         if settings.watch_interval_ms > 0:
@@ -111,6 +119,7 @@ class FileBackend(
     @hookimpl
     async def cfgstore_flush(self) -> None:
         await self.writer.durable()
+        await self.potluck_writer.durable()
         await self.plugin_logs_durable()
 
     @hookimpl
@@ -120,7 +129,10 @@ class FileBackend(
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         try:
-            await self.writer.close()
+            try:
+                await self.potluck_writer.close()
+            finally:
+                await self.writer.close()
         finally:
             await self.plugin_logs_close()
 
@@ -163,6 +175,7 @@ class FileBackend(
             try:
                 if await self.pools_file.reload_if_changed():
                     self._publish("pools", remote=True)
+                await self.potluck_file.reload_if_changed()
                 for name, doc in self.docs.items():
                     if await doc.changed_on_disk():
                         self._publish(entity_of.get(name, name), remote=True)

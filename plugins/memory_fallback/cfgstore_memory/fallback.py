@@ -57,6 +57,7 @@ from cfgstore.model.events import ChangeEvent
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.potluck import TokenUse
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
@@ -73,6 +74,7 @@ from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
 from cfgstore_memory.plugin_logs import LocalPluginLogs
 from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror, release
+from cfgstore_memory.potluck_relay import PotluckRelay, potluck_instance
 from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
@@ -121,6 +123,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         self.started_at_ms = now_ms()
         self.traffic: TrafficRelay | None = None
         """Relays traffic counts when the storage below takes them exactly once."""
+        self.potluck: PotluckRelay | None = None
+        """Relays api-potluck token counts likewise."""
         self.usage: UsageRelay | None = None
         """Relays model usage counts likewise."""
         self.plugin_logs = LocalPluginLogs()
@@ -156,6 +160,13 @@ class MemoryFallback(GuardedOps, ReadCache):
                 self._replicator,
                 self.settings,
                 BatchSequence(traffic_instance(self.state.instance_id), self.state.epoch),
+            )
+        if "cfgstore_replica_add_potluck_tokens" in self._below:
+            self.potluck = PotluckRelay(
+                self._below,
+                self._replicator,
+                self.settings,
+                BatchSequence(potluck_instance(self.state.instance_id), self.state.epoch),
             )
         if "cfgstore_replica_add_usage_stats" in self._below:
             self.usage = UsageRelay(
@@ -275,6 +286,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         await self._replicator.durable()
         if self.traffic is not None:
             await self.traffic.durable()
+        if self.potluck is not None:
+            await self.potluck.durable()
         if self.usage is not None:
             await self.usage.durable()
 
@@ -283,6 +296,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         try:
             if self.traffic is not None:
                 await self.traffic.close()
+            if self.potluck is not None:
+                await self.potluck.close()
             if self.usage is not None:
                 await self.usage.close()
             await self._replicator.close()
@@ -338,6 +353,10 @@ class MemoryFallback(GuardedOps, ReadCache):
             details["traffic counts pending"] = str(self.traffic.backlog)
             if self.traffic.last_error:
                 warnings.append(f"traffic counts not stored yet: {self.traffic.last_error}")
+        if self.potluck is not None and self.potluck.backlog:
+            details["api-potluck counts pending"] = str(self.potluck.backlog)
+            if self.potluck.last_error:
+                warnings.append(f"api-potluck counts not stored yet: {self.potluck.last_error}")
         if self.usage is not None and self.usage.backlog:
             details["usage counts pending"] = str(self.usage.backlog)
             if self.usage.last_error:
@@ -544,6 +563,17 @@ class MemoryFallback(GuardedOps, ReadCache):
     async def cfgstore_pools_apply_records(self, records: Sequence[NodeRecord]) -> None:
         self._replicator.submit(records)  # first: it refuses when the journal is full
         self.mirror.apply_local(records)
+
+    # -- api-potluck tokens ---------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_potluck_add_tokens(self, uses: Sequence[TokenUse]) -> None:
+        """Through the relay (journaled during outages) when the storage offers
+        ``cfgstore_replica_add_potluck_tokens``; else as the storage below takes them."""
+        if self.potluck is not None:
+            self.potluck.submit(uses)
+        elif "cfgstore_potluck_add_tokens" in self._below:
+            await self._below["cfgstore_potluck_add_tokens"](uses=uses)
 
     # -- traffic ------------------------------------------------------------------------------
 

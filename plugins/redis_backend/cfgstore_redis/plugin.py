@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS, TRAFFIC, USAGE_STATS
+    from cfgstore.adapters.backend import (
+        POTLUCK,
+        SHARED,
+        SHARED_LOGINS,
+        SHARED_POTLUCK,
+        TRAFFIC,
+        USAGE_STATS,
+    )
     from cfgstore_redis.backend import RedisBackend
 
     register(
@@ -41,7 +48,16 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
             capabilities=frozenset(
-                {SHARED, SHARED_LOGINS, TRAFFIC, USAGE_STATS, "change-feed", "replica"}
+                {
+                    SHARED,
+                    SHARED_LOGINS,
+                    TRAFFIC,
+                    USAGE_STATS,
+                    POTLUCK,
+                    SHARED_POTLUCK,
+                    "change-feed",
+                    "replica",
+                }
             ),
         )
     )
