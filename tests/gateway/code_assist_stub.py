@@ -8,9 +8,10 @@ fail (:attr:`CodeAssistStub.broken`: answer 429 without a reset, or 503).
 
 The account must be onboarded before it may generate: ``loadCodeAssist`` names no project
 until ``onboardUser`` (a long-running operation, ``done`` only on its second poll) has
-created :data:`PROJECT`; a generation for any other project is refused (403). Only
-:attr:`CodeAssistStub.token` is accepted (else 401). The flavour's headers and envelope are
-checked; whatever is wrong is listed in :attr:`CodeAssistStub.problems` and answered 400.
+created :attr:`CodeAssistStub.project` (:data:`PROJECT` unless given); a generation for any
+other project is refused (403). Only :attr:`CodeAssistStub.token` is accepted (else 401).
+The flavour's headers and envelope are checked; whatever is wrong is listed in
+:attr:`CodeAssistStub.problems` and answered 400.
 
 Generations play the scene of :mod:`tests.gateway.protocol_stubs` (a ``get_weather`` call,
 then an answer to its result), wrapped as ``{"response": …}``; streams go out as SSE cut at
@@ -56,9 +57,18 @@ class Call:
 class CodeAssistStub:
     """``async with CodeAssistStub(flavour) as stub``: Code Assist on a free port."""
 
-    def __init__(self, flavour: str = CLI, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        flavour: str = CLI,
+        seed: int | None = None,
+        *,
+        project: str = PROJECT,
+        token: str = "ya29.fresh-access",
+    ) -> None:
         self.flavour = flavour
-        self.token = "ya29.fresh-access"
+        self.project = project
+        """The account's project: named once onboarded, the only one generations accept."""
+        self.token = token
         self.calls: list[Call] = []
         self.problems: list[str] = []
         self.onboarded = False
@@ -161,7 +171,7 @@ class CodeAssistStub:
             + EMAIL.replace("@", "%40"),
         }
         if self.onboarded:
-            answer["cloudaicompanionProject"] = PROJECT
+            answer["cloudaicompanionProject"] = self.project
         return web.json_response(answer)
 
     async def _onboard(self, request: web.Request, call: Call) -> web.StreamResponse:
@@ -171,7 +181,7 @@ class CodeAssistStub:
         if self.onboard_polls < 2:
             return web.json_response({"name": "operations/onboard-1", "done": False})
         self.onboarded = True
-        project = {"id": PROJECT, "name": "Stub project"}
+        project = {"id": self.project, "name": "Stub project"}
         return web.json_response(
             {
                 "name": "operations/onboard-1",
@@ -212,7 +222,7 @@ class CodeAssistStub:
         problem = self._envelope_problem(call)
         if problem is not None:
             return self._problem(f"{call.method}: {problem}")
-        if call.body.get("project") != PROJECT or not self.onboarded:
+        if call.body.get("project") != self.project or not self.onboarded:
             error = {"code": 403, "message": "project not onboarded", "status": "PERMISSION_DENIED"}
             return web.json_response({"error": error}, status=403)
         if self.exhausted is not None:
@@ -248,7 +258,7 @@ class CodeAssistStub:
         return response
 
     async def _quota(self, request: web.Request, call: Call) -> web.StreamResponse:
-        if call.body != {"project": PROJECT}:
+        if call.body != {"project": self.project}:
             return self._problem(f"retrieveUserQuota: body {call.body!r}")
         buckets = [
             {

@@ -49,7 +49,6 @@ from typing import Any
 import aiohttp
 import anthropic
 import openai
-import pytest
 
 from cfgstore.adapters import Settings, Store
 from cfgstore.model import jsjson
@@ -62,7 +61,6 @@ from tests.cli.deployments import (
     tree_bytes,
     write_json,
 )
-from tests.gateway import code_assist_stub
 from tests.gateway.code_assist_stub import ANTIGRAVITY as ANTIGRAVITY_FLAVOUR
 from tests.gateway.code_assist_stub import CLI, CodeAssistStub
 from tests.gateway.codex_stub import CodexStub
@@ -189,11 +187,17 @@ class Stubs:
         self.vendor = ProtocolStub()
         self.codex = CodexStub({fresh(OAUTH_NODES[CODEX, CODEX_BOB]): BOB_ACCOUNT})
         self.kiro = KiroStub()
-        self.gemini = CodeAssistStub(CLI)
-        self.gemini.token = fresh(OAUTH_NODES[GEMINI, GEMINI_NODE])
-        self.gemini.onboarded = True  # by the Node service: the node names its PROJECT_ID
-        self.antigravity = CodeAssistStub(ANTIGRAVITY_FLAVOUR)
-        self.antigravity.token = fresh(OAUTH_NODES[ANTIGRAVITY, ANTIGRAVITY_NODE])
+        # The sample's Gemini CLI account was onboarded by the Node service (the node names
+        # its PROJECT_ID); the Antigravity node's PROJECT_ID is empty: discovered.
+        self.gemini = CodeAssistStub(
+            CLI, project=GEMINI_PROJECT, token=fresh(OAUTH_NODES[GEMINI, GEMINI_NODE])
+        )
+        self.gemini.onboarded = True
+        self.antigravity = CodeAssistStub(
+            ANTIGRAVITY_FLAVOUR,
+            project=GEMINI_PROJECT,
+            token=fresh(OAUTH_NODES[ANTIGRAVITY, ANTIGRAVITY_NODE]),
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Stubs]:
@@ -378,11 +382,8 @@ def is_node_bytes(raw: bytes) -> bool:
 
 
 async def test_the_migrated_sample_serves_every_account_type_it_holds(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, tmp_path: Path
 ) -> None:
-    # The sample's Gemini CLI account was onboarded by the Node service: the stub knows its
-    # PROJECT_ID as the onboarded project (Antigravity's PROJECT_ID is empty: discovered).
-    monkeypatch.setattr(code_assist_stub, "PROJECT", GEMINI_PROJECT)
     prefix = new_prefix("deploy")
     try:
         async with Stubs().running() as stubs:
