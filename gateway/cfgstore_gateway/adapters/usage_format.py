@@ -4,7 +4,9 @@ service formats an account's limits: ``{"summary", "user", "items", "raw"}``.
 :func:`percent_usage` is the Gemini / Antigravity shape: one item per model, its percent
 used ``(1 − remaining fraction)·100``, the summary their mean, the latest reset, the plan
 read from ``tierId`` (``FREE`` when absent) and the e-mail from ``account``. The helpers
-(:func:`status_of`, :func:`iso_time`, :func:`plan_class`) are the service's, for any type.
+(:func:`status_of`, :func:`iso_time`, :func:`plan_class`) are the service's, for any type:
+every adapter's usage object (Kiro's, Codex's, Code Assist's) uses these, so the statuses,
+reset times and plan classes read alike across account types.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ def status_of(percent: float) -> str:
 
 
 def iso_time(value: object) -> str | None:
-    """An ISO timestamp (ms, ``Z``) from a number (s below 1e10, else ms) or a date text."""
+    """An ISO timestamp (ms, ``Z``) from a number (s below 1e10, else ms) or a date text
+    (one without an offset is UTC); ``None`` for an absent, boolean or unreadable value."""
     if not value:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -30,6 +33,8 @@ def iso_time(value: object) -> str | None:
             stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
     else:
         return None
     return stamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -49,23 +54,27 @@ def plan_of(tier: object) -> str:
     return words[-1] if words else "FREE"
 
 
+PLAN_CLASSES = (
+    ("ultra", "plan-ultra"),
+    ("team", "plan-team"),
+    ("ent", "plan-team"),
+    ("pro+", "plan-pro-plus"),
+    ("pro +", "plan-pro-plus"),
+    ("pro", "plan-pro"),
+    ("plus", "plan-plus"),
+    ("+", "plan-plus"),
+    ("free", "plan-free"),
+    ("basic", "plan-basic"),
+    ("super", "plan-super"),
+    ("heavy", "plan-heavy"),
+    ("standard", "plan-standard"),
+)
+"""The CSS class of a plan: the first needle its lower-cased name contains wins."""
+
+
 def plan_class(plan: str) -> str:
     p = plan.lower()
-    for needle, name in (
-        ("ultra", "plan-ultra"),
-        ("team", "plan-team"),
-        ("ent", "plan-team"),
-        ("pro+", "plan-pro-plus"),
-        ("pro +", "plan-pro-plus"),
-        ("pro", "plan-pro"),
-        ("plus", "plan-plus"),
-        ("+", "plan-plus"),
-        ("free", "plan-free"),
-        ("basic", "plan-basic"),
-        ("super", "plan-super"),
-        ("heavy", "plan-heavy"),
-        ("standard", "plan-standard"),
-    ):
+    for needle, name in PLAN_CLASSES:
         if needle in p:
             return name
     return "plan-default"
