@@ -61,11 +61,11 @@ from cfgstore_gateway.adapters import (
     UpstreamReply,
     UpstreamUnavailable,
 )
+from cfgstore_gateway.adapters.buffered_reply import BufferedReply
 from cfgstore_gateway.adapters.kiro_envelope import MODELS, build_envelope
 from cfgstore_gateway.adapters.kiro_events import EventStreamDecoder, EventStreamError
 from cfgstore_gateway.adapters.kiro_reply import (
     ClaudeAssembler,
-    ErrorReply,
     KiroReply,
     exception_text,
     status_of_exception,
@@ -320,7 +320,7 @@ def _claude_error(status: int, message: str) -> bytes:
     return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
-async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
+async def _error_reply(response: aiohttp.ClientResponse) -> BufferedReply:
     try:
         raw = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -338,10 +338,10 @@ async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
             raw
         )
     message = _message_of(raw) or f"Kiro answered HTTP {response.status}"
-    return ErrorReply(status, _claude_error(status, message), reset)
+    return BufferedReply(status, _claude_error(status, message), reset)
 
 
-def _exception_reply(kind: str, message: str) -> ErrorReply:
+def _exception_reply(kind: str, message: str) -> BufferedReply:
     text = f"{kind}: {message}" if kind else message
     status = status_of_exception(text)
     reset = None
@@ -349,7 +349,7 @@ def _exception_reply(kind: str, message: str) -> ErrorReply:
         status, reset = 402, first_of_next_month_ms()
     elif status == 403 and token_refusal(message):
         status = 401
-    return ErrorReply(status, _claude_error(status, text), reset)
+    return BufferedReply(status, _claude_error(status, text), reset)
 
 
 def _message_of(raw: bytes) -> str | None:
