@@ -79,7 +79,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     proxy_for,
     setting_text,
 )
-from cfgstore_gateway.adapters.quota_reset import quota_reset_ms
+from cfgstore_gateway.adapters.quota_reset import epoch_ms, quota_reset_ms
 from cfgstore_gateway.token_requests import kiro_auth_method
 
 KIRO = "claude-kiro-oauth"
@@ -370,7 +370,7 @@ def _message_of(raw: bytes) -> str | None:
 
 def _reset_in_body(raw: bytes) -> int | None:
     """A reset time the 429's JSON names (``resetAt``/``nextDateReset``/``resetTime``: ISO
-    or epoch seconds/ms)."""
+    or epoch seconds/ms, read by :func:`~.quota_reset.epoch_ms`), the first readable one."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -378,17 +378,9 @@ def _reset_in_body(raw: bytes) -> int | None:
     if not isinstance(body, Mapping):
         return None
     for key in ("resetAt", "nextDateReset", "resetTime", "resets_at"):
-        value = body.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return int(value * 1000 if value < 1e10 else value)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return int(parsed.timestamp() * 1000)
+        moment = epoch_ms(body.get(key))
+        if moment is not None:
+            return moment
     return None
 
 
