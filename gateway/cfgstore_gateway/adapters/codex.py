@@ -86,7 +86,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     proxy_for,
     setting_text,
 )
-from cfgstore_gateway.adapters.usage_format import plan_class, status_of
+from cfgstore_gateway.adapters.usage_format import percent_item, percent_object
 from cfgstore_gateway.token_requests import CODEX_AUTH_CLAIM, jwt_claims
 
 PROVIDER_TYPE = "openai-codex-oauth"
@@ -364,33 +364,10 @@ def format_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
         at = window.get("reset_at", window.get("resetAt"))
         if not items or percent > used:
             used, reset_at = percent, at
-        items.append(
-            {
-                "id": snake,
-                "label": label,
-                "used": percent,
-                "limit": 100,
-                "percent": percent,
-                "unit": "percent",
-                "status": status_of(percent),
-                "resetAt": usage_time(at),
-            }
-        )
+        items.append(percent_item(snake, label, percent, usage_time(at)))
     plan = raw.get("plan_type") or raw.get("planType") or "FREE"
     plan = plan if isinstance(plan, str) else str(plan)
-    return {
-        "summary": {
-            "usedPercent": used,
-            "status": status_of(used),
-            "resetAt": usage_time(reset_at),
-            "plan": plan,
-            "planClass": plan_class(plan),
-            "unit": "percent",
-        },
-        "user": {"email": raw.get("account") or None},
-        "items": items,
-        "raw": dict(raw),
-    }
+    return percent_object(used, usage_time(reset_at), plan, items, raw)
 
 
 # ------------------------------------------------------------------------------ adapter
