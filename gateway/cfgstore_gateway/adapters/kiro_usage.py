@@ -42,6 +42,25 @@ def _percent(used: Any, limit: Any) -> float:
     return 0
 
 
+def _item(
+    item_id: object, label: object, used: Any, limit: Any, reset: object, *, expired: bool
+) -> dict[str, Any]:
+    """One item counted in tokens: a usage breakdown, a bonus or a free trial (``danger``
+    once expired)."""
+    percent = _percent(used, limit)
+    return {
+        "id": item_id,
+        "label": label,
+        "used": used,
+        "limit": limit,
+        "percent": percent,
+        "unit": "tokens",
+        "status": "danger" if expired else status_of(percent),
+        "resetAt": iso_time(reset),
+        "isExpired": expired,
+    }
+
+
 def format_usage(raw: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
     now = now_ms if now_ms is not None else int(time.time() * 1000)
 
@@ -69,58 +88,43 @@ def format_usage(raw: dict[str, Any], now_ms: int | None = None) -> dict[str, An
             continue
         if within(entry.get("nextDateReset")):
             used, limit = _number(entry, "currentUsage", None), _number(entry, "usageLimit", None)
-            percent = _percent(used, limit)
             items.append(
-                {
-                    "id": entry.get("resourceType"),
-                    "label": entry.get("displayName"),
-                    "used": used,
-                    "limit": limit,
-                    "percent": percent,
-                    "unit": "tokens",
-                    "status": status_of(percent),
-                    "resetAt": iso_time(entry.get("nextDateReset")),
-                    "isExpired": False,
-                }
+                _item(
+                    entry.get("resourceType"),
+                    entry.get("displayName"),
+                    used,
+                    limit,
+                    entry.get("nextDateReset"),
+                    expired=False,
+                )
             )
         bonuses = entry.get("bonuses")
         for bonus in bonuses if isinstance(bonuses, list) else []:
             if not isinstance(bonus, Mapping) or not within(bonus.get("expiresAt")):
                 continue
-            used, limit = _number(bonus, "currentUsage"), _number(bonus, "usageLimit")
-            percent = _percent(used, limit)
             expired = bonus.get("status") == "EXPIRED"
             items.append(
-                {
-                    "id": f"bonus_{bonus.get('bonusCode') or bonus.get('displayName')}",
-                    "label": f"Bonus: {bonus.get('displayName')}"
-                    + (" (Expired)" if expired else ""),
-                    "used": used,
-                    "limit": limit,
-                    "percent": percent,
-                    "unit": "tokens",
-                    "status": "danger" if expired else status_of(percent),
-                    "resetAt": iso_time(bonus.get("expiresAt")),
-                    "isExpired": expired,
-                }
+                _item(
+                    f"bonus_{bonus.get('bonusCode') or bonus.get('displayName')}",
+                    f"Bonus: {bonus.get('displayName')}" + (" (Expired)" if expired else ""),
+                    _number(bonus, "currentUsage"),
+                    _number(bonus, "usageLimit"),
+                    bonus.get("expiresAt"),
+                    expired=expired,
+                )
             )
         trial = entry.get("freeTrialInfo")
         if isinstance(trial, Mapping) and within(trial.get("freeTrialExpiry")):
-            used, limit = _number(trial, "currentUsage"), _number(trial, "usageLimit")
-            percent = _percent(used, limit)
             expired = trial.get("freeTrialStatus") == "EXPIRED"
             items.append(
-                {
-                    "id": f"freetrial_{entry.get('resourceType')}",
-                    "label": "Free Trial" + (" (Expired)" if expired else ""),
-                    "used": used,
-                    "limit": limit,
-                    "percent": percent,
-                    "unit": "tokens",
-                    "status": "danger" if expired else status_of(percent),
-                    "resetAt": iso_time(trial.get("freeTrialExpiry")),
-                    "isExpired": expired,
-                }
+                _item(
+                    f"freetrial_{entry.get('resourceType')}",
+                    "Free Trial" + (" (Expired)" if expired else ""),
+                    _number(trial, "currentUsage"),
+                    _number(trial, "usageLimit"),
+                    trial.get("freeTrialExpiry"),
+                    expired=expired,
+                )
             )
     active = [item for item in items if not item["isExpired"]]
     total_used = sum(item["used"] or 0 for item in active)
