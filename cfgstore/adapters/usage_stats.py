@@ -8,17 +8,18 @@ hand-over schedules the next one ``interval_s`` later, so a busy instance calls
 and day, and an idle one not at all. :meth:`UsageStats.flush` hands over now (the Store's
 flush and close call it). Live rates (``qps``/``tps``/``rpm`` of :meth:`read`) are this
 instance's, as in Node; peaks are this instance's observations merged with max
-(:mod:`cfgstore.model.usage_stats`).
+(:mod:`cfgstore.model.usage_stats`). The schedule is
+:class:`~cfgstore.adapters.hand_over.HandOver`'s, shared with the traffic facade.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import Any
 
 from cfgstore.adapters.backend import Operations
+from cfgstore.adapters.hand_over import RETRY_S, HandOver
 from cfgstore.errors import CfgStoreError
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.usage_stats import (
@@ -34,29 +35,30 @@ log = logging.getLogger("cfgstore.usage_stats")
 
 HAND_OVER_S = 1.0
 """How long counts wait in memory before they are handed to the store."""
-RETRY_S = 5.0
-"""The wait after a hand-over the store refused (the counts are kept meanwhile)."""
 MAX_TRACKERS = 5000
 """Per-key live rate trackers kept at most (Node's bound)."""
 
 
-class UsageStats:
+__all__ = ["HAND_OVER_S", "MAX_TRACKERS", "RETRY_S", "UsageStats"]
+
+
+class UsageStats(HandOver[UsageCount]):
     """Requests and tokens per provider type, model and day. On a chain without the
     operations, records are dropped and reads answer the empty document (:attr:`available`
     says which)."""
 
+    logger = log
+    kept_what = "usage statistics"
+    unstored_what = "usage counts"
+
     def __init__(self, ops: Operations, interval_s: float = HAND_OVER_S) -> None:
+        super().__init__(interval_s)
         names = ("cfgstore_usage_stats_add", "cfgstore_usage_stats_read")
         self.available = all(name in ops for name in names)
         self._ops = ops
-        self._interval_s = interval_s
         self._tally: dict[tuple[str, str, str], UsageCount] = {}
         self._overall = RateTracker()
         self._trackers: dict[str, RateTracker] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self.last_error: str | None = None
 
     def record(
         self,
@@ -100,58 +102,21 @@ class UsageStats:
         )
         held = self._tally.get(count.key)
         self._tally[count.key] = count if held is None else held.plus(count)
-        if self._timer is None and (self._task is None or self._task.done()):
-            self._schedule(self._interval_s)
+        self._counted()
 
-    def _schedule(self, delay_s: float) -> None:
-        self._timer = asyncio.get_running_loop().call_later(delay_s, self._hand_over_soon)
+    def _pending(self) -> int:
+        return len(self._tally)
 
-    def _hand_over_soon(self) -> None:
-        self._timer = None
-        self._task = asyncio.get_running_loop().create_task(self._hand_over_logged())
+    def _take(self) -> list[UsageCount]:
+        counts, self._tally = list(self._tally.values()), {}
+        return counts
 
-    async def _hand_over_logged(self) -> None:
-        try:
-            await self.flush()
-        except CfgStoreError as exc:
-            if self.last_error is None:
-                log.warning("usage statistics kept in memory, the store refused them: %s", exc)
-            self.last_error = str(exc)
-            if self._timer is None:
-                self._schedule(RETRY_S)
-        else:
-            if self._tally and self._timer is None:
-                self._schedule(self._interval_s)
+    def _restore(self, counts: list[UsageCount]) -> None:
+        for count in merge_counts([*counts, *self._tally.values()]):
+            self._tally[count.key] = count
 
-    async def flush(self) -> None:
-        """Hand everything tallied so far to the store now. On a refusal the counts are
-        kept (the backend took none of them) and the error is raised."""
-        if not self.available:
-            return
-        async with self._lock:
-            if not self._tally:
-                return
-            counts, self._tally = list(self._tally.values()), {}
-            try:
-                await self._ops["cfgstore_usage_stats_add"](counts=counts)
-            except BaseException:
-                for count in merge_counts([*counts, *self._tally.values()]):
-                    self._tally[count.key] = count
-                raise
-            self.last_error = None
-
-    async def close(self) -> None:
-        """Hand over what is left (best effort: a refusal is logged) and stop the timer."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
-        try:
-            await self.flush()
-        except CfgStoreError as exc:
-            log.error("closing with %d usage counts not stored: %s", len(self._tally), exc)
+    async def _send(self, counts: list[UsageCount]) -> None:
+        await self._ops["cfgstore_usage_stats_add"](counts=counts)
 
     async def read(self, *, live: bool = True) -> dict[str, Any]:
         """The stored document (every instance's counts), this instance's tally handed over

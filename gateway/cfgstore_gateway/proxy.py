@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import random
@@ -98,6 +97,7 @@ from cfgstore_gateway.adapters import (
     quota_reset_of,
     upstream_protocol,
 )
+from cfgstore_gateway.adapters.quota_reset import retry_after_ms
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
 from cfgstore_gateway.plugin_runtime import ExchangeRecorder
 from cfgstore_gateway.prompting import apply_system_prompt, apply_to_system
@@ -871,24 +871,6 @@ def _error_detail(body: bytes | None) -> str:
             text = document["message"]
     text = " ".join(text.split())
     return text[:MAX_ERROR_DETAIL]
-
-
-def retry_after_ms(value: str | None, now: int) -> int | None:
-    """``Retry-After`` in ms (seconds, or an HTTP date), ``None`` when absent/unreadable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        return max(0, int(moment.timestamp() * 1000) - now)
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        return None
-    return int(seconds * 1000)
 
 
 def cooldown_until(config: MainConfig, retry_after: str | None, now: int) -> int:

@@ -43,6 +43,7 @@ from cfgstore_gateway.adapters import (
     UpstreamReply,
     UpstreamUnavailable,
 )
+from cfgstore_gateway.adapters.buffered_reply import BufferedReply
 from cfgstore_gateway.adapters.code_assist_projects import (
     AccountCall,
     DiscoveryFailed,
@@ -116,37 +117,9 @@ def access_token(credential: Credential | None, provider_type: str) -> str:
 # ------------------------------------------------------------------------------ replies
 
 
-class BufferedReply:
-    """An answer read whole (error answers, and replies the adapter built itself)."""
-
-    def __init__(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        quota_reset_ms: int | None = None,
-    ) -> None:
-        self._status = status
-        self._headers = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
-        self._body = body
-        self.quota_reset_ms = quota_reset_ms
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._headers
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    def close(self) -> None:
-        pass
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers an answer read whole keeps: its content type and ``Retry-After``."""
+    return {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
 
 
 _KEPT_HEADERS = {"content-type", "retry-after"}
@@ -312,7 +285,7 @@ async def reply_of(
     finally:
         response.release()
     reset = quota_reset(response.status, body, response.headers, now_ms)
-    return BufferedReply(response.status, response.headers, body, reset)
+    return BufferedReply(response.status, body, reset, kept_headers(response.headers))
 
 
 # --------------------------------------------------------------------------- quota reset
@@ -452,7 +425,9 @@ class CodeAssistAdapter:
             if exc.answer is not None:
                 answer = exc.answer
                 reset = quota_reset(answer.status, answer.body, answer.headers)
-                return BufferedReply(answer.status, answer.headers, answer.body, reset)
+                return BufferedReply(
+                    answer.status, answer.body, reset, kept_headers(answer.headers)
+                )
             fallback = self.project_after_failure()
             if fallback is None:
                 raise UpstreamUnavailable(

@@ -86,6 +86,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     proxy_for,
     setting_text,
 )
+from cfgstore_gateway.adapters.usage_format import percent_item, percent_object
 from cfgstore_gateway.token_requests import CODEX_AUTH_CLAIM, jwt_claims
 
 PROVIDER_TYPE = "openai-codex-oauth"
@@ -319,10 +320,6 @@ def auth_headers(credential: Credential | None) -> dict[str, str]:
 # ------------------------------------------------------------------------------ usage
 
 
-def usage_status(percent: float) -> str:
-    return "danger" if percent > 90 else "warning" if percent > 70 else "normal"
-
-
 def usage_time(value: Any) -> str | None:
     """A reset time as ISO text: numbers below 1e10 are seconds, others ms; text is read as
     a date (``None`` when unreadable or absent)."""
@@ -332,28 +329,6 @@ def usage_time(value: Any) -> str | None:
         return iso_ms(int(value * 1000 if value < 1e10 else value))
     ms = parse_time_ms(value)
     return iso_ms(ms) if ms is not None else None
-
-
-PLAN_CLASSES = (
-    (("ultra",), "plan-ultra"),
-    (("team", "ent"), "plan-team"),
-    (("pro+", "pro +"), "plan-pro-plus"),
-    (("pro",), "plan-pro"),
-    (("plus", "+"), "plan-plus"),
-    (("free",), "plan-free"),
-    (("basic",), "plan-basic"),
-    (("super",), "plan-super"),
-    (("heavy",), "plan-heavy"),
-    (("standard",), "plan-standard"),
-)
-
-
-def plan_class(plan: str) -> str:
-    lowered = plan.lower()
-    for needles, name in PLAN_CLASSES:
-        if any(n in lowered for n in needles):
-            return name
-    return "plan-default"
 
 
 def _window(rate_limit: Mapping[str, Any], snake: str, camel: str) -> Mapping[str, Any] | None:
@@ -389,33 +364,10 @@ def format_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
         at = window.get("reset_at", window.get("resetAt"))
         if not items or percent > used:
             used, reset_at = percent, at
-        items.append(
-            {
-                "id": snake,
-                "label": label,
-                "used": percent,
-                "limit": 100,
-                "percent": percent,
-                "unit": "percent",
-                "status": usage_status(percent),
-                "resetAt": usage_time(at),
-            }
-        )
+        items.append(percent_item(snake, label, percent, usage_time(at)))
     plan = raw.get("plan_type") or raw.get("planType") or "FREE"
     plan = plan if isinstance(plan, str) else str(plan)
-    return {
-        "summary": {
-            "usedPercent": used,
-            "status": usage_status(used),
-            "resetAt": usage_time(reset_at),
-            "plan": plan,
-            "planClass": plan_class(plan),
-            "unit": "percent",
-        },
-        "user": {"email": raw.get("account") or None},
-        "items": items,
-        "raw": dict(raw),
-    }
+    return percent_object(used, usage_time(reset_at), plan, items, raw)
 
 
 # ------------------------------------------------------------------------------ adapter

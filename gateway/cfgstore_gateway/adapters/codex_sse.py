@@ -30,6 +30,7 @@ import aiohttp
 
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.adapters import UpstreamReply, UpstreamUnavailable
+from cfgstore_gateway.adapters.buffered_reply import BufferedReply
 from cfgstore_gateway.adapters.openai_compat import AiohttpReply, describe_error
 from cfgstore_gateway.protocols.common import new_id, now_s
 from cfgstore_gateway.protocols.sse import ServerEvent, SseParser, frame
@@ -237,33 +238,6 @@ def is_quota_error(error: Mapping[str, Any]) -> bool:
     return error.get("code") in QUOTA_CODES or error.get("type") in QUOTA_CODES
 
 
-class BufferedReply:
-    """An answer already read whole (the collected Responses object, an upstream error
-    body, or an SSE error turned into an error answer), with the quota's reset time when
-    the upstream named one."""
-
-    def __init__(
-        self,
-        status: int,
-        body: Mapping[str, Any] | bytes,
-        quota_reset_ms: int | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self._body = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.headers: Mapping[str, str] = headers or {"Content-Type": "application/json"}
-        self.quota_reset_ms = quota_reset_ms
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    def close(self) -> None:
-        pass
-
-
 def quota_error(error: Mapping[str, Any]) -> BufferedReply:
     """The reply for an error event or body: 429 (with the reset time when named) when the
     account's quota is spent, else 502, the upstream's message kept."""
@@ -300,7 +274,7 @@ async def error_answer(response: aiohttp.ClientResponse) -> UpstreamReply:
         if response.status == 429 or is_quota_error(error):
             reset = quota_reset_ms(error, now_ms())
     kept = {k: v for k in ("Content-Type", "Retry-After") if (v := response.headers.get(k))}
-    return BufferedReply(response.status, body, reset, kept)
+    return BufferedReply(response.status, body, reset, kept or None)
 
 
 # ------------------------------------------------------------------------------ replies

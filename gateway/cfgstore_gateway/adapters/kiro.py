@@ -61,11 +61,11 @@ from cfgstore_gateway.adapters import (
     UpstreamReply,
     UpstreamUnavailable,
 )
+from cfgstore_gateway.adapters.buffered_reply import BufferedReply
 from cfgstore_gateway.adapters.kiro_envelope import MODELS, build_envelope
 from cfgstore_gateway.adapters.kiro_events import EventStreamDecoder, EventStreamError
 from cfgstore_gateway.adapters.kiro_reply import (
     ClaudeAssembler,
-    ErrorReply,
     KiroReply,
     exception_text,
     status_of_exception,
@@ -79,7 +79,7 @@ from cfgstore_gateway.adapters.openai_compat import (
     proxy_for,
     setting_text,
 )
-from cfgstore_gateway.adapters.quota_reset import quota_reset_ms
+from cfgstore_gateway.adapters.quota_reset import epoch_ms, quota_reset_ms
 from cfgstore_gateway.token_requests import kiro_auth_method
 
 KIRO = "claude-kiro-oauth"
@@ -320,7 +320,7 @@ def _claude_error(status: int, message: str) -> bytes:
     return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
-async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
+async def _error_reply(response: aiohttp.ClientResponse) -> BufferedReply:
     try:
         raw = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -338,10 +338,10 @@ async def _error_reply(response: aiohttp.ClientResponse) -> ErrorReply:
             raw
         )
     message = _message_of(raw) or f"Kiro answered HTTP {response.status}"
-    return ErrorReply(status, _claude_error(status, message), reset)
+    return BufferedReply(status, _claude_error(status, message), reset)
 
 
-def _exception_reply(kind: str, message: str) -> ErrorReply:
+def _exception_reply(kind: str, message: str) -> BufferedReply:
     text = f"{kind}: {message}" if kind else message
     status = status_of_exception(text)
     reset = None
@@ -349,7 +349,7 @@ def _exception_reply(kind: str, message: str) -> ErrorReply:
         status, reset = 402, first_of_next_month_ms()
     elif status == 403 and token_refusal(message):
         status = 401
-    return ErrorReply(status, _claude_error(status, text), reset)
+    return BufferedReply(status, _claude_error(status, text), reset)
 
 
 def _message_of(raw: bytes) -> str | None:
@@ -370,7 +370,7 @@ def _message_of(raw: bytes) -> str | None:
 
 def _reset_in_body(raw: bytes) -> int | None:
     """A reset time the 429's JSON names (``resetAt``/``nextDateReset``/``resetTime``: ISO
-    or epoch seconds/ms)."""
+    or epoch seconds/ms, read by :func:`~.quota_reset.epoch_ms`), the first readable one."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -378,17 +378,9 @@ def _reset_in_body(raw: bytes) -> int | None:
     if not isinstance(body, Mapping):
         return None
     for key in ("resetAt", "nextDateReset", "resetTime", "resets_at"):
-        value = body.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return int(value * 1000 if value < 1e10 else value)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return int(parsed.timestamp() * 1000)
+        moment = epoch_ms(body.get(key))
+        if moment is not None:
+            return moment
     return None
 
 

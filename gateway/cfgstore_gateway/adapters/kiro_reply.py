@@ -512,30 +512,3 @@ class KiroReply:
 
     def close(self) -> None:
         self._response.release()
-
-
-class ErrorReply:
-    """An error answer already read (HTTP status, or an exception frame before any
-    content), with the quota reset time when the upstream named one."""
-
-    def __init__(self, status: int, body: bytes, quota_reset_ms: int | None = None) -> None:
-        self._status = status
-        self._body = body
-        self.quota_reset_ms = quota_reset_ms
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Content-Type": "application/json"}
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    def close(self) -> None:
-        pass

@@ -9,7 +9,8 @@ Items: each ``usageBreakdownList`` (or ``usageBreakdown``) entry, its ``bonuses`
 ``danger``). Totals count the items not expired. The plan is
 ``subscriptionInfo.subscriptionTitle`` (or ``subscription.title``, else ``FREE``) without a
 leading ``KIRO``. Timestamps below 1e10 are seconds; times are given as ISO strings
-(``…Z``, milliseconds).
+(``…Z``, milliseconds). Status, times and plan class are the shared ones of
+:mod:`~cfgstore_gateway.adapters.usage_format`.
 """
 
 from __future__ import annotations
@@ -20,55 +21,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from cfgstore_gateway.adapters.usage_format import iso_time, plan_class, status_of
+
 WINDOW_MS = 90 * 24 * 3600 * 1000
-
-
-def status_of(percent: float) -> str:
-    if percent > 90:
-        return "danger"
-    if percent > 70:
-        return "warning"
-    return "normal"
-
-
-def iso_of(value: object) -> str | None:
-    """An ISO time (``2026-01-01T00:00:00.000Z``) of epoch seconds/ms or a date string."""
-    if value is None or value == "" or value == 0 or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        ms = value * 1000 if value < 1e10 else value
-        moment = datetime.fromtimestamp(ms / 1000, UTC)
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    else:
-        return None
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
-def plan_class(plan: str) -> str:
-    p = plan.lower()
-    for needles, name in (
-        (("ultra",), "plan-ultra"),
-        (("team", "ent"), "plan-team"),
-        (("pro+", "pro +"), "plan-pro-plus"),
-        (("pro",), "plan-pro"),
-        (("plus", "+"), "plan-plus"),
-        (("free",), "plan-free"),
-        (("basic",), "plan-basic"),
-        (("super",), "plan-super"),
-        (("heavy",), "plan-heavy"),
-        (("standard",), "plan-standard"),
-    ):
-        if any(n in p for n in needles):
-            return name
-    return "plan-default"
 
 
 def _number(entry: Mapping[str, Any], key: str, default: float | None = 0) -> Any:
@@ -85,6 +40,25 @@ def _percent(used: Any, limit: Any) -> float:
     if isinstance(used, int | float) and isinstance(limit, int | float) and limit > 0:
         return min(100.0, used / limit * 100)
     return 0
+
+
+def _item(
+    item_id: object, label: object, used: Any, limit: Any, reset: object, *, expired: bool
+) -> dict[str, Any]:
+    """One item counted in tokens: a usage breakdown, a bonus or a free trial (``danger``
+    once expired)."""
+    percent = _percent(used, limit)
+    return {
+        "id": item_id,
+        "label": label,
+        "used": used,
+        "limit": limit,
+        "percent": percent,
+        "unit": "tokens",
+        "status": "danger" if expired else status_of(percent),
+        "resetAt": iso_time(reset),
+        "isExpired": expired,
+    }
 
 
 def format_usage(raw: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
@@ -114,58 +88,43 @@ def format_usage(raw: dict[str, Any], now_ms: int | None = None) -> dict[str, An
             continue
         if within(entry.get("nextDateReset")):
             used, limit = _number(entry, "currentUsage", None), _number(entry, "usageLimit", None)
-            percent = _percent(used, limit)
             items.append(
-                {
-                    "id": entry.get("resourceType"),
-                    "label": entry.get("displayName"),
-                    "used": used,
-                    "limit": limit,
-                    "percent": percent,
-                    "unit": "tokens",
-                    "status": status_of(percent),
-                    "resetAt": iso_of(entry.get("nextDateReset")),
-                    "isExpired": False,
-                }
+                _item(
+                    entry.get("resourceType"),
+                    entry.get("displayName"),
+                    used,
+                    limit,
+                    entry.get("nextDateReset"),
+                    expired=False,
+                )
             )
         bonuses = entry.get("bonuses")
         for bonus in bonuses if isinstance(bonuses, list) else []:
             if not isinstance(bonus, Mapping) or not within(bonus.get("expiresAt")):
                 continue
-            used, limit = _number(bonus, "currentUsage"), _number(bonus, "usageLimit")
-            percent = _percent(used, limit)
             expired = bonus.get("status") == "EXPIRED"
             items.append(
-                {
-                    "id": f"bonus_{bonus.get('bonusCode') or bonus.get('displayName')}",
-                    "label": f"Bonus: {bonus.get('displayName')}"
-                    + (" (Expired)" if expired else ""),
-                    "used": used,
-                    "limit": limit,
-                    "percent": percent,
-                    "unit": "tokens",
-                    "status": "danger" if expired else status_of(percent),
-                    "resetAt": iso_of(bonus.get("expiresAt")),
-                    "isExpired": expired,
-                }
+                _item(
+                    f"bonus_{bonus.get('bonusCode') or bonus.get('displayName')}",
+                    f"Bonus: {bonus.get('displayName')}" + (" (Expired)" if expired else ""),
+                    _number(bonus, "currentUsage"),
+                    _number(bonus, "usageLimit"),
+                    bonus.get("expiresAt"),
+                    expired=expired,
+                )
             )
         trial = entry.get("freeTrialInfo")
         if isinstance(trial, Mapping) and within(trial.get("freeTrialExpiry")):
-            used, limit = _number(trial, "currentUsage"), _number(trial, "usageLimit")
-            percent = _percent(used, limit)
             expired = trial.get("freeTrialStatus") == "EXPIRED"
             items.append(
-                {
-                    "id": f"freetrial_{entry.get('resourceType')}",
-                    "label": "Free Trial" + (" (Expired)" if expired else ""),
-                    "used": used,
-                    "limit": limit,
-                    "percent": percent,
-                    "unit": "tokens",
-                    "status": "danger" if expired else status_of(percent),
-                    "resetAt": iso_of(trial.get("freeTrialExpiry")),
-                    "isExpired": expired,
-                }
+                _item(
+                    f"freetrial_{entry.get('resourceType')}",
+                    "Free Trial" + (" (Expired)" if expired else ""),
+                    _number(trial, "currentUsage"),
+                    _number(trial, "usageLimit"),
+                    trial.get("freeTrialExpiry"),
+                    expired=expired,
+                )
             )
     active = [item for item in items if not item["isExpired"]]
     total_used = sum(item["used"] or 0 for item in active)
@@ -185,7 +144,7 @@ def format_usage(raw: dict[str, Any], now_ms: int | None = None) -> dict[str, An
         "summary": {
             "usedPercent": used_percent,
             "status": status_of(used_percent),
-            "resetAt": iso_of(raw.get("nextDateReset")),
+            "resetAt": iso_time(raw.get("nextDateReset")),
             "plan": plan,
             "planClass": plan_class(plan),
             "unit": items[0]["unit"] if items else "tokens",

@@ -30,7 +30,7 @@ from typing import Any
 
 from cfgstore.model.timefmt import parse_time_ms
 
-__all__ = ["duration_ms", "epoch_ms", "quota_reset_ms"]
+__all__ = ["duration_ms", "epoch_ms", "quota_reset_ms", "retry_after_ms"]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|h|m|s)?", re.IGNORECASE)
 _UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0, "": 1.0}
@@ -78,8 +78,10 @@ def epoch_ms(value: object) -> int | None:
     return moment * 1000 if moment < 10_000_000_000 else moment
 
 
-def _retry_after_ms(value: object, now_ms: int) -> int | None:
-    """``Retry-After``'s delay: seconds, or an HTTP date."""
+def retry_after_ms(value: object, now_ms: int) -> int | None:
+    """``Retry-After``'s delay in ms: seconds (a number or its text), or an HTTP date (0 once
+    past); ``None`` when absent, negative, not finite or unreadable. The gateway's 429
+    cooldown reads the header with this too (:func:`cfgstore_gateway.proxy.cooldown_until`)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return int(value * 1000) if math.isfinite(value) and value >= 0 else None
     if not isinstance(value, str) or not value.strip():
@@ -124,14 +126,14 @@ def quota_reset_ms(
 ) -> int | None:
     """The epoch ms at which the quota comes back per ``headers`` and ``body`` (JSON bytes,
     text or an already parsed object), ``None`` when neither says (module docstring)."""
-    delay = _retry_after_ms(_header(headers, "retry-after"), now_ms)
+    delay = retry_after_ms(_header(headers, "retry-after"), now_ms)
     if delay is not None:
         return now_ms + delay
     document = _document(body)
     if document is None:
         return None
     for key in ("retryAfter", "retry_after"):
-        delay = _retry_after_ms(document.get(key), now_ms)
+        delay = retry_after_ms(document.get(key), now_ms)
         if delay is not None:
             return now_ms + delay
     for key in ("retryDelay", "retry_delay", "retryAfterMs"):

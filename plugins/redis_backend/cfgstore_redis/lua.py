@@ -257,7 +257,10 @@ end
 # The batch marks (cfgstore.model.batch_ids): in the marks hash, field <instance> holds
 # '<epoch>:<seq>' per epoch with a mark, joined by spaces (one, once the instance dropped
 # its earlier runs' marks). M.read returns them ({epoch, seq, text} each; {} for none), or
-# nil when the field holds anything else.
+# nil when the field holds anything else. M.split(key, instance, epoch) returns the seq
+# marked for that epoch (0: none) and the other epochs' mark texts, nil when malformed;
+# M.mark(key, instance, kept, epoch, seq) writes those texts plus '<epoch>:<seq>'. Every
+# exactly-once batch (records, traffic, usage statistics) checks and marks with these.
 MARKS_PRELUDE = r"""
 local M = {}
 
@@ -277,6 +280,21 @@ end
 function M.malformed(key, instance)
   return 'batch marks of ' .. instance .. ' in ' .. key .. ' are not <epoch>:<seq> ' ..
     'joined by spaces: ' .. tostring(redis.call('HGET', key, instance))
+end
+
+function M.split(key, instance, epoch)
+  local marks = M.read(key, instance)
+  if not marks then return nil end
+  local kept, current = {}, 0
+  for _, mark in ipairs(marks) do
+    if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
+  end
+  return current, kept
+end
+
+function M.mark(key, instance, kept, epoch, seq)
+  kept[#kept + 1] = epoch .. ':' .. seq
+  redis.call('HSET', key, instance, table.concat(kept, ' '))
 end
 """
 
@@ -306,21 +324,11 @@ end
 if ARGV[1] == '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'dup'} end
 else
-  local marks = M.read(KEYS[1], ARGV[1])
-  if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
-  local epoch = tonumber(ARGV[2])
-  local kept, current = {}, 0
-  for _, mark in ipairs(marks) do
-    if mark.epoch == epoch then
-      current = mark.seq
-    else
-      kept[#kept + 1] = mark.text
-    end
-  end
+  local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+  if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
   if tonumber(ARGV[3]) <= current then return {'dup'} end
   if current < tonumber(ARGV[4]) then return {'behind', current} end
-  kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
-  redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+  M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 end
 local argi = 8
 local transitions = {}
@@ -461,16 +469,10 @@ TRAFFIC_ADD = (
     SHEBANG
     + MARKS_PRELUDE
     + r"""
-local marks = M.read(KEYS[1], ARGV[1])
-if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
-local epoch = tonumber(ARGV[2])
-local kept, current = {}, 0
-for _, mark in ipairs(marks) do
-  if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
-end
+local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
 if tonumber(ARGV[3]) <= current then return {'dup'} end
-kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 local argi = 4
 for k = 2, #KEYS do
   local expire_at = ARGV[argi]; local fields = tonumber(ARGV[argi + 1])
@@ -1080,16 +1082,10 @@ USAGE_STATS_ADD = (
     + MARKS_PRELUDE
     + USAGE_PRELUDE
     + r"""
-local marks = M.read(KEYS[1], ARGV[1])
-if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
-local epoch = tonumber(ARGV[2])
-local kept, current = {}, 0
-for _, mark in ipairs(marks) do
-  if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
-end
+local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
 if tonumber(ARGV[3]) <= current then return {'dup'} end
-kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 local H = KEYS[2]
 local i = 5
 while i <= #ARGV do
