@@ -1171,16 +1171,10 @@ POTLUCK_TOKENS = (
     SHEBANG
     + MARKS_PRELUDE
     + r"""
-local marks = M.read(KEYS[1], ARGV[1])
-if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
-local epoch = tonumber(ARGV[2])
-local kept, current = {}, 0
-for _, mark in ipairs(marks) do
-  if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
-end
+local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
 if tonumber(ARGV[3]) <= current then return {'dup'} end
-kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 local keep_days = tonumber(ARGV[4])
 local function trim_history(key)
   local all = redis.call('HGETALL', key)
