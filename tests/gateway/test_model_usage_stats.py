@@ -1,5 +1,6 @@
 """``model-usage-stats`` end to end: two gateway instances (memory fallback over one real
-Redis) serve 2 × N chat requests (N = ``scaled(200)``; streams among them) to a stub
+Redis) serve 2 × N chat requests (N = ``scaled(5000)``: the issue's 2 × 5,000 at the default
+scale; 100 in flight at once; streams among them) to a stub
 upstream that reports different token counts for each; the statistics every instance
 answers equal exactly what the stub reported, in every scope. Then a token reset through
 one instance (counts kept), a full reset through the other, and the statistics exported
@@ -34,8 +35,11 @@ from tests.gateway.conftest import CLIENT_KEY, TYPE, WAIT_S, auth, scaled, servi
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 from tests.gateway.upstream_stub import Received, Reply, UpstreamStub, completion
 
-N = scaled(200, minimum=10)
+N = scaled(5000, minimum=10)
 """Requests per instance."""
+IN_FLIGHT = 100
+COUNTED_S = WAIT_S + N / 50
+"""Bound of the wait for every outcome to be counted (the plugin works off the request path)."""
 NODE = "5a5a5a5a-0000-4000-8000-00000000005a"
 MODEL = "stats-model"
 STATS = "/api/model-usage-stats"
@@ -102,7 +106,7 @@ class Counted:
         self._changed.set()
 
     async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(WAIT_S):
+        async with asyncio.timeout(COUNTED_S):
             while self.seen < count:
                 self._changed.clear()
                 await self._changed.wait()
@@ -161,11 +165,14 @@ async def deploy(namespace: Namespace, upstream: UpstreamStub) -> None:
         await set_password(store)
 
 
-async def chat(gateway: Instance, index: int) -> int:
+async def chat(gateway: Instance, index: int, slots: asyncio.Semaphore) -> int:
     body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": f"q{index}"}]}
     if index % 4 == 0:
         body["stream"] = True
-    async with gateway.client.post("/v1/chat/completions", json=body, headers=auth()) as response:
+    async with (
+        slots,
+        gateway.client.post("/v1/chat/completions", json=body, headers=auth()) as response,
+    ):
         await response.read()
         return response.status
 
@@ -177,7 +184,10 @@ async def test_two_instances_count_every_request_and_token_the_upstream_reported
     async with UpstreamStub(ledger.reply) as upstream:
         await deploy(namespace, upstream)
         async with instance(namespace, "one") as one, instance(namespace, "two") as two:
-            statuses = await asyncio.gather(*(chat((one, two)[i % 2], i) for i in range(2 * N)))
+            slots = asyncio.Semaphore(IN_FLIGHT)
+            statuses = await asyncio.gather(
+                *(chat((one, two)[i % 2], i, slots) for i in range(2 * N))
+            )
             assert statuses == [200] * (2 * N)
             await asyncio.gather(one.counted.wait_for(N), two.counted.wait_for(N))
             await asyncio.gather(one.store.flush(), two.store.flush())
