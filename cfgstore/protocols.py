@@ -11,7 +11,9 @@ compare::
 
 :class:`StorageBackend` is every storage operation a complete chain needs (a bottom
 backend alone must implement it); a layer implements some groups and delegates the rest.
-:class:`ReplicaBackend`, :class:`KeptFilesBackend` and :class:`TrafficBackend` are optional
+:class:`ReplicaBackend`, :class:`KeptFilesBackend`, :class:`TrafficBackend`,
+:class:`LeasesBackend`, :class:`UsageStatsBackend`, :class:`PluginLogsBackend` and
+:class:`PotluckBackend` are optional
 operations; :class:`LifecycleBackend` is optional per method (a backend without ``cfgstore_open``
 simply is not opened).
 
@@ -23,7 +25,7 @@ docstrings of the specs are the contracts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from cfgstore.model.config import MainConfig
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from cfgstore.model.login_guard import LoginAttempt, LoginGuard
     from cfgstore.model.plugin_config import PluginConfig
     from cfgstore.model.pools import ProviderNode, ProviderPools
+    from cfgstore.model.potluck import Admission, KeyDocument, PotluckKeys, TokenUse
     from cfgstore.model.records import NodeRecord
     from cfgstore.model.replica import AppliedBatch, InstanceInfo, ReplicaHead
     from cfgstore.model.sessions import UiSession
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from cfgstore.model.status import BackendStatus
     from cfgstore.model.traffic import TrafficCount
     from cfgstore.model.usage_cache import UsageCache
+    from cfgstore.model.usage_stats import UsageCount
 
 
 class MetaBackend(Protocol):
@@ -235,6 +239,10 @@ class ReplicaBackend(Protocol):
         self, counts: Sequence[TrafficCount], op_id: str
     ) -> bool: ...
 
+    async def cfgstore_replica_add_usage_stats(
+        self, counts: Sequence[UsageCount], op_id: str
+    ) -> bool: ...
+
     async def cfgstore_replica_forget_epochs(self, instance_id: str, epoch: int) -> int: ...
 
     async def cfgstore_replica_heartbeat(self, info: InstanceInfo, ttl_ms: int) -> None: ...
@@ -256,6 +264,78 @@ class TrafficBackend(Protocol):
     async def cfgstore_traffic_add(self, counts: Sequence[TrafficCount]) -> None: ...
 
     async def cfgstore_traffic_read(self, since_ms: int) -> list[TrafficCount]: ...
+
+
+class LeasesBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.leases`."""
+
+    async def cfgstore_lease_take(self, name: str, ttl_ms: int) -> str | None: ...
+
+    async def cfgstore_lease_release(self, name: str, token: str) -> bool: ...
+
+
+class UsageStatsBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.usage_stats`."""
+
+    async def cfgstore_usage_stats_add(self, counts: Sequence[UsageCount]) -> None: ...
+
+    async def cfgstore_usage_stats_read(self) -> dict[str, Any]: ...
+
+    async def cfgstore_usage_stats_reset(self, tokens_only: bool) -> None: ...
+
+    async def cfgstore_usage_stats_import(self, document: dict[str, Any]) -> None: ...
+
+
+class PluginLogsBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.plugin_logs`."""
+
+    async def cfgstore_plugin_log_append(
+        self, plugin: str, entry: dict[str, JSONValue], keep: int
+    ) -> None: ...
+
+    async def cfgstore_plugin_log_recent(
+        self, plugin: str, limit: int
+    ) -> list[dict[str, JSONValue]]: ...
+
+    async def cfgstore_plugin_log_clear(self, plugin: str) -> None: ...
+
+
+class PotluckBackend(Protocol):
+    """The operations of :mod:`cfgstore.hookspecs.potluck`."""
+
+    async def cfgstore_potluck_list(self) -> list[KeyDocument]: ...
+
+    async def cfgstore_potluck_get(self, key_id: str) -> KeyDocument | None: ...
+
+    async def cfgstore_potluck_create(self, key: KeyDocument) -> None: ...
+
+    async def cfgstore_potluck_update(
+        self, key_id: str, changes: Mapping[str, JSONValue]
+    ) -> KeyDocument: ...
+
+    async def cfgstore_potluck_toggle(self, key_id: str) -> KeyDocument: ...
+
+    async def cfgstore_potluck_apply_limit(self, daily_limit: int) -> tuple[int, int]: ...
+
+    async def cfgstore_potluck_reset(
+        self, key_id: str | None, what: Literal["today", "tokens"], today: str
+    ) -> int: ...
+
+    async def cfgstore_potluck_regenerate(
+        self, old_id: str, new_id: str, now_ms: int
+    ) -> KeyDocument: ...
+
+    async def cfgstore_potluck_delete(self, key_id: str) -> bool: ...
+
+    async def cfgstore_potluck_admit(self, key_id: str, today: str, now_ms: int) -> Admission: ...
+
+    async def cfgstore_potluck_add_tokens(self, uses: Sequence[TokenUse]) -> None: ...
+
+    async def cfgstore_replica_add_potluck_tokens(
+        self, uses: Sequence[TokenUse], op_id: str
+    ) -> bool: ...
+
+    async def cfgstore_potluck_import(self, keys: PotluckKeys) -> None: ...
 
 
 class LifecycleBackend(Protocol):
@@ -302,6 +382,10 @@ GROUPS: dict[str, type] = {
     "cfgstore.hookspecs.replica": ReplicaBackend,
     "cfgstore.hookspecs.kept_files": KeptFilesBackend,
     "cfgstore.hookspecs.traffic": TrafficBackend,
+    "cfgstore.hookspecs.leases": LeasesBackend,
+    "cfgstore.hookspecs.usage_stats": UsageStatsBackend,
+    "cfgstore.hookspecs.plugin_logs": PluginLogsBackend,
+    "cfgstore.hookspecs.potluck": PotluckBackend,
     "cfgstore.hookspecs.lifecycle": LifecycleBackend,
 }
 """The protocol of each hookspec module (``cfgstore_register_backends`` of the lifecycle

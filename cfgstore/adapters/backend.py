@@ -72,6 +72,18 @@ TRAFFIC = "traffic"
 """Capability: the backend keeps per-minute traffic counts (:mod:`cfgstore.hookspecs.traffic`),
 summed over every instance on its storage. The contract suite then runs its traffic tests."""
 
+POTLUCK = "potluck"
+"""Capability: the backend keeps api-potluck keys (:mod:`cfgstore.hookspecs.potluck`)."""
+
+SHARED_POTLUCK = "shared-potluck"
+"""Capability: potluck admissions are exact across every store on the storage (no more than
+``dailyLimit`` a day whatever the number of instances). Without it each store checks the
+limit against its own copy (the file backend: counts merge, the limit holds per process)."""
+
+USAGE_STATS = "usage-stats"
+"""Capability: the backend keeps the model usage statistics (:mod:`cfgstore.hookspecs.usage_stats`),
+summed over every instance on its storage. The contract suite then runs its statistics tests."""
+
 
 @attrs.frozen
 class BackendDescriptor:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cfgstore.adapters.backend import Operations
 from cfgstore.errors import PluginError
+from cfgstore.model import potluck as pl
 from cfgstore.model import records as rec
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential, CredentialRef
@@ -477,3 +479,163 @@ class Replicas(_Facade):
         """The resolved table, for :func:`cfgstore_memory.replay.replay_journal`."""
         self._require("cfgstore_replica_apply")
         return self._ops
+
+
+class Potluck(_Facade):
+    """api-potluck keys (``cfgstore.hookspecs.potluck``). ``now`` (epoch ms) defaults to the
+    current time; the day is its Beijing date. Reads roll the day over (today's counters
+    read as 0 on a new date) without writing. A chain whose backend keeps no keys raises
+    :class:`~cfgstore.errors.PluginError`."""
+
+    def __init__(self, ops: Operations) -> None:
+        super().__init__(ops)
+        # A layer may pass admissions through; the keys need a backend that creates them.
+        self.available = "cfgstore_potluck_create" in ops
+
+    async def _op(self, operation: str, /, **kwargs: Any) -> Any:
+        if not self.available:
+            raise PluginError("this backend keeps no api-potluck keys")
+        return await self._call(operation, **kwargs)
+
+    async def list(self, now: int | None = None) -> builtins.list[pl.KeyDocument]:
+        today = pl.beijing_date(now if now is not None else now_ms())
+        keys: builtins.list[pl.KeyDocument] = await self._op("cfgstore_potluck_list")
+        for key in keys:
+            pl.roll_day(key, today)
+        return keys
+
+    async def get(self, key_id: str, now: int | None = None) -> pl.KeyDocument | None:
+        key: pl.KeyDocument | None = await self._op("cfgstore_potluck_get", key_id=key_id)
+        if key is not None:
+            pl.roll_day(key, pl.beijing_date(now if now is not None else now_ms()))
+        return key
+
+    async def create(
+        self, name: str = "", daily_limit: int | None = None, now: int | None = None
+    ) -> pl.KeyDocument:
+        """A new key (name default ``Key-<n>``, limit default 500)."""
+        now = now if now is not None else now_ms()
+        if not name:
+            name = f"Key-{len(await self._op('cfgstore_potluck_list')) + 1}"
+        limit = pl.DEFAULT_DAILY_LIMIT if daily_limit is None else daily_limit
+        key = pl.new_key(pl.new_key_id(), name, limit, now)
+        await self._op("cfgstore_potluck_create", key=key)
+        return key
+
+    async def add(self, key: pl.KeyDocument) -> None:
+        await self._op("cfgstore_potluck_create", key=key)
+
+    async def rename(self, key_id: str, name: str) -> pl.KeyDocument:
+        return await self._update(key_id, {"name": name})
+
+    async def set_limit(self, key_id: str, daily_limit: int) -> pl.KeyDocument:
+        return await self._update(key_id, {"dailyLimit": pl.check_limit(daily_limit)})
+
+    async def _update(self, key_id: str, changes: Mapping[str, JSONValue]) -> pl.KeyDocument:
+        key: pl.KeyDocument = await self._op(
+            "cfgstore_potluck_update", key_id=key_id, changes=changes
+        )
+        return key
+
+    async def toggle(self, key_id: str) -> pl.KeyDocument:
+        key: pl.KeyDocument = await self._op("cfgstore_potluck_toggle", key_id=key_id)
+        return key
+
+    async def apply_limit(self, daily_limit: int) -> tuple[int, int]:
+        result: tuple[int, int] = await self._op(
+            "cfgstore_potluck_apply_limit", daily_limit=pl.check_limit(daily_limit, 1)
+        )
+        return result
+
+    async def reset_today(self, key_id: str, now: int | None = None) -> bool:
+        today = pl.beijing_date(now if now is not None else now_ms())
+        count: int = await self._op(
+            "cfgstore_potluck_reset", key_id=key_id, what="today", today=today
+        )
+        return count > 0
+
+    async def reset_tokens(self, key_id: str | None = None) -> int:
+        """Zero token counters and peaks of one key (``None``: every key)."""
+        count: int = await self._op(
+            "cfgstore_potluck_reset", key_id=key_id, what="tokens", today=""
+        )
+        return count
+
+    async def regenerate(self, key_id: str, now: int | None = None) -> pl.KeyDocument:
+        key: pl.KeyDocument = await self._op(
+            "cfgstore_potluck_regenerate",
+            old_id=key_id,
+            new_id=pl.new_key_id(),
+            now_ms=now if now is not None else now_ms(),
+        )
+        return key
+
+    async def delete(self, key_id: str) -> bool:
+        deleted: bool = await self._op("cfgstore_potluck_delete", key_id=key_id)
+        return deleted
+
+    async def admit(self, key_id: str, now: int | None = None) -> pl.Admission:
+        """Check and count one request in one atomic step (``cfgstore_potluck_admit``)."""
+        now = now if now is not None else now_ms()
+        admission: pl.Admission = await self._op(
+            "cfgstore_potluck_admit", key_id=key_id, today=pl.beijing_date(now), now_ms=now
+        )
+        return admission
+
+    async def add_tokens(self, uses: Sequence[pl.TokenUse]) -> None:
+        if uses:
+            await self._op("cfgstore_potluck_add_tokens", uses=uses)
+
+    async def stored(self) -> pl.PotluckKeys | None:
+        """Every key exactly as stored (no day rolled over), for migrate and export;
+        ``None`` when the chain keeps no keys or holds none."""
+        if not self.available:
+            return None
+        keys: builtins.list[pl.KeyDocument] = await self._call("cfgstore_potluck_list")
+        return pl.PotluckKeys({str(k.get("id", "")): k for k in keys}) if keys else None
+
+    async def import_keys(self, keys: pl.PotluckKeys) -> None:
+        await self._op("cfgstore_potluck_import", keys=keys)
+
+
+class Leases(_Facade):
+    """Named leases (``cfgstore.hookspecs.leases``). A chain whose backends offer none gets
+    leases of this process only (:attr:`stored` is then false): the same contract within
+    one process, nothing across instances."""
+
+    def __init__(self, ops: Operations) -> None:
+        super().__init__(ops)
+        self._local: dict[str, tuple[str, float]] = {}
+
+    @property
+    def stored(self) -> bool:
+        """Whether the leases are the storage's (shared by every instance on it)."""
+        return "cfgstore_lease_take" in self._ops and "cfgstore_lease_release" in self._ops
+
+    async def take(self, name: str, ttl_ms: int) -> str | None:
+        """A token when the lease ``name`` was free (held for ``ttl_ms``), else ``None``."""
+        if not name:
+            raise ValueError("a lease needs a name")
+        if self.stored:
+            token: str | None = await self._call(
+                "cfgstore_lease_take", name=name, ttl_ms=max(1, ttl_ms)
+            )
+            return token
+        now = asyncio.get_running_loop().time()
+        held = self._local.get(name)
+        if held is not None and held[1] > now:
+            return None
+        token = "local-" + secrets.token_hex(16)
+        self._local[name] = (token, now + max(1, ttl_ms) / 1000)
+        return token
+
+    async def release(self, name: str, token: str) -> bool:
+        """Release the lease if ``token`` still holds it; whether it did."""
+        if self.stored:
+            released: bool = await self._call("cfgstore_lease_release", name=name, token=token)
+            return released
+        held = self._local.get(name)
+        if held is None or held[0] != token:
+            return False
+        del self._local[name]
+        return held[1] > asyncio.get_running_loop().time()

@@ -22,19 +22,23 @@ from cfgstore.adapters.facades import (
     Credentials,
     CustomModels,
     KeptFiles,
+    Leases,
     Logins,
     Meta,
     Password,
     PluginConfigs,
     Pools,
+    Potluck,
     Replicas,
     Sessions,
     SystemPrompt,
     UsageCaches,
 )
+from cfgstore.adapters.plugin_logs import PluginLogs
 from cfgstore.adapters.plugins import PluginSet, make_plugin_manager
 from cfgstore.adapters.settings import DEFAULT_FILE_CHAIN, Settings
 from cfgstore.adapters.traffic import Traffic
+from cfgstore.adapters.usage_stats import UsageStats
 from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
 from cfgstore.model.status import BackendStatus, EntityCounts
 
@@ -71,6 +75,10 @@ class Store:
         self.replicas = Replicas(ops)
         self.kept_files = KeptFiles(ops)
         self.traffic = Traffic(ops)
+        self.potluck = Potluck(ops)
+        self.leases = Leases(ops)
+        self.usage_stats = UsageStats(ops)
+        self.plugin_logs = PluginLogs(ops)
 
     @property
     def backend_names(self) -> list[str]:
@@ -119,6 +127,7 @@ class Store:
         finally:
             try:
                 await store.traffic.close()
+                await store.usage_stats.close()
             finally:
                 await store._close(store._chain.layers)
 
@@ -161,6 +170,7 @@ class Store:
         """Wait until every write accepted so far is durable in every layer (the traffic
         tally is handed over first)."""
         await self.traffic.flush()
+        await self.usage_stats.flush()
         for layer in self._chain.layers:
             if "cfgstore_flush" in layer.lifecycle:
                 await layer.lifecycle["cfgstore_flush"]()

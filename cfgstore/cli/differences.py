@@ -103,6 +103,19 @@ def differences(
         or not _same(files.usage_cache.to_json(), store.usage_cache.to_json())
     ):
         out.append("usage cache: differs")
+    # Keys only one side holds are a difference either way (like pool nodes).
+    if (files.potluck is not None or store.potluck is not None) and (
+        files.potluck is None
+        or store.potluck is None
+        or not _same(files.potluck.keys, store.potluck.keys)
+    ):
+        out.append("api-potluck keys: differ")
+    if (files.usage_stats is not None or (complete and store.usage_stats is not None)) and (
+        files.usage_stats is None
+        or store.usage_stats is None
+        or not _same(files.usage_stats, store.usage_stats)
+    ):
+        out.append("model usage statistics: differ")
     return out
 
 

@@ -41,12 +41,14 @@ from cfgstore.cli.kept_files import equivalent, safe_key
 from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.cli.readiness import Readiness
 from cfgstore.cli.relocation import Moved
-from cfgstore.cli.snapshot import Snapshot, read_folder, read_store
+from cfgstore.cli.snapshot import Snapshot, potluck_as_kept, read_folder, read_store
 from cfgstore.fileio import atomic_write, make_private_dirs
 from cfgstore.model import jsjson
 from cfgstore.model.credentials import credential_path_of
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.pools import pools_to_json
+from cfgstore.model.potluck import keys_to_bytes
+from cfgstore.model.usage_stats import USAGE_STATS_FILE
 from cfgstore.model.versions import ABSENT_VERSION
 
 SESSIONS_NOTE = (
@@ -174,6 +176,10 @@ def _model_files(snapshot: Snapshot, places: relocation.Places) -> ExportPlan:
         plan.files[prompt_path] = snapshot.system_prompt.encode("utf-8")
     if snapshot.usage_cache is not None:
         plan.files[configs / "usage-cache.json"] = jsjson.dump_bytes(snapshot.usage_cache.to_json())
+    if snapshot.potluck is not None:
+        plan.files[configs / "api-potluck-keys.json"] = keys_to_bytes(snapshot.potluck)
+    if snapshot.usage_stats is not None:
+        plan.files[configs / USAGE_STATS_FILE] = jsjson.dump_bytes(snapshot.usage_stats)
     plan.files[configs / "token-store.json"] = jsjson.dump_bytes({"tokens": {}})
     return plan
 
@@ -341,4 +347,6 @@ async def read_back(root: Path, snapshot: Snapshot) -> list[str]:
     and the snapshot it was written from (``verify``'s comparison, both ways)."""
     include = frozenset({"usage-cache"}) if snapshot.usage_cache is not None else frozenset()
     files, _ = await read_folder(root / "configs", root, include, strict=False)
+    if snapshot.potluck is None:  # a store keeping no keys kept their file as bytes
+        files = potluck_as_kept(files)
     return differences(files, snapshot, complete=True)

@@ -38,7 +38,14 @@ from cfgstore.cli.differences import differences, live_state_differences
 from cfgstore.cli.interrupts import Interrupted, checkpoint, stoppable
 from cfgstore.cli.os_errors import describe_os_error
 from cfgstore.cli.readiness import MIGRATING, MIGRATING_COMMAND
-from cfgstore.cli.snapshot import INCLUDABLE, Snapshot, SourceReport, read_folder, read_store
+from cfgstore.cli.snapshot import (
+    INCLUDABLE,
+    Snapshot,
+    SourceReport,
+    for_store,
+    read_folder,
+    read_store,
+)
 from cfgstore.errors import InvalidData
 from cfgstore.model.config_rules import field_errors
 from cfgstore.model.convert import json_path
@@ -186,6 +193,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"{describe_os_error(exc)} (nothing was written)", 2, exc)
             warnings = [f"{config_source}: {w} (the admin API would refuse it)" for w in warnings]
             async with Store.open(settings, plugins=plugin_set()) as store:
+                files = for_store(files, store)
                 stored = await read_store(store, "reading the store")
                 meta = await store.meta.get()
                 # A run that stopped halfway left its marker: finishing it needs no --force.
@@ -267,6 +275,8 @@ async def write(
         await step(store.plugin_config.put(files.plugins))
         await step(_optional(store.password.put_stored, _stored_password(files.password)))
         await step(_optional(store.usage_cache.put, files.usage_cache))
+        await step(_optional(store.potluck.import_keys, files.potluck))
+        await step(_optional(store.usage_stats.replace, files.usage_stats))
         await step(store.kept_files.put(files.kept))
         for token, session in files.sessions.items():
             await step(store.sessions.add(token, session))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -24,9 +25,11 @@ from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.names import check_pools, check_type_names
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderPools
+from cfgstore.model.potluck import PotluckKeys, keys_from_bytes, keys_to_bytes
 from cfgstore.model.sessions import UiSession, sessions_from_json
 from cfgstore.model.timefmt import now_ms
 from cfgstore.model.usage_cache import UsageCache
+from cfgstore.model.usage_stats import USAGE_STATS_FILE, empty_document, read_node_file
 from cfgstore.model.versions import ABSENT_VERSION
 
 INCLUDABLE = ("sessions", "usage-cache")
@@ -47,6 +50,12 @@ class Snapshot:
     sessions: dict[str, UiSession] = attrs.Factory(dict)
     kept: dict[str, bytes] = attrs.Factory(dict)
     """Files kept as bytes (:mod:`cfgstore.cli.kept_files`): relative path → bytes."""
+    potluck: PotluckKeys | None = None
+    """The api-potluck keys (``configs/api-potluck-keys.json``), ``None`` when there are
+    none or the file holds what the entity cannot (then it is a kept file)."""
+    usage_stats: dict[str, Any] | None = None
+    """The model usage statistics (Node's ``configs/model-usage-stats.json``), ``None`` when
+    there are none (or the file is not in Node's shape: then it is a kept file)."""
 
     def credential_files(self) -> list[Credential]:
         """The credentials once per token file (nodes naming one file share one
@@ -72,6 +81,8 @@ class Snapshot:
             and not self.custom_models
             and not self.plugins.plugins
             and self.password is None
+            and self.usage_stats is None
+            and self.potluck is None
         )
 
 
@@ -103,7 +114,17 @@ async def read_store(store: Store, label: str = "reading") -> Snapshot:
         password=await store.password.get_stored(),
         usage_cache=await store.usage_cache.get(),
         kept=await store.kept_files.get(),
+        potluck=await store.potluck.stored(),
+        usage_stats=await _stored_usage_stats(store),
     )
+
+
+async def _stored_usage_stats(store: Store) -> dict[str, Any] | None:
+    """The store's statistics, ``None`` when it keeps none (or nothing was ever counted)."""
+    if not store.usage_stats.available:
+        return None
+    doc = await store.usage_stats.read(live=False)
+    return None if doc == empty_document() else doc
 
 
 def file_settings(configs: Path, cwd: Path | None) -> Settings:
@@ -156,13 +177,54 @@ async def read_folder(
             usage_cache=await store.usage_cache.get() if "usage-cache" in include else None,
         )
     _check_storable(snapshot, configs, cwd)
+    root = cwd or configs.parent
+    snapshot.potluck = await asyncio.to_thread(_potluck_keys, root / "configs" / POTLUCK_FILE)
+    snapshot.usage_stats = await asyncio.to_thread(
+        read_node_file, root / "configs" / USAGE_STATS_FILE
+    )
     if "sessions" in include:
         snapshot.sessions = _live_sessions(configs / "token-store.json")
-    root = cwd or configs.parent
     snapshot.kept = await asyncio.to_thread(kept_files.collect, snapshot, configs, root)
     if "sessions" not in include and (configs / "token-store.json").exists():
         report.not_migrated = [f"token-store.json ({SESSIONS_REASON})"]
     return snapshot, report
+
+
+POTLUCK_FILE = "api-potluck-keys.json"
+
+
+def _potluck_keys(path: Path) -> PotluckKeys | None:
+    """The keys of an api-potluck file the entity holds as they are (a ``keys`` object
+    first and alone); ``None`` when absent, empty or holding more (it is kept as bytes).
+    Blocking."""
+    from cfgstore.fileio import read_bytes
+
+    raw = read_bytes(path)
+    if raw is None:
+        return None
+    keys = keys_from_bytes(raw, str(path))
+    if not keys.keys or keys.extra or not keys.keys_first:
+        return None
+    if any(k.get("id") != key_id for key_id, k in keys.keys.items()):
+        return None
+    return keys
+
+
+def for_store(files: Snapshot, store: Store) -> Snapshot:
+    """``files`` as ``store`` can hold it: a chain keeping no api-potluck keys keeps their
+    file as bytes instead (the original ones when they were kept)."""
+    if store.potluck.available:
+        return files
+    return potluck_as_kept(files)
+
+
+def potluck_as_kept(files: Snapshot) -> Snapshot:
+    """``files`` with its api-potluck keys as a kept file (the bytes the folder holds)."""
+    if files.potluck is None:
+        return files
+    key = f"configs/{POTLUCK_FILE}"
+    kept = {**files.kept, key: files.kept.get(key, keys_to_bytes(files.potluck))}
+    return attrs.evolve(files, potluck=None, kept=kept)
 
 
 def _check_storable(snapshot: Snapshot, configs: Path, cwd: Path | None) -> None:

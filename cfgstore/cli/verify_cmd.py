@@ -25,7 +25,7 @@ from cfgstore.cli.migrate_cmd import (
     default_cwd,
     target_settings,
 )
-from cfgstore.cli.snapshot import read_folder, read_store
+from cfgstore.cli.snapshot import for_store, read_folder, read_store
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
         async def go() -> list[str]:
             files, _ = await read_folder(configs, work_dir, frozenset(), strict=False)
             async with Store.open(settings, plugins=plugin_set()) as store:
-                return differences(files, await read_store(store, "reading the store"))
+                stored = await read_store(store, "reading the store")
+                return differences(for_store(files, store), stored)
 
         found = run(go)
         if json:

@@ -37,7 +37,7 @@ import pluggy
 
 PROJECT = "cfgstore"
 
-CFGSTORE_API_VERSION = "1.1"
+CFGSTORE_API_VERSION = "1.4"
 """The version of the hook specifications, ``MAJOR.MINOR``; a plugin may check it.
 
 A MINOR step only adds what no existing plugin has to implement: an optional hook (optional
@@ -96,9 +96,17 @@ def storage_spec_modules() -> list[ModuleType]:
 
 def optional_spec_modules() -> list[ModuleType]:
     """Modules of operations a backend may offer beyond the storage contract."""
-    from cfgstore.hookspecs import kept_files, replica, traffic
+    from cfgstore.hookspecs import (
+        kept_files,
+        leases,
+        plugin_logs,
+        potluck,
+        replica,
+        traffic,
+        usage_stats,
+    )
 
-    return [replica, kept_files, traffic]
+    return [replica, kept_files, traffic, leases, usage_stats, plugin_logs, potluck]
 
 
 def spec_modules() -> list[ModuleType]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cfgstore.model.replica import AppliedBatch, InstanceInfo, ReplicaHead
     from cfgstore.model.snapshot import StoreSnapshot
     from cfgstore.model.traffic import TrafficCount
+    from cfgstore.model.usage_stats import UsageCount
 
 
 @hookspec
@@ -94,6 +95,16 @@ async def cfgstore_replica_add_traffic(counts: Sequence[TrafficCount], op_id: st
     fallback names its traffic batches after its instance id with a ``-t`` suffix, and
     journals them through outages). Returns ``False`` when the batch had been applied
     already (nothing added)."""
+
+
+@hookspec
+async def cfgstore_replica_add_usage_stats(counts: Sequence[UsageCount], op_id: str) -> bool:
+    """Add usage counts (:func:`~cfgstore.hookspecs.usage_stats.cfgstore_usage_stats_add`)
+    now, exactly once per ``op_id`` (a sequenced batch id, :mod:`cfgstore.model.batch_ids`):
+    ``False`` when a batch with that id (or a later one of its writer) was applied already
+    and nothing was added.
+    The memory fallback names its batches after its instance id with a ``-u`` suffix and
+    journals them through outages."""
 
 
 @hookspec

@@ -36,12 +36,15 @@ Endpoints (each also under ``/{type}/``; errors in the client protocol's own sha
 The web UI (``/``, ``/ui/*``) and the admin API (``/api/*``, which checks its own sessions)
 are mounted by :mod:`cfgstore_gateway.admin`; with ``UI_ENABLED: false`` in the config they
 answer 404. Every other route, and a path that matches none, needs the client key
-(:mod:`cfgstore_gateway.auth`). Which is which is decided by the route the request matched
-(:mod:`cfgstore_gateway.access`), before any handler runs, so nothing reads the body of a
-request that is not let in. A request let in without any credential (``/health``, the
-UI's files) may not announce a body over :data:`~cfgstore_gateway.access.PUBLIC_BODY_MAX`
-(``413``). The ``/{type}/...`` routes never take a reserved word
-(:data:`~cfgstore_gateway.routing.RESERVED_TYPE_NAMES`) as a type.
+(:mod:`cfgstore_gateway.auth`) or an authenticating gateway plugin's admission: the enabled
+gateway plugins (hook ``cfgstore_gateway_plugins``, :mod:`cfgstore_gateway.plugin_runtime`)
+decide in priority order, ``default-auth`` being the key check, and each admitted request's
+outcome goes to their ``finished`` off the request's path. Which is which is decided by
+the route the request matched (:mod:`cfgstore_gateway.access`), before any handler runs,
+so nothing reads the body of a request that is not let in. A request let in without any
+credential (``/health``, the UI's files) may not announce a body over
+:data:`~cfgstore_gateway.access.PUBLIC_BODY_MAX` (``413``). The ``/{type}/...`` routes never
+take a reserved word (:data:`~cfgstore_gateway.routing.RESERVED_TYPE_NAMES`) as a type.
 
 Every response carries ``X-Request-Id`` (the client's, when it sent a sane one). One log
 line per request names the request id, method, path (never the query string: it may hold
@@ -78,12 +81,14 @@ from cfgstore_gateway.access import PUBLIC_BODY_MAX, ROUTE_ACCESS, Access, Route
 from cfgstore_gateway.adapters import Adapter, AdapterRegistry, ModelsCall, UpstreamUnavailable
 from cfgstore_gateway.admin import add_admin
 from cfgstore_gateway.admin.sessions import SessionGate
-from cfgstore_gateway.auth import key_matches, required_key, unauthorized
+from cfgstore_gateway.auth import key_matches, offered_keys, required_key, unauthorized
 from cfgstore_gateway.errors import error_response
 from cfgstore_gateway.hookspecs import add_gateway_hookspecs
 from cfgstore_gateway.json_body import parse_client_json
 from cfgstore_gateway.log_text import escaped
 from cfgstore_gateway.metrics import CONTENT_TYPE, METRICS_PATH, GatewayMetrics
+from cfgstore_gateway.plugin_api import ClientCall, GatewayPlugin, Outcome, Refuse, TokenUsage
+from cfgstore_gateway.plugin_runtime import PLUGINS, ExchangeRecorder, PluginRuntime
 from cfgstore_gateway.proactive_refresh import Background
 from cfgstore_gateway.protocols import ConverterRegistry, neutral
 from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol
@@ -107,6 +112,7 @@ from cfgstore_gateway.services import (
     RefresherLike,
     Services,
 )
+from cfgstore_gateway.usage_quotas import QUOTAS
 
 log = logging.getLogger("cfgstore_gateway.app")
 
@@ -150,6 +156,7 @@ def create_app(
         for adapter in adapters:
             registry.register(adapter)
     converters = load_converters(store.plugins)
+    plugins = PluginRuntime(load_plugins(store.plugins))
     app = web.Application(middlewares=[_middleware], client_max_size=options.client_max_size)
     app[SETUP] = _Setup(
         store, registry, options, refresher_factory or _default_refresher, converters
@@ -177,7 +184,9 @@ def create_app(
         gemini_models = r.add_get(f"{prefix}/v1beta/models", gemini_model_list)
         access.mark(Access.CLIENT, gemini_models)
         protocols[gemini_models] = ClientProtocol(converters["gemini"])
-    add_admin(app, SessionGate(store), access)
+    app[PLUGINS] = plugins
+    add_admin(app, SessionGate(store), access, lambda api: plugins.mount(api, access))
+    plugins.mount_scripts(app, access)
     return app
 
 
@@ -207,6 +216,24 @@ def load_converters(plugins: PluginSet) -> ConverterRegistry:
         except TypeError as exc:
             log.error("plugin %s: converter skipped: %s", origin, exc)
     return registry
+
+
+def load_plugins(plugins: PluginSet) -> list[GatewayPlugin]:
+    """Every plugin's gateway plugins (the ``cfgstore_gateway_plugins`` hook), isolated
+    like adapters; one without the four required members is skipped with a line naming
+    what it lacks."""
+    loaded: list[GatewayPlugin] = []
+    for origin, plugin in _registered(plugins, "cfgstore_gateway_plugins", "gateway plugins"):
+        missing = [
+            member
+            for member in ("name", "description", "priority", "enabled_by_default")
+            if not hasattr(plugin, member)
+        ]
+        if missing:
+            log.error("plugin %s: gateway plugin %r skipped: no %s", origin, plugin, missing)
+            continue
+        loaded.append(plugin)
+    return loaded
 
 
 def _registered(plugins: PluginSet, hook: str, what: str) -> Iterator[tuple[str, Any]]:
@@ -282,11 +309,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         log.warning("REQUIRED_API_KEY is empty: every request but /health is refused")
     elif required == "123456":
         log.warning("REQUIRED_API_KEY is the well-known default 123456: change it")
-    background = Background.start(app[SERVICES])  # health checks, alerts, proactive refresh
+    background = Background.start(app[SERVICES])  # health checks, alerts, refresh, quotas
+    app[QUOTAS] = background.quotas
+    plugins = app[PLUGINS]
+    await plugins.start(setup.store)
     try:
         yield
     finally:
         try:
+            await plugins.stop()
             await background.stop()
             await refresher.aclose()
         finally:
@@ -328,6 +359,8 @@ async def _middleware(
                 info.provider_type, ok=response.status < 400, latency_ms=elapsed_ms
             )
     usage = info.usage
+    if info.admitted:
+        request.app[PLUGINS].finish(lambda: _outcome(request, info, response.status, elapsed_ms))
     log.info(
         "req=%s %s %s type=%s node=%s attempts=%d status=%d ms=%.1f tokens=%s",
         info.request_id,
@@ -370,7 +403,11 @@ async def _admitted(
                 404, "The web UI and admin API are off (UI_ENABLED is false)", "not_found"
             )
         metrics_require_key = config.get("METRICS_REQUIRE_API_KEY") is True
-        if access.needs_client_key(metrics_require_key) and not key_matches(
+        if access is Access.CLIENT:
+            refused = await _plugins_admit(request, config)
+            if refused is not None:
+                return refused
+        elif access.needs_client_key(metrics_require_key) and not key_matches(
             request, required_key(config)
         ):
             return _unauthorized(request)
@@ -382,6 +419,83 @@ async def _admitted(
             "too_large",
         )
     return await handler(request)  # the admin API checks its own sessions first
+
+
+async def _plugins_admit(request: web.Request, config: MainConfig) -> web.Response | None:
+    """The gateway plugins' verdict on a client request (``default-auth``, the key check,
+    among them: :mod:`cfgstore_gateway.plugin_runtime`): ``None`` when it is let in."""
+    plugins = request.config_dict[PLUGINS]
+    info = _CURRENT.get()
+    admission = await plugins.admit(
+        lambda: _client_call(request, info), lambda: key_matches(request, required_key(config))
+    )
+    if admission.refusal is not None:
+        return _refused(request, admission.refusal)
+    if not admission.admitted:
+        return _unauthorized(request)
+    info.admitted, info.admitted_by, info.admission = True, admission.admitted_by, admission.data
+    if plugins.wants_exchange:
+        info.exchange = ExchangeRecorder(plugins.exchange_cap)
+    return None
+
+
+def _client_call(request: web.Request, info: RequestInfo) -> ClientCall:
+    return ClientCall(
+        request_id=info.request_id,
+        method=request.method,
+        path=request.path,
+        protocol=_protocol_of(request).name,
+        headers=request.headers,
+        query=request.query,
+        keys=tuple(offered_keys(request)),
+        remote=request.remote,
+    )
+
+
+def _refused(request: web.Request, refusal: Refuse) -> web.Response:
+    """A plugin's refusal in the client protocol's error shape, its ``code`` and
+    ``details`` in the error object where the shape has room (Gemini's numeric ``code``
+    kept: the plugin's goes in an ``ErrorInfo`` of ``details``)."""
+    body = _protocol_of(request).converter.error_body(refusal.status, refusal.message)
+    error = body.get("error")
+    if isinstance(error, dict):
+        if isinstance(error.get("code"), int):  # Gemini: the HTTP status
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": refusal.code,
+                    "domain": "cfgstore",
+                }
+            ]
+        else:
+            error["code"] = refusal.code
+        for key, value in refusal.details.items():
+            error.setdefault(key, value)
+    return web.json_response(body, status=refusal.status)
+
+
+def _outcome(request: web.Request, info: RequestInfo, status: int, latency_ms: float) -> Outcome:
+    usage = info.usage
+    return Outcome(
+        request_id=info.request_id,
+        path=request.path,
+        protocol=_protocol_of(request).name,
+        status=status,
+        stream=info.stream,
+        latency_ms=latency_ms,
+        model=info.model,
+        provider_type=info.provider_type,
+        node=info.uuid,
+        upstream_protocol=info.upstream_protocol,
+        usage=TokenUsage(
+            usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens
+        )
+        if usage is not None
+        else None,
+        admitted_by=info.admitted_by,
+        admission=info.admission,
+        exchange=info.exchange.exchange() if info.exchange is not None else None,
+    )
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -735,6 +849,7 @@ async def _models_of(
                 credential=credential,
                 session=services.session,
                 request_id=info.request_id,
+                pools=services.store.pools,
             )
         )
     except (UpstreamUnavailable, RefreshFailed) as exc:

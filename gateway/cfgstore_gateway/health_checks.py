@@ -339,6 +339,8 @@ class HealthChecker:
                 stream=False,
                 session=self._session,
                 request_id=f"health-{uuidlib.uuid4().hex[:12]}",
+                model=model,
+                pools=self._store.pools,
             )
             reply = await adapter.chat_completions(call)
             try:

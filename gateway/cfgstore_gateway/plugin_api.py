@@ -185,7 +185,8 @@ class PluginRoute:
 class ConsoleTab:
     """A console tab: ``title`` in the navigation, ``script`` an ES module (bytes served at
     ``/static/plugins/<plugin>.js``) exporting ``render(element, api)``; ``api(path, init)``
-    is the console's authenticated fetch."""
+    is the console's authenticated fetch: ``init`` takes ``method`` and ``json`` (or
+    ``body``), and it resolves to the answer's parsed JSON (an error answer rejects)."""
 
     title: str
     script: bytes
@@ -199,6 +200,10 @@ class PluginContext:
     instance_id: str
     is_enabled: Callable[[], bool]
     """Whether the plugin is enabled now (cheap: the gateway's live copy of ``plugins.json``)."""
+    entry: Callable[[], Mapping[str, JSONValue]] = attrs.field(default=lambda: {})
+    """The plugin's entry of ``plugins.json`` now (``enabled`` and its own settings, e.g.
+    ``ai-monitor``'s ``keepInStore``; empty when absent), from the same live copy: never
+    mutate it."""
 
 
 PluginsCallback = Callable[[GatewayPlugin], None]

@@ -41,6 +41,7 @@ from cfgstore_gateway.health_checks import HealthChecker
 from cfgstore_gateway.refresh import RefreshFailed
 from cfgstore_gateway.serviceability import unserved_reason
 from cfgstore_gateway.services import RefresherLike, Services
+from cfgstore_gateway.usage_quotas import UsageQuotas
 from cfgstore_gateway.webhook import HealthAlertWebhook
 
 __all__ = ["Background", "ProactiveRefresher", "RefreshPass"]
@@ -179,7 +180,9 @@ class ProactiveRefresher:
 
 class Background:
     """The gateway's background work over one application's services: the health alert
-    webhook plugin, the health checker and the proactive refresher.
+    webhook plugin, the health checker, the proactive refresher and the scheduled quota
+    refresh (:class:`~cfgstore_gateway.usage_quotas.UsageQuotas`, which the admin usage
+    routes use too).
 
     In the application's cleanup context, after the services exist::
 
@@ -198,6 +201,7 @@ class Background:
             config=services.config.get,
             registry=services.registry,
         )
+        self.quotas = UsageQuotas(services)
 
     @classmethod
     def start(cls, services: Services) -> Background:
@@ -206,6 +210,7 @@ class Background:
         background.webhook.register(services.store)
         background.health.start()
         background.proactive.start()
+        background.quotas.start()
         return background
 
     async def stop(self) -> None:
@@ -214,6 +219,7 @@ class Background:
         try:
             await self.health.stop()
             await self.proactive.stop()
+            await self.quotas.stop()
         finally:
             self.webhook.unregister(self.services.store)
             await self.webhook.aclose()

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import random
@@ -98,11 +97,14 @@ from cfgstore_gateway.adapters import (
     quota_reset_of,
     upstream_protocol,
 )
+from cfgstore_gateway.adapters.quota_reset import retry_after_ms
 from cfgstore_gateway.errors import NO_HEALTHY_PROVIDER, error_body, error_response
+from cfgstore_gateway.plugin_runtime import ExchangeRecorder
 from cfgstore_gateway.prompting import apply_system_prompt, apply_to_system
 from cfgstore_gateway.protocols import Converter, StreamFailed, StreamTranslator
 from cfgstore_gateway.protocols import neutral as n
 from cfgstore_gateway.protocols.client import OPENAI_CLIENT, ClientProtocol
+from cfgstore_gateway.protocols.usage_sniffer import UsageSniffer
 from cfgstore_gateway.refresh import RefreshFailed
 from cfgstore_gateway.route_report import Skip, no_provider_message, pool_skip_reason, types_listing
 from cfgstore_gateway.routing import Route, Target, with_custom_model
@@ -145,6 +147,16 @@ class RequestInfo:
     attempts: int = 0
     usage: n.Usage | None = None
     """The upstream's token usage, when its answer said it."""
+    model: str | None = None
+    """The model routed to (the last target tried)."""
+    upstream_protocol: str | None = None
+    stream: bool = False
+    admitted: bool = False
+    """Let in as a client request (its outcome goes to the gateway plugins)."""
+    admitted_by: str | None = None
+    admission: Mapping[str, Any] = attrs.Factory(dict)
+    exchange: ExchangeRecorder | None = None
+    """The bodies, kept only while a gateway plugin wants them."""
 
 
 @attrs.frozen
@@ -264,6 +276,9 @@ async def proxy_chat(
 ) -> web.StreamResponse:
     """Serve one chat completion (see the module docstring)."""
     client, route = await prepare(services, client, route, config)
+    info.stream, info.model = client.stream, route.targets[0].model if route.targets else None
+    if info.exchange is not None:
+        info.exchange.set_client_request(client.raw)
     max_switches = max(0, config.int_value("CREDENTIAL_SWITCH_MAX_RETRIES"))
     switches = 0
     busy = False
@@ -318,6 +333,7 @@ async def proxy_chat(
             node = choice.node
             tried.add(node.uuid)
             info.provider_type, info.uuid = target.provider_type, node.uuid
+            info.model = target.model
             try:
                 async with services.slots.acquire(
                     target.provider_type, node, timeout_s=services.options.queue_timeout_s
@@ -544,6 +560,10 @@ async def _attempt(
     if upstream is None:
         return await attempt.failure(f"no converter installed for the protocol {protocol!r}")
     body, raw = client.for_target(target, upstream)
+    info.upstream_protocol = upstream.name
+    if info.exchange is not None:
+        info.exchange.set_upstream_request(raw if raw is not None else json.dumps(body).encode())
+        info.exchange.start_reply()
     refreshed = False
     retries, base_delay_s = same_node_retries(config)
     retried = 0
@@ -560,6 +580,7 @@ async def _attempt(
             request_id=info.request_id,
             model=target.model,
             path=client.path,
+            pools=services.store.pools,
         )
         started = time.perf_counter()
         try:
@@ -618,12 +639,17 @@ async def _deliver_whole(
     finally:
         reply.close()
     content_type = reply.headers.get("Content-Type", "application/json")
+    exchange = attempt.info.exchange
+    if exchange is not None:
+        exchange.add_upstream_reply(data)
     try:
         data, attempt.info.usage = protocol.client_body(data, upstream)
         content_type = "application/json"
     except ValueError as exc:
         if not protocol.speaks(upstream):  # nothing to convert: the upstream misbehaved
             return await attempt.failure(f"unreadable answer: {exc}", 502)
+    if exchange is not None:
+        exchange.add_client_reply(data)
     await attempt.success()
     return web.Response(body=data, status=reply.status, headers={"Content-Type": content_type})
 
@@ -639,6 +665,7 @@ async def _deliver_stream(
     another protocol (see :class:`~cfgstore_gateway.protocols.client.ClientProtocol`)."""
     info = attempt.info
     translator = client.protocol.translator(client.model, upstream)
+    sniffer = UsageSniffer(upstream)  # a pass-through's usage, read once the client has all
     chunks = reply.chunks()
     try:
         first = await _first_chunk(chunks)
@@ -656,10 +683,16 @@ async def _deliver_stream(
     )
     try:
         await response.prepare(request)
-        if translator is None:
+        if info.exchange is not None:
+            await _write_recorded(response, translator, sniffer, first, chunks, info.exchange)
+            if translator is not None:
+                info.usage = translator.usage
+        elif translator is None:
             if first:
+                sniffer.feed(first)
                 await response.write(first)
             async for chunk in chunks:
+                sniffer.feed(chunk)
                 await response.write(chunk)
         else:
             await _write_translated(response, translator, first, chunks)
@@ -695,6 +728,8 @@ async def _deliver_stream(
         reply.close()
     await attempt.success()
     await _end_quietly(response)
+    if translator is None:
+        info.usage = sniffer.usage()
     return response
 
 
@@ -715,6 +750,38 @@ async def _write_translated(
     out = translator.close()
     if out:
         await response.write(out)
+
+
+async def _write_recorded(
+    response: web.StreamResponse,
+    translator: StreamTranslator | None,
+    sniffer: UsageSniffer,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+    exchange: ExchangeRecorder,
+) -> None:
+    """The stream, converted or passed through, with its bytes kept both ways for the
+    plugins that want the exchange (only while one is enabled)."""
+
+    async def all_chunks() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    async for chunk in all_chunks():
+        exchange.add_upstream_reply(chunk)
+        if translator is None:
+            sniffer.feed(chunk)
+        out = chunk if translator is None else translator.feed(chunk)
+        if out:
+            exchange.add_client_reply(out)
+            await response.write(out)
+    if translator is not None:
+        out = translator.close()
+        if out:
+            exchange.add_client_reply(out)
+            await response.write(out)
 
 
 async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
@@ -804,24 +871,6 @@ def _error_detail(body: bytes | None) -> str:
             text = document["message"]
     text = " ".join(text.split())
     return text[:MAX_ERROR_DETAIL]
-
-
-def retry_after_ms(value: str | None, now: int) -> int | None:
-    """``Retry-After`` in ms (seconds, or an HTTP date), ``None`` when absent/unreadable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        return max(0, int(moment.timestamp() * 1000) - now)
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        return None
-    return int(seconds * 1000)
 
 
 def cooldown_until(config: MainConfig, retry_after: str | None, now: int) -> int:

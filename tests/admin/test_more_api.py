@@ -22,9 +22,16 @@ async def test_plugins_are_listed_and_toggled(admin: Admin) -> None:
     )
     status, body = await admin.call("GET", "/api/plugins")
     assert status == 200
-    assert body["plugins"] == [
-        {"name": "ai-monitor", "enabled": False, "description": "watch", "extra": 1}
-    ]
+    listed = {plugin["name"]: plugin for plugin in body["plugins"]}
+    assert listed["ai-monitor"] == {
+        "name": "ai-monitor",
+        "enabled": False,
+        "description": "watch",
+        "extra": 1,
+        "priority": 100,
+        "builtIn": False,
+    }
+    assert listed["default-auth"]["enabled"] is True  # the gateway's plugins are listed too
     status, body = await admin.call("POST", "/api/plugins/ai-monitor/toggle")
     assert status == 400  # as in the Node service: "enabled" is required
     assert not (await admin.store.plugin_config.get()).is_enabled("ai-monitor")

@@ -6,7 +6,7 @@
   the edit form shows the key masked and saving it keeps the real key; disable/enable flip
   the badge; delete (confirmed) removes the node and its type; log out. Desktop screenshots.
 * :func:`test_a_plugin_toggle_is_persisted`: the switch flips the plugin; the API and the
-  Redis namespace both say so, and a reload of the page shows it.
+  Redis namespace both say so, and a reload of the page shows it, with its console tab.
 * :func:`test_the_degraded_banner_follows_redis`: stopping Redis raises the banner within
   the bound and a mutation is refused with the storage message; restarting it clears the
   banner. Screenshot of the banner.
@@ -170,7 +170,9 @@ async def test_a_plugin_toggle_is_persisted(
     plugins = (await ui_gateway.api_get("/api/plugins", token))["plugins"]
     assert {p["name"]: p["enabled"] for p in plugins} == {
         "ai-monitor": True,
+        "api-potluck": False,  # off by default, as in the Node service
         "default-auth": True,
+        "model-usage-stats": False,  # off by default, listed by the runtime
     }
     async with Store.open(ui_gateway.redis_only()) as redis_store:
         assert (await redis_store.plugin_config.get()).is_enabled("ai-monitor")
@@ -179,6 +181,12 @@ async def test_a_plugin_toggle_is_persisted(
     await page.reload()
     await expect(page.get_by_test_id("view-plugins")).to_be_visible(timeout=UI_WAIT_MS)
     await expect(monitor.get_by_test_id("plugin-toggle")).to_be_checked(timeout=UI_WAIT_MS)
+    # The enabled plugin's console tab: its module loads (same origin, under the CSP).
+    await expect(page.get_by_test_id("plugin-tab")).to_have_text("AI Monitor", timeout=UI_WAIT_MS)
+    await page.get_by_test_id("plugin-tab").click()
+    await expect(page.get_by_test_id("plugin-tab-body")).to_contain_text(
+        "AI Monitor: last 0 requests", timeout=UI_WAIT_MS
+    )
     assert errors == []
 
 

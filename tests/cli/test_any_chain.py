@@ -204,7 +204,8 @@ def test_an_interrupted_migration_into_files_is_shown_refused_and_finished(
     root = copy_deployment(EXAMPLE, tmp_path)
     target = tmp_path / "store" / "configs"
     target.mkdir(parents=True)
-    blocker = target / "api-potluck-keys.json"  # a folder where a kept file must go
+    (root / "configs" / "api-potluck-data.json").write_bytes(b'{"users": {}}')  # obsolete
+    blocker = target / "api-potluck-data.json"  # a folder where a kept file must go
     blocker.mkdir()
     flags = ("--backends", "file", "--configs", str(target))
     stopped = cfgctl(

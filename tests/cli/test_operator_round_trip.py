@@ -35,8 +35,8 @@ from tests.cli.test_rollback_fidelity import (
     export,
     migrate,
 )
+from tests.gateway.code_assist_stub import CodeAssistStub
 from tests.gateway.token_stub import TokenStub
-from tests.gateway.upstream_stub import UpstreamStub
 
 ANTIGRAVITY = "gemini-antigravity"
 ANTIGRAVITY_UUID = "1d1764f8-2360-4b93-9787-834f32bfb03b"
@@ -44,6 +44,7 @@ MOVED = "./configs/antigravity/moved_oauth_creds.json"
 NEW_PASSWORD = "a new admin password"
 NEW_ACCOUNT = {"access_token": "ya29.added", "refresh_token": "1//added", "expiry_date": 1}
 UPLOADED = {"access_token": "qwen-uploaded", "refresh_token": "qwen-r", "expiry_date": 2}
+GEMINI_PROJECT = "example-gcp-project-4711"  # the sample's Gemini node's PROJECT_ID
 REFRESHED = {"access_token": "ya29.refreshed-by-a-health-check", "expires_in": 3599}
 
 
@@ -93,15 +94,18 @@ async def operate(admin: Admin) -> dict[str, Any]:
     twin_uuid = twin["provider"]["uuid"]
 
     # The shared token refreshed: a health check of the first node finds it expired.
-    async with TokenStub(lambda received, n: (200, REFRESHED)) as tokens, UpstreamStub() as up:
-        endpoints = {"GEMINI_OAUTH_TOKEN_URL": tokens.url("/token"), "GEMINI_BASE_URL": up.base_url}
+    code_assist = CodeAssistStub(project=GEMINI_PROJECT, token=REFRESHED["access_token"])
+    code_assist.onboarded = True  # by the Node service: the node names its PROJECT_ID
+    async with TokenStub(lambda received, n: (200, REFRESHED)) as tokens, code_assist as up:
+        endpoints = {"GEMINI_OAUTH_TOKEN_URL": tokens.url("/token"), "GEMINI_BASE_URL": up.base()}
         await call(
             "PUT", f"/api/providers/{GEMINI}/{GEMINI_UUID}", json={"providerConfig": endpoints}
         )
         checked = await call("POST", f"/api/providers/{GEMINI}/{GEMINI_UUID}/health-check")
         assert checked["healthy"] is True, checked
         assert tokens.count == 1
-        assert up.tokens() == [REFRESHED["access_token"]]
+        assert up.methods() == ["generateContent"]  # with the refreshed token: else a 401
+        assert up.problems == []
 
     # The twin renamed; the password changed; a plugin toggled.
     renamed = await call("POST", f"/api/providers/{GEMINI}/{twin_uuid}/refresh-uuid")

@@ -4,8 +4,9 @@ Each instance is a real listening gateway (``create_app`` on an aiohttp ``AppRun
 its own :class:`~cfgstore.adapters.Store` with the memory fallback over the session's real
 Redis and its own state directory, as two service processes would run; an operator's
 edits go through a third, Redis-only store. The only stand-ins are local HTTP servers: the
-OpenAI-compatible upstream (:mod:`tests.gateway.upstream_stub`) and the OAuth token
-endpoint (:mod:`tests.gateway.token_stub`). Every wait is bounded; sizes scale with
+OpenAI-compatible upstream (:mod:`tests.gateway.upstream_stub`), Kiro's
+(:mod:`tests.gateway.kiro_stub`) and the OAuth token endpoint
+(:mod:`tests.gateway.token_stub`). Every wait is bounded; sizes scale with
 ``CFGSTORE_TEST_SCALE``.
 
 * SC-004 / US2-1, US2-2: one ``claude-kiro-oauth`` node whose token has expired, 200
@@ -40,6 +41,7 @@ from cfgstore.model.versions import ABSENT_VERSION
 from cfgstore_gateway.app import SERVICES, create_app
 from cfgstore_gateway.refresh import Refresher
 from tests.gateway.conftest import CLIENT_KEY, auth, scaled, serving
+from tests.gateway.kiro_stub import KiroStub
 from tests.gateway.redis_instances import Namespace, delete_namespace, seeded_namespace
 from tests.gateway.token_stub import Received as TokenRequest
 from tests.gateway.token_stub import TokenStub
@@ -65,6 +67,13 @@ async def namespace(redis_url: str, tmp_path: Path) -> AsyncIterator[Namespace]:
         yield namespace
     finally:
         await asyncio.to_thread(delete_namespace, redis_url, namespace.prefix)
+
+
+@pytest_asyncio.fixture
+async def kiro() -> AsyncIterator[KiroStub]:
+    """The Kiro upstream of the Kiro nodes (:mod:`cfgstore_gateway.adapters.kiro`)."""
+    async with KiroStub() as stub:
+        yield stub
 
 
 @pytest_asyncio.fixture
@@ -288,7 +297,7 @@ def check_merged_kiro(
 
 
 async def test_sc004_expired_kiro_token_200_requests_two_instances_one_refresh(
-    namespace: Namespace, upstream: UpstreamStub, token_stub: TokenStub
+    namespace: Namespace, kiro: KiroStub, token_stub: TokenStub
 ) -> None:
     callers = scaled(200, minimum=4)
     node_id = "a0000000-0000-4000-8000-0000000000a1"
@@ -300,7 +309,7 @@ async def test_sc004_expired_kiro_token_200_requests_two_instances_one_refresh(
             KIRO,
             node_id,
             original,
-            KIRO_BASE_URL=upstream.base_url,
+            KIRO_BASE_URL=kiro.generate_url,
             KIRO_REFRESH_URL=token_stub.url("/refreshToken"),
         )
     token_stub.responder = lambda received, number: (
@@ -324,7 +333,7 @@ async def test_sc004_expired_kiro_token_200_requests_two_instances_one_refresh(
                 "every request waits on its instance's refresh",
             )
             await until(lambda: sum(r.stats.waited for r in refreshers) == 1, "one waiter")
-            assert upstream.chat_requests() == []
+            assert kiro.generations() == []
         finally:
             token_stub.release()
         results = await asyncio.wait_for(asyncio.gather(*calls), WAIT_S)
@@ -342,7 +351,7 @@ async def test_sc004_expired_kiro_token_200_requests_two_instances_one_refresh(
     )
     assert [r.stats.flights for r in refreshers] == [1, 1]
     assert sum(r.stats.endpoint_calls for r in refreshers) == 1
-    assert upstream.tokens() == ["new-access"] * callers
+    assert kiro.tokens() == ["new-access"] * callers
     async with admin(namespace) as store:
         credential = await stored_credential(store, KIRO, node_id)
         check_merged_kiro(credential, original, "new-access", "new-refresh", (started, finished))
@@ -379,7 +388,7 @@ def own_tokens(received: TokenRequest, number: int) -> tuple[int, Any]:
 
 
 async def test_us2_3_two_kiro_nodes_and_a_qwen_node_refresh_at_once_without_interference(
-    namespace: Namespace, upstream: UpstreamStub, token_stub: TokenStub
+    namespace: Namespace, upstream: UpstreamStub, kiro: KiroStub, token_stub: TokenStub
 ) -> None:
     kiro_requests = scaled(60, minimum=8)
     qwen_requests = scaled(20, minimum=4)
@@ -397,7 +406,7 @@ async def test_us2_3_two_kiro_nodes_and_a_qwen_node_refresh_at_once_without_inte
                 KIRO,
                 uuid,
                 document,
-                KIRO_BASE_URL=upstream.base_url,
+                KIRO_BASE_URL=kiro.generate_url,
                 KIRO_REFRESH_URL=token_stub.url("/kiro"),
             )
         await add_oauth_node(
@@ -445,7 +454,7 @@ async def test_us2_3_two_kiro_nodes_and_a_qwen_node_refresh_at_once_without_inte
         ]
     )
     assert sum(r.stats.endpoint_calls for r in refreshers) == 3
-    seen = Counter(upstream.tokens())
+    seen = Counter(upstream.tokens() + kiro.tokens())
     assert set(seen) == {"new-access-k1", "new-access-k2", "new-access-q1"}
     assert seen["new-access-k1"] + seen["new-access-k2"] == kiro_requests
     assert seen["new-access-q1"] == qwen_requests

@@ -33,6 +33,7 @@ from cfgstore_gateway.adapters import (
     openai_compat,
 )
 from cfgstore_gateway.adapters.openai_compat import (
+    PROFILES,
     UPSTREAM_BASE_URLS_KEY,
     OpenAICompatAdapter,
     TypeProfile,
@@ -776,27 +777,12 @@ def kiro_document(access_token: str) -> dict[str, Any]:
     }
 
 
-def google_document(access_token: str) -> dict[str, Any]:
-    return {
-        "access_token": access_token,
-        "refresh_token": "1//google-refresh-0001",
-        "token_type": "Bearer",
-        "expiry_date": now_ms() + HOUR_MS,
-    }
-
-
-def codex_document(access_token: str) -> dict[str, Any]:
-    return {
-        "id_token": "",
-        "access_token": access_token,
-        "refresh_token": "codex-refresh-0001",
-        "account_id": "acct-fake",
-        "last_refresh": iso_ms(now_ms()),
-        "email": "fake@example.com",
-        "type": "codex",
-        "expired": iso_ms(now_ms() + HOUR_MS),
-    }
-
+RELAY = OpenAICompatAdapter(
+    {**PROFILES, "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True)}
+)
+"""The generic adapter with Kiro as a pass-through relay type, as it was before Kiro had an
+adapter of its own (:mod:`cfgstore_gateway.adapters.kiro`): these tests are about the
+pass-through mechanics, Kiro the example type."""
 
 PASS_THROUGH = [
     pytest.param(
@@ -813,31 +799,6 @@ PASS_THROUGH = [
         "kiro-access-0001",
         id="claude-kiro-oauth-suffixed",
     ),
-    pytest.param(
-        "gemini-cli-oauth",
-        {
-            "GEMINI_OAUTH_CREDS_FILE_PATH": "./configs/gemini/a.json",
-            "GEMINI_BASE_URL": "{url}",
-            "PROJECT_ID": "fake-project",
-        },
-        google_document,
-        "ya29.access-0001",
-        id="gemini-cli-oauth",
-    ),
-    pytest.param(
-        "gemini-antigravity",
-        {"ANTIGRAVITY_OAUTH_CREDS_FILE_PATH": "./configs/ag/a.json", "GEMINI_BASE_URL": "{url}"},
-        google_document,
-        "ya29.access-0001",
-        id="gemini-antigravity",
-    ),
-    pytest.param(
-        "openai-codex-oauth",
-        {"CODEX_OAUTH_CREDS_FILE_PATH": "./configs/codex/a.json", "CODEX_BASE_URL": "{url}"},
-        codex_document,
-        "codex-access-0001",
-        id="openai-codex-oauth",
-    ),
 ]
 
 
@@ -851,7 +812,7 @@ async def test_a_pass_through_type_reaches_its_configured_upstream_with_its_key_
     token: str,
 ) -> None:
     """Issue 6: the node's own ``*_BASE_URL`` for its type, its API key or its OAuth
-    credential's access token (Kiro ``accessToken``, Google/Codex ``access_token``) as
+    credential's access token (Kiro ``accessToken``, Google ``access_token``) as
     Bearer; bodies and streams pass through unchanged."""
     node = {
         "uuid": A,
@@ -861,7 +822,7 @@ async def test_a_pass_through_type_reaches_its_configured_upstream_with_its_key_
         (path,) = [value for key, value in fields.items() if key.endswith("_FILE_PATH")]
         write_json(tmp_path / path, document(token))
     settings = make_deployment(tmp_path, {provider_type: [node]}, MODEL_PROVIDER=provider_type)
-    async with running_gateway(settings) as gw:
+    async with running_gateway(settings, adapters=[RELAY]) as gw:
         plain = await gw.chat("some-model", temperature=0.2)
         assert plain.status == 200, await plain.text()
         assert await plain.json() == completion("some-model")
@@ -898,7 +859,7 @@ async def test_upstream_base_urls_in_config_serve_nodes_without_their_own_key(
     }
     table = {"claude-kiro-oauth": upstream.base_url + "/", "atlascloud": closed}
     settings = make_deployment(tmp_path, pools, UPSTREAM_BASE_URLS=table)
-    async with running_gateway(settings) as gw:
+    async with running_gateway(settings, adapters=[RELAY]) as gw:
         kiro = await gw.chat("m", headers={"model-provider": "claude-kiro-oauth"})
         assert kiro.status == 200, await kiro.text()
         own = await gw.chat("m", headers={"model-provider": "atlascloud"})
@@ -927,7 +888,7 @@ async def test_a_pass_through_node_without_a_base_url_is_left_alone_with_a_clear
         KIRO_BASE_URL=upstream.base_url,
         CREDENTIAL_SWITCH_MAX_RETRIES=0,
     )
-    async with running_gateway(settings) as gw:
+    async with running_gateway(settings, adapters=[RELAY]) as gw:
         before = await gw.node(A, kiro)
         response = await gw.chat("claude-sonnet-4-5")
         assert response.status == 503
@@ -945,7 +906,7 @@ async def test_a_pass_through_node_without_a_base_url_is_left_alone_with_a_clear
 
 
 def test_base_url_precedence_for_pass_through_types() -> None:
-    adapter = OpenAICompatAdapter()
+    adapter = RELAY
     table = {
         "claude-kiro-oauth": "https://table.example/kiro/v1/",
         "atlascloud": "https://table.example/atlas/v1",
@@ -965,13 +926,9 @@ def test_base_url_precedence_for_pass_through_types() -> None:
     )
     assert url("claude-kiro-oauth-eu", {}) == "https://table.example/kiro/v1"
     assert url("atlascloud-spare", {}) == "https://table.example/atlas/v1"
-    gemini = {"GEMINI_BASE_URL": "https://gemini.example/v1"}
-    assert url("gemini-antigravity", gemini) == "https://gemini.example/v1"
-    assert url("openai-codex-oauth", {"CODEX_BASE_URL": "https://codex.example/v1"}) == (
-        "https://codex.example/v1"
-    )
-    with pytest.raises(UpstreamUnavailable, match=r"GEMINI_BASE_URL or UPSTREAM_BASE_URLS"):
-        url("gemini-cli-oauth", {})
+    unset = node_from_json({"uuid": A}, "test")
+    with pytest.raises(UpstreamUnavailable, match=r"KIRO_BASE_URL or UPSTREAM_BASE_URLS"):
+        adapter.base_url("claude-kiro-oauth", unset, MainConfig({}), None)
     with pytest.raises(UpstreamUnavailable, match="does not serve grok-web"):
         url("grok-web", {"GROK_BASE_URL": "https://grok.example"})
     assert not adapter.serves("grok-web")
@@ -1015,7 +972,7 @@ def test_a_dedicated_adapter_wins_over_the_generic_one_whatever_the_order() -> N
             registry.register(adapter)
         assert registry.for_type("claude-kiro-oauth") is kiro
         assert registry.for_type("claude-kiro-oauth-eu") is kiro
-        assert registry.for_type("gemini-cli-oauth") is generic
+        assert registry.for_type("openai-qwen-oauth") is generic
         assert registry.for_type("openai-custom-deepseek") is generic
         assert registry.for_type("grok-web") is None
     # A dedicated adapter for a base type wins for the types under it, even one the
@@ -1054,5 +1011,5 @@ def test_plugin_adapters_win_over_the_builtin_one_whatever_the_load_order() -> N
     registry = load_adapters(PluginSet(manager))
     assert registry.for_type("claude-kiro-oauth") is kiro
     assert registry.for_type("claude-custom") is relay
-    builtin = registry.for_type("gemini-cli-oauth")
+    builtin = registry.for_type("openai-qwen-oauth")
     assert isinstance(builtin, OpenAICompatAdapter) and builtin is not relay

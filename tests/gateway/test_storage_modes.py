@@ -33,6 +33,7 @@ from tests.gateway.redis_instances import delete_namespace, new_prefix
 from tests.gateway.upstream_stub import UpstreamStub
 from tests.support.namespace_seed import seed_namespace
 
+KIRO = "claude-kiro-oauth"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "deployment"
 EXAMPLE_KEY = "sk-FAKE-example-gateway-key"
 OPENAI_NODE = "dccb18cf-3859-4edd-b146-a98dd0c4dc28"
@@ -60,6 +61,9 @@ async def test_sample_deployment_is_served_from_files_without_redis(
         await admin.pools.update_node(
             "openai-custom-deepseek", DEEPSEEK_NODE, {"OPENAI_BASE_URL": upstream.base_url}
         )
+        # The sample's Kiro accounts would reach AWS and Kiro's token endpoint: disabled.
+        for kiro in (await admin.pools.view()).get(KIRO, ()):
+            await admin.pools.update_node(KIRO, kiro.uuid, {"isDisabled": True})
     headers = {"Authorization": f"Bearer {EXAMPLE_KEY}"}
     async with running_gateway(settings) as gw:
         client = gw.client
@@ -85,15 +89,12 @@ async def test_sample_deployment_is_served_from_files_without_redis(
         refused = await chat("gpt-5", **{"model-provider": TYPE})
         assert refused.status == 503
         assert (await refused.json())["error"]["message"].startswith(NO_HEALTHY_PROVIDER)
-        # The default type (MODEL_PROVIDER[0] = claude-kiro-oauth) has no upstream URL in
-        # the sample: no adapter serves it, a 503 saying so and naming what chose it; its
-        # nodes are left alone (no token refresh, nothing recorded).
+        # The default type (MODEL_PROVIDER[0] = claude-kiro-oauth) has only disabled
+        # nodes now: a 503 naming what chose the type; its nodes are left alone.
         unconfigured = await chat("claude-sonnet-4-5")
         assert unconfigured.status == 503
         message = (await unconfigured.json())["error"]["message"]
         assert "(type chosen by MODEL_PROVIDER in config.json)" in message
-        assert "claude-kiro-oauth: no adapter installed" in message
-        assert "KIRO_BASE_URL" in message
         unserved = await chat("grok-4.1-mini", **{"model-provider": "grok-web"})
         assert unserved.status == 503
         assert (await unserved.json())["error"]["code"] == "provider_unsupported"

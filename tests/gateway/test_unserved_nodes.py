@@ -1,9 +1,11 @@
 """Accounts the gateway cannot serve are left alone (issue 15.5), against a real gateway
 over an imported deployment (file backend) with its background work running.
 
-A ``claude-kiro-oauth`` node with no relay configured (no adapter speaks Kiro's own
-protocol) and a ``grok-web`` node (no adapter at all) sit in the pools next to served
-nodes, with every type selected for the startup health check and proactive refresh on.
+A ``claude-kiro-oauth`` node with no relay configured (the gateway here runs only the
+generic adapter, with Kiro as a pass-through relay type as it was before Kiro had an adapter
+of its own: :data:`RELAY`, so no adapter speaks Kiro's protocol) and a ``grok-web`` node
+(no adapter at all) sit in the pools next to served nodes, with every type selected for
+the startup health check and proactive refresh on.
 The startup pass checks the served nodes and records nothing for the others; the refresh
 pass refreshes the served Kiro node's token and never the other's; requests for the Kiro
 type go to the served node only. Their node documents in ``provider_pools.json`` and the
@@ -20,6 +22,7 @@ from typing import Any
 
 from cfgstore.model import jsjson
 from cfgstore.model.timefmt import iso_ms, now_ms
+from cfgstore_gateway.adapters.openai_compat import PROFILES, OpenAICompatAdapter, TypeProfile
 from tests.gateway.conftest import TYPE, api_node, make_deployment, running_gateway, write_json
 from tests.gateway.token_stub import Received, TokenStub
 from tests.gateway.upstream_stub import UpstreamStub
@@ -31,6 +34,10 @@ UNSERVED_KIRO = "7a7a0000-0000-4000-8000-000000000001"
 SERVED_KIRO = "7a7a0000-0000-4000-8000-000000000002"
 GROK_NODE = "7a7a0000-0000-4000-8000-000000000003"
 OPENAI_NODE = "7a7a0000-0000-4000-8000-000000000004"
+RELAY = OpenAICompatAdapter(
+    {**PROFILES, KIRO: TypeProfile("KIRO_BASE_URL", None, pass_through=True)}
+)
+"""The only adapter of these gateways: Kiro served through an OpenAI-compatible relay."""
 
 
 NODE_SERVICE_STATE: dict[str, Any] = {
@@ -111,7 +118,7 @@ async def test_unserved_nodes_are_untouched_by_health_checks_refresh_and_selecti
             CRON_REFRESH_TOKEN=True,
         )
         token_file = (configs / "kiro" / "unserved" / "kiro-auth-token.json").read_bytes()
-        async with running_gateway(settings) as gw:
+        async with running_gateway(settings, adapters=[RELAY]) as gw:
 
             async def checked() -> bool:
                 served = [await gw.node(OPENAI_NODE), await gw.node(SERVED_KIRO, KIRO)]
@@ -150,7 +157,7 @@ async def test_the_adapters_endpoint_names_the_types_not_served(
         GROK: [{"uuid": GROK_NODE}],
         TYPE: [api_node(OPENAI_NODE, upstream.base_url, "key-o")],
     }
-    async with admin_gateway(make_deployment(tmp_path, pools)) as anonymous:
+    async with admin_gateway(make_deployment(tmp_path, pools), adapters=[RELAY]) as anonymous:
         admin = await anonymous.login()
         status, body = await admin.call("GET", "/api/adapters")
     assert status == 200

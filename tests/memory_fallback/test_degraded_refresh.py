@@ -75,3 +75,25 @@ async def test_refresh_while_degraded_is_local_journaled_and_replayed(
     async with Store.open(redis_settings(url, prefix)) as admin:
         stored = await admin.credentials.get(KIRO, "k1")
         assert stored is not None and stored.document == fresh
+
+
+async def test_leases_while_degraded_are_this_process_s(
+    aof_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    url, prefix = aof_server.url, new_prefix()
+    await seed_with_nodes(url, prefix, "n1")
+    settings = fallback_settings(url, prefix, tmp_path / "state")
+    async with open_observed(settings) as (store, observer):
+        shared = await store.leases.take("usage:all", 30_000)
+        assert shared is not None and not shared.startswith("local-")
+        await aof_server.astop()
+        await store.pools.record_success(TYPE, "n1")  # the outage is noticed
+        await observer.wait(True, within=DEGRADE_WAIT_S)
+        local = await store.leases.take("usage:type:t", 30_000)
+        assert local is not None and local.startswith("local-")
+        assert await store.leases.take("usage:type:t", 30_000) is None  # single flight
+        assert await store.leases.release("usage:type:t", local) is True
+        assert await store.leases.release("usage:all", shared) is False  # cannot say
+        await aof_server.arestart()
+        await observer.wait(False, within=RECOVER_WAIT_S)
+        assert await store.leases.release("usage:all", shared) is True  # still Redis's

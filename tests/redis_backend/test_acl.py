@@ -74,6 +74,9 @@ async def test_store_runs_as_the_least_privileged_user(
         store.traffic.record(kiro, ok=True, latency_ms=12.0)  # the console's charts
         await store.flush()  # the tally, then the batch, reach Redis
         assert (await store.traffic.last_hour())[kiro].requests == 1
+        await store.plugin_logs.append("ai-monitor", {"requestId": "r1"}, keep=5)
+        assert await store.plugin_logs.recent("ai-monitor", 5) == [{"requestId": "r1"}]
+        await store.plugin_logs.clear("ai-monitor")
         await store.password.set("pw-123456789")
         await store.sessions.add("t" * 64, UiSession("admin", now_ms(), now_ms() + 60_000))
         assert await store.sessions.count() == 1

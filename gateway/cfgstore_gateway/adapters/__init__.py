@@ -41,7 +41,15 @@ Two optional members, outside the protocol, carry what only an account's upstrea
 * an adapter's ``async usage(call: ModelsCall) -> dict``: the account's limits as the
   upstream reports them, in the shape of a usage-cache instance's ``usage`` (aiclient-formats
   §6.3: ``{"summary": {"usedPercent", "status", "resetAt", "plan", "unit", …}, "user",
-  "items", "raw"}``); raises :class:`UpstreamUnavailable` when it cannot say.
+  "items", "raw"}``); raises :class:`UpstreamUnavailable` when it cannot say, and its
+  subclass :class:`CredentialRejected` when the upstream refused the credential (HTTP 401):
+  the gateway then refreshes the credential once (forced) and asks again. The gateway
+  calls it for the usage cache (:mod:`cfgstore_gateway.usage_quotas`: the admin usage
+  routes and the scheduled refresh), with the credential a request would get.
+
+Adapters reading when a spent quota comes back from an error answer (``Retry-After``,
+``retryDelay``, ``quotaResetDelay``, ``resets_at``…) may use
+:func:`cfgstore_gateway.adapters.quota_reset.quota_reset_ms`.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import attrs
 
+from cfgstore.adapters.facades import Pools
 from cfgstore.model.config import MainConfig
 from cfgstore.model.credentials import Credential
 from cfgstore.model.pools import ProviderNode
@@ -64,6 +73,11 @@ log = logging.getLogger("cfgstore_gateway.adapters")
 class UpstreamUnavailable(Exception):
     """No HTTP answer from the upstream (refused, reset, timed out, bad base URL). The
     message names the cause, never a credential."""
+
+
+class CredentialRejected(UpstreamUnavailable):
+    """The upstream refused the call's credential (HTTP 401): raised by an adapter's
+    optional ``usage`` so that the gateway refreshes the credential and asks once more."""
 
 
 class NotServed(UpstreamUnavailable):
@@ -100,6 +114,9 @@ class UpstreamCall:
     path: str = "/v1/chat/completions"
     """The client's path after any ``/{provider}`` prefix (``/v1/messages``, …): where an
     adapter of :data:`SAME_AS_CLIENT` sends the body."""
+    pools: Pools | None = None
+    """The store's pools, for an adapter that keeps what it learns of an account on its
+    node (Code Assist's discovered ``PROJECT_ID``); ``None`` outside a gateway."""
 
 
 @attrs.frozen
@@ -113,6 +130,8 @@ class ModelsCall:
     credential: Credential | None
     session: aiohttp.ClientSession
     request_id: str
+    pools: Pools | None = None
+    """As :attr:`UpstreamCall.pools`."""
 
 
 class UpstreamReply(Protocol):

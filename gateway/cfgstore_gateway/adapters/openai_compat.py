@@ -2,20 +2,28 @@
 
 Serves every provider type whose calls can go to an upstream speaking OpenAI's
 ``/chat/completions`` and ``/models``, each with its ``<type>-<suffix>`` variants
-(``openai-custom-deepseek``, ``claude-kiro-oauth-eu``). Bodies pass through unchanged
+(``openai-custom-deepseek``, ``openai-iflow-eu``). Bodies pass through unchanged
 (streams chunk by chunk, as they arrive); no protocol is converted.
 
 * **OpenAI-protocol types**: the API-key types ``openai-custom`` and ``atlascloud``, and
   the OAuth types ``openai-qwen-oauth`` (Qwen's portal) and ``openai-iflow``.
-* **Pass-through types** (issue 6): ``claude-kiro-oauth``, ``gemini-cli-oauth``,
-  ``gemini-antigravity`` and ``openai-codex-oauth`` speak another protocol at their vendor;
-  here they are served as an OpenAI-compatible pass-through to the upstream the operator
+* **Pass-through types** (issue 6): none is built in any more (every OAuth type that
+  speaks another protocol at its vendor has an adapter of its own, below). A profile with
+  ``pass_through`` (a plugin's, or a test's) serves such a type as an OpenAI-compatible
+  pass-through to the upstream the operator
   configured for the node (an OpenAI-compatible relay in front of the vendor), with the
-  node's own key or OAuth token. They have no built-in upstream.
+  node's OAuth token; it has no built-in upstream.
 
 ``claude-custom`` (Anthropic Messages), ``openaiResponses-custom`` (Responses) and
 ``forward-api`` (any protocol, forwarded as it is) have adapters of their own
-(:mod:`cfgstore_gateway.adapters.vendor_api`).
+(:mod:`cfgstore_gateway.adapters.vendor_api`), as has ``claude-kiro-oauth``
+(:mod:`cfgstore_gateway.adapters.kiro`, where ``KIRO_BASE_URL`` is Kiro's generate URL, as
+in the Node service).
+
+``gemini-cli-oauth`` and ``gemini-antigravity`` (Google Code Assist:
+:mod:`cfgstore_gateway.adapters.gemini_cli`, :mod:`cfgstore_gateway.adapters.antigravity`)
+and ``openai-codex-oauth`` (:mod:`cfgstore_gateway.adapters.codex`) have adapters of their
+own too, speaking their vendor's protocol.
 
 ``grok-web`` is not served: its ``GROK_BASE_URL`` is the grok.com web application, reached
 with a cookie session, never an OpenAI-compatible endpoint.
@@ -23,9 +31,8 @@ with a cookie session, never an OpenAI-compatible endpoint.
 Where a call goes, first found wins:
 
 1. the node's own base-URL key for its type (the ``base_url_key`` of :data:`PROFILES`:
-   ``OPENAI_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``,
-   ``KIRO_BASE_URL``, ``GEMINI_BASE_URL`` (both Gemini types),
-   ``CODEX_BASE_URL``), else the same key at the root of ``config.json``: every node's
+   ``OPENAI_BASE_URL``, ``QWEN_BASE_URL``, ``IFLOW_BASE_URL``, or a pass-through
+   profile's key), else the same key at the root of ``config.json``: every node's
    effective config is ``{...config.json, ...node}``, so a node's empty string wins over
    the root value and means "not set", as in the Node service;
 2. ``UPSTREAM_BASE_URLS[type]`` in ``config.json`` (an object type → base URL; a suffixed
@@ -46,8 +53,9 @@ node's token may still be refreshed first.
 Authentication is ``Authorization: Bearer <secret>``. API-key types send the node's
 key (``OPENAI_API_KEY``, or the root key of
 ``config.json``). OAuth types send the credential's token, refreshed by the
-gateway first when needed: iFlow its ``apiKey``, Kiro its ``accessToken``, Google (Gemini,
-Antigravity), Qwen and Codex their ``access_token``. No client header is ever forwarded
+gateway first when needed: iFlow its ``apiKey``, Qwen its ``access_token`` (a
+pass-through type's credential its ``access_token`` or ``accessToken``). No client header
+is ever forwarded
 upstream (the client's gateway key stays here).
 
 Outbound proxy: with ``PROXY_URL`` set (an ``http://`` or ``https://`` URL) and the
@@ -60,7 +68,7 @@ adapter: the call fails with ``UpstreamUnavailable`` saying so (recorded for the
 Precedence over dedicated adapters: this adapter declares itself ``generic``, and
 :class:`~cfgstore_gateway.adapters.AdapterRegistry` lets a generic adapter serve a type only
 when no dedicated adapter serves it (the type itself or a base of it), whatever the
-registration order: a plugin that registers a protocol adapter for ``claude-kiro-oauth``
+registration order: a plugin that registers a protocol adapter for ``openai-iflow``
 (or any type here) takes that type over, suffixed variants included. This adapter claims
 base types only, never a suffixed type by itself. Its hook implementation is also
 ``trylast`` (registered before other plugins' adapters), so a plugin registering another
@@ -117,11 +125,7 @@ PROFILES: dict[str, TypeProfile] = {
     "atlascloud": TypeProfile("OPENAI_BASE_URL", "OPENAI_API_KEY"),
     "openai-qwen-oauth": TypeProfile("QWEN_BASE_URL", None, "https://portal.qwen.ai/v1"),
     "openai-iflow": TypeProfile("IFLOW_BASE_URL", None, "https://apis.iflow.cn/v1"),
-    # Pass-through types: no built-in upstream (the node's key or UPSTREAM_BASE_URLS).
-    "claude-kiro-oauth": TypeProfile("KIRO_BASE_URL", None, pass_through=True),
-    "gemini-cli-oauth": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
-    "gemini-antigravity": TypeProfile("GEMINI_BASE_URL", None, pass_through=True),
-    "openai-codex-oauth": TypeProfile("CODEX_BASE_URL", None, pass_through=True),
+    # No pass-through type is built in (a plugin's profiles may add some).
 }
 """The types this adapter serves (suffixed variants included) and their keys."""
 

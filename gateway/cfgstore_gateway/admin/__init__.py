@@ -71,9 +71,15 @@ _UI_HEADERS = {
 }
 
 
-def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> None:
+def add_admin(
+    app: web.Application,
+    gate: SessionGate,
+    access: RouteAccess,
+    more_routes: Callable[[web.Application], None] | None = None,
+) -> None:
     """Mount the admin API (``/api``) and the UI (``/``, ``/ui/*``) on ``app``, their
-    routes marked in ``access``."""
+    routes marked in ``access``; ``more_routes(api)`` adds routes to the API's
+    sub-application (the gateway plugins') before it is mounted, marking them itself."""
     api = web.Application(middlewares=[compress_json, _admin_middleware])
     state = AdminState(gate)
     api[ADMIN] = state
@@ -87,6 +93,8 @@ def add_admin(app: web.Application, gate: SessionGate, access: RouteAccess) -> N
     access.default(api, Access.ADMIN)
     for route in api.router.routes():
         access.mark(_ROUTE_ACCESS.get(route.handler, Access.ADMIN), route)
+    if more_routes is not None:
+        more_routes(api)
     app.add_subapp("/api", api)
     access.mark(Access.UI, app.router.add_get("/", _index))
     access.mark_resource(Access.UI, app.router.add_static("/ui/", STATIC_DIR, append_version=False))
@@ -125,8 +133,11 @@ def api_routes(r: web.UrlDispatcher) -> None:
     r.add_post("/quick-link-provider", uploads_api.quick_link)
     r.add_get("/plugins", plugins_api.list_plugins)
     r.add_post("/plugins/{name}/toggle", plugins_api.toggle_plugin)
+    r.add_get("/cfgstore/plugin-tabs", plugins_api.console_tabs)
     r.add_get("/usage", usage_api.usage)
+    r.add_get("/usage/supported-providers", usage_api.supported_providers)
     r.add_get("/usage/{type}", usage_api.usage_of_type)
+    r.add_get("/usage/{type}/{uuid}", usage_api.usage_of_node)
     r.add_get("/custom-models", custom_models_api.list_models)
     r.add_post("/custom-models", custom_models_api.add_model)
     r.add_put("/custom-models/{id}", custom_models_api.update_model)
@@ -174,7 +185,7 @@ async def _admin_middleware(request: web.Request, handler: Handler) -> web.Strea
     access = request.config_dict[ROUTE_ACCESS].of(request)
     is_login = access is Access.LOGIN
     try:
-        if access is not Access.LOGIN and access is not Access.UI:
+        if access is Access.ADMIN:  # the others: open, or a gateway plugin's client route
             request[SESSION] = await request.config_dict[ADMIN].gate.require(request)
             _refuse_read_only_change(request)
         return await handler(request)

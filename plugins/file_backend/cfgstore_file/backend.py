@@ -28,15 +28,30 @@ from cfgstore_file.document_ops import DocumentOps
 from cfgstore_file.documents import DocumentFile
 from cfgstore_file.kept_file_ops import KeptFileOps
 from cfgstore_file.layout import Layout
+from cfgstore_file.lease_ops import LeaseOps
 from cfgstore_file.login_guard_ops import LoginGuardOps
+from cfgstore_file.plugin_log_ops import PluginLogOps
 from cfgstore_file.pool_ops import PoolOps
 from cfgstore_file.pools_file import PoolsFile
+from cfgstore_file.potluck_ops import PotluckOps
 from cfgstore_file.traffic_ops import TrafficOps
+from cfgstore_file.usage_stats_ops import UsageStatsOps
 
 log = logging.getLogger("cfgstore.file")
 
 
-class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOps, TrafficOps):
+class FileBackend(
+    PoolOps,
+    CredentialOps,
+    DocumentOps,
+    LoginGuardOps,
+    KeptFileOps,
+    TrafficOps,
+    LeaseOps,
+    PotluckOps,
+    UsageStatsOps,
+    PluginLogOps,
+):
     """Every storage operation on the AIClient-2-API folder layout.
 
     Pools live in memory and are written coalesced (debounce with a maximum wait); every
@@ -90,6 +105,12 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
             settings.write_debounce_ms / 1000,
             settings.write_max_wait_ms / 1000,
         )
+        await self._open_potluck(
+            configs_dir,
+            self.locks,
+            settings.write_debounce_ms / 1000,
+            settings.write_max_wait_ms / 1000,
+        )
         for doc in self.docs.values():
             await doc.changed_on_disk()
         if settings.watch_interval_ms > 0:
@@ -98,6 +119,8 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
     @hookimpl
     async def cfgstore_flush(self) -> None:
         await self.writer.durable()
+        await self.potluck_writer.durable()
+        await self.plugin_logs_durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
@@ -105,7 +128,13 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
-        await self.writer.close()
+        try:
+            try:
+                await self.potluck_writer.close()
+            finally:
+                await self.writer.close()
+        finally:
+            await self.plugin_logs_close()
 
     @hookimpl
     async def cfgstore_status(self) -> BackendStatus:
@@ -146,6 +175,7 @@ class FileBackend(PoolOps, CredentialOps, DocumentOps, LoginGuardOps, KeptFileOp
             try:
                 if await self.pools_file.reload_if_changed():
                     self._publish("pools", remote=True)
+                await self.potluck_file.reload_if_changed()
                 for name, doc in self.docs.items():
                     if await doc.changed_on_disk():
                         self._publish(entity_of.get(name, name), remote=True)

@@ -9,20 +9,26 @@ from cfgstore import hookimpl
 from cfgstore.adapters.backend import BackendDescriptor
 
 if TYPE_CHECKING:
-    from cfgstore.protocols import LifecycleBackend, StorageBackend, TrafficBackend
+    from cfgstore.protocols import (
+        LifecycleBackend,
+        StorageBackend,
+        TrafficBackend,
+        UsageStatsBackend,
+    )
     from cfgstore_file.backend import FileBackend
 
     # mypy compares the backend with the protocols of the hookspecs it implements.
-    _implements: tuple[type[StorageBackend], type[LifecycleBackend], type[TrafficBackend]] = (
-        FileBackend,
-        FileBackend,
-        FileBackend,
-    )
+    _implements: tuple[
+        type[StorageBackend],
+        type[LifecycleBackend],
+        type[TrafficBackend],
+        type[UsageStatsBackend],
+    ] = (FileBackend, FileBackend, FileBackend, FileBackend)
 
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED, TRAFFIC
+    from cfgstore.adapters.backend import POTLUCK, SHARED, TRAFFIC, USAGE_STATS
     from cfgstore_file.backend import FileBackend
 
     register(
@@ -30,6 +36,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="file",
             description="AIClient-2-API JSON files in a configs folder (the embedded default)",
             factory=FileBackend,
-            capabilities=frozenset({SHARED, TRAFFIC}),
+            capabilities=frozenset({SHARED, TRAFFIC, USAGE_STATS, POTLUCK}),
         )
     )

@@ -54,13 +54,17 @@ from cfgstore.model.credentials import (
     token_format_for,
 )
 from cfgstore.model.events import ChangeEvent
+from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.potluck import TokenUse
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import StoreSnapshot
 from cfgstore.model.status import BackendStatus, EntityCounts
 from cfgstore.model.timefmt import iso_ms, now_ms
 from cfgstore.model.traffic import TrafficCount
+from cfgstore.model.usage_stats import UsageCount
+from cfgstore.model.usage_stats import empty_document as empty_usage_document
 from cfgstore_memory.admin_tail import CredentialEdit
 from cfgstore_memory.cancellation import raise_if_cancelling, stop_tasks
 from cfgstore_memory.collector import collector_paused
@@ -68,12 +72,15 @@ from cfgstore_memory.confirmed_tail import ConfirmedTail
 from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
+from cfgstore_memory.plugin_logs import LocalPluginLogs
 from cfgstore_memory.pools_mirror import PoolsMirror, release
+from cfgstore_memory.potluck_relay import PotluckRelay, potluck_instance
 from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
 from cfgstore_memory.replicator import Mode, Replicator, journaled_records
 from cfgstore_memory.state_dir import StateDir
 from cfgstore_memory.traffic_relay import TrafficRelay, traffic_instance
+from cfgstore_memory.usage_relay import UsageRelay, usage_instance
 
 log = logging.getLogger("cfgstore.memory")
 
@@ -116,6 +123,12 @@ class MemoryFallback(GuardedOps, ReadCache):
         self.started_at_ms = now_ms()
         self.traffic: TrafficRelay | None = None
         """Relays traffic counts when the storage below takes them exactly once."""
+        self.potluck: PotluckRelay | None = None
+        """Relays api-potluck token counts likewise."""
+        self.usage: UsageRelay | None = None
+        """Relays model usage counts likewise."""
+        self.plugin_logs = LocalPluginLogs()
+        """Plugin log entries appended while the storage could not take them."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -147,6 +160,20 @@ class MemoryFallback(GuardedOps, ReadCache):
                 self._replicator,
                 self.settings,
                 BatchSequence(traffic_instance(self.state.instance_id), self.state.epoch),
+            )
+        if "cfgstore_replica_add_potluck_tokens" in self._below:
+            self.potluck = PotluckRelay(
+                self._below,
+                self._replicator,
+                self.settings,
+                BatchSequence(potluck_instance(self.state.instance_id), self.state.epoch),
+            )
+        if "cfgstore_replica_add_usage_stats" in self._below:
+            self.usage = UsageRelay(
+                self._below,
+                self._replicator,
+                self.settings,
+                BatchSequence(usage_instance(self.state.instance_id), self.state.epoch),
             )
         self._tasks = [
             loop.create_task(self._save_loop(), name="cfgstore-snapshot-saver"),
@@ -259,12 +286,20 @@ class MemoryFallback(GuardedOps, ReadCache):
         await self._replicator.durable()
         if self.traffic is not None:
             await self.traffic.durable()
+        if self.potluck is not None:
+            await self.potluck.durable()
+        if self.usage is not None:
+            await self.usage.durable()
 
     @hookimpl
     async def cfgstore_close(self) -> None:
         try:
             if self.traffic is not None:
                 await self.traffic.close()
+            if self.potluck is not None:
+                await self.potluck.close()
+            if self.usage is not None:
+                await self.usage.close()
             await self._replicator.close()
             await stop_tasks(self._tasks, self._stop_waits)
             if not self._replicator.serving_degraded:
@@ -318,6 +353,14 @@ class MemoryFallback(GuardedOps, ReadCache):
             details["traffic counts pending"] = str(self.traffic.backlog)
             if self.traffic.last_error:
                 warnings.append(f"traffic counts not stored yet: {self.traffic.last_error}")
+        if self.potluck is not None and self.potluck.backlog:
+            details["api-potluck counts pending"] = str(self.potluck.backlog)
+            if self.potluck.last_error:
+                warnings.append(f"api-potluck counts not stored yet: {self.potluck.last_error}")
+        if self.usage is not None and self.usage.backlog:
+            details["usage counts pending"] = str(self.usage.backlog)
+            if self.usage.last_error:
+                warnings.append(f"usage counts not stored yet: {self.usage.last_error}")
         if r.admin_after_rollback:
             lines = [o.line for o in r.admin_after_rollback]
             details["admin edits after the last rollback"] = " | ".join(lines)
@@ -518,6 +561,17 @@ class MemoryFallback(GuardedOps, ReadCache):
         self._replicator.submit(records)  # first: it refuses when the journal is full
         self.mirror.apply_local(records)
 
+    # -- api-potluck tokens ---------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_potluck_add_tokens(self, uses: Sequence[TokenUse]) -> None:
+        """Through the relay (journaled during outages) when the storage offers
+        ``cfgstore_replica_add_potluck_tokens``; else as the storage below takes them."""
+        if self.potluck is not None:
+            self.potluck.submit(uses)
+        elif "cfgstore_potluck_add_tokens" in self._below:
+            await self._below["cfgstore_potluck_add_tokens"](uses=uses)
+
     # -- traffic ------------------------------------------------------------------------------
 
     @hookimpl
@@ -537,6 +591,90 @@ class MemoryFallback(GuardedOps, ReadCache):
             return []
         counts: list[TrafficCount] = await self._below["cfgstore_traffic_read"](since_ms=since_ms)
         return counts
+
+    # -- model usage statistics ---------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_usage_stats_add(self, counts: Sequence[UsageCount]) -> None:
+        """Through the relay (journaled during outages) when the storage offers
+        ``cfgstore_replica_add_usage_stats``; else as the storage below takes them."""
+        if self.usage is not None:
+            self.usage.submit(counts)
+        elif "cfgstore_usage_stats_add" in self._below:
+            await self._below["cfgstore_usage_stats_add"](counts=counts)
+
+    @hookimpl
+    async def cfgstore_usage_stats_read(self) -> dict[str, Any]:
+        """The storage's (not cached: every instance's counts change every second); the
+        empty document when it keeps none."""
+        if "cfgstore_usage_stats_read" not in self._below:
+            return empty_usage_document()
+        if self.usage is not None:
+            await self.usage.durable()  # this instance's counts first (or journaled)
+        doc: dict[str, Any] = await self._below["cfgstore_usage_stats_read"]()
+        return doc
+
+    @hookimpl
+    async def cfgstore_usage_stats_reset(self, tokens_only: bool) -> None:
+        """An admin edit: refused while degraded; this instance's relayed counts land
+        first (they were counted before the reset)."""
+        if self._replicator.serving_degraded:
+            raise self._refusal("a statistics reset")
+        if self.usage is not None:
+            await self.usage.durable()
+        if "cfgstore_usage_stats_reset" in self._below:
+            await self._edit(
+                "cfgstore_usage_stats_reset", "a statistics reset", tokens_only=tokens_only
+            )
+
+    @hookimpl
+    async def cfgstore_usage_stats_import(self, document: dict[str, Any]) -> None:
+        if "cfgstore_usage_stats_import" in self._below:
+            await self._edit(
+                "cfgstore_usage_stats_import", "a statistics import", document=document
+            )
+
+    # -- plugin logs (debug data: never journaled) --------------------------------------------
+
+    @hookimpl
+    async def cfgstore_plugin_log_append(
+        self, plugin: str, entry: dict[str, JSONValue], keep: int
+    ) -> None:
+        """The storage's log; while degraded (or when the storage below keeps none), this
+        process's memory only (:mod:`cfgstore_memory.plugin_logs`)."""
+        operation = "cfgstore_plugin_log_append"
+        if not self._replicator.serving_degraded and operation in self._below:
+            try:
+                await self._below[operation](plugin=plugin, entry=entry, keep=keep)
+                return
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        self.plugin_logs.append(plugin, entry, keep)
+
+    @hookimpl
+    async def cfgstore_plugin_log_recent(
+        self, plugin: str, limit: int
+    ) -> list[dict[str, JSONValue]]:
+        """The storage's log; while degraded, what this process appended in memory."""
+        operation = "cfgstore_plugin_log_recent"
+        if not self._replicator.serving_degraded and operation in self._below:
+            try:
+                found: list[dict[str, JSONValue]] = await self._below[operation](
+                    plugin=plugin, limit=limit
+                )
+                return found
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+        return self.plugin_logs.recent(plugin, limit)
+
+    @hookimpl
+    async def cfgstore_plugin_log_clear(self, plugin: str) -> None:
+        """An admin edit: refused while degraded."""
+        if self._replicator.serving_degraded:
+            raise self._refusal("a plugin log clear")
+        self.plugin_logs.clear(plugin)
+        if "cfgstore_plugin_log_clear" in self._below:
+            await self._edit("cfgstore_plugin_log_clear", "a plugin log clear", plugin=plugin)
 
     # -- credentials --------------------------------------------------------------------------
 
@@ -715,6 +853,48 @@ class MemoryFallback(GuardedOps, ReadCache):
             released: bool = await self._below["cfgstore_credentials_unlock"](
                 provider_type=provider_type, uuid=uuid, token=token
             )
+        except StorageUnavailable as exc:
+            self._replicator.note_outage(exc)
+            return False
+        return released
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @hookimpl
+    async def cfgstore_lease_take(self, name: str, ttl_ms: int) -> str | None:
+        """The storage's lease normally; while degraded (or when the storage below keeps
+        none) a lease of this process only. A lease taken below drops the cached copies of
+        the documents: the holder reads what an earlier holder wrote before releasing."""
+        if not self._replicator.serving_degraded and "cfgstore_lease_take" in self._below:
+            try:
+                token: str | None = await self._below["cfgstore_lease_take"](
+                    name=name, ttl_ms=ttl_ms
+                )
+            except StorageUnavailable as exc:
+                self._replicator.note_outage(exc)
+            else:
+                if token is not None:
+                    self.forget_cached()
+                return token
+        lease = ("lease", name)
+        held = self._local_locks.get(lease)
+        if held is not None and held[1] > time.monotonic():
+            return None
+        token = "local-" + secrets.token_hex(16)
+        self._local_locks[lease] = (token, time.monotonic() + max(1, ttl_ms) / 1000)
+        return token
+
+    @hookimpl
+    async def cfgstore_lease_release(self, name: str, token: str) -> bool:
+        lease = ("lease", name)
+        held = self._local_locks.get(lease)
+        if held is not None and held[0] == token:
+            del self._local_locks[lease]
+            return held[1] > time.monotonic()
+        if self._replicator.serving_degraded or "cfgstore_lease_release" not in self._below:
+            return False
+        try:
+            released: bool = await self._below["cfgstore_lease_release"](name=name, token=token)
         except StorageUnavailable as exc:
             self._replicator.note_outage(exc)
             return False

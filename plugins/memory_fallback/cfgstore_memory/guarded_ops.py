@@ -20,13 +20,14 @@ from typing import Any
 
 from cfgstore import hookimpl
 from cfgstore.adapters.backend import Operations
-from cfgstore.errors import StorageDegraded, StorageUnavailable
+from cfgstore.errors import PluginError, StorageDegraded, StorageUnavailable
 from cfgstore.model.config import config_from_json
 from cfgstore.model.custom_models import CustomModel
 from cfgstore.model.jsjson import JSONValue
 from cfgstore.model.login_guard import LoginAttempt, LoginGuard
 from cfgstore.model.plugin_config import PluginConfig
 from cfgstore.model.pools import ProviderNode, ProviderPools
+from cfgstore.model.potluck import Admission, KeyDocument
 from cfgstore.model.sessions import UiSession, token_digest
 from cfgstore.model.timefmt import iso_ms
 from cfgstore.model.usage_cache import UsageCache
@@ -342,6 +343,48 @@ class GuardedOps:
     @hookimpl
     async def cfgstore_login_failures_clear(self, client: str) -> None:
         await self._edit("cfgstore_login_failures_clear", "logins are", client=client)
+
+    # -- api-potluck keys: admissions are checked and counted in the storage (the limit
+    # holds across instances), so while degraded they are refused, never admitted on a
+    # local guess: an outage cannot over-admit. Token counts go through the potluck relay
+    # (journaled through outages, :mod:`cfgstore_memory.potluck_relay`). ------------------
+
+    async def _potluck(self, operation: str, what: str, **kwargs: Any) -> Any:
+        if operation not in self._below:
+            raise PluginError("this backend keeps no api-potluck keys")
+        return await self._edit(operation, what, **kwargs)
+
+    @hookimpl
+    async def cfgstore_potluck_admit(self, key_id: str, today: str, now_ms: int) -> Admission:
+        admission: Admission = await self._potluck(
+            "cfgstore_potluck_admit",
+            "api-potluck admissions are",
+            key_id=key_id,
+            today=today,
+            now_ms=now_ms,
+        )
+        return admission
+
+    @hookimpl
+    async def cfgstore_potluck_list(self) -> list[KeyDocument]:
+        keys: list[KeyDocument] = await self._potluck(
+            "cfgstore_potluck_list", "api-potluck reads are"
+        )
+        return keys
+
+    @hookimpl
+    async def cfgstore_potluck_get(self, key_id: str) -> KeyDocument | None:
+        key: KeyDocument | None = await self._potluck(
+            "cfgstore_potluck_get", "api-potluck reads are", key_id=key_id
+        )
+        return key
+
+    @hookimpl
+    async def cfgstore_potluck_toggle(self, key_id: str) -> KeyDocument:
+        key: KeyDocument = await self._potluck(
+            "cfgstore_potluck_toggle", "api-potluck edits are", key_id=key_id
+        )
+        return key
 
 
 def _describe(operation: str, kwargs: Mapping[str, Any]) -> str:

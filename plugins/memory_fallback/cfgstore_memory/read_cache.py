@@ -15,6 +15,8 @@ before an invalidation never stores its (possibly stale) result.
 from __future__ import annotations
 
 import copy
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +39,14 @@ CACHED_OPERATIONS = (
     "cfgstore_password_get",
     "cfgstore_usage_cache_get",
 )
+CACHED_ENTITIES = (
+    "config",
+    "system_prompt",
+    "custom_models",
+    "plugin_config",
+    "password",
+    "usage_cache",
+)
 
 
 class ReadCache:
@@ -52,6 +62,7 @@ class ReadCache:
         self._below: Operations = context.below
         self._values: dict[str, Any] = {}
         self._generation: dict[str, int] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -109,3 +120,38 @@ class ReadCache:
             "usage_cache", self._below["cfgstore_usage_cache_get"]
         )
         return value
+
+    @hookimpl
+    async def cfgstore_lease_take(self, name: str, ttl_ms: int) -> str | None:
+        """The lease of the backend below (of this process when it keeps none); a lease
+        taken drops the cached copies: the holder reads what an earlier holder wrote
+        before releasing."""
+        if "cfgstore_lease_take" not in self._below:
+            now = time.monotonic()
+            held = self._leases.get(name)
+            if held is not None and held[1] > now:
+                return None
+            local = "local-" + secrets.token_hex(16)
+            self._leases[name] = (local, now + max(1, ttl_ms) / 1000)
+            return local
+        token: str | None = await self._below["cfgstore_lease_take"](name=name, ttl_ms=ttl_ms)
+        if token is not None:
+            self.forget_cached()
+        return token
+
+    @hookimpl
+    async def cfgstore_lease_release(self, name: str, token: str) -> bool:
+        if "cfgstore_lease_release" not in self._below:
+            held = self._leases.get(name)
+            if held is None or held[0] != token:
+                return False
+            del self._leases[name]
+            return held[1] > time.monotonic()
+        released: bool = await self._below["cfgstore_lease_release"](name=name, token=token)
+        return released
+
+    def forget_cached(self) -> None:
+        """Drop every cached copy (a read in flight does not keep what it read)."""
+        for entity in CACHED_ENTITIES:
+            self._generation[entity] = self._generation.get(entity, 0) + 1
+            self._values.pop(entity, None)

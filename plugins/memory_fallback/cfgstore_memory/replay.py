@@ -1,6 +1,6 @@
 """Journal entries: what they hold, and replaying them onto the shared storage (DESIGN §3).
 
-Four kinds of entry:
+Six kinds of entry:
 
 ``records``
     ``data`` is a list of hot-path records (:mod:`cfgstore.model.record_codec`); the entry's
@@ -26,6 +26,16 @@ Four kinds of entry:
     id of the instance's traffic (``<instance id>-t:<epoch>:<seq>``). Replay adds them
     under that id (``cfgstore_replica_add_traffic``): a batch Redis had applied already
     (its reply was lost) is skipped, so no count is lost or doubled.
+``potluck``
+    ``data`` is a list of api-potluck token uses (:class:`cfgstore.model.potluck.TokenUse`,
+    ``to_json``) of requests finished during an outage; ``op_id`` is the batch id of the
+    instance's potluck writer (``<instance id>-k:<epoch>:<seq>``). Replay adds them under
+    that id (``cfgstore_replica_add_potluck_tokens``), exactly once like traffic.
+``usage-stats``
+    ``data`` is a list of model usage counts (:class:`cfgstore.model.usage_stats.UsageCount`,
+    ``to_json``), ``op_id`` a batch id of the instance's usage writer
+    (``<instance id>-u:<epoch>:<seq>``); replayed like ``traffic``
+    (``cfgstore_replica_add_usage_stats``).
 
 Consecutive ``records`` entries are sent pipelined, many per round trip
 (:data:`PIPELINE_ENTRIES`), so a replay takes about as long as the outage that made the
@@ -48,10 +58,12 @@ from cfgstore.adapters.backend import Operations
 from cfgstore.errors import InvalidData, NotFound, VersionConflict
 from cfgstore.model.credentials import Credential
 from cfgstore.model.jsjson import JSONValue
+from cfgstore.model.potluck import TokenUse
 from cfgstore.model.record_codec import record_from_json, record_to_json
 from cfgstore.model.records import NodeRecord
 from cfgstore.model.snapshot import credential_from_json, credential_to_json
 from cfgstore.model.traffic import TrafficCount
+from cfgstore.model.usage_stats import UsageCount
 from cfgstore_memory.journal import Journal, JournalEntry
 
 log = logging.getLogger("cfgstore.memory.replay")
@@ -60,6 +72,8 @@ RECORDS = "records"
 CREDENTIAL = "credential"
 LOGOUT = "logout"
 TRAFFIC = "traffic"
+POTLUCK = "potluck"
+USAGE_STATS = "usage-stats"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK_ENTRIES = 256
 """Entries replayed between two clears of the journal."""
@@ -108,6 +122,30 @@ def entry_traffic(entry: JournalEntry, source: str) -> list[TrafficCount]:
     return [TrafficCount.from_json(doc, where) for doc in entry.data]
 
 
+def potluck_data(uses: Sequence[TokenUse]) -> JSONValue:
+    return [u.to_json() for u in uses]
+
+
+def entry_potluck(entry: JournalEntry, source: str) -> list[TokenUse]:
+    """The uses of a ``potluck`` entry; :class:`InvalidData` when malformed."""
+    where = f"{source} entry {entry.seq}"
+    if not isinstance(entry.data, list):
+        raise InvalidData(where, "$", "expected a list of api-potluck token uses")
+    return [TokenUse.from_json(doc, where) for doc in entry.data]
+
+
+def usage_data(counts: Sequence[UsageCount]) -> JSONValue:
+    return [c.to_json() for c in counts]
+
+
+def entry_usage(entry: JournalEntry, source: str) -> list[UsageCount]:
+    """The counts of a ``usage-stats`` entry; :class:`InvalidData` when malformed."""
+    where = f"{source} entry {entry.seq}"
+    if not isinstance(entry.data, list):
+        raise InvalidData(where, "$", "expected a list of usage counts")
+    return [UsageCount.from_json(doc, where) for doc in entry.data]
+
+
 def logout_data(digest: str) -> JSONValue:
     return {"digest": digest}
 
@@ -135,6 +173,10 @@ class ReplayReport:
     logouts: int = 0
     traffic_batches: int = 0
     """Traffic batches added (those Redis had already applied are not counted)."""
+    potluck_batches: int = 0
+    """api-potluck token batches added (likewise)."""
+    usage_batches: int = 0
+    """Model usage batches added (likewise)."""
 
 
 OnRecords = Callable[[list[NodeRecord], str], None]
@@ -171,6 +213,18 @@ async def replay_entry(
             log.warning("journaled traffic dropped: the storage keeps no traffic counts")
         elif await ops["cfgstore_replica_add_traffic"](counts=counts, op_id=entry.op_id):
             report.traffic_batches += 1
+    elif entry.kind == POTLUCK:
+        uses = entry_potluck(entry, source)
+        if "cfgstore_replica_add_potluck_tokens" not in ops:
+            log.warning("journaled api-potluck tokens dropped: the storage keeps no keys")
+        elif await ops["cfgstore_replica_add_potluck_tokens"](uses=uses, op_id=entry.op_id):
+            report.potluck_batches += 1
+    elif entry.kind == USAGE_STATS:
+        counts_u = entry_usage(entry, source)
+        if "cfgstore_replica_add_usage_stats" not in ops:
+            log.warning("journaled usage statistics dropped: the storage keeps none")
+        elif await ops["cfgstore_replica_add_usage_stats"](counts=counts_u, op_id=entry.op_id):
+            report.usage_batches += 1
     else:
         raise InvalidData(f"{source} entry {entry.seq}", "kind", f"unknown kind {entry.kind!r}")
     report.entries += 1

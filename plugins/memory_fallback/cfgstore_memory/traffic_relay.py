@@ -12,6 +12,9 @@ later batch is sent live: a batch whose reply was lost is skipped by its id, so 
 lost or doubled, also when the instance restarts during the outage. Not covered: a Redis
 that goes back in time loses the traffic batches of its last second (the confirmed tail
 re-sends hot-path records only).
+
+:class:`BatchRelay` is the mechanism; the model usage statistics
+(:mod:`cfgstore_memory.usage_relay`) use it too, under ids of their own (``-u``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from cfgstore.adapters.backend import Operations
 from cfgstore.adapters.durability import DurabilityTracker
@@ -33,6 +37,8 @@ from cfgstore_memory.replicator import OUTAGES, Replicator
 
 log = logging.getLogger("cfgstore.memory.traffic")
 
+Item = TypeVar("Item")
+
 RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 """Waits before sending (or journaling) a batch again after a refusal."""
 OUTAGE_RETRY_S = 0.05
@@ -45,20 +51,35 @@ def traffic_instance(instance_id: str) -> str:
     return f"{instance_id}-t"
 
 
-class TrafficRelay:
+class BatchRelay(Generic[Item]):
+    """Counts of one kind relayed in exactly-once batches (see the module docstring):
+    ``operation`` sends a batch under its id, ``kind`` names its journal entries, ``merge``
+    folds what is pending into one batch, ``data`` is a batch as journal data."""
+
+    what = "counts"
+
     def __init__(
         self,
         ops: Operations,
         replicator: Replicator,
         settings: Settings,
         batch_ids: BatchSequence,
+        *,
+        operation: str,
+        kind: str,
+        merge: Callable[[list[Item]], list[Item]],
+        data: Callable[[Sequence[Item]], Any],
     ) -> None:
+        self._operation = operation
+        self._kind = kind
+        self._merge = merge
+        self._data = data
         self._ops = ops
         self._replicator = replicator
         self._settings = settings
         self._ids = batch_ids
-        self._pending: list[TrafficCount] = []
-        self._batch: tuple[list[TrafficCount], str, int] | None = None
+        self._pending: list[Item] = []
+        self._batch: tuple[list[Item], str, int] | None = None
         self._progress = DurabilityTracker()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -70,14 +91,14 @@ class TrafficRelay:
         """Counts accepted and neither in the storage nor in the journal yet."""
         return self._progress.backlog
 
-    def submit(self, counts: Sequence[TrafficCount]) -> None:
+    def submit(self, counts: Sequence[Item]) -> None:
         if not counts:
             return
         self._pending.extend(counts)
         self._progress.accepted(len(counts))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="cfgstore-traffic"
+                self._run(), name=f"cfgstore-{self._kind}"
             )
         self._wake.set()
 
@@ -92,8 +113,9 @@ class TrafficRelay:
                 await self.durable()
         if self._progress.backlog:
             log.error(
-                "closing with %d traffic counts not stored: %s",
+                "closing with %d %s not stored: %s",
                 self._progress.backlog,
+                self.what,
                 self.last_error or "no answer in time",
             )
         if self._task is not None:
@@ -101,10 +123,10 @@ class TrafficRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _take(self) -> tuple[list[TrafficCount], str, int]:
+    def _take(self) -> tuple[list[Item], str, int]:
         if self._batch is None:
             taken, self._pending = self._pending, []
-            self._batch = (merge_counts(taken), self._ids.next(), len(taken))
+            self._batch = (self._merge(taken), self._ids.next(), len(taken))
         return self._batch
 
     async def _run(self) -> None:
@@ -127,7 +149,7 @@ class TrafficRelay:
                     raise_if_cancelling(exc)
                     self.last_error = str(exc)
                     if failures == 0:
-                        log.warning("traffic batch %s kept for another try: %s", op_id, exc)
+                        log.warning("%s batch %s kept for another try: %s", self.what, op_id, exc)
                     self._progress.settle(exc)
                     await asyncio.sleep(RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)])
                     failures += 1
@@ -137,17 +159,17 @@ class TrafficRelay:
                 self._batch = None
                 self._progress.completed(submitted)
 
-    async def _deliver(self, counts: list[TrafficCount], op_id: str) -> None:
+    async def _deliver(self, counts: list[Item], op_id: str) -> None:
         """Journal the batch while degraded, else send it; raises when neither happened."""
         replicator = self._replicator
         if replicator.serving_degraded:
             try:
-                if await replicator.journal_while_degraded(TRAFFIC, traffic_data(counts), op_id):
+                if await replicator.journal_while_degraded(self._kind, self._data(counts), op_id):
                     return
             except JournalFull as exc:  # the records' limit holds for traffic too
                 raise StorageServerError(str(exc)) from exc
         async with asyncio.timeout(self._settings.degrade_after_ms / 1000):
-            await self._ops["cfgstore_replica_add_traffic"](counts=counts, op_id=op_id)
+            await self._ops[self._operation](counts=counts, op_id=op_id)
         if self._forget_due and not replicator.journal.depth:
             await self._forget_other_epochs()
 
@@ -164,6 +186,30 @@ class TrafficRelay:
                 )
         except (CfgStoreError, TimeoutError) as exc:
             raise_if_cancelling(exc)
-            log.info("traffic batch marks of earlier runs not dropped yet: %s", exc)
+            log.info("%s batch marks of earlier runs not dropped yet: %s", self.what, exc)
             return
         self._forget_due = False
+
+
+class TrafficRelay(BatchRelay[TrafficCount]):
+    """The console's traffic counts (``traffic`` journal entries)."""
+
+    what = "traffic counts"
+
+    def __init__(
+        self,
+        ops: Operations,
+        replicator: Replicator,
+        settings: Settings,
+        batch_ids: BatchSequence,
+    ) -> None:
+        super().__init__(
+            ops,
+            replicator,
+            settings,
+            batch_ids,
+            operation="cfgstore_replica_add_traffic",
+            kind=TRAFFIC,
+            merge=merge_counts,
+            data=traffic_data,
+        )

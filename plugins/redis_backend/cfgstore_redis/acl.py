@@ -36,6 +36,8 @@ COMMANDS = (
     "pexpireat",  # the traffic buckets expire (a day after their minute)
     "lrange",
     "llen",
+    "lpush",  # plugin logs: LPUSH + LTRIM in one MULTI
+    "ltrim",
     "lpos",
     "rpush",
     "lrem",

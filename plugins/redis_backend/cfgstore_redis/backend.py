@@ -23,10 +23,14 @@ from cfgstore_redis import lua
 from cfgstore_redis.batch import encode, touched_nodes
 from cfgstore_redis.connection import RedisConnection, build_connection, connect
 from cfgstore_redis.keys import Keys
+from cfgstore_redis.lease_ops import LeaseOps
 from cfgstore_redis.login_guard_ops import LoginGuardOps
+from cfgstore_redis.plugin_log_ops import PluginLogOps
+from cfgstore_redis.potluck_ops import PotluckOps
 from cfgstore_redis.replica_ops import ReplicaOps
 from cfgstore_redis.traffic_ops import TrafficOps
 from cfgstore_redis.translate import translated
+from cfgstore_redis.usage_stats_ops import UsageStatsOps
 from cfgstore_redis.writer import GroupCommitWriter
 
 log = logging.getLogger("cfgstore.redis")
@@ -37,7 +41,9 @@ UNKNOWN = "unknown"
 """A server fact (version, memory policy) in a status when the server will not tell."""
 
 
-class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
+class RedisBackend(
+    ReplicaOps, LoginGuardOps, TrafficOps, LeaseOps, UsageStatsOps, PluginLogOps, PotluckOps
+):
     """Every storage operation on Redis; key schema in ``redis-keys.md``."""
 
     def __init__(self, context: BackendContext) -> None:
@@ -95,10 +101,19 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
                 "UPGRADE_SIBLINGS",
                 "FINISH_UPGRADE",
                 "TRAFFIC_ADD",
+                *(
+                    name
+                    for name in dir(lua)
+                    if name.startswith("POTLUCK_") and name != "POTLUCK_PRELUDE"
+                ),
+                "USAGE_STATS_ADD",
+                "USAGE_STATS_RESET_TOKENS",
             )
         }
         self.writer = GroupCommitWriter(self._send_records)  # the schema upgrade reads pools
         self._start_traffic()
+        self._start_potluck()
+        self._start_usage_stats()
         if reachable:
             try:
                 await self._check_schema()
@@ -120,6 +135,8 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
         await self.writer.durable()
         try:
             await self.traffic_writer.durable()
+            await self.potluck_writer.durable()
+            await self.usage_writer.durable()
         except StorageUnavailable:
             # Above a memory fallback a flush succeeds through an outage (the records are
             # in its journal); traffic counts wait in memory for Redis instead.
@@ -129,11 +146,18 @@ class RedisBackend(ReplicaOps, LoginGuardOps, TrafficOps):
     @hookimpl
     async def cfgstore_close(self) -> None:
         try:
+            await self.admissions.close()
             try:
                 async with asyncio.timeout(self.settings.redis_socket_timeout_ms / 1000 * 3):
                     await self._close_traffic()
+                    await self._close_potluck()
             except (CfgStoreError, TimeoutError) as exc:
-                log.error("closing with traffic counts not stored in Redis: %s", exc)
+                log.error("closing with traffic or potluck counts not stored in Redis: %s", exc)
+            try:
+                async with asyncio.timeout(self.settings.redis_socket_timeout_ms / 1000 * 3):
+                    await self._close_usage_stats()
+            except (CfgStoreError, TimeoutError) as exc:
+                log.error("closing with usage statistics not stored in Redis: %s", exc)
             await self.writer.close()
             if self.writer.batches:
                 await self._forget_writer()

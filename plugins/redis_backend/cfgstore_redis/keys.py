@@ -31,6 +31,10 @@ class Keys:
         self.instances = f"{self.tag}:instances"
         self.batches = f"{self.tag}:batches"
         """Per writer instance, the ``<epoch>:<seq>`` of its last applied record batch."""
+        self.usage_stats = f"{self.tag}:ustats"
+        """The model usage statistics: every scope's block (:mod:`.usage_stats_ops`)."""
+        self.usage_stats_order = f"{self.tag}:ustats:order"
+        """The statistics' scopes in the order first counted (the document's key order)."""
 
     def nodes(self, provider_type: str) -> str:
         return f"{self.tag}:nodes:{provider_type}"
@@ -61,6 +65,14 @@ class Keys:
     def upgrade_lock(self) -> str:
         """Held by the one instance upgrading the namespace's schema."""
         return self.lock_base + "upgrade"
+
+    def lease(self, name: str) -> str:
+        """A named lease (:mod:`cfgstore.hookspecs.leases`): the holder's token."""
+        return f"{self.tag}:lease:{name}"
+
+    def plugin_log(self, plugin: str) -> str:
+        """A plugin log (:mod:`cfgstore.hookspecs.plugin_logs`): a list, newest first."""
+        return f"{self.tag}:plog:{plugin}"
 
     @property
     def lock_base(self) -> str:

@@ -257,7 +257,10 @@ end
 # The batch marks (cfgstore.model.batch_ids): in the marks hash, field <instance> holds
 # '<epoch>:<seq>' per epoch with a mark, joined by spaces (one, once the instance dropped
 # its earlier runs' marks). M.read returns them ({epoch, seq, text} each; {} for none), or
-# nil when the field holds anything else.
+# nil when the field holds anything else. M.split(key, instance, epoch) returns the seq
+# marked for that epoch (0: none) and the other epochs' mark texts, nil when malformed;
+# M.mark(key, instance, kept, epoch, seq) writes those texts plus '<epoch>:<seq>'. Every
+# exactly-once batch (records, traffic, usage statistics) checks and marks with these.
 MARKS_PRELUDE = r"""
 local M = {}
 
@@ -277,6 +280,21 @@ end
 function M.malformed(key, instance)
   return 'batch marks of ' .. instance .. ' in ' .. key .. ' are not <epoch>:<seq> ' ..
     'joined by spaces: ' .. tostring(redis.call('HGET', key, instance))
+end
+
+function M.split(key, instance, epoch)
+  local marks = M.read(key, instance)
+  if not marks then return nil end
+  local kept, current = {}, 0
+  for _, mark in ipairs(marks) do
+    if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
+  end
+  return current, kept
+end
+
+function M.mark(key, instance, kept, epoch, seq)
+  kept[#kept + 1] = epoch .. ':' .. seq
+  redis.call('HSET', key, instance, table.concat(kept, ' '))
 end
 """
 
@@ -306,21 +324,11 @@ end
 if ARGV[1] == '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {'dup'} end
 else
-  local marks = M.read(KEYS[1], ARGV[1])
-  if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
-  local epoch = tonumber(ARGV[2])
-  local kept, current = {}, 0
-  for _, mark in ipairs(marks) do
-    if mark.epoch == epoch then
-      current = mark.seq
-    else
-      kept[#kept + 1] = mark.text
-    end
-  end
+  local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+  if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
   if tonumber(ARGV[3]) <= current then return {'dup'} end
   if current < tonumber(ARGV[4]) then return {'behind', current} end
-  kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
-  redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+  M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 end
 local argi = 8
 local transitions = {}
@@ -461,16 +469,10 @@ TRAFFIC_ADD = (
     SHEBANG
     + MARKS_PRELUDE
     + r"""
-local marks = M.read(KEYS[1], ARGV[1])
-if not marks then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
-local epoch = tonumber(ARGV[2])
-local kept, current = {}, 0
-for _, mark in ipairs(marks) do
-  if mark.epoch == epoch then current = mark.seq else kept[#kept + 1] = mark.text end
-end
+local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
 if tonumber(ARGV[3]) <= current then return {'dup'} end
-kept[#kept + 1] = ARGV[2] .. ':' .. ARGV[3]
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 local argi = 4
 for k = 2, #KEYS do
   local expire_at = ARGV[argi]; local fields = tonumber(ARGV[argi + 1])
@@ -1033,5 +1035,342 @@ redis.call('HSET', KEYS[1], 'schema', ARGV[3])
 local revision = redis.call('INCR', KEYS[3])
 for i = 5, #ARGV do redis.call('PUBLISH', ARGV[4], ARGV[i] .. revision .. '}') end
 return {'ok', revision}
+"""
+)
+
+# Model usage statistics (cfgstore.model.usage_stats): one hash of every scope's block
+# (fields '<scope>\31<name>'; scopes 's', 'p\31<type>', 'm\31<type>\31<model>', 'd\31<day>'),
+# a list of the scopes in the order first counted, the '@updatedAt' field. No JSON.
+USAGE_PRELUDE = r"""
+local U = {}
+U.SUMS = {'requestCount', 'promptTokens', 'completionTokens', 'totalTokens', 'cachedTokens'}
+U.PEAKS = {'maxQps', 'maxRpm', 'maxTps'}
+
+-- Add a text number: HINCRBY; when either side is not an integer (a migrated file's odd
+-- value), a double addition as JavaScript does it, kept with 17 digits (exact round trip).
+function U.add(hash, field, by)
+  if by == '0' then return end
+  local reply = redis.pcall('HINCRBY', hash, field, by)
+  if type(reply) == 'table' and reply.err then
+    local held = tonumber(redis.call('HGET', hash, field) or '0') or 0
+    redis.call('HSET', hash, field, string.format('%.17g', held + tonumber(by)))
+  end
+end
+
+-- Keep the larger (numbers) or later (ISO text) value.
+function U.max_number(hash, field, value)
+  local v = tonumber(value)
+  if not v or v <= 0 then return end
+  local held = tonumber(redis.call('HGET', hash, field) or '0') or 0
+  if v > held then redis.call('HSET', hash, field, value) end
+end
+
+function U.later(hash, field, value)
+  if value == '' then return end
+  local held = redis.call('HGET', hash, field)
+  if not held or value > held then redis.call('HSET', hash, field, value) end
+end
+"""
+
+# Add one batch of usage counts, exactly once per batch id. KEYS: [1] batch marks hash,
+# [2] statistics hash, [3] scope order list. ARGV: instance, epoch, seq, updatedAt, then
+# per scope: scope, the five sums, the three peaks, lastUsedAt ('' = none). A batch at or
+# below its writer's mark for its epoch is a duplicate ({'dup'}: nothing added). Nobody's
+# cached state: no revision, no change message. Replies {'ok'}.
+USAGE_STATS_ADD = (
+    SHEBANG
+    + MARKS_PRELUDE
+    + USAGE_PRELUDE
+    + r"""
+local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+if tonumber(ARGV[3]) <= current then return {'dup'} end
+M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
+local H = KEYS[2]
+local i = 5
+while i <= #ARGV do
+  local base = ARGV[i] .. '\31'
+  if redis.call('HEXISTS', H, base .. 'requestCount') == 0 then
+    redis.call('RPUSH', KEYS[3], ARGV[i])
+    redis.call('HSET', H, base .. 'requestCount', 0)
+  end
+  for k, name in ipairs(U.SUMS) do U.add(H, base .. name, ARGV[i + k]) end
+  for k, name in ipairs(U.PEAKS) do U.max_number(H, base .. name, ARGV[i + 5 + k]) end
+  U.later(H, base .. 'lastUsedAt', ARGV[i + 9])
+  i = i + 10
+end
+U.later(H, '@updatedAt', ARGV[4])
+return {'ok'}
+"""
+)
+
+# Zero every block's tokens and peaks (counts and lastUsedAt kept). KEYS: statistics hash.
+# ARGV: updatedAt. Replies the number of fields dropped (absent reads as 0).
+USAGE_STATS_RESET_TOKENS = (
+    SHEBANG
+    + r"""
+local RESET = {promptTokens = true, completionTokens = true, totalTokens = true,
+  cachedTokens = true, maxQps = true, maxRpm = true, maxTps = true}
+local all = redis.call('HGETALL', KEYS[1])
+local dropped = {}
+for i = 1, #all, 2 do
+  local name = string.match(all[i], '\31(%a+)$')
+  if name and RESET[name] then dropped[#dropped + 1] = all[i] end
+end
+for i = 1, #dropped, 500 do
+  redis.call('HDEL', KEYS[1], unpack(dropped, i, math.min(i + 499, #dropped)))
+end
+redis.call('HSET', KEYS[1], '@updatedAt', ARGV[1])
+return #dropped
+"""
+)
+
+# -- api-potluck keys (cfgstore_redis.potluck_ops): one hash per key, '@doc' the key's JSON
+# skeleton (order, arrays), every scalar a field named by its JSON pointer holding JSON text;
+# counters change by HINCRBY only. Key data is nobody's cached state: no revision, no message.
+POTLUCK_PRELUDE = r"""
+local P = {}
+function P.truthy(v)
+  return v and v ~= 'false' and v ~= 'null' and v ~= '0' and v ~= '""'
+end
+"""
+
+# KEYS: key hash. ARGV: today (JSON text), now (JSON text), then the today-counter fields.
+# Replies {verdict, used, limit}: 'ok' (counted), 'not_found', 'disabled', 'quota_exceeded'.
+POTLUCK_ADMIT = (
+    SHEBANG
+    + POTLUCK_PRELUDE
+    + r"""
+local v = redis.call('HMGET', KEYS[1], '@doc', '/enabled', '/dailyLimit', '/todayUsage',
+  '/lastResetDate')
+if not v[1] then return {'not_found', 0, 0} end
+local limit = tonumber(v[3] or '0') or 0
+local used = tonumber(v[4] or '0') or 0
+if not P.truthy(v[2]) then return {'disabled', used, limit} end
+if v[5] ~= ARGV[1] then
+  for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], '0') end
+  redis.call('HSET', KEYS[1], '/lastResetDate', ARGV[1])
+  used = 0
+end
+if limit > 0 and used >= limit then return {'quota_exceeded', used, limit} end
+redis.call('HINCRBY', KEYS[1], '/todayUsage', 1)
+redis.call('HINCRBY', KEYS[1], '/totalUsage', 1)
+redis.call('HSET', KEYS[1], '/lastUsedAt', ARGV[2])
+return {'ok', used + 1, limit}
+"""
+)
+
+# Token uses, exactly once per batch id. KEYS: [1] batch marks hash, then key hashes.
+# ARGV: instance, epoch, seq, history days kept (a use opening a new day drops the
+# oldest past it), then per use: key index (into KEYS), day (JSON text),
+# field count and field/increment pairs (always), field count and pairs (only while the
+# key's lastResetDate is the day), then peaks: field count and field/value pairs raised to
+# the value (the key's: added when absent only above 0; the buckets': added when absent).
+# Uses of absent keys are dropped. Replies {'ok'}/{'dup'}.
+POTLUCK_TOKENS = (
+    SHEBANG
+    + MARKS_PRELUDE
+    + r"""
+local current, kept = M.split(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+if not current then return redis.error_reply(M.malformed(KEYS[1], ARGV[1])) end
+if tonumber(ARGV[3]) <= current then return {'dup'} end
+M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
+local keep_days = tonumber(ARGV[4])
+local function trim_history(key)
+  local all = redis.call('HGETALL', key)
+  local dates, seen = {}, {}
+  for j = 1, #all, 2 do
+    local d = string.match(all[j], '^/usageHistory/([^/]+)')
+    if d and not seen[d] then seen[d] = true; dates[#dates + 1] = d end
+  end
+  if #dates <= keep_days then return end
+  table.sort(dates)
+  local drop = {}
+  for j = 1, #dates - keep_days do drop[dates[j]] = true end
+  for j = 1, #all, 2 do
+    local d = string.match(all[j], '^/usageHistory/([^/]+)')
+    if d and drop[d] then redis.call('HDEL', key, all[j]) end
+  end
+end
+local i = 5
+while i <= #ARGV do
+  local key = KEYS[tonumber(ARGV[i])]
+  local day = ARGV[i + 1]
+  local exists = redis.call('HEXISTS', key, '@doc') == 1
+  local same_day = exists and redis.call('HGET', key, '/lastResetDate') == day
+  local history = '/usageHistory/' .. string.sub(day, 2, -2)
+  local new_day = exists and redis.call('HEXISTS', key, history .. '/summary/requestCount') == 0
+    and redis.call('HEXISTS', key, history .. '/summary') == 0
+  i = i + 2
+  for pass = 1, 2 do
+    local n = tonumber(ARGV[i])
+    i = i + 1
+    for _ = 1, n do
+      if exists and (pass == 1 or same_day) then
+        redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+      end
+      i = i + 2
+    end
+  end
+  for pass = 1, 2 do
+    local n = tonumber(ARGV[i])
+    i = i + 1
+    for _ = 1, n do
+      if exists then
+        local current = redis.call('HGET', key, ARGV[i])
+        local value = tonumber(ARGV[i + 1])
+        if current then
+          local number = tonumber(current)
+          if not number or number < value then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+        elseif pass == 2 or value > 0 then
+          redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+        end
+      end
+      i = i + 2
+    end
+  end
+  if new_day then trim_history(key) end
+end
+return {'ok'}
+"""
+)
+
+# KEYS: index list, key hash. ARGV: id, skeleton, then field/value pairs. {'exists'}/{'ok'}.
+POTLUCK_CREATE = (
+    SHEBANG
+    + r"""
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[2], '@doc', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return {'ok'}
+"""
+)
+
+# KEYS: key hash. ARGV: field/value pairs set when the key exists. {'not_found'}/{'ok'}.
+POTLUCK_UPDATE = (
+    SHEBANG
+    + r"""
+if redis.call('HEXISTS', KEYS[1], '@doc') == 0 then return {'not_found'} end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return {'ok'}
+"""
+)
+
+# KEYS: key hash. Flips '/enabled'. {'not_found'}/{'ok'}.
+POTLUCK_TOGGLE = (
+    SHEBANG
+    + POTLUCK_PRELUDE
+    + r"""
+if redis.call('HEXISTS', KEYS[1], '@doc') == 0 then return {'not_found'} end
+if P.truthy(redis.call('HGET', KEYS[1], '/enabled')) then
+  redis.call('HSET', KEYS[1], '/enabled', 'false')
+else
+  redis.call('HSET', KEYS[1], '/enabled', 'true')
+end
+return {'ok'}
+"""
+)
+
+# KEYS: index list. ARGV: key-hash prefix, limit (JSON text). Replies {keys, changed}.
+POTLUCK_APPLY_LIMIT = (
+    SHEBANG
+    + r"""
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local changed = 0
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. id
+  if redis.call('HGET', key, '/dailyLimit') ~= ARGV[2] then
+    redis.call('HSET', key, '/dailyLimit', ARGV[2])
+    changed = changed + 1
+  end
+end
+return {#ids, changed}
+"""
+)
+
+# Reset one key (KEYS[2]) or, with KEYS[2] absent, every key of the index KEYS[1].
+# ARGV: key-hash prefix, 'today' or 'tokens', today (JSON text), history prefix of today
+# ('/usageHistory/<day>/'), count of top-level fields to zero, those fields, then the bucket
+# field names to zero ('tokens'). Replies the number of keys reset.
+POTLUCK_RESET = (
+    SHEBANG
+    + r"""
+local keys = {}
+if KEYS[2] then
+  if redis.call('HEXISTS', KEYS[2], '@doc') == 1 then keys[1] = KEYS[2] end
+else
+  for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do keys[#keys + 1] = ARGV[1] .. id end
+end
+local n = tonumber(ARGV[5])
+local top, bucket = {}, {}
+for i = 6, 5 + n do top[#top + 1] = ARGV[i] end
+for i = 6 + n, #ARGV do bucket[ARGV[i]] = true end
+local history = '/usageHistory/'
+for _, key in ipairs(keys) do
+  for _, field in ipairs(top) do
+    if redis.call('HEXISTS', key, field) == 1 or ARGV[2] == 'today' then
+      redis.call('HSET', key, field, '0')
+    end
+  end
+  if ARGV[2] == 'today' then
+    redis.call('HSET', key, '/lastResetDate', ARGV[3])
+    local fields = redis.call('HGETALL', key)
+    for i = 1, #fields, 2 do
+      local f = fields[i]
+      if string.sub(f, 1, #ARGV[4]) == ARGV[4] then
+        redis.call('HDEL', key, f)
+      end
+    end
+    for name, _ in pairs(bucket) do
+      redis.call('HSET', key, ARGV[4] .. 'summary/' .. name, '0')
+    end
+  else
+    local fields = redis.call('HGETALL', key)
+    for i = 1, #fields, 2 do
+      local f = fields[i]
+      if string.sub(f, 1, #history) == history then
+        local last = string.match(f, '/([^/]*)$')
+        if bucket[last] then redis.call('HSET', key, f, '0') end
+      end
+    end
+  end
+end
+return #keys
+"""
+)
+
+# KEYS: index list, old hash, new hash. ARGV: old id, new id, then field/value pairs set
+# on the moved key. {'not_found'}/{'exists'}/{'ok'}.
+POTLUCK_REGENERATE = (
+    SHEBANG
+    + r"""
+if redis.call('HEXISTS', KEYS[2], '@doc') == 0 then return {'not_found'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'exists'} end
+redis.call('RENAME', KEYS[2], KEYS[3])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+local at = redis.call('LPOS', KEYS[1], ARGV[1])
+if at then redis.call('LSET', KEYS[1], at, ARGV[2]) else redis.call('RPUSH', KEYS[1], ARGV[2]) end
+return {'ok'}
+"""
+)
+
+# KEYS: index list, key hash. ARGV: id. Replies 1 (deleted) or 0.
+POTLUCK_DELETE = (
+    SHEBANG
+    + r"""
+local gone = redis.call('DEL', KEYS[2])
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+return gone
+"""
+)
+
+# KEYS: index list. ARGV: key-hash prefix. Deletes every key and the index.
+POTLUCK_CLEAR = (
+    SHEBANG
+    + r"""
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do redis.call('DEL', ARGV[1] .. id) end
+redis.call('DEL', KEYS[1])
+return {'ok'}
 """
 )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         ReplicaBackend,
         StorageBackend,
         TrafficBackend,
+        UsageStatsBackend,
     )
     from cfgstore_redis.backend import RedisBackend
 
@@ -25,12 +26,20 @@ if TYPE_CHECKING:
         type[ReplicaBackend],
         type[KeptFilesBackend],
         type[TrafficBackend],
-    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend)
+        type[UsageStatsBackend],
+    ] = (RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend, RedisBackend)
 
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import SHARED, SHARED_LOGINS, TRAFFIC
+    from cfgstore.adapters.backend import (
+        POTLUCK,
+        SHARED,
+        SHARED_LOGINS,
+        SHARED_POTLUCK,
+        TRAFFIC,
+        USAGE_STATS,
+    )
     from cfgstore_redis.backend import RedisBackend
 
     register(
@@ -38,6 +47,17 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="redis",
             description="Redis (standalone, Sentinel or Cluster): atomic, versioned, shared",
             factory=RedisBackend,
-            capabilities=frozenset({SHARED, SHARED_LOGINS, TRAFFIC, "change-feed", "replica"}),
+            capabilities=frozenset(
+                {
+                    SHARED,
+                    SHARED_LOGINS,
+                    TRAFFIC,
+                    USAGE_STATS,
+                    POTLUCK,
+                    SHARED_POTLUCK,
+                    "change-feed",
+                    "replica",
+                }
+            ),
         )
     )

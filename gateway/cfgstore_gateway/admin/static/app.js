@@ -777,9 +777,36 @@
     try {
       const { data } = await api("GET", "/api/plugins");
       renderPlugins(data && Array.isArray(data.plugins) ? data.plugins : []);
+      const tabs = await api("GET", "/api/cfgstore/plugin-tabs");
+      renderPluginTabs(tabs.data && Array.isArray(tabs.data.tabs) ? tabs.data.tabs : []);
     } catch (error) {
       if (error.status !== 401) notifyError(error);
     }
+  }
+
+  /** The enabled gateway plugins' console tabs: a button each that loads the plugin's
+   * module (/static/plugins/<name>.js) and lets it render(element, api) below it;
+   * api(path, init) answers the parsed JSON (an error throws). */
+  function renderPluginTabs(tabs) {
+    const pluginApi = async (path, init = {}) => {
+      const { data } = await api(init.method || "GET", path, { json: init.json, body: init.body });
+      return data;
+    };
+    $("plugin-tabs").replaceChildren(...tabs.map((tab) => {
+      const area = el("div", { className: "plugin-tab-body", "data-testid": "plugin-tab-body" });
+      const open = el("button", {
+        type: "button", className: "plugin-tab-open", "data-testid": "plugin-tab", text: String(tab.title),
+      });
+      open.addEventListener("click", async () => {
+        try {
+          const module = await import(String(tab.script));
+          await module.render(area, pluginApi);
+        } catch (error) {
+          if (error.status !== 401) notifyError(error);
+        }
+      });
+      return el("section", { className: "card", "data-name": String(tab.plugin) }, open, area);
+    }));
   }
 
   function renderPlugins(plugins) {
