@@ -7,8 +7,11 @@
     :mod:`bench.bench_gateway`'s ``gateway-storage`` ``redis`` variant (same processes,
     pinning, load generator, 200 keep-alive connections, checks: every request answered
     200, the ``usageCount`` sum in Redis equal to the responses after the stop), in
-    interleaved rounds (50, 5000, 50, …). The note gives the per-round rates and the
-    gateway CPU per request. ``CFGSTORE_BENCH_PROFILE=<dir>`` writes each gateway's
+    interleaved rounds (50, 5000, … then the reverse order, :data:`ROUNDS` of them). The
+    note gives the per-round rates, the gateway CPU per request and, for the large
+    pools, the median (and range) of the per-round ratios against the 50-node phase of
+    the same round, for the rate and for the CPU per request: the figures to quote on a
+    shared machine. ``CFGSTORE_BENCH_PROFILE=<dir>`` writes each gateway's
     cProfile stats there (``scale-<n>.prof``; profiled rates are not comparable).
 
 ``resync-lag`` — the event loop during a full resync of 50,000 nodes
@@ -34,6 +37,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import statistics
 import tempfile
 import time
 import uuid as uuidlib
@@ -58,7 +62,7 @@ WINDOW_VARIANT = f"{LARGE}-nodes-select-{SMALL}"
 taken out, everything else a large pool costs left in."""
 NODES = {SMALL_VARIANT: SMALL, LARGE_VARIANT: LARGE, WINDOW_VARIANT: LARGE}
 VARIANTS: tuple[str, ...] = (SMALL_VARIANT, LARGE_VARIANT, WINDOW_VARIANT)
-ROUNDS = 3
+ROUNDS = 5
 REQUESTS_PER_PHASE = 6_000
 RESYNC_NODES = 50_000
 RESYNC_TYPES = 10
@@ -107,8 +111,10 @@ def _gateway_scale(scale: float) -> list[Row]:
             for size in sizes
         }
         ports = {size: int(gateways[size].expect("READY").split()[1]) for size in sizes}
-        for _ in range(ROUNDS):
-            for size in sizes:
+        for round_no in range(ROUNDS):
+            # Alternate the order (50, 5000, … then …, 5000, 50): a machine getting busier
+            # or quieter during a round favours neither variant.
+            for size in sizes if round_no % 2 == 0 else tuple(reversed(sizes)):
                 phase = gw._phase(
                     context, gateways[size], ports[size], per_phase, redis_pid=server.pid
                 )
@@ -137,6 +143,8 @@ def _gateway_scale(scale: float) -> list[Row]:
             f"({s.core_share:.0%} of a core); {2 * s.ok / max(calls, 1):,.1f} records/batch; "
             f"usageCount {counted[size]:,} = responses"
         )
+        if size != SMALL_VARIANT:
+            note += "; " + _round_ratios(series[SMALL_VARIANT], s)
         if size == WINDOW_VARIANT:
             note += f"; selection among a sliding window of {SMALL}"
         rows.append(s.row(GATEWAY, size, SMALL_VARIANT, note))
@@ -158,6 +166,27 @@ PROVIDER_TYPES = (
     "gemini-antigravity",
     "claude-orchids-oauth",
 )
+
+
+def _round_ratios(baseline: gw._Series, measured: gw._Series) -> str:
+    """The per-round ratios against the baseline measured in the same round (rate, and
+    baseline CPU per request over this one's): median and range. Rounds are interleaved,
+    so a ratio compares two phases minutes apart at most; the median of the rounds is
+    the figure to quote on a shared machine (the total-time ratio of the table mixes
+    rounds of different machine load)."""
+    rates = sorted(
+        m.rate / b.rate for b, m in zip(baseline.phases, measured.phases, strict=True) if b.rate
+    )
+    cpus = sorted(
+        (b.cpu / max(b.ok, 1)) / (m.cpu / max(m.ok, 1))
+        for b, m in zip(baseline.phases, measured.phases, strict=True)
+        if m.cpu
+    )
+    return (
+        f"per-round rate ratio median {statistics.median(rates):.2f}× "
+        f"({rates[0]:.2f}–{rates[-1]:.2f}), CPU/request ratio median "
+        f"{statistics.median(cpus):.2f}× ({cpus[0]:.2f}–{cpus[-1]:.2f})"
+    )
 
 
 def _large_pools(nodes: int) -> ProviderPools:
@@ -253,6 +282,39 @@ class _LagMeter:
         return taken
 
 
+class _GcMeter:
+    """The cyclic collector's runs (``gc.callbacks``): generation and duration of each,
+    to tell a long loop turn that is a collection from one that is work."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, float]] = []
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.runs.append((info["generation"], time.perf_counter() - self._began))
+
+    def __enter__(self) -> _GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def take(self) -> str:
+        runs, self.runs = self.runs, []
+        longest = [
+            max((seconds for g, seconds in runs if g == generation), default=0.0) * 1000
+            for generation in range(3)
+        ]
+        counts = [sum(1 for g, _ in runs if g == generation) for generation in range(3)]
+        return "collections (gen 0/1/2) " + ", ".join(
+            f"{count} longest {ms:.1f} ms" for count, ms in zip(counts, longest, strict=True)
+        )
+
+
 def _lag_row(
     variant: str, nodes: int, seconds: float, measured: tuple[list[float], list[float]], note: str
 ) -> Row:
@@ -273,7 +335,11 @@ def _lag_row(
 
 
 async def _resync_lag(nodes: int) -> list[Row]:
-    with private_redis(LAG) as server, tempfile.TemporaryDirectory() as root:
+    with (
+        contextlib.ExitStack() as stack,
+        private_redis(LAG) as server,
+        tempfile.TemporaryDirectory() as root,
+    ):
         prefix = f"bench-lag-{uuidlib.uuid4().hex[:8]}"
         await asyncio.to_thread(seed_namespace, server.url, prefix)
         async with Store.open(_seeding(server.url, prefix)) as admin:
@@ -292,14 +358,22 @@ async def _resync_lag(nodes: int) -> list[Row]:
         meter.start()
         await asyncio.sleep(0.05)
         meter.take()
+        collections = stack.enter_context(_GcMeter())
+        collections.take()
         began = time.perf_counter()
         async with Store.open(settings) as store:
             opened = time.perf_counter() - began
             startup = meter.take()
+            startup_gc = collections.take()
             await _snapshot_saved(store)
             gc.collect()
             held = _resident_bytes() - before
+            # Let the ticker finish the turn that the full collection above held, before
+            # the resync's measurement starts: that turn (40-60 ms at 50,000 nodes) was
+            # counted as the resync's longest.
+            await asyncio.sleep(0.01)
             meter.take()
+            collections.take()
             layer = store._chain.layers[0].instance
             began = time.perf_counter()
             await layer._replicator.resync()
@@ -307,12 +381,19 @@ async def _resync_lag(nodes: int) -> list[Row]:
             resynced = time.perf_counter() - began
             await asyncio.sleep(0.05)
             resync = meter.take()
+            resync_gc = collections.take()
             if (await store.top_status())[0].counts.nodes != nodes:
                 raise BenchFailure(f"{LAG}: the memory layer does not hold {nodes:,} nodes")
         await meter.stop()
     per_node = held / nodes
     memory = f"resident memory +{held / 2**20:,.0f} MiB = {per_node / 1024:,.2f} KiB/node"
     return [
-        _lag_row("start-up", nodes, opened, startup, f"Store.open, first full read; {memory}"),
-        _lag_row("resync", nodes, resynced, resync, "full resync + snapshot save"),
+        _lag_row(
+            "start-up",
+            nodes,
+            opened,
+            startup,
+            f"Store.open, first full read; {memory}; {startup_gc}",
+        ),
+        _lag_row("resync", nodes, resynced, resync, f"full resync + snapshot save; {resync_gc}"),
     ]

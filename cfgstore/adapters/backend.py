@@ -89,6 +89,9 @@ summed over every instance on its storage. The contract suite then runs its stat
 class BackendDescriptor:
     """A backend offered by a plugin. ``factory`` returns an object whose ``async``
     hookimpls implement storage operations; ``layer`` backends need a backend below them.
+    ``Store.open`` calls ``factory`` in a worker thread (connect and start tasks in
+    ``cfgstore_open``); a factory that needs the running event loop still works (the
+    chain is then built again on the loop), at the cost of one long loop turn.
 
     ``capabilities`` are plain strings the core and the contract suite look for:
     :data:`SHARED`, :data:`SHARED_LOGINS`, :data:`TRAFFIC`, ``"replica"`` (the optional

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -42,6 +43,13 @@ from cfgstore.errors import CfgStoreError, NotInitialised, StorageUnavailable
 from cfgstore.model.status import BackendStatus, EntityCounts
 
 log = logging.getLogger("cfgstore.store")
+
+_BUILDING = threading.Lock()
+
+
+def _build_chain_locked(plugins: PluginSet, settings: Settings) -> Chain:
+    with _BUILDING:
+        return build_chain(plugins, settings)
 
 
 class Store:
@@ -125,7 +133,16 @@ class Store:
 
     @classmethod
     async def _open_chain(cls, settings: Settings, plugins: PluginSet) -> Store:
-        chain = build_chain(plugins, settings)
+        # Off the loop: instantiating the backends and pluggy's registration (each hookimpl
+        # looked up with inspect.getattr_static, then validated) took one 15-25 ms loop
+        # turn. The backends' constructors create no loop-bound objects (they connect in
+        # cfgstore_open); one build at a time per process, as pluggy's registry is shared.
+        try:
+            chain = await asyncio.to_thread(_build_chain_locked, plugins, settings)
+        except RuntimeError as exc:
+            if "event loop" not in str(exc):
+                raise
+            chain = build_chain(plugins, settings)  # a factory wants the loop: build here
         store = cls(settings, plugins, chain)
         opened: list[Layer] = []
         try:

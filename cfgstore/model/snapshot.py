@@ -41,6 +41,13 @@ any size written exactly, key order kept)::
       ]
     }
 
+**Format version 2** (written when two or more credentials share a folder of sibling files,
+Kiro's token folders): the object also has ``"sibling_folders": {folder: {name: {…}, …}, …}``
+after ``credentials``, each folder's files kept once, and a credential whose siblings are
+exactly its folder's files but its own (same names in the same order, equal documents)
+says ``"siblings": "<folder>"`` instead of repeating them: a folder of N tokens costs N
+documents, not N². Version 1 files are still read.
+
 Every key is required (``null`` where the type allows it); unknown keys are refused, in the
 snapshot object, ``config`` and each credential, so a misspelt key cannot silently drop
 data on restore. :func:`snapshot_from_bytes` is strict: text that is not JSON raises
@@ -71,7 +78,10 @@ from cfgstore.model.timefmt import iso_ms
 from cfgstore.model.usage_cache import UsageCache, usage_cache_from_json
 
 FORMAT = "cfgstore-snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version written and read; :data:`PLAIN_FORMAT_VERSION` is written when no
+sibling folder is shared (readable by older cfgstore releases)."""
+PLAIN_FORMAT_VERSION = 1
 
 _SNAPSHOT_KEYS = (
     "format",
@@ -90,6 +100,7 @@ _SNAPSHOT_KEYS = (
     "usage_cache",
     "credentials",
 )
+_FOLDERS_KEY = "sibling_folders"
 _CONFIG_KEYS = ("version", "document")
 _CREDENTIAL_KEYS = (
     "provider_type",
@@ -144,9 +155,15 @@ def credential_to_json(c: Credential) -> dict[str, JSONValue]:
 
 def snapshot_to_json(snapshot: StoreSnapshot) -> dict[str, JSONValue]:
     """The snapshot as one JSON object (the value :func:`snapshot_to_bytes` writes)."""
+    doc = _plain_json(snapshot)
+    _shared_folders(snapshot, doc)
+    return doc
+
+
+def _plain_json(snapshot: StoreSnapshot) -> dict[str, JSONValue]:
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": PLAIN_FORMAT_VERSION,
         "namespace_id": snapshot.namespace_id,
         "prefix": snapshot.prefix,
         "revision": snapshot.revision,
@@ -161,6 +178,71 @@ def snapshot_to_json(snapshot: StoreSnapshot) -> dict[str, JSONValue]:
         "usage_cache": None if snapshot.usage_cache is None else snapshot.usage_cache.to_json(),
         "credentials": [credential_to_json(c) for c in snapshot.credentials],
     }
+
+
+def _shared_folders(snapshot: StoreSnapshot, doc: dict[str, JSONValue]) -> None:
+    """Rewrite ``doc`` (version 1) as version 2 when credentials share a sibling folder:
+    each folder's files once, credentials referencing it (module docstring)."""
+    groups: dict[str, list[Credential]] = {}
+    for c in snapshot.credentials:
+        if c.siblings and c.source_path:
+            groups.setdefault(_folder_of(c.source_path)[0], []).append(c)
+    shared = {f: _folder_files(group) for f, group in groups.items() if len(group) > 1}
+    if not shared:
+        return
+    used: set[str] = set()
+    entries = doc["credentials"]
+    assert isinstance(entries, list)
+    for c, entry in zip(snapshot.credentials, entries, strict=True):
+        if not (c.siblings and c.source_path):
+            continue
+        folder, own = _folder_of(c.source_path)
+        in_folder = shared.get(folder)
+        if in_folder is None:
+            continue
+        expected = _folder_siblings(in_folder, own)
+        if list(expected) == list(c.siblings) and expected == c.siblings:
+            assert isinstance(entry, dict)
+            entry["siblings"] = folder
+            used.add(folder)
+    if used:
+        doc["format_version"] = FORMAT_VERSION
+        doc[_FOLDERS_KEY] = {f: files for f, files in shared.items() if f in used}
+
+
+def _folder_files(group: list[Credential]) -> dict[str, dict[str, JSONValue]]:
+    """A folder's files in directory order, from its credentials' siblings: the first
+    one's, with its own file put where another credential lists it. (A credential whose
+    siblings are not these files but its own, in this order, is written out in full.)"""
+    first = group[0]
+    assert first.source_path is not None
+    own = _folder_of(first.source_path)[1]
+    files = list(first.siblings.items())
+    for other in group[1:]:
+        listed = list(other.siblings)
+        if own in listed:
+            at = listed.index(own)
+            before = listed[at - 1] if at else None
+            names = [name for name, _ in files]
+            position = (
+                0 if before is None else names.index(before) + 1 if before in names else len(files)
+            )
+            files.insert(position, (own, other.siblings[own]))
+            break
+    return dict(files)
+
+
+def _folder_of(source_path: str) -> tuple[str, str]:
+    """(folder, file name) of a token file's path (``\\`` read as ``/``)."""
+    folder, _, name = source_path.replace("\\", "/").rpartition("/")
+    return folder, name
+
+
+def _folder_siblings(
+    files: dict[str, dict[str, JSONValue]], own: str
+) -> dict[str, dict[str, JSONValue]]:
+    """A folder's files but ``own``, in the folder's order (the same documents)."""
+    return {name: doc for name, doc in files.items() if name != own}
 
 
 def snapshot_to_bytes(snapshot: StoreSnapshot) -> bytes:
@@ -189,13 +271,16 @@ def snapshot_from_json(doc: JSONValue, source: str) -> StoreSnapshot:
     version = doc.get("format_version")
     if not _is_int(version):
         raise InvalidData(source, "$.format_version", "expected an integer")
-    if version != FORMAT_VERSION:
+    if version not in (PLAIN_FORMAT_VERSION, FORMAT_VERSION):
         raise InvalidData(
             source,
             "$.format_version",
-            f"unknown snapshot format version {version} (this cfgstore reads {FORMAT_VERSION})",
+            f"unknown snapshot format version {version} (this cfgstore reads "
+            f"{PLAIN_FORMAT_VERSION} and {FORMAT_VERSION})",
         )
-    _check_keys(doc, _SNAPSHOT_KEYS, source, "$")
+    keys = _SNAPSHOT_KEYS if version == PLAIN_FORMAT_VERSION else (*_SNAPSHOT_KEYS, _FOLDERS_KEY)
+    _check_keys(doc, keys, source, "$")
+    folders = _sibling_folders(doc, source) if version == FORMAT_VERSION else {}
 
     namespace_id = _string(doc, "namespace_id", source, "$")
     prefix = _string(doc, "prefix", source, "$")
@@ -235,7 +320,11 @@ def snapshot_from_json(doc: JSONValue, source: str) -> StoreSnapshot:
     credentials: list[Credential] = []
     seen: set[tuple[str, str]] = set()
     for index, item in enumerate(items):
-        credential = credential_from_json(item, source, json_path("credentials", index))
+        where = json_path("credentials", index)
+        if isinstance(item, dict) and isinstance(item.get("siblings"), str):
+            credential = _referencing(item, folders, source, where)
+        else:
+            credential = credential_from_json(item, source, where)
         key = (credential.provider_type, credential.uuid)
         if key in seen:
             raise InvalidData(
@@ -306,6 +395,46 @@ def credential_from_json(doc: JSONValue, source: str, path: str = "$") -> Creden
         version=version,
         siblings=siblings,
     )
+
+
+def _sibling_folders(
+    doc: dict[str, JSONValue], source: str
+) -> dict[str, dict[str, dict[str, JSONValue]]]:
+    table = doc[_FOLDERS_KEY]
+    if not isinstance(table, dict):
+        raise InvalidData(source, f"$.{_FOLDERS_KEY}", "expected an object of folder → files")
+    folders: dict[str, dict[str, dict[str, JSONValue]]] = {}
+    for folder, files in table.items():
+        where = _child(f"$.{_FOLDERS_KEY}", folder)
+        if not isinstance(files, dict):
+            raise InvalidData(source, where, "expected an object of file name → document")
+        for name, sibling in files.items():
+            if not isinstance(sibling, dict):
+                raise InvalidData(source, _child(where, name), "expected an object")
+        folders[folder] = files
+    return folders
+
+
+def _referencing(
+    item: dict[str, JSONValue],
+    folders: dict[str, dict[str, dict[str, JSONValue]]],
+    source: str,
+    path: str,
+) -> Credential:
+    """A credential entry whose ``siblings`` names a folder of ``sibling_folders``: the
+    folder's files but the credential's own (the documents shared by its credentials)."""
+    folder = item["siblings"]
+    assert isinstance(folder, str)
+    files = folders.get(folder)
+    if files is None:
+        raise InvalidData(source, _child(path, "siblings"), f"no sibling folder {folder!r}")
+    credential = credential_from_json({**item, "siblings": {}}, source, path)
+    if credential.source_path is None or _folder_of(credential.source_path)[0] != folder:
+        raise InvalidData(
+            source, _child(path, "siblings"), f"the token file is not in folder {folder!r}"
+        )
+    credential.siblings = _folder_siblings(files, _folder_of(credential.source_path)[1])
+    return credential
 
 
 # ------------------------------------------------------------------------------- helpers

@@ -44,8 +44,8 @@ a set, so :attr:`Choice.recovered` lists them (in pool order) without a scan; th
 when the ``Recovered`` record (or anything else) changes them.
 
 Costs: a pick is O(g·log n) for g groups queried plus O(log n) per node changed since the
-previous pick; building a type's index is O(n log n) (first pick, a rebuilt view — with the
-file backend, after each write of the file — or a clock going back).
+previous pick; building a type's index is O(n log n) (first pick, a rebuilt view — a
+node added, removed or moved, a full resync — or a clock going back).
 
 Not thread-safe; event loop only, like the views and the slot table it follows.
 """

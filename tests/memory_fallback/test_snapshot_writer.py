@@ -36,6 +36,27 @@ def many_pools() -> ProviderPools:
     )
 
 
+def flat_pools() -> ProviderPools:
+    """Nodes of strings, integers, booleans, nulls and lists of those (the writer's fast
+    path), with what a JSON string can hold: escapes, non-ASCII, a lone surrogate."""
+    nodes = [
+        {
+            "KIRO_OAUTH_CREDS_FILE_PATH": f"./configs/kiro/{i}\\token.json",
+            "uuid": f"{i:08x}-0000-4000-8000-000000000000",
+            "customName": f'账号 ☃ "q" \t\n {i}' + ("\ud800" if i == 5 else ""),
+            "checkHealth": i % 2 == 0,
+            "usageCount": i,
+            "big": 2**70 + i,
+            "negative": -i,
+            "lastUsed": "2026-03-15T12:00:00.000Z" if i % 3 else None,
+            "supportedModels": [] if i % 2 else ["claude-haiku-4-5", "模型", 3, True, None],
+            "isHealthy": i % 5 != 0,
+        }
+        for i in range(CHUNK + 7)
+    ]
+    return pools_from_json({"claude-kiro-oauth": nodes}, "t")
+
+
 @pytest.mark.parametrize(
     "pools",
     [
@@ -43,6 +64,7 @@ def many_pools() -> ProviderPools:
         pytest.param(pools_from_json({"openai-custom": []}, "t"), id="one empty type"),
         pytest.param(None, id="small"),
         pytest.param(many_pools(), id="chunks, odd keys, floats, unicode"),
+        pytest.param(flat_pools(), id="flat nodes: the fast writer"),
     ],
 )
 async def test_the_pieces_are_the_whole_documents_bytes(pools: ProviderPools | None) -> None:

@@ -272,10 +272,10 @@ def test_wrong_format_tag() -> None:
 
 def test_unknown_format_version() -> None:
     doc = small_doc()
-    doc["format_version"] = 2
+    doc["format_version"] = 3
     error = invalid(encode(doc))
     assert error.where == "$.format_version"
-    assert "unknown snapshot format version 2" in error.problem
+    assert "unknown snapshot format version 3" in error.problem
 
     doc["format_version"] = "1"
     assert invalid(encode(doc)).where == "$.format_version"
@@ -380,3 +380,68 @@ def test_missing_fields(key: str) -> None:
     error = invalid(encode(doc))
     assert error.where == f"$.{key}"
     assert error.problem == "missing"
+
+
+def _folder_credentials(tokens: int) -> list[Credential]:
+    """``tokens`` Kiro credentials of one folder, each with the others as siblings (the
+    sibling documents shared, as the backends hand them out)."""
+    files = {
+        f"t{i}.json": {"accessToken": f"FAKE-{i}", "refreshToken": f"r-{i}"} for i in range(tokens)
+    }
+    return [
+        Credential(
+            "claude-kiro-oauth",
+            f"kf-{i}",
+            dict(files[f"t{i}.json"]),
+            source_path=f"./configs/kiro/all/t{i}.json",
+            token_format=TokenFormat.KIRO,
+            version=f"v{i}",
+            siblings={name: doc for name, doc in files.items() if name != f"t{i}.json"},
+        )
+        for i in range(tokens)
+    ]
+
+
+def test_a_shared_sibling_folder_is_written_once_and_read_back_exactly() -> None:
+    snapshot = small_snapshot()
+    shared = _folder_credentials(40)
+    odd = Credential(  # in the folder, but its siblings differ: kept verbatim
+        "claude-kiro-oauth",
+        "k-odd",
+        {"accessToken": "FAKE-odd"},
+        source_path="./configs/kiro/all/odd.json",
+        token_format=TokenFormat.KIRO,
+        siblings={"t0.json": {"accessToken": "an older copy"}},
+    )
+    snapshot.credentials = [*snapshot.credentials, *shared, odd]
+    data = snapshot_to_bytes(snapshot)
+    doc = json.loads(data)
+    assert doc["format_version"] == 2
+    assert list(doc["sibling_folders"]) == ["./configs/kiro/all"]
+    assert [c["siblings"] for c in doc["credentials"][1:-1]] == ["./configs/kiro/all"] * 40
+    assert isinstance(doc["credentials"][-1]["siblings"], dict)
+    assert data.count(b'"refreshToken": "r-7"') == 2, "its token file and the folder: once each"
+
+    back = snapshot_from_bytes(data, "s")
+    assert back.credentials == snapshot.credentials
+    assert [list(c.siblings) for c in back.credentials] == [
+        list(c.siblings) for c in snapshot.credentials
+    ], "sibling order kept (a later sibling wins in the Kiro merge)"
+
+
+def test_snapshot_size_is_linear_in_a_folder_of_tokens() -> None:
+    def size(tokens: int) -> int:
+        snapshot = small_snapshot()
+        snapshot.credentials = _folder_credentials(tokens)
+        return len(snapshot_to_bytes(snapshot))
+
+    assert size(200) < 2.5 * size(100), "one folder of N tokens must not cost N² documents"
+
+
+def test_a_reference_to_an_unknown_folder_is_refused() -> None:
+    snapshot = small_snapshot()
+    snapshot.credentials = _folder_credentials(3)
+    doc = json.loads(snapshot_to_bytes(snapshot))
+    doc["credentials"][1]["siblings"] = "./configs/kiro/elsewhere"
+    error = invalid(encode(doc))
+    assert error.where == "$.credentials[1].siblings"

@@ -73,7 +73,7 @@ from cfgstore_memory.guarded_ops import GuardedOps
 from cfgstore_memory.heartbeat import Heartbeat
 from cfgstore_memory.journal import Journal
 from cfgstore_memory.plugin_logs import LocalPluginLogs
-from cfgstore_memory.pools_mirror import CHUNK, PoolsMirror, release
+from cfgstore_memory.pools_mirror import PoolsMirror, release
 from cfgstore_memory.potluck_relay import PotluckRelay, potluck_instance
 from cfgstore_memory.read_cache import _MISSING, ReadCache
 from cfgstore_memory.replay import CREDENTIAL, credential_data
@@ -420,11 +420,8 @@ class MemoryFallback(GuardedOps, ReadCache):
         async with self._replicator.io_lock:
             pools = await self.mirror.confirmed_copy()
             revision = self._revision
-        credentials = []
-        for done, credential in enumerate(list(self._credentials.values()), 1):
-            credentials.append(copy.deepcopy(credential))
-            if done % CHUNK == 0:
-                await asyncio.sleep(0)
+        # The held credentials themselves: they are replaced, never changed in place.
+        credentials = list(self._credentials.values())
         good = self._last_good
         return StoreSnapshot(
             namespace_id=self._replicator.namespace_id,
@@ -706,7 +703,7 @@ class MemoryFallback(GuardedOps, ReadCache):
             (held is not None and self._names_its_file(key, held))
             or (held is None and self._credentials_complete and self._known_absent(key))
         ):
-            return copy.deepcopy(held)
+            return _handed_out_or_none(held)
         if not self._replicator.serving_degraded:
             try:
                 found: Credential | None = await self._below["cfgstore_credentials_get"](
@@ -722,8 +719,8 @@ class MemoryFallback(GuardedOps, ReadCache):
                 else:
                     self._credentials[key] = found
                     self._confirmed_absent.discard(key)
-                return copy.deepcopy(found)
-        return copy.deepcopy(self._credentials.get(key))
+                return _handed_out_or_none(found)
+        return _handed_out_or_none(self._credentials.get(key))
 
     @hookimpl
     async def cfgstore_credentials_put(
@@ -752,23 +749,40 @@ class MemoryFallback(GuardedOps, ReadCache):
             )
         self._local_versions += 1
         version = f"{held_version or '0'}+local{self._local_versions}"
+        held_siblings = held.siblings if held is not None else {}
+        # A refresh hands back the siblings it read: journal the token file alone (empty
+        # siblings keep the stored ones on replay), not the whole folder again.
+        same_siblings = _same_siblings(credential.siblings, held_siblings)
+        journaled = attrs.evolve(credential, siblings={}) if same_siblings else credential
         await self.journal.append(
             CREDENTIAL,
-            credential_data(credential, expected_version),
+            credential_data(journaled, expected_version),
             secrets.token_hex(8),
             now_ms(),
         )
         token_format = credential.token_format
         if token_format is TokenFormat.UNKNOWN:
             token_format = token_format_for(credential.provider_type)
-        stored = attrs.evolve(copy.deepcopy(credential), version=version, token_format=token_format)
+        stored = attrs.evolve(
+            credential,
+            document=copy.deepcopy(credential.document),
+            siblings=dict(held_siblings)
+            if same_siblings
+            else {  # a sibling document not read here is the caller's: a copy of it
+                name: doc if held_siblings.get(name) is doc else copy.deepcopy(doc)
+                for name, doc in credential.siblings.items()
+            },
+            version=version,
+            token_format=token_format,
+        )
         self._credentials[key] = stored
-        # One token file, one credential: the nodes sharing it see the refresh too.
+        # One token file, one credential: the nodes sharing it see the refresh too (the
+        # held credentials are never changed in place, so they may share documents).
         file_key = self.mirror.credential_file(*key)
         for other in list(self._credentials):
             if other != key and file_key and self.mirror.credential_file(*other) == file_key:
                 self._credentials[other] = attrs.evolve(
-                    copy.deepcopy(stored), provider_type=other[0], uuid=other[1]
+                    stored, provider_type=other[0], uuid=other[1]
                 )
         log.info("credential %s/%s refreshed while degraded; journaled", *key)
         return version
@@ -885,3 +899,31 @@ class MemoryFallback(GuardedOps, ReadCache):
             self._replicator.note_outage(exc)
             return False
         return released
+
+
+def _handed_out_or_none(credential: Credential | None) -> Credential | None:
+    return None if credential is None else _handed_out(credential)
+
+
+def _handed_out(credential: Credential) -> Credential:
+    """A credential held here, as a reader gets it: its own document and siblings
+    mapping, the sibling *documents* shared (read-only by the
+    :class:`~cfgstore.model.credentials.Credential` contract; never changed in place
+    here): a read of a token of a 1,000-file Kiro folder copies one document, not the
+    folder."""
+    return attrs.evolve(
+        credential, document=copy.deepcopy(credential.document), siblings=dict(credential.siblings)
+    )
+
+
+def _same_siblings(
+    put: Mapping[str, Mapping[str, Any]], held: Mapping[str, Mapping[str, Any]]
+) -> bool:
+    """Whether a put leaves the siblings as held: none given (the stored ones are kept),
+    or the same files with the same documents (the ones read, compared by identity
+    first)."""
+    if not put:
+        return True
+    if put.keys() != held.keys():
+        return False
+    return all(doc is held[name] or doc == held[name] for name, doc in put.items())
