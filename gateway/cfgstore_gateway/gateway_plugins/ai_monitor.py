@@ -18,11 +18,14 @@ exchanges, newest first, each naming its ``instance``. Nothing unmasked reaches 
 Without it (or 0, the default) the exchanges stay in this process's memory only.
 
 Masked (``***``): header values named like a key, token, secret, password, cookie or
-authorization; JSON string fields named so (token counts are numbers, kept); and wherever
-they appear, the keys the request offered, the configured client key and the secrets of
-the pools' nodes (settings named as above). Every body shown is cut at ``max_chars``
-characters (the gateway keeps at most 64 KiB of each). Full prompts and answers still go
-to the log: that is what the plugin is for; keep it off where logs must not hold them.
+authorization; every string under a JSON field named so, however deep (token counts are
+numbers, kept), the last one of a cut body included; and wherever they appear, the keys
+the request offered (and those of the other requests let in under the same client-chosen
+request id), anything shaped like a potluck key (``maki_`` and 32 hex digits), the
+configured client key and the secrets of the pools' nodes (settings named as above).
+Every body shown is cut at ``max_chars`` characters (the gateway keeps at most 64 KiB of
+each). Full prompts and answers still go to the log: that is what the plugin is for;
+keep it off where logs must not hold them.
 """
 
 from __future__ import annotations
@@ -60,13 +63,19 @@ SECRET_NAME = re.compile(
 )
 _SECRET_FIELD = re.compile(
     r'("[^"\\]*(?:key|token|secret|password|passwd|authorization|cookie|credential)[^"\\]*"'
-    r'\s*:\s*)"(?:[^"\\]|\\.)*"',
+    r'\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)',
     re.IGNORECASE,
 )
-"""A JSON string field named like a secret, in text that does not parse (a cut body)."""
+"""A JSON string field named like a secret, in text that does not parse (a cut body: its
+last value may lack its closing quote)."""
 _HEADERS_KEPT = 64
 _SECRETS_MAX_AGE_S = 5.0
 _MIN_SECRET = 6
+_SAME_ID_KEPT = 16
+"""Requests under one request id remembered at once (a client choosing ids floods none)."""
+_SAME_ID_KEYS = 256
+_POTLUCK_KEY = re.compile(r"maki_[0-9a-f]{32}")
+"""Potluck keys are masked by their shape too, whichever request offered them."""
 
 
 class AiMonitor:
@@ -81,9 +90,7 @@ class AiMonitor:
     def __init__(self, keep: int = 50, max_chars: int = 16 * 1024) -> None:
         self.max_chars = max_chars
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
-        self._headers: collections.OrderedDict[str, tuple[dict[str, str], tuple[str, ...]]] = (
-            collections.OrderedDict()
-        )
+        self._headers: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self._context: PluginContext | None = None
         self._secrets: tuple[str, ...] = ()
         self._secrets_at = -_SECRETS_MAX_AGE_S
@@ -102,12 +109,18 @@ class AiMonitor:
             name: MASK if SECRET_NAME.search(name) else value
             for name, value in list(call.headers.items())[:_HEADERS_KEPT]
         }
-        self._headers[call.request_id] = (headers, call.keys)
+        # The client may choose the request id (X-Request-Id): requests sharing one each
+        # keep their own entry, and each is masked with every one's keys.
+        pending = self._headers.setdefault(call.request_id, _Pending())
+        pending.add(headers, call.keys)
         while len(self._headers) > 1024:  # requests refused later never finish
             self._headers.popitem(last=False)
 
     async def finished(self, outcome: Outcome) -> None:
-        headers, offered = self._headers.pop(outcome.request_id, ({}, ()))
+        pending = self._headers.get(outcome.request_id) or _Pending()
+        headers, offered = pending.take()
+        if pending.done:
+            self._headers.pop(outcome.request_id, None)
         secrets = sorted({*await self._known_secrets(), *offered}, key=len, reverse=True)
         masker = _Masker([s for s in secrets if len(s) >= _MIN_SECRET], self.max_chars)
         tag = f"[AI Monitor][{outcome.request_id}]"
@@ -194,6 +207,27 @@ class AiMonitor:
         return web.json_response({"success": True, "source": "memory", "data": data})
 
 
+class _Pending:
+    """The requests let in under one request id, not finished yet: their headers in order,
+    and the keys of all (each is masked with every one's: which finishes first is unknown)."""
+
+    def __init__(self) -> None:
+        self.headers: collections.deque[dict[str, str]] = collections.deque(maxlen=_SAME_ID_KEPT)
+        self.keys: set[str] = set()
+
+    def add(self, headers: dict[str, str], keys: tuple[str, ...]) -> None:
+        self.headers.append(headers)
+        if len(self.keys) < _SAME_ID_KEYS:  # bounded: refused requests never finish
+            self.keys.update(keys)
+
+    def take(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        return (self.headers.popleft() if self.headers else {}), tuple(self.keys)
+
+    @property
+    def done(self) -> bool:
+        return not self.headers
+
+
 def _secret_values(document: Mapping[str, Any]) -> Iterator[str]:
     for key, value in document.items():
         if isinstance(value, str) and SECRET_NAME.search(key) and len(value) >= _MIN_SECRET:
@@ -235,6 +269,7 @@ class _Masker:
         return self.text(text)
 
     def text(self, text: str) -> str:
+        text = _POTLUCK_KEY.sub(MASK, text)
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
@@ -267,15 +302,17 @@ def _as_json(text: str) -> Any:
     return None
 
 
-def _masked(value: Any) -> Any:
+def _masked(value: Any, secret: bool = False) -> Any:
+    """``value`` with every string under a field named like a secret masked, however deep
+    (``{"api_keys": ["sk-…"]}``, ``{"credentials": [{"value": "…"}]}``); numbers kept."""
     if isinstance(value, dict):
         return {
-            key: MASK if isinstance(item, str) and SECRET_NAME.search(key) else _masked(item)
+            key: _masked(item, secret or bool(SECRET_NAME.search(key)))
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
+        return [_masked(item, secret) for item in value]
+    return MASK if secret and isinstance(value, str) else value
 
 
 CONSOLE_SCRIPT = b"""// The AI Monitor tab: the last exchanges the ai-monitor plugin kept (masked).
