@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from cfgstore.model import potluck as pl
+from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.gateway_plugins.ai_monitor import AiMonitor
 from cfgstore_gateway.plugin_api import ClientCall, Exchange, Outcome
@@ -404,3 +405,31 @@ async def test_ai_monitor_masks_each_requests_keys_when_request_ids_collide() ->
         text = json.dumps({"messages": [{"role": "user", "content": f"{victim} {attacker}"}]})
         entry = await finished_entry(monitor, monitored_outcome("same", text.encode()))
         assert victim not in entry and attacker not in entry
+
+
+async def test_model_usage_stats_take_no_session_once_the_admin_api_is_off(
+    tmp_path: Path,
+) -> None:
+    """With ``UI_ENABLED`` false the admin API is off, and so are its sessions: a session
+    issued before (or an expired one) cannot reset the statistics; the client key can."""
+    settings = make_deployment(
+        tmp_path, {"openai-custom": [openai_node("http://127.0.0.1:9")]}, UI_ENABLED=False
+    )
+    async with gateway(settings, [], {"model-usage-stats": True}) as (anon, _):
+        now = now_ms()
+        live, expired = "ab" * 32, "cd" * 32
+        await anon.store.sessions.add(live, UiSession("admin", now, now + 3_600_000))
+        await anon.store.sessions.add(expired, UiSession("admin", now - 10_000, now - 1))
+        for token in (live, expired):
+            for method, path in (
+                ("GET", "/api/model-usage-stats"),
+                ("POST", "/api/model-usage-stats/reset"),
+            ):
+                status, body = await anon.call(
+                    method, path, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert status == 401, (token, path, body)
+        status, _ = await anon.call(
+            "GET", "/api/model-usage-stats", headers={"x-api-key": CLIENT_KEY}
+        )
+        assert status == 200
