@@ -433,3 +433,24 @@ async def test_model_usage_stats_take_no_session_once_the_admin_api_is_off(
             "GET", "/api/model-usage-stats", headers={"x-api-key": CLIENT_KEY}
         )
         assert status == 200
+
+
+async def test_the_last_authenticating_plugin_is_not_turned_off(tmp_path: Path) -> None:
+    """``default-auth`` may be off while ``api-potluck`` admits; turning ``api-potluck`` off
+    then would leave nothing to let a client in: refused like ``default-auth`` alone."""
+    async with plugins_gateway(tmp_path, {"api-potluck": True}) as (_, admin, runtime):
+        changed = runtime.changed()
+        off = {"enabled": False}
+        status, body = await admin.call("POST", "/api/plugins/default-auth/toggle", json=off)
+        assert status == 200, body
+        await asyncio.wait_for(changed, WAIT_S)
+        status, body = await admin.call("POST", "/api/plugins/api-potluck/toggle", json=off)
+        assert status == 400, body
+        assert "authenticating" in body["error"]["message"]
+        assert (await admin.store.plugin_config.get()).is_enabled("api-potluck")
+        status, body = await admin.call(
+            "POST", "/api/plugins/default-auth/toggle", json={"enabled": True}
+        )
+        assert status == 200
+        status, body = await admin.call("POST", "/api/plugins/api-potluck/toggle", json=off)
+        assert status == 200, body
