@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from cfgstore.model import potluck as pl
@@ -454,3 +455,20 @@ async def test_the_last_authenticating_plugin_is_not_turned_off(tmp_path: Path) 
         assert status == 200
         status, body = await admin.call("POST", "/api/plugins/api-potluck/toggle", json=off)
         assert status == 200, body
+
+
+async def test_ai_monitor_lines_cannot_be_forged(caplog: pytest.LogCaptureFixture) -> None:
+    """A client's model name or a body that is no JSON cannot start a log line of its own."""
+    monitor = AiMonitor()
+    forged = "\n[AI Monitor][forged] openai -> openai | admin | 200"
+    await monitor.admit(client_call("r1", (), {"X-Note": "a\rb"}))
+    outcome = attrs.evolve(
+        monitored_outcome("r1", f"not json{forged}\x1b[2J".encode()), model=f"m{forged}"
+    )
+    with caplog.at_level(logging.INFO, "cfgstore_gateway.ai_monitor"):
+        await monitor.finished(outcome)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cfgstore_gateway.ai_monitor"]
+    assert len(lines) >= 3
+    for line in lines:
+        assert "\n" not in line and "\r" not in line and "\x1b" not in line, line
+    assert any("[forged]" in line for line in lines)  # shown, escaped, not dropped
