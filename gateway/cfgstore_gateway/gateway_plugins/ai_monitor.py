@@ -24,8 +24,9 @@ the request offered (and those of the other requests let in under the same clien
 request id), anything shaped like a potluck key (``maki_`` and 32 hex digits), the
 configured client key and the secrets of the pools' nodes (settings named as above).
 Every body shown is cut at ``max_chars`` characters (the gateway keeps at most 64 KiB of
-each). Full prompts and answers still go to the log: that is what the plugin is for;
-keep it off where logs must not hold them.
+each). Full prompts and answers still go to the log (each on one line: characters that
+are not printable are written as their escapes): that is what the plugin is for; keep it
+off where logs must not hold them.
 """
 
 from __future__ import annotations
@@ -132,10 +133,14 @@ class AiMonitor:
             f"{outcome.provider_type or '-'}/{outcome.node or '-'} | tokens {tokens}"
         )
         log.info(
-            "%s %s | %.0f ms%s", tag, summary, outcome.latency_ms, " | stream" * outcome.stream
+            "%s %s | %.0f ms%s",
+            tag,
+            one_line(summary),
+            outcome.latency_ms,
+            " | stream" * outcome.stream,
         )
         shown_headers = masker.text(json.dumps(headers, ensure_ascii=False))
-        log.info("%s request headers: %s", tag, shown_headers)
+        log.info("%s request headers: %s", tag, one_line(shown_headers))
         entry: dict[str, Any] = {
             "requestId": outcome.request_id,
             "instance": self._context.instance_id if self._context is not None else None,
@@ -148,7 +153,7 @@ class AiMonitor:
         exchange = outcome.exchange
         if exchange is not None:
             for label, key, text in _parts(exchange, masker):
-                log.info("%s %s: %s", tag, label, text)
+                log.info("%s %s: %s", tag, label, one_line(text))
                 entry[key] = text
             if exchange.truncated:
                 log.info("%s (bodies cut at the gateway's capture limit)", tag)
@@ -205,6 +210,15 @@ class AiMonitor:
                 return web.json_response({"success": True, "source": "store", "data": stored})
         data = list(reversed(self.recent))
         return web.json_response({"success": True, "source": "memory", "data": data})
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable as its escape (``\\n``,
+    ``\\x1b``): a client's model name or a body that is not JSON cannot start a log line
+    of its own (backslashes are kept: a JSON body reads as it was)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 class _Pending:
