@@ -368,18 +368,22 @@ async def test_ai_monitor_masks_secrets_in_less_obvious_places(
         "cookie": "session=abcdef0123456789",
         "goog": "AIzaSyD-google-key-0123456789",
         "anthropic": "sk-ant-api03-anthropic-0123",
+        "x-auth": "custom-auth-header-value-77",
+        "passphrase": "correct horse battery staple",
     }
     headers = {
         "x-goog-api-key": secrets["goog"],
         "X-Api-Key": secrets["anthropic"],
         "Cookie": secrets["cookie"],
         "Proxy-Authorization": "Basic dXNlcjpwYXNz",
+        "X-Auth": secrets["x-auth"],
     }
     await monitor.admit(client_call("r1", (OFFERED,), headers))
     body = {
         "messages": [{"role": "user", "content": f"my key is {OFFERED}"}],
         "api_keys": [secrets["list"]],
         "credentials": [{"value": secrets["nested"]}],
+        "ssh": {"passphrase": secrets["passphrase"]},
         "max_tokens": 5,
     }
     with caplog.at_level(logging.INFO, "cfgstore_gateway.ai_monitor"):
