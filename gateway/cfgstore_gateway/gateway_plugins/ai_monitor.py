@@ -17,9 +17,9 @@ newest, each entry at most 64 KiB), and the console tab reads that log: every in
 exchanges, newest first, each naming its ``instance``. Nothing unmasked reaches the store.
 Without it (or 0, the default) the exchanges stay in this process's memory only.
 
-Masked (``***``): header values named like a key, token, secret, password, cookie or
-authorization; every string under a JSON field named so, however deep (token counts are
-numbers, kept), the last one of a cut body included; and wherever they appear, the keys
+Masked (``***``): header values named like a key, token, secret, password, cookie,
+auth or signature; every string under a JSON field named like a key, token, secret,
+password, passphrase, cookie or credential, however deep (token counts are numbers, kept), the last one of a cut body included; and wherever they appear, the keys
 the request offered (and those of the other requests let in under the same client-chosen
 request id), anything shaped like a potluck key (``maki_`` and 32 hex digits), the
 configured client key and the secrets of the pools' nodes (settings named as above).
@@ -60,10 +60,15 @@ log = logging.getLogger("cfgstore_gateway.ai_monitor")
 NAME = "ai-monitor"
 MASK = "***"
 SECRET_NAME = re.compile(
-    r"key|token|secret|password|passwd|authorization|cookie|credential|session", re.IGNORECASE
+    r"key|token|secret|password|passwd|passphrase|authorization|cookie|credential|session",
+    re.IGNORECASE,
 )
+_SECRET_HEADER = re.compile(rf"{SECRET_NAME.pattern}|auth|signature", re.IGNORECASE)
+"""A header named so is masked whole (``X-Auth``, ``X-Amz-Signature`` too: a body field
+named ``author`` is no secret, a header named ``auth`` is)."""
 _SECRET_FIELD = re.compile(
-    r'("[^"\\]*(?:key|token|secret|password|passwd|authorization|cookie|credential)[^"\\]*"'
+    r'("[^"\\]*(?:key|token|secret|password|passwd|passphrase|authorization|cookie|credential)'
+    r'[^"\\]*"'
     r'\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)',
     re.IGNORECASE,
 )
@@ -107,7 +112,7 @@ class AiMonitor:
     async def admit(self, call: ClientCall) -> None:
         """Keep the request's headers (masked) for its log lines; never decides."""
         headers = {
-            name: MASK if SECRET_NAME.search(name) else value
+            name: MASK if _SECRET_HEADER.search(name) else value
             for name, value in list(call.headers.items())[:_HEADERS_KEPT]
         }
         # The client may choose the request id (X-Request-Id): requests sharing one each
