@@ -19,7 +19,8 @@ Without it (or 0, the default) the exchanges stay in this process's memory only.
 
 Masked (``***``): header values named like a key, token, secret, password, cookie,
 auth or signature; every string under a JSON field named like a key, token, secret,
-password, passphrase, cookie or credential, however deep (token counts are numbers, kept), the last one of a cut body included; and wherever they appear, the keys
+password, passphrase, cookie or credential, however deep (token counts are numbers,
+kept), the last one of a cut body included; and wherever they appear, the keys
 the request offered (and those of the other requests let in under the same client-chosen
 request id), anything shaped like a potluck key (``maki_`` and 32 hex digits), the
 configured client key and the secrets of the pools' nodes (settings named as above).
