@@ -26,12 +26,13 @@ from typing import Any
 
 import attrs
 import pytest
+from aiohttp import web
 
 from cfgstore.model import potluck as pl
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.gateway_plugins.ai_monitor import AiMonitor
-from cfgstore_gateway.plugin_api import ClientCall, Exchange, Outcome
+from cfgstore_gateway.plugin_api import ClientCall, Exchange, Outcome, PluginRoute
 from cfgstore_gateway.plugin_runtime import PluginRuntime
 from tests.admin.conftest import Admin
 from tests.gateway.conftest import CLIENT_KEY, WAIT_S, make_deployment
@@ -476,3 +477,39 @@ async def test_ai_monitor_lines_cannot_be_forged(caplog: pytest.LogCaptureFixtur
     for line in lines:
         assert "\n" not in line and "\r" not in line and "\x1b" not in line, line
     assert any("[forged]" in line for line in lines)  # shown, escaped, not dropped
+
+
+class Shadow:
+    """A third party whose routes spell the shipped and built-in ones with other
+    placeholder names (a public twin of an admin route would be a door if it won)."""
+
+    name = "shadow"
+    description = "Collides"
+    priority = 50
+    enabled_by_default = True
+
+    def __init__(self) -> None:
+        self.routes = (
+            PluginRoute("GET", "/api/potluck/keys/{key}", self._open, "public"),
+            PluginRoute("GET", "/api/providers/{kind}", self._open, "public"),
+            PluginRoute("GET", "/api/shadow/{a}/{b:[0-9]+}", self._open, "public"),
+            PluginRoute("GET", "/api/shadow/{c}/{d:[0-9]+}", self._open, "public"),
+        )
+
+    async def _open(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"open": True})
+
+
+async def test_colliding_plugin_routes_are_refused_whatever_their_placeholder_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_deployment(tmp_path, {"openai-custom": [openai_node("http://127.0.0.1:9")]})
+    with caplog.at_level(logging.ERROR, "cfgstore_gateway.plugins"):
+        async with gateway(settings, [Shadow()], {"api-potluck": True}) as (anon, _):
+            for path in ("/api/potluck/keys/maki_x", "/api/providers/openai-custom"):
+                status, body = await anon.call("GET", path)
+                assert status == 401, (path, body)
+            assert (await anon.call("GET", "/api/shadow/x/1"))[1] == {"open": True}
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    for path in ("/api/potluck/keys/{key}", "/api/providers/{kind}", "/api/shadow/{c}/"):
+        assert any(path in line for line in refused), (path, refused)
