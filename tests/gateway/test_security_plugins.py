@@ -281,7 +281,9 @@ async def test_model_usage_stats_need_a_session_or_the_client_key(tmp_path: Path
             ):
                 status, body = await anon.call(method, path, headers=headers)
                 assert status == 401 and body["error"]["code"] == "UNAUTHORIZED", (path, headers)
-        status, body = await anon.call("GET", "/api/model-usage-stats")
+        big = b"x" * (1024 * 1024)
+        async with anon.client.post("/api/model-usage-stats/reset", data=big) as response:
+            assert response.status == 413  # a public route: the small-body limit
         stats = await admin.store.usage_stats.read()
         assert json.dumps(stats).count('"m"') >= 1  # the count survived every attempt
         status, _ = await anon.call("GET", f"/api/model-usage-stats?key={CLIENT_KEY}")
