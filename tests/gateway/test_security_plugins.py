@@ -32,7 +32,7 @@ from cfgstore.model import potluck as pl
 from cfgstore.model.sessions import UiSession
 from cfgstore.model.timefmt import now_ms
 from cfgstore_gateway.gateway_plugins.ai_monitor import AiMonitor
-from cfgstore_gateway.plugin_api import ClientCall, Exchange, Outcome, PluginRoute
+from cfgstore_gateway.plugin_api import Exchange, Outcome, PluginRoute
 from cfgstore_gateway.plugin_runtime import PluginRuntime
 from tests.admin.conftest import Admin
 from tests.gateway.conftest import CLIENT_KEY, WAIT_S, make_deployment
@@ -333,11 +333,13 @@ async def test_cross_origin_preflights_get_no_cors_grant(tmp_path: Path) -> None
 OFFERED = "maki_0123456789abcdef0123456789abcdef"
 
 
-def client_call(request_id: str, keys: tuple[str, ...], headers: dict[str, str]) -> ClientCall:
-    return ClientCall(request_id, "POST", "/v1/chat/completions", "openai", headers, {}, keys, None)
-
-
-def monitored_outcome(request_id: str, client_request: bytes, truncated: bool = False) -> Outcome:
+def monitored_outcome(
+    request_id: str,
+    client_request: bytes,
+    truncated: bool = False,
+    keys: tuple[str, ...] = (),
+    headers: dict[str, str] | None = None,
+) -> Outcome:
     return Outcome(
         request_id=request_id,
         path="/v1/chat/completions",
@@ -353,6 +355,8 @@ def monitored_outcome(request_id: str, client_request: bytes, truncated: bool = 
         admitted_by=None,
         admission={},
         exchange=Exchange(client_request, None, None, None, truncated),
+        headers=headers or {},
+        keys=keys,
     )
 
 
@@ -381,7 +385,6 @@ async def test_ai_monitor_masks_secrets_in_less_obvious_places(
         "Proxy-Authorization": "Basic dXNlcjpwYXNz",
         "X-Auth": secrets["x-auth"],
     }
-    await monitor.admit(client_call("r1", (OFFERED,), headers))
     body = {
         "messages": [{"role": "user", "content": f"my key is {OFFERED}"}],
         "api_keys": [secrets["list"]],
@@ -390,7 +393,9 @@ async def test_ai_monitor_masks_secrets_in_less_obvious_places(
         "max_tokens": 5,
     }
     with caplog.at_level(logging.INFO, "cfgstore_gateway.ai_monitor"):
-        entry = await finished_entry(monitor, monitored_outcome("r1", json.dumps(body).encode()))
+        entry = await finished_entry(
+            monitor, monitored_outcome("r1", json.dumps(body).encode(), False, (OFFERED,), headers)
+        )
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in (*secrets.values(), OFFERED, "dXNlcjpwYXNz"):
         assert secret not in entry and secret not in logged, secret
@@ -403,16 +408,15 @@ async def test_ai_monitor_masks_secrets_in_less_obvious_places(
 
 
 async def test_ai_monitor_masks_each_requests_keys_when_request_ids_collide() -> None:
-    """X-Request-Id is the client's to choose: a second request under the same id must not
-    take away the masking of the first's keys."""
+    """X-Request-Id is the client's to choose: requests sharing one are each masked with
+    their own keys (they travel with the outcome, nothing is kept by request id)."""
     monitor = AiMonitor()
-    victim, attacker = OFFERED, "maki_ffffffffffffffffffffffffffffffff"
-    await monitor.admit(client_call("same", (victim,), {}))
-    await monitor.admit(client_call("same", (attacker,), {}))
-    for _ in range(2):
-        text = json.dumps({"messages": [{"role": "user", "content": f"{victim} {attacker}"}]})
-        entry = await finished_entry(monitor, monitored_outcome("same", text.encode()))
-        assert victim not in entry and attacker not in entry
+    victim, other = "victim-key-0123456789", "other-key-9876543210"
+    text = json.dumps({"messages": [{"role": "user", "content": f"{victim} {other}"}]})
+    for keys in ((victim,), (other,)):
+        entry = await finished_entry(monitor, monitored_outcome("same", text.encode(), keys=keys))
+        assert keys[0] not in entry
+    assert not hasattr(monitor, "admit")  # nothing remembered between admission and the end
 
 
 async def test_model_usage_stats_take_no_session_once_the_admin_api_is_off(
@@ -468,9 +472,9 @@ async def test_ai_monitor_lines_cannot_be_forged(caplog: pytest.LogCaptureFixtur
     """A client's model name or a body that is no JSON cannot start a log line of its own."""
     monitor = AiMonitor()
     forged = "\n[AI Monitor][forged] openai -> openai | admin | 200"
-    await monitor.admit(client_call("r1", (), {"X-Note": "a\rb"}))
     outcome = attrs.evolve(
-        monitored_outcome("r1", f"not json{forged}\x1b[2J".encode()), model=f"m{forged}"
+        monitored_outcome("r1", f"not json{forged}\x1b[2J".encode(), headers={"X-Note": "a\rb"}),
+        model=f"m{forged}",
     )
     with caplog.at_level(logging.INFO, "cfgstore_gateway.ai_monitor"):
         await monitor.finished(outcome)

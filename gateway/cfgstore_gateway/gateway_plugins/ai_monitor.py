@@ -21,13 +21,13 @@ Masked (``***``): header values named like a key, token, secret, password, cooki
 auth or signature; every string under a JSON field named like a key, token, secret,
 password, passphrase, cookie or credential, however deep (token counts are numbers,
 kept), the last one of a cut body included; and wherever they appear, the keys
-the request offered (and those of the other requests let in under the same client-chosen
-request id), anything shaped like a potluck key (``maki_`` and 32 hex digits), the
-configured client key and the secrets of the pools' nodes (settings named as above).
-Every body shown is cut at ``max_chars`` characters (the gateway keeps at most 64 KiB of
-each). Full prompts and answers still go to the log (each on one line: characters that
-are not printable are written as their escapes): that is what the plugin is for; keep it
-off where logs must not hold them.
+the request offered (its outcome's :attr:`~cfgstore_gateway.plugin_api.Outcome.keys`),
+anything shaped like a potluck key (``maki_`` and 32 hex digits), the configured client
+key and the secrets of the pools' nodes (settings named as above). Every body shown is
+cut at ``max_chars`` characters (the gateway keeps at most 64 KiB of each). Full prompts
+and answers still go to the log (each on one line: characters that are not printable are
+written as their escapes): that is what the plugin is for; keep it off where logs must
+not hold them.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from cfgstore.errors import CfgStoreError
 from cfgstore.model.plugin_logs import MAX_KEEP
 from cfgstore_gateway.hookspecs import plugins_hookimpl
 from cfgstore_gateway.plugin_api import (
-    ClientCall,
     ConsoleTab,
     Exchange,
     GatewayPlugin,
@@ -78,9 +77,6 @@ last value may lack its closing quote)."""
 _HEADERS_KEPT = 64
 _SECRETS_MAX_AGE_S = 5.0
 _MIN_SECRET = 6
-_SAME_ID_KEPT = 16
-"""Requests under one request id remembered at once (a client choosing ids floods none)."""
-_SAME_ID_KEYS = 256
 _POTLUCK_KEY = re.compile(r"maki_[0-9a-f]{32}")
 """Potluck keys are masked by their shape too, whichever request offered them."""
 
@@ -97,7 +93,6 @@ class AiMonitor:
     def __init__(self, keep: int = 50, max_chars: int = 16 * 1024) -> None:
         self.max_chars = max_chars
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
-        self._headers: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self._context: PluginContext | None = None
         self._secrets: tuple[str, ...] = ()
         self._secrets_at = -_SECRETS_MAX_AGE_S
@@ -108,26 +103,17 @@ class AiMonitor:
         self._context = context
 
     async def stop(self) -> None:
-        self._headers.clear()
-
-    async def admit(self, call: ClientCall) -> None:
-        """Keep the request's headers (masked) for its log lines; never decides."""
-        headers = {
-            name: MASK if _SECRET_HEADER.search(name) else value
-            for name, value in list(call.headers.items())[:_HEADERS_KEPT]
-        }
-        # The client may choose the request id (X-Request-Id): requests sharing one each
-        # keep their own entry, and each is masked with every one's keys.
-        pending = self._headers.setdefault(call.request_id, _Pending())
-        pending.add(headers, call.keys)
-        while len(self._headers) > 1024:  # requests refused later never finish
-            self._headers.popitem(last=False)
+        """Nothing to release (the exchanges kept stay readable until the process ends)."""
 
     async def finished(self, outcome: Outcome) -> None:
-        pending = self._headers.get(outcome.request_id) or _Pending()
-        headers, offered = pending.take()
-        if pending.done:
-            self._headers.pop(outcome.request_id, None)
+        # The request's own headers and keys travel with its outcome: nothing is kept
+        # between admission and the end (a client choosing X-Request-Id, or a flood of
+        # refused requests, cannot mix or evict them).
+        headers = {
+            name: MASK if _SECRET_HEADER.search(name) else value
+            for name, value in list(outcome.headers.items())[:_HEADERS_KEPT]
+        }
+        offered = outcome.keys
         secrets = sorted({*await self._known_secrets(), *offered}, key=len, reverse=True)
         masker = _Masker([s for s in secrets if len(s) >= _MIN_SECRET], self.max_chars)
         tag = f"[AI Monitor][{outcome.request_id}]"
@@ -225,27 +211,6 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
-class _Pending:
-    """The requests let in under one request id, not finished yet: their headers in order,
-    and the keys of all (each is masked with every one's: which finishes first is unknown)."""
-
-    def __init__(self) -> None:
-        self.headers: collections.deque[dict[str, str]] = collections.deque(maxlen=_SAME_ID_KEPT)
-        self.keys: set[str] = set()
-
-    def add(self, headers: dict[str, str], keys: tuple[str, ...]) -> None:
-        self.headers.append(headers)
-        if len(self.keys) < _SAME_ID_KEYS:  # bounded: refused requests never finish
-            self.keys.update(keys)
-
-    def take(self) -> tuple[dict[str, str], tuple[str, ...]]:
-        return (self.headers.popleft() if self.headers else {}), tuple(self.keys)
-
-    @property
-    def done(self) -> bool:
-        return not self.headers
 
 
 def _secret_values(document: Mapping[str, Any]) -> Iterator[str]:
