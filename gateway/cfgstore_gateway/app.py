@@ -495,6 +495,8 @@ def _outcome(request: web.Request, info: RequestInfo, status: int, latency_ms: f
         admitted_by=info.admitted_by,
         admission=info.admission,
         exchange=info.exchange.exchange() if info.exchange is not None else None,
+        headers=request.headers,
+        keys=tuple(offered_keys(request)),
     )
 
 

@@ -162,6 +162,12 @@ class Outcome:
     admission: Mapping[str, JSONValue]
     """That plugin's :attr:`Admit.data`."""
     exchange: Exchange | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    """The client request's headers, as sent (secrets included: mask what you show)."""
+    keys: tuple[str, ...] = ()
+    """The keys the request offered (:attr:`ClientCall.keys`), to mask wherever they
+    appear. The request's own, carried with its outcome: nothing keyed by its request id
+    (the client may choose that, ``X-Request-Id``) has to be kept in between."""
 
 
 Access = Literal["admin", "public", "client"]

@@ -20,7 +20,8 @@ routes and console tabs of the plugins of :mod:`cfgstore_gateway.plugin_api`.
   stop. Nothing of this runs on a request's path but the ``put``.
 * **Routes**: mounted on the admin sub-application (``/api``) when the application is
   built, marked with their access; a disabled plugin's route answers 404. A path another
-  route already answers is refused (an error naming both) and left out.
+  route already answers (placeholder names aside) is refused (an error naming both) and
+  left out.
 * **Console tabs**: ``GET /static/plugins/<name>.js`` serves the tab's script (404 while
   disabled); :meth:`PluginRuntime.console_tabs` lists the enabled ones.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
@@ -532,16 +534,29 @@ def _route_problem(
     if not route.path.startswith("/api/"):
         return "a plugin's path lies under /api/"
     method = route.method.upper()
-    other = taken.get((method, route.path))
+    shape = _shape(route.path)
+    other = next(
+        (name for (m, p), name in taken.items() if m == method and _shape(p) == shape), None
+    )
     if other is not None:
         return f"gateway plugin {other} has it already"
     inner = route.path[len("/api") :]
     for resource in api.router.resources():
-        if resource.canonical == inner or _matches(resource, inner):
+        if _shape(resource.canonical) == _shape(inner) or _matches(resource, inner):
             methods = {r.method for r in resource}
             if method in methods or "*" in methods or method == "*":
                 return f"the gateway answers it already ({resource.canonical})"
     return None
+
+
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _shape(path: str) -> str:
+    """``path`` with its placeholders' names and patterns left out (``/keys/{id}`` and
+    ``/keys/{key}`` are one route: the one registered first would answer both; aiohttp's
+    ``canonical`` drops the patterns, and two patterns may overlap)."""
+    return _PLACEHOLDER.sub("{}", path)
 
 
 def _matches(resource: web.AbstractResource, path: str) -> bool:

@@ -6,10 +6,11 @@ the Node service's shapes (``src/ui-modules/plugin-api.js``): a list of ``{"name
 
 The list holds the gateway's plugins (:mod:`cfgstore_gateway.plugin_runtime`, each with its
 ``priority`` and ``builtIn``; ``enabled`` as it stands, the plugin's default when
-``plugins.json`` does not name it) and the file's other entries. ``default-auth`` (the
-client key check) is not turned off while no other authenticating plugin is enabled:
-``400`` saying so (nothing would let a client in). A name nothing knows is stored as
-before (the Node UI may toggle a plugin this gateway does not run).
+``plugins.json`` does not name it) and the file's other entries. An authenticating plugin
+(``default-auth``, the client key check, or ``api-potluck``…) is not turned off while no
+other one is enabled: ``400`` saying so (nothing would let a client in; two admins turning
+off the last two at once still leave the gateway closed, never open). A name nothing
+knows is stored as before (the Node UI may toggle a plugin this gateway does not run).
 ``GET /api/cfgstore/plugin-tabs`` lists the enabled plugins' console tabs.
 
 A toggle is one store operation (``set_enabled``: atomic, other fields kept), so two
@@ -24,7 +25,6 @@ from aiohttp import web
 
 from cfgstore_gateway.admin.http import invalid, read_json_object, success
 from cfgstore_gateway.plugin_runtime import (
-    DEFAULT_AUTH,
     PLUGINS,
     authenticates,
     is_built_in,
@@ -82,13 +82,14 @@ async def toggle_plugin(request: web.Request) -> web.StreamResponse:
     wanted = body.get("enabled")
     if not isinstance(wanted, bool):
         raise invalid({"enabled": "expected true or false"}, "Enabled status must be a boolean")
-    if name == DEFAULT_AUTH and not wanted:
-        runtime = request.config_dict[PLUGINS]
+    runtime = request.config_dict[PLUGINS]
+    plugin = runtime.get(name)
+    if not wanted and plugin is not None and authenticates(plugin):
         config = await store.plugin_config.get()
         others = [
             p.name
             for p in runtime.plugins
-            if p.name != DEFAULT_AUTH
+            if p.name != name
             and authenticates(p)
             and (
                 config.is_enabled(p.name)
@@ -99,8 +100,8 @@ async def toggle_plugin(request: web.Request) -> web.StreamResponse:
         if not others:
             raise invalid(
                 {"enabled": "no other authenticating plugin is enabled"},
-                "default-auth (the client API key check) cannot be disabled while no other "
-                "authenticating plugin is enabled: no client could be let in",
+                f"{name} cannot be disabled while no other authenticating plugin is enabled "
+                "(default-auth is the client API key check): no client could be let in",
             )
     await store.plugin_config.set_enabled(name, wanted)
     return success(

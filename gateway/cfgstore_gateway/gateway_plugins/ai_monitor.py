@@ -17,12 +17,17 @@ newest, each entry at most 64 KiB), and the console tab reads that log: every in
 exchanges, newest first, each naming its ``instance``. Nothing unmasked reaches the store.
 Without it (or 0, the default) the exchanges stay in this process's memory only.
 
-Masked (``***``): header values named like a key, token, secret, password, cookie or
-authorization; JSON string fields named so (token counts are numbers, kept); and wherever
-they appear, the keys the request offered, the configured client key and the secrets of
-the pools' nodes (settings named as above). Every body shown is cut at ``max_chars``
-characters (the gateway keeps at most 64 KiB of each). Full prompts and answers still go
-to the log: that is what the plugin is for; keep it off where logs must not hold them.
+Masked (``***``): header values named like a key, token, secret, password, cookie,
+auth or signature; every string under a JSON field named like a key, token, secret,
+password, passphrase, cookie or credential, however deep (token counts are numbers,
+kept), the last one of a cut body included; and wherever they appear, the keys
+the request offered (its outcome's :attr:`~cfgstore_gateway.plugin_api.Outcome.keys`),
+anything shaped like a potluck key (``maki_`` and 32 hex digits), the configured client
+key and the secrets of the pools' nodes (settings named as above). Every body shown is
+cut at ``max_chars`` characters (the gateway keeps at most 64 KiB of each). Full prompts
+and answers still go to the log (each on one line: characters that are not printable are
+written as their escapes): that is what the plugin is for; keep it off where logs must
+not hold them.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ from cfgstore.errors import CfgStoreError
 from cfgstore.model.plugin_logs import MAX_KEEP
 from cfgstore_gateway.hookspecs import plugins_hookimpl
 from cfgstore_gateway.plugin_api import (
-    ClientCall,
     ConsoleTab,
     Exchange,
     GatewayPlugin,
@@ -56,17 +60,25 @@ log = logging.getLogger("cfgstore_gateway.ai_monitor")
 NAME = "ai-monitor"
 MASK = "***"
 SECRET_NAME = re.compile(
-    r"key|token|secret|password|passwd|authorization|cookie|credential|session", re.IGNORECASE
-)
-_SECRET_FIELD = re.compile(
-    r'("[^"\\]*(?:key|token|secret|password|passwd|authorization|cookie|credential)[^"\\]*"'
-    r'\s*:\s*)"(?:[^"\\]|\\.)*"',
+    r"key|token|secret|password|passwd|passphrase|authorization|cookie|credential|session",
     re.IGNORECASE,
 )
-"""A JSON string field named like a secret, in text that does not parse (a cut body)."""
+_SECRET_HEADER = re.compile(rf"{SECRET_NAME.pattern}|auth|signature", re.IGNORECASE)
+"""A header named so is masked whole (``X-Auth``, ``X-Amz-Signature`` too: a body field
+named ``author`` is no secret, a header named ``auth`` is)."""
+_SECRET_FIELD = re.compile(
+    r'("[^"\\]*(?:key|token|secret|password|passwd|passphrase|authorization|cookie|credential)'
+    r'[^"\\]*"'
+    r'\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)',
+    re.IGNORECASE,
+)
+"""A JSON string field named like a secret, in text that does not parse (a cut body: its
+last value may lack its closing quote)."""
 _HEADERS_KEPT = 64
 _SECRETS_MAX_AGE_S = 5.0
 _MIN_SECRET = 6
+_POTLUCK_KEY = re.compile(r"maki_[0-9a-f]{32}")
+"""Potluck keys are masked by their shape too, whichever request offered them."""
 
 
 class AiMonitor:
@@ -81,9 +93,6 @@ class AiMonitor:
     def __init__(self, keep: int = 50, max_chars: int = 16 * 1024) -> None:
         self.max_chars = max_chars
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
-        self._headers: collections.OrderedDict[str, tuple[dict[str, str], tuple[str, ...]]] = (
-            collections.OrderedDict()
-        )
         self._context: PluginContext | None = None
         self._secrets: tuple[str, ...] = ()
         self._secrets_at = -_SECRETS_MAX_AGE_S
@@ -94,20 +103,17 @@ class AiMonitor:
         self._context = context
 
     async def stop(self) -> None:
-        self._headers.clear()
-
-    async def admit(self, call: ClientCall) -> None:
-        """Keep the request's headers (masked) for its log lines; never decides."""
-        headers = {
-            name: MASK if SECRET_NAME.search(name) else value
-            for name, value in list(call.headers.items())[:_HEADERS_KEPT]
-        }
-        self._headers[call.request_id] = (headers, call.keys)
-        while len(self._headers) > 1024:  # requests refused later never finish
-            self._headers.popitem(last=False)
+        """Nothing to release (the exchanges kept stay readable until the process ends)."""
 
     async def finished(self, outcome: Outcome) -> None:
-        headers, offered = self._headers.pop(outcome.request_id, ({}, ()))
+        # The request's own headers and keys travel with its outcome: nothing is kept
+        # between admission and the end (a client choosing X-Request-Id, or a flood of
+        # refused requests, cannot mix or evict them).
+        headers = {
+            name: MASK if _SECRET_HEADER.search(name) else value
+            for name, value in list(outcome.headers.items())[:_HEADERS_KEPT]
+        }
+        offered = outcome.keys
         secrets = sorted({*await self._known_secrets(), *offered}, key=len, reverse=True)
         masker = _Masker([s for s in secrets if len(s) >= _MIN_SECRET], self.max_chars)
         tag = f"[AI Monitor][{outcome.request_id}]"
@@ -119,10 +125,14 @@ class AiMonitor:
             f"{outcome.provider_type or '-'}/{outcome.node or '-'} | tokens {tokens}"
         )
         log.info(
-            "%s %s | %.0f ms%s", tag, summary, outcome.latency_ms, " | stream" * outcome.stream
+            "%s %s | %.0f ms%s",
+            tag,
+            one_line(summary),
+            outcome.latency_ms,
+            " | stream" * outcome.stream,
         )
         shown_headers = masker.text(json.dumps(headers, ensure_ascii=False))
-        log.info("%s request headers: %s", tag, shown_headers)
+        log.info("%s request headers: %s", tag, one_line(shown_headers))
         entry: dict[str, Any] = {
             "requestId": outcome.request_id,
             "instance": self._context.instance_id if self._context is not None else None,
@@ -135,7 +145,7 @@ class AiMonitor:
         exchange = outcome.exchange
         if exchange is not None:
             for label, key, text in _parts(exchange, masker):
-                log.info("%s %s: %s", tag, label, text)
+                log.info("%s %s: %s", tag, label, one_line(text))
                 entry[key] = text
             if exchange.truncated:
                 log.info("%s (bodies cut at the gateway's capture limit)", tag)
@@ -194,6 +204,15 @@ class AiMonitor:
         return web.json_response({"success": True, "source": "memory", "data": data})
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable as its escape (``\\n``,
+    ``\\x1b``): a client's model name or a body that is not JSON cannot start a log line
+    of its own (backslashes are kept: a JSON body reads as it was)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _secret_values(document: Mapping[str, Any]) -> Iterator[str]:
     for key, value in document.items():
         if isinstance(value, str) and SECRET_NAME.search(key) and len(value) >= _MIN_SECRET:
@@ -235,6 +254,7 @@ class _Masker:
         return self.text(text)
 
     def text(self, text: str) -> str:
+        text = _POTLUCK_KEY.sub(MASK, text)
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
@@ -267,15 +287,17 @@ def _as_json(text: str) -> Any:
     return None
 
 
-def _masked(value: Any) -> Any:
+def _masked(value: Any, secret: bool = False) -> Any:
+    """``value`` with every string under a field named like a secret masked, however deep
+    (``{"api_keys": ["sk-…"]}``, ``{"credentials": [{"value": "…"}]}``); numbers kept."""
     if isinstance(value, dict):
         return {
-            key: MASK if isinstance(item, str) and SECRET_NAME.search(key) else _masked(item)
+            key: _masked(item, secret or bool(SECRET_NAME.search(key)))
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
+        return [_masked(item, secret) for item in value]
+    return MASK if secret and isinstance(value, str) else value
 
 
 CONSOLE_SCRIPT = b"""// The AI Monitor tab: the last exchanges the ai-monitor plugin kept (masked).

@@ -15,7 +15,8 @@ per provider type, model and (Beijing) day, kept in the store
   this instance's live ``qps``/``tps``/``rpm``); ``POST|DELETE
   /api/model-usage-stats/reset`` (everything) and ``…/reset-tokens`` (tokens and peaks,
   counts kept) → ``{success, message, data}``. Allowed with an admin session **or** the
-  client key (``REQUIRED_API_KEY``, any place a client puts it), as in Node; otherwise
+  client key (``REQUIRED_API_KEY``, any place a client puts it), as in Node (a session
+  only while the admin API is on, ``UI_ENABLED`` not false); otherwise
   ``401 {"success": false, "error": {"message", "code": "UNAUTHORIZED"}}``.
 * **Peaks** are per-instance observations merged with max (:mod:`cfgstore.model.usage_stats`).
 """
@@ -118,11 +119,17 @@ class ModelUsageStats:
     # -- routes ------------------------------------------------------------------------
 
     async def _authorised(self, request: web.Request) -> bool:
-        """An admin session, or the client key (Node's ``checkAdminAuth``)."""
+        """An admin session, or the client key (Node's ``checkAdminAuth``). With
+        ``UI_ENABLED`` false the admin API is off, and its sessions with it: a session
+        issued before admits nobody here then (the client key still does)."""
         assert self._context is not None
         store = self._context.store
+        try:
+            config = await store.config.get()
+        except CfgStoreError:
+            config = None
         token = bearer_token(request)
-        if token is not None:
+        if token is not None and (config is None or config.get("UI_ENABLED") is not False):
             admin = request.config_dict.get(ADMIN)
             try:
                 if admin is not None:
@@ -132,11 +139,7 @@ class ModelUsageStats:
                     return True
             except CfgStoreError as exc:
                 log.info("session check failed, trying the client key: %s", exc)
-        try:
-            config = await store.config.get()
-        except CfgStoreError:
-            return False
-        return key_matches(request, required_key(config))
+        return config is not None and key_matches(request, required_key(config))
 
     async def _answer(self, request: web.Request, action: str | None) -> web.Response:
         if self._context is None:

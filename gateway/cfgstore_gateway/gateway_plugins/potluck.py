@@ -8,6 +8,15 @@
   Beijing day. Refusals carry the Node service's codes and messages (401 ``not_found``,
   403 ``disabled``, 429 ``quota_exceeded`` with ``{"quota": {"used", "limit",
   "resetDate"}}``). No ``maki_`` key: no opinion (the client-key check decides).
+* **The rule with the client key**: a ``maki_`` key, wherever offered, is the request's
+  credential and its refusal is final, even beside a valid ``REQUIRED_API_KEY`` (the
+  plugin runs first, priority 10): a refused key is never let in by also sending another,
+  and a proxy that adds the client key to every request cannot lift the keys' limits. A
+  value that is not a ``maki_`` key (case counts: ``MAKI_…`` is not one) never refuses,
+  so junk beside the client key leaves it admitting (``test_security_plugins``).
+* No secret is compared byte by byte: a key is looked up by its whole value (a hash
+  lookup in Redis, the file backend and the memory fallback), so timing tells at most
+  whether a guessed 128-bit key exists.
 * A request is counted when admitted (the Node service counted it when the answer was
   done, and let concurrent requests past the limit).
 * While the storage cannot answer (Redis down; the memory fallback degraded) a ``maki_``

@@ -11,6 +11,8 @@ errors). Bodies are JSON of at most 1 MB.
 from __future__ import annotations
 
 import functools
+import math
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 
 MAX_BODY = 1024 * 1024
 KEY_NOT_FOUND = "未找到 Key"
+MAX_LIMIT = 2**53 - 1
+"""Largest daily limit (the Node service's numbers are JavaScript's: exact up to here)."""
+MAX_NAME = 256
+"""Longest key name, in characters."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,11 +94,29 @@ def is_number(value: object) -> bool:
 
 
 def whole(value: object, minimum: int, problem: str) -> int:
-    """A limit from a body: a number ≥ ``minimum`` (a fraction is cut, as stored limits
-    are compared to whole counts), else 400 with ``problem``."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
+    """A limit from a body: a finite number from ``minimum`` to :data:`MAX_LIMIT` (a
+    fraction is cut, as stored limits are compared to whole counts), else 400 with
+    ``problem`` (JSON's ``NaN``, ``Infinity`` and ``1e400`` included: never a 500)."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not minimum <= value <= MAX_LIMIT
+    ):
         raise Failure(400, problem)
     return int(value)
+
+
+def key_name(value: object) -> str:
+    """A key name from a body: at most :data:`MAX_NAME` characters, none a control or
+    line/paragraph separator (a name is shown in logs and the console), else 400."""
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_NAME
+        or any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in value)
+    ):
+        raise Failure(400, "无效的名称值")
+    return value
 
 
 def with_rates(plugin: PotluckPlugin, key: pl.KeyDocument, now: int) -> pl.KeyDocument:
@@ -219,11 +243,9 @@ def routes(plugin: PotluckPlugin) -> list[PluginRoute]:
         body = await read_json(request)
         name = body.get("name")
         limit = body.get("dailyLimit")
-        if limit is not None and (not is_number(limit) or limit < 0):
-            raise Failure(400, "无效的每日限额值")
         created = await potluck().create(
-            name if isinstance(name, str) else "",
-            None if limit is None else int(limit),
+            key_name(name) if isinstance(name, str) else "",
+            None if limit is None else whole(limit, 0, "无效的每日限额值"),
             now=plugin.clock(),
         )
         return reply(201, message="API Key 创建成功", data=created)
@@ -280,8 +302,8 @@ def routes(plugin: PotluckPlugin) -> list[PluginRoute]:
 
     @answering
     async def rename(request: web.Request) -> web.Response:
-        name = (await read_json(request)).get("name")
-        if not isinstance(name, str) or not name:
+        name = key_name((await read_json(request)).get("name"))
+        if not name:
             raise Failure(400, "无效的名称值")
         return reply(message="名称更新成功", data=await potluck().rename(key_id(request), name))
 
