@@ -665,8 +665,12 @@ return {'ok', tostring(version)}
 # {'members', users} when other nodes share the file than the head names (the change
 # message must name them all); {'conflict', version}; {'folder', @ver} when the folder is
 # not at the expected version (the client reads it again); {'ok', version, folder @ver,
-# 1 when the folder's files changed}. The version is the write's revision: never reused,
-# for this file or another.
+# 1 when the folder's files changed, 1 when the written file's copy in it was set}. The
+# version is the write's revision: never reused, for this file or another. The tokens of a
+# folder are each other's siblings (the Node service reads the folder's files at every
+# load): a credential referencing a folder, with or without siblings in the write, sets
+# its own file's copy there to the document written when the folder holds one or other
+# credentials reference the folder (a token alone in its folder costs no copy).
 CAS_CREDENTIAL = (
     SHEBANG
     + CRED_PRELUDE
@@ -696,13 +700,25 @@ if ARGV[10] ~= '' then
   for i = 14 + 2 * n, #ARGV do
     changed = math.max(changed, redis.call('HDEL', KEYS[4], ARGV[i]))
   end
-  if changed == 1 then fver = tostring(redis.call('HINCRBY', KEYS[4], '@ver', 1)) end
   if redis.call('HGET', KEYS[2], 'folder') ~= ARGV[10] then C.ref(KEYS[2], ARGV[10]) end
+end
+-- The written file is a sibling of the folder's other tokens: their copy of it is this.
+local own = 0
+local ref = redis.call('HGET', KEYS[2], 'folder')
+if ref then
+  local folder = C.folder_key(KEYS[2], ref)
+  local name = string.match(ref, '\31(.*)$')
+  local held = redis.call('HGET', folder, name)
+  if held ~= ARGV[4] and (held or tonumber(redis.call('HGET', folder, '@refs') or '0') > 1) then
+    redis.call('HSET', folder, name, ARGV[4])
+    changed, own = 1, 1
+  end
+  if changed == 1 then fver = tostring(redis.call('HINCRBY', folder, '@ver', 1)) end
 end
 local head = ARGV[2]
 if changed == 1 then head = ARGV[12] end
 redis.call('PUBLISH', ARGV[1], head .. revision .. '}')
-return {'ok', tostring(revision), fver, changed}
+return {'ok', tostring(revision), fver, changed, own}
 """
 )
 
