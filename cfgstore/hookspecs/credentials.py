@@ -86,7 +86,8 @@ async def cfgstore_credentials_put(credential: Credential, expected_version: str
 @hookspec
 async def cfgstore_credentials_delete(provider_type: str, uuid: str) -> bool:
     """Delete the credential of the file the node names (for every node sharing it; the
-    nodes keep naming the file); return whether one existed."""
+    nodes keep naming the file); return whether one existed. The file is deleted: the
+    other credentials of its folder (Kiro) no longer have it as a sibling."""
 
 
 @hookspec

@@ -473,3 +473,15 @@ async def test_a_token_written_on_one_instance_is_the_new_sibling_on_another(
         await one.credentials.put(attrs.evolve(current, document=fresh), current.version)
         with rule("cfgstore_credentials_put", f"{FOLDER_FILES}, across instances"):
             await until(lambda: _sees_b(two, "b1"), "b's refresh seen in a's siblings")
+
+
+async def test_a_token_deleted_is_no_sibling_of_the_others_of_its_folder(store: Store) -> None:
+    """Deleting b's credential deletes b's file: token ``a`` of its folder no longer
+    merges it (the registration stays)."""
+    await _two_tokens_in_one_folder(store)
+    assert await _sees_b(store, "b0")  # a read (and cached) first
+    assert await store.credentials.delete(KIRO, "b") is True
+    with rule("cfgstore_credentials_delete", f"{FOLDER_FILES}: a deleted file is none of them"):
+        seen = await store.credentials.get(KIRO, "a")
+        assert seen is not None and seen.siblings == {"client.json": REGISTRATION}, seen
+        assert seen.effective()["accessToken"] == "a0"

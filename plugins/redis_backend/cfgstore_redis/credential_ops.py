@@ -293,11 +293,19 @@ class CredentialOps(RedisParts):
                     self.keys.credential(file_key),
                     self.keys.revision,
                 ],
-                [self.keys.channel, self._head("credentials", *_ids(users)), file_key, users],
+                [
+                    self.keys.channel,
+                    self._head("credentials", *_ids(users)),
+                    file_key,
+                    users,
+                    self._head("credentials"),
+                ],
             )
             match result[0]:
                 case "ok":
-                    if int(result[1]):
+                    if int(result[2]):  # the file left its folder: the others' sibling
+                        self._changed("credentials")
+                    elif int(result[1]):
                         self._changed("credentials", *_ids(users))
                     return bool(int(result[1]))
                 case "members":

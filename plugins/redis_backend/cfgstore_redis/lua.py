@@ -723,8 +723,10 @@ return {'ok', tostring(revision), fver, changed, own}
 )
 
 # Delete a credential through one node (its members keep naming the file). KEYS: node,
-# credential, revision. ARGV: channel, head, file key, members (as CAS_CREDENTIAL).
-# Replies {'moved', @cred}, {'members', users}, {'ok', 1|0} (whether one existed).
+# credential, revision. ARGV: channel, head, file key, members (as CAS_CREDENTIAL), the
+# head of a change message naming no ids (sent instead when the file leaves its folder:
+# the folder's other tokens had it as a sibling). Replies {'moved', @cred},
+# {'members', users}, {'ok', 1|0 (whether one existed), 1|0 (whether the folder changed)}.
 DELETE_CREDENTIAL = (
     SHEBANG
     + CRED_PRELUDE
@@ -733,13 +735,21 @@ local cred = redis.call('HGET', KEYS[1], '@cred') or ''
 if cred ~= ARGV[3] then return {'moved', cred} end
 local users = redis.call('HGET', KEYS[2], 'users') or ''
 if users ~= ARGV[4] then return {'members', users} end
-C.unref(KEYS[2])
-if redis.call('HDEL', KEYS[2], 'doc', 'ver', 'source', 'format', 'siblings') == 0 then
-  return {'ok', 0}
+local dropped = 0
+local ref = redis.call('HGET', KEYS[2], 'folder')
+if ref then
+  local folder = C.folder_key(KEYS[2], ref)
+  dropped = redis.call('HDEL', folder, string.match(ref, '\31(.*)$'))
+  if dropped == 1 then redis.call('HINCRBY', folder, '@ver', 1) end
 end
+C.unref(KEYS[2])
+local existed = redis.call('HDEL', KEYS[2], 'doc', 'ver', 'source', 'format', 'siblings')
+if existed == 0 and dropped == 0 then return {'ok', 0, 0} end
 local revision = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
-return {'ok', 1}
+local head = ARGV[2]
+if dropped == 1 then head = ARGV[5] end
+redis.call('PUBLISH', ARGV[1], head .. revision .. '}')
+return {'ok', existed, dropped}
 """
 )
 
