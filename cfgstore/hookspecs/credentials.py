@@ -72,13 +72,22 @@ async def cfgstore_credentials_put(credential: Credential, expected_version: str
     tokens (the Redis backend does): then putting one token's siblings makes them the
     folder's other files for every token of the folder, as on disk. A sibling name that
     is not a plain ``*.json`` file name may be refused (:class:`InvalidData`).
+
+    The tokens of one folder are each other's siblings, and the Node service reads a
+    folder's *current* files at every load (aiclient-formats §4.1): once a put returns,
+    every other credential of the folder that has this token's file as a sibling reads
+    ``credential.document`` under that name (with or without siblings in the put; other
+    instances once the change reaches them). A refresh writes its token file alone, as
+    the Node service does: it passes no siblings, since those it read may have been
+    rewritten since (a put with siblings puts them back).
     """
 
 
 @hookspec
 async def cfgstore_credentials_delete(provider_type: str, uuid: str) -> bool:
     """Delete the credential of the file the node names (for every node sharing it; the
-    nodes keep naming the file); return whether one existed."""
+    nodes keep naming the file); return whether one existed. The file is deleted: the
+    other credentials of its folder (Kiro) no longer have it as a sibling."""
 
 
 @hookspec

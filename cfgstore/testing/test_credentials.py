@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
+import attrs
 import pytest
 
 from cfgstore.adapters import Store
@@ -394,3 +395,93 @@ async def test_a_kiro_credential_keeps_its_sibling_files(store: Store) -> None:
     with rule("cfgstore_credentials_get", "a Kiro credential comes back with its siblings"):
         got = await store.credentials.get(KIRO, "k1")
         assert got is not None and got.siblings == siblings, got
+
+
+FOLDER_FILES = "a token's siblings are the folder's current files"
+REGISTRATION: dict[str, object] = {"clientId": "FAKE-client", "clientSecret": "FAKE-secret"}
+
+
+async def _two_tokens_in_one_folder(store: Store) -> None:
+    """Kiro tokens ``a`` and ``b`` in one folder beside the IDE's client registration, put
+    as a migration puts them: each with the folder's other files as siblings."""
+    for uuid in ("a", "b"):
+        path = f"configs/kiro/f/{uuid}.json"
+        await store.pools.add_node(KIRO, make_node(uuid, **{PATH_KEY: path}))
+    for uuid, other in (("a", "b"), ("b", "a")):
+        siblings = {f"{other}.json": kiro_doc(f"{other}0"), "client.json": dict(REGISTRATION)}
+        # A store of files holds b once a's siblings are written beside it.
+        held = await store.credentials.get(KIRO, uuid)
+        await store.credentials.put(
+            Credential(KIRO, uuid, kiro_doc(f"{uuid}0"), siblings=siblings),
+            held.version if held is not None else None,
+        )
+
+
+async def _sees_b(store: Store, access: str) -> bool:
+    """Whether token ``a`` sees ``b.json`` with ``access``, as the Node service would load
+    it: b's current file is a sibling of a, merged over a's document."""
+    seen = await store.credentials.get(KIRO, "a")
+    assert seen is not None
+    sibling = seen.siblings.get("b.json")
+    return (
+        sibling is not None
+        and sibling.get("accessToken") == access
+        and seen.effective()["accessToken"] == access
+        and seen.siblings.get("client.json") == REGISTRATION
+    )
+
+
+@pytest.mark.parametrize("keeps_siblings", [True, False], ids=["refresh", "admin-put"])
+async def test_a_token_written_is_the_new_sibling_of_the_others_of_its_folder(
+    store: Store, keeps_siblings: bool
+) -> None:
+    """Kiro merges every other ``*.json`` of a token's folder into it (aiclient-formats
+    §4.1), reading them anew at every load: once token ``b`` is written (a refresh handing
+    back the siblings it read, or a put naming none), token ``a`` of the same folder sees
+    b's new file, not the one it had when ``a`` was put."""
+    await _two_tokens_in_one_folder(store)
+    assert await _sees_b(store, "b0")  # a read (and cached) first
+    current = await store.credentials.get(KIRO, "b")
+    assert current is not None
+    fresh = apply_refresh(current.document, {"accessToken": "b1"}, TokenFormat.KIRO)
+    updated = (
+        attrs.evolve(current, document=fresh)
+        if keeps_siblings
+        else Credential(KIRO, "b", fresh, token_format=TokenFormat.KIRO)
+    )
+    await store.credentials.put(updated, current.version)
+    with rule("cfgstore_credentials_put", f"{FOLDER_FILES}: a write of one is seen by the others"):
+        assert await _sees_b(store, "b1"), await store.credentials.get(KIRO, "a")
+        back = await store.credentials.get(KIRO, "b")
+        assert back is not None and back.document["accessToken"] == "b1"
+        assert back.siblings == {"a.json": kiro_doc("a0"), "client.json": REGISTRATION}
+
+
+async def test_a_token_written_on_one_instance_is_the_new_sibling_on_another(
+    deployment: Deployment,
+) -> None:
+    """As above across instances: instance two has read token ``a``; token ``b`` of its
+    folder is refreshed on instance one; instance two's ``a`` sees b's new file."""
+    async with deployment.open() as one, deployment.open() as two:
+        if "change-feed" not in deployment.capabilities:
+            two = one
+        await _two_tokens_in_one_folder(one)
+        await until(lambda: _sees_b(two, "b0"), "instance two reads a beside b0")
+        current = await one.credentials.get(KIRO, "b")
+        assert current is not None
+        fresh = apply_refresh(current.document, {"accessToken": "b1"}, TokenFormat.KIRO)
+        await one.credentials.put(attrs.evolve(current, document=fresh), current.version)
+        with rule("cfgstore_credentials_put", f"{FOLDER_FILES}, across instances"):
+            await until(lambda: _sees_b(two, "b1"), "b's refresh seen in a's siblings")
+
+
+async def test_a_token_deleted_is_no_sibling_of_the_others_of_its_folder(store: Store) -> None:
+    """Deleting b's credential deletes b's file: token ``a`` of its folder no longer
+    merges it (the registration stays)."""
+    await _two_tokens_in_one_folder(store)
+    assert await _sees_b(store, "b0")  # a read (and cached) first
+    assert await store.credentials.delete(KIRO, "b") is True
+    with rule("cfgstore_credentials_delete", f"{FOLDER_FILES}: a deleted file is none of them"):
+        seen = await store.credentials.get(KIRO, "a")
+        assert seen is not None and seen.siblings == {"client.json": REGISTRATION}, seen
+        assert seen.effective()["accessToken"] == "a0"

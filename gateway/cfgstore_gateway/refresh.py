@@ -332,7 +332,10 @@ class Refresher:
         document = refreshed_document(current, answer, self._clock(), status)
         updated = attrs.evolve(current, document=document)
         try:
-            version = await self._store.credentials.put(updated, current.version)
+            # The token file alone, as the Node service writes it: the siblings read are
+            # not written back (the folder's other files may have changed since).
+            only_token = attrs.evolve(updated, siblings={})
+            version = await self._store.credentials.put(only_token, current.version)
         except VersionConflict as conflict:
             newer = await self._read_until(provider_type, node.uuid, conflict.actual, deadline)
             if not self.needs_refresh(newer):

@@ -281,8 +281,9 @@ async def test_kiro_idc_token_sharing_a_folder_writes_only_its_own_file(
 ) -> None:
     """Two IdC tokens and the IDE's client registration in one folder (stored once, schema
     3): the refresh takes the client from the registration and writes what the Node
-    service writes, its own file merged with the answer; the folder's files (the other
-    token's view) are left as they were."""
+    service writes, its own file merged with the answer; the other token's own file is
+    untouched, and it sees the refreshed file as its sibling (the Node service reads the
+    folder's current files at every load)."""
     registration = {"clientId": "sib-id", "clientSecret": "sib-secret", "expiresAt": "x"}
     mine = {k: v for k, v in kiro_idc_doc().items() if not k.startswith("client")}
     other = {**mine, "accessToken": "other-access"}
@@ -314,7 +315,48 @@ async def test_kiro_idc_token_sharing_a_folder_writes_only_its_own_file(
     assert after.siblings == {"k2.json": other, "reg.json": registration}
     k2_after = await stored(store, KIRO, "k2")
     assert k2_after.version == k2_before.version
-    assert k2_after.siblings == k2_before.siblings == {"k1.json": mine, "reg.json": registration}
+    assert k2_before.siblings == {"k1.json": mine, "reg.json": registration}
+    assert k2_after.document == other
+    assert k2_after.siblings == {"k1.json": after.document, "reg.json": registration}
+
+
+async def test_a_kiro_refresh_leaves_a_sibling_written_meanwhile(
+    store: Store, http: aiohttp.ClientSession, stub: TokenStub
+) -> None:
+    """A refresh writes its own file only (as the Node service): a token of its folder
+    written while the refresh waited for its endpoint keeps its new file, also as the
+    refreshed token's sibling (the siblings the refresh read are not written back)."""
+    registration = {"clientId": "sib-id", "clientSecret": "sib-secret"}
+    mine = {k: v for k, v in kiro_idc_doc().items() if not k.startswith("client")}
+    files = {"k1.json": mine, "k2.json": {**mine, "accessToken": "k2-0"}, "reg.json": registration}
+    for uuid in ("k1", "k2"):
+        path = f"./configs/kiro/race/{uuid}.json"
+        fields = {"uuid": uuid, PATH_KEYS[KIRO]: path}
+        fields["KIRO_REFRESH_IDC_URL"] = stub.url("/oidc/{{region}}/token")
+        await store.pools.add_node(KIRO, node_from_json(fields, "test"))
+        siblings = {n: d for n, d in files.items() if n != f"{uuid}.json"}
+        await store.credentials.put(
+            Credential(KIRO, uuid, files[f"{uuid}.json"], path, siblings=siblings), None
+        )
+    node = await store.pools.get_node(KIRO, "k1")
+    assert node is not None
+    stub.responder = answer({"accessToken": "k1-1", "expiresIn": 600, "refreshToken": "r1"})
+    stub.hold()
+    refresh = asyncio.create_task(refresher(store, http).credential_for(KIRO, node))
+    await stub.wait_for_requests(1)
+    k2 = await stored(store, KIRO, "k2")
+    k2_doc = {**k2.document, "accessToken": "k2-1"}
+    await store.credentials.put(
+        Credential(KIRO, "k2", k2_doc, token_format=TokenFormat.KIRO), k2.version
+    )
+    stub.release()
+    await asyncio.wait_for(refresh, timeout=30)
+    k1 = await stored(store, KIRO, "k1")
+    assert k1.document["accessToken"] == "k1-1"
+    assert k1.siblings["k2.json"] == k2_doc, "the refresh put back the sibling it had read"
+    k2_after = await stored(store, KIRO, "k2")
+    assert k2_after.document == k2_doc
+    assert k2_after.siblings["k1.json"] == k1.document
 
 
 async def test_kiro_answer_without_refresh_token_keeps_the_old_one(

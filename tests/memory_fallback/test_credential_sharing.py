@@ -1,6 +1,7 @@
 """The memory fallback's Kiro credentials: reads share the sibling documents of the folder
 (no copy of the folder per read), and a refresh while degraded journals the token file
-alone, replayed exactly: the token written, the folder's other files untouched."""
+alone, replayed exactly: the token written, the folder's other files untouched; the other
+tokens of the folder see the written file as their sibling, degraded and after replay."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ async def test_a_degraded_refresh_journals_the_token_file_alone_and_replays_it(
     async with open_observed(fallback_settings(url, prefix, state)) as (store, observer):
         current = await store.credentials.get(KIRO, "k2")
         assert current is not None
+        assert await store.credentials.get(KIRO, "k3") is not None  # held, t2 a sibling
         await aof_server.astop()
         await store.pools.record_success(TYPE, "n1")  # the outage is noticed
         await observer.wait(True, within=DEGRADE_WAIT_S)
@@ -111,6 +113,10 @@ async def test_a_degraded_refresh_journals_the_token_file_alone_and_replays_it(
         assert served is not None and served.version == version
         assert served.document == refreshed
         assert served.siblings == {n: d for n, d in files.items() if n != "t2.json"}
+        beside = await store.credentials.get(KIRO, "k3")
+        assert beside is not None and beside.document == files["t3.json"]
+        assert beside.siblings["t2.json"] == refreshed, "t2's refresh is k3's sibling"
+        assert list(beside.siblings) == [n for n in files if n != "t3.json"]
 
         await aof_server.arestart()
         await observer.wait(False, within=RECOVER_WAIT_S)
@@ -122,3 +128,4 @@ async def test_a_degraded_refresh_journals_the_token_file_alone_and_replays_it(
         other = await admin.credentials.get(KIRO, "k3")
         assert other is not None
         assert other.document == files["t3.json"], "another token of the folder: untouched"
+        assert other.siblings["t2.json"] == refreshed, "the replayed refresh is its sibling"

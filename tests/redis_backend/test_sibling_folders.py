@@ -19,7 +19,7 @@ import redis
 from cfgstore.adapters import Settings, Store
 from cfgstore.errors import InvalidData
 from cfgstore.model.credentials import Credential, TokenFormat
-from cfgstore.model.pools import pools_from_json
+from cfgstore.model.pools import node_from_json, pools_from_json
 from cfgstore.model.versions import ANY_VERSION, SCHEMA_VERSION
 from cfgstore_redis.keys import Keys
 from tests.cli.deployments import Namespace
@@ -264,3 +264,34 @@ async def test_a_schema_1_namespace_with_sibling_copies_reaches_schema_3(
     assert json.loads(raw.hget(folder, "reg.json") or "null") == registration
     assert raw.hget(folder, "@refs") == "1"
     assert not raw.hexists(keys.credential(SHARED), "siblings")
+
+
+async def test_a_token_written_updates_the_folders_copy_of_its_file_once(
+    redis_url: str, prefix: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    """A token of a shared folder written without siblings (a refresh) sets the folder's
+    copy of its file in the same script: still one copy of each file. A token alone in its
+    folder beside its registration costs no copy, and its refresh leaves the folder as it
+    was (no new folder version: the other credentials' caches keep it)."""
+    keys = Keys(prefix)
+    async with Store.open(settings(redis_url, prefix, tmp_path)) as store:
+        await seed(store)
+        k1 = await store.credentials.get(KIRO, "k1")
+        assert k1 is not None
+        fresh = {**k1.document, "accessToken": "refreshed"}
+        await store.credentials.put(Credential(KIRO, "k1", fresh), k1.version)
+        stored = raw.hgetall(keys.folder(FOLDER))
+        files = {k: json.loads(v) for k, v in stored.items() if not k.startswith("@")}
+        assert files == {**folder_files(), name(1): fresh}
+        k2 = await store.credentials.get(KIRO, "k2")
+        assert k2 is not None and k2.siblings[name(1)] == fresh
+
+        alone = "configs/kiro/alone"
+        node = {"KIRO_OAUTH_CREDS_FILE_PATH": f"{alone}/t.json", "uuid": "solo"}
+        await store.pools.add_node(KIRO, node_from_json(node, "t"))
+        solo = Credential(KIRO, "solo", token(9), siblings={"client.json": REGISTRATION})
+        version = await store.credentials.put(solo, None)
+        before = raw.hgetall(keys.folder(alone))
+        assert set(before) == {"client.json", "@ver", "@refs"}
+        await store.credentials.put(Credential(KIRO, "solo", token(10)), version)
+        assert raw.hgetall(keys.folder(alone)) == before

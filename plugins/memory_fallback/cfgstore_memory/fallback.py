@@ -29,6 +29,7 @@ import contextlib
 import copy
 import logging
 import os
+import posixpath
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -777,13 +778,23 @@ class MemoryFallback(GuardedOps, ReadCache):
         )
         self._credentials[key] = stored
         # One token file, one credential: the nodes sharing it see the refresh too (the
-        # held credentials are never changed in place, so they may share documents).
+        # held credentials are never changed in place, so they may share documents). The
+        # other tokens of its folder hold the file as a sibling: it is the new one there.
         file_key = self.mirror.credential_file(*key)
+        folder, name = posixpath.split(file_key) if file_key else ("", "")
         for other in list(self._credentials):
-            if other != key and file_key and self.mirror.credential_file(*other) == file_key:
+            other_file = self.mirror.credential_file(*other) if file_key else None
+            if other == key or other_file is None:
+                continue
+            if other_file == file_key:
                 self._credentials[other] = attrs.evolve(
                     stored, provider_type=other[0], uuid=other[1]
                 )
+            elif name in (held_other := self._credentials[other]).siblings and (
+                posixpath.dirname(other_file) == folder
+            ):
+                siblings = {**held_other.siblings, name: stored.document}
+                self._credentials[other] = attrs.evolve(held_other, siblings=siblings)
         log.info("credential %s/%s refreshed while degraded; journaled", *key)
         return version
 

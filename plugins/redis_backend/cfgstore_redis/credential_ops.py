@@ -250,12 +250,16 @@ class CredentialOps(RedisParts):
                     args += pair
                 args += removed
             else:
-                args += ["", "", "", 0]
+                # The stored reference is kept: the script still updates the folder's copy
+                # of this file (the other tokens' sibling) and then names no ids.
+                args += ["", "", self._head("credentials"), 0]
             result = await self._run("CAS_CREDENTIAL", keys, args)
             match result[0]:
                 case "ok":
                     if folder is not None:
                         folder.apply(sets, removed, siblings, str(result[2]))
+                        if int(result[4]):
+                            folder.set_own(excluded, document, jsjson.loads(document, ident))
                     if int(result[3]) if len(result) > 3 else 0:
                         self._changed("credentials")  # the folder's other credentials too
                     else:
@@ -289,11 +293,19 @@ class CredentialOps(RedisParts):
                     self.keys.credential(file_key),
                     self.keys.revision,
                 ],
-                [self.keys.channel, self._head("credentials", *_ids(users)), file_key, users],
+                [
+                    self.keys.channel,
+                    self._head("credentials", *_ids(users)),
+                    file_key,
+                    users,
+                    self._head("credentials"),
+                ],
             )
             match result[0]:
                 case "ok":
-                    if int(result[1]):
+                    if int(result[2]):  # the file left its folder: the others' sibling
+                        self._changed("credentials")
+                    elif int(result[1]):
                         self._changed("credentials", *_ids(users))
                     return bool(int(result[1]))
                 case "members":

@@ -665,8 +665,12 @@ return {'ok', tostring(version)}
 # {'members', users} when other nodes share the file than the head names (the change
 # message must name them all); {'conflict', version}; {'folder', @ver} when the folder is
 # not at the expected version (the client reads it again); {'ok', version, folder @ver,
-# 1 when the folder's files changed}. The version is the write's revision: never reused,
-# for this file or another.
+# 1 when the folder's files changed, 1 when the written file's copy in it was set}. The
+# version is the write's revision: never reused, for this file or another. The tokens of a
+# folder are each other's siblings (the Node service reads the folder's files at every
+# load): a credential referencing a folder, with or without siblings in the write, sets
+# its own file's copy there to the document written when the folder holds one or other
+# credentials reference the folder (a token alone in its folder costs no copy).
 CAS_CREDENTIAL = (
     SHEBANG
     + CRED_PRELUDE
@@ -696,19 +700,33 @@ if ARGV[10] ~= '' then
   for i = 14 + 2 * n, #ARGV do
     changed = math.max(changed, redis.call('HDEL', KEYS[4], ARGV[i]))
   end
-  if changed == 1 then fver = tostring(redis.call('HINCRBY', KEYS[4], '@ver', 1)) end
   if redis.call('HGET', KEYS[2], 'folder') ~= ARGV[10] then C.ref(KEYS[2], ARGV[10]) end
+end
+-- The written file is a sibling of the folder's other tokens: their copy of it is this.
+local own = 0
+local ref = redis.call('HGET', KEYS[2], 'folder')
+if ref then
+  local folder = C.folder_key(KEYS[2], ref)
+  local name = string.match(ref, '\31(.*)$')
+  local held = redis.call('HGET', folder, name)
+  if held ~= ARGV[4] and (held or tonumber(redis.call('HGET', folder, '@refs') or '0') > 1) then
+    redis.call('HSET', folder, name, ARGV[4])
+    changed, own = 1, 1
+  end
+  if changed == 1 then fver = tostring(redis.call('HINCRBY', folder, '@ver', 1)) end
 end
 local head = ARGV[2]
 if changed == 1 then head = ARGV[12] end
 redis.call('PUBLISH', ARGV[1], head .. revision .. '}')
-return {'ok', tostring(revision), fver, changed}
+return {'ok', tostring(revision), fver, changed, own}
 """
 )
 
 # Delete a credential through one node (its members keep naming the file). KEYS: node,
-# credential, revision. ARGV: channel, head, file key, members (as CAS_CREDENTIAL).
-# Replies {'moved', @cred}, {'members', users}, {'ok', 1|0} (whether one existed).
+# credential, revision. ARGV: channel, head, file key, members (as CAS_CREDENTIAL), the
+# head of a change message naming no ids (sent instead when the file leaves its folder:
+# the folder's other tokens had it as a sibling). Replies {'moved', @cred},
+# {'members', users}, {'ok', 1|0 (whether one existed), 1|0 (whether the folder changed)}.
 DELETE_CREDENTIAL = (
     SHEBANG
     + CRED_PRELUDE
@@ -717,13 +735,21 @@ local cred = redis.call('HGET', KEYS[1], '@cred') or ''
 if cred ~= ARGV[3] then return {'moved', cred} end
 local users = redis.call('HGET', KEYS[2], 'users') or ''
 if users ~= ARGV[4] then return {'members', users} end
-C.unref(KEYS[2])
-if redis.call('HDEL', KEYS[2], 'doc', 'ver', 'source', 'format', 'siblings') == 0 then
-  return {'ok', 0}
+local dropped = 0
+local ref = redis.call('HGET', KEYS[2], 'folder')
+if ref then
+  local folder = C.folder_key(KEYS[2], ref)
+  dropped = redis.call('HDEL', folder, string.match(ref, '\31(.*)$'))
+  if dropped == 1 then redis.call('HINCRBY', folder, '@ver', 1) end
 end
+C.unref(KEYS[2])
+local existed = redis.call('HDEL', KEYS[2], 'doc', 'ver', 'source', 'format', 'siblings')
+if existed == 0 and dropped == 0 then return {'ok', 0, 0} end
 local revision = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. revision .. '}')
-return {'ok', 1}
+local head = ARGV[2]
+if dropped == 1 then head = ARGV[5] end
+redis.call('PUBLISH', ARGV[1], head .. revision .. '}')
+return {'ok', existed, dropped}
 """
 )
 

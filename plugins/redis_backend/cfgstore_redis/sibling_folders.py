@@ -127,6 +127,15 @@ class Folder:
             self.names = sorted(self.docs)
         self.version = version
 
+    def set_own(self, name: str, text: str, document: JSONValue) -> None:
+        """Record that a credential's write set its own file ``name`` (the sibling of the
+        folder's other tokens) to ``text`` (``document`` parsed from it, this cache's own
+        object), within the write :meth:`apply` recorded."""
+        if isinstance(document, dict):
+            if name not in self.docs:
+                self.names = sorted([*self.docs, name])
+            self.docs[name], self.texts[name] = document, text
+
 
 def legacy_siblings(text: str, key: str) -> Docs:
     """A schema-2 ``siblings`` field (name → document JSON object, a copy per credential)."""
