@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,12 +298,17 @@ class Workers:
             await self.lines.put((index, line.decode().rstrip("\n")))
         await self.lines.put((index, None))  # end of output
 
-    async def next_line(self) -> tuple[int, str]:
-        index, line = await asyncio.wait_for(self.lines.get(), STEP_TIMEOUT_S)
-        if line is None:
-            code = await asyncio.wait_for(self.procs[index].wait(), STEP_TIMEOUT_S)
-            raise AssertionError(f"worker {index} ended early (exit code {code})")
-        return index, line
+    async def next_line(self, finished: Collection[int] = ()) -> tuple[int, str]:
+        """The next line any worker printed. The end of a worker's output fails, unless the
+        worker is one of ``finished`` (it said all it had to say: its end is expected, and
+        may come before another worker's last line)."""
+        while True:
+            index, line = await asyncio.wait_for(self.lines.get(), STEP_TIMEOUT_S)
+            if line is not None:
+                return index, line
+            if index not in finished:
+                code = await asyncio.wait_for(self.procs[index].wait(), STEP_TIMEOUT_S)
+                raise AssertionError(f"worker {index} ended early (exit code {code})")
 
     async def send_all(self, text: str) -> None:
         for proc in self.procs:
@@ -385,7 +390,7 @@ async def contend(
         )
         try:
             while waiting < expected_waiting and len(results) < len(targets):
-                reading = asyncio.ensure_future(running.next_line())
+                reading = asyncio.ensure_future(running.next_line(finished=results.keys()))
                 await asyncio.wait({reading, excess}, return_when=asyncio.FIRST_COMPLETED)
                 if excess.done() and not excess.cancelled() and excess.exception() is None:
                     reading.cancel()
@@ -402,7 +407,7 @@ async def contend(
                 await excess
             endpoint.release()
         while len(results) < len(targets):
-            take(*await running.next_line())
+            take(*await running.next_line(finished=results.keys()))
         await running.wait_all()
     return [results[i] for i in range(len(targets))], waiting
 
