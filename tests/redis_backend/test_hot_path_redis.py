@@ -129,6 +129,41 @@ async def test_a_batch_sent_twice_counts_once(redis_url: str) -> None:
         assert node is not None and node.state.usage_count == 14
 
 
+async def test_one_batch_of_every_record_kind_over_many_nodes(redis_url: str) -> None:
+    """A batch travels as one text of fields ended by ``\\x1f``: empty fields (a failure
+    without a message), messages and models with separators, quotes and non-ASCII text,
+    and names no store accepts (a ``\\x1f`` in a uuid: left out, naming no node) do not
+    shift the other nodes' records."""
+    prefix = f"t{uuidlib.uuid4().hex[:12]}"
+    at = 1_780_128_000_000
+    async with Store.open(redis_settings(redis_url, prefix)) as store:
+        uuids = [f"n{i}" for i in range(40)]
+        for uuid in uuids:
+            await store.pools.add_node("openai-custom", make_node(uuid))
+        backend = store._chain.layers[0].instance
+        batch: list[rec.NodeRecord] = []
+        for i, uuid in enumerate(uuids):
+            batch += [rec.Success("openai-custom", uuid, at + i)] * (i % 3 + 1)
+            batch.append(rec.Success("openai-custom", uuid + "\x1fX", at))
+            batch.append(rec.Success("openai\x1f", uuid, at))
+        batch += [
+            rec.Failure("openai-custom", "n1", at + 100, "", 5),
+            rec.Failure("openai-custom", "n2", at + 100, 'bad "\x1f" ünïcode\n', 5),
+            rec.HealthCheckResult("openai-custom", "n3", at + 100, False, "m\x1fodel", None, 5),
+            rec.Selected("openai-custom", "n4", at + 100, 42),
+        ]
+        await backend._send_records(batch, "one-op-id")  # type: ignore[attr-defined]
+        nodes = {uuid: await store.pools.get_node("openai-custom", uuid) for uuid in uuids}
+    counts = {uuid: node.state.usage_count for uuid, node in nodes.items() if node}
+    assert counts == {uuid: i % 3 + 1 for i, uuid in enumerate(uuids)}
+    n1, n2, n3, n4 = (nodes[f"n{i}"] for i in range(1, 5))
+    assert n1 is not None and n1.state.error_count == 1
+    assert n2 is not None and n2.state.last_error_message == 'bad "\x1f" ünïcode\n'
+    assert n3 is not None and n3.state.last_health_check_model == "m\x1fodel"
+    assert n3.state.last_error_message == "Health check failed"
+    assert n4 is not None and n4.state.last_selection_seq == 42
+
+
 async def test_lost_reply_is_resent_and_counted_once(
     redis_server_process: RedisServerProcess, caplog: pytest.LogCaptureFixture
 ) -> None:

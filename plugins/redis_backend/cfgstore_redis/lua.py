@@ -298,11 +298,14 @@ function M.mark(key, instance, kept, epoch, seq)
 end
 """
 
-# KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta,
-# then per node: node key, forwarding key.
+# KEYS: [1] batch marks hash (a legacy id: its operation-id key), [2] revision, [3] meta.
 # ARGV: instance, epoch, seq, after (a legacy id: '', its ttl ms, 0, 0), channel, message
-# head, expected namespace id ('' = any), then per node: op count, node-key prefix,
-# forwarding-key prefix, then the ops (code and arguments).
+# head, expected namespace id ('' = any), node-key prefix ('{p}:node:'), forwarding-key
+# prefix ('{p}:fwd:'), then the records as one text of fields each ended by \x1f
+# (cfgstore_redis.batch): per node its type, uuid and op count, then the ops (code and
+# arguments). A node's keys are the prefixes plus '<type>:<uuid>', all in the namespace's
+# hash slot (undeclared, as the nodes IMPORT_POOLS writes: one argument per node key made
+# the client's command packing cost more than the rest of the batch).
 # A batch is applied only when seq is above its instance's mark for its epoch, which then
 # becomes seq (cfgstore.model.batch_ids; see MARKS_PRELUDE); a legacy id only when its key
 # is new. Replies {'ok', revision, key, healthy, ...} (health transitions), {'dup'} when
@@ -330,16 +333,23 @@ else
   if current < tonumber(ARGV[4]) then return {'behind', current} end
   M.mark(KEYS[1], ARGV[1], kept, ARGV[2], ARGV[3])
 end
-local argi = 8
+local F, nf = {}, 0
+for field in string.gmatch(ARGV[10], '([^\31]*)\31') do
+  nf = nf + 1
+  F[nf] = field
+end
+local NODE, FWD = ARGV[8], ARGV[9]
+local argi = 1
 local transitions = {}
-for n = 1, (#KEYS - 3) / 2 do
-  local count = tonumber(ARGV[argi]); local node_prefix = ARGV[argi + 1]
-  local fwd_prefix = ARGV[argi + 2]
+while argi <= nf do
+  local node_prefix = NODE .. F[argi] .. ':'
+  local fwd_prefix = FWD .. F[argi] .. ':'
+  local count = tonumber(F[argi + 2])
+  local key = node_prefix .. F[argi + 1]
+  local fwd_key = fwd_prefix .. F[argi + 1]
   argi = argi + 3
-  local key = KEYS[2 + 2 * n]
   local node = N.load(key)
   local hops = 0
-  local fwd_key = KEYS[3 + 2 * n]
   while node == nil and hops < 8 do  -- renamed: follow the forwarding pointer
     local new_uuid = redis.call('GET', fwd_key)
     if not new_uuid then break end
@@ -349,33 +359,33 @@ for n = 1, (#KEYS - 3) / 2 do
     hops = hops + 1
   end
   for _ = 1, count do
-    local code = ARGV[argi]
+    local code = F[argi]
     if code == 'S' then
       if node then
-        N.set(node, 'lastUsed', ARGV[argi + 1]); N.set(node, '_lastSelectionSeq', ARGV[argi + 2])
+        N.set(node, 'lastUsed', F[argi + 1]); N.set(node, '_lastSelectionSeq', F[argi + 2])
         N.ensure(node, 'lastUsed', '_lastSelectionSeq')
       end
       argi = argi + 3
     elseif code == 'U' then
       if node then
-        N.mark_healthy(node, ARGV[argi + 2], ARGV[argi + 3])
+        N.mark_healthy(node, F[argi + 2], F[argi + 3])
         N.set(node, 'usageCount',
-          tostring(tonumber(N.get(node, 'usageCount')) + tonumber(ARGV[argi + 1])))
+          tostring(tonumber(N.get(node, 'usageCount')) + tonumber(F[argi + 1])))
       end
       argi = argi + 4
     elseif code == 'F' then
       if node then
-        N.mark_failed(node, ARGV[argi + 1], ARGV[argi + 2], ARGV[argi + 3],
-          tonumber(ARGV[argi + 4]), ARGV[argi + 5])
+        N.mark_failed(node, F[argi + 1], F[argi + 2], F[argi + 3],
+          tonumber(F[argi + 4]), F[argi + 5])
       end
       argi = argi + 6
     elseif code == 'C' then
       if node then
-        N.set(node, 'isHealthy', 'false'); N.set(node, 'errorCount', ARGV[argi + 4])
+        N.set(node, 'isHealthy', 'false'); N.set(node, 'errorCount', F[argi + 4])
         N.set(node, 'needsRefresh', 'false'); N.set(node, 'refreshCount', '0')
-        N.set_error_time(node, ARGV[argi + 2], ARGV[argi + 1])
-        N.set(node, 'lastUsed', ARGV[argi + 2]); N.set(node, 'lastErrorMessage', ARGV[argi + 3])
-        N.set(node, 'scheduledRecoveryTime', ARGV[argi + 5])
+        N.set_error_time(node, F[argi + 2], F[argi + 1])
+        N.set(node, 'lastUsed', F[argi + 2]); N.set(node, 'lastErrorMessage', F[argi + 3])
+        N.set(node, 'scheduledRecoveryTime', F[argi + 5])
         N.ensure(node, 'isHealthy', 'needsRefresh', 'refreshCount', 'errorCount',
           'lastErrorTime', 'lastUsed', 'lastErrorMessage', 'scheduledRecoveryTime')
       end
@@ -383,7 +393,7 @@ for n = 1, (#KEYS - 3) / 2 do
     elseif code == 'N' then
       if node then
         local last = tonumber(N.get(node, 'lastRefreshTime'))
-        if last == nil or tonumber(ARGV[argi + 1]) - last >= 30000 then
+        if last == nil or tonumber(F[argi + 1]) - last >= 30000 then
           N.set(node, 'needsRefresh', 'true'); N.ensure(node, 'needsRefresh')
         end
       end
@@ -399,21 +409,21 @@ for n = 1, (#KEYS - 3) / 2 do
       argi = argi + 1
     elseif code == 'H' then
       if node then
-        local at_ms, at_iso = ARGV[argi + 1], ARGV[argi + 2]
-        if ARGV[argi + 3] == '1' then
+        local at_ms, at_iso = F[argi + 1], F[argi + 2]
+        if F[argi + 3] == '1' then
           N.mark_healthy(node, at_ms, at_iso)
-          if ARGV[argi + 8] == '1' then
+          if F[argi + 8] == '1' then
             N.set(node, 'usageCount', '0')
           else
             N.set(node, 'usageCount', tostring(tonumber(N.get(node, 'usageCount')) + 1))
           end
         else
-          N.mark_failed(node, at_ms, at_iso, ARGV[argi + 5], tonumber(ARGV[argi + 6]),
-            ARGV[argi + 7])
+          N.mark_failed(node, at_ms, at_iso, F[argi + 5], tonumber(F[argi + 6]),
+            F[argi + 7])
         end
         N.set(node, 'lastHealthCheckTime', at_iso); N.ensure(node, 'lastHealthCheckTime')
-        if ARGV[argi + 4] ~= '' then
-          N.set(node, 'lastHealthCheckModel', ARGV[argi + 4])
+        if F[argi + 4] ~= '' then
+          N.set(node, 'lastHealthCheckModel', F[argi + 4])
           N.ensure(node, 'lastHealthCheckModel')
         end
       end
