@@ -80,6 +80,13 @@ SHARED_POTLUCK = "shared-potluck"
 ``dailyLimit`` a day whatever the number of instances). Without it each store checks the
 limit against its own copy (the file backend: counts merge, the limit holds per process)."""
 
+FOLDER_SIBLINGS = "folder-siblings"
+"""Capability: a Kiro token's siblings are its folder's current files, as the Node service
+loads them (:mod:`cfgstore.hookspecs.credentials`): a write or delete of one token's
+credential is seen in the siblings of the others of its folder, on every instance. Without
+it a credential keeps the siblings it was written with. The contract suite then runs its
+folder tests."""
+
 USAGE_STATS = "usage-stats"
 """Capability: the backend keeps the model usage statistics (:mod:`cfgstore.hookspecs.usage_stats`),
 summed over every instance on its storage. The contract suite then runs its statistics tests."""

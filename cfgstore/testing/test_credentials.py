@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from cfgstore.adapters import Store
+from cfgstore.adapters.backend import FOLDER_SIBLINGS
 from cfgstore.errors import InvalidData, NotFound, VersionConflict
 from cfgstore.model.credentials import Credential, TokenFormat, apply_refresh, credential_path_of
 from cfgstore.model.pools import node_to_json
@@ -431,30 +432,50 @@ async def _sees_b(store: Store, access: str) -> bool:
     )
 
 
-@pytest.mark.parametrize("keeps_siblings", [True, False], ids=["refresh", "admin-put"])
-async def test_a_token_written_is_the_new_sibling_of_the_others_of_its_folder(
-    store: Store, keeps_siblings: bool
-) -> None:
+def _folders_kept(deployment: Deployment) -> None:
+    if FOLDER_SIBLINGS not in deployment.capabilities:
+        pytest.skip(f"{deployment.name} does not declare the {FOLDER_SIBLINGS!r} capability")
+
+
+async def _b_written_is_seen_by_a(deployment: Deployment, keeps_siblings: bool) -> None:
     """Kiro merges every other ``*.json`` of a token's folder into it (aiclient-formats
     §4.1), reading them anew at every load: once token ``b`` is written (a refresh handing
     back the siblings it read, or a put naming none), token ``a`` of the same folder sees
     b's new file, not the one it had when ``a`` was put."""
-    await _two_tokens_in_one_folder(store)
-    assert await _sees_b(store, "b0")  # a read (and cached) first
-    current = await store.credentials.get(KIRO, "b")
-    assert current is not None
-    fresh = apply_refresh(current.document, {"accessToken": "b1"}, TokenFormat.KIRO)
-    updated = (
-        attrs.evolve(current, document=fresh)
-        if keeps_siblings
-        else Credential(KIRO, "b", fresh, token_format=TokenFormat.KIRO)
-    )
-    await store.credentials.put(updated, current.version)
-    with rule("cfgstore_credentials_put", f"{FOLDER_FILES}: a write of one is seen by the others"):
-        assert await _sees_b(store, "b1"), await store.credentials.get(KIRO, "a")
-        back = await store.credentials.get(KIRO, "b")
-        assert back is not None and back.document["accessToken"] == "b1"
-        assert back.siblings == {"a.json": kiro_doc("a0"), "client.json": REGISTRATION}
+    _folders_kept(deployment)
+    async with deployment.open() as store:
+        await _two_tokens_in_one_folder(store)
+        assert await _sees_b(store, "b0")  # a read (and cached) first
+        current = await store.credentials.get(KIRO, "b")
+        assert current is not None
+        fresh = apply_refresh(current.document, {"accessToken": "b1"}, TokenFormat.KIRO)
+        updated = (
+            attrs.evolve(current, document=fresh)
+            if keeps_siblings
+            else Credential(KIRO, "b", fresh, token_format=TokenFormat.KIRO)
+        )
+        await store.credentials.put(updated, current.version)
+        with rule(
+            "cfgstore_credentials_put", f"{FOLDER_FILES}: a write of one is seen by the others"
+        ):
+            assert await _sees_b(store, "b1"), await store.credentials.get(KIRO, "a")
+            back = await store.credentials.get(KIRO, "b")
+            assert back is not None and back.document["accessToken"] == "b1"
+            assert back.siblings == {"a.json": kiro_doc("a0"), "client.json": REGISTRATION}
+
+
+async def test_a_token_refreshed_is_the_new_sibling_of_the_others_of_its_folder(
+    deployment: Deployment,
+) -> None:
+    """A refresh of ``b`` (its write hands back the siblings it read) is seen by ``a``."""
+    await _b_written_is_seen_by_a(deployment, keeps_siblings=True)
+
+
+async def test_a_token_put_without_siblings_is_the_new_sibling_of_the_others_of_its_folder(
+    deployment: Deployment,
+) -> None:
+    """An admin's put of ``b`` naming no siblings is seen by ``a`` too."""
+    await _b_written_is_seen_by_a(deployment, keeps_siblings=False)
 
 
 async def test_a_token_written_on_one_instance_is_the_new_sibling_on_another(
@@ -462,6 +483,7 @@ async def test_a_token_written_on_one_instance_is_the_new_sibling_on_another(
 ) -> None:
     """As above across instances: instance two has read token ``a``; token ``b`` of its
     folder is refreshed on instance one; instance two's ``a`` sees b's new file."""
+    _folders_kept(deployment)
     async with deployment.open() as one, deployment.open() as two:
         if "change-feed" not in deployment.capabilities:
             two = one
@@ -475,13 +497,17 @@ async def test_a_token_written_on_one_instance_is_the_new_sibling_on_another(
             await until(lambda: _sees_b(two, "b1"), "b's refresh seen in a's siblings")
 
 
-async def test_a_token_deleted_is_no_sibling_of_the_others_of_its_folder(store: Store) -> None:
+async def test_a_token_deleted_is_no_sibling_of_the_others_of_its_folder(
+    deployment: Deployment,
+) -> None:
     """Deleting b's credential deletes b's file: token ``a`` of its folder no longer
     merges it (the registration stays)."""
-    await _two_tokens_in_one_folder(store)
-    assert await _sees_b(store, "b0")  # a read (and cached) first
-    assert await store.credentials.delete(KIRO, "b") is True
-    with rule("cfgstore_credentials_delete", f"{FOLDER_FILES}: a deleted file is none of them"):
-        seen = await store.credentials.get(KIRO, "a")
-        assert seen is not None and seen.siblings == {"client.json": REGISTRATION}, seen
-        assert seen.effective()["accessToken"] == "a0"
+    _folders_kept(deployment)
+    async with deployment.open() as store:
+        await _two_tokens_in_one_folder(store)
+        assert await _sees_b(store, "b0")  # a read (and cached) first
+        assert await store.credentials.delete(KIRO, "b") is True
+        with rule("cfgstore_credentials_delete", f"{FOLDER_FILES}: a deleted file is none of them"):
+            seen = await store.credentials.get(KIRO, "a")
+            assert seen is not None and seen.siblings == {"client.json": REGISTRATION}, seen
+            assert seen.effective()["accessToken"] == "a0"

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
-    from cfgstore.adapters.backend import POTLUCK, SHARED, TRAFFIC, USAGE_STATS
+    from cfgstore.adapters.backend import FOLDER_SIBLINGS, POTLUCK, SHARED, TRAFFIC, USAGE_STATS
     from cfgstore_file.backend import FileBackend
 
     register(
@@ -36,6 +36,6 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
             name="file",
             description="AIClient-2-API JSON files in a configs folder (the embedded default)",
             factory=FileBackend,
-            capabilities=frozenset({SHARED, TRAFFIC, USAGE_STATS, POTLUCK}),
+            capabilities=frozenset({SHARED, TRAFFIC, USAGE_STATS, POTLUCK, FOLDER_SIBLINGS}),
         )
     )

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 @hookimpl
 def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) -> None:
     from cfgstore.adapters.backend import (
+        FOLDER_SIBLINGS,
         POTLUCK,
         SHARED,
         SHARED_LOGINS,
@@ -55,6 +56,7 @@ def cfgstore_register_backends(register: Callable[[BackendDescriptor], None]) ->
                     USAGE_STATS,
                     POTLUCK,
                     SHARED_POTLUCK,
+                    FOLDER_SIBLINGS,
                     "change-feed",
                     "replica",
                 }
