@@ -14,7 +14,8 @@ that goes back in time loses the traffic batches of its last second (the confirm
 re-sends hot-path records only).
 
 :class:`BatchRelay` is the mechanism; the model usage statistics
-(:mod:`cfgstore_memory.usage_relay`) use it too, under ids of their own (``-u``).
+(:mod:`cfgstore_memory.usage_relay`) and api-potluck's token counts
+(:mod:`cfgstore_memory.potluck_relay`) use it too, under ids of their own (``-u``, ``-k``).
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def traffic_instance(instance_id: str) -> str:
 
 class BatchRelay(Generic[Item]):
     """Counts of one kind relayed in exactly-once batches (see the module docstring):
-    ``operation`` sends a batch under its id, ``kind`` names its journal entries, ``merge``
-    folds what is pending into one batch, ``data`` is a batch as journal data."""
+    ``operation`` sends a batch under its id (the batch as its keyword ``argument``),
+    ``kind`` names its journal entries, ``merge`` folds what is pending into one batch,
+    ``data`` is a batch as journal data."""
 
     what = "counts"
 
@@ -69,8 +71,10 @@ class BatchRelay(Generic[Item]):
         kind: str,
         merge: Callable[[list[Item]], list[Item]],
         data: Callable[[Sequence[Item]], Any],
+        argument: str = "counts",
     ) -> None:
         self._operation = operation
+        self._argument = argument
         self._kind = kind
         self._merge = merge
         self._data = data
@@ -169,7 +173,7 @@ class BatchRelay(Generic[Item]):
             except JournalFull as exc:  # the records' limit holds for traffic too
                 raise StorageServerError(str(exc)) from exc
         async with asyncio.timeout(self._settings.degrade_after_ms / 1000):
-            await self._ops[self._operation](counts=counts, op_id=op_id)
+            await self._ops[self._operation](**{self._argument: counts}, op_id=op_id)
         if self._forget_due and not replicator.journal.depth:
             await self._forget_other_epochs()
 
