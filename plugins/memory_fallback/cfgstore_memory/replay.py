@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 import attrs
 
@@ -110,40 +111,44 @@ def entry_credential(entry: JournalEntry, source: str) -> tuple[Credential, str 
     return credential_from_json(data["credential"], where, "$.credential"), expected
 
 
-def traffic_data(counts: Sequence[TrafficCount]) -> JSONValue:
-    return [c.to_json() for c in counts]
+class _JsonItem(Protocol):
+    def to_json(self) -> JSONValue: ...
+
+
+Item = TypeVar("Item")
+
+
+def items_data(items: Sequence[_JsonItem]) -> JSONValue:
+    """A batch of counted items (traffic counts, potluck token uses, usage counts) as the
+    data of its journal entry."""
+    return [item.to_json() for item in items]
+
+
+traffic_data = potluck_data = usage_data = items_data
+
+
+def _entry_items(
+    entry: JournalEntry, source: str, what: str, read: Callable[[JSONValue, str], Item]
+) -> list[Item]:
+    where = f"{source} entry {entry.seq}"
+    if not isinstance(entry.data, list):
+        raise InvalidData(where, "$", f"expected a list of {what}")
+    return [read(doc, where) for doc in entry.data]
 
 
 def entry_traffic(entry: JournalEntry, source: str) -> list[TrafficCount]:
     """The counts of a ``traffic`` entry; :class:`InvalidData` when malformed."""
-    where = f"{source} entry {entry.seq}"
-    if not isinstance(entry.data, list):
-        raise InvalidData(where, "$", "expected a list of traffic counts")
-    return [TrafficCount.from_json(doc, where) for doc in entry.data]
-
-
-def potluck_data(uses: Sequence[TokenUse]) -> JSONValue:
-    return [u.to_json() for u in uses]
+    return _entry_items(entry, source, "traffic counts", TrafficCount.from_json)
 
 
 def entry_potluck(entry: JournalEntry, source: str) -> list[TokenUse]:
     """The uses of a ``potluck`` entry; :class:`InvalidData` when malformed."""
-    where = f"{source} entry {entry.seq}"
-    if not isinstance(entry.data, list):
-        raise InvalidData(where, "$", "expected a list of api-potluck token uses")
-    return [TokenUse.from_json(doc, where) for doc in entry.data]
-
-
-def usage_data(counts: Sequence[UsageCount]) -> JSONValue:
-    return [c.to_json() for c in counts]
+    return _entry_items(entry, source, "api-potluck token uses", TokenUse.from_json)
 
 
 def entry_usage(entry: JournalEntry, source: str) -> list[UsageCount]:
     """The counts of a ``usage-stats`` entry; :class:`InvalidData` when malformed."""
-    where = f"{source} entry {entry.seq}"
-    if not isinstance(entry.data, list):
-        raise InvalidData(where, "$", "expected a list of usage counts")
-    return [UsageCount.from_json(doc, where) for doc in entry.data]
+    return _entry_items(entry, source, "usage counts", UsageCount.from_json)
 
 
 def logout_data(digest: str) -> JSONValue:
